@@ -1,0 +1,164 @@
+//! `job-script`, `config show` and the low-level `jobs submit|status|cancel`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use super::job_args::JobArgs;
+use crate::config::JobConfig;
+use crate::error::{Error, Result};
+use crate::jobqueue::script::{self, Target};
+use crate::jobqueue::{system, JobQueue};
+
+/// Where workers should connect; without these, placeholders are written and a warning says so.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TargetArgs {
+    /// Scheduler address the workers connect to (tcp://HOST:PORT)
+    #[arg(long, value_name = "ADDRESS")]
+    pub scheduler: Option<String>,
+    /// File holding the cluster's secret, readable from the compute nodes
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Target {
+        let scheduler_address = self.scheduler.clone().unwrap_or_else(|| {
+            eprintln!(
+                "warning: no --scheduler given; the script uses the placeholder tcp://SCHEDULER:8786 \
+                 (a cluster started with `rdask-jobqueue up` fills in its own address)"
+            );
+            "tcp://SCHEDULER:8786".into()
+        });
+        Target { scheduler_address, secret_file: self.secret_file.clone() }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct JobScriptArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the merged configuration as TOML, each value commented with its source
+    Show(Box<JobArgs>),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Submit one worker job and print its id
+    Submit(Box<SubmitArgs>),
+    /// Print the batch state of jobs (pending, running, completed, failed, cancelled, gone)
+    Status(IdArgs),
+    /// Cancel jobs; jobs that already finished are not an error
+    Cancel(IdArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Directory the job script is written to (it must stay until the job starts)
+    #[arg(long, value_name = "DIR")]
+    pub script_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct IdArgs {
+    /// Job ids as the batch system printed them
+    #[arg(required = true, value_name = "JOB_ID")]
+    pub ids: Vec<String>,
+    /// Print one JSON object {"ID": "state", ...}
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+fn own_binary() -> Result<PathBuf> {
+    std::env::current_exe().map_err(Error::io("finding this program's own path"))
+}
+
+pub fn job_script(a: JobScriptArgs) -> Result<i32> {
+    let cfg = a.job.load()?.config;
+    let text = script::render(&cfg, &a.target.target(), &own_binary()?)?;
+    print!("{text}");
+    Ok(0)
+}
+
+pub fn config(c: ConfigCommand) -> Result<i32> {
+    let ConfigCommand::Show(job) = c;
+    print!("{}", job.load()?.show());
+    Ok(0)
+}
+
+pub fn jobs(c: JobsCommand) -> Result<i32> {
+    match c {
+        JobsCommand::Submit(a) => {
+            let cfg = a.job.load()?.config;
+            let text = script::render(&cfg, &a.target.target(), &own_binary()?)?;
+            let dir = match &a.script_dir {
+                Some(d) => d.clone(),
+                None => crate::paths::rdask_home().join("scripts"),
+            };
+            let id = submit_script(&cfg, &text, &dir)?;
+            println!("{id}");
+            Ok(0)
+        }
+        JobsCommand::Status(a) => {
+            let cfg = a.job.load()?.config;
+            let states = JobQueue::new(&cfg).states(&a.ids)?;
+            let mut out = std::io::stdout().lock();
+            if a.json {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    states.iter().map(|(id, s)| (id.clone(), s.name().into())).collect();
+                writeln!(out, "{}", serde_json::Value::Object(map)).ok();
+            } else {
+                for id in &a.ids {
+                    writeln!(out, "{id} {}", states[id]).ok();
+                }
+            }
+            Ok(0)
+        }
+        JobsCommand::Cancel(a) => {
+            let cfg = a.job.load()?.config;
+            JobQueue::new(&cfg).cancel(&a.ids)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Writes the script under a fresh name in `dir` and submits it. A rejected submission
+/// removes its script again, so nothing is left behind.
+pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> {
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let file = tempfile::Builder::new()
+        .prefix(&format!("{}-", cfg.job_name))
+        .suffix(&format!("-{}", system(cfg.system).script_file_name()))
+        .tempfile_in(dir)
+        .map_err(Error::io(format!("creating a job script in {}", dir.display())))?;
+    let path = file.path().to_path_buf();
+    std::fs::write(&path, text).map_err(Error::io(format!("writing {}", path.display())))?;
+    set_executable(&path)?;
+    match JobQueue::new(cfg).submit(&path) {
+        Ok(id) => {
+            // Keep the script: OAR and local jobs read it when they start.
+            file.keep().map_err(|e| Error::io(format!("keeping {}", path.display()))(e.error))?;
+            Ok(id)
+        }
+        Err(e) => Err(e), // `file` is dropped here, which deletes the script.
+    }
+}
+
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(Error::io(format!("making {} executable", path.display())))
+}

@@ -1,0 +1,43 @@
+//! The command line: one file per command group. Commands parse their flags, call the
+//! library, and print; errors travel up as [`crate::Error`] and become exit codes in main.rs.
+
+pub mod job_args;
+pub mod jobs;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+
+/// rdask-jobqueue: Dask's model in Rust for batch-scheduled HPC clusters.
+#[derive(Parser, Debug)]
+#[command(name = "rdask-jobqueue", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Examples:\n  \
+    rdask-jobqueue job-script --system slurm --cores 8 --processes 4 --memory 28GB --walltime 00:02:00\n  \
+    rdask-jobqueue config show --system pbs\n  \
+    rdask-jobqueue jobs submit --system sge --queue all.q\n\n\
+    Docs: README.md, docs/configuration.md, docs/batch-systems.md")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the worker job script exactly as it would be submitted
+    JobScript(jobs::JobScriptArgs),
+    /// Show the merged configuration and where each value came from
+    #[command(subcommand)]
+    Config(jobs::ConfigCommand),
+    /// Talk to the batch system directly: submit one worker job, ask states, cancel
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+}
+
+/// Runs the parsed command; the returned code is the process's exit status.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::JobScript(a) => jobs::job_script(a),
+        Command::Config(c) => jobs::config(c),
+        Command::Jobs(c) => jobs::jobs(c),
+    }
+}

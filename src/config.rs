@@ -1,0 +1,772 @@
+//! The option set and its layered loading.
+//!
+//! Layers, later wins: built-in defaults < the user file (top-level keys, then the table of the
+//! chosen system such as `[slurm]`) < environment `RDASK_<KEY>` < command-line flags. Each
+//! value remembers where it came from, so `config show` can answer "why is my queue `debug`?".
+//!
+//! Values are checked where they enter, so an error can name its source ("RDASK_MEMORY",
+//! "/home/u/.config/rdask/jobqueue.toml [slurm]", "--memory") and what is accepted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Value;
+
+use crate::error::{Error, Result};
+use crate::units::{self, ByteSize, LsfUnit, Walltime};
+
+/// The batch systems we write job scripts for, plus `local` (processes on this machine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemKind {
+    Slurm,
+    Pbs,
+    Sge,
+    Lsf,
+    Oar,
+    Htcondor,
+    Moab,
+    Local,
+}
+
+impl SystemKind {
+    pub const ALL: [SystemKind; 8] = [
+        SystemKind::Slurm,
+        SystemKind::Pbs,
+        SystemKind::Sge,
+        SystemKind::Lsf,
+        SystemKind::Oar,
+        SystemKind::Htcondor,
+        SystemKind::Moab,
+        SystemKind::Local,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemKind::Slurm => "slurm",
+            SystemKind::Pbs => "pbs",
+            SystemKind::Sge => "sge",
+            SystemKind::Lsf => "lsf",
+            SystemKind::Oar => "oar",
+            SystemKind::Htcondor => "htcondor",
+            SystemKind::Moab => "moab",
+            SystemKind::Local => "local",
+        }
+    }
+
+    fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+}
+
+impl fmt::Display for SystemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SystemKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let wanted = s.trim().to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "unknown batch system '{s}': use one of {}",
+                    SystemKind::names()
+                )
+            })
+    }
+}
+
+/// The merged, checked configuration of the worker jobs one cluster submits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobConfig {
+    pub system: SystemKind,
+    pub cores: u32,
+    pub memory: ByteSize,
+    pub processes: u32,
+    pub queue: Option<String>,
+    pub account: Option<String>,
+    pub walltime: Walltime,
+    pub job_cpu: Option<u32>,
+    pub job_mem: Option<ByteSize>,
+    pub resource_spec: Option<String>,
+    pub job_extra_directive: Vec<String>,
+    pub job_directives_skip: Vec<String>,
+    pub prologue: Vec<String>,
+    pub epilogue: Vec<String>,
+    pub log_directory: Option<PathBuf>,
+    pub local_directory: Option<String>,
+    pub interface: Option<String>,
+    pub job_name: String,
+    pub shebang: String,
+    pub template: Option<PathBuf>,
+    pub worker_extra_arg: Vec<String>,
+    pub death_timeout: u64,
+    pub submit_command_extra: Vec<String>,
+    pub cancel_command_extra: Vec<String>,
+    pub lsf_units: Option<LsfUnit>,
+    pub disk: Option<ByteSize>,
+    pub memory_per_core_property_name: Option<String>,
+    pub worker_command: Option<String>,
+    pub command_timeout: u64,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        JobConfig {
+            system: SystemKind::Local,
+            cores: 1,
+            memory: ByteSize(4 << 30),
+            processes: 1,
+            queue: None,
+            account: None,
+            walltime: Walltime(30 * 60),
+            job_cpu: None,
+            job_mem: None,
+            resource_spec: None,
+            job_extra_directive: Vec::new(),
+            job_directives_skip: Vec::new(),
+            prologue: Vec::new(),
+            epilogue: Vec::new(),
+            log_directory: None,
+            local_directory: None,
+            interface: None,
+            job_name: "rdask-worker".into(),
+            shebang: "#!/usr/bin/env bash".into(),
+            template: None,
+            worker_extra_arg: Vec::new(),
+            death_timeout: 60,
+            submit_command_extra: Vec::new(),
+            cancel_command_extra: Vec::new(),
+            lsf_units: None,
+            disk: None,
+            memory_per_core_property_name: None,
+            worker_command: None,
+            command_timeout: 60,
+        }
+    }
+}
+
+impl JobConfig {
+    /// Worker threads in each of the job's processes.
+    pub fn threads_per_process(&self) -> u32 {
+        (self.cores / self.processes.max(1)).max(1)
+    }
+
+    /// The memory limit of each worker process: job memory / processes.
+    pub fn memory_per_process(&self) -> ByteSize {
+        ByteSize(self.memory.0 / u64::from(self.processes.max(1)))
+    }
+
+    /// Checks that need several keys at once.
+    fn check_consistency(&self) -> Result<()> {
+        if self.processes > self.cores {
+            return Err(Error::invalid(format!(
+                "--processes {} with --cores {}: every worker process needs at least one core, \
+                 so processes must not exceed cores (raise --cores or lower --processes)",
+                self.processes, self.cores
+            )));
+        }
+        if self.memory.0 == 0 {
+            return Err(Error::invalid("--memory must be larger than zero (e.g. 4GiB)"));
+        }
+        Ok(())
+    }
+}
+
+/// The kind of value a key holds, which decides how it is checked and read from text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    /// A whole number of at least 1.
+    Count,
+    /// Seconds: a number, or a duration such as "90s".
+    Seconds,
+    Size,
+    Walltime,
+    System,
+    LsfUnit,
+    Path,
+    /// A list of strings (repeatable flag; a TOML array; newline-separated in the environment).
+    Lines,
+}
+
+/// One configuration key: its name (TOML key; the flag is the same in kebab-case; the
+/// environment variable is RDASK_ + upper case), its kind and what it means.
+#[derive(Debug)]
+pub struct KeySpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+macro_rules! keys {
+    ($( $name:literal : $kind:ident => $help:literal ),* $(,)?) => {
+        pub const KEYS: &[KeySpec] = &[ $( KeySpec { name: $name, kind: Kind::$kind, help: $help } ),* ];
+    };
+}
+
+keys! {
+    "system": System => "batch system: slurm, pbs, sge, lsf, oar, htcondor, moab, local",
+    "cores": Count => "cores per job, shared by its worker processes",
+    "memory": Size => "memory per job (28GB decimal, 2GiB binary)",
+    "processes": Count => "worker processes per job; each gets cores/processes threads",
+    "queue": Text => "queue or partition",
+    "account": Text => "account or project to charge (-A, -P or --project)",
+    "walltime": Walltime => "wall-clock limit of each job",
+    "job_cpu": Count => "cores to request when it differs from cores",
+    "job_mem": Size => "memory to request when it differs from memory",
+    "resource_spec": Text => "raw resource request (PBS -l, SGE -l, OAR -l)",
+    "job_extra_directive": Lines => "extra header directives, never skipped",
+    "job_directives_skip": Lines => "drop generated directives containing these strings",
+    "prologue": Lines => "shell lines run before the worker starts",
+    "epilogue": Lines => "shell lines run after the worker ends",
+    "log_directory": Path => "directory for the jobs' stdout/stderr",
+    "local_directory": Text => "worker scratch directory (spill files)",
+    "interface": Text => "network interface workers listen and connect on",
+    "job_name": Text => "batch job name",
+    "shebang": Text => "first line of the job script",
+    "template": Path => "a job-script template of your own (minijinja)",
+    "worker_extra_arg": Lines => "extra arguments for the worker command",
+    "death_timeout": Seconds => "seconds a worker waits for an unreachable scheduler",
+    "submit_command_extra": Lines => "extra arguments for the submit command",
+    "cancel_command_extra": Lines => "extra arguments for the cancel command",
+    "lsf_units": LsfUnit => "LSF memory unit (LSF_UNIT_FOR_LIMITS); read from lsf.conf when unset",
+    "disk": Size => "HTCondor disk request",
+    "memory_per_core_property_name": Text => "OAR resource property for memory per core (site-specific; none by default)",
+    "worker_command": Text => "command that starts a worker (default: this binary's `worker`)",
+    "command_timeout": Seconds => "timeout for each batch-system command (sbatch, qstat, ...)",
+}
+
+/// Older names still accepted, mapped to the key they mean.
+const ALIASES: &[(&str, &str)] = &[("project", "account")];
+
+pub fn key(name: &str) -> Option<&'static KeySpec> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, real)| *real);
+    KEYS.iter().find(|k| k.name == name)
+}
+
+fn key_names() -> String {
+    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    Detected(String),
+    File { path: PathBuf, table: Option<SystemKind> },
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Detected(why) => write!(f, "detected: {why}"),
+            Source::File { path, table: None } => write!(f, "file {}", path.display()),
+            Source::File { path, table: Some(t) } => write!(f, "file {} [{t}]", path.display()),
+            Source::Env(var) => write!(f, "environment {var}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// Values from one source, already checked.
+#[derive(Clone, Debug, Default)]
+pub struct Layer {
+    pub values: Vec<(&'static str, Value, Source)>,
+}
+
+impl Layer {
+    /// Adds a value from the command line (already typed by clap).
+    pub fn flag(&mut self, name: &str, value: Value) {
+        let spec = key(name).unwrap_or_else(|| panic!("flag for unknown config key {name}"));
+        let flag = format!("--{}", spec.name.replace('_', "-"));
+        self.values.push((spec.name, value, Source::Flag(flag)));
+    }
+
+    fn get(&self, name: &str) -> Option<&(&'static str, Value, Source)> {
+        self.values.iter().rev().find(|(k, _, _)| *k == name)
+    }
+}
+
+/// Checks a value against its key's kind and normalises it (a single string for a list key
+/// becomes a one-element list; a size given as a number stays bytes).
+fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
+    let text = |v: &Value| -> std::result::Result<String, String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Integer(i) => Ok(i.to_string()),
+            Value::Float(x) => Ok(x.to_string()),
+            other => Err(format!("expected a string, got {}", other.type_str())),
+        }
+    };
+    match spec.kind {
+        Kind::Text | Kind::Path => match value {
+            Value::String(_) => Ok(value),
+            other => Err(format!("expected a string, got {}", other.type_str())),
+        },
+        Kind::Count => {
+            let n = match &value {
+                Value::Integer(i) => *i,
+                Value::String(s) => s
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("expected a whole number, got '{s}'"))?,
+                other => return Err(format!("expected a whole number, got {}", other.type_str())),
+            };
+            if n < 1 || n > i64::from(u32::MAX) {
+                return Err(format!("expected a whole number of at least 1, got {n}"));
+            }
+            Ok(Value::Integer(n))
+        }
+        Kind::Seconds => {
+            let seconds = match &value {
+                Value::Integer(i) if *i >= 0 => *i as u64,
+                Value::Integer(i) => return Err(format!("expected seconds >= 0, got {i}")),
+                Value::String(s) => units::parse_seconds(s).map_err(|e| e.0)?,
+                other => return Err(format!("expected seconds, got {}", other.type_str())),
+            };
+            Ok(Value::Integer(seconds as i64))
+        }
+        Kind::Size => {
+            let size: ByteSize = match &value {
+                Value::Integer(i) if *i >= 0 => ByteSize(*i as u64),
+                _ => text(&value)?.parse().map_err(|e: units::UnitError| e.0)?,
+            };
+            Ok(Value::String(size.exact()))
+        }
+        Kind::Walltime => {
+            let w: Walltime = text(&value)?.parse().map_err(|e: units::UnitError| e.0)?;
+            Ok(Value::String(w.hhmmss()))
+        }
+        Kind::System => {
+            let s: SystemKind = text(&value)?.parse()?;
+            Ok(Value::String(s.name().into()))
+        }
+        Kind::LsfUnit => {
+            let u: LsfUnit = text(&value)?.parse().map_err(|e: units::UnitError| e.0)?;
+            Ok(Value::String(format!("{u:?}")))
+        }
+        Kind::Lines => match value {
+            Value::String(s) => Ok(Value::Array(vec![Value::String(s)])),
+            Value::Array(items) => {
+                for item in &items {
+                    if !item.is_str() {
+                        return Err(format!(
+                            "expected a list of strings, found {} in it",
+                            item.type_str()
+                        ));
+                    }
+                }
+                Ok(Value::Array(items))
+            }
+            other => Err(format!("expected a list of strings, got {}", other.type_str())),
+        },
+    }
+}
+
+/// Reads a value of the given key from the environment's text.
+fn from_env_text(spec: &KeySpec, text: &str) -> Value {
+    match spec.kind {
+        Kind::Lines => Value::Array(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| Value::String(l.to_string()))
+                .collect(),
+        ),
+        _ => Value::String(text.to_string()),
+    }
+}
+
+/// The configuration file: top-level keys and one table per system.
+struct ConfigFile {
+    top: Layer,
+    tables: BTreeMap<SystemKind, Layer>,
+}
+
+fn read_config_file(path: &Path) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid(format!("cannot read config file {}: {e}", path.display()))
+    })?;
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        Error::invalid(format!("config file {} is not valid TOML: {e}", path.display()))
+    })?;
+    let mut file = ConfigFile {
+        top: Layer::default(),
+        tables: BTreeMap::new(),
+    };
+    for (name, value) in doc {
+        if let Ok(system) = name.parse::<SystemKind>() {
+            let Value::Table(table) = value else {
+                return Err(Error::invalid(format!(
+                    "config file {}: `{name}` must be a table ([{name}]) of options for that system",
+                    path.display()
+                )));
+            };
+            let source = Source::File { path: path.to_path_buf(), table: Some(system) };
+            let layer = file.tables.entry(system).or_default();
+            for (k, v) in table {
+                if k == "system" {
+                    return Err(Error::invalid(format!(
+                        "config file {} [{name}]: `system` cannot be set inside a system's table; \
+                         set it at the top level",
+                        path.display()
+                    )));
+                }
+                let spec = file_key(path, Some(&name), &k)?;
+                layer.values.push((spec.name, checked_file_value(path, &k, spec, v)?, source.clone()));
+            }
+        } else {
+            let spec = file_key(path, None, &name)?;
+            let source = Source::File { path: path.to_path_buf(), table: None };
+            file.top.values.push((spec.name, checked_file_value(path, &name, spec, value)?, source));
+        }
+    }
+    Ok(file)
+}
+
+fn file_key(path: &Path, table: Option<&str>, name: &str) -> Result<&'static KeySpec> {
+    key(name).ok_or_else(|| {
+        let place = table.map(|t| format!(" [{t}]")).unwrap_or_default();
+        Error::invalid(format!(
+            "config file {}{place}: unknown key `{name}`. Known keys: {}; tables: {}",
+            path.display(),
+            key_names(),
+            SystemKind::names()
+        ))
+    })
+}
+
+fn checked_file_value(path: &Path, name: &str, spec: &KeySpec, v: Value) -> Result<Value> {
+    check(spec, v).map_err(|why| {
+        Error::invalid(format!(
+            "config file {}: key `{name}`: {why} ({})",
+            path.display(),
+            spec.help
+        ))
+    })
+}
+
+/// Where the user file is looked for, in order: `--config`, `$RDASK_CONFIG`,
+/// `$XDG_CONFIG_HOME/rdask/jobqueue.toml`, `~/.config/rdask/jobqueue.toml`. An explicitly named
+/// file must exist; the default locations are optional.
+fn find_config_file(explicit: Option<&Path>, env: &Env) -> Result<Option<PathBuf>> {
+    if let Some(p) = explicit {
+        return Ok(Some(p.to_path_buf()));
+    }
+    if let Some(p) = env.get("RDASK_CONFIG") {
+        if !p.is_empty() {
+            return Ok(Some(PathBuf::from(p)));
+        }
+    }
+    let base = match (env.get("XDG_CONFIG_HOME"), env.get("HOME")) {
+        (Some(x), _) if !x.is_empty() => PathBuf::from(x),
+        (_, Some(h)) => Path::new(h).join(".config"),
+        _ => return Ok(None),
+    };
+    let p = base.join("rdask").join("jobqueue.toml");
+    Ok(p.is_file().then_some(p))
+}
+
+/// The process environment, captured so that loading is a pure function in tests.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    pub vars: BTreeMap<String, String>,
+    /// Directories searched for batch-system commands when detecting the system.
+    pub path: Vec<PathBuf>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        let path = vars
+            .get("PATH")
+            .map(|p| std::env::split_paths(p).collect())
+            .unwrap_or_default();
+        Env { vars, path }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    fn has_command(&self, cmd: &str) -> bool {
+        self.path.iter().any(|dir| dir.join(cmd).is_file())
+    }
+
+    fn layer(&self) -> Result<Layer> {
+        let mut layer = Layer::default();
+        for spec in KEYS {
+            let var = format!("RDASK_{}", spec.name.to_ascii_uppercase());
+            if let Some(text) = self.get(&var) {
+                let value = check(spec, from_env_text(spec, text)).map_err(|why| {
+                    Error::invalid(format!("environment {var}='{text}': {why} ({})", spec.help))
+                })?;
+                layer.values.push((spec.name, value, Source::Env(var)));
+            }
+        }
+        Ok(layer)
+    }
+}
+
+/// Which system the commands on PATH point to. SGE and PBS both have `qsub`, so their own
+/// tools (`qconf`, `pbsnodes`) decide; Moab's `msub` wins over the PBS below it.
+pub fn detect_system(env: &Env) -> (SystemKind, String) {
+    const PROBES: &[(&str, SystemKind)] = &[
+        ("sbatch", SystemKind::Slurm),
+        ("msub", SystemKind::Moab),
+        ("qconf", SystemKind::Sge),
+        ("pbsnodes", SystemKind::Pbs),
+        ("bsub", SystemKind::Lsf),
+        ("oarsub", SystemKind::Oar),
+        ("condor_submit", SystemKind::Htcondor),
+        ("qsub", SystemKind::Pbs),
+    ];
+    for (cmd, kind) in PROBES {
+        if env.has_command(cmd) {
+            return (*kind, format!("`{cmd}` found on PATH"));
+        }
+    }
+    (SystemKind::Local, "no batch system command on PATH".into())
+}
+
+/// The merged configuration and where each value came from.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: JobConfig,
+    /// Key -> (normalised value, source), for every key that has a value.
+    pub values: BTreeMap<&'static str, (Value, Source)>,
+    pub file: Option<PathBuf>,
+}
+
+/// Loads the configuration: defaults < file < file's system table < environment < flags.
+pub fn load(explicit_file: Option<&Path>, flags: &Layer, env: &Env) -> Result<Loaded> {
+    let file_path = find_config_file(explicit_file, env)?;
+    let file = file_path.as_deref().map(read_config_file).transpose()?;
+    let env_layer = env.layer()?;
+
+    // The system decides which table of the file applies, so it is resolved first.
+    let (system, system_source) = [flags, &env_layer]
+        .into_iter()
+        .chain(file.as_ref().map(|f| &f.top))
+        .find_map(|layer| layer.get("system"))
+        .map(|(_, v, src)| {
+            let kind: SystemKind = v.as_str().unwrap_or_default().parse().expect("checked");
+            (kind, src.clone())
+        })
+        .unwrap_or_else(|| {
+            let (kind, why) = detect_system(env);
+            (kind, Source::Detected(why))
+        });
+
+    let mut values: BTreeMap<&'static str, (Value, Source)> = BTreeMap::new();
+    let defaults = Value::try_from(JobConfig::default()).expect("defaults serialise");
+    for (k, v) in defaults.as_table().expect("a table") {
+        let spec = key(k).expect("every field is a key");
+        values.insert(spec.name, (v.clone(), Source::Default));
+    }
+    let mut layers: Vec<&Layer> = Vec::new();
+    if let Some(f) = &file {
+        layers.push(&f.top);
+        if let Some(t) = f.tables.get(&system) {
+            layers.push(t);
+        }
+    }
+    layers.push(&env_layer);
+    layers.push(flags);
+    for layer in layers {
+        for (k, v, src) in &layer.values {
+            values.insert(k, (v.clone(), src.clone()));
+        }
+    }
+    values.insert("system", (Value::String(system.name().into()), system_source));
+
+    let table: toml::Table = values.iter().map(|(k, (v, _))| (k.to_string(), v.clone())).collect();
+    let config: JobConfig = Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::invalid(format!("configuration: {e}")))?;
+    config.check_consistency()?;
+    Ok(Loaded { config, values, file: file_path })
+}
+
+impl Loaded {
+    /// The merged configuration as TOML, each line commented with its source. The output is a
+    /// valid config file.
+    pub fn show(&self) -> String {
+        let mut out = String::new();
+        match &self.file {
+            Some(p) => out.push_str(&format!("# config file: {}\n", p.display())),
+            None => out.push_str("# config file: none found\n"),
+        }
+        for spec in KEYS {
+            let line = match self.values.get(spec.name) {
+                Some((value, _)) => format!("{} = {}", spec.name, value),
+                None => format!("# {} (unset)", spec.name),
+            };
+            let source = self
+                .values
+                .get(spec.name)
+                .map(|(_, s)| s.to_string())
+                .unwrap_or_else(|| spec.help.to_string());
+            out.push_str(&format!("{line:<44} # {source}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Env {
+        Env {
+            vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            path: vec![],
+        }
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let p = dir.path().join("jobqueue.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults_apply_without_any_source() {
+        let loaded = load(None, &Layer::default(), &env(&[])).unwrap();
+        assert_eq!(loaded.config, JobConfig::default());
+        assert!(matches!(loaded.values["system"].1, Source::Detected(_)));
+        assert_eq!(loaded.values["cores"].1, Source::Default);
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_remember_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "system = 'slurm'\ncores = 4\nqueue = 'top'\nproject = 'acct'\n\
+             [slurm]\nqueue = 'debug'\nmemory = '8GB'\n[pbs]\nqueue = 'workq'\n",
+        );
+        let mut flags = Layer::default();
+        flags.flag("cores", Value::Integer(8));
+        let e = env(&[("RDASK_MEMORY", "16GB"), ("RDASK_PROLOGUE", "module load x\nexport A=1")]);
+        let loaded = load(Some(&path), &flags, &e).unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.system, SystemKind::Slurm);
+        assert_eq!(c.cores, 8);
+        assert_eq!(c.queue.as_deref(), Some("debug"));
+        assert_eq!(c.account.as_deref(), Some("acct"));
+        assert_eq!(c.memory, ByteSize(16_000_000_000));
+        assert_eq!(c.prologue, vec!["module load x", "export A=1"]);
+        assert_eq!(loaded.values["cores"].1, Source::Flag("--cores".into()));
+        assert_eq!(loaded.values["memory"].1, Source::Env("RDASK_MEMORY".into()));
+        assert_eq!(
+            loaded.values["queue"].1,
+            Source::File { path: path.clone(), table: Some(SystemKind::Slurm) }
+        );
+        let shown = loaded.show();
+        assert!(shown.contains("queue = \"debug\""), "{shown}");
+        assert!(shown.contains("[slurm]"), "{shown}");
+        assert!(shown.contains("flag --cores"), "{shown}");
+        // What `show` prints is itself a valid config file.
+        let reparsed = write(&dir, &shown);
+        assert_eq!(load(Some(&reparsed), &Layer::default(), &env(&[])).unwrap().config, *c);
+    }
+
+    #[test]
+    fn the_system_table_follows_the_chosen_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "queue = 'top'\n[pbs]\nqueue = 'workq'\n");
+        let mut flags = Layer::default();
+        flags.flag("system", Value::String("pbs".into()));
+        let c = load(Some(&path), &flags, &env(&[])).unwrap().config;
+        assert_eq!(c.queue.as_deref(), Some("workq"));
+        let c = load(Some(&path), &Layer::default(), &env(&[])).unwrap().config;
+        assert_eq!(c.queue.as_deref(), Some("top"));
+    }
+
+    #[test]
+    fn config_file_errors_name_the_key_and_what_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad_key = write(&dir, "corez = 4\n");
+        let err = load(Some(&bad_key), &Layer::default(), &env(&[])).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let msg = err.to_string();
+        assert!(msg.contains("unknown key `corez`") && msg.contains("cores"), "{msg}");
+
+        let bad_type = write(&dir, "cores = 'many'\n");
+        let msg = load(Some(&bad_type), &Layer::default(), &env(&[])).unwrap_err().to_string();
+        assert!(msg.contains("`cores`") && msg.contains("'many'"), "{msg}");
+
+        let bad_table = write(&dir, "[slurm]\nsystem = 'pbs'\n");
+        assert!(load(Some(&bad_table), &Layer::default(), &env(&[])).is_err());
+
+        let bad_toml = write(&dir, "cores = \n");
+        let msg = load(Some(&bad_toml), &Layer::default(), &env(&[])).unwrap_err().to_string();
+        assert!(msg.contains("not valid TOML"), "{msg}");
+    }
+
+    #[test]
+    fn environment_errors_name_the_variable() {
+        let err = load(None, &Layer::default(), &env(&[("RDASK_WALLTIME", "25:61:00")])).unwrap_err();
+        assert!(err.to_string().contains("RDASK_WALLTIME='25:61:00'"), "{err}");
+        let err = load(None, &Layer::default(), &env(&[("RDASK_SYSTEM", "foo")])).unwrap_err();
+        assert!(err.to_string().contains("unknown batch system 'foo'"), "{err}");
+    }
+
+    #[test]
+    fn more_processes_than_cores_is_refused() {
+        let mut flags = Layer::default();
+        flags.flag("processes", Value::Integer(3));
+        flags.flag("cores", Value::Integer(2));
+        let err = load(None, &flags, &env(&[])).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--processes 3 with --cores 2"), "{err}");
+    }
+
+    #[test]
+    fn the_system_is_detected_from_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = env(&[]);
+        e.path = vec![dir.path().to_path_buf()];
+        assert_eq!(detect_system(&e).0, SystemKind::Local);
+        std::fs::write(dir.path().join("qsub"), "").unwrap();
+        assert_eq!(detect_system(&e).0, SystemKind::Pbs);
+        std::fs::write(dir.path().join("qconf"), "").unwrap();
+        assert_eq!(detect_system(&e).0, SystemKind::Sge);
+        std::fs::write(dir.path().join("sbatch"), "").unwrap();
+        assert_eq!(detect_system(&e).0, SystemKind::Slurm);
+    }
+
+    #[test]
+    fn every_key_is_a_field_of_the_configuration() {
+        for spec in KEYS {
+            let sample = match spec.kind {
+                Kind::Text | Kind::Path => Value::String("x".into()),
+                Kind::Count | Kind::Seconds => Value::Integer(2),
+                Kind::Size => Value::String("1GiB".into()),
+                Kind::Walltime => Value::String("01:00:00".into()),
+                Kind::System => Value::String("slurm".into()),
+                Kind::LsfUnit => Value::String("MB".into()),
+                Kind::Lines => Value::Array(vec![Value::String("x".into())]),
+            };
+            let mut table = toml::Table::new();
+            table.insert(spec.name.into(), check(spec, sample).unwrap());
+            let parsed: std::result::Result<JobConfig, _> = Value::Table(table).try_into();
+            assert!(parsed.is_ok(), "key {} does not fit JobConfig: {parsed:?}", spec.name);
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Runs batch-system commands with a timeout, capturing their output.
+//!
+//! A login node's batch system can hang (a slurmctld restarting, a stale NFS mount under
+//! qsub); a deployer that waits forever on it hangs its users' shells. Every command therefore
+//! has a deadline, after which it is killed and reported as timed out.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use super::{Invocation, Output};
+use crate::error::{CommandFailure, Error, Result};
+
+/// Runs the command and returns what it printed, whatever its exit status. Fails only when it
+/// cannot start or does not finish within `timeout`.
+pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
+    let (program, args) = inv.argv.split_first().expect("a command line is never empty");
+    let stdin = match &inv.stdin {
+        Some(path) => Stdio::from(
+            std::fs::File::open(path).map_err(Error::io(format!("opening {}", path.display())))?,
+        ),
+        None => Stdio::null(),
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (is the batch system's client installed and on PATH? --system picks another)"
+            } else {
+                ""
+            };
+            Error::from(CommandFailure {
+                command: display(inv),
+                status: format!("could not start: {e}{hint}"),
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        })?;
+    let stdout = reader(child.stdout.take().expect("piped"));
+    let stderr = reader(child.stderr.take().expect("piped"));
+    let pid = child.id() as libc::pid_t;
+    let (done_tx, done_rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let status = child.wait();
+        let _ = done_tx.send(());
+        status
+    });
+    let timed_out = done_rx.recv_timeout(timeout).is_err();
+    if timed_out {
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet: the waiter thread is
+        // still blocked in wait(), so the pid cannot have been recycled.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    let status = waiter
+        .join()
+        .expect("waiter thread")
+        .map_err(Error::io(format!("waiting for `{}`", display(inv))))?;
+    let out = Output {
+        code: status.code(),
+        stdout: stdout.join().expect("reader thread"),
+        stderr: stderr.join().expect("reader thread"),
+    };
+    if timed_out {
+        return Err(CommandFailure {
+            command: display(inv),
+            status: format!("timed out after {} s and was killed", timeout.as_secs()),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+        .into());
+    }
+    Ok(out)
+}
+
+/// Runs the command and fails unless it exits with status 0.
+pub fn run_checked(inv: &Invocation, timeout: Duration) -> Result<Output> {
+    let out = run(inv, timeout)?;
+    if out.code == Some(0) {
+        Ok(out)
+    } else {
+        Err(failure(inv, &out).into())
+    }
+}
+
+/// The error for a command that exited badly.
+pub fn failure(inv: &Invocation, out: &Output) -> CommandFailure {
+    CommandFailure {
+        command: display(inv),
+        status: match out.code {
+            Some(c) => format!("exit status {c}"),
+            None => "killed by a signal".into(),
+        },
+        stdout: out.stdout.clone(),
+        stderr: out.stderr.clone(),
+    }
+}
+
+/// The command line as a user would type it (stdin redirection included).
+pub fn display(inv: &Invocation) -> String {
+    let mut s = inv.argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+    if let Some(p) = &inv.stdin {
+        s.push_str(" < ");
+        s.push_str(&shell_quote(&p.display().to_string()));
+    }
+    s
+}
+
+fn reader<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Quotes a word for a POSIX shell only when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Quotes a word for a POSIX shell but leaves `$VAR` expansion working, for values users
+/// write with variables in them (`local_directory = "$TMPDIR"`).
+pub fn shell_quote_expanding(word: &str) -> String {
+    if shell_quote(word) == word {
+        return word.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in word.chars() {
+        if matches!(c, '"' | '\\' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_output_and_status() {
+        let out = run(&Invocation::new(["sh", "-c", "echo out; echo err >&2; exit 3"]), Duration::from_secs(10)).unwrap();
+        assert_eq!(out, Output { code: Some(3), stdout: "out\n".into(), stderr: "err\n".into() });
+    }
+
+    #[test]
+    fn a_failed_command_shows_itself_its_status_and_stderr() {
+        let inv = Invocation::new(["sh", "-c", "echo 'no such partition' >&2; exit 1"]);
+        let err = run_checked(&inv, Duration::from_secs(10)).unwrap_err().to_string();
+        assert!(err.contains("`sh -c"), "{err}");
+        assert!(err.contains("exit status 1") && err.contains("no such partition"), "{err}");
+    }
+
+    #[test]
+    fn a_hanging_command_is_killed_at_its_deadline() {
+        let started = std::time::Instant::now();
+        let err = run(&Invocation::new(["sleep", "30"]), Duration::from_millis(200)).unwrap_err();
+        assert!(err.to_string().contains("timed out"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_missing_program_says_so() {
+        let err = run(&Invocation::new(["rdask-no-such-command"]), Duration::from_secs(5)).unwrap_err();
+        assert!(err.to_string().contains("could not start"), "{err}");
+    }
+
+    #[test]
+    fn stdin_comes_from_the_named_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in");
+        std::fs::write(&p, "hello").unwrap();
+        let mut inv = Invocation::new(["cat"]);
+        inv.stdin = Some(p);
+        assert_eq!(run(&inv, Duration::from_secs(5)).unwrap().stdout, "hello");
+    }
+
+    #[test]
+    fn quoting_is_minimal_and_safe() {
+        assert_eq!(shell_quote("--mem=27G"), "--mem=27G");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote_expanding("$TMPDIR/x y"), "\"$TMPDIR/x y\"");
+        assert_eq!(shell_quote_expanding("a\"b"), "\"a\\\"b\"");
+    }
+}

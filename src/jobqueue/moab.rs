@@ -1,0 +1,116 @@
+//! Moab (over Torque): `#PBS` directives, `msub`, `showq --xml`, `canceljob`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{fill_gone, id_number, BatchSystem, Invocation, JobState, Output, Site};
+use crate::config::{JobConfig, SystemKind};
+
+pub struct Moab;
+
+impl BatchSystem for Moab {
+    fn kind(&self) -> SystemKind {
+        SystemKind::Moab
+    }
+
+    fn directive_prefix(&self) -> &'static str {
+        "#PBS"
+    }
+
+    fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
+        super::pbs::pbs_header(cfg)
+    }
+
+    fn submit(&self, script: &Path, extra: &[String]) -> Invocation {
+        let mut argv = vec!["msub".to_string()];
+        argv.extend(extra.iter().cloned());
+        argv.push(script.display().to_string());
+        Invocation::new(argv)
+    }
+
+    /// msub prints the id alone on a line, usually after a blank line.
+    fn parse_job_id(&self, out: &Output) -> Option<String> {
+        let line = out.stdout.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+        (!line.contains(' ') && line.chars().any(|c| c.is_ascii_digit())).then(|| line.to_string())
+    }
+
+    fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
+        let mut argv = vec!["canceljob".to_string()];
+        argv.extend(extra.iter().cloned());
+        argv.extend(ids.iter().cloned());
+        Invocation::new(argv)
+    }
+
+    fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
+        let text = format!("{}{}", out.stdout, out.stderr);
+        text.contains("invalid job specified") || text.contains("cannot locate job")
+    }
+
+    /// `showq --xml` lists active, eligible and blocked jobs; finished jobs leave it.
+    fn status(&self, _ids: &[String]) -> Invocation {
+        Invocation::new(["showq", "--xml"])
+    }
+
+    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+        if out.code != Some(0) {
+            return Err("showq failed".into());
+        }
+        let mut seen = BTreeMap::new();
+        for element in out.stdout.split("<job ").skip(1) {
+            let element = &element[..element.find('>').unwrap_or(element.len())];
+            let (Some(job), Some(state)) = (xml_attribute(element, "JobID"), xml_attribute(element, "State")) else {
+                continue;
+            };
+            if let Some(id) = ids.iter().find(|i| id_number(i.trim_start_matches("Moab.")) == id_number(job)) {
+                seen.insert(id.clone(), state_of(state));
+            }
+        }
+        Ok(fill_gone(ids, seen))
+    }
+
+    fn job_id_variables(&self) -> &'static [&'static str] {
+        &["MOAB_JOBID", "PBS_JOBID"]
+    }
+}
+
+/// The value of `name="..."` inside one XML start tag.
+fn xml_attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("{name}=\"");
+    let mut from = 0;
+    while let Some(pos) = tag[from..].find(&key) {
+        let at = from + pos;
+        // A whole attribute name, not the tail of another ("SubJobID").
+        if at == 0 || tag.as_bytes()[at - 1].is_ascii_whitespace() {
+            let rest = &tag[at + key.len()..];
+            return Some(&rest[..rest.find('"')?]);
+        }
+        from = at + key.len();
+    }
+    None
+}
+
+fn state_of(state: &str) -> JobState {
+    match state {
+        "Idle" | "Hold" | "UserHold" | "SystemHold" | "BatchHold" | "Deferred" | "Staging" | "Blocked"
+        | "NotQueued" => JobState::Pending,
+        "Running" | "Starting" | "Suspended" => JobState::Running,
+        "Completed" => JobState::Completed,
+        "Removed" | "Vacated" => JobState::Cancelled,
+        _ => JobState::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_msub_ids_and_showq_xml() {
+        let sub = Output { code: Some(0), stdout: "\n1234\n".into(), stderr: String::new() };
+        assert_eq!(Moab.parse_job_id(&sub).as_deref(), Some("1234"));
+        let xml = r#"<Data><Object>queue</Object><queue count="1" option="active"><job AWDuration="3" JobID="1234" JobName="rdask-worker" State="Running"></job></queue><queue count="1" option="eligible"><job JobID="1235" State="Idle"></job></queue><queue count="0" option="blocked"></queue></Data>"#;
+        let ids: Vec<String> = ["1234", "1235", "1236"].map(String::from).to_vec();
+        let s = Moab.parse_states(&Output { code: Some(0), stdout: xml.into(), stderr: String::new() }, &ids).unwrap();
+        assert_eq!(s.values().copied().collect::<Vec<_>>(), [JobState::Running, JobState::Pending, JobState::Gone]);
+    }
+}

@@ -1,0 +1,247 @@
+//! The deployer's batch-system layer: nothing here knows about tasks.
+//!
+//! Each system is described by a [`BatchSystem`]: the directive lines it wants, the command
+//! lines that submit, cancel and query jobs, and the parsing of those commands' output. These
+//! descriptions are pure (no IO), so every system is tested from captured outputs. [`JobQueue`]
+//! runs them through [`command::run`], which applies a timeout and turns failures into errors
+//! that show the command, its exit status and its stderr.
+
+pub mod command;
+pub mod htcondor;
+pub mod local;
+pub mod lsf;
+pub mod moab;
+pub mod oar;
+pub mod pbs;
+pub mod script;
+pub mod sge;
+pub mod slurm;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{JobConfig, SystemKind};
+use crate::error::{Error, Result};
+use crate::units::LsfUnit;
+
+/// A batch job's state, the same for every system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Queued, held, or starting.
+    Pending,
+    /// Running (or suspended while it holds its allocation).
+    Running,
+    /// Finished with exit status 0.
+    Completed,
+    /// Finished with an error, or stuck in an error state.
+    Failed,
+    /// Cancelled by a user or an administrator.
+    Cancelled,
+    /// The batch system no longer knows the job: it finished and was purged from its view.
+    Gone,
+}
+
+impl JobState {
+    /// True when the job will never run again.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, JobState::Pending | JobState::Running)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Gone => "gone",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A command to run: its argv, and a file to feed on stdin (LSF's `bsub < script`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    pub argv: Vec<String>,
+    pub stdin: Option<PathBuf>,
+}
+
+impl Invocation {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Invocation { argv: argv.into_iter().map(Into::into).collect(), stdin: None }
+    }
+}
+
+/// What a finished command printed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    /// The exit code, or None when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Facts about the site that header generation needs and the configuration may not hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Site {
+    /// LSF's `LSF_UNIT_FOR_LIMITS`, from the configuration or lsf.conf.
+    pub lsf_unit: LsfUnit,
+}
+
+impl Site {
+    /// Reads what the configuration leaves open from the site's files.
+    pub fn discover(cfg: &JobConfig) -> Site {
+        Site { lsf_unit: cfg.lsf_units.unwrap_or_else(lsf::detect_unit) }
+    }
+}
+
+/// How one batch system is spoken to. Pure: argv in, text out; [`JobQueue`] does the IO.
+pub trait BatchSystem: Sync {
+    fn kind(&self) -> SystemKind;
+
+    /// The prefix of header directive lines ("#SBATCH"), prepended to extra directives.
+    /// Empty for HTCondor, whose extra directives are whole `Key = Value` lines.
+    fn directive_prefix(&self) -> &'static str;
+
+    /// The file name a job script is written under (HTCondor takes a submit description).
+    fn script_file_name(&self) -> &'static str {
+        "job.sh"
+    }
+
+    /// The directive lines generated from the configuration, in dask-jobqueue's order, before
+    /// `job_directives_skip` filters them. Extra directives are added by the caller.
+    fn header_lines(&self, cfg: &JobConfig, site: &Site) -> Vec<String>;
+
+    /// The command that submits the script at `script` (an absolute path).
+    fn submit(&self, script: &Path, extra: &[String]) -> Invocation;
+
+    /// Finds the job id in the submit command's output.
+    fn parse_job_id(&self, out: &Output) -> Option<String>;
+
+    /// The command that cancels the given jobs.
+    fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation;
+
+    /// Whether a failed cancel only complained about ids that are already gone; cancelling a
+    /// finished job is then not an error.
+    fn cancel_failure_is_harmless(&self, out: &Output) -> bool;
+
+    /// The command that asks the states of many jobs in one call.
+    fn status(&self, ids: &[String]) -> Invocation;
+
+    /// Reads the states of `ids` from the status command's output. Ids the output does not
+    /// mention are [`JobState::Gone`]. `Err` when the output cannot be read at all.
+    fn parse_states(&self, out: &Output, ids: &[String]) -> std::result::Result<BTreeMap<String, JobState>, String>;
+
+    /// Environment variables (in order) from which a process inside a job learns its job id.
+    fn job_id_variables(&self) -> &'static [&'static str];
+}
+
+/// The description of a system.
+pub fn system(kind: SystemKind) -> &'static dyn BatchSystem {
+    match kind {
+        SystemKind::Slurm => &slurm::Slurm,
+        SystemKind::Pbs => &pbs::Pbs,
+        SystemKind::Sge => &sge::Sge,
+        SystemKind::Lsf => &lsf::Lsf,
+        SystemKind::Oar => &oar::Oar,
+        SystemKind::Htcondor => &htcondor::Htcondor,
+        SystemKind::Moab => &moab::Moab,
+        SystemKind::Local => &local::Local,
+    }
+}
+
+/// Every id in `ids` that a parser did not see is gone from the batch system's view.
+pub(crate) fn fill_gone(
+    ids: &[String],
+    mut seen: BTreeMap<String, JobState>,
+) -> BTreeMap<String, JobState> {
+    for id in ids {
+        seen.entry(id.clone()).or_insert(JobState::Gone);
+    }
+    seen
+}
+
+/// The part of a job id before the first dot ("1234" of "1234.server"): PBS and Moab print
+/// ids with server names that their status commands may spell differently.
+pub(crate) fn id_number(id: &str) -> &str {
+    id.split('.').next().unwrap_or(id)
+}
+
+/// Submits, cancels and queries jobs of one system through its commands.
+#[derive(Clone, Debug)]
+pub struct JobQueue {
+    pub kind: SystemKind,
+    timeout: Duration,
+    submit_extra: Vec<String>,
+    cancel_extra: Vec<String>,
+}
+
+impl JobQueue {
+    pub fn new(cfg: &JobConfig) -> Self {
+        JobQueue {
+            kind: cfg.system,
+            timeout: Duration::from_secs(cfg.command_timeout.max(1)),
+            submit_extra: cfg.submit_command_extra.clone(),
+            cancel_extra: cfg.cancel_command_extra.clone(),
+        }
+    }
+
+    fn system(&self) -> &'static dyn BatchSystem {
+        system(self.kind)
+    }
+
+    /// Submits the script file and returns the job id the batch system gave it.
+    pub fn submit(&self, script: &Path) -> Result<String> {
+        let script = std::path::absolute(script)
+            .map_err(Error::io(format!("resolving {}", script.display())))?;
+        let inv = self.system().submit(&script, &self.submit_extra);
+        let out = command::run_checked(&inv, self.timeout)?;
+        self.system().parse_job_id(&out).ok_or_else(|| {
+            Error::runtime(format!(
+                "`{}` succeeded but printed no job id we can read: {:?}",
+                inv.argv.join(" "),
+                out.stdout.trim()
+            ))
+        })
+    }
+
+    /// Cancels the jobs. Jobs that already finished are not an error.
+    pub fn cancel(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let inv = self.system().cancel(ids, &self.cancel_extra);
+        let out = command::run(&inv, self.timeout)?;
+        if out.code == Some(0) || self.system().cancel_failure_is_harmless(&out) {
+            return Ok(());
+        }
+        Err(command::failure(&inv, &out).into())
+    }
+
+    /// The states of many jobs, asked in one call.
+    pub fn states(&self, ids: &[String]) -> Result<BTreeMap<String, JobState>> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let inv = self.system().status(ids);
+        let out = command::run(&inv, self.timeout)?;
+        self.system().parse_states(&out, ids).map_err(|why| {
+            let failure = command::failure(&inv, &out);
+            Error::runtime(format!("cannot read job states: {why}; {failure}"))
+        })
+    }
+}

@@ -1,0 +1,164 @@
+//! PBS Pro / OpenPBS: `qsub`, `qstat -x -f -F json`, `qdel`. Moab reuses the header.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{fill_gone, id_number, BatchSystem, Invocation, JobState, Output, Site};
+use crate::config::{JobConfig, SystemKind};
+
+pub struct Pbs;
+
+/// dask-jobqueue's PBSJob header, shared with Moab (which reads `#PBS` lines too).
+pub fn pbs_header(cfg: &JobConfig) -> Vec<String> {
+    let mut h = vec![format!("#PBS -N {}", cfg.job_name)];
+    if let Some(q) = &cfg.queue {
+        h.push(format!("#PBS -q {q}"));
+    }
+    if let Some(a) = &cfg.account {
+        h.push(format!("#PBS -A {a}"));
+    }
+    let resources = match &cfg.resource_spec {
+        Some(spec) => spec.clone(),
+        None => format!(
+            "select=1:ncpus={}:mem={}",
+            cfg.job_cpu.unwrap_or(cfg.cores),
+            cfg.job_mem.unwrap_or(cfg.memory).pbs()
+        ),
+    };
+    h.push(format!("#PBS -l {resources}"));
+    h.push(format!("#PBS -l walltime={}", cfg.walltime.hhmmss()));
+    if let Some(dir) = &cfg.log_directory {
+        h.push(format!("#PBS -e {}/", dir.display()));
+        h.push(format!("#PBS -o {}/", dir.display()));
+    }
+    h
+}
+
+/// Whether every complaint of a PBS client is about ids it does not know.
+pub(crate) fn only_unknown_ids(stderr: &str) -> bool {
+    let mut lines = stderr.lines().filter(|l| !l.trim().is_empty()).peekable();
+    lines.peek().is_some() && lines.all(|l| l.contains("Unknown Job Id") || l.contains("Job has finished"))
+}
+
+impl BatchSystem for Pbs {
+    fn kind(&self) -> SystemKind {
+        SystemKind::Pbs
+    }
+
+    fn directive_prefix(&self) -> &'static str {
+        "#PBS"
+    }
+
+    fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
+        pbs_header(cfg)
+    }
+
+    fn submit(&self, script: &Path, extra: &[String]) -> Invocation {
+        let mut argv = vec!["qsub".to_string()];
+        argv.extend(extra.iter().cloned());
+        argv.push(script.display().to_string());
+        Invocation::new(argv)
+    }
+
+    /// qsub prints "1234.server".
+    fn parse_job_id(&self, out: &Output) -> Option<String> {
+        let line = out.stdout.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+        line.chars().next()?.is_ascii_digit().then(|| line.to_string())
+    }
+
+    fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
+        let mut argv = vec!["qdel".to_string()];
+        argv.extend(extra.iter().cloned());
+        argv.extend(ids.iter().cloned());
+        Invocation::new(argv)
+    }
+
+    fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
+        only_unknown_ids(&out.stderr)
+    }
+
+    fn status(&self, ids: &[String]) -> Invocation {
+        let mut argv = vec!["qstat".to_string(), "-x".into(), "-f".into(), "-F".into(), "json".into()];
+        argv.extend(ids.iter().cloned());
+        Invocation::new(argv)
+    }
+
+    /// Reads `{"Jobs": {"ID": {"job_state": "R", "Exit_status": 0}}}`. qstat exits non-zero
+    /// when some ids are unknown, but still prints the others.
+    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+        if out.stdout.trim().is_empty() {
+            if out.code == Some(0) || only_unknown_ids(&out.stderr) {
+                return Ok(fill_gone(ids, BTreeMap::new()));
+            }
+            return Err("qstat printed nothing".into());
+        }
+        let doc: serde_json::Value =
+            serde_json::from_str(&out.stdout).map_err(|e| format!("qstat JSON: {e}"))?;
+        let mut seen = BTreeMap::new();
+        if let Some(jobs) = doc.get("Jobs").and_then(|j| j.as_object()) {
+            for (full_id, job) in jobs {
+                let state = job.get("job_state").and_then(|s| s.as_str()).unwrap_or("");
+                let exit = job.get("Exit_status").and_then(|e| e.as_i64());
+                let state = state_of(state, exit);
+                // Report under the id the caller used, which may lack the server's domain.
+                let id = ids
+                    .iter()
+                    .find(|i| id_number(i) == id_number(full_id))
+                    .cloned()
+                    .unwrap_or_else(|| full_id.clone());
+                seen.insert(id, state);
+            }
+        }
+        Ok(fill_gone(ids, seen))
+    }
+
+    fn job_id_variables(&self) -> &'static [&'static str] {
+        &["PBS_JOBID"]
+    }
+}
+
+/// PBS states: Q queued, H held, W waiting, T transit, R running, E exiting, S/U suspended,
+/// B array begun, F finished (with -x), X subjob finished.
+fn state_of(state: &str, exit: Option<i64>) -> JobState {
+    match state {
+        "Q" | "H" | "W" | "T" | "M" => JobState::Pending,
+        "R" | "E" | "S" | "U" | "B" => JobState::Running,
+        "F" | "X" => match exit {
+            Some(0) => JobState::Completed,
+            // 256 + signal: killed by qdel (SIGTERM 271, SIGKILL 265).
+            Some(code) if code > 256 => JobState::Cancelled,
+            _ => JobState::Failed,
+        },
+        _ => JobState::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_json_states_with_exit_codes() {
+        let ids: Vec<String> = ["1000.pbsserver", "1001.pbsserver", "1002", "1003.pbsserver", "1004.pbsserver"]
+            .map(String::from)
+            .to_vec();
+        let stdout = r#"{"timestamp":1, "pbs_version":"19.1.3", "pbs_server":"pbsserver", "Jobs":{
+            "1000.pbsserver":{"job_state":"Q"},
+            "1001.pbsserver":{"job_state":"R"},
+            "1002.pbsserver.example.org":{"job_state":"F","Exit_status":0},
+            "1003.pbsserver":{"job_state":"F","Exit_status":271}}}"#;
+        let out = Output { code: Some(153), stdout: stdout.into(), stderr: "qstat: Unknown Job Id 1004.pbsserver\n".into() };
+        let s = Pbs.parse_states(&out, &ids).unwrap();
+        assert_eq!(s["1000.pbsserver"], JobState::Pending);
+        assert_eq!(s["1001.pbsserver"], JobState::Running);
+        assert_eq!(s["1002"], JobState::Completed);
+        assert_eq!(s["1003.pbsserver"], JobState::Cancelled);
+        assert_eq!(s["1004.pbsserver"], JobState::Gone);
+    }
+
+    #[test]
+    fn reads_the_id_qsub_prints() {
+        let out = Output { code: Some(0), stdout: "1234.pbsserver\n".into(), stderr: String::new() };
+        assert_eq!(Pbs.parse_job_id(&out).as_deref(), Some("1234.pbsserver"));
+    }
+}

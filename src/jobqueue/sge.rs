@@ -1,0 +1,153 @@
+//! Grid Engine (SGE, Son of Grid Engine, OGS): `qsub -terse`, `qstat`, `qdel`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{fill_gone, BatchSystem, Invocation, JobState, Output, Site};
+use crate::config::{JobConfig, SystemKind};
+
+pub struct Sge;
+
+impl BatchSystem for Sge {
+    fn kind(&self) -> SystemKind {
+        SystemKind::Sge
+    }
+
+    fn directive_prefix(&self) -> &'static str {
+        "#$"
+    }
+
+    /// dask-jobqueue's SGEJob header. Memory is not turned into a request: sites differ
+    /// (h_vmem, mem_free, m_mem_free), so users state it in `resource_spec`.
+    fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
+        let mut h = vec![format!("#$ -N {}", cfg.job_name)];
+        if let Some(q) = &cfg.queue {
+            h.push(format!("#$ -q {q}"));
+        }
+        if let Some(a) = &cfg.account {
+            h.push(format!("#$ -P {a}"));
+        }
+        if let Some(spec) = &cfg.resource_spec {
+            h.push(format!("#$ -l {spec}"));
+        }
+        h.push(format!("#$ -l h_rt={}", cfg.walltime.hhmmss()));
+        if let Some(dir) = &cfg.log_directory {
+            h.push(format!("#$ -e {}/", dir.display()));
+            h.push(format!("#$ -o {}/", dir.display()));
+        }
+        h.push("#$ -cwd".into());
+        h.push("#$ -j y".into());
+        h
+    }
+
+    /// `-terse` prints just the id; `-w e` rejects a request no queue can ever satisfy instead
+    /// of leaving it pending forever.
+    fn submit(&self, script: &Path, extra: &[String]) -> Invocation {
+        let mut argv = vec!["qsub".to_string(), "-terse".into(), "-w".into(), "e".into()];
+        argv.extend(extra.iter().cloned());
+        argv.push(script.display().to_string());
+        Invocation::new(argv)
+    }
+
+    fn parse_job_id(&self, out: &Output) -> Option<String> {
+        let line = out.stdout.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+        // Array jobs print "ID.1-10:1".
+        let id = line.split('.').next()?;
+        id.chars().all(|c| c.is_ascii_digit()).then(|| id.to_string())
+    }
+
+    fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
+        let mut argv = vec!["qdel".to_string()];
+        argv.extend(extra.iter().cloned());
+        argv.extend(ids.iter().cloned());
+        Invocation::new(argv)
+    }
+
+    fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
+        let text = format!("{}{}", out.stdout, out.stderr);
+        let mut complaints = text
+            .lines()
+            .filter(|l| l.starts_with("denied") || l.contains("does not exist"))
+            .peekable();
+        complaints.peek().is_some() && complaints.all(|l| l.contains("does not exist"))
+    }
+
+    /// Plain `qstat` lists this user's pending and running jobs; finished jobs leave it.
+    fn status(&self, _ids: &[String]) -> Invocation {
+        Invocation::new(["qstat"])
+    }
+
+    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+        if out.code != Some(0) {
+            return Err("qstat failed".into());
+        }
+        let mut seen = BTreeMap::new();
+        for line in out.stdout.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            // job-ID prior name user state submit/start-at queue slots ja-task-ID
+            if words.len() < 5 || !words[0].chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            if ids.iter().any(|i| i == words[0]) {
+                seen.insert(words[0].to_string(), state_of(words[4]));
+            }
+        }
+        Ok(fill_gone(ids, seen))
+    }
+
+    fn job_id_variables(&self) -> &'static [&'static str] {
+        &["JOB_ID"]
+    }
+}
+
+/// Grid Engine state letters: q queued, w waiting, h hold, r running, t transferring,
+/// R restarted, s/S/T suspended, d deletion, E error.
+fn state_of(state: &str) -> JobState {
+    if state.contains('E') {
+        JobState::Failed
+    } else if state.contains('d') {
+        JobState::Cancelled
+    } else if state.contains('r') || state.contains('t') || state.contains('s') || state.contains('S') || state.contains('T') {
+        JobState::Running
+    } else if state.contains('q') || state.contains('w') || state.contains('h') {
+        JobState::Pending
+    } else {
+        JobState::Gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_qstat_table() {
+        let stdout = "\
+job-ID  prior   name       user         state submit/start at     queue                          slots ja-task-ID
+-----------------------------------------------------------------------------------------------------------------
+      7 0.55500 rdask-work root         r     11/22/2026 04:00:01 all.q@vm                           1
+      8 0.00000 rdask-work root         qw    11/22/2026 04:00:02                                    1
+      9 0.00000 rdask-work root         Eqw   11/22/2026 04:00:02                                    1
+     10 0.55500 rdask-work root         dr    11/22/2026 04:00:01 all.q@vm                           1
+     11 0.55500 other      root         r     11/22/2026 04:00:01 all.q@vm                           1
+";
+        let ids: Vec<String> = ["7", "8", "9", "10", "12"].map(String::from).to_vec();
+        let s = Sge.parse_states(&Output { code: Some(0), stdout: stdout.into(), stderr: String::new() }, &ids).unwrap();
+        assert_eq!(s["7"], JobState::Running);
+        assert_eq!(s["8"], JobState::Pending);
+        assert_eq!(s["9"], JobState::Failed);
+        assert_eq!(s["10"], JobState::Cancelled);
+        assert_eq!(s["12"], JobState::Gone);
+        assert!(!s.contains_key("11"));
+    }
+
+    #[test]
+    fn reads_terse_ids_and_harmless_cancels() {
+        let ok = Output { code: Some(0), stdout: "42\n".into(), stderr: String::new() };
+        assert_eq!(Sge.parse_job_id(&ok).as_deref(), Some("42"));
+        let gone = Output { code: Some(1), stdout: String::new(), stderr: "denied: job \"999\" does not exist\n".into() };
+        assert!(Sge.cancel_failure_is_harmless(&gone));
+        let other = Output { code: Some(1), stdout: String::new(), stderr: "error: commlib error\n".into() };
+        assert!(!Sge.cancel_failure_is_harmless(&other));
+    }
+}

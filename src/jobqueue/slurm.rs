@@ -1,0 +1,145 @@
+//! SLURM: `sbatch --parsable`, `squeue`, `scancel`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{fill_gone, BatchSystem, Invocation, JobState, Output, Site};
+use crate::config::{JobConfig, SystemKind};
+
+pub struct Slurm;
+
+impl BatchSystem for Slurm {
+    fn kind(&self) -> SystemKind {
+        SystemKind::Slurm
+    }
+
+    fn directive_prefix(&self) -> &'static str {
+        "#SBATCH"
+    }
+
+    /// dask-jobqueue's SLURMJob header: one task on one node with all the job's cores.
+    fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
+        let mut h = vec![format!("#SBATCH -J {}", cfg.job_name)];
+        if let Some(dir) = &cfg.log_directory {
+            let (dir, name) = (dir.display(), &cfg.job_name);
+            h.push(format!("#SBATCH -e {dir}/{name}-%J.err"));
+            h.push(format!("#SBATCH -o {dir}/{name}-%J.out"));
+        }
+        if let Some(q) = &cfg.queue {
+            h.push(format!("#SBATCH -p {q}"));
+        }
+        if let Some(a) = &cfg.account {
+            h.push(format!("#SBATCH -A {a}"));
+        }
+        h.push("#SBATCH -n 1".into());
+        h.push("#SBATCH -N 1".into());
+        h.push(format!("#SBATCH --cpus-per-task={}", cfg.job_cpu.unwrap_or(cfg.cores)));
+        h.push(format!("#SBATCH --mem={}", cfg.job_mem.unwrap_or(cfg.memory).slurm()));
+        h.push(format!("#SBATCH -t {}", cfg.walltime.slurm()));
+        h
+    }
+
+    fn submit(&self, script: &Path, extra: &[String]) -> Invocation {
+        let mut argv = vec!["sbatch".to_string(), "--parsable".into()];
+        argv.extend(extra.iter().cloned());
+        argv.push(script.display().to_string());
+        Invocation::new(argv)
+    }
+
+    /// `--parsable` prints "ID" or "ID;CLUSTER".
+    fn parse_job_id(&self, out: &Output) -> Option<String> {
+        let line = out.stdout.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+        let id = line.split(';').next()?.trim();
+        (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit() || c == '_')).then(|| id.to_string())
+    }
+
+    fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
+        let mut argv = vec!["scancel".to_string()];
+        argv.extend(extra.iter().cloned());
+        argv.extend(ids.iter().cloned());
+        Invocation::new(argv)
+    }
+
+    fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
+        let all_gone = out.stderr.lines().filter(|l| !l.trim().is_empty()).all(|l| {
+            l.contains("Invalid job id specified") || l.contains("Job/step already completing or completed")
+        });
+        all_gone && !out.stderr.trim().is_empty()
+    }
+
+    fn status(&self, ids: &[String]) -> Invocation {
+        Invocation::new([
+            "squeue".to_string(),
+            "--noheader".into(),
+            "--states=all".into(),
+            "--format=%i %T".into(),
+            format!("--jobs={}", ids.join(",")),
+        ])
+    }
+
+    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+        if out.code != Some(0) {
+            // squeue fails when *every* id is unknown (purged after MinJobAge).
+            if out.stderr.contains("Invalid job id specified") {
+                return Ok(fill_gone(ids, BTreeMap::new()));
+            }
+            return Err("squeue failed".into());
+        }
+        let mut seen = BTreeMap::new();
+        for line in out.stdout.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(id), Some(state)) = (words.next(), words.next()) else { continue };
+            seen.insert(id.to_string(), state_of(state));
+        }
+        Ok(fill_gone(ids, seen))
+    }
+
+    fn job_id_variables(&self) -> &'static [&'static str] {
+        &["SLURM_JOB_ID", "SLURM_JOBID"]
+    }
+}
+
+fn state_of(s: &str) -> JobState {
+    match s {
+        "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD"
+        | "SPECIAL_EXIT" => JobState::Pending,
+        "RUNNING" | "COMPLETING" | "SUSPENDED" | "STOPPED" | "SIGNALING" | "STAGE_OUT"
+        | "RESIZING" => JobState::Running,
+        "COMPLETED" => JobState::Completed,
+        "CANCELLED" | "PREEMPTED" | "REVOKED" => JobState::Cancelled,
+        "FAILED" | "TIMEOUT" | "NODE_FAIL" | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY" => {
+            JobState::Failed
+        }
+        _ => JobState::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(code: i32, stdout: &str, stderr: &str) -> Output {
+        Output { code: Some(code), stdout: stdout.into(), stderr: stderr.into() }
+    }
+
+    #[test]
+    fn reads_ids_from_parsable_output() {
+        assert_eq!(Slurm.parse_job_id(&out(0, "1234\n", "")).as_deref(), Some("1234"));
+        assert_eq!(Slurm.parse_job_id(&out(0, "77;cluster2\n", "")).as_deref(), Some("77"));
+        assert_eq!(Slurm.parse_job_id(&out(0, "Submitted batch job\n", "")), None);
+    }
+
+    #[test]
+    fn reads_states_and_fills_in_gone_jobs() {
+        let ids: Vec<String> = ["1", "2", "3", "4", "5"].map(String::from).to_vec();
+        let o = out(0, "1 PENDING\n2 RUNNING\n3 CANCELLED\n4 TIMEOUT\n", "");
+        let s = Slurm.parse_states(&o, &ids).unwrap();
+        assert_eq!(
+            s.values().copied().collect::<Vec<_>>(),
+            [JobState::Pending, JobState::Running, JobState::Cancelled, JobState::Failed, JobState::Gone]
+        );
+        let all_unknown = out(1, "", "slurm_load_jobs error: Invalid job id specified\n");
+        assert!(Slurm.parse_states(&all_unknown, &ids).unwrap().values().all(|s| *s == JobState::Gone));
+        assert!(Slurm.parse_states(&out(1, "", "Unable to contact slurm controller"), &ids).is_err());
+    }
+}
