@@ -151,10 +151,22 @@ if ! alive slurmctld; then
   /usr/sbin/slurmctld || die "slurmctld failed to start (see $LOGDIR/slurmctld.log)"
   log "started slurmctld"
 fi
+slurmd_started_at=
 if ! alive slurmd; then
+  slurmd_started_at=$(date +%s)
   /usr/sbin/slurmd || die "slurmd failed to start (see $LOGDIR/slurmd.log)"
   log "started slurmd"
 fi
+
+# registered: true once the slurmd we started has registered with slurmctld.
+# (Right after a restart slurmctld reports the node `idle` from its saved
+# state before slurmd has registered; SlurmdStartTime changes on registration.)
+registered() {
+  [[ -z $slurmd_started_at ]] && return 0
+  local t
+  t=$(scontrol show node "$HOST" 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)
+  [[ -n $t && $t != None ]] && (($(date -d "$t" +%s 2>/dev/null || echo 0) >= slurmd_started_at))
+}
 
 # ---------------------------------------------------------------- wait
 # Wait until the node is usable. DOWN/DRAIN (e.g. left over in the saved state
@@ -164,7 +176,7 @@ end=$((SECONDS + DEADLINE_S))
 resumed=0
 while :; do
   st=$(node_state || true)
-  usable "$st" && break
+  usable "$st" && registered && break
   case $st in
     down | drain* | drained | fail*)
       if ((resumed == 0)); then

@@ -1,0 +1,443 @@
+# shellcheck shell=bash
+# lib.sh - logic shared by the batch-system STAND-INS under tests/standins/.
+#
+# These are NOT the real PBS/Moab/LSF/OAR/HTCondor tools. They reproduce the
+# command lines and outputs of the real tools closely enough for rdask-jobqueue's
+# integration tests, and they really run the submitted job (see README.md).
+#
+# Each command sources this file after setting STANDIN_SYSTEM, then calls
+# standin_init. Running this file as a program with "__run JOBDIR" is how a
+# submitted job is executed in the background (see standin_launch).
+#
+# State (per job, under $STANDIN_STATE/jobs/<id>/):
+#   meta       bash "declare -g" lines: J_* variables, J_ENV and J_ARGV arrays
+#   script     copy of the submitted script (or submit description)
+#   pgid       pid of the runner; the runner is a session leader (setsid), so
+#              this is also the job's session id and process group id
+#   started    epoch when the job left the pending phase and started running
+#   ended      epoch when the job finished or was cancelled
+#   exit       exit code of the job script (written when it finished by itself)
+#   cancelled  "<from-state> <signal>" when cancelled (from pending or running)
+#   fragged    OAR only: oardel was already registered for this job
+
+STANDIN_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+standin_now() { printf '%(%s)T' -1; }
+
+standin_err() { printf '%s\n' "$*" >&2; }
+
+# standin_init SYSTEM: state directory, defaults, configuration from env.
+standin_init() {
+    STANDIN_SYSTEM=$1
+    STANDIN_STATE=${RDASK_STANDIN_STATE:-/tmp/rdask-standin-$STANDIN_SYSTEM}
+    mkdir -p "$STANDIN_STATE/jobs" || exit 1
+    STANDIN_PENDING=${RDASK_STANDIN_PENDING_SECONDS:-0}
+    [[ $STANDIN_PENDING =~ ^[0-9]+([.][0-9]+)?$ ]] || STANDIN_PENDING=0
+    STANDIN_KEEP=${RDASK_STANDIN_KEEP_SECONDS:-300}
+    [[ $STANDIN_KEEP =~ ^[0-9]+$ ]] || STANDIN_KEEP=300
+    STANDIN_KILL_DELAY=${RDASK_STANDIN_KILL_DELAY:-3}
+    [[ $STANDIN_KILL_DELAY =~ ^[0-9]+$ ]] || STANDIN_KILL_DELAY=3
+    STANDIN_HOST=$(hostname 2>/dev/null || echo localhost)
+    STANDIN_HOST=${STANDIN_HOST%%.*}
+    STANDIN_USER=$(id -un 2>/dev/null || echo "${USER:-root}")
+    local default_queues
+    case $STANDIN_SYSTEM in
+        pbs) default_queues="workq batch"; STANDIN_DEFAULT_QUEUE=workq ;;
+        moab) default_queues="workq batch"; STANDIN_DEFAULT_QUEUE=batch ;;
+        lsf) default_queues="normal"; STANDIN_DEFAULT_QUEUE=normal ;;
+        oar) default_queues="default"; STANDIN_DEFAULT_QUEUE=default ;;
+        *) default_queues=""; STANDIN_DEFAULT_QUEUE="" ;;
+    esac
+    STANDIN_QUEUES=${RDASK_STANDIN_QUEUES:-$default_queues}
+    if [[ -n ${RDASK_STANDIN_DEFAULT_QUEUE:-} ]]; then
+        STANDIN_DEFAULT_QUEUE=$RDASK_STANDIN_DEFAULT_QUEUE
+    elif ! standin_queue_ok "$STANDIN_DEFAULT_QUEUE"; then
+        STANDIN_DEFAULT_QUEUE=${STANDIN_QUEUES%% *}
+    fi
+}
+
+standin_queue_ok() {
+    local q
+    for q in $STANDIN_QUEUES; do [[ $q == "$1" ]] && return 0; done
+    return 1
+}
+
+# standin_alloc_id: print the next job id (counter starts at 1000), under flock.
+standin_alloc_id() {
+    (
+        flock -x 9 || exit 1
+        local n=1000
+        if [[ -s $STANDIN_STATE/counter ]]; then
+            n=$(<"$STANDIN_STATE/counter")
+            [[ $n =~ ^[0-9]+$ ]] || n=1000
+        fi
+        printf '%s\n' "$((n + 1))" >"$STANDIN_STATE/counter.tmp" &&
+            mv -f "$STANDIN_STATE/counter.tmp" "$STANDIN_STATE/counter"
+        printf '%s\n' "$n"
+    ) 9>>"$STANDIN_STATE/counter.lock"
+}
+
+standin_jobdir() { printf '%s/jobs/%s' "$STANDIN_STATE" "$1"; }
+
+# standin_job_ids: all known job ids, ascending.
+standin_job_ids() {
+    local d
+    for d in "$STANDIN_STATE"/jobs/*/; do
+        d=${d%/}
+        d=${d##*/}
+        [[ $d =~ ^[0-9]+$ && -f $STANDIN_STATE/jobs/$d/meta ]] && printf '%s\n' "$d"
+    done | sort -n
+}
+
+# standin_load JOBDIR: J_* variables of that job.
+standin_load() {
+    unset "${!J_@}"
+    # shellcheck disable=SC1091
+    source "$1/meta"
+}
+
+# standin_save_meta JOBDIR VAR...: store variables (global on reload).
+standin_save_meta() {
+    local jd=$1
+    shift
+    declare -p "$@" | sed -E 's/^declare -(-|([a-zA-Z]+)) /declare -g\2 /' >"$jd/meta.tmp" &&
+        mv -f "$jd/meta.tmp" "$jd/meta"
+}
+
+standin_write() { # standin_write FILE CONTENT: atomic small write
+    printf '%s\n' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"
+}
+
+# Process liveness. A session leader that exited may stay a zombie here for a
+# while (PID 1 is not an init), so zombies do not count as alive.
+standin_session_alive() {
+    local sid=$1 st
+    [[ $sid =~ ^[0-9]+$ ]] || return 1
+    while read -r st; do
+        [[ $st == Z* ]] || return 0
+    done < <(ps -o stat= --sid "$sid" 2>/dev/null)
+    return 1
+}
+
+# standin_state JOBDIR: sets S_STATE (pending|running|finished|cancelled),
+# S_EXIT (exit code, "" if none), S_SUBMIT, S_START (epoch or ""), S_END,
+# S_CANCEL_FROM (pending|running) and S_CANCEL_SIG.
+standin_state() {
+    local jd=$1 c
+    S_EXIT="" S_START="" S_END="" S_CANCEL_FROM="" S_CANCEL_SIG=""
+    S_SUBMIT=$(<"$jd/submitted")
+    [[ -f $jd/started ]] && S_START=$(<"$jd/started")
+    if [[ -f $jd/cancelled ]]; then
+        c=$(<"$jd/cancelled")
+        S_CANCEL_FROM=${c%% *}
+        S_CANCEL_SIG=${c##* }
+        S_END=$(<"$jd/ended")
+        S_STATE=cancelled
+        return
+    fi
+    if [[ -f $jd/exit ]]; then
+        S_EXIT=$(<"$jd/exit")
+        S_END=$(<"$jd/ended")
+        S_STATE=finished
+        return
+    fi
+    if standin_session_alive "$(cat "$jd/pgid" 2>/dev/null)"; then
+        if [[ -n $S_START ]]; then S_STATE=running; else S_STATE=pending; fi
+        return
+    fi
+    # The runner is gone without recording anything (killed from outside):
+    # record it as finished by SIGKILL.
+    S_END=$(standin_now)
+    standin_write "$jd/ended" "$S_END"
+    standin_write "$jd/exit" 137
+    S_EXIT=137
+    S_STATE=finished
+}
+
+# standin_expired: true when the job ended more than KEEP seconds ago.
+standin_expired() {
+    [[ -n $S_END ]] && (($(standin_now) - S_END > STANDIN_KEEP))
+}
+
+# standin_visible ID: job exists and has not expired; loads J_* and S_*.
+standin_visible() {
+    local jd
+    jd=$(standin_jobdir "$1")
+    [[ $1 =~ ^[0-9]+$ && -f $jd/meta && -f $jd/pgid ]] || return 1
+    standin_load "$jd"
+    standin_state "$jd"
+    ! standin_expired
+}
+
+# standin_signal_job JOBDIR SIGNAL: signal every process of the job except the
+# runner itself (used by "send a signal" commands such as bkill -s).
+standin_signal_job() {
+    local jd=$1 sig=$2 sid pid
+    sid=$(<"$jd/pgid")
+    for pid in $(ps -o pid= --sid "$sid" 2>/dev/null); do
+        [[ $pid == "$sid" ]] && continue
+        kill -s "$sig" "$pid" 2>/dev/null
+    done
+}
+
+# standin_cancel JOBDIR: cancel a pending or running job: SIGTERM to the whole
+# session, SIGKILL after RDASK_STANDIN_KILL_DELAY seconds if still alive.
+# Returns 0 when cancelled now, 1 when the job had already ended.
+standin_cancel() {
+    local jd=$1 from sid sig=TERM deadline
+    standin_state "$jd"
+    case $S_STATE in
+        pending | running) from=$S_STATE ;;
+        *) return 1 ;;
+    esac
+    sid=$(<"$jd/pgid")
+    kill -TERM -- "-$sid" 2>/dev/null
+    pkill -TERM -s "$sid" 2>/dev/null
+    deadline=$(($(standin_now) + STANDIN_KILL_DELAY))
+    while standin_session_alive "$sid" && (($(standin_now) < deadline)); do
+        sleep 0.1
+    done
+    if standin_session_alive "$sid"; then
+        sig=KILL
+        kill -KILL -- "-$sid" 2>/dev/null
+        pkill -KILL -s "$sid" 2>/dev/null
+        deadline=$(($(standin_now) + 5))
+        while standin_session_alive "$sid" && (($(standin_now) < deadline)); do
+            sleep 0.1
+        done
+    fi
+    if [[ -f $jd/exit ]]; then
+        # It finished by itself before the signal reached it.
+        return 1
+    fi
+    [[ $from == pending && -f $jd/started ]] && from=running
+    standin_write "$jd/ended" "$(standin_now)"
+    standin_write "$jd/cancelled" "$from $sig"
+    standin_userlog_event "$jd" abort
+    return 0
+}
+
+# --- job creation -----------------------------------------------------------
+
+# standin_base_env: the minimal login-like environment real batch systems give
+# a job (the caller adds the system's own variables). Sets array BASE_ENV.
+standin_base_env() {
+    BASE_ENV=("HOME=${HOME:-/root}" "PATH=${PATH:-/usr/bin:/bin}"
+        "USER=$STANDIN_USER" "LOGNAME=$STANDIN_USER" "SHELL=${SHELL:-/bin/bash}")
+    local v
+    for v in LANG LC_ALL TZ; do
+        [[ -n ${!v:-} ]] && BASE_ENV+=("$v=${!v}")
+    done
+}
+
+# standin_full_env: the whole current environment as NAME=VALUE (array FULL_ENV),
+# without the stand-ins' own RDASK_STANDIN_* settings.
+standin_full_env() {
+    FULL_ENV=()
+    local name
+    while IFS= read -r name; do
+        [[ $name == RDASK_STANDIN_* ]] && continue
+        FULL_ENV+=("$name=${!name}")
+    done < <(compgen -e)
+}
+
+# standin_create_job ID: create the job directory from the caller's J_* vars,
+# J_ENV and J_ARGV arrays, and the script file $JOB_SCRIPT_SRC (copied).
+# Required: J_NAME J_WORKDIR J_STDOUT J_STDERR (J_STDERR="" = joined into
+# stdout). Optional: J_APPEND=1 (append to output files), J_USERLOG.
+standin_create_job() {
+    local id=$1 jd
+    jd=$(standin_jobdir "$id")
+    mkdir -p "$jd" || return 1
+    if [[ -n ${JOB_SCRIPT_SRC:-} ]]; then
+        cp -- "$JOB_SCRIPT_SRC" "$jd/script" || return 1
+        chmod 700 "$jd/script"
+    fi
+    J_ID=$id
+    J_SYSTEM=$STANDIN_SYSTEM
+    J_PENDING=$STANDIN_PENDING
+    J_APPEND=${J_APPEND:-0}
+    J_USERLOG=${J_USERLOG:-}
+    standin_write "$jd/submitted" "$(standin_now)"
+    standin_save_meta "$jd" "${!J_@}"
+}
+
+# standin_launch ID: start the runner detached (own session, stdin from
+# /dev/null, no inherited output), and wait until it has registered itself.
+standin_launch() {
+    local jd i
+    jd=$(standin_jobdir "$1")
+    setsid bash "$STANDIN_LIB_DIR/lib.sh" __run "$jd" </dev/null >/dev/null 2>&1 9>&- &
+    for ((i = 0; i < 500; i++)); do
+        [[ -f $jd/pgid ]] && return 0
+        sleep 0.01
+    done
+    standin_err "stand-in: job runner did not start"
+    return 1
+}
+
+# Fallback when an output path cannot be written: keep it in the state dir.
+standin_open_ok() {
+    local f=$1 dir
+    dir=$(dirname -- "$f")
+    [[ -d $dir ]] || return 1
+    : >>"$f" 2>/dev/null
+}
+
+# The runner: pending phase, then the job, then the exit code.
+standin_runner() {
+    local jd=$1 rc out err
+    standin_write "$jd/pgid" "$$"
+    standin_load "$jd"
+    if [[ $J_PENDING != 0 ]]; then sleep "$J_PENDING"; fi
+    standin_write "$jd/started" "$(standin_now)"
+    standin_userlog_event "$jd" execute
+    out=$J_STDOUT
+    err=$J_STDERR
+    if [[ $J_SYSTEM == lsf ]]; then
+        # LSF creates missing output directories.
+        mkdir -p -- "$(dirname -- "$out")" 2>/dev/null
+        [[ -n $err ]] && mkdir -p -- "$(dirname -- "$err")" 2>/dev/null
+    fi
+    standin_open_ok "$out" || out=$jd/stdout
+    [[ -z $err ]] || standin_open_ok "$err" || err=$jd/stderr
+    cd -- "$J_WORKDIR" 2>/dev/null || cd -- "${HOME:-/}" 2>/dev/null || cd /
+    if [[ $J_APPEND == 1 ]]; then
+        if [[ -z $err ]]; then
+            env -i "${J_ENV[@]}" "${J_ARGV[@]}" </dev/null >>"$out" 2>&1
+        else
+            env -i "${J_ENV[@]}" "${J_ARGV[@]}" </dev/null >>"$out" 2>>"$err"
+        fi
+    else
+        if [[ -z $err ]]; then
+            env -i "${J_ENV[@]}" "${J_ARGV[@]}" </dev/null >"$out" 2>&1
+        elif [[ $err == "$out" ]]; then
+            env -i "${J_ENV[@]}" "${J_ARGV[@]}" </dev/null >"$out" 2>&1
+        else
+            env -i "${J_ENV[@]}" "${J_ARGV[@]}" </dev/null >"$out" 2>"$err"
+        fi
+    fi
+    rc=$?
+    standin_write "$jd/ended" "$(standin_now)"
+    standin_write "$jd/exit" "$rc"
+    standin_userlog_event "$jd" terminate "$rc"
+    # Like a real batch system, end whatever the job left behind.
+    trap '' TERM
+    pkill -TERM -s "$$" 2>/dev/null
+    exit 0
+}
+
+# HTCondor user log (the "Log =" file of a submit description): minimal events.
+standin_userlog_event() {
+    local jd=$1 ev=$2 rc=${3:-}
+    [[ -n ${J_USERLOG:-} ]] || return 0
+    local id ts addr
+    id=$(printf '(%s.000.000)' "$(printf '%03d' "$J_ID")")
+    ts=$(printf '%(%Y-%m-%d %H:%M:%S)T' -1)
+    addr="<127.0.0.1:9618?addrs=127.0.0.1-9618&alias=$STANDIN_HOST>"
+    {
+        case $ev in
+            submit) printf '000 %s %s Job submitted from host: %s\n...\n' "$id" "$ts" "$addr" ;;
+            execute) printf '001 %s %s Job executing on host: %s\n...\n' "$id" "$ts" "$addr" ;;
+            terminate) printf '005 %s %s Job terminated.\n\t(1) Normal termination (return value %s)\n...\n' "$id" "$ts" "$rc" ;;
+            abort) printf '009 %s %s Job was aborted.\n\tvia condor_rm (by user %s)\n...\n' "$id" "$ts" "$STANDIN_USER" ;;
+        esac
+    } >>"$J_USERLOG" 2>/dev/null
+}
+
+# --- text helpers -------------------------------------------------------------
+
+# standin_split_words STRING: shell-like word splitting without expansion
+# ('...', "..." with \" and \\, backslash escapes). Result in array WORDS.
+standin_split_words() {
+    local s=$1 i c w="" inw=0 q=""
+    WORDS=()
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        if [[ $q == "'" ]]; then
+            if [[ $c == "'" ]]; then q=""; else w+=$c; fi
+        elif [[ $q == '"' ]]; then
+            if [[ $c == '"' ]]; then
+                q=""
+            elif [[ $c == '\' && ${s:i+1:1} == [\"\\\$\`] ]]; then
+                w+=${s:i+1:1}
+                ((i++))
+            else
+                w+=$c
+            fi
+        elif [[ $c == "'" || $c == '"' ]]; then
+            q=$c
+            inw=1
+        elif [[ $c == '\' ]]; then
+            w+=${s:i+1:1}
+            ((i++))
+            inw=1
+        elif [[ $c == [[:space:]] ]]; then
+            if ((inw)); then WORDS+=("$w"); fi
+            w=""
+            inw=0
+        else
+            w+=$c
+            inw=1
+        fi
+    done
+    if ((inw)); then WORDS+=("$w"); fi
+}
+
+# standin_directives PREFIX FILE: the option words of the directive lines
+# ("#PBS ...", "#BSUB ...") at the top of a script, up to the first line that
+# is neither blank nor a comment. Result in array DIRECTIVE_WORDS.
+standin_directives() {
+    local prefix=$1 file=$2 line
+    DIRECTIVE_WORDS=()
+    while IFS= read -r line || [[ -n $line ]]; do
+        line=${line%$'\r'}
+        if [[ $line == "$prefix"[[:space:]]* ]]; then
+            standin_split_words "${line#"$prefix"}"
+            # a comment after the options ends them
+            local w
+            for w in "${WORDS[@]}"; do
+                [[ $w == \#* ]] && break
+                DIRECTIVE_WORDS+=("$w")
+            done
+        elif [[ $line =~ ^[[:space:]]*$ || $line =~ ^[[:space:]]*# ]]; then
+            continue
+        else
+            break
+        fi
+    done <"$file"
+}
+
+standin_json_escape() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\t'/\\t}
+    s=${s//$'\r'/\\r}
+    printf '%s' "$s"
+}
+
+standin_xml_escape() {
+    local s=$1
+    s=${s//&/&amp;}
+    s=${s//</&lt;}
+    s=${s//>/&gt;}
+    s=${s//\"/&quot;}
+    printf '%s' "$s"
+}
+
+# hh:mm:ss from seconds
+standin_hms() {
+    local t=${1:-0}
+    ((t < 0)) && t=0
+    printf '%02d:%02d:%02d' $((t / 3600)) $((t % 3600 / 60)) $((t % 60))
+}
+
+# The runner entry point: "bash lib.sh __run JOBDIR".
+if [[ ${BASH_SOURCE[0]} == "$0" && ${1:-} == __run ]]; then
+    STANDIN_HOST=$(hostname 2>/dev/null || echo localhost)
+    STANDIN_HOST=${STANDIN_HOST%%.*}
+    STANDIN_USER=$(id -un 2>/dev/null || echo root)
+    standin_runner "$2"
+fi
