@@ -8,8 +8,10 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod graph;
 pub mod jobqueue;
 pub mod paths;
+pub mod scheduler;
 pub mod units;
 
 pub use error::{Error, Result};

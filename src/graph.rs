@@ -1,0 +1,170 @@
+//! Task graphs: keys, task specs, and the ordering that decides which ready task runs first.
+//!
+//! A task names a kernel and carries its arguments as bytes: tasks are data, not code, so a
+//! graph can cross the wire and any worker with the kernel registered can run it.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A task's key. Clients allocate keys in their own range (the scheduler hands each client a
+/// prefix when it connects), so keys from different clients never collide and no string
+/// hashing sits on the hot path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskId(pub u64);
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "t{:x}", self.0)
+    }
+}
+
+/// One task: which kernel, with which arguments, on the results of which tasks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub id: TaskId,
+    /// A name in the workers' kernel registry ("noop", "command", "array.sum", ...).
+    pub kernel: String,
+    /// Kernel-specific arguments, encoded by whoever built the task.
+    pub args: Vec<u8>,
+    /// The tasks whose results this task takes as inputs, in order.
+    pub deps: Vec<TaskId>,
+}
+
+impl TaskSpec {
+    pub fn new(id: TaskId, kernel: impl Into<String>, args: Vec<u8>, deps: Vec<TaskId>) -> Self {
+        TaskSpec { id, kernel: kernel.into(), args, deps }
+    }
+}
+
+/// Orders a graph so that branches finish before new ones start.
+///
+/// A depth-first walk from each output, taking dependencies in their listed order, numbers
+/// every task after its dependencies (post-order). Running ready tasks lowest number first
+/// then completes one partial reduction before reading the inputs of the next, so the data
+/// alive at once stays small — the property out-of-core graphs need. Dependencies outside
+/// `tasks` (already known to the scheduler) are skipped. Returns task -> rank, 0 first.
+pub fn order(tasks: &[TaskSpec]) -> HashMap<TaskId, u64> {
+    let index: HashMap<TaskId, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
+    let mut has_dependents = vec![false; tasks.len()];
+    for t in tasks {
+        for d in &t.deps {
+            if let Some(&i) = index.get(d) {
+                has_dependents[i] = true;
+            }
+        }
+    }
+    let mut rank: HashMap<TaskId, u64> = HashMap::with_capacity(tasks.len());
+    let mut visited = vec![false; tasks.len()];
+    // Stack of (task index, next dependency to visit).
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    let outputs = (0..tasks.len()).filter(|&i| !has_dependents[i]);
+    for root in outputs {
+        stack.push((root, 0));
+        visited[root] = true;
+        while let Some((node, next)) = stack.last_mut() {
+            let deps = &tasks[*node].deps;
+            if *next < deps.len() {
+                let dep = deps[*next];
+                *next += 1;
+                if let Some(&i) = index.get(&dep) {
+                    if !visited[i] {
+                        visited[i] = true;
+                        stack.push((i, 0));
+                    }
+                }
+            } else {
+                let n = rank.len() as u64;
+                rank.insert(tasks[*node].id, n);
+                stack.pop();
+            }
+        }
+    }
+    rank
+}
+
+/// Checks a graph before the scheduler takes it: unique ids and no cycles. Dependencies on
+/// tasks outside the graph are allowed only if `known` says the scheduler has them.
+pub fn validate(tasks: &[TaskSpec], known: impl Fn(TaskId) -> bool) -> Result<(), String> {
+    let mut index: HashMap<TaskId, usize> = HashMap::with_capacity(tasks.len());
+    for (i, t) in tasks.iter().enumerate() {
+        if index.insert(t.id, i).is_some() {
+            return Err(format!("task {} appears twice in the graph", t.id));
+        }
+    }
+    for t in tasks {
+        for d in &t.deps {
+            if !index.contains_key(d) && !known(*d) {
+                return Err(format!("task {} depends on {}, which is neither in the graph nor known", t.id, d));
+            }
+        }
+    }
+    // Kahn's algorithm within the graph: anything left over is on a cycle.
+    let mut indegree: Vec<usize> =
+        tasks.iter().map(|t| t.deps.iter().filter(|d| index.contains_key(d)).count()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+    for (i, t) in tasks.iter().enumerate() {
+        for d in &t.deps {
+            if let Some(&j) = index.get(d) {
+                dependents[j].push(i);
+            }
+        }
+    }
+    let mut ready: Vec<usize> = (0..tasks.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut seen = 0;
+    while let Some(i) = ready.pop() {
+        seen += 1;
+        for &j in &dependents[i] {
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    if seen != tasks.len() {
+        let on_cycle = (0..tasks.len()).find(|&i| indegree[i] > 0).map(|i| tasks[i].id);
+        return Err(format!("the graph has a cycle (through task {})", on_cycle.expect("a task on the cycle")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(id: u64, deps: &[u64]) -> TaskSpec {
+        TaskSpec::new(TaskId(id), "noop", vec![], deps.iter().map(|d| TaskId(*d)).collect())
+    }
+
+    #[test]
+    fn a_reduction_finishes_each_branch_before_the_next() {
+        // sum(s1(a,b), s2(c,d)): a, b, s1 must come before c, d.
+        let g = vec![t(1, &[]), t(2, &[]), t(3, &[]), t(4, &[]), t(10, &[1, 2]), t(11, &[3, 4]), t(20, &[10, 11])];
+        let r = order(&g);
+        assert_eq!(r.len(), 7);
+        assert!(r[&TaskId(10)] < r[&TaskId(3)] && r[&TaskId(10)] < r[&TaskId(4)]);
+        assert!(r[&TaskId(20)] == 6);
+        for task in &g {
+            for d in &task.deps {
+                assert!(r[d] < r[&task.id], "dependency ranked after its dependent");
+            }
+        }
+    }
+
+    #[test]
+    fn shared_dependencies_are_ranked_once() {
+        let g = vec![t(1, &[]), t(2, &[1]), t(3, &[1]), t(4, &[2, 3])];
+        let r = order(&g);
+        let mut ranks: Vec<u64> = r.values().copied().collect();
+        ranks.sort();
+        assert_eq!(ranks, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn validation_finds_duplicates_cycles_and_unknown_deps() {
+        assert!(validate(&[t(1, &[]), t(1, &[])], |_| false).unwrap_err().contains("twice"));
+        assert!(validate(&[t(1, &[2]), t(2, &[1])], |_| false).unwrap_err().contains("cycle"));
+        assert!(validate(&[t(1, &[9])], |_| false).unwrap_err().contains("neither"));
+        assert!(validate(&[t(1, &[9])], |id| id == TaskId(9)).is_ok());
+    }
+}

@@ -1,0 +1,10 @@
+//! The scheduler: a sans-IO state machine ([`state`]), its placement policy ([`placement`]).
+//! The tokio server that feeds it events from sockets lives in `server`.
+
+pub mod placement;
+pub mod state;
+
+pub use state::{Command, Event, State};
+
+#[cfg(test)]
+mod tests;

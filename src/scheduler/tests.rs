@@ -1,0 +1,407 @@
+//! The state machine tested on its own, with simulated workers: no sockets, no clocks.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use proptest::prelude::*;
+
+use super::state::*;
+use crate::graph::{TaskId, TaskSpec};
+
+const CLIENT: ClientId = 1;
+
+/// Simulated workers that run what the scheduler assigns, in order, on demand.
+#[derive(Default)]
+struct Sim {
+    s: State,
+    queues: BTreeMap<WorkerId, VecDeque<Assignment>>,
+    data: BTreeMap<WorkerId, HashSet<TaskId>>,
+    ready: HashMap<TaskId, Vec<WorkerId>>,
+    erred: HashMap<TaskId, String>,
+    closed: Vec<WorkerId>,
+    next_worker: WorkerId,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Sim { s: State::new(Config::default()), next_worker: 1, ..Sim::default() }
+    }
+
+    fn event(&mut self, e: Event) {
+        self.s.handle(e);
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let cmds = self.s.take_commands();
+            if cmds.is_empty() {
+                break;
+            }
+            let mut follow_up = Vec::new();
+            for c in cmds {
+                match c {
+                    Command::Compute { worker, tasks } => self.queues.entry(worker).or_default().extend(tasks),
+                    Command::Release { worker, keys } => {
+                        let keys: HashSet<TaskId> = keys.into_iter().collect();
+                        if let Some(d) = self.data.get_mut(&worker) {
+                            d.retain(|k| !keys.contains(k));
+                        }
+                        if let Some(q) = self.queues.get_mut(&worker) {
+                            q.retain(|a| !keys.contains(&a.task));
+                        }
+                    }
+                    Command::Replicate { worker, keys } => {
+                        for loc in keys {
+                            if loc.holders.iter().any(|h| self.data.get(h).is_some_and(|d| d.contains(&loc.task))) {
+                                self.data.entry(worker).or_default().insert(loc.task);
+                                follow_up.push(Event::ReplicaAdded { worker, task: loc.task, nbytes: loc.nbytes });
+                            }
+                        }
+                    }
+                    Command::Close { worker } => {
+                        self.closed.push(worker);
+                        self.queues.remove(&worker);
+                        self.data.remove(&worker);
+                    }
+                    Command::KeyReady { key, holders, .. } => {
+                        self.ready.insert(key, holders);
+                    }
+                    Command::KeyErred { key, error, .. } => {
+                        self.erred.insert(key, error);
+                    }
+                    Command::GraphRejected { reason, .. } => panic!("graph rejected: {reason}"),
+                    Command::WorkerRetired { .. } => {}
+                }
+            }
+            for e in follow_up {
+                self.s.handle(e);
+            }
+        }
+        if let Err(e) = self.s.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
+    }
+
+    fn join(&mut self, nthreads: u32) -> WorkerId {
+        let worker = self.next_worker;
+        self.next_worker += 1;
+        let info = WorkerInfo { name: format!("w{worker}"), address: format!("127.0.0.1:{worker}"), nthreads, memory_limit: 1 << 30, ..WorkerInfo::default() };
+        self.data.insert(worker, HashSet::new());
+        self.event(Event::WorkerJoined { worker, info });
+        worker
+    }
+
+    fn kill(&mut self, worker: WorkerId) {
+        self.queues.remove(&worker);
+        self.data.remove(&worker);
+        self.event(Event::WorkerLost { worker });
+    }
+
+    /// Runs the worker's next task: fetch inputs from the given holders, compute, report.
+    fn step(&mut self, worker: WorkerId) -> bool {
+        let Some(a) = self.queues.get_mut(&worker).and_then(|q| q.pop_front()) else { return false };
+        let mut missing = Vec::new();
+        for dep in &a.deps {
+            let local = self.data[&worker].contains(&dep.task);
+            let remote = dep.holders.iter().any(|h| self.data.get(h).is_some_and(|d| d.contains(&dep.task)));
+            if !local && !remote {
+                missing.push((dep.task, dep.holders.clone()));
+            }
+        }
+        if !missing.is_empty() {
+            self.event(Event::MissingData { worker, task: a.task, missing });
+            return true;
+        }
+        if a.kernel == "fail" {
+            self.event(Event::TaskFailed { worker, task: a.task, error: "boom".into() });
+            return true;
+        }
+        self.data.get_mut(&worker).unwrap().insert(a.task);
+        self.event(Event::TasksFinished { worker, finished: vec![Finished { task: a.task, nbytes: 8, duration_us: 10 }] });
+        true
+    }
+
+    fn run_all(&mut self) {
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for w in self.queues.keys().copied().collect::<Vec<_>>() {
+                progress |= self.step(w);
+            }
+        }
+    }
+
+    fn submit(&mut self, tasks: Vec<TaskSpec>, wanted: &[u64]) {
+        let wanted = wanted.iter().map(|w| TaskId(*w)).collect();
+        self.event(Event::GraphSubmitted { client: CLIENT, tasks, wanted });
+    }
+}
+
+fn t(id: u64, deps: &[u64]) -> TaskSpec {
+    TaskSpec::new(TaskId(id), "noop", vec![], deps.iter().map(|d| TaskId(*d)).collect())
+}
+
+/// A binary tree reduction over `leaves` leaves; returns (tasks, root id).
+fn tree(leaves: u64) -> (Vec<TaskSpec>, u64) {
+    let mut tasks: Vec<TaskSpec> = (0..leaves).map(|i| t(i, &[])).collect();
+    let mut level: Vec<u64> = (0..leaves).collect();
+    let mut next = leaves;
+    while level.len() > 1 {
+        let mut up = Vec::new();
+        for pair in level.chunks(2) {
+            tasks.push(t(next, pair));
+            up.push(next);
+            next += 1;
+        }
+        level = up;
+    }
+    (tasks, level[0])
+}
+
+#[test]
+fn a_tree_reduction_completes_and_releases_intermediates() {
+    let mut sim = Sim::new();
+    let a = sim.join(1);
+    let b = sim.join(2);
+    let (tasks, root) = tree(64);
+    sim.submit(tasks, &[root]);
+    sim.run_all();
+    assert!(sim.ready.contains_key(&TaskId(root)));
+    // Only the wanted result is still held anywhere.
+    let held: usize = [a, b].iter().map(|w| sim.data[w].len()).sum();
+    assert_eq!(held, 1, "intermediate results were not released");
+    let counts = sim.s.counts();
+    assert_eq!((counts.memory, counts.released), (1, 126));
+    // Releasing the result forgets the whole graph.
+    sim.event(Event::Release { client: CLIENT, keys: vec![TaskId(root)] });
+    assert_eq!(sim.s.counts(), TaskCounts::default());
+    assert!(sim.data.values().all(|d| d.is_empty()));
+}
+
+#[test]
+fn root_tasks_wait_on_the_scheduler_instead_of_flooding_workers() {
+    let mut sim = Sim::new();
+    let w = sim.join(1);
+    let tasks: Vec<TaskSpec> = (0..1000).map(|i| t(i, &[])).collect();
+    let wanted: Vec<u64> = (0..1000).collect();
+    sim.submit(tasks, &wanted);
+    assert_eq!(sim.queues[&w].len(), 2, "before any task is measured, two per thread");
+    assert_eq!(sim.s.counts().queued, 998);
+    sim.run_all();
+    assert_eq!(sim.ready.len(), 1000);
+}
+
+#[test]
+fn memory_bounds_how_much_work_a_worker_holds() {
+    let mut sim = Sim::new();
+    let w = sim.join(1);
+    // Teach the scheduler that tasks are fast but produce 64 MiB each (limit 1 GiB, 25%).
+    sim.submit(vec![t(9999, &[])], &[9999]);
+    let a = sim.queues.get_mut(&w).unwrap().pop_front().unwrap();
+    sim.data.get_mut(&w).unwrap().insert(a.task);
+    sim.event(Event::TasksFinished { worker: w, finished: vec![Finished { task: a.task, nbytes: 64 << 20, duration_us: 1 }] });
+    let tasks: Vec<TaskSpec> = (0..100).map(|i| t(i, &[])).collect();
+    sim.submit(tasks, &(0..100).collect::<Vec<_>>());
+    assert_eq!(sim.queues[&w].len(), 4, "256 MiB of queued outputs at most");
+}
+
+#[test]
+fn tasks_go_where_their_inputs_are() {
+    let mut sim = Sim::new();
+    let a = sim.join(1);
+    let b = sim.join(1);
+    sim.submit(vec![t(1, &[]), t(2, &[])], &[1, 2]);
+    sim.run_all();
+    let holder_of_1 = sim.ready[&TaskId(1)][0];
+    sim.submit(vec![t(3, &[1])], &[3]);
+    let assigned_to = [a, b].into_iter().find(|w| sim.queues[w].iter().any(|x| x.task == TaskId(3))).unwrap();
+    assert_eq!(assigned_to, holder_of_1);
+}
+
+#[test]
+fn a_lost_worker_is_recomputed_from_lineage() {
+    let mut sim = Sim::new();
+    let a = sim.join(1);
+    let b = sim.join(1);
+    // x1, x2 -> y; let both x land, then kill the worker holding x1 before y runs.
+    sim.submit(vec![t(1, &[]), t(2, &[]), t(3, &[1, 2])], &[3]);
+    sim.step(a);
+    sim.step(b);
+    let holder = sim.s.holders(TaskId(1))[0];
+    sim.kill(holder);
+    assert_ne!(sim.s.task_state(TaskId(1)), Some(&TaskState::Memory));
+    sim.run_all();
+    assert!(sim.ready.contains_key(&TaskId(3)), "the result was not recomputed");
+    assert!(sim.erred.is_empty());
+}
+
+#[test]
+fn a_failing_task_reports_its_error_to_the_client_and_downstream() {
+    let mut sim = Sim::new();
+    sim.join(1);
+    let mut f = t(1, &[]);
+    f.kernel = "fail".into();
+    sim.submit(vec![f, t(2, &[1]), t(3, &[])], &[2, 3]);
+    sim.run_all();
+    assert!(sim.erred[&TaskId(2)].contains("boom"), "{:?}", sim.erred);
+    assert!(sim.ready.contains_key(&TaskId(3)));
+}
+
+#[test]
+fn a_task_that_kills_three_workers_is_marked_failed() {
+    let mut sim = Sim::new();
+    sim.submit(vec![t(1, &[])], &[1]);
+    for round in 0..3 {
+        assert!(sim.erred.is_empty(), "failed too early, round {round}");
+        let w = sim.join(1);
+        sim.event(Event::Heartbeat { worker: w, memory: 0, paused: false, executing: vec![TaskId(1)] });
+        sim.kill(w);
+    }
+    assert!(sim.erred[&TaskId(1)].contains("3 workers died"), "{:?}", sim.erred);
+}
+
+#[test]
+fn only_the_executing_task_is_blamed_for_a_death() {
+    let mut sim = Sim::new();
+    let w = sim.join(4);
+    sim.submit(vec![t(1, &[]), t(2, &[])], &[1, 2]);
+    for _ in 0..5 {
+        sim.event(Event::Heartbeat { worker: sim.s.worker_ids()[0], memory: 0, paused: false, executing: vec![TaskId(1)] });
+        let victim = sim.s.worker_ids()[0];
+        sim.kill(victim);
+        sim.join(4);
+    }
+    let _ = w;
+    assert!(sim.erred.contains_key(&TaskId(1)));
+    assert!(!sim.erred.contains_key(&TaskId(2)));
+}
+
+#[test]
+fn retirement_copies_unique_results_first_and_keeps_every_result() {
+    let mut sim = Sim::new();
+    let a = sim.join(1);
+    let b = sim.join(1);
+    let tasks: Vec<TaskSpec> = (0..20).map(|i| t(i, &[])).collect();
+    sim.submit(tasks, &(0..20).collect::<Vec<_>>());
+    sim.run_all();
+    assert!(!sim.data[&a].is_empty() && !sim.data[&b].is_empty());
+    sim.event(Event::Retire { workers: vec![a], requester: Some(CLIENT) });
+    assert_eq!(sim.closed, vec![a]);
+    assert_eq!(sim.data[&b].len(), 20, "every result now lives on the survivor");
+    for i in 0..20 {
+        assert_eq!(sim.s.holders(TaskId(i)), &[b]);
+    }
+}
+
+#[test]
+fn a_paused_worker_gets_no_new_work() {
+    let mut sim = Sim::new();
+    let a = sim.join(1);
+    sim.event(Event::Heartbeat { worker: a, memory: 900 << 20, paused: true, executing: vec![] });
+    sim.submit(vec![t(1, &[])], &[1]);
+    assert!(sim.queues.get(&a).is_none_or(|q| q.is_empty()));
+    sim.event(Event::Heartbeat { worker: a, memory: 100 << 20, paused: false, executing: vec![] });
+    sim.run_all();
+    assert!(sim.ready.contains_key(&TaskId(1)));
+}
+
+#[test]
+fn cancelling_stops_work_nobody_wants() {
+    let mut sim = Sim::new();
+    let a = sim.join(1);
+    let (tasks, root) = tree(16);
+    sim.submit(tasks, &[root]);
+    sim.step(a);
+    sim.event(Event::Release { client: CLIENT, keys: vec![TaskId(root)] });
+    assert!(sim.queues[&a].is_empty(), "queued work was not cancelled");
+    assert_eq!(sim.s.counts(), TaskCounts::default());
+}
+
+#[test]
+fn bad_graphs_are_rejected_whole() {
+    let mut s = State::new(Config::default());
+    s.handle(Event::GraphSubmitted { client: 1, tasks: vec![t(1, &[2]), t(2, &[1])], wanted: vec![TaskId(1)] });
+    let out = s.take_commands();
+    assert!(matches!(&out[..], [Command::GraphRejected { reason, .. }] if reason.contains("cycle")));
+    assert_eq!(s.counts(), TaskCounts::default());
+}
+
+/// What a property test does to the cluster between checks.
+#[derive(Clone, Debug)]
+enum Action {
+    Step(usize),
+    Kill(usize),
+    Join,
+    Retire(usize),
+    Heartbeat(usize, bool),
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        8 => (0..4usize).prop_map(Action::Step),
+        1 => (0..4usize).prop_map(Action::Kill),
+        1 => Just(Action::Join),
+        1 => (0..4usize).prop_map(Action::Retire),
+        1 => (0..4usize, any::<bool>()).prop_map(|(w, p)| Action::Heartbeat(w, p)),
+    ]
+}
+
+/// A random DAG: each task depends on up to three earlier tasks.
+fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
+    (1..40usize).prop_flat_map(|n| {
+        proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..4), n).prop_map(|picks| {
+            picks
+                .into_iter()
+                .enumerate()
+                .map(|(i, deps)| {
+                    let mut d: Vec<usize> = if i == 0 { vec![] } else { deps.iter().map(|x| x.index(i)).collect() };
+                    d.sort();
+                    d.dedup();
+                    d
+                })
+                .collect()
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Whatever happens to the workers, the invariants hold after every event, and once a
+    /// healthy worker remains every wanted result arrives.
+    #[test]
+    fn invariants_hold_and_every_wanted_result_arrives(graph in dag(), actions in proptest::collection::vec(action(), 0..80), threads in 1..3u32) {
+        let mut sim = Sim::new();
+        sim.join(threads);
+        sim.join(threads);
+        let tasks: Vec<TaskSpec> = graph.iter().enumerate().map(|(i, deps)| {
+            t(i as u64, &deps.iter().map(|d| *d as u64).collect::<Vec<_>>())
+        }).collect();
+        let mut has_dependent = vec![false; graph.len()];
+        for deps in &graph { for d in deps { has_dependent[*d] = true; } }
+        let wanted: Vec<u64> = (0..graph.len() as u64).filter(|i| !has_dependent[*i as usize] || i % 5 == 0).collect();
+        sim.submit(tasks, &wanted);
+        for a in actions {
+            let ids = sim.s.worker_ids();
+            let pick = |i: usize| ids.get(i % ids.len().max(1)).copied();
+            match a {
+                Action::Step(i) => { if let Some(w) = pick(i) { sim.step(w); } }
+                Action::Kill(i) => { if let Some(w) = pick(i) { sim.kill(w); } }
+                Action::Join => { sim.join(threads); }
+                Action::Retire(i) => { if let Some(w) = pick(i) { sim.event(Event::Retire { workers: vec![w], requester: None }); } }
+                Action::Heartbeat(i, paused) => { if let Some(w) = pick(i) { sim.event(Event::Heartbeat { worker: w, memory: 0, paused, executing: vec![] }); } }
+            }
+        }
+        // Recovery: unpause everyone, add a healthy worker, run to the end.
+        for w in sim.s.worker_ids() {
+            sim.event(Event::Heartbeat { worker: w, memory: 0, paused: false, executing: vec![] });
+        }
+        sim.join(threads);
+        sim.run_all();
+        for k in &wanted {
+            let k = TaskId(*k);
+            prop_assert!(sim.ready.contains_key(&k) || sim.erred.contains_key(&k), "wanted {k} never arrived: {:?}", sim.s.task_state(k));
+            prop_assert!(!sim.erred.contains_key(&k) || sim.erred[&k].contains("workers died"), "unexpected error {:?}", sim.erred.get(&k));
+        }
+    }
+}
