@@ -7,7 +7,8 @@
 # Not installed on purpose:
 #   - libslurm-dev: the project drives SLURM through its commands (sbatch,
 #     squeue, scancel, scontrol), not through libslurm.
-#   - just: Debian 12 (bookworm) has no `just` package (it arrived in trixie).
+#   - just: Debian 12 (bookworm) has no `just` package (apt-cache policy just:
+#     nothing). PyPI ships the binary as `rust-just` if it is ever wanted.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive

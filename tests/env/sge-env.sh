@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Source this (`. tests/env/sge-env.sh`) to set Grid Engine's environment.
 #
 # Not strictly needed: Debian's qsub/qstat/qdel/qconf in /usr/bin are wrappers

@@ -30,6 +30,7 @@ SLOTS=8                     # more than the 2 cores: many small test jobs at onc
 HOST_H_VMEM=64G             # h_vmem capacity of the host (8 slots x 4G default, with room)
 DEADLINE_S=${SGE_UP_TIMEOUT:-60}
 COMMON=$SGE_ROOT/$SGE_CELL/common
+STARTER=$COMMON/rdask-starter.sh   # queue starter_method, see configure
 STAMP=$COMMON/.rdask-test-config
 # The configuration loaded is a function of this script and the host name.
 WANT_STAMP="$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1) $HOST"
@@ -46,6 +47,8 @@ quiet() {
 
 # alive NAME: a process with command name NAME exists and is not a zombie
 # (a daemon that exited stays a zombie for a while here: PID 1 does not reap).
+# pgrep would also match zombies; ps shows the state so they can be skipped.
+# shellcheck disable=SC2009
 alive() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }
 
 # The daemons get only what they need; anything else would leak into jobs.
@@ -65,7 +68,7 @@ queue_state() {
 
 # ---------------------------------------------------------------- fast path
 if alive sge_qmaster && alive sge_execd && [[ -f $STAMP && $(<"$STAMP") == "$WANT_STAMP" ]] &&
-  [[ $(queue_state) == ok ]]; then
+  [[ -x $STARTER ]] && [[ $(queue_state) == ok ]]; then
   log "already up (queue $QUEUE@$HOST)"
   exit 0
 fi
@@ -136,6 +139,20 @@ configure() {
   qconf -sc | awk '$1 == "h_vmem" { $6 = "YES"; $7 = "4G" } { print }' >"$d/complex"
   quiet qconf -Mc "$d/complex"
 
+  # Starter method: Grid Engine's shepherd drops TMPDIR for jobs run as root
+  # (seen here: a job of user nobody gets TMPDIR=/tmp/<job>.<task>.<queue>,
+  # a root job only TMP=...). The tests run as root; restore TMPDIR from TMP
+  # so jobs see what they would see on a site as a normal user. The job is
+  # exec'd, so its #! line is still honoured (shell_start_mode unix_behavior).
+  cat >"$STARTER" <<'EOF'
+#!/bin/sh
+# Written by rdask-jobqueue tests/env/sge.sh: the queue's starter_method.
+# Root jobs lose TMPDIR in Grid Engine 8.1.9; give it back from TMP.
+if [ -z "${TMPDIR:-}" ] && [ -n "${TMP:-}" ]; then TMPDIR=$TMP; export TMPDIR; fi
+exec "$@"
+EOF
+  chmod 0755 "$STARTER"
+
   # Parallel environment: all slots on one host.
   cat >"$d/pe" <<EOF
 pe_name            $PE
@@ -175,7 +192,7 @@ EOF
   # - load_thresholds NONE: never put the queue in alarm state on a busy VM.
   # - shell_start_mode unix_behavior + shell /bin/bash: honour the script's
   #   #! line (posix_compliant ignores it and runs everything with `shell`).
-  # - slots 8, pe_list smp, rerun FALSE.
+  # - slots 8, pe_list smp, rerun FALSE, starter_method (TMPDIR, above).
   cat >"$d/queue" <<EOF
 qname                 $QUEUE
 hostlist              $HOST
@@ -197,7 +214,7 @@ shell                 /bin/bash
 prolog                NONE
 epilog                NONE
 shell_start_mode      unix_behavior
-starter_method        NONE
+starter_method        $STARTER
 suspend_method        NONE
 resume_method         NONE
 terminate_method      NONE

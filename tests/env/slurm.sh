@@ -25,7 +25,16 @@ die() { echo "slurm.sh: ERROR: $*" >&2; exit 1; }
 
 # alive NAME: true if a process whose command name is NAME exists and is not
 # a zombie.
+# pgrep would also match zombies; ps shows the state so they can be skipped.
+# shellcheck disable=SC2009
 alive() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }
+
+# Daemons start with a clean environment, the same whoever runs this script
+# (a developer's shell, CI). Jobs get the *submitter's* environment
+# (sbatch --export=ALL is the default), not the daemons'.
+daemon_env() {
+  env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"
+}
 
 # stop_pidfile FILE NAME: SIGTERM the daemon recorded in FILE (if it is NAME)
 # and wait, bounded, until it is gone (zombies count as gone).
@@ -52,9 +61,13 @@ stop_pidfile() {
 #   request several cpus per job and run many jobs at once.
 # - DefMemPerCPU=1000: with CR_Core_Memory a job without --mem would otherwise
 #   be given the whole node's memory, and jobs would run one at a time.
-# - MinJobAge=30: a finished job stays visible to squeue/scontrol for about
-#   30 s (longer in practice: slurmctld purges periodically), then disappears.
+# - MinJobAge=30: a finished job stays visible (squeue -t all, scontrol show
+#   job) for 30 to ~90 s: slurmctld purges jobs older than MinJobAge once a
+#   minute. Then `squeue -j ID` / `scontrol show job ID` say "Invalid job id".
 # - KillWait=5: scancel'd jobs get SIGKILL 5 s after SIGTERM (default 30).
+# - SchedulerParameters=batch_sched_delay=0: start a submitted batch job at
+#   once (measured: ~0.6 s from sbatch to COMPLETED for `echo hi`, instead of
+#   ~2-3 s). The first job after a slurmctld restart still waits ~3 s.
 # - ReturnToService=2: a node that was DOWN for not responding comes back as
 #   soon as slurmd registers (e.g. after a machine restart).
 # - No accounting storage: sacct does not work; use squeue / scontrol.
@@ -82,6 +95,7 @@ SlurmdParameters=config_overrides
 MinJobAge=30
 KillWait=5
 InactiveLimit=0
+SchedulerParameters=batch_sched_delay=0
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 StateSaveLocation=/var/spool/slurmctld
@@ -127,7 +141,7 @@ install -d -o munge -g munge -m 0755 /run/munge
 install -d -o munge -g munge -m 0700 /var/lib/munge /var/log/munge
 if ! alive munged; then
   rm -f /run/munge/munged.pid # stale after a restart; munged checks it
-  runuser -u munge -- /usr/sbin/munged
+  daemon_env runuser -u munge -- /usr/sbin/munged
   log "started munged"
 fi
 end=$((SECONDS + 10))
@@ -148,13 +162,13 @@ if ((conf_changed)); then
 fi
 
 if ! alive slurmctld; then
-  /usr/sbin/slurmctld || die "slurmctld failed to start (see $LOGDIR/slurmctld.log)"
+  daemon_env /usr/sbin/slurmctld || die "slurmctld failed to start (see $LOGDIR/slurmctld.log)"
   log "started slurmctld"
 fi
 slurmd_started_at=
 if ! alive slurmd; then
   slurmd_started_at=$(date +%s)
-  /usr/sbin/slurmd || die "slurmd failed to start (see $LOGDIR/slurmd.log)"
+  daemon_env /usr/sbin/slurmd || die "slurmd failed to start (see $LOGDIR/slurmd.log)"
   log "started slurmd"
 fi
 
@@ -178,7 +192,7 @@ while :; do
   st=$(node_state || true)
   usable "$st" && registered && break
   case $st in
-    down | drain* | drained | fail*)
+    down | drain* | fail*)
       if ((resumed == 0)); then
         scontrol update NodeName="$HOST" State=RESUME >/dev/null 2>&1 || true
         log "node $HOST was $st: resumed"
