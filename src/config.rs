@@ -175,7 +175,9 @@ impl JobConfig {
             )));
         }
         if self.memory.0 == 0 {
-            return Err(Error::invalid("--memory must be larger than zero (e.g. 4GiB)"));
+            return Err(Error::invalid(
+                "--memory must be larger than zero (e.g. 4GiB)",
+            ));
         }
         Ok(())
     }
@@ -265,7 +267,10 @@ fn key_names() -> String {
 pub enum Source {
     Default,
     Detected(String),
-    File { path: PathBuf, table: Option<SystemKind> },
+    File {
+        path: PathBuf,
+        table: Option<SystemKind>,
+    },
     Env(String),
     Flag(String),
 }
@@ -276,7 +281,10 @@ impl fmt::Display for Source {
             Source::Default => f.write_str("default"),
             Source::Detected(why) => write!(f, "detected: {why}"),
             Source::File { path, table: None } => write!(f, "file {}", path.display()),
-            Source::File { path, table: Some(t) } => write!(f, "file {} [{t}]", path.display()),
+            Source::File {
+                path,
+                table: Some(t),
+            } => write!(f, "file {} [{t}]", path.display()),
             Source::Env(var) => write!(f, "environment {var}"),
             Source::Flag(flag) => write!(f, "flag {flag}"),
         }
@@ -373,7 +381,10 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
                 }
                 Ok(Value::Array(items))
             }
-            other => Err(format!("expected a list of strings, got {}", other.type_str())),
+            other => Err(format!(
+                "expected a list of strings, got {}",
+                other.type_str()
+            )),
         },
     }
 }
@@ -398,11 +409,13 @@ struct ConfigFile {
 }
 
 fn read_config_file(path: &Path) -> Result<ConfigFile> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::invalid(format!("cannot read config file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::invalid(format!("cannot read config file {}: {e}", path.display())))?;
     let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        Error::invalid(format!("config file {} is not valid TOML: {e}", path.display()))
+        Error::invalid(format!(
+            "config file {} is not valid TOML: {e}",
+            path.display()
+        ))
     })?;
     let mut file = ConfigFile {
         top: Layer::default(),
@@ -416,7 +429,10 @@ fn read_config_file(path: &Path) -> Result<ConfigFile> {
                     path.display()
                 )));
             };
-            let source = Source::File { path: path.to_path_buf(), table: Some(system) };
+            let source = Source::File {
+                path: path.to_path_buf(),
+                table: Some(system),
+            };
             let layer = file.tables.entry(system).or_default();
             for (k, v) in table {
                 if k == "system" {
@@ -427,12 +443,23 @@ fn read_config_file(path: &Path) -> Result<ConfigFile> {
                     )));
                 }
                 let spec = file_key(path, Some(&name), &k)?;
-                layer.values.push((spec.name, checked_file_value(path, &k, spec, v)?, source.clone()));
+                layer.values.push((
+                    spec.name,
+                    checked_file_value(path, &k, spec, v)?,
+                    source.clone(),
+                ));
             }
         } else {
             let spec = file_key(path, None, &name)?;
-            let source = Source::File { path: path.to_path_buf(), table: None };
-            file.top.values.push((spec.name, checked_file_value(path, &name, spec, value)?, source));
+            let source = Source::File {
+                path: path.to_path_buf(),
+                table: None,
+            };
+            file.top.values.push((
+                spec.name,
+                checked_file_value(path, &name, spec, value)?,
+                source,
+            ));
         }
     }
     Ok(file)
@@ -592,14 +619,24 @@ pub fn load(explicit_file: Option<&Path>, flags: &Layer, env: &Env) -> Result<Lo
             values.insert(k, (v.clone(), src.clone()));
         }
     }
-    values.insert("system", (Value::String(system.name().into()), system_source));
+    values.insert(
+        "system",
+        (Value::String(system.name().into()), system_source),
+    );
 
-    let table: toml::Table = values.iter().map(|(k, (v, _))| (k.to_string(), v.clone())).collect();
+    let table: toml::Table = values
+        .iter()
+        .map(|(k, (v, _))| (k.to_string(), v.clone()))
+        .collect();
     let config: JobConfig = Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| Error::invalid(format!("configuration: {e}")))?;
     config.check_consistency()?;
-    Ok(Loaded { config, values, file: file_path })
+    Ok(Loaded {
+        config,
+        values,
+        file: file_path,
+    })
 }
 
 impl Loaded {
@@ -633,7 +670,10 @@ mod tests {
 
     fn env(vars: &[(&str, &str)]) -> Env {
         Env {
-            vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             path: vec![],
         }
     }
@@ -662,7 +702,10 @@ mod tests {
         );
         let mut flags = Layer::default();
         flags.flag("cores", Value::Integer(8));
-        let e = env(&[("RDASK_MEMORY", "16GB"), ("RDASK_PROLOGUE", "module load x\nexport A=1")]);
+        let e = env(&[
+            ("RDASK_MEMORY", "16GB"),
+            ("RDASK_PROLOGUE", "module load x\nexport A=1"),
+        ]);
         let loaded = load(Some(&path), &flags, &e).unwrap();
         let c = &loaded.config;
         assert_eq!(c.system, SystemKind::Slurm);
@@ -672,10 +715,16 @@ mod tests {
         assert_eq!(c.memory, ByteSize(16_000_000_000));
         assert_eq!(c.prologue, vec!["module load x", "export A=1"]);
         assert_eq!(loaded.values["cores"].1, Source::Flag("--cores".into()));
-        assert_eq!(loaded.values["memory"].1, Source::Env("RDASK_MEMORY".into()));
+        assert_eq!(
+            loaded.values["memory"].1,
+            Source::Env("RDASK_MEMORY".into())
+        );
         assert_eq!(
             loaded.values["queue"].1,
-            Source::File { path: path.clone(), table: Some(SystemKind::Slurm) }
+            Source::File {
+                path: path.clone(),
+                table: Some(SystemKind::Slurm)
+            }
         );
         let shown = loaded.show();
         assert!(shown.contains("queue = \"debug\""), "{shown}");
@@ -683,7 +732,12 @@ mod tests {
         assert!(shown.contains("flag --cores"), "{shown}");
         // What `show` prints is itself a valid config file.
         let reparsed = write(&dir, &shown);
-        assert_eq!(load(Some(&reparsed), &Layer::default(), &env(&[])).unwrap().config, *c);
+        assert_eq!(
+            load(Some(&reparsed), &Layer::default(), &env(&[]))
+                .unwrap()
+                .config,
+            *c
+        );
     }
 
     #[test]
@@ -694,7 +748,9 @@ mod tests {
         flags.flag("system", Value::String("pbs".into()));
         let c = load(Some(&path), &flags, &env(&[])).unwrap().config;
         assert_eq!(c.queue.as_deref(), Some("workq"));
-        let c = load(Some(&path), &Layer::default(), &env(&[])).unwrap().config;
+        let c = load(Some(&path), &Layer::default(), &env(&[]))
+            .unwrap()
+            .config;
         assert_eq!(c.queue.as_deref(), Some("top"));
     }
 
@@ -705,26 +761,44 @@ mod tests {
         let err = load(Some(&bad_key), &Layer::default(), &env(&[])).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         let msg = err.to_string();
-        assert!(msg.contains("unknown key `corez`") && msg.contains("cores"), "{msg}");
+        assert!(
+            msg.contains("unknown key `corez`") && msg.contains("cores"),
+            "{msg}"
+        );
 
         let bad_type = write(&dir, "cores = 'many'\n");
-        let msg = load(Some(&bad_type), &Layer::default(), &env(&[])).unwrap_err().to_string();
+        let msg = load(Some(&bad_type), &Layer::default(), &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("`cores`") && msg.contains("'many'"), "{msg}");
 
         let bad_table = write(&dir, "[slurm]\nsystem = 'pbs'\n");
         assert!(load(Some(&bad_table), &Layer::default(), &env(&[])).is_err());
 
         let bad_toml = write(&dir, "cores = \n");
-        let msg = load(Some(&bad_toml), &Layer::default(), &env(&[])).unwrap_err().to_string();
+        let msg = load(Some(&bad_toml), &Layer::default(), &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("not valid TOML"), "{msg}");
     }
 
     #[test]
     fn environment_errors_name_the_variable() {
-        let err = load(None, &Layer::default(), &env(&[("RDASK_WALLTIME", "25:61:00")])).unwrap_err();
-        assert!(err.to_string().contains("RDASK_WALLTIME='25:61:00'"), "{err}");
+        let err = load(
+            None,
+            &Layer::default(),
+            &env(&[("RDASK_WALLTIME", "25:61:00")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("RDASK_WALLTIME='25:61:00'"),
+            "{err}"
+        );
         let err = load(None, &Layer::default(), &env(&[("RDASK_SYSTEM", "foo")])).unwrap_err();
-        assert!(err.to_string().contains("unknown batch system 'foo'"), "{err}");
+        assert!(
+            err.to_string().contains("unknown batch system 'foo'"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -734,7 +808,10 @@ mod tests {
         flags.flag("cores", Value::Integer(2));
         let err = load(None, &flags, &env(&[])).unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().contains("--processes 3 with --cores 2"), "{err}");
+        assert!(
+            err.to_string().contains("--processes 3 with --cores 2"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -766,7 +843,11 @@ mod tests {
             let mut table = toml::Table::new();
             table.insert(spec.name.into(), check(spec, sample).unwrap());
             let parsed: std::result::Result<JobConfig, _> = Value::Table(table).try_into();
-            assert!(parsed.is_ok(), "key {} does not fit JobConfig: {parsed:?}", spec.name);
+            assert!(
+                parsed.is_ok(),
+                "key {} does not fit JobConfig: {parsed:?}",
+                spec.name
+            );
         }
     }
 }

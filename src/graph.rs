@@ -33,7 +33,12 @@ pub struct TaskSpec {
 
 impl TaskSpec {
     pub fn new(id: TaskId, kernel: impl Into<String>, args: Vec<u8>, deps: Vec<TaskId>) -> Self {
-        TaskSpec { id, kernel: kernel.into(), args, deps }
+        TaskSpec {
+            id,
+            kernel: kernel.into(),
+            args,
+            deps,
+        }
     }
 }
 
@@ -95,13 +100,18 @@ pub fn validate(tasks: &[TaskSpec], known: impl Fn(TaskId) -> bool) -> Result<()
     for t in tasks {
         for d in &t.deps {
             if !index.contains_key(d) && !known(*d) {
-                return Err(format!("task {} depends on {}, which is neither in the graph nor known", t.id, d));
+                return Err(format!(
+                    "task {} depends on {}, which is neither in the graph nor known",
+                    t.id, d
+                ));
             }
         }
     }
     // Kahn's algorithm within the graph: anything left over is on a cycle.
-    let mut indegree: Vec<usize> =
-        tasks.iter().map(|t| t.deps.iter().filter(|d| index.contains_key(d)).count()).collect();
+    let mut indegree: Vec<usize> = tasks
+        .iter()
+        .map(|t| t.deps.iter().filter(|d| index.contains_key(d)).count())
+        .collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
     for (i, t) in tasks.iter().enumerate() {
         for d in &t.deps {
@@ -122,8 +132,13 @@ pub fn validate(tasks: &[TaskSpec], known: impl Fn(TaskId) -> bool) -> Result<()
         }
     }
     if seen != tasks.len() {
-        let on_cycle = (0..tasks.len()).find(|&i| indegree[i] > 0).map(|i| tasks[i].id);
-        return Err(format!("the graph has a cycle (through task {})", on_cycle.expect("a task on the cycle")));
+        let on_cycle = (0..tasks.len())
+            .find(|&i| indegree[i] > 0)
+            .map(|i| tasks[i].id);
+        return Err(format!(
+            "the graph has a cycle (through task {})",
+            on_cycle.expect("a task on the cycle")
+        ));
     }
     Ok(())
 }
@@ -133,13 +148,26 @@ mod tests {
     use super::*;
 
     fn t(id: u64, deps: &[u64]) -> TaskSpec {
-        TaskSpec::new(TaskId(id), "noop", vec![], deps.iter().map(|d| TaskId(*d)).collect())
+        TaskSpec::new(
+            TaskId(id),
+            "noop",
+            vec![],
+            deps.iter().map(|d| TaskId(*d)).collect(),
+        )
     }
 
     #[test]
     fn a_reduction_finishes_each_branch_before_the_next() {
         // sum(s1(a,b), s2(c,d)): a, b, s1 must come before c, d.
-        let g = vec![t(1, &[]), t(2, &[]), t(3, &[]), t(4, &[]), t(10, &[1, 2]), t(11, &[3, 4]), t(20, &[10, 11])];
+        let g = vec![
+            t(1, &[]),
+            t(2, &[]),
+            t(3, &[]),
+            t(4, &[]),
+            t(10, &[1, 2]),
+            t(11, &[3, 4]),
+            t(20, &[10, 11]),
+        ];
         let r = order(&g);
         assert_eq!(r.len(), 7);
         assert!(r[&TaskId(10)] < r[&TaskId(3)] && r[&TaskId(10)] < r[&TaskId(4)]);
@@ -162,9 +190,15 @@ mod tests {
 
     #[test]
     fn validation_finds_duplicates_cycles_and_unknown_deps() {
-        assert!(validate(&[t(1, &[]), t(1, &[])], |_| false).unwrap_err().contains("twice"));
-        assert!(validate(&[t(1, &[2]), t(2, &[1])], |_| false).unwrap_err().contains("cycle"));
-        assert!(validate(&[t(1, &[9])], |_| false).unwrap_err().contains("neither"));
+        assert!(validate(&[t(1, &[]), t(1, &[])], |_| false)
+            .unwrap_err()
+            .contains("twice"));
+        assert!(validate(&[t(1, &[2]), t(2, &[1])], |_| false)
+            .unwrap_err()
+            .contains("cycle"));
+        assert!(validate(&[t(1, &[9])], |_| false)
+            .unwrap_err()
+            .contains("neither"));
         assert!(validate(&[t(1, &[9])], |id| id == TaskId(9)).is_ok());
     }
 }

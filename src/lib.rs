@@ -6,12 +6,20 @@
 //! See docs/architecture.md for the map.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod graph;
 pub mod jobqueue;
+pub mod kernels;
+pub mod local;
 pub mod paths;
+pub mod protocol;
 pub mod scheduler;
+pub mod sys;
 pub mod units;
+pub mod worker;
 
+pub use client::Client;
 pub use error::{Error, Result};
+pub use local::{LocalCluster, LocalClusterOptions};

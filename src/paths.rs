@@ -8,7 +8,9 @@ pub fn rdask_home() -> PathBuf {
     match std::env::var_os("RDASK_HOME") {
         Some(h) if !h.is_empty() => PathBuf::from(h),
         _ => {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp"));
             home.join(".rdask")
         }
     }

@@ -95,7 +95,12 @@ impl ByteSize {
     /// Human-readable, for status tables and logs ("1.5 GiB").
     pub fn human(self) -> String {
         let n = self.0 as f64;
-        for (unit, label) in [(1u64 << 40, "TiB"), (GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
+        for (unit, label) in [
+            (1u64 << 40, "TiB"),
+            (GIB, "GiB"),
+            (MIB, "MiB"),
+            (KIB, "KiB"),
+        ] {
             if self.0 >= unit {
                 return format!("{:.1} {label}", n / unit as f64);
             }
@@ -147,15 +152,19 @@ impl FromStr for ByteSize {
                 "invalid size '{text}': no number; {BYTE_HELP}"
             )));
         }
-        let value: f64 = number
-            .parse()
-            .map_err(|_| UnitError(format!("invalid size '{text}': bad number '{number}'; {BYTE_HELP}")))?;
+        let value: f64 = number.parse().map_err(|_| {
+            UnitError(format!(
+                "invalid size '{text}': bad number '{number}'; {BYTE_HELP}"
+            ))
+        })?;
         let multiplier = BYTE_UNITS
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(unit))
             .map(|(_, m)| *m)
             .ok_or_else(|| {
-                UnitError(format!("invalid size '{text}': unknown unit '{unit}'; {BYTE_HELP}"))
+                UnitError(format!(
+                    "invalid size '{text}': unknown unit '{unit}'; {BYTE_HELP}"
+                ))
             })?;
         let bytes = value * multiplier as f64;
         if !bytes.is_finite() || bytes >= u64::MAX as f64 {
@@ -226,7 +235,9 @@ impl Serialize for LsfUnit {
 
 impl<'de> Deserialize<'de> for LsfUnit {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -294,7 +305,8 @@ impl FromStr for Walltime {
 
     fn from_str(text: &str) -> Result<Self, UnitError> {
         let t = text.trim();
-        let bad = |why: &str| UnitError(format!("invalid walltime '{text}': {why}; {WALLTIME_HELP}"));
+        let bad =
+            |why: &str| UnitError(format!("invalid walltime '{text}': {why}; {WALLTIME_HELP}"));
         if t.is_empty() {
             return Err(bad("empty"));
         }
@@ -317,7 +329,8 @@ impl FromStr for Walltime {
 fn parse_clock(t: &str) -> Result<u64, String> {
     let (days, clock) = match t.split_once('-') {
         Some((d, rest)) => (
-            d.parse::<u64>().map_err(|_| format!("bad day count '{d}'"))?,
+            d.parse::<u64>()
+                .map_err(|_| format!("bad day count '{d}'"))?,
             Some(rest),
         ),
         None => (0, None),
@@ -414,7 +427,9 @@ impl Serialize for Walltime {
 
 impl<'de> Deserialize<'de> for Walltime {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -439,7 +454,10 @@ mod tests {
     #[test]
     fn refuses_unknown_units_with_the_accepted_ones() {
         let err = "12XB".parse::<ByteSize>().unwrap_err().0;
-        assert!(err.contains("'12XB'") && err.contains("unknown unit 'XB'"), "{err}");
+        assert!(
+            err.contains("'12XB'") && err.contains("unknown unit 'XB'"),
+            "{err}"
+        );
         assert!(err.contains("GiB"), "{err}");
         assert!("GB".parse::<ByteSize>().is_err());
     }
@@ -494,7 +512,10 @@ mod tests {
     #[test]
     fn walltimes_refuse_out_of_range_fields() {
         let err = "25:61:00".parse::<Walltime>().unwrap_err().0;
-        assert!(err.contains("'25:61:00'") && err.contains("minutes must be 0-59"), "{err}");
+        assert!(
+            err.contains("'25:61:00'") && err.contains("minutes must be 0-59"),
+            "{err}"
+        );
         assert!("1-25:00:00".parse::<Walltime>().is_err());
         assert!("1h30".parse::<Walltime>().is_err());
         assert!("abc".parse::<Walltime>().is_err());

@@ -24,12 +24,22 @@ struct System {
 
 fn cmd(sys: &System, state: &Path) -> Command {
     let mut c = bin();
-    c.env("RDASK_SYSTEM", sys.name).env("RDASK_STANDIN_STATE", state).env("RDASK_COMMAND_TIMEOUT", "60");
+    c.env("RDASK_SYSTEM", sys.name)
+        .env("RDASK_STANDIN_STATE", state)
+        .env("RDASK_COMMAND_TIMEOUT", "60");
     if let Some(dir) = sys.standin {
         // Never fall through to a real tool of the same name (Grid Engine's qsub for PBS).
         let standins = repo().join("tests/standins").join(dir);
-        assert!(standins.is_dir(), "stand-in directory {} is missing", standins.display());
-        let path = format!("{}:{}", repo().join("tests/standins").join(dir).display(), std::env::var("PATH").unwrap());
+        assert!(
+            standins.is_dir(),
+            "stand-in directory {} is missing",
+            standins.display()
+        );
+        let path = format!(
+            "{}:{}",
+            repo().join("tests/standins").join(dir).display(),
+            std::env::var("PATH").unwrap()
+        );
         c.env("PATH", path);
     }
     c.current_dir(state);
@@ -40,20 +50,38 @@ fn state_of(sys: &System, state: &Path, id: &str) -> String {
     let out = run(cmd(sys, state).args(["jobs", "status", "--json", id]));
     assert!(out.status.success(), "status: {}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("status --json is JSON");
-    v[id].as_str().unwrap_or_else(|| panic!("no state for {id}: {v}")).to_string()
+    v[id]
+        .as_str()
+        .unwrap_or_else(|| panic!("no state for {id}: {v}"))
+        .to_string()
 }
 
-fn submit(sys: &System, state: &Path, marker: &Path, scripts: &Path, queue: Option<&str>) -> std::process::Output {
+fn submit(
+    sys: &System,
+    state: &Path,
+    marker: &Path,
+    scripts: &Path,
+    queue: Option<&str>,
+) -> std::process::Output {
     let mut c = cmd(sys, state);
-    c.args(["jobs", "submit", "--scheduler", "tcp://127.0.0.1:9", "--cores", "1", "--memory", "100MB"])
-        .args(["--walltime", "00:10:00", "--job-name", "rdask-test"])
-        .arg("--log-directory")
-        .arg(state)
-        .arg("--script-dir")
-        .arg(scripts)
-        .arg("--prologue")
-        .arg(format!("env > {}.tmp && mv {0}.tmp {0}", marker.display()))
-        .args(["--prologue", "exec sleep 600"]);
+    c.args([
+        "jobs",
+        "submit",
+        "--scheduler",
+        "tcp://127.0.0.1:9",
+        "--cores",
+        "1",
+        "--memory",
+        "100MB",
+    ])
+    .args(["--walltime", "00:10:00", "--job-name", "rdask-test"])
+    .arg("--log-directory")
+    .arg(state)
+    .arg("--script-dir")
+    .arg(scripts)
+    .arg("--prologue")
+    .arg(format!("env > {}.tmp && mv {0}.tmp {0}", marker.display()))
+    .args(["--prologue", "exec sleep 600"]);
     if let Some(q) = queue {
         c.args(["--queue", q]);
     }
@@ -68,37 +96,89 @@ fn round_trip(sys: System) {
 
     // Submit and see it run.
     let out = submit(&sys, &state, &marker, &scripts, sys.queue);
-    assert!(out.status.success(), "{}: submit failed: {}", sys.name, stderr(&out));
+    assert!(
+        out.status.success(),
+        "{}: submit failed: {}",
+        sys.name,
+        stderr(&out)
+    );
     let id = stdout(&out).trim().to_string();
     assert!(!id.is_empty(), "{}: no job id printed", sys.name);
-    let env = wait_for(&format!("{} job {id} to start", sys.name), Duration::from_secs(90), || {
-        std::fs::read_to_string(&marker).ok()
-    });
-    let job_id_line = env.lines().find(|l| l.starts_with(&format!("{}=", sys.id_var)));
-    assert!(job_id_line.is_some(), "{}: the job has no {} in its environment:\n{env}", sys.name, sys.id_var);
+    let env = wait_for(
+        &format!("{} job {id} to start", sys.name),
+        Duration::from_secs(90),
+        || std::fs::read_to_string(&marker).ok(),
+    );
+    let job_id_line = env
+        .lines()
+        .find(|l| l.starts_with(&format!("{}=", sys.id_var)));
+    assert!(
+        job_id_line.is_some(),
+        "{}: the job has no {} in its environment:\n{env}",
+        sys.name,
+        sys.id_var
+    );
     assert_eq!(state_of(&sys, &state, &id), "running", "{}", sys.name);
 
     // Cancel it and see it end.
     let out = run(cmd(&sys, &state).args(["jobs", "cancel", &id]));
-    assert!(out.status.success(), "{}: cancel failed: {}", sys.name, stderr(&out));
-    let last = wait_for(&format!("{} job {id} to end", sys.name), Duration::from_secs(60), || {
-        let s = state_of(&sys, &state, &id);
-        (s != "running" && s != "pending").then_some(s)
-    });
-    assert!(["cancelled", "gone", "failed"].contains(&last.as_str()), "{}: ended as {last}", sys.name);
+    assert!(
+        out.status.success(),
+        "{}: cancel failed: {}",
+        sys.name,
+        stderr(&out)
+    );
+    let last = wait_for(
+        &format!("{} job {id} to end", sys.name),
+        Duration::from_secs(60),
+        || {
+            let s = state_of(&sys, &state, &id);
+            (s != "running" && s != "pending").then_some(s)
+        },
+    );
+    assert!(
+        ["cancelled", "gone", "failed"].contains(&last.as_str()),
+        "{}: ended as {last}",
+        sys.name
+    );
     // Cancelling a finished job again is not an error.
     let out = run(cmd(&sys, &state).args(["jobs", "cancel", &id]));
-    assert!(out.status.success(), "{}: second cancel: {}", sys.name, stderr(&out));
+    assert!(
+        out.status.success(),
+        "{}: second cancel: {}",
+        sys.name,
+        stderr(&out)
+    );
 
     // A queue that does not exist: a clear error naming the command, exit 1, nothing left.
     if sys.name != "htcondor" && sys.name != "local" {
         let before: Vec<_> = std::fs::read_dir(&scripts).unwrap().collect();
-        let out = submit(&sys, &state, &state.join("never"), &scripts, Some("nosuchqueue"));
+        let out = submit(
+            &sys,
+            &state,
+            &state.join("never"),
+            &scripts,
+            Some("nosuchqueue"),
+        );
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{}: bad queue accepted: {err}", sys.name);
-        assert!(err.contains("failed") && err.contains("nosuchqueue"), "{}: unclear error: {err}", sys.name);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: bad queue accepted: {err}",
+            sys.name
+        );
+        assert!(
+            err.contains("failed") && err.contains("nosuchqueue"),
+            "{}: unclear error: {err}",
+            sys.name
+        );
         let after: Vec<_> = std::fs::read_dir(&scripts).unwrap().collect();
-        assert_eq!(before.len(), after.len(), "{}: a rejected submit left its script behind", sys.name);
+        assert_eq!(
+            before.len(),
+            after.len(),
+            "{}: a rejected submit left its script behind",
+            sys.name
+        );
         assert!(!state.join("never").exists());
     }
 }
@@ -106,7 +186,12 @@ fn round_trip(sys: System) {
 #[test]
 fn slurm_round_trip() {
     if real_system_enabled("slurm") {
-        round_trip(System { name: "slurm", standin: None, queue: Some("debug"), id_var: "SLURM_JOB_ID" });
+        round_trip(System {
+            name: "slurm",
+            standin: None,
+            queue: Some("debug"),
+            id_var: "SLURM_JOB_ID",
+        });
     }
 }
 
@@ -115,36 +200,71 @@ fn sge_round_trip() {
     if real_system_enabled("sge") {
         let queue = std::env::var("RDASK_TEST_SGE_QUEUE").unwrap_or_else(|_| "all.q".into());
         let queue: &'static str = Box::leak(queue.into_boxed_str());
-        round_trip(System { name: "sge", standin: None, queue: Some(queue), id_var: "JOB_ID" });
+        round_trip(System {
+            name: "sge",
+            standin: None,
+            queue: Some(queue),
+            id_var: "JOB_ID",
+        });
     }
 }
 
 #[test]
 fn local_round_trip() {
-    round_trip(System { name: "local", standin: None, queue: None, id_var: "RDASK_LOCAL_JOB_ID" });
+    round_trip(System {
+        name: "local",
+        standin: None,
+        queue: None,
+        id_var: "RDASK_LOCAL_JOB_ID",
+    });
 }
 
 #[test]
 fn pbs_standin_round_trip() {
-    round_trip(System { name: "pbs", standin: Some("pbs"), queue: Some("workq"), id_var: "PBS_JOBID" });
+    round_trip(System {
+        name: "pbs",
+        standin: Some("pbs"),
+        queue: Some("workq"),
+        id_var: "PBS_JOBID",
+    });
 }
 
 #[test]
 fn moab_standin_round_trip() {
-    round_trip(System { name: "moab", standin: Some("moab"), queue: Some("batch"), id_var: "PBS_JOBID" });
+    round_trip(System {
+        name: "moab",
+        standin: Some("moab"),
+        queue: Some("batch"),
+        id_var: "PBS_JOBID",
+    });
 }
 
 #[test]
 fn lsf_standin_round_trip() {
-    round_trip(System { name: "lsf", standin: Some("lsf"), queue: Some("normal"), id_var: "LSB_JOBID" });
+    round_trip(System {
+        name: "lsf",
+        standin: Some("lsf"),
+        queue: Some("normal"),
+        id_var: "LSB_JOBID",
+    });
 }
 
 #[test]
 fn oar_standin_round_trip() {
-    round_trip(System { name: "oar", standin: Some("oar"), queue: Some("default"), id_var: "OAR_JOB_ID" });
+    round_trip(System {
+        name: "oar",
+        standin: Some("oar"),
+        queue: Some("default"),
+        id_var: "OAR_JOB_ID",
+    });
 }
 
 #[test]
 fn htcondor_standin_round_trip() {
-    round_trip(System { name: "htcondor", standin: Some("htcondor"), queue: None, id_var: "_CONDOR_JOB_AD" });
+    round_trip(System {
+        name: "htcondor",
+        standin: Some("htcondor"),
+        queue: None,
+        id_var: "_CONDOR_JOB_AD",
+    });
 }

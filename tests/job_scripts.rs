@@ -9,34 +9,383 @@ mod common;
 use common::*;
 
 /// Every case uses a fixed worker command and scheduler so the scripts are machine-independent.
-const FIXED: &[&str] = &["--worker-command", "/opt/rdask/bin/rdask-jobqueue worker", "--scheduler", "tcp://10.0.0.1:8786"];
+const FIXED: &[&str] = &[
+    "--worker-command",
+    "/opt/rdask/bin/rdask-jobqueue worker",
+    "--scheduler",
+    "tcp://10.0.0.1:8786",
+];
 
 const CASES: &[(&str, &[&str])] = &[
-    ("slurm-basic", &["--system", "slurm", "--cores", "8", "--processes", "4", "--memory", "28GB", "--walltime", "00:02:00"]),
-    ("slurm-queue-account-logs", &["--system", "slurm", "--queue", "debug", "--account", "proj42", "--log-directory", "/scratch/logs", "--job-name", "myjob"]),
-    ("slurm-jobcpu-jobmem-skip-extra", &["--system", "slurm", "--cores", "4", "--job-cpu", "6", "--job-mem", "10GB", "--job-directives-skip", "--mem", "--job-extra-directive", "--mem-per-cpu=2G", "--job-extra-directive", "--exclusive"]),
-    ("slurm-prologue-epilogue", &["--system", "slurm", "--prologue", "module load hdf5", "--prologue", "source ~/env/bin/activate", "--epilogue", "echo done", "--local-directory", "$TMPDIR", "--interface", "ib0", "--worker-extra-arg", "--lifetime", "--worker-extra-arg", "55m", "--death-timeout", "2m"]),
-    ("slurm-long-walltime", &["--system", "slurm", "--walltime", "36:00:00", "--memory", "500MB"]),
-    ("pbs-basic", &["--system", "pbs", "--cores", "8", "--memory", "28GB", "--queue", "workq", "--account", "acct", "--walltime", "01:00:00"]),
-    ("pbs-resource-spec-logs", &["--system", "pbs", "--resource-spec", "select=1:ncpus=24:mem=100GB", "--log-directory", "/scratch/logs"]),
-    ("pbs-small-mem-skip-extra", &["--system", "pbs", "--memory", "6GB", "--job-directives-skip", "select", "--job-extra-directive", "-l select=2:ncpus=4", "--job-extra-directive", "-V"]),
-    ("pbs-jobcpu-jobmem", &["--system", "pbs", "--cores", "4", "--job-cpu", "8", "--job-mem", "20GiB", "--processes", "2"]),
-    ("sge-basic", &["--system", "sge", "--queue", "all.q", "--project", "proj", "--resource-spec", "h_vmem=12G,mem_req=12G", "--walltime", "02:00:00"]),
-    ("sge-logs-skip-extra", &["--system", "sge", "--log-directory", "/scratch/logs", "--job-extra-directive", "-pe smp 4", "--job-directives-skip", "-j y"]),
-    ("sge-prologue-epilogue", &["--system", "sge", "--cores", "4", "--processes", "2", "--memory", "16GiB", "--prologue", "module load mpi", "--epilogue", "rm -rf $TMPDIR/spill"]),
-    ("lsf-basic", &["--system", "lsf", "--memory", "8GB", "--queue", "normal", "--project", "proj", "--walltime", "00:30:00", "--lsf-units", "KB"]),
-    ("lsf-multicore-mb-logs", &["--system", "lsf", "--cores", "8", "--memory", "16GiB", "--lsf-units", "MB", "--log-directory", "/scratch/logs"]),
-    ("lsf-jobcpu-skip-extra", &["--system", "lsf", "--cores", "2", "--job-cpu", "4", "--job-mem", "4GB", "--job-directives-skip", "span", "--job-extra-directive", "-R \"rusage[mem=4000]\"", "--lsf-units", "GB", "--walltime", "90m"]),
-    ("oar-basic", &["--system", "oar", "--cores", "4", "--memory", "16GB", "--queue", "default", "--project", "proj", "--walltime", "02:00:00"]),
-    ("oar-resource-spec-memory-property", &["--system", "oar", "--resource-spec", "/host=1/core=8", "--memory-per-core-property-name", "memcore", "--memory", "16GiB", "--cores", "8"]),
-    ("oar-logs-extra", &["--system", "oar", "--log-directory", "/scratch/logs", "--job-extra-directive", "-t besteffort", "--prologue", "source /etc/profile"]),
-    ("htcondor-basic", &["--system", "htcondor", "--cores", "2", "--memory", "4GiB", "--disk", "10GB"]),
-    ("htcondor-logs-prologue-extra", &["--system", "htcondor", "--log-directory", "/scratch/logs", "--prologue", "export X=1", "--job-extra-directive", "requirements = (OpSys == \"LINUX\")", "--epilogue", "echo it's done"]),
-    ("htcondor-skip-jobcpu", &["--system", "htcondor", "--job-directives-skip", "Universe", "--job-cpu", "4", "--job-mem", "3GB"]),
-    ("moab-basic", &["--system", "moab", "--cores", "8", "--memory", "28GB", "--queue", "batch", "--account", "acct"]),
-    ("moab-resource-spec-logs", &["--system", "moab", "--resource-spec", "nodes=1:ppn=16", "--log-directory", "/scratch/logs", "--walltime", "4h"]),
-    ("local-basic", &["--system", "local", "--cores", "2", "--memory", "2GiB"]),
-    ("custom-template", &["--system", "slurm", "--template", "tests/data/custom.sh.j2", "--cores", "8", "--processes", "2", "--memory", "28GB", "--queue", "gpu", "--job-extra-directive", "--gres=gpu:1"]),
+    (
+        "slurm-basic",
+        &[
+            "--system",
+            "slurm",
+            "--cores",
+            "8",
+            "--processes",
+            "4",
+            "--memory",
+            "28GB",
+            "--walltime",
+            "00:02:00",
+        ],
+    ),
+    (
+        "slurm-queue-account-logs",
+        &[
+            "--system",
+            "slurm",
+            "--queue",
+            "debug",
+            "--account",
+            "proj42",
+            "--log-directory",
+            "/scratch/logs",
+            "--job-name",
+            "myjob",
+        ],
+    ),
+    (
+        "slurm-jobcpu-jobmem-skip-extra",
+        &[
+            "--system",
+            "slurm",
+            "--cores",
+            "4",
+            "--job-cpu",
+            "6",
+            "--job-mem",
+            "10GB",
+            "--job-directives-skip",
+            "--mem",
+            "--job-extra-directive",
+            "--mem-per-cpu=2G",
+            "--job-extra-directive",
+            "--exclusive",
+        ],
+    ),
+    (
+        "slurm-prologue-epilogue",
+        &[
+            "--system",
+            "slurm",
+            "--prologue",
+            "module load hdf5",
+            "--prologue",
+            "source ~/env/bin/activate",
+            "--epilogue",
+            "echo done",
+            "--local-directory",
+            "$TMPDIR",
+            "--interface",
+            "ib0",
+            "--worker-extra-arg",
+            "--lifetime",
+            "--worker-extra-arg",
+            "55m",
+            "--death-timeout",
+            "2m",
+        ],
+    ),
+    (
+        "slurm-long-walltime",
+        &[
+            "--system",
+            "slurm",
+            "--walltime",
+            "36:00:00",
+            "--memory",
+            "500MB",
+        ],
+    ),
+    (
+        "pbs-basic",
+        &[
+            "--system",
+            "pbs",
+            "--cores",
+            "8",
+            "--memory",
+            "28GB",
+            "--queue",
+            "workq",
+            "--account",
+            "acct",
+            "--walltime",
+            "01:00:00",
+        ],
+    ),
+    (
+        "pbs-resource-spec-logs",
+        &[
+            "--system",
+            "pbs",
+            "--resource-spec",
+            "select=1:ncpus=24:mem=100GB",
+            "--log-directory",
+            "/scratch/logs",
+        ],
+    ),
+    (
+        "pbs-small-mem-skip-extra",
+        &[
+            "--system",
+            "pbs",
+            "--memory",
+            "6GB",
+            "--job-directives-skip",
+            "select",
+            "--job-extra-directive",
+            "-l select=2:ncpus=4",
+            "--job-extra-directive",
+            "-V",
+        ],
+    ),
+    (
+        "pbs-jobcpu-jobmem",
+        &[
+            "--system",
+            "pbs",
+            "--cores",
+            "4",
+            "--job-cpu",
+            "8",
+            "--job-mem",
+            "20GiB",
+            "--processes",
+            "2",
+        ],
+    ),
+    (
+        "sge-basic",
+        &[
+            "--system",
+            "sge",
+            "--queue",
+            "all.q",
+            "--project",
+            "proj",
+            "--resource-spec",
+            "h_vmem=12G,mem_req=12G",
+            "--walltime",
+            "02:00:00",
+        ],
+    ),
+    (
+        "sge-logs-skip-extra",
+        &[
+            "--system",
+            "sge",
+            "--log-directory",
+            "/scratch/logs",
+            "--job-extra-directive",
+            "-pe smp 4",
+            "--job-directives-skip",
+            "-j y",
+        ],
+    ),
+    (
+        "sge-prologue-epilogue",
+        &[
+            "--system",
+            "sge",
+            "--cores",
+            "4",
+            "--processes",
+            "2",
+            "--memory",
+            "16GiB",
+            "--prologue",
+            "module load mpi",
+            "--epilogue",
+            "rm -rf $TMPDIR/spill",
+        ],
+    ),
+    (
+        "lsf-basic",
+        &[
+            "--system",
+            "lsf",
+            "--memory",
+            "8GB",
+            "--queue",
+            "normal",
+            "--project",
+            "proj",
+            "--walltime",
+            "00:30:00",
+            "--lsf-units",
+            "KB",
+        ],
+    ),
+    (
+        "lsf-multicore-mb-logs",
+        &[
+            "--system",
+            "lsf",
+            "--cores",
+            "8",
+            "--memory",
+            "16GiB",
+            "--lsf-units",
+            "MB",
+            "--log-directory",
+            "/scratch/logs",
+        ],
+    ),
+    (
+        "lsf-jobcpu-skip-extra",
+        &[
+            "--system",
+            "lsf",
+            "--cores",
+            "2",
+            "--job-cpu",
+            "4",
+            "--job-mem",
+            "4GB",
+            "--job-directives-skip",
+            "span",
+            "--job-extra-directive",
+            "-R \"rusage[mem=4000]\"",
+            "--lsf-units",
+            "GB",
+            "--walltime",
+            "90m",
+        ],
+    ),
+    (
+        "oar-basic",
+        &[
+            "--system",
+            "oar",
+            "--cores",
+            "4",
+            "--memory",
+            "16GB",
+            "--queue",
+            "default",
+            "--project",
+            "proj",
+            "--walltime",
+            "02:00:00",
+        ],
+    ),
+    (
+        "oar-resource-spec-memory-property",
+        &[
+            "--system",
+            "oar",
+            "--resource-spec",
+            "/host=1/core=8",
+            "--memory-per-core-property-name",
+            "memcore",
+            "--memory",
+            "16GiB",
+            "--cores",
+            "8",
+        ],
+    ),
+    (
+        "oar-logs-extra",
+        &[
+            "--system",
+            "oar",
+            "--log-directory",
+            "/scratch/logs",
+            "--job-extra-directive",
+            "-t besteffort",
+            "--prologue",
+            "source /etc/profile",
+        ],
+    ),
+    (
+        "htcondor-basic",
+        &[
+            "--system", "htcondor", "--cores", "2", "--memory", "4GiB", "--disk", "10GB",
+        ],
+    ),
+    (
+        "htcondor-logs-prologue-extra",
+        &[
+            "--system",
+            "htcondor",
+            "--log-directory",
+            "/scratch/logs",
+            "--prologue",
+            "export X=1",
+            "--job-extra-directive",
+            "requirements = (OpSys == \"LINUX\")",
+            "--epilogue",
+            "echo it's done",
+        ],
+    ),
+    (
+        "htcondor-skip-jobcpu",
+        &[
+            "--system",
+            "htcondor",
+            "--job-directives-skip",
+            "Universe",
+            "--job-cpu",
+            "4",
+            "--job-mem",
+            "3GB",
+        ],
+    ),
+    (
+        "moab-basic",
+        &[
+            "--system",
+            "moab",
+            "--cores",
+            "8",
+            "--memory",
+            "28GB",
+            "--queue",
+            "batch",
+            "--account",
+            "acct",
+        ],
+    ),
+    (
+        "moab-resource-spec-logs",
+        &[
+            "--system",
+            "moab",
+            "--resource-spec",
+            "nodes=1:ppn=16",
+            "--log-directory",
+            "/scratch/logs",
+            "--walltime",
+            "4h",
+        ],
+    ),
+    (
+        "local-basic",
+        &["--system", "local", "--cores", "2", "--memory", "2GiB"],
+    ),
+    (
+        "custom-template",
+        &[
+            "--system",
+            "slurm",
+            "--template",
+            "tests/data/custom.sh.j2",
+            "--cores",
+            "8",
+            "--processes",
+            "2",
+            "--memory",
+            "28GB",
+            "--queue",
+            "gpu",
+            "--job-extra-directive",
+            "--gres=gpu:1",
+        ],
+    ),
 ];
 
 #[test]
@@ -44,17 +393,29 @@ fn job_scripts_match_their_golden_files() {
     let bless = std::env::var("RDASK_BLESS").as_deref() == Ok("1");
     let mut mismatches = Vec::new();
     for (name, args) in CASES {
-        let out = run(bin().current_dir(repo()).arg("job-script").args(*args).args(FIXED));
-        assert!(out.status.success(), "{name}: exit {:?}: {}", out.status.code(), stderr(&out));
+        let out = run(bin()
+            .current_dir(repo())
+            .arg("job-script")
+            .args(*args)
+            .args(FIXED));
+        assert!(
+            out.status.success(),
+            "{name}: exit {:?}: {}",
+            out.status.code(),
+            stderr(&out)
+        );
         let got = stdout(&out);
         let path = repo().join("tests/golden").join(format!("{name}.txt"));
         if bless {
             std::fs::write(&path, &got).unwrap();
             continue;
         }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let want =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if got != want {
-            mismatches.push(format!("--- {name}: expected ---\n{want}--- got ---\n{got}"));
+            mismatches.push(format!(
+                "--- {name}: expected ---\n{want}--- got ---\n{got}"
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
@@ -62,10 +423,19 @@ fn job_scripts_match_their_golden_files() {
 
 #[test]
 fn without_a_worker_command_the_script_runs_this_binary_by_absolute_path() {
-    let out = run(bin().args(["job-script", "--system", "slurm", "--scheduler", "tcp://h:1"]));
+    let out = run(bin().args([
+        "job-script",
+        "--system",
+        "slurm",
+        "--scheduler",
+        "tcp://h:1",
+    ]));
     let script = stdout(&out);
     let exe = env!("CARGO_BIN_EXE_rdask-jobqueue");
-    assert!(script.contains(&format!("{exe} worker tcp://h:1 --nthreads 1")), "{script}");
+    assert!(
+        script.contains(&format!("{exe} worker tcp://h:1 --nthreads 1")),
+        "{script}"
+    );
 }
 
 #[test]
@@ -73,7 +443,11 @@ fn a_missing_scheduler_address_is_a_visible_placeholder() {
     let out = run(bin().args(["job-script", "--system", "pbs"]));
     assert!(out.status.success());
     assert!(stdout(&out).contains("tcp://SCHEDULER:8786"));
-    assert!(stderr(&out).contains("warning: no --scheduler given"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: no --scheduler given"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Each bad input: exit 2, a message naming the value and what is accepted.
@@ -87,24 +461,68 @@ fn bad_input_is_refused_with_exit_2_and_a_clear_message() {
     let broken = data("broken-syntax.sh.j2");
     let unknown_var = data("unknown-variable.sh.j2");
     let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
-        (vec!["--memory".into(), "12XB".into()], vec!["'12XB'", "unknown unit 'XB'", "GiB"]),
-        (vec!["--walltime".into(), "25:61:00".into()], vec!["'25:61:00'", "minutes must be 0-59", "HH:MM:SS"]),
-        (vec!["--system".into(), "foo".into()], vec!["'foo'", "slurm, pbs, sge"]),
-        (vec!["--processes".into(), "3".into(), "--cores".into(), "2".into()], vec!["--processes 3 with --cores 2"]),
-        (vec!["--template".into(), broken.display().to_string()], vec!["broken-syntax.sh.j2", "syntax error", "line 3"]),
-        (vec!["--template".into(), unknown_var.display().to_string()], vec!["unknown-variable.sh.j2", "undefined", "docs/configuration.md#templates"]),
-        (vec!["--template".into(), "/nonexistent.j2".into()], vec!["cannot read template /nonexistent.j2"]),
-        (vec!["--config".into(), unknown_key.display().to_string()], vec!["unknown key `queu`", "queue"]),
-        (vec!["--config".into(), wrong_type.display().to_string()], vec!["[slurm]", "`memory`", "boolean"]),
+        (
+            vec!["--memory".into(), "12XB".into()],
+            vec!["'12XB'", "unknown unit 'XB'", "GiB"],
+        ),
+        (
+            vec!["--walltime".into(), "25:61:00".into()],
+            vec!["'25:61:00'", "minutes must be 0-59", "HH:MM:SS"],
+        ),
+        (
+            vec!["--system".into(), "foo".into()],
+            vec!["'foo'", "slurm, pbs, sge"],
+        ),
+        (
+            vec![
+                "--processes".into(),
+                "3".into(),
+                "--cores".into(),
+                "2".into(),
+            ],
+            vec!["--processes 3 with --cores 2"],
+        ),
+        (
+            vec!["--template".into(), broken.display().to_string()],
+            vec!["broken-syntax.sh.j2", "syntax error", "line 3"],
+        ),
+        (
+            vec!["--template".into(), unknown_var.display().to_string()],
+            vec![
+                "unknown-variable.sh.j2",
+                "undefined",
+                "docs/configuration.md#templates",
+            ],
+        ),
+        (
+            vec!["--template".into(), "/nonexistent.j2".into()],
+            vec!["cannot read template /nonexistent.j2"],
+        ),
+        (
+            vec!["--config".into(), unknown_key.display().to_string()],
+            vec!["unknown key `queu`", "queue"],
+        ),
+        (
+            vec!["--config".into(), wrong_type.display().to_string()],
+            vec!["[slurm]", "`memory`", "boolean"],
+        ),
         (vec!["--cores".into(), "0".into()], vec!["--cores"]),
     ];
     for (args, needles) in cases {
         // Through both commands that render scripts; a submit must fail before submitting.
         for sub in [&["job-script"][..], &["jobs", "submit"][..]] {
-            let out = run(bin().args(sub).args(&args).args(["--scheduler", "tcp://h:1"]).env("RDASK_SYSTEM", "local"));
+            let out = run(bin()
+                .args(sub)
+                .args(&args)
+                .args(["--scheduler", "tcp://h:1"])
+                .env("RDASK_SYSTEM", "local"));
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(2), "{sub:?} {args:?}: {err}");
-            assert!(stdout(&out).is_empty(), "{args:?} printed something: {}", stdout(&out));
+            assert!(
+                stdout(&out).is_empty(),
+                "{args:?} printed something: {}",
+                stdout(&out)
+            );
             for n in &needles {
                 assert!(err.contains(n), "{args:?}: message lacks {n:?}: {err}");
             }
@@ -117,22 +535,45 @@ fn config_show_prints_sources_and_is_reusable() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("jobqueue.toml");
     std::fs::write(&file, "system = 'pbs'\ncores = 4\n[pbs]\nqueue = 'workq'\n").unwrap();
-    let out = run(bin().args(["config", "show", "--memory", "8GB"]).env("RDASK_CONFIG", &file).env("RDASK_WALLTIME", "2h"));
+    let out = run(bin()
+        .args(["config", "show", "--memory", "8GB"])
+        .env("RDASK_CONFIG", &file)
+        .env("RDASK_WALLTIME", "2h"));
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = stdout(&out);
-    for needle in ["system = \"pbs\"", "queue = \"workq\"", "[pbs]", "flag --memory", "environment RDASK_WALLTIME", "walltime = \"02:00:00\"", "cores = 4"] {
+    for needle in [
+        "system = \"pbs\"",
+        "queue = \"workq\"",
+        "[pbs]",
+        "flag --memory",
+        "environment RDASK_WALLTIME",
+        "walltime = \"02:00:00\"",
+        "cores = 4",
+    ] {
         assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
     }
     let again = dir.path().join("again.toml");
     std::fs::write(&again, &shown).unwrap();
     let out2 = run(bin().args(["config", "show", "--config"]).arg(&again));
     assert!(out2.status.success(), "{}", stderr(&out2));
-    assert!(stdout(&out2).contains("memory = \"8000000000\""), "{}", stdout(&out2));
+    assert!(
+        stdout(&out2).contains("memory = \"8000000000\""),
+        "{}",
+        stdout(&out2)
+    );
 }
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["job-script", "--help"], &["config", "show", "--help"], &["jobs", "submit", "--help"], &["jobs", "status", "--help"], &["jobs", "cancel", "--help"], &["--version"]] {
+    for args in [
+        &["--help"][..],
+        &["job-script", "--help"],
+        &["config", "show", "--help"],
+        &["jobs", "submit", "--help"],
+        &["jobs", "status", "--help"],
+        &["jobs", "cancel", "--help"],
+        &["--version"],
+    ] {
         let out = run(bin().args(args));
         assert!(out.status.success(), "{args:?}");
         assert!(!stdout(&out).trim().is_empty(), "{args:?}");

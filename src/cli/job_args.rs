@@ -124,7 +124,10 @@ impl JobArgs {
         put("system", self.system.map(|s| text(s.name())));
         put("cores", self.cores.map(|n| Value::Integer(n.into())));
         put("memory", self.memory.map(|m| text(&m.exact())));
-        put("processes", self.processes.map(|n| Value::Integer(n.into())));
+        put(
+            "processes",
+            self.processes.map(|n| Value::Integer(n.into())),
+        );
         put("queue", self.queue.as_deref().map(text));
         put("account", self.account.as_deref().map(text));
         put("walltime", self.walltime.map(|w| text(&w.hhmmss())));
@@ -142,18 +145,37 @@ impl JobArgs {
         ] {
             put(name, (!v.is_empty()).then(|| lines(v)));
         }
-        put("log_directory", self.log_directory.as_ref().map(|p| text(&p.display().to_string())));
+        put(
+            "log_directory",
+            self.log_directory
+                .as_ref()
+                .map(|p| text(&p.display().to_string())),
+        );
         put("local_directory", self.local_directory.as_deref().map(text));
         put("interface", self.interface.as_deref().map(text));
         put("job_name", self.job_name.as_deref().map(text));
         put("shebang", self.shebang.as_deref().map(text));
-        put("template", self.template.as_ref().map(|p| text(&p.display().to_string())));
-        put("death_timeout", self.death_timeout.map(|s| Value::Integer(s as i64)));
+        put(
+            "template",
+            self.template
+                .as_ref()
+                .map(|p| text(&p.display().to_string())),
+        );
+        put(
+            "death_timeout",
+            self.death_timeout.map(|s| Value::Integer(s as i64)),
+        );
         put("lsf_units", self.lsf_units.map(|u| text(&format!("{u:?}"))));
         put("disk", self.disk.map(|m| text(&m.exact())));
-        put("memory_per_core_property_name", self.memory_per_core_property_name.as_deref().map(text));
+        put(
+            "memory_per_core_property_name",
+            self.memory_per_core_property_name.as_deref().map(text),
+        );
         put("worker_command", self.worker_command.as_deref().map(text));
-        put("command_timeout", self.command_timeout.map(|s| Value::Integer(s as i64)));
+        put(
+            "command_timeout",
+            self.command_timeout.map(|s| Value::Integer(s as i64)),
+        );
         l
     }
 
@@ -171,30 +193,93 @@ mod tests {
     #[test]
     fn every_config_key_has_a_flag_of_the_same_name() {
         let cmd = JobArgs::augment_args(Command::new("t"));
-        let flags: Vec<String> = cmd.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect();
+        let flags: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
         for spec in config::KEYS {
             let flag = spec.name.replace('_', "-");
-            assert!(flags.contains(&flag), "config key {} has no --{flag}", spec.name);
+            assert!(
+                flags.contains(&flag),
+                "config key {} has no --{flag}",
+                spec.name
+            );
         }
     }
 
     #[test]
     fn every_flag_reaches_the_configuration() {
         let argv = [
-            "t", "--system", "lsf", "--cores", "4", "--memory", "8GB", "--processes", "2", "--queue", "q",
-            "--project", "p", "--walltime", "1h", "--job-cpu", "5", "--job-mem", "9GB", "--resource-spec", "r",
-            "--job-extra-directive", "-x", "--job-directives-skip", "-y", "--prologue", "a", "--epilogue", "b",
-            "--log-directory", "/l", "--local-directory", "/d", "--interface", "ib0", "--job-name", "n",
-            "--shebang", "#!/bin/sh", "--template", "/t", "--worker-extra-arg", "--foo", "--death-timeout", "2m",
-            "--submit-command-extra", "-s", "--cancel-command-extra", "-c", "--lsf-units", "MB", "--disk", "1GB",
-            "--memory-per-core-property-name", "memcore", "--worker-command", "w", "--command-timeout", "5",
+            "t",
+            "--system",
+            "lsf",
+            "--cores",
+            "4",
+            "--memory",
+            "8GB",
+            "--processes",
+            "2",
+            "--queue",
+            "q",
+            "--project",
+            "p",
+            "--walltime",
+            "1h",
+            "--job-cpu",
+            "5",
+            "--job-mem",
+            "9GB",
+            "--resource-spec",
+            "r",
+            "--job-extra-directive",
+            "-x",
+            "--job-directives-skip",
+            "-y",
+            "--prologue",
+            "a",
+            "--epilogue",
+            "b",
+            "--log-directory",
+            "/l",
+            "--local-directory",
+            "/d",
+            "--interface",
+            "ib0",
+            "--job-name",
+            "n",
+            "--shebang",
+            "#!/bin/sh",
+            "--template",
+            "/t",
+            "--worker-extra-arg",
+            "--foo",
+            "--death-timeout",
+            "2m",
+            "--submit-command-extra",
+            "-s",
+            "--cancel-command-extra",
+            "-c",
+            "--lsf-units",
+            "MB",
+            "--disk",
+            "1GB",
+            "--memory-per-core-property-name",
+            "memcore",
+            "--worker-command",
+            "w",
+            "--command-timeout",
+            "5",
         ];
         let cmd = JobArgs::augment_args(Command::new("t"));
         let args = JobArgs::from_arg_matches(&cmd.get_matches_from(argv)).unwrap();
         let layer = args.layer();
         let names: Vec<&str> = layer.values.iter().map(|(k, _, _)| *k).collect();
         for spec in config::KEYS {
-            assert!(names.contains(&spec.name), "--{} did not reach the configuration", spec.name);
+            assert!(
+                names.contains(&spec.name),
+                "--{} did not reach the configuration",
+                spec.name
+            );
         }
         let loaded = config::load(None, &layer, &Env::default()).unwrap();
         assert_eq!(loaded.config.death_timeout, 120);

@@ -31,7 +31,10 @@ impl TargetArgs {
             );
             "tcp://SCHEDULER:8786".into()
         });
-        Target { scheduler_address, secret_file: self.secret_file.clone() }
+        Target {
+            scheduler_address,
+            secret_file: self.secret_file.clone(),
+        }
     }
 }
 
@@ -117,8 +120,10 @@ pub fn jobs(c: JobsCommand) -> Result<i32> {
             let states = JobQueue::new(&cfg).states(&a.ids)?;
             let mut out = std::io::stdout().lock();
             if a.json {
-                let map: serde_json::Map<String, serde_json::Value> =
-                    states.iter().map(|(id, s)| (id.clone(), s.name().into())).collect();
+                let map: serde_json::Map<String, serde_json::Value> = states
+                    .iter()
+                    .map(|(id, s)| (id.clone(), s.name().into()))
+                    .collect();
                 writeln!(out, "{}", serde_json::Value::Object(map)).ok();
             } else {
                 for id in &a.ids {
@@ -143,14 +148,18 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
         .prefix(&format!("{}-", cfg.job_name))
         .suffix(&format!("-{}", system(cfg.system).script_file_name()))
         .tempfile_in(dir)
-        .map_err(Error::io(format!("creating a job script in {}", dir.display())))?;
+        .map_err(Error::io(format!(
+            "creating a job script in {}",
+            dir.display()
+        )))?;
     let path = file.path().to_path_buf();
     std::fs::write(&path, text).map_err(Error::io(format!("writing {}", path.display())))?;
     set_executable(&path)?;
     match JobQueue::new(cfg).submit(&path) {
         Ok(id) => {
             // Keep the script: OAR and local jobs read it when they start.
-            file.keep().map_err(|e| Error::io(format!("keeping {}", path.display()))(e.error))?;
+            file.keep()
+                .map_err(|e| Error::io(format!("keeping {}", path.display()))(e.error))?;
             Ok(id)
         }
         Err(e) => Err(e), // `file` is dropped here, which deletes the script.

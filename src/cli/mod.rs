@@ -3,6 +3,9 @@
 
 pub mod job_args;
 pub mod jobs;
+pub mod runtime;
+
+pub use runtime::worker_main;
 
 use clap::{Parser, Subcommand};
 
@@ -31,13 +34,32 @@ pub enum Command {
     /// Talk to the batch system directly: submit one worker job, ask states, cancel
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Run a scheduler: workers and clients connect to it
+    Scheduler(runtime::SchedulerArgs),
+    /// Run a worker (what the job scripts start)
+    Worker(runtime::WorkerArgs),
+}
+
+/// Logs go to stderr; `RDASK_LOG` (error, warn, info, debug, trace) overrides the level.
+pub fn init_logging(default: &str) {
+    let level = std::env::var("RDASK_LOG").unwrap_or_else(|_| default.to_string());
+    let level: tracing::Level = level.parse().unwrap_or(tracing::Level::WARN);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// Runs the parsed command; the returned code is the process's exit status.
 pub fn run(cli: Cli) -> Result<i32> {
+    let daemon = matches!(cli.command, Command::Scheduler(_) | Command::Worker(_));
+    init_logging(if daemon { "info" } else { "warn" });
     match cli.command {
         Command::JobScript(a) => jobs::job_script(a),
         Command::Config(c) => jobs::config(c),
         Command::Jobs(c) => jobs::jobs(c),
+        Command::Scheduler(a) => runtime::scheduler(a),
+        Command::Worker(a) => runtime::worker(a, crate::kernels::Registry::empty(), &["worker"]),
     }
 }

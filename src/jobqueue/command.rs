@@ -16,7 +16,10 @@ use crate::error::{CommandFailure, Error, Result};
 /// Runs the command and returns what it printed, whatever its exit status. Fails only when it
 /// cannot start or does not finish within `timeout`.
 pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
-    let (program, args) = inv.argv.split_first().expect("a command line is never empty");
+    let (program, args) = inv
+        .argv
+        .split_first()
+        .expect("a command line is never empty");
     let stdin = match &inv.stdin {
         Some(path) => Stdio::from(
             std::fs::File::open(path).map_err(Error::io(format!("opening {}", path.display())))?,
@@ -105,7 +108,12 @@ pub fn failure(inv: &Invocation, out: &Output) -> CommandFailure {
 
 /// The command line as a user would type it (stdin redirection included).
 pub fn display(inv: &Invocation) -> String {
-    let mut s = inv.argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+    let mut s = inv
+        .argv
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
     if let Some(p) = &inv.stdin {
         s.push_str(" < ");
         s.push_str(&shell_quote(&p.display().to_string()));
@@ -157,29 +165,53 @@ mod tests {
 
     #[test]
     fn captures_output_and_status() {
-        let out = run(&Invocation::new(["sh", "-c", "echo out; echo err >&2; exit 3"]), Duration::from_secs(10)).unwrap();
-        assert_eq!(out, Output { code: Some(3), stdout: "out\n".into(), stderr: "err\n".into() });
+        let out = run(
+            &Invocation::new(["sh", "-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            Output {
+                code: Some(3),
+                stdout: "out\n".into(),
+                stderr: "err\n".into()
+            }
+        );
     }
 
     #[test]
     fn a_failed_command_shows_itself_its_status_and_stderr() {
         let inv = Invocation::new(["sh", "-c", "echo 'no such partition' >&2; exit 1"]);
-        let err = run_checked(&inv, Duration::from_secs(10)).unwrap_err().to_string();
+        let err = run_checked(&inv, Duration::from_secs(10))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`sh -c"), "{err}");
-        assert!(err.contains("exit status 1") && err.contains("no such partition"), "{err}");
+        assert!(
+            err.contains("exit status 1") && err.contains("no such partition"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_hanging_command_is_killed_at_its_deadline() {
         let started = std::time::Instant::now();
-        let err = run(&Invocation::new(["sleep", "30"]), Duration::from_millis(200)).unwrap_err();
+        let err = run(
+            &Invocation::new(["sleep", "30"]),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("timed out"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
     fn a_missing_program_says_so() {
-        let err = run(&Invocation::new(["rdask-no-such-command"]), Duration::from_secs(5)).unwrap_err();
+        let err = run(
+            &Invocation::new(["rdask-no-such-command"]),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("could not start"), "{err}");
     }
 

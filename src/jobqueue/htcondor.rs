@@ -31,7 +31,10 @@ impl BatchSystem for Htcondor {
             format!("JobBatchName = \"{}\"", cfg.job_name),
             "MY.JobId = \"$(ClusterId).$(ProcId)\"".into(),
             format!("RequestCpus = {}", cfg.job_cpu.unwrap_or(cfg.cores)),
-            format!("RequestMemory = {}", cfg.job_mem.unwrap_or(cfg.memory).htcondor_mib()),
+            format!(
+                "RequestMemory = {}",
+                cfg.job_mem.unwrap_or(cfg.memory).htcondor_mib()
+            ),
         ];
         if let Some(disk) = cfg.disk {
             h.push(format!("RequestDisk = {}", disk.htcondor_kib()));
@@ -72,7 +75,10 @@ impl BatchSystem for Htcondor {
 
     fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
         let text = format!("{}{}", out.stdout, out.stderr);
-        let mut complaints = text.lines().filter(|l| l.contains("Couldn't find") || l.contains("does not exist")).peekable();
+        let mut complaints = text
+            .lines()
+            .filter(|l| l.contains("Couldn't find") || l.contains("does not exist"))
+            .peekable();
         complaints.peek().is_some()
     }
 
@@ -89,7 +95,11 @@ impl BatchSystem for Htcondor {
 
     /// Reads `[{"ClusterId": 1234, "ProcId": 0, "JobStatus": 2}]`; condor_q prints nothing
     /// when no job matches. Finished jobs leave the queue, so they are gone.
-    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+    fn parse_states(
+        &self,
+        out: &Output,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, JobState>, String> {
         if out.code != Some(0) {
             return Err("condor_q failed".into());
         }
@@ -100,7 +110,9 @@ impl BatchSystem for Htcondor {
             serde_json::from_str(&out.stdout).map_err(|e| format!("condor_q JSON: {e}"))?;
         let mut seen = BTreeMap::new();
         for ad in ads {
-            let Some(cluster) = ad.get("ClusterId").and_then(|c| c.as_i64()) else { continue };
+            let Some(cluster) = ad.get("ClusterId").and_then(|c| c.as_i64()) else {
+                continue;
+            };
             let status = ad.get("JobStatus").and_then(|s| s.as_i64()).unwrap_or(0);
             let cluster = cluster.to_string();
             if let Some(id) = ids.iter().find(|i| id_number(i) == cluster) {
@@ -142,7 +154,11 @@ mod tests {
 
     #[test]
     fn reads_submit_output_and_queue_states() {
-        let sub = Output { code: Some(0), stdout: "Submitting job(s).\n1 job(s) submitted to cluster 1234.\n".into(), stderr: String::new() };
+        let sub = Output {
+            code: Some(0),
+            stdout: "Submitting job(s).\n1 job(s) submitted to cluster 1234.\n".into(),
+            stderr: String::new(),
+        };
         assert_eq!(Htcondor.parse_job_id(&sub).as_deref(), Some("1234"));
         let ids: Vec<String> = ["1", "2", "3"].map(String::from).to_vec();
         let out = Output {
@@ -151,13 +167,27 @@ mod tests {
             stderr: String::new(),
         };
         let s = Htcondor.parse_states(&out, &ids).unwrap();
-        assert_eq!(s.values().copied().collect::<Vec<_>>(), [JobState::Pending, JobState::Running, JobState::Gone]);
-        let empty = Output { code: Some(0), stdout: String::new(), stderr: String::new() };
-        assert!(Htcondor.parse_states(&empty, &ids).unwrap().values().all(|s| *s == JobState::Gone));
+        assert_eq!(
+            s.values().copied().collect::<Vec<_>>(),
+            [JobState::Pending, JobState::Running, JobState::Gone]
+        );
+        let empty = Output {
+            code: Some(0),
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        assert!(Htcondor
+            .parse_states(&empty, &ids)
+            .unwrap()
+            .values()
+            .all(|s| *s == JobState::Gone));
     }
 
     #[test]
     fn quotes_arguments_the_new_way() {
-        assert_eq!(sh_arguments("echo it's \"x\""), r#""-c 'echo it''s ""x""'""#);
+        assert_eq!(
+            sh_arguments("echo it's \"x\""),
+            r#""-c 'echo it''s ""x""'""#
+        );
     }
 }

@@ -41,7 +41,14 @@ impl BatchSystem for Local {
 
     fn submit(&self, script: &Path, extra: &[String]) -> Invocation {
         let log = format!("{}.log", script.display());
-        let mut argv = vec!["sh".to_string(), "-c".into(), SUBMIT.into(), "sh".into(), log, "bash".into()];
+        let mut argv = vec![
+            "sh".to_string(),
+            "-c".into(),
+            SUBMIT.into(),
+            "sh".into(),
+            log,
+            "bash".into(),
+        ];
         argv.extend(extra.iter().cloned());
         argv.push(script.display().to_string());
         Invocation::new(argv)
@@ -60,19 +67,34 @@ impl BatchSystem for Local {
     }
 
     fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
-        out.stderr.lines().filter(|l| !l.trim().is_empty()).all(|l| l.contains("No such process"))
+        out.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| l.contains("No such process"))
     }
 
     fn status(&self, ids: &[String]) -> Invocation {
-        Invocation::new(["ps".to_string(), "-o".into(), "pid=,stat=".into(), "-p".into(), ids.join(",")])
+        Invocation::new([
+            "ps".to_string(),
+            "-o".into(),
+            "pid=,stat=".into(),
+            "-p".into(),
+            ids.join(","),
+        ])
     }
 
     /// `ps` exits 1 when none of the pids exists; zombies (stat Z) have ended.
-    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+    fn parse_states(
+        &self,
+        out: &Output,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, JobState>, String> {
         let mut seen = BTreeMap::new();
         for line in out.stdout.lines() {
             let mut words = line.split_whitespace();
-            let (Some(pid), Some(stat)) = (words.next(), words.next()) else { continue };
+            let (Some(pid), Some(stat)) = (words.next(), words.next()) else {
+                continue;
+            };
             if !stat.starts_with('Z') {
                 seen.insert(pid.to_string(), JobState::Running);
             }
@@ -100,22 +122,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("marker");
         let script = dir.path().join("job.sh");
-        std::fs::write(&script, format!("echo \"$RDASK_LOCAL_JOB_ID\" > {}\nsleep 300 & wait\n", marker.display())).unwrap();
+        std::fs::write(
+            &script,
+            format!(
+                "echo \"$RDASK_LOCAL_JOB_ID\" > {}\nsleep 300 & wait\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
         let t = Duration::from_secs(10);
         let out = command::run_checked(&Local.submit(&script, &[]), t).unwrap();
         let id = Local.parse_job_id(&out).expect("pid");
         let ids = vec![id.clone()];
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_to_string(&marker).map(|s| s.trim().is_empty()).unwrap_or(true) {
+        while std::fs::read_to_string(&marker)
+            .map(|s| s.trim().is_empty())
+            .unwrap_or(true)
+        {
             assert!(Instant::now() < deadline, "job never wrote its marker");
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), id, "job sees its own id");
-        let states = Local.parse_states(&command::run(&Local.status(&ids), t).unwrap(), &ids).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap().trim(),
+            id,
+            "job sees its own id"
+        );
+        let states = Local
+            .parse_states(&command::run(&Local.status(&ids), t).unwrap(), &ids)
+            .unwrap();
         assert_eq!(states[&id], JobState::Running);
         command::run_checked(&Local.cancel(&ids, &[]), t).unwrap();
         loop {
-            let states = Local.parse_states(&command::run(&Local.status(&ids), t).unwrap(), &ids).unwrap();
+            let states = Local
+                .parse_states(&command::run(&Local.status(&ids), t).unwrap(), &ids)
+                .unwrap();
             if states[&id] == JobState::Gone {
                 break;
             }
@@ -123,6 +163,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         let again = command::run(&Local.cancel(&ids, &[]), t).unwrap();
-        assert!(again.code == Some(0) || Local.cancel_failure_is_harmless(&again), "{again:?}");
+        assert!(
+            again.code == Some(0) || Local.cancel_failure_is_harmless(&again),
+            "{again:?}"
+        );
     }
 }

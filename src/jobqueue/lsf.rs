@@ -12,7 +12,10 @@ pub struct Lsf;
 /// The site's memory unit for `-M`: `LSF_UNIT_FOR_LIMITS` in `$LSF_ENVDIR/lsf.conf`, else
 /// `/etc/lsf.conf`; KB when neither says.
 pub fn detect_unit() -> LsfUnit {
-    let dirs = std::env::var("LSF_ENVDIR").ok().into_iter().chain(["/etc".to_string()]);
+    let dirs = std::env::var("LSF_ENVDIR")
+        .ok()
+        .into_iter()
+        .chain(["/etc".to_string()]);
     for dir in dirs {
         if let Ok(text) = std::fs::read_to_string(Path::new(&dir).join("lsf.conf")) {
             if let Some(unit) = unit_from_conf(&text) {
@@ -59,7 +62,10 @@ impl BatchSystem for Lsf {
         if ncpus > 1 {
             h.push("#BSUB -R \"span[hosts=1]\"".into());
         }
-        h.push(format!("#BSUB -M {}", cfg.job_mem.unwrap_or(cfg.memory).lsf(site.lsf_unit)));
+        h.push(format!(
+            "#BSUB -M {}",
+            cfg.job_mem.unwrap_or(cfg.memory).lsf(site.lsf_unit)
+        ));
         h.push(format!("#BSUB -W {}", cfg.walltime.lsf()));
         h
     }
@@ -77,7 +83,9 @@ impl BatchSystem for Lsf {
         out.stdout.lines().find_map(|l| {
             let rest = l.trim().strip_prefix("Job <")?;
             let id = &rest[..rest.find('>')?];
-            id.chars().all(|c| c.is_ascii_digit()).then(|| id.to_string())
+            id.chars()
+                .all(|c| c.is_ascii_digit())
+                .then(|| id.to_string())
         })
     }
 
@@ -89,29 +97,50 @@ impl BatchSystem for Lsf {
     }
 
     fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
-        let mut complaints = out.stderr.lines().filter(|l| !l.trim().is_empty()).peekable();
+        let mut complaints = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .peekable();
         complaints.peek().is_some()
             && complaints.all(|l| {
-                l.contains("No matching job found") || l.contains("Job has already finished") || l.contains("is not found")
+                l.contains("No matching job found")
+                    || l.contains("Job has already finished")
+                    || l.contains("is not found")
             })
     }
 
     fn status(&self, ids: &[String]) -> Invocation {
-        let mut argv = vec!["bjobs".to_string(), "-noheader".into(), "-o".into(), "jobid stat".into()];
+        let mut argv = vec![
+            "bjobs".to_string(),
+            "-noheader".into(),
+            "-o".into(),
+            "jobid stat".into(),
+        ];
         argv.extend(ids.iter().cloned());
         Invocation::new(argv)
     }
 
-    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+    fn parse_states(
+        &self,
+        out: &Output,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, JobState>, String> {
         let mut seen = BTreeMap::new();
         for line in out.stdout.lines() {
             let mut words = line.split_whitespace();
-            let (Some(id), Some(stat)) = (words.next(), words.next()) else { continue };
+            let (Some(id), Some(stat)) = (words.next(), words.next()) else {
+                continue;
+            };
             if id.chars().all(|c| c.is_ascii_digit()) {
                 seen.insert(id.to_string(), state_of(stat));
             }
         }
-        let complaints_ok = out.stderr.lines().filter(|l| !l.trim().is_empty()).all(|l| l.contains("is not found"));
+        let complaints_ok = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| l.contains("is not found"));
         if out.code != Some(0) && seen.is_empty() && !complaints_ok {
             return Err("bjobs failed".into());
         }
@@ -139,18 +168,40 @@ mod tests {
 
     #[test]
     fn reads_submit_output_and_states() {
-        let sub = Output { code: Some(0), stdout: "Job <1234> is submitted to queue <normal>.\n".into(), stderr: String::new() };
+        let sub = Output {
+            code: Some(0),
+            stdout: "Job <1234> is submitted to queue <normal>.\n".into(),
+            stderr: String::new(),
+        };
         assert_eq!(Lsf.parse_job_id(&sub).as_deref(), Some("1234"));
         let ids: Vec<String> = ["1", "2", "3", "4"].map(String::from).to_vec();
-        let out = Output { code: Some(255), stdout: "1 PEND\n2 RUN\n3 EXIT\n".into(), stderr: "Job <4> is not found\n".into() };
+        let out = Output {
+            code: Some(255),
+            stdout: "1 PEND\n2 RUN\n3 EXIT\n".into(),
+            stderr: "Job <4> is not found\n".into(),
+        };
         let s = Lsf.parse_states(&out, &ids).unwrap();
-        assert_eq!(s.values().copied().collect::<Vec<_>>(), [JobState::Pending, JobState::Running, JobState::Failed, JobState::Gone]);
+        assert_eq!(
+            s.values().copied().collect::<Vec<_>>(),
+            [
+                JobState::Pending,
+                JobState::Running,
+                JobState::Failed,
+                JobState::Gone
+            ]
+        );
     }
 
     #[test]
     fn reads_the_unit_from_lsf_conf() {
-        assert_eq!(unit_from_conf("# c\nLSF_UNIT_FOR_LIMITS=MB\n"), Some(LsfUnit::MB));
-        assert_eq!(unit_from_conf("LSF_UNIT_FOR_LIMITS = \"GB\"\n"), Some(LsfUnit::GB));
+        assert_eq!(
+            unit_from_conf("# c\nLSF_UNIT_FOR_LIMITS=MB\n"),
+            Some(LsfUnit::MB)
+        );
+        assert_eq!(
+            unit_from_conf("LSF_UNIT_FOR_LIMITS = \"GB\"\n"),
+            Some(LsfUnit::GB)
+        );
         assert_eq!(unit_from_conf("#LSF_UNIT_FOR_LIMITS=MB\n"), None);
     }
 }

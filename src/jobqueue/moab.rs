@@ -51,17 +51,27 @@ impl BatchSystem for Moab {
         Invocation::new(["showq", "--xml"])
     }
 
-    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+    fn parse_states(
+        &self,
+        out: &Output,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, JobState>, String> {
         if out.code != Some(0) {
             return Err("showq failed".into());
         }
         let mut seen = BTreeMap::new();
         for element in out.stdout.split("<job ").skip(1) {
             let element = &element[..element.find('>').unwrap_or(element.len())];
-            let (Some(job), Some(state)) = (xml_attribute(element, "JobID"), xml_attribute(element, "State")) else {
+            let (Some(job), Some(state)) = (
+                xml_attribute(element, "JobID"),
+                xml_attribute(element, "State"),
+            ) else {
                 continue;
             };
-            if let Some(id) = ids.iter().find(|i| id_number(i.trim_start_matches("Moab.")) == id_number(job)) {
+            if let Some(id) = ids
+                .iter()
+                .find(|i| id_number(i.trim_start_matches("Moab.")) == id_number(job))
+            {
                 seen.insert(id.clone(), state_of(state));
             }
         }
@@ -91,8 +101,8 @@ fn xml_attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
 
 fn state_of(state: &str) -> JobState {
     match state {
-        "Idle" | "Hold" | "UserHold" | "SystemHold" | "BatchHold" | "Deferred" | "Staging" | "Blocked"
-        | "NotQueued" => JobState::Pending,
+        "Idle" | "Hold" | "UserHold" | "SystemHold" | "BatchHold" | "Deferred" | "Staging"
+        | "Blocked" | "NotQueued" => JobState::Pending,
         "Running" | "Starting" | "Suspended" => JobState::Running,
         "Completed" => JobState::Completed,
         "Removed" | "Vacated" => JobState::Cancelled,
@@ -106,11 +116,27 @@ mod tests {
 
     #[test]
     fn reads_msub_ids_and_showq_xml() {
-        let sub = Output { code: Some(0), stdout: "\n1234\n".into(), stderr: String::new() };
+        let sub = Output {
+            code: Some(0),
+            stdout: "\n1234\n".into(),
+            stderr: String::new(),
+        };
         assert_eq!(Moab.parse_job_id(&sub).as_deref(), Some("1234"));
         let xml = r#"<Data><Object>queue</Object><queue count="1" option="active"><job AWDuration="3" JobID="1234" JobName="rdask-worker" State="Running"></job></queue><queue count="1" option="eligible"><job JobID="1235" State="Idle"></job></queue><queue count="0" option="blocked"></queue></Data>"#;
         let ids: Vec<String> = ["1234", "1235", "1236"].map(String::from).to_vec();
-        let s = Moab.parse_states(&Output { code: Some(0), stdout: xml.into(), stderr: String::new() }, &ids).unwrap();
-        assert_eq!(s.values().copied().collect::<Vec<_>>(), [JobState::Running, JobState::Pending, JobState::Gone]);
+        let s = Moab
+            .parse_states(
+                &Output {
+                    code: Some(0),
+                    stdout: xml.into(),
+                    stderr: String::new(),
+                },
+                &ids,
+            )
+            .unwrap();
+        assert_eq!(
+            s.values().copied().collect::<Vec<_>>(),
+            [JobState::Running, JobState::Pending, JobState::Gone]
+        );
     }
 }

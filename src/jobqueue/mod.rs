@@ -82,7 +82,10 @@ impl Invocation {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Invocation { argv: argv.into_iter().map(Into::into).collect(), stdin: None }
+        Invocation {
+            argv: argv.into_iter().map(Into::into).collect(),
+            stdin: None,
+        }
     }
 }
 
@@ -105,7 +108,9 @@ pub struct Site {
 impl Site {
     /// Reads what the configuration leaves open from the site's files.
     pub fn discover(cfg: &JobConfig) -> Site {
-        Site { lsf_unit: cfg.lsf_units.unwrap_or_else(lsf::detect_unit) }
+        Site {
+            lsf_unit: cfg.lsf_units.unwrap_or_else(lsf::detect_unit),
+        }
     }
 }
 
@@ -144,7 +149,11 @@ pub trait BatchSystem: Sync {
 
     /// Reads the states of `ids` from the status command's output. Ids the output does not
     /// mention are [`JobState::Gone`]. `Err` when the output cannot be read at all.
-    fn parse_states(&self, out: &Output, ids: &[String]) -> std::result::Result<BTreeMap<String, JobState>, String>;
+    fn parse_states(
+        &self,
+        out: &Output,
+        ids: &[String],
+    ) -> std::result::Result<BTreeMap<String, JobState>, String>;
 
     /// Environment variables (in order) from which a process inside a job learns its job id.
     fn job_id_variables(&self) -> &'static [&'static str];

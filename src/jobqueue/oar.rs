@@ -31,7 +31,10 @@ impl BatchSystem for Oar {
             .resource_spec
             .clone()
             .unwrap_or_else(|| format!("/nodes=1/core={}", cfg.job_cpu.unwrap_or(cfg.cores)));
-        h.push(format!("#OAR -l {resources},walltime={}", cfg.walltime.hhmmss()));
+        h.push(format!(
+            "#OAR -l {resources},walltime={}",
+            cfg.walltime.hhmmss()
+        ));
         if let Some(dir) = &cfg.log_directory {
             let (dir, name) = (dir.display(), &cfg.job_name);
             h.push(format!("#OAR -O {dir}/{name}-%jobid%.out"));
@@ -71,7 +74,9 @@ impl BatchSystem for Oar {
 
     fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
         let text = format!("{}{}", out.stdout, out.stderr);
-        text.contains("does not exist") || text.contains("already killed") || text.contains("not in a killable state")
+        text.contains("does not exist")
+            || text.contains("already killed")
+            || text.contains("not in a killable state")
     }
 
     fn status(&self, ids: &[String]) -> Invocation {
@@ -84,9 +89,17 @@ impl BatchSystem for Oar {
     }
 
     /// Reads `{"1234": {"state": "Running", "exit_code": null, ...}}`.
-    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+    fn parse_states(
+        &self,
+        out: &Output,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, JobState>, String> {
         if out.stdout.trim().is_empty() {
-            return if out.code == Some(0) { Ok(fill_gone(ids, BTreeMap::new())) } else { Err("oarstat failed".into()) };
+            return if out.code == Some(0) {
+                Ok(fill_gone(ids, BTreeMap::new()))
+            } else {
+                Err("oarstat failed".into())
+            };
         }
         let doc: serde_json::Value =
             serde_json::from_str(&out.stdout).map_err(|e| format!("oarstat JSON: {e}"))?;
@@ -123,7 +136,11 @@ mod tests {
 
     #[test]
     fn reads_ids_and_json_states() {
-        let sub = Output { code: Some(0), stdout: "[ADMISSION RULE] Set default walltime\nOAR_JOB_ID=1234\n".into(), stderr: String::new() };
+        let sub = Output {
+            code: Some(0),
+            stdout: "[ADMISSION RULE] Set default walltime\nOAR_JOB_ID=1234\n".into(),
+            stderr: String::new(),
+        };
         assert_eq!(Oar.parse_job_id(&sub).as_deref(), Some("1234"));
         let ids: Vec<String> = ["1", "2", "3", "4"].map(String::from).to_vec();
         let out = Output {
@@ -132,6 +149,14 @@ mod tests {
             stderr: String::new(),
         };
         let s = Oar.parse_states(&out, &ids).unwrap();
-        assert_eq!(s.values().copied().collect::<Vec<_>>(), [JobState::Pending, JobState::Running, JobState::Failed, JobState::Gone]);
+        assert_eq!(
+            s.values().copied().collect::<Vec<_>>(),
+            [
+                JobState::Pending,
+                JobState::Running,
+                JobState::Failed,
+                JobState::Gone
+            ]
+        );
     }
 }

@@ -37,7 +37,8 @@ pub fn pbs_header(cfg: &JobConfig) -> Vec<String> {
 /// Whether every complaint of a PBS client is about ids it does not know.
 pub(crate) fn only_unknown_ids(stderr: &str) -> bool {
     let mut lines = stderr.lines().filter(|l| !l.trim().is_empty()).peekable();
-    lines.peek().is_some() && lines.all(|l| l.contains("Unknown Job Id") || l.contains("Job has finished"))
+    lines.peek().is_some()
+        && lines.all(|l| l.contains("Unknown Job Id") || l.contains("Job has finished"))
 }
 
 impl BatchSystem for Pbs {
@@ -63,7 +64,10 @@ impl BatchSystem for Pbs {
     /// qsub prints "1234.server".
     fn parse_job_id(&self, out: &Output) -> Option<String> {
         let line = out.stdout.lines().map(str::trim).rfind(|l| !l.is_empty())?;
-        line.chars().next()?.is_ascii_digit().then(|| line.to_string())
+        line.chars()
+            .next()?
+            .is_ascii_digit()
+            .then(|| line.to_string())
     }
 
     fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
@@ -78,14 +82,24 @@ impl BatchSystem for Pbs {
     }
 
     fn status(&self, ids: &[String]) -> Invocation {
-        let mut argv = vec!["qstat".to_string(), "-x".into(), "-f".into(), "-F".into(), "json".into()];
+        let mut argv = vec![
+            "qstat".to_string(),
+            "-x".into(),
+            "-f".into(),
+            "-F".into(),
+            "json".into(),
+        ];
         argv.extend(ids.iter().cloned());
         Invocation::new(argv)
     }
 
     /// Reads `{"Jobs": {"ID": {"job_state": "R", "Exit_status": 0}}}`. qstat exits non-zero
     /// when some ids are unknown, but still prints the others.
-    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+    fn parse_states(
+        &self,
+        out: &Output,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, JobState>, String> {
         if out.stdout.trim().is_empty() {
             if out.code == Some(0) || only_unknown_ids(&out.stderr) {
                 return Ok(fill_gone(ids, BTreeMap::new()));
@@ -139,15 +153,25 @@ mod tests {
 
     #[test]
     fn reads_json_states_with_exit_codes() {
-        let ids: Vec<String> = ["1000.pbsserver", "1001.pbsserver", "1002", "1003.pbsserver", "1004.pbsserver"]
-            .map(String::from)
-            .to_vec();
+        let ids: Vec<String> = [
+            "1000.pbsserver",
+            "1001.pbsserver",
+            "1002",
+            "1003.pbsserver",
+            "1004.pbsserver",
+        ]
+        .map(String::from)
+        .to_vec();
         let stdout = r#"{"timestamp":1, "pbs_version":"19.1.3", "pbs_server":"pbsserver", "Jobs":{
             "1000.pbsserver":{"job_state":"Q"},
             "1001.pbsserver":{"job_state":"R"},
             "1002.pbsserver.example.org":{"job_state":"F","Exit_status":0},
             "1003.pbsserver":{"job_state":"F","Exit_status":271}}}"#;
-        let out = Output { code: Some(153), stdout: stdout.into(), stderr: "qstat: Unknown Job Id 1004.pbsserver\n".into() };
+        let out = Output {
+            code: Some(153),
+            stdout: stdout.into(),
+            stderr: "qstat: Unknown Job Id 1004.pbsserver\n".into(),
+        };
         let s = Pbs.parse_states(&out, &ids).unwrap();
         assert_eq!(s["1000.pbsserver"], JobState::Pending);
         assert_eq!(s["1001.pbsserver"], JobState::Running);
@@ -158,7 +182,11 @@ mod tests {
 
     #[test]
     fn reads_the_id_qsub_prints() {
-        let out = Output { code: Some(0), stdout: "1234.pbsserver\n".into(), stderr: String::new() };
+        let out = Output {
+            code: Some(0),
+            stdout: "1234.pbsserver\n".into(),
+            stderr: String::new(),
+        };
         assert_eq!(Pbs.parse_job_id(&out).as_deref(), Some("1234.pbsserver"));
     }
 }

@@ -22,7 +22,10 @@ pub fn builtin_template(kind: SystemKind) -> (&'static str, &'static str) {
         SystemKind::Sge => ("sge.sh.j2", include_str!("../../templates/sge.sh.j2")),
         SystemKind::Lsf => ("lsf.sh.j2", include_str!("../../templates/lsf.sh.j2")),
         SystemKind::Oar => ("oar.sh.j2", include_str!("../../templates/oar.sh.j2")),
-        SystemKind::Htcondor => ("htcondor.sub.j2", include_str!("../../templates/htcondor.sub.j2")),
+        SystemKind::Htcondor => (
+            "htcondor.sub.j2",
+            include_str!("../../templates/htcondor.sub.j2"),
+        ),
         SystemKind::Moab => ("moab.sh.j2", include_str!("../../templates/moab.sh.j2")),
         SystemKind::Local => ("local.sh.j2", include_str!("../../templates/local.sh.j2")),
     }
@@ -50,7 +53,10 @@ pub fn worker_command(cfg: &JobConfig, target: &Target, own_binary: &Path) -> St
     words.extend(["--memory-limit".into(), cfg.memory_per_process().exact()]);
     words.extend(["--death-timeout".into(), cfg.death_timeout.to_string()]);
     if let Some(secret) = &target.secret_file {
-        words.extend(["--secret-file".into(), shell_quote(&secret.display().to_string())]);
+        words.extend([
+            "--secret-file".into(),
+            shell_quote(&secret.display().to_string()),
+        ]);
     }
     if let Some(dir) = &cfg.local_directory {
         words.extend(["--local-directory".into(), shell_quote_expanding(dir)]);
@@ -58,7 +64,11 @@ pub fn worker_command(cfg: &JobConfig, target: &Target, own_binary: &Path) -> St
     if let Some(iface) = &cfg.interface {
         words.extend(["--interface".into(), shell_quote(iface)]);
     }
-    words.extend(cfg.worker_extra_arg.iter().map(|a| shell_quote_expanding(a)));
+    words.extend(
+        cfg.worker_extra_arg
+            .iter()
+            .map(|a| shell_quote_expanding(a)),
+    );
     format!("{prefix} {}", words.join(" "))
 }
 
@@ -69,13 +79,23 @@ pub fn header(cfg: &JobConfig, site: &Site) -> (Vec<String>, Vec<String>) {
     let generated = sys
         .header_lines(cfg, site)
         .into_iter()
-        .filter(|line| !cfg.job_directives_skip.iter().any(|skip| line.contains(skip.as_str())))
+        .filter(|line| {
+            !cfg.job_directives_skip
+                .iter()
+                .any(|skip| line.contains(skip.as_str()))
+        })
         .collect();
     let prefix = sys.directive_prefix();
     let extra = cfg
         .job_extra_directive
         .iter()
-        .map(|d| if prefix.is_empty() { d.clone() } else { format!("{prefix} {d}") })
+        .map(|d| {
+            if prefix.is_empty() {
+                d.clone()
+            } else {
+                format!("{prefix} {d}")
+            }
+        })
         .collect();
     (generated, extra)
 }
@@ -90,7 +110,11 @@ pub fn render(cfg: &JobConfig, target: &Target, own_binary: &Path) -> Result<Str
     body.extend(cfg.epilogue.iter().cloned());
 
     let opt = |v: &Option<String>| v.clone().map(Value::from).unwrap_or(Value::from(()));
-    let path = |v: &Option<PathBuf>| v.as_ref().map(|p| Value::from(p.display().to_string())).unwrap_or(Value::from(()));
+    let path = |v: &Option<PathBuf>| {
+        v.as_ref()
+            .map(|p| Value::from(p.display().to_string()))
+            .unwrap_or(Value::from(()))
+    };
     let memory_request = match cfg.system {
         SystemKind::Slurm => cfg.job_mem.unwrap_or(cfg.memory).slurm(),
         SystemKind::Pbs | SystemKind::Moab => cfg.job_mem.unwrap_or(cfg.memory).pbs(),
@@ -137,7 +161,10 @@ pub fn render(cfg: &JobConfig, target: &Target, own_binary: &Path) -> Result<Str
     let (name, source) = match &cfg.template {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| {
-                Error::invalid(format!("cannot read template {}: {e} (check --template)", p.display()))
+                Error::invalid(format!(
+                    "cannot read template {}: {e} (check --template)",
+                    p.display()
+                ))
             })?;
             (p.display().to_string(), text)
         }
@@ -160,13 +187,14 @@ pub fn render(cfg: &JobConfig, target: &Target, own_binary: &Path) -> Result<Str
         if let Some(line) = e.line() {
             msg.push_str(&format!(" (line {line})"));
         }
-        msg.push_str(
-            "; see docs/configuration.md#templates for the variables a template can use",
-        );
+        msg.push_str("; see docs/configuration.md#templates for the variables a template can use");
         Error::invalid(msg)
     };
-    env.add_template_owned(name.clone(), source).map_err(explain)?;
-    env.get_template(&name).and_then(|t| t.render(ctx)).map_err(explain)
+    env.add_template_owned(name.clone(), source)
+        .map_err(explain)?;
+    env.get_template(&name)
+        .and_then(|t| t.render(ctx))
+        .map_err(explain)
 }
 
 #[cfg(test)]
@@ -182,7 +210,12 @@ mod tests {
             ..JobConfig::default()
         };
         let (generated, extra) = header(&cfg, &Site::discover(&cfg));
-        assert!(generated.iter().all(|l| !l.contains("--mem") && !l.contains("-J")), "{generated:?}");
+        assert!(
+            generated
+                .iter()
+                .all(|l| !l.contains("--mem") && !l.contains("-J")),
+            "{generated:?}"
+        );
         assert_eq!(extra, ["#SBATCH --mem-per-cpu=2G", "#SBATCH -J kept"]);
     }
 
@@ -196,7 +229,10 @@ mod tests {
             worker_extra_arg: vec!["--lifetime".into(), "55m".into()],
             ..JobConfig::default()
         };
-        let target = Target { scheduler_address: "tcp://10.0.0.1:8786".into(), secret_file: Some("/home/u/.rdask/clusters/default/secret".into()) };
+        let target = Target {
+            scheduler_address: "tcp://10.0.0.1:8786".into(),
+            secret_file: Some("/home/u/.rdask/clusters/default/secret".into()),
+        };
         let cmd = worker_command(&cfg, &target, Path::new("/opt/rdask/bin/rdask-jobqueue"));
         assert_eq!(
             cmd,

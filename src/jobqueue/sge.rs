@@ -53,7 +53,9 @@ impl BatchSystem for Sge {
         let line = out.stdout.lines().map(str::trim).rfind(|l| !l.is_empty())?;
         // Array jobs print "ID.1-10:1".
         let id = line.split('.').next()?;
-        id.chars().all(|c| c.is_ascii_digit()).then(|| id.to_string())
+        id.chars()
+            .all(|c| c.is_ascii_digit())
+            .then(|| id.to_string())
     }
 
     fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
@@ -77,7 +79,11 @@ impl BatchSystem for Sge {
         Invocation::new(["qstat"])
     }
 
-    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+    fn parse_states(
+        &self,
+        out: &Output,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, JobState>, String> {
         if out.code != Some(0) {
             return Err("qstat failed".into());
         }
@@ -107,7 +113,12 @@ fn state_of(state: &str) -> JobState {
         JobState::Failed
     } else if state.contains('d') {
         JobState::Cancelled
-    } else if state.contains('r') || state.contains('t') || state.contains('s') || state.contains('S') || state.contains('T') {
+    } else if state.contains('r')
+        || state.contains('t')
+        || state.contains('s')
+        || state.contains('S')
+        || state.contains('T')
+    {
         JobState::Running
     } else if state.contains('q') || state.contains('w') || state.contains('h') {
         JobState::Pending
@@ -132,7 +143,16 @@ job-ID  prior   name       user         state submit/start at     queue         
      11 0.55500 other      root         r     11/22/2026 04:00:01 all.q@vm                           1
 ";
         let ids: Vec<String> = ["7", "8", "9", "10", "12"].map(String::from).to_vec();
-        let s = Sge.parse_states(&Output { code: Some(0), stdout: stdout.into(), stderr: String::new() }, &ids).unwrap();
+        let s = Sge
+            .parse_states(
+                &Output {
+                    code: Some(0),
+                    stdout: stdout.into(),
+                    stderr: String::new(),
+                },
+                &ids,
+            )
+            .unwrap();
         assert_eq!(s["7"], JobState::Running);
         assert_eq!(s["8"], JobState::Pending);
         assert_eq!(s["9"], JobState::Failed);
@@ -143,11 +163,23 @@ job-ID  prior   name       user         state submit/start at     queue         
 
     #[test]
     fn reads_terse_ids_and_harmless_cancels() {
-        let ok = Output { code: Some(0), stdout: "42\n".into(), stderr: String::new() };
+        let ok = Output {
+            code: Some(0),
+            stdout: "42\n".into(),
+            stderr: String::new(),
+        };
         assert_eq!(Sge.parse_job_id(&ok).as_deref(), Some("42"));
-        let gone = Output { code: Some(1), stdout: String::new(), stderr: "denied: job \"999\" does not exist\n".into() };
+        let gone = Output {
+            code: Some(1),
+            stdout: String::new(),
+            stderr: "denied: job \"999\" does not exist\n".into(),
+        };
         assert!(Sge.cancel_failure_is_harmless(&gone));
-        let other = Output { code: Some(1), stdout: String::new(), stderr: "error: commlib error\n".into() };
+        let other = Output {
+            code: Some(1),
+            stdout: String::new(),
+            stderr: "error: commlib error\n".into(),
+        };
         assert!(!Sge.cancel_failure_is_harmless(&other));
     }
 }

@@ -33,8 +33,14 @@ impl BatchSystem for Slurm {
         }
         h.push("#SBATCH -n 1".into());
         h.push("#SBATCH -N 1".into());
-        h.push(format!("#SBATCH --cpus-per-task={}", cfg.job_cpu.unwrap_or(cfg.cores)));
-        h.push(format!("#SBATCH --mem={}", cfg.job_mem.unwrap_or(cfg.memory).slurm()));
+        h.push(format!(
+            "#SBATCH --cpus-per-task={}",
+            cfg.job_cpu.unwrap_or(cfg.cores)
+        ));
+        h.push(format!(
+            "#SBATCH --mem={}",
+            cfg.job_mem.unwrap_or(cfg.memory).slurm()
+        ));
         h.push(format!("#SBATCH -t {}", cfg.walltime.slurm()));
         h
     }
@@ -50,7 +56,8 @@ impl BatchSystem for Slurm {
     fn parse_job_id(&self, out: &Output) -> Option<String> {
         let line = out.stdout.lines().map(str::trim).rfind(|l| !l.is_empty())?;
         let id = line.split(';').next()?.trim();
-        (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit() || c == '_')).then(|| id.to_string())
+        (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit() || c == '_'))
+            .then(|| id.to_string())
     }
 
     fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
@@ -61,9 +68,14 @@ impl BatchSystem for Slurm {
     }
 
     fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
-        let all_gone = out.stderr.lines().filter(|l| !l.trim().is_empty()).all(|l| {
-            l.contains("Invalid job id specified") || l.contains("Job/step already completing or completed")
-        });
+        let all_gone = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| {
+                l.contains("Invalid job id specified")
+                    || l.contains("Job/step already completing or completed")
+            });
         all_gone && !out.stderr.trim().is_empty()
     }
 
@@ -77,7 +89,11 @@ impl BatchSystem for Slurm {
         ])
     }
 
-    fn parse_states(&self, out: &Output, ids: &[String]) -> Result<BTreeMap<String, JobState>, String> {
+    fn parse_states(
+        &self,
+        out: &Output,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, JobState>, String> {
         if out.code != Some(0) {
             // squeue fails when *every* id is unknown (purged after MinJobAge).
             if out.stderr.contains("Invalid job id specified") {
@@ -88,7 +104,9 @@ impl BatchSystem for Slurm {
         let mut seen = BTreeMap::new();
         for line in out.stdout.lines() {
             let mut words = line.split_whitespace();
-            let (Some(id), Some(state)) = (words.next(), words.next()) else { continue };
+            let (Some(id), Some(state)) = (words.next(), words.next()) else {
+                continue;
+            };
             seen.insert(id.to_string(), state_of(state));
         }
         Ok(fill_gone(ids, seen))
@@ -101,8 +119,8 @@ impl BatchSystem for Slurm {
 
 fn state_of(s: &str) -> JobState {
     match s {
-        "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD"
-        | "SPECIAL_EXIT" => JobState::Pending,
+        "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
+        | "RESV_DEL_HOLD" | "SPECIAL_EXIT" => JobState::Pending,
         "RUNNING" | "COMPLETING" | "SUSPENDED" | "STOPPED" | "SIGNALING" | "STAGE_OUT"
         | "RESIZING" => JobState::Running,
         "COMPLETED" => JobState::Completed,
@@ -119,14 +137,27 @@ mod tests {
     use super::*;
 
     fn out(code: i32, stdout: &str, stderr: &str) -> Output {
-        Output { code: Some(code), stdout: stdout.into(), stderr: stderr.into() }
+        Output {
+            code: Some(code),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        }
     }
 
     #[test]
     fn reads_ids_from_parsable_output() {
-        assert_eq!(Slurm.parse_job_id(&out(0, "1234\n", "")).as_deref(), Some("1234"));
-        assert_eq!(Slurm.parse_job_id(&out(0, "77;cluster2\n", "")).as_deref(), Some("77"));
-        assert_eq!(Slurm.parse_job_id(&out(0, "Submitted batch job\n", "")), None);
+        assert_eq!(
+            Slurm.parse_job_id(&out(0, "1234\n", "")).as_deref(),
+            Some("1234")
+        );
+        assert_eq!(
+            Slurm.parse_job_id(&out(0, "77;cluster2\n", "")).as_deref(),
+            Some("77")
+        );
+        assert_eq!(
+            Slurm.parse_job_id(&out(0, "Submitted batch job\n", "")),
+            None
+        );
     }
 
     #[test]
@@ -136,10 +167,22 @@ mod tests {
         let s = Slurm.parse_states(&o, &ids).unwrap();
         assert_eq!(
             s.values().copied().collect::<Vec<_>>(),
-            [JobState::Pending, JobState::Running, JobState::Cancelled, JobState::Failed, JobState::Gone]
+            [
+                JobState::Pending,
+                JobState::Running,
+                JobState::Cancelled,
+                JobState::Failed,
+                JobState::Gone
+            ]
         );
         let all_unknown = out(1, "", "slurm_load_jobs error: Invalid job id specified\n");
-        assert!(Slurm.parse_states(&all_unknown, &ids).unwrap().values().all(|s| *s == JobState::Gone));
-        assert!(Slurm.parse_states(&out(1, "", "Unable to contact slurm controller"), &ids).is_err());
+        assert!(Slurm
+            .parse_states(&all_unknown, &ids)
+            .unwrap()
+            .values()
+            .all(|s| *s == JobState::Gone));
+        assert!(Slurm
+            .parse_states(&out(1, "", "Unable to contact slurm controller"), &ids)
+            .is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! The tokio server that feeds it events from sockets lives in `server`.
 
 pub mod placement;
+pub mod server;
 pub mod state;
 
 pub use state::{Command, Event, State};

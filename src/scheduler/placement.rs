@@ -40,7 +40,11 @@ pub(super) fn choose<'a>(
     let mut best = 0;
     let mut best_key = (0u64, f64::MAX);
     for (i, (id, _)) in free.iter().enumerate() {
-        let local: u64 = deps.iter().filter(|(_, h)| h.contains(id)).map(|(b, _)| *b).sum();
+        let local: u64 = deps
+            .iter()
+            .filter(|(_, h)| h.contains(id))
+            .map(|(b, _)| *b)
+            .sum();
         let w = &workers[id];
         let occupancy = w.processing.len() as f64 / w.info.nthreads.max(1) as f64;
         let better = local > best_key.0 || (local == best_key.0 && occupancy < best_key.1);

@@ -48,25 +48,62 @@ pub struct Finished {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    WorkerJoined { worker: WorkerId, info: WorkerInfo },
+    WorkerJoined {
+        worker: WorkerId,
+        info: WorkerInfo,
+    },
     /// The connection closed or heartbeats stopped: the worker and its data are gone.
-    WorkerLost { worker: WorkerId },
+    WorkerLost {
+        worker: WorkerId,
+    },
     /// Periodic: memory in use, whether the worker paused itself (memory above the pause
     /// threshold), and the tasks executing right now (to blame the right ones if it dies).
-    Heartbeat { worker: WorkerId, memory: u64, paused: bool, executing: Vec<TaskId> },
-    GraphSubmitted { client: ClientId, tasks: Vec<TaskSpec>, wanted: Vec<TaskId> },
-    TasksFinished { worker: WorkerId, finished: Vec<Finished> },
-    TaskFailed { worker: WorkerId, task: TaskId, error: String },
+    Heartbeat {
+        worker: WorkerId,
+        memory: u64,
+        paused: bool,
+        executing: Vec<TaskId>,
+    },
+    GraphSubmitted {
+        client: ClientId,
+        tasks: Vec<TaskSpec>,
+        wanted: Vec<TaskId>,
+    },
+    TasksFinished {
+        worker: WorkerId,
+        finished: Vec<Finished>,
+    },
+    TaskFailed {
+        worker: WorkerId,
+        task: TaskId,
+        error: String,
+    },
     /// The worker could not fetch these inputs of `task` from the holders it was given.
-    MissingData { worker: WorkerId, task: TaskId, missing: Vec<(TaskId, Vec<WorkerId>)> },
+    MissingData {
+        worker: WorkerId,
+        task: TaskId,
+        missing: Vec<(TaskId, Vec<WorkerId>)>,
+    },
     /// The worker now holds a copy of `task`'s result (fetched for a task or replicated).
-    ReplicaAdded { worker: WorkerId, task: TaskId, nbytes: u64 },
+    ReplicaAdded {
+        worker: WorkerId,
+        task: TaskId,
+        nbytes: u64,
+    },
     /// The client no longer wants these results (and cancels them if still running).
-    Release { client: ClientId, keys: Vec<TaskId> },
-    ClientGone { client: ClientId },
+    Release {
+        client: ClientId,
+        keys: Vec<TaskId>,
+    },
+    ClientGone {
+        client: ClientId,
+    },
     /// Retire gracefully: stop giving them work, copy their unique needed results elsewhere,
     /// then close them.
-    Retire { workers: Vec<WorkerId>, requester: Option<ClientId> },
+    Retire {
+        workers: Vec<WorkerId>,
+        requester: Option<ClientId>,
+    },
 }
 
 /// A task handed to a worker: everything it needs to run it, including who holds its inputs.
@@ -89,17 +126,43 @@ pub struct DepLocation {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    Compute { worker: WorkerId, tasks: Vec<Assignment> },
+    Compute {
+        worker: WorkerId,
+        tasks: Vec<Assignment>,
+    },
     /// Drop these results and forget these tasks (cancelling them if still queued there).
-    Release { worker: WorkerId, keys: Vec<TaskId> },
+    Release {
+        worker: WorkerId,
+        keys: Vec<TaskId>,
+    },
     /// Fetch these results from the listed holders and keep them.
-    Replicate { worker: WorkerId, keys: Vec<DepLocation> },
+    Replicate {
+        worker: WorkerId,
+        keys: Vec<DepLocation>,
+    },
     /// Retirement finished: the worker may exit.
-    Close { worker: WorkerId },
-    KeyReady { client: ClientId, key: TaskId, nbytes: u64, holders: Vec<WorkerId> },
-    KeyErred { client: ClientId, key: TaskId, error: String },
-    GraphRejected { client: ClientId, reason: String },
-    WorkerRetired { requester: ClientId, worker: WorkerId },
+    Close {
+        worker: WorkerId,
+    },
+    KeyReady {
+        client: ClientId,
+        key: TaskId,
+        nbytes: u64,
+        holders: Vec<WorkerId>,
+    },
+    KeyErred {
+        client: ClientId,
+        key: TaskId,
+        error: String,
+    },
+    GraphRejected {
+        client: ClientId,
+        reason: String,
+    },
+    WorkerRetired {
+        requester: ClientId,
+        worker: WorkerId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +188,10 @@ impl TaskState {
     }
 
     fn is_active(&self) -> bool {
-        matches!(self, TaskState::Waiting | TaskState::Queued | TaskState::Processing(_))
+        matches!(
+            self,
+            TaskState::Waiting | TaskState::Queued | TaskState::Processing(_)
+        )
     }
 }
 
@@ -192,7 +258,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { allowed_failures: 3, queued_work_us: 2_000.0, queued_memory_fraction: 0.25, max_queued_per_thread: 4096 }
+        Config {
+            allowed_failures: 3,
+            queued_work_us: 2_000.0,
+            queued_memory_fraction: 0.25,
+            max_queued_per_thread: 4096,
+        }
     }
 }
 
@@ -232,7 +303,10 @@ pub struct State {
 
 impl State {
     pub fn new(config: Config) -> Self {
-        State { config, ..State::default() }
+        State {
+            config,
+            ..State::default()
+        }
     }
 
     /// Applies one event. Commands accumulate until [`State::take_commands`].
@@ -255,24 +329,49 @@ impl State {
                 );
             }
             Event::WorkerLost { worker } => self.remove_worker(worker),
-            Event::Heartbeat { worker, memory, paused, executing } => {
+            Event::Heartbeat {
+                worker,
+                memory,
+                paused,
+                executing,
+            } => {
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.memory = memory;
                     w.executing = executing;
                     if w.status != WorkerStatus::Retiring {
-                        w.status = if paused { WorkerStatus::Paused } else { WorkerStatus::Running };
+                        w.status = if paused {
+                            WorkerStatus::Paused
+                        } else {
+                            WorkerStatus::Running
+                        };
                     }
                 }
             }
-            Event::GraphSubmitted { client, tasks, wanted } => self.submit(client, tasks, wanted),
+            Event::GraphSubmitted {
+                client,
+                tasks,
+                wanted,
+            } => self.submit(client, tasks, wanted),
             Event::TasksFinished { worker, finished } => {
                 for f in finished {
                     self.task_finished(worker, f);
                 }
             }
-            Event::TaskFailed { worker, task, error } => self.task_failed(worker, task, error),
-            Event::MissingData { worker, task, missing } => self.missing_data(worker, task, missing),
-            Event::ReplicaAdded { worker, task, nbytes } => self.replica_added(worker, task, nbytes),
+            Event::TaskFailed {
+                worker,
+                task,
+                error,
+            } => self.task_failed(worker, task, error),
+            Event::MissingData {
+                worker,
+                task,
+                missing,
+            } => self.missing_data(worker, task, missing),
+            Event::ReplicaAdded {
+                worker,
+                task,
+                nbytes,
+            } => self.replica_added(worker, task, nbytes),
             Event::Release { client, keys } => self.release_keys(client, keys),
             Event::ClientGone { client } => {
                 let keys: Vec<TaskId> = self.wanted.remove(&client).into_iter().flatten().collect();
@@ -309,12 +408,18 @@ impl State {
     // ----- graphs -------------------------------------------------------------------------
 
     fn submit(&mut self, client: ClientId, tasks: Vec<TaskSpec>, wanted: Vec<TaskId>) {
-        let new: Vec<TaskSpec> = tasks.into_iter().filter(|t| !self.tasks.contains_key(&t.id)).collect();
+        let new: Vec<TaskSpec> = tasks
+            .into_iter()
+            .filter(|t| !self.tasks.contains_key(&t.id))
+            .collect();
         if let Err(reason) = graph::validate(&new, |id| self.tasks.contains_key(&id)) {
             self.out.push(Command::GraphRejected { client, reason });
             return;
         }
-        if let Some(k) = wanted.iter().find(|k| !self.tasks.contains_key(k) && !new.iter().any(|t| t.id == **k)) {
+        if let Some(k) = wanted
+            .iter()
+            .find(|k| !self.tasks.contains_key(k) && !new.iter().any(|t| t.id == **k))
+        {
             let reason = format!("wanted key {k} is not in the graph");
             self.out.push(Command::GraphRejected { client, reason });
             return;
@@ -323,7 +428,11 @@ impl State {
         let ranks = graph::order(&new);
         for spec in new {
             for d in &spec.deps {
-                self.tasks.get_mut(d).expect("validated").dependents.push(spec.id);
+                self.tasks
+                    .get_mut(d)
+                    .expect("validated")
+                    .dependents
+                    .push(spec.id);
             }
             let priority = (self.generation, ranks[&spec.id]);
             self.tasks.insert(
@@ -353,7 +462,12 @@ impl State {
             match &task.state {
                 TaskState::Memory => {
                     let (nbytes, holders) = (task.nbytes, task.holders.clone());
-                    self.out.push(Command::KeyReady { client, key, nbytes, holders });
+                    self.out.push(Command::KeyReady {
+                        client,
+                        key,
+                        nbytes,
+                        holders,
+                    });
                 }
                 TaskState::Erred(e) => {
                     let error = e.to_string();
@@ -422,7 +536,11 @@ impl State {
             return;
         }
         let o = &mut self.observed;
-        let weight = if o.count < 10 { 1.0 / (o.count + 1) as f64 } else { 0.1 };
+        let weight = if o.count < 10 {
+            1.0 / (o.count + 1) as f64
+        } else {
+            0.1
+        };
         o.duration_us += (f.duration_us as f64 - o.duration_us) * weight;
         o.nbytes += (f.nbytes as f64 - o.nbytes) * weight;
         o.count += 1;
@@ -451,7 +569,12 @@ impl State {
         let task = &self.tasks[&f.task];
         for client in task.wanted_by.clone() {
             let holders = vec![worker];
-            self.out.push(Command::KeyReady { client, key: f.task, nbytes: f.nbytes, holders });
+            self.out.push(Command::KeyReady {
+                client,
+                key: f.task,
+                nbytes: f.nbytes,
+                holders,
+            });
         }
         for dependent in self.tasks[&f.task].dependents.clone() {
             let t = self.tasks.get_mut(&dependent).expect("present");
@@ -489,7 +612,9 @@ impl State {
     fn settle(&mut self, root: TaskId) {
         let mut stack = vec![root];
         while let Some(id) = stack.pop() {
-            let Some(task) = self.tasks.get(&id) else { continue };
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
             if task.needed() {
                 continue;
             }
@@ -529,7 +654,9 @@ impl State {
     }
 
     fn task_failed(&mut self, worker: WorkerId, id: TaskId, error: String) {
-        let Some(task) = self.tasks.get(&id) else { return };
+        let Some(task) = self.tasks.get(&id) else {
+            return;
+        };
         if task.state != TaskState::Processing(worker) {
             return;
         }
@@ -557,7 +684,11 @@ impl State {
             let task = self.tasks.get_mut(&id).expect("present");
             task.state = TaskState::Erred(error.clone());
             for &client in &task.wanted_by {
-                self.out.push(Command::KeyErred { client, key: id, error: error.to_string() });
+                self.out.push(Command::KeyErred {
+                    client,
+                    key: id,
+                    error: error.to_string(),
+                });
             }
             let downstream: Arc<str> = if id == root {
                 Arc::from(format!("task {id} failed: {error}").as_str())
@@ -571,10 +702,17 @@ impl State {
         }
     }
 
-    fn missing_data(&mut self, worker: WorkerId, id: TaskId, missing: Vec<(TaskId, Vec<WorkerId>)>) {
+    fn missing_data(
+        &mut self,
+        worker: WorkerId,
+        id: TaskId,
+        missing: Vec<(TaskId, Vec<WorkerId>)>,
+    ) {
         // Holders the worker could not reach no longer count as holders of those results.
         for (dep, unreachable) in missing {
-            let Some(t) = self.tasks.get(&dep) else { continue };
+            let Some(t) = self.tasks.get(&dep) else {
+                continue;
+            };
             if t.state != TaskState::Memory {
                 continue;
             }
@@ -582,16 +720,24 @@ impl State {
                 self.remove_holder(dep, h);
             }
         }
-        let Some(task) = self.tasks.get(&id) else { return };
+        let Some(task) = self.tasks.get(&id) else {
+            return;
+        };
         if task.state == TaskState::Processing(worker) {
-            self.workers.get_mut(&worker).expect("present").processing.remove(&id);
+            self.workers
+                .get_mut(&worker)
+                .expect("present")
+                .processing
+                .remove(&id);
             self.requeue(id);
         }
     }
 
     fn remove_holder(&mut self, id: TaskId, worker: WorkerId) {
         let task = self.tasks.get_mut(&id).expect("present");
-        let Some(pos) = task.holders.iter().position(|h| *h == worker) else { return };
+        let Some(pos) = task.holders.iter().position(|h| *h == worker) else {
+            return;
+        };
         task.holders.swap_remove(pos);
         let nbytes = task.nbytes;
         let lost = task.holders.is_empty();
@@ -650,7 +796,10 @@ impl State {
     }
 
     fn replica_added(&mut self, worker: WorkerId, id: TaskId, nbytes: u64) {
-        let in_memory = self.tasks.get(&id).is_some_and(|t| t.state == TaskState::Memory);
+        let in_memory = self
+            .tasks
+            .get(&id)
+            .is_some_and(|t| t.state == TaskState::Memory);
         if !in_memory || !self.workers.contains_key(&worker) {
             self.release.entry(worker).or_default().push(id);
             return;
@@ -663,7 +812,11 @@ impl State {
             .map(|(wid, _)| *wid)
             .collect();
         for r in retiring {
-            self.workers.get_mut(&r).expect("present").replicating.remove(&id);
+            self.workers
+                .get_mut(&r)
+                .expect("present")
+                .replicating
+                .remove(&id);
             self.finish_retirement_if_done(r);
         }
     }
@@ -679,7 +832,9 @@ impl State {
     }
 
     fn unwant(&mut self, client: ClientId, key: TaskId) {
-        let Some(task) = self.tasks.get_mut(&key) else { return };
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
         task.wanted_by.retain(|c| *c != client);
         self.settle(key);
         self.forget_unreachable(key);
@@ -689,7 +844,9 @@ impl State {
     fn forget_unreachable(&mut self, root: TaskId) {
         let mut stack = vec![root];
         while let Some(id) = stack.pop() {
-            let Some(task) = self.tasks.get(&id) else { continue };
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
             if task.needed() || task.state.is_active() || !task.dependents.is_empty() {
                 continue;
             }
@@ -708,7 +865,9 @@ impl State {
     // ----- workers ------------------------------------------------------------------------
 
     fn remove_worker(&mut self, worker: WorkerId) {
-        let Some(w) = self.workers.remove(&worker) else { return };
+        let Some(w) = self.workers.remove(&worker) else {
+            return;
+        };
         self.release.remove(&worker);
         self.compute.remove(&worker);
         self.replicate.remove(&worker);
@@ -737,7 +896,10 @@ impl State {
                 task.suspicious += 1;
             }
             if task.suspicious >= allowed {
-                let error = format!("{} workers died while running this task (the limit is {allowed})", task.suspicious);
+                let error = format!(
+                    "{} workers died while running this task (the limit is {allowed})",
+                    task.suspicious
+                );
                 self.fail(id, Arc::from(error.as_str()));
             } else {
                 self.requeue(id);
@@ -751,9 +913,18 @@ impl State {
             .map(|(id, _)| *id)
             .collect();
         for r in retiring {
-            let keys: Vec<TaskId> = self.workers[&r].replicating.iter().filter(|(_, t)| **t == worker).map(|(k, _)| *k).collect();
+            let keys: Vec<TaskId> = self.workers[&r]
+                .replicating
+                .iter()
+                .filter(|(_, t)| **t == worker)
+                .map(|(k, _)| *k)
+                .collect();
             for k in keys {
-                self.workers.get_mut(&r).expect("present").replicating.remove(&k);
+                self.workers
+                    .get_mut(&r)
+                    .expect("present")
+                    .replicating
+                    .remove(&k);
                 self.replicate_away(r, k);
             }
             self.finish_retirement_if_done(r);
@@ -761,7 +932,9 @@ impl State {
     }
 
     fn start_retirement(&mut self, worker: WorkerId, requester: Option<ClientId>) {
-        let Some(w) = self.workers.get_mut(&worker) else { return };
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
         w.status = WorkerStatus::Retiring;
         w.retire_requester = requester;
         // Its queued and running tasks go back to the scheduler's queue for the others.
@@ -800,14 +973,27 @@ impl State {
         // With no other worker left, the result stays recomputable from its lineage.
         let Some(target) = target else { return };
         let task = &self.tasks[&id];
-        let loc = DepLocation { task: id, nbytes: task.nbytes, holders: vec![from] };
+        let loc = DepLocation {
+            task: id,
+            nbytes: task.nbytes,
+            holders: vec![from],
+        };
         self.replicate.entry(target).or_default().push(loc);
-        self.workers.get_mut(&from).expect("present").replicating.insert(id, target);
+        self.workers
+            .get_mut(&from)
+            .expect("present")
+            .replicating
+            .insert(id, target);
     }
 
     fn finish_retirement_if_done(&mut self, worker: WorkerId) {
-        let Some(w) = self.workers.get(&worker) else { return };
-        if w.status != WorkerStatus::Retiring || !w.replicating.is_empty() || !w.processing.is_empty() {
+        let Some(w) = self.workers.get(&worker) else {
+            return;
+        };
+        if w.status != WorkerStatus::Retiring
+            || !w.replicating.is_empty()
+            || !w.processing.is_empty()
+        {
             return;
         }
         let requester = w.retire_requester;
@@ -832,15 +1018,23 @@ impl State {
             })
             .collect();
         while !free.is_empty() {
-            let Some(Reverse((_, id))) = self.queue.pop() else { break };
-            let Some(task) = self.tasks.get(&id) else { continue };
+            let Some(Reverse((_, id))) = self.queue.pop() else {
+                break;
+            };
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
             if task.state != TaskState::Queued {
                 continue; // a stale entry: the task moved on since it was queued
             }
-            let slot = placement::choose(&free, &self.workers, task.deps.iter().map(|d| {
-                let t = &self.tasks[d];
-                (t.nbytes, t.holders.as_slice())
-            }));
+            let slot = placement::choose(
+                &free,
+                &self.workers,
+                task.deps.iter().map(|d| {
+                    let t = &self.tasks[d];
+                    (t.nbytes, t.holders.as_slice())
+                }),
+            );
             let (worker, left) = &mut free[slot];
             let worker = *worker;
             *left -= 1;
@@ -860,12 +1054,25 @@ impl State {
             .iter()
             .map(|d| {
                 let t = &self.tasks[d];
-                DepLocation { task: *d, nbytes: t.nbytes, holders: t.holders.clone() }
+                DepLocation {
+                    task: *d,
+                    nbytes: t.nbytes,
+                    holders: t.holders.clone(),
+                }
             })
             .collect();
-        let assignment =
-            Assignment { task: id, kernel: task.kernel.clone(), args: task.args.clone(), deps, priority: task.priority };
-        self.workers.get_mut(&worker).expect("present").processing.insert(id);
+        let assignment = Assignment {
+            task: id,
+            kernel: task.kernel.clone(),
+            args: task.args.clone(),
+            deps,
+            priority: task.priority,
+        };
+        self.workers
+            .get_mut(&worker)
+            .expect("present")
+            .processing
+            .insert(id);
         self.compute.entry(worker).or_default().push(assignment);
     }
 
@@ -876,7 +1083,10 @@ impl State {
     }
 
     pub fn holders(&self, id: TaskId) -> &[WorkerId] {
-        self.tasks.get(&id).map(|t| t.holders.as_slice()).unwrap_or(&[])
+        self.tasks
+            .get(&id)
+            .map(|t| t.holders.as_slice())
+            .unwrap_or(&[])
     }
 
     pub fn worker_ids(&self) -> Vec<WorkerId> {
@@ -889,7 +1099,15 @@ impl State {
 
     /// (status, tasks processing, results held, bytes held, memory in use).
     pub fn worker_load(&self, id: WorkerId) -> Option<(WorkerStatus, usize, usize, u64, u64)> {
-        self.workers.get(&id).map(|w| (w.status, w.processing.len(), w.has.len(), w.held_bytes, w.memory))
+        self.workers.get(&id).map(|w| {
+            (
+                w.status,
+                w.processing.len(),
+                w.has.len(),
+                w.held_bytes,
+                w.memory,
+            )
+        })
     }
 
     pub fn counts(&self) -> TaskCounts {
@@ -919,7 +1137,10 @@ impl State {
         for (id, t) in &self.tasks {
             match &t.state {
                 TaskState::Processing(w) => {
-                    let ok = self.workers.get(w).is_some_and(|w| w.processing.contains(id));
+                    let ok = self
+                        .workers
+                        .get(w)
+                        .is_some_and(|w| w.processing.contains(id));
                     if !ok {
                         return Err(format!("{id} processing on {w}, which does not list it"));
                     }
@@ -935,9 +1156,16 @@ impl State {
                     }
                 }
                 TaskState::Waiting => {
-                    let missing = t.deps.iter().filter(|d| self.tasks[d].state != TaskState::Memory).count() as u32;
+                    let missing = t
+                        .deps
+                        .iter()
+                        .filter(|d| self.tasks[d].state != TaskState::Memory)
+                        .count() as u32;
                     if missing != t.waiting_on || missing == 0 {
-                        return Err(format!("{id} waiting on {} but {missing} inputs are missing", t.waiting_on));
+                        return Err(format!(
+                            "{id} waiting on {} but {missing} inputs are missing",
+                            t.waiting_on
+                        ));
                     }
                     for d in &t.deps {
                         if self.tasks[d].state == TaskState::Released {
@@ -946,7 +1174,11 @@ impl State {
                     }
                 }
                 TaskState::Queued => {
-                    if let Some(d) = t.deps.iter().find(|d| self.tasks[d].state != TaskState::Memory) {
+                    if let Some(d) = t
+                        .deps
+                        .iter()
+                        .find(|d| self.tasks[d].state != TaskState::Memory)
+                    {
                         return Err(format!("{id} queued but input {d} is not in memory"));
                     }
                 }
@@ -956,9 +1188,16 @@ impl State {
                     }
                 }
             }
-            let readers = t.dependents.iter().filter(|d| self.tasks[d].state.is_active()).count() as u32;
+            let readers = t
+                .dependents
+                .iter()
+                .filter(|d| self.tasks[d].state.is_active())
+                .count() as u32;
             if readers != t.pending_dependents {
-                return Err(format!("{id} counts {} pending dependents, has {readers}", t.pending_dependents));
+                return Err(format!(
+                    "{id} counts {} pending dependents, has {readers}",
+                    t.pending_dependents
+                ));
             }
             if t.state == TaskState::Memory && !t.needed() {
                 return Err(format!("{id} kept in memory though nobody needs it"));
@@ -974,7 +1213,9 @@ impl State {
                     return Err(format!("{id} runs on two workers at once"));
                 }
                 if self.tasks.get(id).map(|t| &t.state) != Some(&TaskState::Processing(*wid)) {
-                    return Err(format!("{wid} lists {id} as processing but the task disagrees"));
+                    return Err(format!(
+                        "{wid} lists {id} as processing but the task disagrees"
+                    ));
                 }
             }
             for id in &w.has {

@@ -23,7 +23,11 @@ struct Sim {
 
 impl Sim {
     fn new() -> Self {
-        Sim { s: State::new(Config::default()), next_worker: 1, ..Sim::default() }
+        Sim {
+            s: State::new(Config::default()),
+            next_worker: 1,
+            ..Sim::default()
+        }
     }
 
     fn event(&mut self, e: Event) {
@@ -40,7 +44,9 @@ impl Sim {
             let mut follow_up = Vec::new();
             for c in cmds {
                 match c {
-                    Command::Compute { worker, tasks } => self.queues.entry(worker).or_default().extend(tasks),
+                    Command::Compute { worker, tasks } => {
+                        self.queues.entry(worker).or_default().extend(tasks)
+                    }
                     Command::Release { worker, keys } => {
                         let keys: HashSet<TaskId> = keys.into_iter().collect();
                         if let Some(d) = self.data.get_mut(&worker) {
@@ -52,9 +58,17 @@ impl Sim {
                     }
                     Command::Replicate { worker, keys } => {
                         for loc in keys {
-                            if loc.holders.iter().any(|h| self.data.get(h).is_some_and(|d| d.contains(&loc.task))) {
+                            if loc
+                                .holders
+                                .iter()
+                                .any(|h| self.data.get(h).is_some_and(|d| d.contains(&loc.task)))
+                            {
                                 self.data.entry(worker).or_default().insert(loc.task);
-                                follow_up.push(Event::ReplicaAdded { worker, task: loc.task, nbytes: loc.nbytes });
+                                follow_up.push(Event::ReplicaAdded {
+                                    worker,
+                                    task: loc.task,
+                                    nbytes: loc.nbytes,
+                                });
                             }
                         }
                     }
@@ -85,7 +99,13 @@ impl Sim {
     fn join(&mut self, nthreads: u32) -> WorkerId {
         let worker = self.next_worker;
         self.next_worker += 1;
-        let info = WorkerInfo { name: format!("w{worker}"), address: format!("127.0.0.1:{worker}"), nthreads, memory_limit: 1 << 30, ..WorkerInfo::default() };
+        let info = WorkerInfo {
+            name: format!("w{worker}"),
+            address: format!("127.0.0.1:{worker}"),
+            nthreads,
+            memory_limit: 1 << 30,
+            ..WorkerInfo::default()
+        };
         self.data.insert(worker, HashSet::new());
         self.event(Event::WorkerJoined { worker, info });
         worker
@@ -99,25 +119,45 @@ impl Sim {
 
     /// Runs the worker's next task: fetch inputs from the given holders, compute, report.
     fn step(&mut self, worker: WorkerId) -> bool {
-        let Some(a) = self.queues.get_mut(&worker).and_then(|q| q.pop_front()) else { return false };
+        let Some(a) = self.queues.get_mut(&worker).and_then(|q| q.pop_front()) else {
+            return false;
+        };
         let mut missing = Vec::new();
         for dep in &a.deps {
             let local = self.data[&worker].contains(&dep.task);
-            let remote = dep.holders.iter().any(|h| self.data.get(h).is_some_and(|d| d.contains(&dep.task)));
+            let remote = dep
+                .holders
+                .iter()
+                .any(|h| self.data.get(h).is_some_and(|d| d.contains(&dep.task)));
             if !local && !remote {
                 missing.push((dep.task, dep.holders.clone()));
             }
         }
         if !missing.is_empty() {
-            self.event(Event::MissingData { worker, task: a.task, missing });
+            self.event(Event::MissingData {
+                worker,
+                task: a.task,
+                missing,
+            });
             return true;
         }
         if a.kernel == "fail" {
-            self.event(Event::TaskFailed { worker, task: a.task, error: "boom".into() });
+            self.event(Event::TaskFailed {
+                worker,
+                task: a.task,
+                error: "boom".into(),
+            });
             return true;
         }
         self.data.get_mut(&worker).unwrap().insert(a.task);
-        self.event(Event::TasksFinished { worker, finished: vec![Finished { task: a.task, nbytes: 8, duration_us: 10 }] });
+        self.event(Event::TasksFinished {
+            worker,
+            finished: vec![Finished {
+                task: a.task,
+                nbytes: 8,
+                duration_us: 10,
+            }],
+        });
         true
     }
 
@@ -133,12 +173,21 @@ impl Sim {
 
     fn submit(&mut self, tasks: Vec<TaskSpec>, wanted: &[u64]) {
         let wanted = wanted.iter().map(|w| TaskId(*w)).collect();
-        self.event(Event::GraphSubmitted { client: CLIENT, tasks, wanted });
+        self.event(Event::GraphSubmitted {
+            client: CLIENT,
+            tasks,
+            wanted,
+        });
     }
 }
 
 fn t(id: u64, deps: &[u64]) -> TaskSpec {
-    TaskSpec::new(TaskId(id), "noop", vec![], deps.iter().map(|d| TaskId(*d)).collect())
+    TaskSpec::new(
+        TaskId(id),
+        "noop",
+        vec![],
+        deps.iter().map(|d| TaskId(*d)).collect(),
+    )
 }
 
 /// A binary tree reduction over `leaves` leaves; returns (tasks, root id).
@@ -173,7 +222,10 @@ fn a_tree_reduction_completes_and_releases_intermediates() {
     let counts = sim.s.counts();
     assert_eq!((counts.memory, counts.released), (1, 126));
     // Releasing the result forgets the whole graph.
-    sim.event(Event::Release { client: CLIENT, keys: vec![TaskId(root)] });
+    sim.event(Event::Release {
+        client: CLIENT,
+        keys: vec![TaskId(root)],
+    });
     assert_eq!(sim.s.counts(), TaskCounts::default());
     assert!(sim.data.values().all(|d| d.is_empty()));
 }
@@ -185,7 +237,11 @@ fn root_tasks_wait_on_the_scheduler_instead_of_flooding_workers() {
     let tasks: Vec<TaskSpec> = (0..1000).map(|i| t(i, &[])).collect();
     let wanted: Vec<u64> = (0..1000).collect();
     sim.submit(tasks, &wanted);
-    assert_eq!(sim.queues[&w].len(), 2, "before any task is measured, two per thread");
+    assert_eq!(
+        sim.queues[&w].len(),
+        2,
+        "before any task is measured, two per thread"
+    );
     assert_eq!(sim.s.counts().queued, 998);
     sim.run_all();
     assert_eq!(sim.ready.len(), 1000);
@@ -199,7 +255,14 @@ fn memory_bounds_how_much_work_a_worker_holds() {
     sim.submit(vec![t(9999, &[])], &[9999]);
     let a = sim.queues.get_mut(&w).unwrap().pop_front().unwrap();
     sim.data.get_mut(&w).unwrap().insert(a.task);
-    sim.event(Event::TasksFinished { worker: w, finished: vec![Finished { task: a.task, nbytes: 64 << 20, duration_us: 1 }] });
+    sim.event(Event::TasksFinished {
+        worker: w,
+        finished: vec![Finished {
+            task: a.task,
+            nbytes: 64 << 20,
+            duration_us: 1,
+        }],
+    });
     let tasks: Vec<TaskSpec> = (0..100).map(|i| t(i, &[])).collect();
     sim.submit(tasks, &(0..100).collect::<Vec<_>>());
     assert_eq!(sim.queues[&w].len(), 4, "256 MiB of queued outputs at most");
@@ -214,7 +277,10 @@ fn tasks_go_where_their_inputs_are() {
     sim.run_all();
     let holder_of_1 = sim.ready[&TaskId(1)][0];
     sim.submit(vec![t(3, &[1])], &[3]);
-    let assigned_to = [a, b].into_iter().find(|w| sim.queues[w].iter().any(|x| x.task == TaskId(3))).unwrap();
+    let assigned_to = [a, b]
+        .into_iter()
+        .find(|w| sim.queues[w].iter().any(|x| x.task == TaskId(3)))
+        .unwrap();
     assert_eq!(assigned_to, holder_of_1);
 }
 
@@ -231,7 +297,10 @@ fn a_lost_worker_is_recomputed_from_lineage() {
     sim.kill(holder);
     assert_ne!(sim.s.task_state(TaskId(1)), Some(&TaskState::Memory));
     sim.run_all();
-    assert!(sim.ready.contains_key(&TaskId(3)), "the result was not recomputed");
+    assert!(
+        sim.ready.contains_key(&TaskId(3)),
+        "the result was not recomputed"
+    );
     assert!(sim.erred.is_empty());
 }
 
@@ -254,10 +323,19 @@ fn a_task_that_kills_three_workers_is_marked_failed() {
     for round in 0..3 {
         assert!(sim.erred.is_empty(), "failed too early, round {round}");
         let w = sim.join(1);
-        sim.event(Event::Heartbeat { worker: w, memory: 0, paused: false, executing: vec![TaskId(1)] });
+        sim.event(Event::Heartbeat {
+            worker: w,
+            memory: 0,
+            paused: false,
+            executing: vec![TaskId(1)],
+        });
         sim.kill(w);
     }
-    assert!(sim.erred[&TaskId(1)].contains("3 workers died"), "{:?}", sim.erred);
+    assert!(
+        sim.erred[&TaskId(1)].contains("3 workers died"),
+        "{:?}",
+        sim.erred
+    );
 }
 
 #[test]
@@ -266,7 +344,12 @@ fn only_the_executing_task_is_blamed_for_a_death() {
     let w = sim.join(4);
     sim.submit(vec![t(1, &[]), t(2, &[])], &[1, 2]);
     for _ in 0..5 {
-        sim.event(Event::Heartbeat { worker: sim.s.worker_ids()[0], memory: 0, paused: false, executing: vec![TaskId(1)] });
+        sim.event(Event::Heartbeat {
+            worker: sim.s.worker_ids()[0],
+            memory: 0,
+            paused: false,
+            executing: vec![TaskId(1)],
+        });
         let victim = sim.s.worker_ids()[0];
         sim.kill(victim);
         sim.join(4);
@@ -285,9 +368,16 @@ fn retirement_copies_unique_results_first_and_keeps_every_result() {
     sim.submit(tasks, &(0..20).collect::<Vec<_>>());
     sim.run_all();
     assert!(!sim.data[&a].is_empty() && !sim.data[&b].is_empty());
-    sim.event(Event::Retire { workers: vec![a], requester: Some(CLIENT) });
+    sim.event(Event::Retire {
+        workers: vec![a],
+        requester: Some(CLIENT),
+    });
     assert_eq!(sim.closed, vec![a]);
-    assert_eq!(sim.data[&b].len(), 20, "every result now lives on the survivor");
+    assert_eq!(
+        sim.data[&b].len(),
+        20,
+        "every result now lives on the survivor"
+    );
     for i in 0..20 {
         assert_eq!(sim.s.holders(TaskId(i)), &[b]);
     }
@@ -297,10 +387,20 @@ fn retirement_copies_unique_results_first_and_keeps_every_result() {
 fn a_paused_worker_gets_no_new_work() {
     let mut sim = Sim::new();
     let a = sim.join(1);
-    sim.event(Event::Heartbeat { worker: a, memory: 900 << 20, paused: true, executing: vec![] });
+    sim.event(Event::Heartbeat {
+        worker: a,
+        memory: 900 << 20,
+        paused: true,
+        executing: vec![],
+    });
     sim.submit(vec![t(1, &[])], &[1]);
     assert!(sim.queues.get(&a).is_none_or(|q| q.is_empty()));
-    sim.event(Event::Heartbeat { worker: a, memory: 100 << 20, paused: false, executing: vec![] });
+    sim.event(Event::Heartbeat {
+        worker: a,
+        memory: 100 << 20,
+        paused: false,
+        executing: vec![],
+    });
     sim.run_all();
     assert!(sim.ready.contains_key(&TaskId(1)));
 }
@@ -312,7 +412,10 @@ fn cancelling_stops_work_nobody_wants() {
     let (tasks, root) = tree(16);
     sim.submit(tasks, &[root]);
     sim.step(a);
-    sim.event(Event::Release { client: CLIENT, keys: vec![TaskId(root)] });
+    sim.event(Event::Release {
+        client: CLIENT,
+        keys: vec![TaskId(root)],
+    });
     assert!(sim.queues[&a].is_empty(), "queued work was not cancelled");
     assert_eq!(sim.s.counts(), TaskCounts::default());
 }
@@ -320,9 +423,15 @@ fn cancelling_stops_work_nobody_wants() {
 #[test]
 fn bad_graphs_are_rejected_whole() {
     let mut s = State::new(Config::default());
-    s.handle(Event::GraphSubmitted { client: 1, tasks: vec![t(1, &[2]), t(2, &[1])], wanted: vec![TaskId(1)] });
+    s.handle(Event::GraphSubmitted {
+        client: 1,
+        tasks: vec![t(1, &[2]), t(2, &[1])],
+        wanted: vec![TaskId(1)],
+    });
     let out = s.take_commands();
-    assert!(matches!(&out[..], [Command::GraphRejected { reason, .. }] if reason.contains("cycle")));
+    assert!(
+        matches!(&out[..], [Command::GraphRejected { reason, .. }] if reason.contains("cycle"))
+    );
     assert_eq!(s.counts(), TaskCounts::default());
 }
 
@@ -349,12 +458,20 @@ fn action() -> impl Strategy<Value = Action> {
 /// A random DAG: each task depends on up to three earlier tasks.
 fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
     (1..40usize).prop_flat_map(|n| {
-        proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..4), n).prop_map(|picks| {
+        proptest::collection::vec(
+            proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+            n,
+        )
+        .prop_map(|picks| {
             picks
                 .into_iter()
                 .enumerate()
                 .map(|(i, deps)| {
-                    let mut d: Vec<usize> = if i == 0 { vec![] } else { deps.iter().map(|x| x.index(i)).collect() };
+                    let mut d: Vec<usize> = if i == 0 {
+                        vec![]
+                    } else {
+                        deps.iter().map(|x| x.index(i)).collect()
+                    };
                     d.sort();
                     d.dedup();
                     d

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rdask-jobqueue"));
     // Tests never read the developer's own configuration.
-    c.env_remove("RDASK_CONFIG").env("XDG_CONFIG_HOME", "/nonexistent");
+    c.env_remove("RDASK_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent");
     for (k, _) in std::env::vars() {
         if k.starts_with("RDASK_") && k != "RDASK_LOG" {
             c.env_remove(k);
@@ -45,7 +46,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

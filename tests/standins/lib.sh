@@ -145,6 +145,15 @@ standin_state() {
         if [[ -n $S_START ]]; then S_STATE=running; else S_STATE=pending; fi
         return
     fi
+    if [[ -f $jd/cancelling ]]; then
+        # being cancelled right now by another command, which records it
+        c=$(<"$jd/cancelling")
+        S_CANCEL_FROM=${c%% *}
+        S_CANCEL_SIG=TERM
+        S_END=$(standin_now)
+        S_STATE=cancelled
+        return
+    fi
     # The runner is gone without recording anything (killed from outside):
     # record it as finished by SIGKILL.
     S_END=$(standin_now)
@@ -191,6 +200,7 @@ standin_cancel() {
         *) return 1 ;;
     esac
     sid=$(<"$jd/pgid")
+    standin_write "$jd/cancelling" "$from"
     kill -TERM -- "-$sid" 2>/dev/null
     pkill -TERM -s "$sid" 2>/dev/null
     deadline=$(($(standin_now) + STANDIN_KILL_DELAY))
@@ -208,6 +218,7 @@ standin_cancel() {
     fi
     if [[ -f $jd/exit ]]; then
         # It finished by itself before the signal reached it.
+        rm -f "$jd/cancelling"
         return 1
     fi
     [[ $from == pending && -f $jd/started ]] && from=running
@@ -267,7 +278,7 @@ standin_create_job() {
 standin_launch() {
     local jd i
     jd=$(standin_jobdir "$1")
-    setsid bash "$STANDIN_LIB_DIR/lib.sh" __run "$jd" </dev/null >/dev/null 2>&1 9>&- &
+    setsid env -u BASH_ENV -u ENV bash "$STANDIN_LIB_DIR/lib.sh" __run "$jd" </dev/null >/dev/null 2>&1 9>&- &
     for ((i = 0; i < 500; i++)); do
         [[ -f $jd/pgid ]] && return 0
         sleep 0.01
@@ -432,6 +443,285 @@ standin_hms() {
     local t=${1:-0}
     ((t < 0)) && t=0
     printf '%02d:%02d:%02d' $((t / 3600)) $((t % 3600 / 60)) $((t % 60))
+}
+
+# --- PBS family (PBS Pro/OpenPBS qsub, Moab msub on Torque) -----------------
+
+# standin_pbs_apply WORD...: apply qsub-style options (from the command line or
+# from directive lines). Sets P_* variables; stops at the first operand, which
+# goes with everything after it into P_ARGS. "--" starts an executable + args.
+standin_pbs_apply() {
+    local w opt val
+    while (($#)); do
+        w=$1
+        shift
+        if [[ $w == -- ]]; then
+            P_DASHDASH=1
+            P_ARGS=("$@")
+            return 0
+        fi
+        if [[ $w == --* ]]; then
+            case $w in
+                --xml) P_XML=1 ;;
+                --version) P_VERSION=1 ;;
+                *) P_BAD="$w" ;;
+            esac
+            continue
+        fi
+        if [[ $w != -?* ]]; then
+            P_ARGS=("$w" "$@")
+            return 0
+        fi
+        opt=${w:1:1}
+        case $opt in
+            h) P_HOLD=1; continue ;;
+            I | X | z | f | G | x | n) continue ;;
+            V) P_ALLENV=1; continue ;;
+        esac
+        if [[ ${#w} -gt 2 ]]; then
+            val=${w:2}
+        elif (($#)); then
+            val=$1
+            shift
+        else
+            P_BAD="$w"
+            return 1
+        fi
+        case $opt in
+            N) P_NAME=$val ;;
+            q) P_QUEUE=$val ;;
+            o) P_OUT=$val ;;
+            e) P_ERR=$val ;;
+            j) P_JOIN=$val ;;
+            A) P_ACCOUNT=$val ;;
+            l) IFS=, read -r -a _res <<<"$val"; P_RES+=("${_res[@]}") ;;
+            v) P_VLIST+=("$val") ;;
+            S) P_SHELL=$val ;;
+            d | w) P_WORKDIR=$val ;;
+            W) P_WOPTS+=("$val") ;;
+            C) P_PREFIX=$val ;;
+            J | t) P_ARRAY=$val ;;
+            P) P_PROJECT=$val ;;
+            *) : ;; # accepted and ignored: -a -c -k -m -M -p -r -R -u -D -F -T -K -L ...
+        esac
+    done
+    return 0
+}
+
+standin_pbs_reset() {
+    P_NAME="" P_QUEUE="" P_OUT="" P_ERR="" P_JOIN="" P_ACCOUNT="" P_SHELL=""
+    P_WORKDIR="" P_ARRAY="" P_PROJECT="" P_HOLD="" P_ALLENV="" P_XML="" P_BAD=""
+    P_VERSION="" P_DASHDASH=""
+    P_RES=() P_VLIST=() P_WOPTS=() P_ARGS=()
+}
+
+# standin_pbs_ncpus: cpus per node requested by -l (select=...:ncpus=N,
+# ncpus=N, nodes=N:ppn=M), default 1.
+standin_pbs_ncpus() {
+    local r n=1
+    for r in "${P_RES[@]}"; do
+        case $r in
+            select=*) [[ $r =~ :ncpus=([0-9]+) ]] && n=${BASH_REMATCH[1]} ;;
+            ncpus=*) n=${r#ncpus=} ;;
+            nodes=*) [[ $r =~ :ppn=([0-9]+) ]] && n=${BASH_REMATCH[1]} ;;
+        esac
+    done
+    printf '%s' "$n"
+}
+
+# standin_abspath PATH [BASE]
+standin_abspath() {
+    local p=$1 base=${2:-$PWD}
+    p=${p#*:} # drop a "host:" prefix (PBS paths may carry one)
+    [[ $p == /* ]] || p=$base/$p
+    printf '%s' "$p"
+}
+
+# standin_pbs_submit MODE ARG...: the whole of qsub (MODE=pbs) or msub (moab).
+standin_pbs_submit() {
+    local mode=$1
+    shift
+    local cmd=qsub server tmp_script="" script_src name submit_dir
+    [[ $mode == moab ]] && cmd=msub
+    server=${RDASK_STANDIN_SERVER:-$([[ $mode == pbs ]] && echo pbsserver || echo torqueserver)}
+    submit_dir=$PWD
+    standin_pbs_reset
+    local -a cli=("$@")
+    standin_pbs_apply "${cli[@]}" || {
+        standin_err "$cmd: option requires an argument -- '${P_BAD#-}'"
+        return 2
+    }
+    if [[ -n $P_VERSION ]]; then
+        [[ $mode == pbs ]] && echo "pbs_version = 19.1.3" || echo "Version: moab server 9.1.3 (stand-in)"
+        return 0
+    fi
+    local -a job_cmd=()
+    if [[ -n $P_DASHDASH ]]; then
+        job_cmd=("${P_ARGS[@]}")
+        script_src=""
+        name=STDIN
+    elif ((${#P_ARGS[@]} > 0)); then
+        script_src=${P_ARGS[0]}
+        if [[ ! -r $script_src || -d $script_src ]]; then
+            if [[ $mode == pbs ]]; then
+                standin_err "qsub: script file:: No such file or directory"
+            else
+                standin_err "ERROR:  cannot read script file '$script_src'"
+            fi
+            return 1
+        fi
+        name=${script_src##*/}
+    else
+        tmp_script=$(mktemp "${TMPDIR:-/tmp}/standin-stdin.XXXXXX")
+        cat >"$tmp_script"
+        script_src=$tmp_script
+        name=STDIN
+    fi
+    # directives first, command line second (the command line wins)
+    local prefix=${P_PREFIX:-#PBS}
+    if [[ -n $script_src ]]; then
+        local -a dw=()
+        standin_directives "$prefix" "$script_src"
+        dw=("${DIRECTIVE_WORDS[@]}")
+        if [[ $mode == moab ]]; then
+            standin_directives "#MSUB" "$script_src"
+            dw+=("${DIRECTIVE_WORDS[@]}")
+        fi
+        local -a keep_args=("${P_ARGS[@]}") keep_dd=$P_DASHDASH
+        standin_pbs_reset
+        standin_pbs_apply "${dw[@]}"
+        P_ARGS=()
+        standin_pbs_apply "${cli[@]}"
+        P_ARGS=("${keep_args[@]}")
+        P_DASHDASH=$keep_dd
+    fi
+    local queue=${P_QUEUE:-$STANDIN_DEFAULT_QUEUE}
+    queue=${queue%%@*}
+    if ! standin_queue_ok "$queue"; then
+        [[ -n $tmp_script ]] && rm -f "$tmp_script"
+        if [[ $mode == pbs ]]; then
+            standin_err "qsub: Unknown queue"
+            return 170 # PBSE_UNKQUE (15018) & 0xff
+        fi
+        standin_err "ERROR:  invalid class specified: $queue"
+        return 1
+    fi
+    [[ -n $P_NAME ]] && name=$P_NAME
+
+    local id jd
+    id=$(standin_alloc_id) || return 1
+    jd=$(standin_jobdir "$id")
+    mkdir -p "$jd"
+    local jobid="$id.$server"
+    local workdir=${HOME:-/}
+    [[ -n $P_WORKDIR ]] && workdir=$(standin_abspath "$P_WORKDIR" "$submit_dir")
+
+    # Output files. Directory (trailing slash or existing dir): PBS Pro writes
+    # <jobid>.OU / .ER there, Torque <name>.o<seq> / .e<seq>. No -o/-e: the real
+    # default is <name>.o<seq> in the submission directory; the stand-in keeps
+    # it in the state directory unless RDASK_STANDIN_REAL_DEFAULT_OUTPUT=1.
+    local default_dir=$jd
+    [[ ${RDASK_STANDIN_REAL_DEFAULT_OUTPUT:-0} == 1 ]] && default_dir=$submit_dir
+    local out err out_attr err_attr
+    _pbs_path() { # KIND(o|e) GIVEN -> prints path
+        local kind=$1 given=$2 p
+        if [[ -z $given ]]; then
+            printf '%s/%s.%s%s' "$default_dir" "$name" "$kind" "$id"
+            return
+        fi
+        p=$(standin_abspath "$given" "$submit_dir")
+        if [[ $p == */ || -d $p ]]; then
+            p=${p%/}
+            if [[ $mode == pbs ]]; then
+                [[ $kind == o ]] && printf '%s/%s.OU' "$p" "$jobid" || printf '%s/%s.ER' "$p" "$jobid"
+            else
+                printf '%s/%s.%s%s' "$p" "$name" "$kind" "$id"
+            fi
+            return
+        fi
+        printf '%s' "$p"
+    }
+    out=$(_pbs_path o "$P_OUT")
+    err=$(_pbs_path e "$P_ERR")
+    out_attr="$STANDIN_HOST:$(if [[ -n $P_OUT ]]; then standin_abspath "$P_OUT" "$submit_dir"; else printf '%s/%s.o%s' "$submit_dir" "$name" "$id"; fi)"
+    err_attr="$STANDIN_HOST:$(if [[ -n $P_ERR ]]; then standin_abspath "$P_ERR" "$submit_dir"; else printf '%s/%s.e%s' "$submit_dir" "$name" "$id"; fi)"
+    case $P_JOIN in
+        oe) err="" ;;
+        eo) out=$err; err="" ;;
+    esac
+
+    # Environment: PBS gives a login-like environment plus PBS_O_* (all of the
+    # submitter's environment with -V), then -v variables, then PBS_* values.
+    local ncpus
+    ncpus=$(standin_pbs_ncpus)
+    standin_base_env
+    local -a envs=() vlist=()
+    if [[ -n $P_ALLENV ]]; then
+        standin_full_env
+        envs=("${FULL_ENV[@]}")
+    else
+        envs=("${BASE_ENV[@]}")
+    fi
+    local v
+    for v in HOME LANG LOGNAME PATH MAIL SHELL TZ; do
+        [[ -n ${!v:-} ]] && vlist+=("PBS_O_$v=${!v}")
+    done
+    vlist+=("PBS_O_WORKDIR=$submit_dir" "PBS_O_HOST=$STANDIN_HOST" "PBS_O_SYSTEM=Linux" "PBS_O_QUEUE=$queue")
+    local item
+    for item in "${P_VLIST[@]}"; do
+        local -a parts=()
+        IFS=, read -r -a parts <<<"$item"
+        for v in "${parts[@]}"; do
+            [[ -z $v ]] && continue
+            if [[ $v == *=* ]]; then vlist+=("$v"); else vlist+=("$v=${!v:-}"); fi
+        done
+    done
+    envs+=("${vlist[@]}")
+    envs+=("PBS_JOBID=$jobid" "PBS_JOBNAME=$name" "PBS_QUEUE=$queue"
+        "PBS_ENVIRONMENT=PBS_BATCH" "PBS_NODEFILE=$jd/nodefile" "PBS_JOBDIR=$workdir"
+        "PBS_TASKNUM=1" "PBS_NODENUM=0" "PBS_MOMPORT=15003" "TMPDIR=$jd/tmp")
+    mkdir -p "$jd/tmp"
+    printf '%s\n' "$STANDIN_HOST" >"$jd/nodefile"
+    if [[ $mode == pbs ]]; then
+        envs+=("NCPUS=$ncpus" "OMP_NUM_THREADS=$ncpus")
+    else
+        envs+=("PBS_SERVER=$server" "PBS_O_INITDIR=$workdir" "PBS_NUM_NODES=1"
+            "PBS_NUM_PPN=$ncpus" "PBS_NP=$ncpus" "PBS_VNODENUM=0"
+            "MOAB_JOBID=$id" "MOAB_JOBNAME=$name" "MOAB_USER=$STANDIN_USER"
+            "MOAB_CLASS=$queue" "MOAB_NODELIST=$STANDIN_HOST" "MOAB_PROCCOUNT=$ncpus")
+        [[ -n $P_ACCOUNT ]] && envs+=("MOAB_ACCOUNT=$P_ACCOUNT")
+    fi
+
+    # How the script is started: -S shell, else its #! line, else /bin/sh.
+    JOB_SCRIPT_SRC=$script_src
+    J_ARGV=()
+    if ((${#job_cmd[@]} > 0)); then
+        J_ARGV=("${job_cmd[@]}")
+    elif [[ -n $P_SHELL ]]; then
+        J_ARGV=("${P_SHELL%%@*}" "$jd/script")
+    elif [[ $(head -c2 -- "$script_src") == '#!' ]]; then
+        J_ARGV=("$jd/script")
+    else
+        J_ARGV=(/bin/sh "$jd/script")
+    fi
+    J_ENV=("${envs[@]}")
+    J_NAME=$name J_QUEUE=$queue J_WORKDIR=$workdir J_STDOUT=$out J_STDERR=$err
+    J_SUBMIT_DIR=$submit_dir J_JOBID=$jobid J_SERVER=$server J_NCPUS=$ncpus
+    J_OUT_ATTR=$out_attr J_ERR_ATTR=$err_attr J_JOIN=${P_JOIN:-n}
+    J_ACCOUNT=$P_ACCOUNT J_SUBMIT_ARGS="${cli[*]}"
+    J_RES=("${P_RES[@]}")
+    J_VLIST=("${vlist[@]}")
+    standin_create_job "$id" || return 1
+    [[ -n $tmp_script ]] && rm -f "$tmp_script"
+    standin_launch "$id" || return 1
+    if [[ $mode == pbs ]]; then
+        printf '%s\n' "$jobid"
+    elif [[ -n $P_XML ]]; then
+        printf '<Data><job JobID="%s"></job></Data>\n' "$id"
+    else
+        printf '\n%s\n' "$id"
+    fi
+    return 0
 }
 
 # The runner entry point: "bash lib.sh __run JOBDIR".

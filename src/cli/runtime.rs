@@ -1,0 +1,235 @@
+//! `scheduler` and `worker`: the runtime's processes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+use crate::error::{Error, Result};
+use crate::kernels::Registry;
+use crate::protocol::Secret;
+use crate::scheduler::server::{self, SchedulerOptions};
+use crate::units::ByteSize;
+use crate::worker::{self, Exit, WorkerOptions, EXIT_RESTART};
+
+fn seconds(s: &str) -> std::result::Result<u64, String> {
+    crate::units::parse_seconds(s).map_err(|e| e.0)
+}
+
+#[derive(Args, Debug)]
+pub struct SchedulerArgs {
+    /// Address to listen on [default: all interfaces]
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Port to listen on (0 picks a free one)
+    #[arg(long, default_value_t = 8786)]
+    pub port: u16,
+    /// Listen on this network interface's address (e.g. ib0)
+    #[arg(long, value_name = "IFACE", conflicts_with = "host")]
+    pub interface: Option<String>,
+    /// Host name or address workers and clients should dial (NAT, proxies)
+    #[arg(long, value_name = "HOST")]
+    pub contact_address: Option<String>,
+    /// Write {"address": ..., "secret": ...} here (mode 0600) for workers and clients
+    #[arg(long, value_name = "FILE")]
+    pub scheduler_file: Option<PathBuf>,
+    /// The cluster secret (hex); default: $RDASK_SECRET, else a new one
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// What a worker or client needs to join: written by `scheduler --scheduler-file`.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+pub struct SchedulerFile {
+    pub address: String,
+    pub secret: String,
+}
+
+pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
+    let secret = match (&a.secret_file, std::env::var(crate::protocol::SECRET_ENV)) {
+        (Some(f), _) => Secret::load(f)?,
+        (None, Ok(hex)) => Secret::from_hex(&hex)?,
+        (None, Err(_)) => Secret::generate()?,
+    };
+    let ip = match (&a.interface, &a.host) {
+        (Some(iface), _) => crate::sys::interface_address(iface).map_err(Error::invalid)?,
+        (None, Some(h)) => h
+            .parse()
+            .map_err(|_| Error::invalid(format!("--host {h}: not an IP address")))?,
+        (None, None) => std::net::IpAddr::from([0, 0, 0, 0]),
+    };
+    let mut opts = SchedulerOptions::new((ip, a.port).into(), secret.clone());
+    opts.contact_host = a.contact_address.clone();
+    runtime()?.block_on(async move {
+        let handle = server::start(opts).await?;
+        println!("scheduler at {}", handle.address);
+        if let Some(file) = &a.scheduler_file {
+            let text = serde_json::to_string_pretty(&SchedulerFile {
+                address: handle.address.clone(),
+                secret: secret.to_hex(),
+            })
+            .expect("serialises");
+            write_private(file, &text)?;
+            println!(
+                "scheduler file: {} (workers: rdask-jobqueue worker --scheduler-file {0})",
+                file.display()
+            );
+        } else {
+            println!(
+                "start workers with: RDASK_SECRET=<secret> rdask-jobqueue worker {}",
+                handle.address
+            );
+        }
+        tokio::select! {
+            _ = handle.stopped() => {}
+            _ = tokio::signal::ctrl_c() => handle.shutdown(),
+        }
+        Ok(0)
+    })
+}
+
+/// Writes a file only its owner can read, atomically.
+pub fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(Error::io(format!("writing {}", tmp.display())))?;
+    f.write_all(text.as_bytes())
+        .map_err(Error::io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(Error::io(format!("renaming {}", tmp.display())))
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Scheduler address (tcp://host:port); or use --scheduler-file
+    #[arg(value_name = "ADDRESS", required_unless_present = "scheduler_file")]
+    pub address: Option<String>,
+    /// A file written by `scheduler --scheduler-file` (address and secret)
+    #[arg(long, value_name = "FILE")]
+    pub scheduler_file: Option<PathBuf>,
+    /// Threads per worker process [default: the cores available / --nworkers]
+    #[arg(long, value_name = "N")]
+    pub nthreads: Option<u32>,
+    /// Memory limit per worker process (e.g. 4GiB; 0 for none)
+    #[arg(long, value_name = "SIZE", default_value = "0")]
+    pub memory_limit: ByteSize,
+    /// Worker processes to start under one supervisor
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nworkers: u32,
+    /// Worker name [default: HOST-PID]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Exit after the scheduler has been unreachable this long (seconds or 90s, 2m)
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    pub death_timeout: u64,
+    /// Scratch directory for spilled results [default: $TMPDIR or /tmp]
+    #[arg(long, value_name = "DIR")]
+    pub local_directory: Option<PathBuf>,
+    /// Network interface to listen and advertise on (e.g. ib0)
+    #[arg(long, value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// File holding the cluster secret (hex) [default: $RDASK_SECRET]
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Run the worker in this process, without a supervisor that restarts it
+    #[arg(long)]
+    pub no_nanny: bool,
+}
+
+/// The worker command line when a program embeds the worker (`rdask::worker::run_with`).
+#[derive(Parser, Debug)]
+#[command(about = "A worker of an rdask cluster, with this program's own kernels")]
+struct EmbeddedWorker {
+    #[command(flatten)]
+    args: WorkerArgs,
+}
+
+/// Entry point of `rdask::worker::run_with`: parses the worker flags from this process's own
+/// arguments and runs.
+pub fn worker_main(registry: Registry) -> ! {
+    crate::cli::init_logging("info");
+    let args = EmbeddedWorker::parse().args;
+    let code = match worker(args, registry, &[]) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Runs a worker (or a supervisor of `nworkers` of them). `prefix` is what comes before the
+/// worker flags on this program's command line ("worker" for rdask-jobqueue).
+pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32> {
+    let (address, secret) = match &a.scheduler_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                Error::invalid(format!("cannot read scheduler file {}: {e}", f.display()))
+            })?;
+            let sf: SchedulerFile = serde_json::from_str(&text).map_err(|e| {
+                Error::invalid(format!("scheduler file {} is not valid: {e}", f.display()))
+            })?;
+            (sf.address, Secret::from_hex(&sf.secret)?)
+        }
+        None => (
+            a.address.clone().expect("clap requires it"),
+            Secret::from_env_or_file(a.secret_file.as_deref())?,
+        ),
+    };
+    if a.nworkers == 0 {
+        return Err(Error::invalid("--nworkers must be at least 1"));
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let nthreads = a.nthreads.unwrap_or((cores / a.nworkers).max(1));
+    if !a.no_nanny {
+        // Supervise: re-run this program as `nworkers` unsupervised workers.
+        let program = std::env::current_exe().map_err(Error::io("finding this program"))?;
+        let mut child_args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        child_args.extend(std::env::args().skip(1 + prefix.len()));
+        child_args.push("--no-nanny".into());
+        child_args.extend([
+            "--nthreads".into(),
+            nthreads.to_string(),
+            "--nworkers".into(),
+            "1".into(),
+        ]);
+        let n = a.nworkers;
+        return Ok(runtime()?.block_on(worker::supervisor::supervise(program, child_args, n)));
+    }
+    let mut opts = WorkerOptions::new(address, secret);
+    opts.nthreads = nthreads;
+    opts.memory_limit = a.memory_limit.bytes();
+    opts.name = a.name.map(|n| match std::env::var("RDASK_WORKER_INDEX") {
+        Ok(i) if a.nworkers > 1 || i != "0" => format!("{n}-{i}"),
+        _ => n,
+    });
+    opts.death_timeout = Duration::from_secs(a.death_timeout);
+    opts.local_directory = a.local_directory.unwrap_or_else(std::env::temp_dir);
+    opts.interface = a.interface;
+    let mut full = Registry::builtin();
+    full.extend(registry);
+    match runtime()?.block_on(worker::run(opts, full))? {
+        Exit::Closed => Ok(0),
+        Exit::SchedulerGone(why) => {
+            eprintln!("error: {why}");
+            Ok(1)
+        }
+        Exit::MemoryRestart => Ok(EXIT_RESTART),
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("starting the async runtime"))
+}

@@ -1,0 +1,335 @@
+//! The client: submits graphs, waits for results, and gathers them straight from the workers
+//! that hold them (peer-to-peer, never through the scheduler).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::error::{Error, Result};
+use crate::graph::{TaskId, TaskSpec};
+use crate::protocol::messages::{ClientToScheduler, Holder, SchedulerToClient, StatusReport};
+use crate::protocol::{self, Role, Secret};
+use crate::scheduler::state::WorkerId;
+use crate::worker::peer::PeerPool;
+
+#[derive(Default)]
+struct Inner {
+    ready: HashMap<TaskId, (u64, Vec<Holder>)>,
+    erred: HashMap<TaskId, String>,
+    rejected: VecDeque<String>,
+    retired: Vec<WorkerId>,
+    status: VecDeque<oneshot::Sender<StatusReport>>,
+    who_has: VecDeque<oneshot::Sender<Vec<(TaskId, Vec<Holder>)>>>,
+    closed: Option<String>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    changed: Notify,
+}
+
+/// A connection to a scheduler.
+pub struct Client {
+    out: mpsc::UnboundedSender<ClientToScheduler>,
+    shared: Arc<Shared>,
+    key_base: u64,
+    next_key: AtomicU64,
+    pool: PeerPool,
+    progress: watch::Receiver<u64>,
+    pub address: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Client {
+    /// Connects and authenticates with the cluster's secret.
+    pub async fn connect(address: &str, secret: &Secret) -> Result<Client> {
+        let (mut reader, mut writer) = protocol::connect(address, secret, Role::Client)
+            .await
+            .map_err(|e| {
+                Error::runtime(format!("cannot connect to the scheduler at {address}: {e}"))
+            })?;
+        let first = reader
+            .read_frame()
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::runtime("the scheduler closed the connection"))?;
+        let SchedulerToClient::Welcome { key_base, .. } = first.decode().map_err(Error::from)?
+        else {
+            return Err(Error::runtime("the scheduler did not welcome this client"));
+        };
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            changed: Notify::new(),
+        });
+        let (progress_tx, progress) = watch::channel(0u64);
+        let reader_shared = shared.clone();
+        let reader_task = tokio::spawn(async move {
+            let why = loop {
+                let msg = match reader.read_frame().await {
+                    Ok(Some(frame)) => match frame.decode::<SchedulerToClient>() {
+                        Ok(m) => m,
+                        Err(e) => break e.to_string(),
+                    },
+                    Ok(None) => break "the scheduler closed the connection".to_string(),
+                    Err(e) => break e.to_string(),
+                };
+                let mut inner = reader_shared.inner.lock().expect("client state");
+                match msg {
+                    SchedulerToClient::Welcome { .. } => {}
+                    SchedulerToClient::KeyReady {
+                        key,
+                        nbytes,
+                        holders,
+                    } => {
+                        inner.erred.remove(&key);
+                        inner.ready.insert(key, (nbytes, holders));
+                    }
+                    SchedulerToClient::KeyErred { key, error } => {
+                        inner.erred.insert(key, error);
+                    }
+                    SchedulerToClient::GraphRejected { reason } => inner.rejected.push_back(reason),
+                    SchedulerToClient::WhoHas(list) => {
+                        if let Some(tx) = inner.who_has.pop_front() {
+                            let _ = tx.send(list);
+                        }
+                    }
+                    SchedulerToClient::Progress { finished } => {
+                        let _ = progress_tx.send(finished);
+                    }
+                    SchedulerToClient::Status(report) => {
+                        if let Some(tx) = inner.status.pop_front() {
+                            let _ = tx.send(*report);
+                        }
+                    }
+                    SchedulerToClient::WorkerRetired(w) => inner.retired.push(w),
+                }
+                drop(inner);
+                reader_shared.changed.notify_waiters();
+            };
+            reader_shared.inner.lock().expect("client state").closed = Some(why);
+            reader_shared.changed.notify_waiters();
+        });
+        let (out, mut out_rx) = mpsc::unbounded_channel::<ClientToScheduler>();
+        let writer_task = tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                if writer.write_control(&msg).await.is_err() {
+                    return;
+                }
+                while let Ok(more) = out_rx.try_recv() {
+                    if writer.write_control(&more).await.is_err() {
+                        return;
+                    }
+                }
+                if writer.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Client {
+            out,
+            shared,
+            key_base,
+            next_key: AtomicU64::new(0),
+            pool: PeerPool::new(secret.clone()),
+            progress,
+            address: address.to_string(),
+            tasks: vec![reader_task, writer_task],
+        })
+    }
+
+    /// A fresh key in this client's range.
+    pub fn new_key(&self) -> TaskId {
+        TaskId(self.key_base | self.next_key.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn send(&self, msg: ClientToScheduler) -> Result<()> {
+        self.out
+            .send(msg)
+            .map_err(|_| Error::runtime("the connection to the scheduler is closed"))
+    }
+
+    /// Submits a graph in one batch; `wanted` are the results this client will ask for.
+    pub fn submit(&self, tasks: Vec<TaskSpec>, wanted: &[TaskId]) -> Result<()> {
+        self.send(ClientToScheduler::Submit {
+            tasks,
+            wanted: wanted.to_vec(),
+        })
+    }
+
+    /// Finished tasks of this client so far, updated about every 100 ms (for progress bars).
+    pub fn progress(&self) -> watch::Receiver<u64> {
+        self.progress.clone()
+    }
+
+    /// Waits until every key is in memory; fails on the first error.
+    pub async fn wait(&self, keys: &[TaskId]) -> Result<()> {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut inner = self.shared.inner.lock().expect("client state");
+                if let Some(reason) = inner.rejected.pop_front() {
+                    return Err(Error::invalid(format!(
+                        "the scheduler rejected the graph: {reason}"
+                    )));
+                }
+                if let Some((k, e)) = keys.iter().find_map(|k| inner.erred.get(k).map(|e| (k, e))) {
+                    return Err(Error::runtime(format!("task {k} failed: {e}")));
+                }
+                if keys.iter().all(|k| inner.ready.contains_key(k)) {
+                    return Ok(());
+                }
+                if let Some(why) = &inner.closed {
+                    return Err(Error::runtime(format!("lost the scheduler: {why}")));
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits for the keys and fetches their results from the workers holding them. If a
+    /// holder vanishes meanwhile, waits for the recomputed result and fetches again.
+    pub async fn gather(&self, keys: &[TaskId]) -> Result<Vec<Bytes>> {
+        let mut results: HashMap<TaskId, Bytes> = HashMap::new();
+        for attempt in 0.. {
+            let todo: Vec<TaskId> = keys
+                .iter()
+                .filter(|k| !results.contains_key(k))
+                .copied()
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            self.wait(&todo).await?;
+            let mut by_holder: HashMap<String, Vec<TaskId>> = HashMap::new();
+            {
+                let inner = self.shared.inner.lock().expect("client state");
+                for k in &todo {
+                    if let Some((_, holders)) = inner.ready.get(k) {
+                        if let Some(h) = holders.get(attempt % holders.len().max(1)) {
+                            by_holder.entry(h.address.clone()).or_default().push(*k);
+                        }
+                    }
+                }
+            }
+            for (addr, ks) in by_holder {
+                if let Ok(answers) = self.pool.get(&addr, &ks).await {
+                    for (k, data) in answers {
+                        if let Some(d) = data {
+                            results.insert(k, d);
+                        }
+                    }
+                }
+            }
+            let failed: Vec<TaskId> = todo
+                .iter()
+                .filter(|k| !results.contains_key(k))
+                .copied()
+                .collect();
+            if failed.is_empty() {
+                continue;
+            }
+            if attempt >= 20 {
+                return Err(Error::runtime(format!(
+                    "could not fetch {} results from any worker",
+                    failed.len()
+                )));
+            }
+            // Ask where they are now; keys held nowhere are being recomputed.
+            let (tx, rx) = oneshot::channel();
+            self.shared
+                .inner
+                .lock()
+                .expect("client state")
+                .who_has
+                .push_back(tx);
+            self.send(ClientToScheduler::WhoHas(failed.clone()))?;
+            let answer = rx.await.map_err(|_| Error::runtime("lost the scheduler"))?;
+            let mut inner = self.shared.inner.lock().expect("client state");
+            for (k, holders) in answer {
+                if holders.is_empty() {
+                    inner.ready.remove(&k);
+                } else if let Some(entry) = inner.ready.get_mut(&k) {
+                    entry.1 = holders;
+                }
+            }
+            drop(inner);
+            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+        }
+        Ok(keys
+            .iter()
+            .map(|k| results.remove(k).expect("gathered"))
+            .collect())
+    }
+
+    /// The scheduler may drop these results everywhere (and cancel them if still running).
+    pub fn release(&self, keys: &[TaskId]) -> Result<()> {
+        {
+            let mut inner = self.shared.inner.lock().expect("client state");
+            for k in keys {
+                inner.ready.remove(k);
+                inner.erred.remove(k);
+            }
+        }
+        self.send(ClientToScheduler::Release(keys.to_vec()))
+    }
+
+    /// Submits, gathers the wanted results, and releases them.
+    pub async fn compute(&self, tasks: Vec<TaskSpec>, wanted: &[TaskId]) -> Result<Vec<Bytes>> {
+        self.submit(tasks, wanted)?;
+        let result = self.gather(wanted).await;
+        self.release(wanted)?;
+        result
+    }
+
+    pub async fn status(&self) -> Result<StatusReport> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .inner
+            .lock()
+            .expect("client state")
+            .status
+            .push_back(tx);
+        self.send(ClientToScheduler::Status)?;
+        rx.await
+            .map_err(|_| Error::runtime("lost the scheduler before it answered"))
+    }
+
+    /// Retires workers gracefully and waits until each has handed its results over and left.
+    pub async fn retire(&self, workers: &[WorkerId]) -> Result<()> {
+        self.send(ClientToScheduler::Retire(workers.to_vec()))?;
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let inner = self.shared.inner.lock().expect("client state");
+                if workers.iter().all(|w| inner.retired.contains(w)) {
+                    return Ok(());
+                }
+                if let Some(why) = &inner.closed {
+                    return Err(Error::runtime(format!("lost the scheduler: {why}")));
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Stops the scheduler and all its workers.
+    pub fn shutdown(&self) -> Result<()> {
+        self.send(ClientToScheduler::Shutdown)
+    }
+}

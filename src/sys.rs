@@ -1,0 +1,132 @@
+//! Facts about this process and host that the runtime reports: host name, resident memory,
+//! the address of a network interface, and the batch job we run in.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::config::SystemKind;
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Resident set size of this process in bytes, from /proc/self/statm.
+pub fn rss_bytes() -> u64 {
+    rss_of("self")
+}
+
+/// Resident set size of another process (0 when it is gone).
+pub fn rss_of(pid: &str) -> u64 {
+    let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * page.max(1) as u64
+}
+
+/// Peak resident set size of a process (VmHWM), in bytes.
+pub fn peak_rss_of(pid: &str) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The IPv4 address of a network interface such as `ib0` or `eth0`.
+pub fn interface_address(name: &str) -> Result<IpAddr, String> {
+    let mut found = None;
+    let mut names = Vec::new();
+    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we walk read-only and free with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut addrs) != 0 {
+            return Err(format!(
+                "cannot list network interfaces: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let mut cur = addrs;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            let ifname = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                .to_string_lossy()
+                .into_owned();
+            if !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if ifname == name && found.is_none() {
+                    found = Some(IpAddr::V4(ip));
+                }
+                names.push(ifname);
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(addrs);
+    }
+    names.sort();
+    names.dedup();
+    found.ok_or_else(|| {
+        format!(
+            "no IPv4 address on interface '{name}'; interfaces with one: {}",
+            names.join(", ")
+        )
+    })
+}
+
+/// The batch job this process runs in, from the variables each batch system sets.
+pub fn batch_job_id() -> Option<String> {
+    for kind in SystemKind::ALL {
+        for var in crate::jobqueue::system(kind).job_id_variables() {
+            let Ok(value) = std::env::var(var) else {
+                continue;
+            };
+            if value.is_empty() {
+                continue;
+            }
+            if *var == "_CONDOR_JOB_AD" {
+                // HTCondor names a file holding the job ad; the id is its ClusterId.
+                let ad = std::fs::read_to_string(&value).unwrap_or_default();
+                if let Some(id) = ad.lines().find_map(|l| l.trim().strip_prefix("ClusterId")) {
+                    return Some(id.trim_start_matches([' ', '=']).trim().to_string());
+                }
+                continue;
+            }
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        assert!(rss_bytes() > 1 << 20);
+        assert!(peak_rss_of("self") >= rss_bytes() / 2);
+        assert!(!hostname().is_empty());
+        assert_eq!(
+            interface_address("lo").unwrap(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        let err = interface_address("nosuch0").unwrap_err();
+        assert!(err.contains("nosuch0") && err.contains("lo"), "{err}");
+    }
+}

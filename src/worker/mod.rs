@@ -1,0 +1,623 @@
+//! A worker: registers with the scheduler, runs the tasks it is given on a thread pool,
+//! fetches missing inputs from peers, serves its results, and keeps its memory under its
+//! limit with Dask's thresholds (see [`MemoryPolicy`]).
+//!
+//! One event loop owns all task bookkeeping; the executor threads, the fetch tasks and the
+//! scheduler reader only send it events. Messages to the scheduler are batched: everything
+//! that happened in one turn of the loop goes out in one flush.
+
+pub mod executor;
+pub mod peer;
+pub mod store;
+pub mod supervisor;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+
+use crate::error::{Error, Result};
+use crate::graph::TaskId;
+use crate::kernels::Registry;
+use crate::protocol::messages::{
+    FinishedTask, Registration, SchedulerToWorker, WireTask, WorkerToScheduler,
+};
+use crate::protocol::{self, Role, Secret};
+use crate::scheduler::state::WorkerId;
+use crate::sys;
+use executor::{Done, Executor, Job};
+use peer::{PeerPool, Wanted, Writer};
+use store::Store;
+
+/// How a worker is started.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub scheduler: String,
+    pub secret: Secret,
+    pub nthreads: u32,
+    /// Bytes; 0 means no limit.
+    pub memory_limit: u64,
+    pub name: Option<String>,
+    /// Exit when the scheduler has been unreachable this long.
+    pub death_timeout: Duration,
+    /// Scratch space for spilled results.
+    pub local_directory: PathBuf,
+    /// Network interface to listen and advertise on (default: the address the scheduler
+    /// connection leaves from).
+    pub interface: Option<String>,
+    /// The batch job we run in (default: read from the environment).
+    pub job_id: Option<String>,
+    pub memory: MemoryPolicy,
+}
+
+impl WorkerOptions {
+    pub fn new(scheduler: impl Into<String>, secret: Secret) -> Self {
+        WorkerOptions {
+            scheduler: scheduler.into(),
+            secret,
+            nthreads: 1,
+            memory_limit: 0,
+            name: None,
+            death_timeout: Duration::from_secs(60),
+            local_directory: std::env::temp_dir(),
+            interface: None,
+            job_id: sys::batch_job_id(),
+            memory: MemoryPolicy::default(),
+        }
+    }
+}
+
+/// Dask's memory thresholds, as fractions of the memory limit.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryPolicy {
+    /// Spill results to disk, least recently used first, above this much *managed* memory.
+    pub target: f64,
+    /// Spill as well when the process's RSS passes this (memory the store does not see).
+    pub spill: f64,
+    /// Stop starting tasks while RSS is above this; the scheduler sends no new work.
+    pub pause: f64,
+    /// Exit for a restart (status 75, the supervisor restarts) above this.
+    pub terminate: f64,
+}
+
+impl Default for MemoryPolicy {
+    fn default() -> Self {
+        MemoryPolicy {
+            target: 0.6,
+            spill: 0.7,
+            pause: 0.8,
+            terminate: 0.95,
+        }
+    }
+}
+
+/// Why a worker stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The scheduler told it to (retired, or the cluster shut down).
+    Closed,
+    /// The scheduler was unreachable for the death timeout.
+    SchedulerGone(String),
+    /// Memory passed the terminate threshold; the supervisor restarts it.
+    MemoryRestart,
+}
+
+/// Exit status for a memory restart (EX_TEMPFAIL): the supervisor starts a fresh worker.
+pub const EXIT_RESTART: i32 = 75;
+
+enum Internal {
+    FromScheduler(SchedulerToWorker),
+    SchedulerLost(String),
+    Done(Done),
+    /// Inputs fetched from peers (or not found at any holder).
+    Fetched {
+        got: Vec<(TaskId, Bytes)>,
+        missing: Vec<(TaskId, Vec<WorkerId>)>,
+    },
+}
+
+impl From<Done> for Internal {
+    fn from(d: Done) -> Self {
+        Internal::Done(d)
+    }
+}
+
+/// Runs a worker with the built-in kernels plus `registry`, as `rdask-jobqueue worker` does.
+/// A program that embeds its own kernels calls this from its `main`.
+pub fn run_with(registry: Registry) -> ! {
+    crate::cli::worker_main(registry)
+}
+
+/// Runs the worker until it is closed, its scheduler stays unreachable past the death
+/// timeout, or its memory forces a restart.
+pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
+    // Large results get their own mappings, returned to the OS when freed, so RSS follows
+    // what the store holds (glibc otherwise raises this threshold and keeps freed chunks).
+    // SAFETY: mallopt only tunes the allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+    let bind_ip = match &opts.interface {
+        Some(iface) => sys::interface_address(iface).map_err(Error::invalid)?,
+        None => std::net::IpAddr::from([0, 0, 0, 0]),
+    };
+    let listener = TcpListener::bind((bind_ip, 0))
+        .await
+        .map_err(Error::io("binding the worker's peer port"))?;
+    let port = listener
+        .local_addr()
+        .map_err(Error::io("reading the peer port"))?
+        .port();
+    let spill_dir = opts
+        .local_directory
+        .join(format!("rdask-worker-{}", std::process::id()));
+    let store = Arc::new(Mutex::new(Store::new(spill_dir)));
+    tokio::spawn(peer::serve(listener, opts.secret.clone(), store.clone()));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
+    let executor = Executor::start(opts.nthreads, tx.clone());
+    let pool = PeerPool::new(opts.secret.clone());
+
+    let mut lost_since = Instant::now();
+    let mut last_error = String::from("never connected");
+    loop {
+        if lost_since.elapsed() >= opts.death_timeout {
+            store.lock().expect("store").clear();
+            return Ok(Exit::SchedulerGone(format!(
+                "the scheduler at {} was unreachable for {} s ({last_error}); exiting",
+                opts.scheduler,
+                opts.death_timeout.as_secs()
+            )));
+        }
+        let connected = protocol::connect(&opts.scheduler, &opts.secret, Role::Worker).await;
+        let (reader, writer) = match connected {
+            Ok(c) => c,
+            Err(e @ protocol::ProtocolError::AuthenticationFailed)
+            | Err(e @ protocol::ProtocolError::ServerNotAuthenticated) => {
+                return Err(Error::invalid(format!(
+                    "cannot join the scheduler at {}: {e} (wrong secret?)",
+                    opts.scheduler
+                )));
+            }
+            Err(e) => {
+                last_error = e.to_string();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let advertise_ip = match &opts.interface {
+            Some(_) => bind_ip,
+            None => reader
+                .get_ref()
+                .local_addr()
+                .map(|a| a.ip())
+                .unwrap_or(bind_ip),
+        };
+        let mut session = Session {
+            opts: &opts,
+            registry: &registry,
+            store: store.clone(),
+            executor: &executor,
+            pool: pool.clone(),
+            tx: tx.clone(),
+            pending: HashMap::new(),
+            ready: BinaryHeap::new(),
+            running: HashSet::new(),
+            missing_inputs: HashMap::new(),
+            waiters: HashMap::new(),
+            directory: HashMap::new(),
+            finished: Vec::new(),
+            replicas: Vec::new(),
+            outbox: Vec::new(),
+            paused: false,
+        };
+        let outcome = session
+            .run(reader, writer, format!("{advertise_ip}:{port}"), &mut rx)
+            .await;
+        match outcome {
+            Ok(exit) => {
+                store.lock().expect("store").clear();
+                return Ok(exit);
+            }
+            Err(reason) => {
+                tracing::warn!("lost the scheduler: {reason}; reconnecting");
+                last_error = reason;
+                lost_since = Instant::now();
+                // The scheduler forgot this worker: its results and tasks are void.
+                store.lock().expect("store").clear();
+            }
+        }
+    }
+}
+
+struct Session<'a> {
+    opts: &'a WorkerOptions,
+    registry: &'a Registry,
+    store: Arc<Mutex<Store>>,
+    executor: &'a Executor,
+    pool: PeerPool,
+    tx: UnboundedSender<Internal>,
+    /// Tasks assigned and not finished: waiting for inputs, ready, or running.
+    pending: HashMap<TaskId, WireTask>,
+    ready: BinaryHeap<Reverse<((u64, u64), TaskId)>>,
+    running: HashSet<TaskId>,
+    /// Task -> inputs still being fetched.
+    missing_inputs: HashMap<TaskId, usize>,
+    /// Input being fetched -> tasks waiting for it.
+    waiters: HashMap<TaskId, Vec<TaskId>>,
+    directory: HashMap<WorkerId, String>,
+    finished: Vec<FinishedTask>,
+    replicas: Vec<(TaskId, u64)>,
+    outbox: Vec<WorkerToScheduler>,
+    paused: bool,
+}
+
+impl Session<'_> {
+    async fn run(
+        &mut self,
+        mut reader: peer::Reader,
+        mut writer: Writer,
+        address: String,
+        rx: &mut UnboundedReceiver<Internal>,
+    ) -> std::result::Result<Exit, String> {
+        let name = self
+            .opts
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", sys::hostname(), std::process::id()));
+        let registration = Registration {
+            name,
+            address,
+            nthreads: self.opts.nthreads,
+            memory_limit: self.opts.memory_limit,
+            host: sys::hostname(),
+            pid: std::process::id(),
+            job_id: self.opts.job_id.clone(),
+        };
+        let lost = |e: protocol::ProtocolError| e.to_string();
+        writer
+            .write_control(&WorkerToScheduler::Register(registration))
+            .await
+            .map_err(lost)?;
+        writer.flush().await.map_err(lost)?;
+        let welcome = reader
+            .read_frame()
+            .await
+            .map_err(lost)?
+            .ok_or("closed before welcome")?;
+        let SchedulerToWorker::Welcome {
+            worker,
+            heartbeat_ms,
+        } = welcome.decode().map_err(lost)?
+        else {
+            return Err("expected a welcome".into());
+        };
+        tracing::info!("registered as worker {worker}");
+        let tx = self.tx.clone();
+        let reader_task = tokio::spawn(async move {
+            loop {
+                let msg = match reader.read_frame().await {
+                    Ok(Some(frame)) => match frame.decode::<SchedulerToWorker>() {
+                        Ok(m) => Internal::FromScheduler(m),
+                        Err(e) => Internal::SchedulerLost(e.to_string()),
+                    },
+                    Ok(None) => {
+                        Internal::SchedulerLost("the scheduler closed the connection".into())
+                    }
+                    Err(e) => Internal::SchedulerLost(e.to_string()),
+                };
+                let stop = matches!(msg, Internal::SchedulerLost(_));
+                if tx.send(msg).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let result = self
+            .event_loop(&mut writer, rx, Duration::from_millis(heartbeat_ms.max(50)))
+            .await;
+        reader_task.abort();
+        result
+    }
+
+    async fn event_loop(
+        &mut self,
+        writer: &mut Writer,
+        rx: &mut UnboundedReceiver<Internal>,
+        heartbeat: Duration,
+    ) -> std::result::Result<Exit, String> {
+        let mut heartbeat = tokio::time::interval(heartbeat);
+        let mut memory_check = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let mut exit = None;
+            tokio::select! {
+                ev = rx.recv() => {
+                    let ev = ev.ok_or("internal channel closed")?;
+                    exit = self.handle(ev)?;
+                    // Take whatever else is already there, so it leaves in one batch.
+                    for _ in 0..4096 {
+                        let Ok(ev) = rx.try_recv() else { break };
+                        if exit.is_none() {
+                            exit = self.handle(ev)?;
+                        }
+                    }
+                }
+                _ = heartbeat.tick() => self.heartbeat(),
+                _ = memory_check.tick() => {
+                    if self.check_memory() {
+                        return Ok(Exit::MemoryRestart);
+                    }
+                }
+            }
+            if let Some(exit) = exit {
+                return Ok(exit);
+            }
+            self.feed_executor();
+            self.flush(writer).await.map_err(|e| e.to_string())?;
+        }
+    }
+
+    fn handle(&mut self, ev: Internal) -> std::result::Result<Option<Exit>, String> {
+        match ev {
+            Internal::SchedulerLost(why) => return Err(why),
+            Internal::FromScheduler(msg) => match msg {
+                SchedulerToWorker::Welcome { .. } => {}
+                SchedulerToWorker::Peers(peers) => self.directory.extend(peers),
+                SchedulerToWorker::PeerGone(id) => {
+                    if let Some(addr) = self.directory.remove(&id) {
+                        self.pool.forget(&addr);
+                    }
+                }
+                SchedulerToWorker::Compute(tasks) => self.compute(tasks),
+                SchedulerToWorker::Release(keys) => {
+                    let mut store = self.store.lock().expect("store");
+                    for k in keys {
+                        store.remove(k);
+                        // Cancelled before it ran; a running copy's result is dropped on arrival.
+                        self.pending.remove(&k);
+                        self.missing_inputs.remove(&k);
+                    }
+                }
+                SchedulerToWorker::Replicate(deps) => {
+                    let wanted = deps
+                        .into_iter()
+                        .map(|d| Wanted {
+                            task: d.task,
+                            holders: d.holders,
+                        })
+                        .collect();
+                    self.start_fetch(wanted);
+                }
+                SchedulerToWorker::Close => return Ok(Some(Exit::Closed)),
+            },
+            Internal::Done(done) => {
+                self.running.remove(&done.task);
+                if self.pending.remove(&done.task).is_some() {
+                    match done.result {
+                        Ok(data) => {
+                            let nbytes = data.len() as u64;
+                            self.store.lock().expect("store").put(done.task, data);
+                            self.finished.push(FinishedTask {
+                                task: done.task,
+                                nbytes,
+                                duration_us: done.duration_us,
+                            });
+                        }
+                        Err(error) => self.outbox.push(WorkerToScheduler::Failed {
+                            task: done.task,
+                            error,
+                        }),
+                    }
+                }
+            }
+            Internal::Fetched { got, missing } => {
+                {
+                    let mut store = self.store.lock().expect("store");
+                    for (dep, data) in got.iter() {
+                        self.replicas.push((*dep, data.len() as u64));
+                        store.put(*dep, data.clone());
+                    }
+                }
+                for (dep, _) in &got {
+                    for task in self.waiters.remove(dep).unwrap_or_default() {
+                        let Some(left) = self.missing_inputs.get_mut(&task) else {
+                            continue;
+                        };
+                        *left -= 1;
+                        if *left == 0 {
+                            self.missing_inputs.remove(&task);
+                            if let Some(t) = self.pending.get(&task) {
+                                self.ready.push(Reverse((t.priority, task)));
+                            }
+                        }
+                    }
+                }
+                for (dep, holders) in missing {
+                    for task in self.waiters.remove(&dep).unwrap_or_default() {
+                        if self.missing_inputs.remove(&task).is_some()
+                            && self.pending.remove(&task).is_some()
+                        {
+                            let missing = vec![(dep, holders.clone())];
+                            self.outbox
+                                .push(WorkerToScheduler::Missing { task, missing });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn compute(&mut self, tasks: Vec<WireTask>) {
+        let mut to_fetch: Vec<Wanted> = Vec::new();
+        {
+            let store = self.store.lock().expect("store");
+            for t in tasks {
+                let mut missing = 0;
+                for d in &t.deps {
+                    if store.contains(d.task) {
+                        continue;
+                    }
+                    missing += 1;
+                    let waiters = self.waiters.entry(d.task).or_default();
+                    if waiters.is_empty() {
+                        to_fetch.push(Wanted {
+                            task: d.task,
+                            holders: d.holders.clone(),
+                        });
+                    }
+                    waiters.push(t.task);
+                }
+                if missing == 0 {
+                    self.ready.push(Reverse((t.priority, t.task)));
+                } else {
+                    self.missing_inputs.insert(t.task, missing);
+                }
+                self.pending.insert(t.task, t);
+            }
+        }
+        self.start_fetch(to_fetch);
+    }
+
+    fn start_fetch(&self, wanted: Vec<Wanted>) {
+        if wanted.is_empty() {
+            return;
+        }
+        let pool = self.pool.clone();
+        let directory = self.directory.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let (got, missing) = peer::fetch(&pool, &directory, wanted).await;
+            let _ = tx.send(Internal::Fetched { got, missing });
+        });
+    }
+
+    /// Starts ready tasks, best priority first, while threads are free and memory allows.
+    fn feed_executor(&mut self) {
+        while !self.paused && self.running.len() < self.opts.nthreads as usize {
+            let Some(Reverse((_, id))) = self.ready.pop() else {
+                return;
+            };
+            let Some(t) = self.pending.get(&id) else {
+                continue;
+            }; // cancelled
+            let Some(kernel) = self.registry.get(&t.kernel).cloned() else {
+                let error = format!(
+                    "unknown kernel '{}' on this worker ({:?})",
+                    t.kernel, self.registry
+                );
+                self.pending.remove(&id);
+                self.outbox
+                    .push(WorkerToScheduler::Failed { task: id, error });
+                continue;
+            };
+            let mut inputs = Vec::with_capacity(t.deps.len());
+            let mut lost = Vec::new();
+            {
+                let mut store = self.store.lock().expect("store");
+                for d in &t.deps {
+                    match store.get(d.task) {
+                        Ok(Some(data)) => inputs.push(data),
+                        _ => lost.push((d.task, d.holders.clone())),
+                    }
+                }
+            }
+            if !lost.is_empty() {
+                self.pending.remove(&id);
+                self.outbox.push(WorkerToScheduler::Missing {
+                    task: id,
+                    missing: lost,
+                });
+                continue;
+            }
+            self.running.insert(id);
+            self.executor.submit(Job {
+                task: id,
+                kernel,
+                args: t.args.clone(),
+                inputs,
+            });
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        self.outbox.push(WorkerToScheduler::Heartbeat {
+            memory: sys::rss_bytes(),
+            paused: self.paused,
+            executing: self.running.iter().copied().collect(),
+        });
+    }
+
+    /// Applies the memory thresholds; true when the worker must restart.
+    fn check_memory(&mut self) -> bool {
+        let limit = self.opts.memory_limit as f64;
+        if limit <= 0.0 {
+            return false;
+        }
+        let policy = self.opts.memory;
+        let mut store = self.store.lock().expect("store");
+        let managed = store.in_memory() as f64;
+        if managed > policy.target * limit {
+            if let Err(e) = store.spill_to((policy.target * limit) as u64) {
+                tracing::error!("cannot spill to disk: {e}");
+            }
+        }
+        let rss = sys::rss_bytes() as f64;
+        if rss > policy.spill * limit {
+            let excess = rss - policy.spill * limit;
+            let keep = (store.in_memory() as f64 - excess).max(0.0) as u64;
+            if let Err(e) = store.spill_to(keep) {
+                tracing::error!("cannot spill to disk: {e}");
+            }
+        }
+        drop(store);
+        let rss = sys::rss_bytes() as f64;
+        let paused = rss > policy.pause * limit;
+        if paused != self.paused {
+            self.paused = paused;
+            tracing::info!(
+                "{} at {:.0}% of the memory limit",
+                if paused { "pausing" } else { "resuming" },
+                100.0 * rss / limit
+            );
+            self.heartbeat();
+        }
+        if rss > policy.terminate * limit {
+            tracing::error!(
+                "memory at {:.0}% of the limit: restarting",
+                100.0 * rss / limit
+            );
+            return true;
+        }
+        false
+    }
+
+    async fn flush(
+        &mut self,
+        writer: &mut Writer,
+    ) -> std::result::Result<(), protocol::ProtocolError> {
+        if !self.replicas.is_empty() {
+            writer
+                .write_control(&WorkerToScheduler::Replicas(std::mem::take(
+                    &mut self.replicas,
+                )))
+                .await?;
+        }
+        if !self.finished.is_empty() {
+            writer
+                .write_control(&WorkerToScheduler::Finished(std::mem::take(
+                    &mut self.finished,
+                )))
+                .await?;
+        }
+        let wrote = !self.outbox.is_empty();
+        for msg in std::mem::take(&mut self.outbox) {
+            writer.write_control(&msg).await?;
+        }
+        let _ = wrote;
+        writer.flush().await
+    }
+}
