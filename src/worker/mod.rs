@@ -399,7 +399,17 @@ impl Session<'_> {
                     match done.result {
                         Ok(data) => {
                             let nbytes = data.len() as u64;
-                            self.store.lock().expect("store").put(done.task, data);
+                            let mut store = self.store.lock().expect("store");
+                            store.put(done.task, data);
+                            // Spill at once past the target rather than at the next check:
+                            // results can arrive faster than the check runs.
+                            let target = (self.opts.memory.target * self.opts.memory_limit as f64) as u64;
+                            if self.opts.memory_limit > 0 && store.in_memory() > target {
+                                if let Err(e) = store.spill_to(target) {
+                                    tracing::error!("cannot spill to disk: {e}");
+                                }
+                            }
+                            drop(store);
                             self.finished.push(FinishedTask {
                                 task: done.task,
                                 nbytes,
