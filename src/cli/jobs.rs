@@ -162,7 +162,12 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
                 .map_err(|e| Error::io(format!("keeping {}", path.display()))(e.error))?;
             Ok(id)
         }
-        Err(e) => Err(e), // `file` is dropped here, which deletes the script.
+        // `file` is dropped here, which deletes the script. Some systems do not say what
+        // they rejected (PBS: "qsub: Unknown queue"), so the error names the request.
+        Err(e) => {
+            let queue = cfg.queue.as_deref().map(|q| format!(" to queue {q}")).unwrap_or_default();
+            Err(Error::runtime(format!("{} rejected the job{queue}: {e}", cfg.system)))
+        }
     }
 }
 
