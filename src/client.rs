@@ -278,9 +278,15 @@ impl Client {
     /// The workers holding each result now.
     pub async fn who_has(&self, keys: &[TaskId]) -> Result<Vec<(TaskId, Vec<Holder>)>> {
         let (tx, rx) = oneshot::channel();
-        self.shared.inner.lock().expect("client state").who_has.push_back(tx);
+        self.shared
+            .inner
+            .lock()
+            .expect("client state")
+            .who_has
+            .push_back(tx);
         self.send(ClientToScheduler::WhoHas(keys.to_vec()))?;
-        rx.await.map_err(|_| Error::runtime("lost the scheduler before it answered"))
+        rx.await
+            .map_err(|_| Error::runtime("lost the scheduler before it answered"))
     }
 
     /// The scheduler may drop these results everywhere (and cancel them if still running).

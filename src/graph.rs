@@ -49,8 +49,8 @@ impl TaskSpec {
 /// then completes one partial reduction before reading the inputs of the next, so the data
 /// alive at once stays small — the property out-of-core graphs need. Dependencies outside
 /// `tasks` (already known to the scheduler) are skipped. Returns task -> rank, 0 first.
-pub fn order(tasks: &[TaskSpec]) -> HashMap<TaskId, u64> {
-    let index: HashMap<TaskId, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
+pub fn order(tasks: &[TaskSpec]) -> IdMap<TaskId, u64> {
+    let index: IdMap<TaskId, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
     let mut has_dependents = vec![false; tasks.len()];
     for t in tasks {
         for d in &t.deps {
@@ -59,7 +59,8 @@ pub fn order(tasks: &[TaskSpec]) -> HashMap<TaskId, u64> {
             }
         }
     }
-    let mut rank: HashMap<TaskId, u64> = HashMap::with_capacity(tasks.len());
+    let mut rank: IdMap<TaskId, u64> =
+        IdMap::with_capacity_and_hasher(tasks.len(), IdBuild::default());
     let mut visited = vec![false; tasks.len()];
     // Stack of (task index, next dependency to visit).
     let mut stack: Vec<(usize, usize)> = Vec::new();
@@ -91,7 +92,8 @@ pub fn order(tasks: &[TaskSpec]) -> HashMap<TaskId, u64> {
 /// Checks a graph before the scheduler takes it: unique ids and no cycles. Dependencies on
 /// tasks outside the graph are allowed only if `known` says the scheduler has them.
 pub fn validate(tasks: &[TaskSpec], known: impl Fn(TaskId) -> bool) -> Result<(), String> {
-    let mut index: HashMap<TaskId, usize> = HashMap::with_capacity(tasks.len());
+    let mut index: IdMap<TaskId, usize> =
+        IdMap::with_capacity_and_hasher(tasks.len(), IdBuild::default());
     for (i, t) in tasks.iter().enumerate() {
         if index.insert(t.id, i).is_some() {
             return Err(format!("task {} appears twice in the graph", t.id));
@@ -202,3 +204,30 @@ mod tests {
         assert!(validate(&[t(1, &[9])], |id| id == TaskId(9)).is_ok());
     }
 }
+
+/// A hasher for task and worker ids: ids are already well spread integers, so one multiply
+/// mixes them. The scheduler's per-task maps use it on the hot path, where SipHash (the
+/// std default, built to resist hostile keys) costs more than the rest of the bookkeeping.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
+pub type IdMap<K, V> = HashMap<K, V, IdBuild>;
+pub type IdSet<K> = std::collections::HashSet<K, IdBuild>;

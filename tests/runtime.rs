@@ -75,23 +75,46 @@ async fn inputs_move_between_workers_never_through_the_scheduler() {
     let cluster = LocalCluster::start(options(3)).await.unwrap();
     let client = cluster.client().await.unwrap();
     const MIB: u64 = 1 << 20;
-    let parts: Vec<TaskSpec> = (0..3).map(|i| bytes_task(&client, 8 * MIB, i as u8 + 1)).collect();
+    let parts: Vec<TaskSpec> = (0..3)
+        .map(|i| bytes_task(&client, 8 * MIB, i as u8 + 1))
+        .collect();
     let part_ids: Vec<TaskId> = parts.iter().map(|t| t.id).collect();
     client.submit(parts, &part_ids).unwrap();
     client.wait(&part_ids).await.unwrap();
-    let holders: std::collections::HashSet<u64> =
-        client.who_has(&part_ids).await.unwrap().iter().map(|(_, h)| h[0].worker).collect();
-    assert!(holders.len() >= 2, "the inputs all landed on one worker; nothing would move");
+    let holders: std::collections::HashSet<u64> = client
+        .who_has(&part_ids)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, h)| h[0].worker)
+        .collect();
+    assert!(
+        holders.len() >= 2,
+        "the inputs all landed on one worker; nothing would move"
+    );
     let before = client.status().await.unwrap();
     let joined = client.new_key();
-    let out = client.compute(vec![TaskSpec::new(joined, "concat", vec![], part_ids.clone())], &[joined]).await.unwrap();
+    let out = client
+        .compute(
+            vec![TaskSpec::new(joined, "concat", vec![], part_ids.clone())],
+            &[joined],
+        )
+        .await
+        .unwrap();
     assert_eq!(out[0].len() as u64, 24 * MIB);
     for (i, chunk) in out[0].chunks(8 * MIB as usize).enumerate() {
-        assert!(chunk.iter().all(|b| *b == i as u8 + 1), "part {i} arrived wrong");
+        assert!(
+            chunk.iter().all(|b| *b == i as u8 + 1),
+            "part {i} arrived wrong"
+        );
     }
     let after = client.status().await.unwrap();
-    let scheduler_bytes = (after.bytes_received + after.bytes_sent) - (before.bytes_received + before.bytes_sent);
-    assert!(scheduler_bytes < 64 * 1024, "the scheduler moved {scheduler_bytes} bytes for 24 MiB of data");
+    let scheduler_bytes =
+        (after.bytes_received + after.bytes_sent) - (before.bytes_received + before.bytes_sent);
+    assert!(
+        scheduler_bytes < 64 * 1024,
+        "the scheduler moved {scheduler_bytes} bytes for 24 MiB of data"
+    );
     cluster.close().await;
 }
 
@@ -148,21 +171,37 @@ async fn spilling_keeps_workers_under_their_memory_limit() {
     opts.local_directory = dir.path().to_path_buf();
     let cluster = LocalCluster::start(opts).await.unwrap();
     let client = cluster.client().await.unwrap();
-    let tasks: Vec<TaskSpec> = (0..50).map(|i| bytes_task(&client, 4 * MIB, i as u8)).collect();
+    let tasks: Vec<TaskSpec> = (0..50)
+        .map(|i| bytes_task(&client, 4 * MIB, i as u8))
+        .collect();
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
     client.submit(tasks, &ids).unwrap();
     client.wait(&ids).await.unwrap();
-    let spilled: u64 = std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.path().is_dir())
+    let spilled: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
         .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
         .map(|f| f.metadata().unwrap().len())
         .sum();
-    assert!(spilled >= 100 * MIB, "200 MiB of results with a 96 MiB limit, but only {spilled} bytes on disk");
+    assert!(
+        spilled >= 100 * MIB,
+        "200 MiB of results with a 96 MiB limit, but only {spilled} bytes on disk"
+    );
     for (i, chunk) in client.gather(&ids).await.unwrap().iter().enumerate() {
         assert_eq!(chunk.len() as u64, 4 * MIB);
-        assert!(chunk.iter().all(|b| *b == i as u8), "result {i} came back wrong");
+        assert!(
+            chunk.iter().all(|b| *b == i as u8),
+            "result {i} came back wrong"
+        );
     }
     let peak = rdask::sys::peak_rss_of(&cluster.worker_pids()[0].to_string());
-    assert!(peak > 0 && peak < limit, "worker peak RSS {} MiB over its {} MiB limit", peak / MIB, limit / MIB);
+    assert!(
+        peak > 0 && peak < limit,
+        "worker peak RSS {} MiB over its {} MiB limit",
+        peak / MIB,
+        limit / MIB
+    );
     cluster.close().await;
 }
 
@@ -172,20 +211,31 @@ async fn unauthenticated_and_wrong_secret_clients_are_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cluster = LocalCluster::start(options(1)).await.unwrap();
     let wrong = Secret::generate().unwrap();
-    let err = Client::connect(cluster.address(), &wrong).await.err().expect("a wrong secret must be refused");
+    let err = Client::connect(cluster.address(), &wrong)
+        .await
+        .err()
+        .expect("a wrong secret must be refused");
     assert!(err.to_string().contains("secret"), "{err}");
-    let err = rdask::protocol::connect(cluster.address(), &wrong, Role::Worker).await.err().expect("refused");
+    let err = rdask::protocol::connect(cluster.address(), &wrong, Role::Worker)
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("secret"), "{err}");
     let addr = cluster.address().trim_start_matches("tcp://").to_string();
     let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(15), raw.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "a garbage connection was left open");
     // Still serving the right secret.
     let client = cluster.client().await.unwrap();
     let (tasks, root) = sum_tree(&client, 10);
-    assert_eq!(as_u64(&client.compute(tasks, &[root]).await.unwrap()[0]), 45);
+    assert_eq!(
+        as_u64(&client.compute(tasks, &[root]).await.unwrap()[0]),
+        45
+    );
     cluster.close().await;
 }
 
@@ -196,11 +246,25 @@ async fn a_failing_task_returns_its_error() {
     let client = cluster.client().await.unwrap();
     let bad = client.new_key();
     let after = client.new_key();
-    let tasks = vec![TaskSpec::new(bad, "sum-u64", vec![1, 2], vec![]), TaskSpec::new(after, "sum-u64", vec![], vec![bad])];
-    let err = client.compute(tasks, &[after]).await.unwrap_err().to_string();
+    let tasks = vec![
+        TaskSpec::new(bad, "sum-u64", vec![1, 2], vec![]),
+        TaskSpec::new(after, "sum-u64", vec![], vec![bad]),
+    ];
+    let err = client
+        .compute(tasks, &[after])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("8-byte") && err.contains("local-0"), "{err}");
     let unknown = client.new_key();
-    let err = client.compute(vec![TaskSpec::new(unknown, "no-such-kernel", vec![], vec![])], &[unknown]).await.unwrap_err().to_string();
+    let err = client
+        .compute(
+            vec![TaskSpec::new(unknown, "no-such-kernel", vec![], vec![])],
+            &[unknown],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown kernel 'no-such-kernel'"), "{err}");
     cluster.close().await;
 }
@@ -214,13 +278,29 @@ async fn commands_run_as_tasks_and_a_worker_killer_is_stopped() {
     let spec = CommandSpec::new(["sh", "-c", "echo hello $X; exit 4"]);
     let mut spec = spec;
     spec.env.push(("X".into(), "world".into()));
-    let out = client.compute(vec![TaskSpec::new(echo, "command", spec.encode(), vec![])], &[echo]).await.unwrap();
+    let out = client
+        .compute(
+            vec![TaskSpec::new(echo, "command", spec.encode(), vec![])],
+            &[echo],
+        )
+        .await
+        .unwrap();
     let result = CommandResult::decode(&out[0]).unwrap();
-    assert_eq!((result.code, result.stdout.as_slice()), (Some(4), &b"hello world\n"[..]));
+    assert_eq!(
+        (result.code, result.stdout.as_slice()),
+        (Some(4), &b"hello world\n"[..])
+    );
 
     let killer = client.new_key();
     let spec = CommandSpec::new(["sh", "-c", "kill -9 $PPID"]);
-    let err = client.compute(vec![TaskSpec::new(killer, "command", spec.encode(), vec![])], &[killer]).await.unwrap_err().to_string();
+    let err = client
+        .compute(
+            vec![TaskSpec::new(killer, "command", spec.encode(), vec![])],
+            &[killer],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("3 workers died"), "{err}");
     assert_eq!(client.status().await.unwrap().workers.len(), 1);
     cluster.close().await;
@@ -231,11 +311,20 @@ async fn commands_run_as_tasks_and_a_worker_killer_is_stopped() {
 async fn graceful_retirement_keeps_every_result() {
     let cluster = LocalCluster::start(options(3)).await.unwrap();
     let client = cluster.client().await.unwrap();
-    let tasks: Vec<TaskSpec> = (0..30).map(|i| bytes_task(&client, 1000 + i, i as u8)).collect();
+    let tasks: Vec<TaskSpec> = (0..30)
+        .map(|i| bytes_task(&client, 1000 + i, i as u8))
+        .collect();
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
     client.submit(tasks, &ids).unwrap();
     client.wait(&ids).await.unwrap();
-    let workers: Vec<u64> = client.status().await.unwrap().workers.iter().map(|w| w.id).collect();
+    let workers: Vec<u64> = client
+        .status()
+        .await
+        .unwrap()
+        .workers
+        .iter()
+        .map(|w| w.id)
+        .collect();
     client.retire(&workers[..2]).await.unwrap();
     let status = client.status().await.unwrap();
     assert_eq!(status.workers.len(), 1);
@@ -256,22 +345,38 @@ fn a_worker_exits_after_its_death_timeout() {
     let file = dir.path().join("scheduler.json");
     let bin = env!("CARGO_BIN_EXE_rdask-jobqueue");
     let mut scheduler = Command::new(bin)
-        .args(["scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file"])
+        .args([
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--scheduler-file",
+        ])
         .arg(&file)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    common::wait_for("the scheduler file", Duration::from_secs(20), || file.exists().then_some(()));
+    common::wait_for("the scheduler file", Duration::from_secs(20), || {
+        file.exists().then_some(())
+    });
     let worker = Command::new(bin)
-        .args(["worker", "--no-nanny", "--death-timeout", "2", "--scheduler-file"])
+        .args([
+            "worker",
+            "--no-nanny",
+            "--death-timeout",
+            "2",
+            "--scheduler-file",
+        ])
         .arg(&file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Once it has registered, take the scheduler away without a goodbye.
-    let sf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let sf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let secret = Secret::from_hex(sf["secret"].as_str().unwrap()).unwrap();
     let address = sf["address"].as_str().unwrap().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -279,7 +384,10 @@ fn a_worker_exits_after_its_death_timeout() {
         let client = Client::connect(&address, &secret).await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while client.status().await.unwrap().workers.is_empty() {
-            assert!(std::time::Instant::now() < deadline, "the worker never registered");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker never registered"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
@@ -291,5 +399,8 @@ fn a_worker_exits_after_its_death_timeout() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("unreachable for 2 s"), "{err}");
-    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(15), "exited after {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(15),
+        "exited after {waited:?}"
+    );
 }

@@ -165,8 +165,15 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
         // `file` is dropped here, which deletes the script. Some systems do not say what
         // they rejected (PBS: "qsub: Unknown queue"), so the error names the request.
         Err(e) => {
-            let queue = cfg.queue.as_deref().map(|q| format!(" to queue {q}")).unwrap_or_default();
-            Err(Error::runtime(format!("{} rejected the job{queue}: {e}", cfg.system)))
+            let queue = cfg
+                .queue
+                .as_deref()
+                .map(|q| format!(" to queue {q}"))
+                .unwrap_or_default();
+            Err(Error::runtime(format!(
+                "{} rejected the job{queue}: {e}",
+                cfg.system
+            )))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The command line: one file per command group. Commands parse their flags, call the
 //! library, and print; errors travel up as [`crate::Error`] and become exit codes in main.rs.
 
+pub mod bench;
 pub mod job_args;
 pub mod jobs;
 pub mod runtime;
@@ -38,6 +39,9 @@ pub enum Command {
     Scheduler(runtime::SchedulerArgs),
     /// Run a worker (what the job scripts start)
     Worker(runtime::WorkerArgs),
+    /// Measure this machine: see docs/benchmarks.md
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Logs go to stderr; `RDASK_LOG` (error, warn, info, debug, trace) overrides the level.
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Config(c) => jobs::config(c),
         Command::Jobs(c) => jobs::jobs(c),
         Command::Scheduler(a) => runtime::scheduler(a),
+        Command::Bench(c) => bench::bench(c),
         Command::Worker(a) => runtime::worker(a, crate::kernels::Registry::empty(), &["worker"]),
     }
 }

@@ -249,6 +249,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// filled straight from the stream (no zeroing pass, no intermediate buffer), and an
     /// allocation failure is an error rather than an abort.
     async fn read_body(&mut self, size: usize) -> Result<Bytes, ProtocolError> {
+        if size >= LARGE_BODY {
+            return self.read_large_body(size).await;
+        }
         let mut body = Vec::new();
         body.try_reserve_exact(size).map_err(|e| {
             ProtocolError::Io(std::io::Error::new(
@@ -270,7 +273,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         Ok(Bytes::from(body))
     }
+
+    /// A large body (an array chunk) goes into huge-page-backed memory, see
+    /// [`super::hugebuf`]; reads go straight from the socket into it.
+    async fn read_large_body(&mut self, size: usize) -> Result<Bytes, ProtocolError> {
+        let mut buf = super::hugebuf::HugeBuf::new(size).map_err(|e| {
+            ProtocolError::Io(std::io::Error::new(
+                ErrorKind::OutOfMemory,
+                format!("cannot allocate a frame body of {size} bytes: {e}"),
+            ))
+        })?;
+        let slice = buf.as_mut_slice();
+        let mut filled = 0;
+        while filled < size {
+            let n = self.inner.read(&mut slice[filled..]).await?;
+            if n == 0 {
+                return Err(truncated(filled, size, "body"));
+            }
+            filled += n;
+        }
+        Ok(buf.into_bytes())
+    }
 }
+
+/// Bodies from this size on are received into huge-page-backed memory.
+const LARGE_BODY: usize = 4 << 20;
 
 impl<R> std::fmt::Debug for FrameReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -32,6 +32,7 @@
 
 pub mod frame;
 pub mod handshake;
+pub mod hugebuf;
 pub mod messages;
 pub mod secret;
 

@@ -15,10 +15,10 @@
 //! result can always be recomputed from its lineage.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use crate::graph::{self, TaskId, TaskSpec};
+use crate::graph::{self, IdMap, IdSet, TaskId, TaskSpec};
 
 use super::placement;
 
@@ -231,8 +231,8 @@ pub enum WorkerStatus {
 pub(super) struct Worker {
     pub info: WorkerInfo,
     pub status: WorkerStatus,
-    pub processing: HashSet<TaskId>,
-    pub has: HashSet<TaskId>,
+    pub processing: IdSet<TaskId>,
+    pub has: IdSet<TaskId>,
     pub held_bytes: u64,
     pub memory: u64,
     executing: Vec<TaskId>,
@@ -288,9 +288,9 @@ pub struct TaskCounts {
 
 #[derive(Debug, Default)]
 pub struct State {
-    tasks: HashMap<TaskId, Task>,
+    tasks: IdMap<TaskId, Task>,
     pub(super) workers: BTreeMap<WorkerId, Worker>,
-    wanted: HashMap<ClientId, HashSet<TaskId>>,
+    wanted: HashMap<ClientId, IdSet<TaskId>>,
     queue: BinaryHeap<Reverse<((u64, u64), TaskId)>>,
     generation: u64,
     pub(super) observed: Observed,
@@ -318,8 +318,8 @@ impl State {
                     Worker {
                         info,
                         status: WorkerStatus::Running,
-                        processing: HashSet::new(),
-                        has: HashSet::new(),
+                        processing: IdSet::default(),
+                        has: IdSet::default(),
                         held_bytes: 0,
                         memory: 0,
                         executing: Vec::new(),
@@ -416,9 +416,10 @@ impl State {
             self.out.push(Command::GraphRejected { client, reason });
             return;
         }
+        let new_ids: IdSet<TaskId> = new.iter().map(|t| t.id).collect();
         if let Some(k) = wanted
             .iter()
-            .find(|k| !self.tasks.contains_key(k) && !new.iter().any(|t| t.id == **k))
+            .find(|k| !self.tasks.contains_key(k) && !new_ids.contains(k))
         {
             let reason = format!("wanted key {k} is not in the graph");
             self.out.push(Command::GraphRejected { client, reason });
@@ -879,7 +880,7 @@ impl State {
                 self.result_lost(id);
             }
         }
-        let blamed: HashSet<TaskId> = if w.executing.is_empty() {
+        let blamed: IdSet<TaskId> = if w.executing.is_empty() {
             w.processing.clone()
         } else {
             w.executing.iter().copied().collect()

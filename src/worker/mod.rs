@@ -214,6 +214,7 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
             replicas: Vec::new(),
             outbox: Vec::new(),
             paused: false,
+            mean_task_us: f64::MAX,
         };
         let outcome = session
             .run(reader, writer, format!("{advertise_ip}:{port}"), &mut rx)
@@ -254,6 +255,8 @@ struct Session<'a> {
     replicas: Vec<(TaskId, u64)>,
     outbox: Vec<WorkerToScheduler>,
     paused: bool,
+    /// Mean run time of recent tasks (µs), to size the executor's queue.
+    mean_task_us: f64,
 }
 
 impl Session<'_> {
@@ -395,6 +398,11 @@ impl Session<'_> {
             },
             Internal::Done(done) => {
                 self.running.remove(&done.task);
+                self.mean_task_us = if self.mean_task_us == f64::MAX {
+                    done.duration_us as f64
+                } else {
+                    0.9 * self.mean_task_us + 0.1 * done.duration_us as f64
+                };
                 if self.pending.remove(&done.task).is_some() {
                     match done.result {
                         Ok(data) => {
@@ -403,7 +411,8 @@ impl Session<'_> {
                             store.put(done.task, data);
                             // Spill at once past the target rather than at the next check:
                             // results can arrive faster than the check runs.
-                            let target = (self.opts.memory.target * self.opts.memory_limit as f64) as u64;
+                            let target =
+                                (self.opts.memory.target * self.opts.memory_limit as f64) as u64;
                             if self.opts.memory_limit > 0 && store.in_memory() > target {
                                 if let Err(e) = store.spill_to(target) {
                                     tracing::error!("cannot spill to disk: {e}");
@@ -506,8 +515,16 @@ impl Session<'_> {
     }
 
     /// Starts ready tasks, best priority first, while threads are free and memory allows.
+    /// Tasks shorter than a thread wake-up are queued a few deep on the pool, so a thread
+    /// goes straight from one to the next instead of sleeping until the loop hands it work.
     fn feed_executor(&mut self) {
-        while !self.paused && self.running.len() < self.opts.nthreads as usize {
+        let threads = self.opts.nthreads as usize;
+        let depth = if self.mean_task_us < 1000.0 {
+            threads * 16
+        } else {
+            threads
+        };
+        while !self.paused && self.running.len() < depth {
             let Some(Reverse((_, id))) = self.ready.pop() else {
                 return;
             };

@@ -1,0 +1,331 @@
+//! `bench runtime`: the runtime's speeds on this machine, each next to its physical floor.
+//! bench/run.sh runs it beside Dask and writes the results up (docs/benchmarks.md).
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::graph::{TaskId, TaskSpec};
+use crate::local::{LocalCluster, LocalClusterOptions};
+use crate::scheduler::state::{Command, Config, Event, Finished, State, WorkerInfo};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Task throughput, scheduler overhead, peer-to-peer bandwidth, worker footprint
+    Runtime(RuntimeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RuntimeArgs {
+    /// Tasks in the no-op and tree graphs
+    #[arg(long, default_value_t = 100_000)]
+    pub tasks: u64,
+    /// Size of the result moved between two workers, in MiB
+    #[arg(long, default_value_t = 512)]
+    pub transfer_mib: u64,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize, Debug)]
+struct Rate {
+    tasks: u64,
+    seconds: f64,
+    tasks_per_s: f64,
+    us_per_task: f64,
+}
+
+impl Rate {
+    fn new(tasks: u64, elapsed: Duration) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        Rate {
+            tasks,
+            seconds,
+            tasks_per_s: tasks as f64 / seconds,
+            us_per_task: seconds * 1e6 / tasks as f64,
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+struct Report {
+    workers: usize,
+    threads_per_worker: u32,
+    noop: Rate,
+    tree: Rate,
+    scheduler_only_noop: Rate,
+    scheduler_only_tree: Rate,
+    transfer_mib: u64,
+    peer_to_peer_gb_s: f64,
+    plain_tcp_gb_s: f64,
+    peer_to_peer_vs_tcp: f64,
+    worker_idle_rss_mb: f64,
+    worker_start_to_registered_ms: f64,
+}
+
+pub fn bench(c: BenchCommand) -> Result<i32> {
+    let BenchCommand::Runtime(a) = c;
+    let report = super::runtime::runtime()?.block_on(runtime_bench(&a))?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialises")
+        );
+    } else {
+        let r = &report;
+        println!(
+            "rdask runtime on this machine: {} workers x {} thread",
+            r.workers, r.threads_per_worker
+        );
+        for (name, rate) in [
+            ("no-op tasks, end to end", &r.noop),
+            ("tree reduction, end to end", &r.tree),
+            ("no-op tasks, scheduler alone", &r.scheduler_only_noop),
+            ("tree reduction, scheduler alone", &r.scheduler_only_tree),
+        ] {
+            println!(
+                "  {name:<32} {:>9} tasks {:>8.3} s {:>12.0} tasks/s {:>8.2} us/task",
+                rate.tasks, rate.seconds, rate.tasks_per_s, rate.us_per_task
+            );
+        }
+        println!(
+            "  {} MiB worker to worker: {:.2} GB/s; plain TCP over loopback: {:.2} GB/s ({:.0}%)",
+            r.transfer_mib,
+            r.peer_to_peer_gb_s,
+            r.plain_tcp_gb_s,
+            100.0 * r.peer_to_peer_vs_tcp
+        );
+        println!(
+            "  idle worker: {:.1} MB resident; {:.1} ms from process start to registered",
+            r.worker_idle_rss_mb, r.worker_start_to_registered_ms
+        );
+    }
+    Ok(0)
+}
+
+async fn runtime_bench(a: &RuntimeArgs) -> Result<Report> {
+    let opts = LocalClusterOptions {
+        workers: 2,
+        threads_per_worker: 1,
+        ..LocalClusterOptions::default()
+    };
+    let cluster = LocalCluster::start(opts.clone()).await?;
+    let client = cluster.client().await?;
+
+    // Warm up connections and the scheduler's observations.
+    let warm: Vec<TaskSpec> = (0..1000)
+        .map(|_| TaskSpec::new(client.new_key(), "noop", vec![], vec![]))
+        .collect();
+    let ids: Vec<TaskId> = warm.iter().map(|t| t.id).collect();
+    client.compute(warm, &ids).await?;
+
+    let (tasks, wanted) = noop_graph(a.tasks, || client.new_key());
+    let started = Instant::now();
+    client.compute(tasks, &wanted).await?;
+    let noop = Rate::new(a.tasks, started.elapsed());
+
+    let (tasks, root) = tree_graph(a.tasks, || client.new_key());
+    let n = tasks.len() as u64;
+    let started = Instant::now();
+    client.compute(tasks, &[root]).await?;
+    let tree = Rate::new(n, started.elapsed());
+
+    let (p2p, tcp) = transfer(&cluster, &client, a.transfer_mib).await?;
+    cluster.close().await;
+
+    let mut next = 0u64;
+    let mut key = || {
+        next += 1;
+        TaskId(next)
+    };
+    let (tasks, wanted) = noop_graph(a.tasks, &mut key);
+    let scheduler_only_noop = scheduler_only(tasks, wanted);
+    let (tasks, root) = tree_graph(a.tasks, &mut key);
+    let scheduler_only_tree = scheduler_only(tasks, vec![root]);
+
+    let (rss, start_ms) = worker_footprint(&opts).await?;
+    Ok(Report {
+        workers: 2,
+        threads_per_worker: 1,
+        noop,
+        tree,
+        scheduler_only_noop,
+        scheduler_only_tree,
+        transfer_mib: a.transfer_mib,
+        peer_to_peer_gb_s: p2p,
+        plain_tcp_gb_s: tcp,
+        peer_to_peer_vs_tcp: p2p / tcp,
+        worker_idle_rss_mb: rss,
+        worker_start_to_registered_ms: start_ms,
+    })
+}
+
+fn noop_graph(n: u64, mut key: impl FnMut() -> TaskId) -> (Vec<TaskSpec>, Vec<TaskId>) {
+    let tasks: Vec<TaskSpec> = (0..n)
+        .map(|_| TaskSpec::new(key(), "noop", vec![], vec![]))
+        .collect();
+    let wanted = tasks.iter().map(|t| t.id).collect();
+    (tasks, wanted)
+}
+
+/// A binary tree over `leaves` no-op leaves: about 2 x leaves tasks.
+fn tree_graph(leaves: u64, mut key: impl FnMut() -> TaskId) -> (Vec<TaskSpec>, TaskId) {
+    let mut tasks: Vec<TaskSpec> = (0..leaves)
+        .map(|_| TaskSpec::new(key(), "noop", vec![], vec![]))
+        .collect();
+    let mut level: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| {
+                let id = key();
+                tasks.push(TaskSpec::new(id, "noop", vec![], pair.to_vec()));
+                id
+            })
+            .collect();
+    }
+    (tasks, level[0])
+}
+
+/// The state machine alone, with two workers that finish every task the moment it is
+/// assigned: the cost of scheduling decisions, without sockets or kernels.
+fn scheduler_only(tasks: Vec<TaskSpec>, wanted: Vec<TaskId>) -> Rate {
+    let n = tasks.len() as u64;
+    let started = Instant::now();
+    let mut s = State::new(Config::default());
+    for w in 1..=2 {
+        let info = WorkerInfo {
+            nthreads: 1,
+            memory_limit: 1 << 30,
+            ..WorkerInfo::default()
+        };
+        s.handle(Event::WorkerJoined { worker: w, info });
+    }
+    s.handle(Event::GraphSubmitted {
+        client: 1,
+        tasks,
+        wanted: wanted.clone(),
+    });
+    let mut ready = 0usize;
+    loop {
+        let commands = s.take_commands();
+        let mut progressed = false;
+        for c in commands {
+            match c {
+                Command::Compute { worker, tasks } => {
+                    progressed = true;
+                    let finished = tasks
+                        .iter()
+                        .map(|a| Finished {
+                            task: a.task,
+                            nbytes: 0,
+                            duration_us: 1,
+                        })
+                        .collect();
+                    s.handle(Event::TasksFinished { worker, finished });
+                }
+                Command::KeyReady { .. } => ready += 1,
+                _ => {}
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    assert_eq!(ready, wanted.len(), "the simulated run did not finish");
+    Rate::new(n, started.elapsed())
+}
+
+/// Moves one result between the two workers (retiring its holder copies it to the other,
+/// worker to worker), then copies the same number of bytes over a plain loopback socket.
+async fn transfer(cluster: &LocalCluster, client: &Client, mib: u64) -> Result<(f64, f64)> {
+    let bytes = mib << 20;
+    let id = client.new_key();
+    let mut args = bytes.to_le_bytes().to_vec();
+    args.push(7);
+    client.submit(vec![TaskSpec::new(id, "bytes", args, vec![])], &[id])?;
+    client.wait(&[id]).await?;
+    let holder = client.who_has(&[id]).await?[0].1[0].worker;
+    let started = Instant::now();
+    client.retire(&[holder]).await?;
+    let p2p = bytes as f64 / started.elapsed().as_secs_f64() / 1e9;
+    let after = client.who_has(&[id]).await?;
+    if after[0].1.is_empty() {
+        return Err(Error::runtime("the moved result has no holder"));
+    }
+    client.release(&[id])?;
+    let _ = cluster;
+
+    // The floor: the same bytes over one loopback socket, both buffers allocated and touched
+    // before the clock starts (the workers get no such head start).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(Error::io("binding"))?;
+    let addr = listener.local_addr().map_err(Error::io("address"))?;
+    let data = vec![7u8; bytes as usize];
+    let mut buf = vec![1u8; bytes as usize];
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let sender = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await?;
+        let _ = go_rx.await;
+        sock.write_all(&data).await?;
+        sock.flush().await
+    });
+    let mut sock = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(Error::io("connecting"))?;
+    let started = Instant::now();
+    let _ = go_tx.send(());
+    sock.read_exact(&mut buf)
+        .await
+        .map_err(Error::io("reading"))?;
+    let tcp = bytes as f64 / started.elapsed().as_secs_f64() / 1e9;
+    sender
+        .await
+        .map_err(|e| Error::runtime(e.to_string()))?
+        .map_err(Error::io("sending"))?;
+    Ok((p2p, tcp))
+}
+
+/// A fresh worker's resident memory when idle, and the time from spawning its process to its
+/// registration with the scheduler (the median of 5 starts).
+async fn worker_footprint(opts: &LocalClusterOptions) -> Result<(f64, f64)> {
+    let mut starts = Vec::new();
+    let mut rss = 0.0;
+    for _ in 0..5 {
+        let one = LocalClusterOptions {
+            workers: 0,
+            ..opts.clone()
+        };
+        let cluster = LocalCluster::start(one).await?;
+        let client = cluster.client().await?;
+        let program = crate::local::worker_program(None)?;
+        let started = Instant::now();
+        let mut child = std::process::Command::new(program)
+            .args(["worker", cluster.address(), "--no-nanny", "--nthreads", "1"])
+            .env(crate::protocol::SECRET_ENV, cluster.secret.to_hex())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| Error::runtime(format!("starting a worker: {e}")))?;
+        while client.status().await?.workers.is_empty() {
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                return Err(Error::runtime("a worker did not register within 30 s"));
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        starts.push(started.elapsed().as_secs_f64() * 1e3);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss = crate::sys::rss_of(&child.id().to_string()) as f64 / 1e6;
+        client.shutdown()?;
+        let _ = child.wait();
+        cluster.close().await;
+    }
+    starts.sort_by(f64::total_cmp);
+    Ok((rss, starts[starts.len() / 2]))
+}
