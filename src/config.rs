@@ -357,8 +357,10 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
             Ok(Value::String(size.exact()))
         }
         Kind::Walltime => {
-            let w: Walltime = text(&value)?.parse().map_err(|e: units::UnitError| e.0)?;
-            Ok(Value::String(w.hhmmss()))
+            // Checked here, but kept as written: "00:30" means HH:MM to LSF (see `load`).
+            let t = text(&value)?;
+            t.parse::<Walltime>().map_err(|e| e.0)?;
+            Ok(Value::String(t))
         }
         Kind::System => {
             let s: SystemKind = text(&value)?.parse()?;
@@ -445,7 +447,7 @@ fn read_config_file(path: &Path) -> Result<ConfigFile> {
                 let spec = file_key(path, Some(&name), &k)?;
                 layer.values.push((
                     spec.name,
-                    checked_file_value(path, &k, spec, v)?,
+                    checked_file_value(&format!("{} [{name}]", path.display()), &k, spec, v)?,
                     source.clone(),
                 ));
             }
@@ -457,7 +459,7 @@ fn read_config_file(path: &Path) -> Result<ConfigFile> {
             };
             file.top.values.push((
                 spec.name,
-                checked_file_value(path, &name, spec, value)?,
+                checked_file_value(&path.display().to_string(), &name, spec, value)?,
                 source,
             ));
         }
@@ -477,11 +479,10 @@ fn file_key(path: &Path, table: Option<&str>, name: &str) -> Result<&'static Key
     })
 }
 
-fn checked_file_value(path: &Path, name: &str, spec: &KeySpec, v: Value) -> Result<Value> {
+fn checked_file_value(place: &str, name: &str, spec: &KeySpec, v: Value) -> Result<Value> {
     check(spec, v).map_err(|why| {
         Error::invalid(format!(
-            "config file {}: key `{name}`: {why} ({})",
-            path.display(),
+            "config file {place}: key `{name}`: {why} ({})",
             spec.help
         ))
     })
@@ -536,9 +537,13 @@ impl Env {
 
     fn layer(&self) -> Result<Layer> {
         let mut layer = Layer::default();
-        for spec in KEYS {
-            let var = format!("RDASK_{}", spec.name.to_ascii_uppercase());
-            if let Some(text) = self.get(&var) {
+        let aliases = ALIASES
+            .iter()
+            .map(|(alias, real)| (*alias, key(real).expect("alias of a key")));
+        for (name, spec) in KEYS.iter().map(|k| (k.name, k)).chain(aliases) {
+            let var = format!("RDASK_{}", name.to_ascii_uppercase());
+            // An empty variable is unset, as in a shell's `RDASK_QUEUE= cmd`.
+            if let Some(text) = self.get(&var).filter(|t| !t.trim().is_empty()) {
                 let value = check(spec, from_env_text(spec, text)).map_err(|why| {
                     Error::invalid(format!("environment {var}='{text}': {why} ({})", spec.help))
                 })?;
@@ -628,9 +633,19 @@ pub fn load(explicit_file: Option<&Path>, flags: &Layer, env: &Env) -> Result<Lo
         .iter()
         .map(|(k, (v, _))| (k.to_string(), v.clone()))
         .collect();
-    let config: JobConfig = Value::Table(table)
+    let mut config: JobConfig = Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| Error::invalid(format!("configuration: {e}")))?;
+    // LSF writes walltimes as HH:MM, and dask-jobqueue's LSF users write "00:30" meaning half
+    // an hour: for LSF, two fields are hours and minutes, not minutes and seconds.
+    if config.system == SystemKind::Lsf {
+        if let Some((Value::String(text), source)) = values.get("walltime") {
+            if let Some(parsed) = Walltime::parse_lsf_hhmm(text) {
+                config.walltime =
+                    parsed.map_err(|e| Error::invalid(format!("{} (from {source})", e.0)))?;
+            }
+        }
+    }
     config.check_consistency()?;
     Ok(Loaded {
         config,

@@ -293,6 +293,26 @@ impl Walltime {
         format!("{days}-{}", rest.hhmmss())
     }
 
+    /// Reads "H:M" as hours and minutes, as LSF's `-W` does (and dask-jobqueue's LSF default
+    /// "00:30"); None when the text is not of that two-field form.
+    pub fn parse_lsf_hhmm(text: &str) -> Option<Result<Walltime, UnitError>> {
+        let (h, m) = text.trim().split_once(':')?;
+        if h.is_empty() || m.is_empty() || !(h.chars().chain(m.chars()).all(|c| c.is_ascii_digit()))
+        {
+            return None;
+        }
+        let bad =
+            |why: String| UnitError(format!("invalid walltime '{text}' for LSF (HH:MM): {why}"));
+        let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+        Some(if m > 59 {
+            Err(bad(format!("minutes must be 0-59, got {m}")))
+        } else if h == 0 && m == 0 {
+            Err(bad("must be longer than zero".into()))
+        } else {
+            Ok(Walltime(h * 3600 + m * 60))
+        })
+    }
+
     /// LSF `-W`: HH:MM (minutes rounded up, so a limit is never shortened).
     pub fn lsf(self) -> String {
         let minutes = self.0.div_ceil(60);
@@ -529,6 +549,18 @@ mod tests {
         assert_eq!(parse_seconds("2m").unwrap(), 120);
         assert_eq!(parse_seconds("1h30m").unwrap(), 5400);
         assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn lsf_reads_two_fields_as_hours_and_minutes() {
+        assert_eq!(Walltime::parse_lsf_hhmm("00:30").unwrap().unwrap().0, 1800);
+        assert_eq!(
+            Walltime::parse_lsf_hhmm("12:05").unwrap().unwrap().0,
+            12 * 3600 + 300
+        );
+        assert!(Walltime::parse_lsf_hhmm("1:75").unwrap().is_err());
+        assert!(Walltime::parse_lsf_hhmm("00:30:00").is_none());
+        assert!(Walltime::parse_lsf_hhmm("90m").is_none());
     }
 
     #[test]

@@ -82,9 +82,9 @@ const CASES: &[(&str, &[&str])] = &[
             "--interface",
             "ib0",
             "--worker-extra-arg",
-            "--lifetime",
+            "--name",
             "--worker-extra-arg",
-            "55m",
+            "big-$SLURM_JOB_ID",
             "--death-timeout",
             "2m",
         ],
@@ -484,7 +484,7 @@ fn bad_input_is_refused_with_exit_2_and_a_clear_message() {
         ),
         (
             vec!["--template".into(), broken.display().to_string()],
-            vec!["broken-syntax.sh.j2", "syntax error", "line 3"],
+            vec!["broken-syntax.sh.j2", "syntax error", "sh.j2:3)"],
         ),
         (
             vec!["--template".into(), unknown_var.display().to_string()],
@@ -547,7 +547,7 @@ fn config_show_prints_sources_and_is_reusable() {
         "[pbs]",
         "flag --memory",
         "environment RDASK_WALLTIME",
-        "walltime = \"02:00:00\"",
+        "walltime = \"2h\"",
         "cores = 4",
     ] {
         assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");

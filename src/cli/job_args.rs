@@ -11,6 +11,13 @@ use crate::config::{self, Env, Layer, Loaded, SystemKind};
 use crate::error::Result;
 use crate::units::{ByteSize, LsfUnit, Walltime};
 
+/// Checks a walltime but keeps its text: its meaning can depend on the system (LSF's HH:MM).
+fn walltime_text(s: &str) -> std::result::Result<String, String> {
+    s.parse::<Walltime>()
+        .map(|_| s.to_string())
+        .map_err(|e| e.0)
+}
+
 fn seconds(s: &str) -> std::result::Result<u64, String> {
     crate::units::parse_seconds(s).map_err(|e| e.0)
 }
@@ -25,13 +32,13 @@ pub struct JobArgs {
     #[arg(long, value_name = "SYSTEM")]
     pub system: Option<SystemKind>,
     /// Cores per job [default: 1]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub cores: Option<u32>,
     /// Memory per job: 28GB (decimal) or 2GiB (binary) [default: 4GiB]
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<ByteSize>,
     /// Worker processes per job; each gets cores/processes threads [default: 1]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub processes: Option<u32>,
     /// Queue or partition
     #[arg(long, short = 'q', value_name = "NAME")]
@@ -39,11 +46,11 @@ pub struct JobArgs {
     /// Account or project to charge (-A, -P or --project as each system spells it)
     #[arg(long, visible_alias = "project", value_name = "NAME")]
     pub account: Option<String>,
-    /// Wall-clock limit: HH:MM:SS, MM:SS, D-HH:MM:SS, 90m, 1h30m [default: 00:30:00]
-    #[arg(long, value_name = "TIME")]
-    pub walltime: Option<Walltime>,
+    /// Wall-clock limit: HH:MM:SS, MM:SS (HH:MM for LSF), D-HH:MM:SS, 90m, 1h30m [default: 00:30:00]
+    #[arg(long, value_name = "TIME", value_parser = walltime_text)]
+    pub walltime: Option<String>,
     /// Cores to request, when it differs from --cores
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub job_cpu: Option<u32>,
     /// Memory to request, when it differs from --memory
     #[arg(long, value_name = "SIZE")]
@@ -130,7 +137,7 @@ impl JobArgs {
         );
         put("queue", self.queue.as_deref().map(text));
         put("account", self.account.as_deref().map(text));
-        put("walltime", self.walltime.map(|w| text(&w.hhmmss())));
+        put("walltime", self.walltime.as_deref().map(text));
         put("job_cpu", self.job_cpu.map(|n| Value::Integer(n.into())));
         put("job_mem", self.job_mem.map(|m| text(&m.exact())));
         put("resource_spec", self.resource_spec.as_deref().map(text));

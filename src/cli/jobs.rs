@@ -27,7 +27,7 @@ impl TargetArgs {
         let scheduler_address = self.scheduler.clone().unwrap_or_else(|| {
             eprintln!(
                 "warning: no --scheduler given; the script uses the placeholder tcp://SCHEDULER:8786 \
-                 (a cluster started with `rdask-jobqueue up` fills in its own address)"
+                 (pass the address of a running `rdask-jobqueue scheduler`)"
             );
             "tcp://SCHEDULER:8786".into()
         });
@@ -164,17 +164,18 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
         }
         // `file` is dropped here, which deletes the script. Some systems do not say what
         // they rejected (PBS: "qsub: Unknown queue"), so the error names the request.
-        Err(e) => {
+        Err(Error::Command(failure)) if failure.status.starts_with("exit status") => {
             let queue = cfg
                 .queue
                 .as_deref()
                 .map(|q| format!(" to queue {q}"))
                 .unwrap_or_default();
             Err(Error::runtime(format!(
-                "{} rejected the job{queue}: {e}",
+                "{} rejected the job{queue}: {failure}",
                 cfg.system
             )))
         }
+        Err(e) => Err(e),
     }
 }
 

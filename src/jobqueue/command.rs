@@ -5,6 +5,7 @@
 //! has a deadline, after which it is killed and reported as timed out.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -26,8 +27,11 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
         ),
         None => Stdio::null(),
     };
+    // Its own process group, so a timeout can kill whatever it started too (a wrapper
+    // script's children would otherwise keep our pipes open).
     let mut child = Command::new(program)
         .args(args)
+        .process_group(0)
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -56,20 +60,22 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
     });
     let timed_out = done_rx.recv_timeout(timeout).is_err();
     if timed_out {
-        // SAFETY: kill(2) on the pid of a child we have not reaped yet: the waiter thread is
-        // still blocked in wait(), so the pid cannot have been recycled.
+        // SAFETY: kill(2) on the process group of a child we have not reaped yet: the waiter
+        // thread is still blocked in wait(), so the group id cannot have been recycled.
         unsafe {
-            libc::kill(pid, libc::SIGKILL);
+            libc::kill(-pid, libc::SIGKILL);
         }
     }
     let status = waiter
         .join()
         .expect("waiter thread")
         .map_err(Error::io(format!("waiting for `{}`", display(inv))))?;
+    // Output is complete when the pipes close; a process that escaped the group may hold
+    // them open, so the wait for it is bounded too.
     let out = Output {
         code: status.code(),
-        stdout: stdout.join().expect("reader thread"),
-        stderr: stderr.join().expect("reader thread"),
+        stdout: stdout.recv_timeout(PIPE_GRACE).unwrap_or_default(),
+        stderr: stderr.recv_timeout(PIPE_GRACE).unwrap_or_default(),
     };
     if timed_out {
         return Err(CommandFailure {
@@ -121,12 +127,17 @@ pub fn display(inv: &Invocation) -> String {
     s
 }
 
-fn reader<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<String> {
+/// How long to wait for a finished command's pipes to close.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+fn reader<R: Read + Send + 'static>(mut r: R) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = r.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
+        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+    });
+    rx
 }
 
 /// Quotes a word for a POSIX shell only when it needs it.
@@ -203,6 +214,19 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("timed out"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_timeout_also_ends_what_the_command_started() {
+        // A wrapper whose child keeps the pipes open: the deadline must still hold.
+        let started = std::time::Instant::now();
+        let inv = Invocation::new(["sh", "-c", "sleep 30; echo never"]);
+        assert!(run(&inv, Duration::from_millis(300)).is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

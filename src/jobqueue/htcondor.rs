@@ -74,12 +74,13 @@ impl BatchSystem for Htcondor {
     }
 
     fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
-        let text = format!("{}{}", out.stdout, out.stderr);
-        let mut complaints = text
+        let mut complaints = out
+            .stderr
             .lines()
-            .filter(|l| l.contains("Couldn't find") || l.contains("does not exist"))
+            .filter(|l| !l.trim().is_empty())
             .peekable();
         complaints.peek().is_some()
+            && complaints.all(|l| l.contains("Couldn't find") || l.contains("does not exist"))
     }
 
     fn status(&self, ids: &[String]) -> Invocation {

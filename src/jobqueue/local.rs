@@ -14,7 +14,7 @@ use crate::config::{JobConfig, SystemKind};
 
 pub struct Local;
 
-/// Starts `bash SCRIPT` detached, logging to SCRIPT.log (or the configured log directory).
+/// Starts `bash SCRIPT` detached, logging to SCRIPT.log beside the script.
 const SUBMIT: &str = r#"log=$1; shift
 setsid sh -c 'RDASK_LOCAL_JOB_ID=$$; export RDASK_LOCAL_JOB_ID; exec "$@"' sh "$@" </dev/null >"$log" 2>&1 &
 echo $!"#;

@@ -12,9 +12,9 @@ pub struct Lsf;
 /// The site's memory unit for `-M`: `LSF_UNIT_FOR_LIMITS` in `$LSF_ENVDIR/lsf.conf`, else
 /// `/etc/lsf.conf`; KB when neither says.
 pub fn detect_unit() -> LsfUnit {
-    let dirs = std::env::var("LSF_ENVDIR")
-        .ok()
-        .into_iter()
+    let dirs = ["LSF_ENVDIR", "LSF_CONFDIR"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
         .chain(["/etc".to_string()]);
     for dir in dirs {
         if let Ok(text) = std::fs::read_to_string(Path::new(&dir).join("lsf.conf")) {
@@ -26,10 +26,12 @@ pub fn detect_unit() -> LsfUnit {
     LsfUnit::KB
 }
 
+/// The last definition wins, as when lsf.conf is sourced.
 fn unit_from_conf(text: &str) -> Option<LsfUnit> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
-        .find_map(|l| l.trim().strip_prefix("LSF_UNIT_FOR_LIMITS"))
+        .filter_map(|l| l.trim().strip_prefix("LSF_UNIT_FOR_LIMITS"))
+        .last()
         .and_then(|rest| rest.trim().strip_prefix('='))
         .and_then(|v| v.trim().trim_matches('"').parse().ok())
 }
@@ -203,5 +205,9 @@ mod tests {
             Some(LsfUnit::GB)
         );
         assert_eq!(unit_from_conf("#LSF_UNIT_FOR_LIMITS=MB\n"), None);
+        assert_eq!(
+            unit_from_conf("LSF_UNIT_FOR_LIMITS=KB\nLSF_UNIT_FOR_LIMITS=GB\n"),
+            Some(LsfUnit::GB)
+        );
     }
 }

@@ -73,14 +73,24 @@ impl BatchSystem for Oar {
     }
 
     fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
-        let text = format!("{}{}", out.stdout, out.stderr);
-        text.contains("does not exist")
-            || text.contains("already killed")
-            || text.contains("not in a killable state")
+        // oardel calls an unknown (purged) id another user's job.
+        let harmless = [
+            "does not exist",
+            "already killed",
+            "not in a killable state",
+            "not the right user",
+        ];
+        let mut complaints = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("Cannot frag"))
+            .peekable();
+        complaints.peek().is_some() && complaints.all(|l| harmless.iter().any(|h| l.contains(h)))
     }
 
     fn status(&self, ids: &[String]) -> Invocation {
-        let mut argv = vec!["oarstat".to_string(), "-J".into()];
+        // -f: only the full view carries exit_code (OAR 2.5).
+        let mut argv = vec!["oarstat".to_string(), "-f".into(), "-J".into()];
         for id in ids {
             argv.push("-j".into());
             argv.push(id.clone());

@@ -139,9 +139,12 @@ fn state_of(state: &str, exit: Option<i64>) -> JobState {
         "R" | "E" | "S" | "U" | "B" => JobState::Running,
         "F" | "X" => match exit {
             Some(0) => JobState::Completed,
-            // 256 + signal: killed by qdel (SIGTERM 271, SIGKILL 265).
+            // 256 + signal: killed by qdel (SIGTERM 271, SIGKILL 265); no exit status at all:
+            // deleted while still queued.
             Some(code) if code > 256 => JobState::Cancelled,
-            _ => JobState::Failed,
+            None => JobState::Cancelled,
+            // Other codes are the job's own; negative ones are PBS's (e.g. -29 walltime).
+            Some(_) => JobState::Failed,
         },
         _ => JobState::Gone,
     }

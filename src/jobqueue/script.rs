@@ -182,13 +182,11 @@ pub fn render(cfg: &JobConfig, target: &Target, own_binary: &Path) -> Result<Str
             .build()
             .expect("valid syntax config"),
     );
+    // minijinja's message already names the template and the line.
     let explain = |e: minijinja::Error| {
-        let mut msg = format!("template {name}: {e}");
-        if let Some(line) = e.line() {
-            msg.push_str(&format!(" (line {line})"));
-        }
-        msg.push_str("; see docs/configuration.md#templates for the variables a template can use");
-        Error::invalid(msg)
+        Error::invalid(format!(
+            "template {name}: {e}; see docs/configuration.md#templates for the variables a template can use"
+        ))
     };
     env.add_template_owned(name.clone(), source)
         .map_err(explain)?;
