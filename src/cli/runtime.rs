@@ -142,6 +142,41 @@ pub struct WorkerArgs {
     pub no_nanny: bool,
 }
 
+impl WorkerArgs {
+    /// The command line of one supervised worker process: the same settings, one process,
+    /// no supervisor of its own.
+    fn child_args(&self, nthreads: u32) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        if let Some(a) = &self.address {
+            v.push(a.clone());
+        }
+        let path = |p: &PathBuf| p.display().to_string();
+        if let Some(f) = &self.scheduler_file {
+            v.extend(["--scheduler-file".into(), path(f)]);
+        }
+        if let Some(f) = &self.secret_file {
+            v.extend(["--secret-file".into(), path(f)]);
+        }
+        v.extend(["--nthreads".into(), nthreads.to_string()]);
+        v.extend([
+            "--memory-limit".into(),
+            self.memory_limit.bytes().to_string(),
+        ]);
+        v.extend(["--death-timeout".into(), self.death_timeout.to_string()]);
+        if let Some(n) = &self.name {
+            v.extend(["--name".into(), n.clone()]);
+        }
+        if let Some(d) = &self.local_directory {
+            v.extend(["--local-directory".into(), path(d)]);
+        }
+        if let Some(i) = &self.interface {
+            v.extend(["--interface".into(), i.clone()]);
+        }
+        v.extend(["--nworkers".into(), "1".into(), "--no-nanny".into()]);
+        v
+    }
+}
+
 /// The worker command line when a program embeds the worker (`rdask::worker::run_with`).
 #[derive(Parser, Debug)]
 #[command(about = "A worker of an rdask cluster, with this program's own kernels")]
@@ -194,23 +229,17 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
         // Supervise: re-run this program as `nworkers` unsupervised workers.
         let program = std::env::current_exe().map_err(Error::io("finding this program"))?;
         let mut child_args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-        child_args.extend(std::env::args().skip(1 + prefix.len()));
-        child_args.push("--no-nanny".into());
-        child_args.extend([
-            "--nthreads".into(),
-            nthreads.to_string(),
-            "--nworkers".into(),
-            "1".into(),
-        ]);
+        child_args.extend(a.child_args(nthreads));
         let n = a.nworkers;
         return Ok(runtime()?.block_on(worker::supervisor::supervise(program, child_args, n)));
     }
     let mut opts = WorkerOptions::new(address, secret);
     opts.nthreads = nthreads;
     opts.memory_limit = a.memory_limit.bytes();
+    // Processes of one supervisor share its name, told apart by their index.
     opts.name = a.name.map(|n| match std::env::var("RDASK_WORKER_INDEX") {
-        Ok(i) if a.nworkers > 1 || i != "0" => format!("{n}-{i}"),
-        _ => n,
+        Ok(i) => format!("{n}-{i}"),
+        Err(_) => n,
     });
     opts.death_timeout = Duration::from_secs(a.death_timeout);
     opts.local_directory = a.local_directory.unwrap_or_else(std::env::temp_dir);
