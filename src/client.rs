@@ -16,6 +16,9 @@ use crate::protocol::{self, Role, Secret};
 use crate::scheduler::state::WorkerId;
 use crate::worker::peer::PeerPool;
 
+/// Each key with the workers holding it.
+pub type Locations = Vec<(TaskId, Vec<Holder>)>;
+
 #[derive(Default)]
 struct Inner {
     ready: HashMap<TaskId, (u64, Vec<Holder>)>,
@@ -23,7 +26,7 @@ struct Inner {
     rejected: VecDeque<String>,
     retired: Vec<WorkerId>,
     status: VecDeque<oneshot::Sender<StatusReport>>,
-    who_has: VecDeque<oneshot::Sender<Vec<(TaskId, Vec<Holder>)>>>,
+    who_has: VecDeque<oneshot::Sender<Locations>>,
     closed: Option<String>,
 }
 
@@ -249,24 +252,17 @@ impl Client {
                 )));
             }
             // Ask where they are now; keys held nowhere are being recomputed.
-            let (tx, rx) = oneshot::channel();
-            self.shared
-                .inner
-                .lock()
-                .expect("client state")
-                .who_has
-                .push_back(tx);
-            self.send(ClientToScheduler::WhoHas(failed.clone()))?;
-            let answer = rx.await.map_err(|_| Error::runtime("lost the scheduler"))?;
-            let mut inner = self.shared.inner.lock().expect("client state");
-            for (k, holders) in answer {
-                if holders.is_empty() {
-                    inner.ready.remove(&k);
-                } else if let Some(entry) = inner.ready.get_mut(&k) {
-                    entry.1 = holders;
+            let answer = self.who_has(&failed).await?;
+            {
+                let mut inner = self.shared.inner.lock().expect("client state");
+                for (k, holders) in answer {
+                    if holders.is_empty() {
+                        inner.ready.remove(&k);
+                    } else if let Some(entry) = inner.ready.get_mut(&k) {
+                        entry.1 = holders;
+                    }
                 }
             }
-            drop(inner);
             tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
         }
         Ok(keys

@@ -218,8 +218,7 @@ async fn unauthenticated_and_wrong_secret_clients_are_refused() {
     assert!(err.to_string().contains("secret"), "{err}");
     let err = rdask::protocol::connect(cluster.address(), &wrong, Role::Worker)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(err.to_string().contains("secret"), "{err}");
     let addr = cluster.address().trim_start_matches("tcp://").to_string();
     let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();

@@ -31,7 +31,7 @@ fn unit_from_conf(text: &str) -> Option<LsfUnit> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.trim().strip_prefix("LSF_UNIT_FOR_LIMITS"))
-        .last()
+        .next_back()
         .and_then(|rest| rest.trim().strip_prefix('='))
         .and_then(|v| v.trim().trim_matches('"').parse().ok())
 }

@@ -105,11 +105,14 @@ pub async fn read_answers(
     Ok(out)
 }
 
+/// One open, authenticated connection to a peer; requests on it take turns.
+type Connection = Arc<tokio::sync::Mutex<(Reader, Writer)>>;
+
 /// Open connections to peers, one per address, reused across fetches.
 #[derive(Clone)]
 pub struct PeerPool {
     secret: Secret,
-    conns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<(Reader, Writer)>>>>>,
+    conns: Arc<Mutex<HashMap<String, Connection>>>,
 }
 
 impl PeerPool {
