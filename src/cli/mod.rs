@@ -2,6 +2,7 @@
 //! library, and print; errors travel up as [`crate::Error`] and become exit codes in main.rs.
 
 pub mod bench;
+pub mod demo;
 pub mod job_args;
 pub mod jobs;
 pub mod runtime;
@@ -39,6 +40,8 @@ pub enum Command {
     Scheduler(runtime::SchedulerArgs),
     /// Run a worker (what the job scripts start)
     Worker(runtime::WorkerArgs),
+    /// Run the examples on a local cluster and check every result
+    Demo(demo::DemoArgs),
     /// Measure this machine: see docs/benchmarks.md
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Jobs(c) => jobs::jobs(c),
         Command::Scheduler(a) => runtime::scheduler(a),
         Command::Bench(c) => bench::bench(c),
+        Command::Demo(a) => demo::demo(a),
         Command::Worker(a) => runtime::worker(a, crate::kernels::Registry::empty(), &["worker"]),
     }
 }

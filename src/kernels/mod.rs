@@ -58,7 +58,12 @@ impl Registry {
             Ok(Bytes::from(out))
         });
         r.register("sum-u64", |args, inputs| {
-            // The sum of the u64 in `args` (if any) and of every input read as one LE u64.
+            // The sum of the u64 in `args` (if any) and of every input read as one LE u64;
+            // a second u64 in `args` is microseconds of simulated work first.
+            if args.len() >= 16 {
+                let micros = u64_arg(&args[8..], "sum-u64 delay")?;
+                std::thread::sleep(std::time::Duration::from_micros(micros));
+            }
             let mut sum = if args.is_empty() {
                 0
             } else {
@@ -120,6 +125,14 @@ mod tests {
         let out = run("sum-u64", &40u64.to_le_bytes(), &[two.clone(), two]).unwrap();
         assert_eq!(u64_arg(&out, "t").unwrap(), 44);
         assert!(run("sum-u64", &[1, 2], &[]).unwrap_err().contains("8-byte"));
+        let mut slow = 1u64.to_le_bytes().to_vec();
+        slow.extend(20_000u64.to_le_bytes());
+        let started = std::time::Instant::now();
+        assert_eq!(
+            u64_arg(&run("sum-u64", &slow, &[]).unwrap(), "t").unwrap(),
+            1
+        );
+        assert!(started.elapsed() >= std::time::Duration::from_millis(20));
         assert!(r.get("nonexistent").is_none());
     }
 }
