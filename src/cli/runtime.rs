@@ -189,8 +189,11 @@ struct EmbeddedWorker {
 /// arguments and runs.
 pub fn worker_main(registry: Registry) -> ! {
     crate::cli::init_logging("info");
-    let args = EmbeddedWorker::parse().args;
-    let code = match worker(args, registry, &[]) {
+    // `prog worker ADDRESS ...` (as LocalCluster and job scripts call it) or `prog ADDRESS ...`.
+    let argv: Vec<String> = std::env::args().collect();
+    let skip = usize::from(argv.get(1).map(String::as_str) == Some("worker"));
+    let args = EmbeddedWorker::parse_from(argv[..1].iter().chain(&argv[1 + skip..])).args;
+    let code = match worker(args, registry, &["worker"][..skip]) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
