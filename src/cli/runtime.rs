@@ -33,7 +33,7 @@ pub struct SchedulerArgs {
     /// Write {"address": ..., "secret": ...} here (mode 0600) for workers and clients
     #[arg(long, value_name = "FILE")]
     pub scheduler_file: Option<PathBuf>,
-        /// The cluster secret (hex), created if missing; default: $RDASK_SECRET, else a new one
+    /// The cluster secret (hex), created if missing; default: $RDASK_SECRET, else a new one
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
 }
@@ -47,7 +47,7 @@ pub struct SchedulerFile {
 
 pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
     let secret = match (&a.secret_file, std::env::var(crate::protocol::SECRET_ENV)) {
-                // A new cluster's secret file is created on first use (mode 0600).
+        // A new cluster's secret file is created on first use (mode 0600).
         (Some(f), _) if !f.exists() => {
             let s = Secret::generate()?;
             s.save(f)?;
