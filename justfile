@@ -16,3 +16,7 @@ fmt:
 # Start the local SLURM and Grid Engine only.
 env:
     bash tests/env/up.sh
+
+# Benchmarks side by side with Dask (pip, in bench/.venv); see docs/benchmarks.md.
+bench:
+    bash bench/run.sh

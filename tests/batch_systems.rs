@@ -104,11 +104,26 @@ fn round_trip(sys: System) {
     );
     let id = stdout(&out).trim().to_string();
     assert!(!id.is_empty(), "{}: no job id printed", sys.name);
-    let env = wait_for(
-        &format!("{} job {id} to start", sys.name),
-        Duration::from_secs(90),
-        || std::fs::read_to_string(&marker).ok(),
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let env = loop {
+        if let Ok(env) = std::fs::read_to_string(&marker) {
+            break env;
+        }
+        if std::time::Instant::now() > deadline {
+            // Say what the batch system saw, to tell a slow start from a broken one.
+            let script = format!(
+                "ls -lR {0}; tail -n 30 {0}/*.out {0}/*.err {0}/jobs/*/* 2>/dev/null",
+                state.display()
+            );
+            let listing = Command::new("sh").arg("-c").arg(script).output().unwrap();
+            panic!(
+                "{} job {id} never started; state:\n{}",
+                sys.name,
+                String::from_utf8_lossy(&listing.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let job_id_line = env
         .lines()
         .find(|l| l.starts_with(&format!("{}=", sys.id_var)));

@@ -25,4 +25,4 @@ cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets --all-features --quiet -- -D warnings
 echo "== cargo test"
-cargo test --all-targets --all-features
+cargo test --all-targets --all-features --no-fail-fast

@@ -403,3 +403,73 @@ fn a_worker_exits_after_its_death_timeout() {
         "exited after {waited:?}"
     );
 }
+
+/// `worker --nworkers 2` supervises two worker processes: a killed one is restarted, and
+/// SIGTERM (a batch system cancelling the job) ends them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_restarts_a_killed_worker_and_ends_all_on_sigterm() {
+    let cluster = LocalCluster::start(options(0)).await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let mut supervisor = std::process::Command::new(env!("CARGO_BIN_EXE_rdask-jobqueue"))
+        .args([
+            "worker",
+            cluster.address(),
+            "--nworkers",
+            "2",
+            "--nthreads",
+            "1",
+            "--name",
+            "sup",
+        ])
+        .env(rdask::protocol::SECRET_ENV, cluster.secret.to_hex())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let workers = |n: usize| {
+        let client = &client;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let status = client.status().await.unwrap();
+                if status.workers.len() == n {
+                    return status.workers;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "expected {n} workers, have {:?}",
+                    status.workers
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = workers(2).await;
+    assert!(
+        first.iter().all(|w| w.name.starts_with("sup-")),
+        "{first:?}"
+    );
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", supervisor.id())).unwrap();
+    let victim: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill(2) on a worker process of the supervisor this test started.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    // The lost worker leaves, and a fresh one (a new id) takes its place.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = client.status().await.unwrap().workers;
+        if now.len() == 2 && now.iter().any(|w| first.iter().all(|f| f.id != w.id)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no replacement worker: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SAFETY: as above, on the supervisor.
+    unsafe { libc::kill(supervisor.id() as i32, libc::SIGTERM) };
+    let status = supervisor.wait().unwrap();
+    assert!(status.success(), "supervisor ended with {status}");
+    workers(0).await;
+    cluster.close().await;
+}

@@ -155,14 +155,19 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
     let path = file.path().to_path_buf();
     std::fs::write(&path, text).map_err(Error::io(format!("writing {}", path.display())))?;
     set_executable(&path)?;
+    // Close our handle before submitting: a batch system that executes the script file (OAR,
+    // local) fails with ETXTBSY while any process holds it open for writing. The TempPath
+    // still deletes the script if the submission fails.
+    let script = file.into_temp_path();
     match JobQueue::new(cfg).submit(&path) {
         Ok(id) => {
             // Keep the script: OAR and local jobs read it when they start.
-            file.keep()
+            script
+                .keep()
                 .map_err(|e| Error::io(format!("keeping {}", path.display()))(e.error))?;
             Ok(id)
         }
-        // `file` is dropped here, which deletes the script. Some systems do not say what
+        // `script` is dropped here, which deletes it. Some systems do not say what
         // they rejected (PBS: "qsub: Unknown queue"), so the error names the request.
         Err(Error::Command(failure)) if failure.status.starts_with("exit status") => {
             let queue = cfg

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `just bench`: rdask's runtime benchmark and Dask distributed's, in one run, on this machine.
+# Results go to bench/results/ (JSON) and a side-by-side table to stdout.
+#
+#   bash bench/run.sh                 # Dask with 100,000 tasks: tens of minutes
+#   DASK_N=20000 bash bench/run.sh    # quicker; Dask's rate barely depends on N
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/results
+bash bench/setup.sh >/dev/null
+cargo build --release --quiet
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%FT%TZ)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+target/release/rdask-jobqueue bench runtime --tasks "${RDASK_N:-100000}" --json > bench/results/rdask-runtime.json
+bench/.venv/bin/python bench/dask_runtime.py --n "${DASK_N:-100000}" --json > bench/results/dask-runtime.json
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench/.venv/bin/python - <<'PY'
+import json
+r = json.load(open("bench/results/rdask-runtime.json"))
+d = json.load(open("bench/results/dask-runtime.json"))
+def row(name, ours, theirs, unit, better="higher"):
+    ratio = ours / theirs if better == "higher" else theirs / ours
+    print(f"{name:<40} {ours:>14,.1f} {theirs:>14,.1f}  {unit:<10} {ratio:>8.1f}x")
+print(f"{'':<40} {'rdask':>14} {'dask ' + d.get('dask_version', ''):>14}  {'unit':<10} {'rdask vs dask':>8}")
+row("no-op tasks, end to end", r["noop"]["tasks_per_s"], d["noop"]["tasks_per_s"], "tasks/s")
+row("tree reduction, end to end", r["tree"]["tasks_per_s"], d["tree"]["tasks_per_s"], "tasks/s")
+rss = sum(d["worker_rss_mb"]) / len(d["worker_rss_mb"])
+row("idle worker RSS", r["worker_idle_rss_mb"], rss, "MB", better="lower")
+print(f"{'scheduler alone, no-op / tree':<40} {r['scheduler_only_noop']['us_per_task']:>8.2f} / {r['scheduler_only_tree']['us_per_task']:.2f} us per task")
+print(f"{'worker to worker, ' + str(r['transfer_mib']) + ' MiB':<40} {r['peer_to_peer_gb_s']:>8.2f} GB/s vs plain TCP {r['plain_tcp_gb_s']:.2f} GB/s ({100 * r['peer_to_peer_vs_tcp']:.0f}%)")
+print(f"{'worker start to registered':<40} {r['worker_start_to_registered_ms']:>8.1f} ms (dask: two workers up in {d['startup_s']:.2f} s)")
+PY
