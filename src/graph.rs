@@ -42,6 +42,32 @@ impl TaskSpec {
     }
 }
 
+/// The inner levels of a tree reduction over `inputs`: each group of `fan_in` results feeds
+/// one `kernel` task, level after level, until one remains. Bounding the fan-in bounds the
+/// data one task reads. Returns the new tasks and the root (an input itself when there is one).
+pub fn reduction_tree(
+    inputs: Vec<TaskId>,
+    fan_in: usize,
+    kernel: &str,
+    mut key: impl FnMut() -> TaskId,
+) -> (Vec<TaskSpec>, TaskId) {
+    assert!(!inputs.is_empty(), "a reduction needs at least one input");
+    let fan_in = fan_in.max(2);
+    let mut tasks = Vec::with_capacity(inputs.len() / (fan_in - 1) + 1);
+    let mut level = inputs;
+    while level.len() > 1 {
+        level = level
+            .chunks(fan_in)
+            .map(|group| {
+                let id = key();
+                tasks.push(TaskSpec::new(id, kernel, vec![], group.to_vec()));
+                id
+            })
+            .collect();
+    }
+    (tasks, level[0])
+}
+
 /// Orders a graph so that branches finish before new ones start.
 ///
 /// A depth-first walk from each output, taking dependencies in their listed order, numbers
@@ -179,6 +205,24 @@ mod tests {
                 assert!(r[d] < r[&task.id], "dependency ranked after its dependent");
             }
         }
+    }
+
+    #[test]
+    fn reduction_trees_bound_their_fan_in() {
+        let mut next = 100;
+        let inputs: Vec<TaskId> = (0..10).map(TaskId).collect();
+        let (tasks, root) = reduction_tree(inputs, 3, "sum", || {
+            next += 1;
+            TaskId(next)
+        });
+        // 10 -> 4 -> 2 -> 1
+        assert_eq!(tasks.len(), 7);
+        assert_eq!(root, tasks.last().unwrap().id);
+        assert!(tasks.iter().all(|t| t.deps.len() <= 3 && t.kernel == "sum"));
+        assert_eq!(
+            reduction_tree(vec![TaskId(5)], 2, "sum", || TaskId(0)),
+            (vec![], TaskId(5))
+        );
     }
 
     #[test]

@@ -5,62 +5,16 @@
 mod common;
 use common::*;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rdask::graph::TaskSpec;
-use rdask::protocol::Secret;
 use rdask::Client;
-
-struct Scheduler {
-    child: std::process::Child,
-    address: String,
-    secret: Secret,
-}
-
-impl Drop for Scheduler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A scheduler process whose secret is also written, hex, to `secret_file` for the jobs.
-fn scheduler(dir: &Path, secret_file: &Path) -> Scheduler {
-    let file = dir.join("scheduler.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_rdask-jobqueue"))
-        .args([
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--scheduler-file",
-        ])
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the scheduler file", Duration::from_secs(20), || {
-        file.exists().then_some(())
-    });
-    let sf: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let secret = Secret::from_hex(sf["secret"].as_str().unwrap()).unwrap();
-    secret.save(secret_file).unwrap();
-    Scheduler {
-        child,
-        address: sf["address"].as_str().unwrap().to_string(),
-        secret,
-    }
-}
 
 fn deploy(system: &str, standin: Option<&str>, queue: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
-    let s = scheduler(dir.path(), &secret_file);
+    let s = spawn_scheduler(dir.path());
+    s.secret.save(&secret_file).unwrap();
     let mut cmd = bin();
     cmd.current_dir(dir.path())
         .env("RDASK_STANDIN_STATE", dir.path().join("standin"))

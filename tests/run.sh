@@ -25,4 +25,11 @@ cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets --all-features --quiet -- -D warnings
 echo "== cargo test"
-cargo test --all-targets --all-features --no-fail-fast
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets --all-features --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"

@@ -31,24 +31,16 @@ fn as_u64(b: &[u8]) -> u64 {
 /// A binary tree summing `leaves` constants 0..leaves with `sum-u64`; returns (tasks, root).
 fn sum_tree(client: &Client, leaves: u64) -> (Vec<TaskSpec>, TaskId) {
     let mut tasks = Vec::new();
-    let mut level: Vec<TaskId> = (0..leaves)
+    let leaf_ids: Vec<TaskId> = (0..leaves)
         .map(|i| {
             let id = client.new_key();
             tasks.push(TaskSpec::new(id, "sum-u64", u64_bytes(i), vec![]));
             id
         })
         .collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| {
-                let id = client.new_key();
-                tasks.push(TaskSpec::new(id, "sum-u64", vec![], pair.to_vec()));
-                id
-            })
-            .collect();
-    }
-    (tasks, level[0])
+    let (inner, root) = rdask::graph::reduction_tree(leaf_ids, 2, "sum-u64", || client.new_key());
+    tasks.extend(inner);
+    (tasks, root)
 }
 
 fn bytes_task(client: &Client, len: u64, fill: u8) -> TaskSpec {
@@ -125,7 +117,7 @@ async fn a_killed_worker_does_not_change_the_result() {
     let client = cluster.client().await.unwrap();
     let leaves = 240u64;
     let mut tasks = Vec::new();
-    let mut level: Vec<TaskId> = (0..leaves)
+    let leaf_ids: Vec<TaskId> = (0..leaves)
         .map(|i| {
             let id = client.new_key();
             let mut args = u64_bytes(i);
@@ -134,17 +126,9 @@ async fn a_killed_worker_does_not_change_the_result() {
             id
         })
         .collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(3)
-            .map(|group| {
-                let id = client.new_key();
-                tasks.push(TaskSpec::new(id, "sum-u64", vec![], group.to_vec()));
-                id
-            })
-            .collect();
-    }
-    let root = level[0];
+    let (inner, root) = rdask::graph::reduction_tree(leaf_ids, 3, "sum-u64", || client.new_key());
+    tasks.extend(inner);
+    let root = root;
     client.submit(tasks, &[root]).unwrap();
     let mut progress = client.progress();
     while *progress.borrow() < 60 {
@@ -341,26 +325,8 @@ async fn graceful_retirement_keeps_every_result() {
 fn a_worker_exits_after_its_death_timeout() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scheduler.json");
-    let bin = env!("CARGO_BIN_EXE_rdask-jobqueue");
-    let mut scheduler = Command::new(bin)
-        .args([
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--scheduler-file",
-        ])
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_for("the scheduler file", Duration::from_secs(20), || {
-        file.exists().then_some(())
-    });
-    let worker = Command::new(bin)
+    let mut scheduler = common::spawn_scheduler(dir.path());
+    let worker = Command::new(env!("CARGO_BIN_EXE_rdask-jobqueue"))
         .args([
             "worker",
             "--no-nanny",
@@ -368,19 +334,17 @@ fn a_worker_exits_after_its_death_timeout() {
             "2",
             "--scheduler-file",
         ])
-        .arg(&file)
+        .arg(dir.path().join("scheduler.json"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Once it has registered, take the scheduler away without a goodbye.
-    let sf: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let secret = Secret::from_hex(sf["secret"].as_str().unwrap()).unwrap();
-    let address = sf["address"].as_str().unwrap().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = Client::connect(&address, &secret).await.unwrap();
+        let client = Client::connect(&scheduler.address, &scheduler.secret)
+            .await
+            .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while client.status().await.unwrap().workers.is_empty() {
             assert!(
@@ -390,8 +354,8 @@ fn a_worker_exits_after_its_death_timeout() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    scheduler.kill().unwrap();
-    scheduler.wait().unwrap();
+    scheduler.child.kill().unwrap();
+    scheduler.child.wait().unwrap();
     let started = std::time::Instant::now();
     let out = worker.wait_with_output().unwrap();
     let waited = started.elapsed();

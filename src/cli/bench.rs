@@ -178,18 +178,10 @@ fn tree_graph(leaves: u64, mut key: impl FnMut() -> TaskId) -> (Vec<TaskSpec>, T
     let mut tasks: Vec<TaskSpec> = (0..leaves)
         .map(|_| TaskSpec::new(key(), "noop", vec![], vec![]))
         .collect();
-    let mut level: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| {
-                let id = key();
-                tasks.push(TaskSpec::new(id, "noop", vec![], pair.to_vec()));
-                id
-            })
-            .collect();
-    }
-    (tasks, level[0])
+    let leaf_ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+    let (inner, root) = crate::graph::reduction_tree(leaf_ids, 2, "noop", &mut key);
+    tasks.extend(inner);
+    (tasks, root)
 }
 
 /// The state machine alone, with two workers that finish every task the moment it is

@@ -77,7 +77,7 @@ fn as_u64(b: &[u8]) -> u64 {
 /// sum(0..n) as a binary tree of `sum-u64` tasks.
 async fn tree_reduction(client: &Client, leaves: u64) -> Result<Outcome> {
     let mut tasks = Vec::with_capacity(2 * leaves as usize);
-    let mut level: Vec<TaskId> = (0..leaves)
+    let leaf_ids: Vec<TaskId> = (0..leaves)
         .map(|i| {
             let id = client.new_key();
             tasks.push(TaskSpec::new(
@@ -89,19 +89,11 @@ async fn tree_reduction(client: &Client, leaves: u64) -> Result<Outcome> {
             id
         })
         .collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| {
-                let id = client.new_key();
-                tasks.push(TaskSpec::new(id, "sum-u64", vec![], pair.to_vec()));
-                id
-            })
-            .collect();
-    }
+    let (inner, root) = crate::graph::reduction_tree(leaf_ids, 2, "sum-u64", || client.new_key());
+    tasks.extend(inner);
     let n = tasks.len();
     let started = Instant::now();
-    let out = client.compute(tasks, &[level[0]]).await?;
+    let out = client.compute(tasks, &[root]).await?;
     let seconds = started.elapsed().as_secs_f64();
     let want = leaves * (leaves - 1) / 2;
     check(as_u64(&out[0]) == want, || {
@@ -197,7 +189,7 @@ async fn peer_to_peer(client: &Client) -> Result<Outcome> {
 async fn lost_worker(cluster: &LocalCluster, client: &Client) -> Result<Outcome> {
     let leaves = 200u64;
     let mut tasks = Vec::new();
-    let mut level: Vec<TaskId> = (0..leaves)
+    let leaf_ids: Vec<TaskId> = (0..leaves)
         .map(|i| {
             let id = client.new_key();
             let mut args = i.to_le_bytes().to_vec();
@@ -206,18 +198,10 @@ async fn lost_worker(cluster: &LocalCluster, client: &Client) -> Result<Outcome>
             id
         })
         .collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(4)
-            .map(|group| {
-                let id = client.new_key();
-                tasks.push(TaskSpec::new(id, "sum-u64", vec![], group.to_vec()));
-                id
-            })
-            .collect();
-    }
+    let (inner, root) = crate::graph::reduction_tree(leaf_ids, 4, "sum-u64", || client.new_key());
+    tasks.extend(inner);
     let started = Instant::now();
-    client.submit(tasks, &[level[0]])?;
+    client.submit(tasks, &[root])?;
     // Progress counts every task this client finished; wait for a third of these leaves.
     let mut progress = client.progress();
     let target = *progress.borrow() + leaves / 3;
@@ -230,8 +214,8 @@ async fn lost_worker(cluster: &LocalCluster, client: &Client) -> Result<Outcome>
     unsafe {
         libc::kill(victim as libc::pid_t, libc::SIGKILL);
     }
-    let out = client.gather(&[level[0]]).await?;
-    client.release(&[level[0]])?;
+    let out = client.gather(&[root]).await?;
+    client.release(&[root])?;
     let seconds = started.elapsed().as_secs_f64();
     let want = leaves * (leaves - 1) / 2;
     check(as_u64(&out[0]) == want, || {

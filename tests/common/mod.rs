@@ -69,3 +69,47 @@ pub fn real_system_enabled(system: &str) -> bool {
 pub fn is_file(p: &Path) -> bool {
     p.is_file()
 }
+
+/// A `rdask-jobqueue scheduler` process on loopback, killed when dropped.
+pub struct SchedulerProcess {
+    pub child: std::process::Child,
+    pub address: String,
+    pub secret: rdask::protocol::Secret,
+}
+
+impl Drop for SchedulerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a scheduler that writes its address and secret to `dir/scheduler.json`.
+pub fn spawn_scheduler(dir: &Path) -> SchedulerProcess {
+    let file = dir.join("scheduler.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_rdask-jobqueue"))
+        .args([
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--scheduler-file",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting a scheduler");
+    wait_for("the scheduler file", Duration::from_secs(20), || {
+        file.exists().then_some(())
+    });
+    let sf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let secret = rdask::protocol::Secret::from_hex(sf["secret"].as_str().unwrap()).unwrap();
+    SchedulerProcess {
+        child,
+        address: sf["address"].as_str().unwrap().to_string(),
+        secret,
+    }
+}
