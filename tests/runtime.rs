@@ -128,7 +128,6 @@ async fn a_killed_worker_does_not_change_the_result() {
         .collect();
     let (inner, root) = rdask::graph::reduction_tree(leaf_ids, 3, "sum-u64", || client.new_key());
     tasks.extend(inner);
-    let root = root;
     client.submit(tasks, &[root]).unwrap();
     let mut progress = client.progress();
     while *progress.borrow() < 60 {
