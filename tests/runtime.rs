@@ -436,3 +436,53 @@ async fn the_supervisor_restarts_a_killed_worker_and_ends_all_on_sigterm() {
     workers(0).await;
     cluster.close().await;
 }
+
+/// A worker that goes silent without closing its connection (a node that hangs or dies hard)
+/// is declared lost after the heartbeat timeout; its work moves to the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_is_declared_lost_after_the_heartbeat_timeout() {
+    use rdask::scheduler::server::{self, SchedulerOptions};
+    let secret = Secret::generate().unwrap();
+    let mut opts = SchedulerOptions::new("127.0.0.1:0".parse().unwrap(), secret.clone());
+    opts.heartbeat = Duration::from_millis(100);
+    opts.heartbeat_timeout = Duration::from_secs(2);
+    let scheduler = server::start(opts).await.unwrap();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rdask-jobqueue"))
+            .args([
+                "worker",
+                &scheduler.address,
+                "--no-nanny",
+                "--nthreads",
+                "1",
+            ])
+            .env(rdask::protocol::SECRET_ENV, secret.to_hex())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = spawn();
+    let mut b = spawn();
+    let client = Client::connect(&scheduler.address, &secret).await.unwrap();
+    while client.status().await.unwrap().workers.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Freeze one worker: its socket stays open, it just stops talking.
+    // SAFETY: kill(2) on a worker process this test started.
+    unsafe { libc::kill(a.id() as i32, libc::SIGSTOP) };
+    let (tasks, root) = sum_tree(&client, 64);
+    let started = std::time::Instant::now();
+    let out = client.compute(tasks, &[root]).await.unwrap();
+    assert_eq!(as_u64(&out[0]), 63 * 64 / 2);
+    let status = client.status().await.unwrap();
+    assert_eq!(
+        status.workers.len(),
+        1,
+        "the frozen worker was never declared lost"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let _ = a.kill();
+    let _ = b.kill();
+    let _ = a.wait();
+    let _ = b.wait();
+}
