@@ -359,7 +359,7 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
         Kind::Walltime => {
             // Checked here, but kept as written: "00:30" means HH:MM to LSF (see `load`).
             let t = text(&value)?;
-            t.parse::<Walltime>().map_err(|e| e.0)?;
+            check_walltime_text(&t)?;
             Ok(Value::String(t))
         }
         Kind::System => {
@@ -388,6 +388,15 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
                 other.type_str()
             )),
         },
+    }
+}
+
+/// A walltime is valid if it reads as one in general or as LSF's H:M; which reading applies
+/// is decided once the system is known (see `load`).
+pub fn check_walltime_text(t: &str) -> std::result::Result<(), String> {
+    match (t.parse::<Walltime>(), Walltime::parse_lsf_hhmm(t)) {
+        (Ok(_), _) | (_, Some(Ok(_))) => Ok(()),
+        (Err(e), _) => Err(e.0),
     }
 }
 
@@ -629,23 +638,23 @@ pub fn load(explicit_file: Option<&Path>, flags: &Layer, env: &Env) -> Result<Lo
         (Value::String(system.name().into()), system_source),
     );
 
-    let table: toml::Table = values
+    // LSF writes walltimes as HH:MM, and dask-jobqueue's LSF users write "00:30" meaning half
+    // an hour: for LSF, two fields are hours and minutes; elsewhere minutes and seconds.
+    let (walltime_value, walltime_source) = &values["walltime"];
+    let walltime_text = walltime_value.as_str().unwrap_or_default();
+    let walltime = match Walltime::parse_lsf_hhmm(walltime_text) {
+        Some(hhmm) if system == SystemKind::Lsf => hhmm,
+        _ => walltime_text.parse::<Walltime>(),
+    }
+    .map_err(|e| Error::invalid(format!("{} (from {walltime_source})", e.0)))?;
+    let mut table: toml::Table = values
         .iter()
         .map(|(k, (v, _))| (k.to_string(), v.clone()))
         .collect();
-    let mut config: JobConfig = Value::Table(table)
+    table.insert("walltime".into(), Value::String(walltime.hhmmss()));
+    let config: JobConfig = Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| Error::invalid(format!("configuration: {e}")))?;
-    // LSF writes walltimes as HH:MM, and dask-jobqueue's LSF users write "00:30" meaning half
-    // an hour: for LSF, two fields are hours and minutes, not minutes and seconds.
-    if config.system == SystemKind::Lsf {
-        if let Some((Value::String(text), source)) = values.get("walltime") {
-            if let Some(parsed) = Walltime::parse_lsf_hhmm(text) {
-                config.walltime =
-                    parsed.map_err(|e| Error::invalid(format!("{} (from {source})", e.0)))?;
-            }
-        }
-    }
     config.check_consistency()?;
     Ok(Loaded {
         config,

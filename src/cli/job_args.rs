@@ -9,13 +9,11 @@ use toml::Value;
 
 use crate::config::{self, Env, Layer, Loaded, SystemKind};
 use crate::error::Result;
-use crate::units::{ByteSize, LsfUnit, Walltime};
+use crate::units::{ByteSize, LsfUnit};
 
 /// Checks a walltime but keeps its text: its meaning can depend on the system (LSF's HH:MM).
 fn walltime_text(s: &str) -> std::result::Result<String, String> {
-    s.parse::<Walltime>()
-        .map(|_| s.to_string())
-        .map_err(|e| e.0)
+    config::check_walltime_text(s).map(|_| s.to_string())
 }
 
 fn seconds(s: &str) -> std::result::Result<u64, String> {

@@ -180,7 +180,20 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
                 cfg.system
             )))
         }
-        Err(e) => Err(e),
+        // The submit command never ran: nothing can have been queued.
+        Err(Error::Command(failure)) if failure.status.starts_with("could not start") => {
+            Err(Error::Command(failure))
+        }
+        // Timed out, or accepted with an id we cannot read: the job may be queued and may
+        // read its script when it starts, so the script stays.
+        Err(e) => {
+            let _ = script.keep();
+            Err(Error::runtime(format!(
+                "{e}; the job may have been submitted anyway: its script stays at {} (check the queue with {}'s own commands)",
+                path.display(),
+                cfg.system
+            )))
+        }
     }
 }
 

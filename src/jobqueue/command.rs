@@ -71,11 +71,13 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
         .expect("waiter thread")
         .map_err(Error::io(format!("waiting for `{}`", display(inv))))?;
     // Output is complete when the pipes close; a process that escaped the group may hold
-    // them open, so the wait for it is bounded too.
+    // them open, so the wait for it is bounded too (one deadline for both pipes), and what
+    // arrived until then is kept.
+    let grace_end = std::time::Instant::now() + PIPE_GRACE;
     let out = Output {
         code: status.code(),
-        stdout: stdout.recv_timeout(PIPE_GRACE).unwrap_or_default(),
-        stderr: stderr.recv_timeout(PIPE_GRACE).unwrap_or_default(),
+        stdout: stdout.take(grace_end),
+        stderr: stderr.take(grace_end),
     };
     if timed_out {
         return Err(CommandFailure {
@@ -130,14 +132,40 @@ pub fn display(inv: &Invocation) -> String {
 /// How long to wait for a finished command's pipes to close.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 
-fn reader<R: Read + Send + 'static>(mut r: R) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
+/// A pipe being read to its end on a thread, keeping what arrived so far.
+struct Captured {
+    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Captured {
+    /// Everything read once the pipe closed, or what arrived by `deadline`.
+    fn take(self, deadline: std::time::Instant) -> String {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let _ = self.done.recv_timeout(left);
+        let buf = self.buf.lock().expect("captured output");
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+fn reader<R: Read + Send + 'static>(mut r: R) -> Captured {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, done) = mpsc::channel();
+    let shared = buf.clone();
     thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            shared
+                .lock()
+                .expect("captured output")
+                .extend_from_slice(&chunk[..n]);
+        }
+        let _ = tx.send(());
     });
-    rx
+    Captured { buf, done }
 }
 
 /// Quotes a word for a POSIX shell only when it needs it.
@@ -222,6 +250,19 @@ mod tests {
         let started = std::time::Instant::now();
         let inv = Invocation::new(["sh", "-c", "sleep 30; echo never"]);
         assert!(run(&inv, Duration::from_millis(300)).is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn output_before_a_leftover_child_is_kept_and_the_wait_is_bounded() {
+        let started = std::time::Instant::now();
+        let inv = Invocation::new(["sh", "-c", "echo '1234 RUNNING'; sleep 30 & exit 0"]);
+        let out = run(&inv, Duration::from_secs(20)).unwrap();
+        assert_eq!(out.stdout, "1234 RUNNING\n");
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "took {:?}",

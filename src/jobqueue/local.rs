@@ -67,10 +67,12 @@ impl BatchSystem for Local {
     }
 
     fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
-        out.stderr
+        let mut complaints = out
+            .stderr
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .all(|l| l.contains("No such process"))
+            .peekable();
+        complaints.peek().is_some() && complaints.all(|l| l.contains("No such process"))
     }
 
     fn status(&self, ids: &[String]) -> Invocation {

@@ -42,8 +42,14 @@ impl BatchSystem for Moab {
     }
 
     fn cancel_failure_is_harmless(&self, out: &Output) -> bool {
-        let text = format!("{}{}", out.stdout, out.stderr);
-        text.contains("invalid job specified") || text.contains("cannot locate job")
+        let mut complaints = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .peekable();
+        complaints.peek().is_some()
+            && complaints
+                .all(|l| l.contains("invalid job specified") || l.contains("cannot locate job"))
     }
 
     /// `showq --xml` lists active, eligible and blocked jobs; finished jobs leave it.
