@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::error::{Error, Result};
-use crate::graph::{TaskId, TaskSpec};
+use crate::graph::{IdSet, TaskId, TaskSpec};
 use crate::protocol::messages::{ClientToScheduler, Holder, SchedulerToClient, StatusReport};
 use crate::protocol::{self, Role, Secret};
 use crate::scheduler::state::WorkerId;
@@ -19,8 +19,25 @@ use crate::worker::peer::PeerPool;
 /// Each key with the workers holding it.
 pub type Locations = Vec<(TaskId, Vec<Holder>)>;
 
+/// A caller of [`Client::wait`]: the keys it still misses, and how to wake it.
+struct Waiter {
+    missing: IdSet<TaskId>,
+    wake: Option<oneshot::Sender<()>>,
+}
+
+impl Waiter {
+    fn wake(&mut self) {
+        if let Some(tx) = self.wake.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
+    /// Waiters are woken once per key that arrives for them, not on every message: a graph
+    /// of 100,000 wanted keys must not cost 100,000 rescans of them.
+    waiters: Vec<Waiter>,
     ready: HashMap<TaskId, (u64, Vec<Holder>)>,
     erred: HashMap<TaskId, String>,
     rejected: VecDeque<String>,
@@ -98,11 +115,26 @@ impl Client {
                     } => {
                         inner.erred.remove(&key);
                         inner.ready.insert(key, (nbytes, holders));
+                        for w in &mut inner.waiters {
+                            if w.missing.remove(&key) && w.missing.is_empty() {
+                                w.wake();
+                            }
+                        }
                     }
                     SchedulerToClient::KeyErred { key, error } => {
                         inner.erred.insert(key, error);
+                        for w in inner
+                            .waiters
+                            .iter_mut()
+                            .filter(|w| w.missing.contains(&key))
+                        {
+                            w.wake();
+                        }
                     }
-                    SchedulerToClient::GraphRejected { reason } => inner.rejected.push_back(reason),
+                    SchedulerToClient::GraphRejected { reason } => {
+                        inner.rejected.push_back(reason);
+                        inner.waiters.iter_mut().for_each(Waiter::wake);
+                    }
                     SchedulerToClient::WhoHas(list) => {
                         if let Some(tx) = inner.who_has.pop_front() {
                             let _ = tx.send(list);
@@ -116,12 +148,17 @@ impl Client {
                             let _ = tx.send(*report);
                         }
                     }
-                    SchedulerToClient::WorkerRetired(w) => inner.retired.push(w),
+                    SchedulerToClient::WorkerRetired(w) => {
+                        inner.retired.push(w);
+                        drop(inner);
+                        reader_shared.changed.notify_waiters();
+                    }
                 }
-                drop(inner);
-                reader_shared.changed.notify_waiters();
             };
-            reader_shared.inner.lock().expect("client state").closed = Some(why);
+            let mut inner = reader_shared.inner.lock().expect("client state");
+            inner.closed = Some(why);
+            inner.waiters.iter_mut().for_each(Waiter::wake);
+            drop(inner);
             reader_shared.changed.notify_waiters();
         });
         let (out, mut out_rx) = mpsc::unbounded_channel::<ClientToScheduler>();
@@ -179,11 +216,9 @@ impl Client {
     /// Waits until every key is in memory; fails on the first error.
     pub async fn wait(&self, keys: &[TaskId]) -> Result<()> {
         loop {
-            let changed = self.shared.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            {
+            let woken = {
                 let mut inner = self.shared.inner.lock().expect("client state");
+                inner.waiters.retain(|w| w.wake.is_some());
                 if let Some(reason) = inner.rejected.pop_front() {
                     return Err(Error::invalid(format!(
                         "the scheduler rejected the graph: {reason}"
@@ -192,14 +227,25 @@ impl Client {
                 if let Some((k, e)) = keys.iter().find_map(|k| inner.erred.get(k).map(|e| (k, e))) {
                     return Err(Error::runtime(format!("task {k} failed: {e}")));
                 }
-                if keys.iter().all(|k| inner.ready.contains_key(k)) {
+                let missing: IdSet<TaskId> = keys
+                    .iter()
+                    .filter(|k| !inner.ready.contains_key(k))
+                    .copied()
+                    .collect();
+                if missing.is_empty() {
                     return Ok(());
                 }
                 if let Some(why) = &inner.closed {
                     return Err(Error::runtime(format!("lost the scheduler: {why}")));
                 }
-            }
-            changed.await;
+                let (tx, rx) = oneshot::channel();
+                inner.waiters.push(Waiter {
+                    missing,
+                    wake: Some(tx),
+                });
+                rx
+            };
+            let _ = woken.await;
         }
     }
 

@@ -61,6 +61,9 @@ struct Report {
     scheduler_only_noop: Rate,
     scheduler_only_tree: Rate,
     transfer_mib: u64,
+    /// The first move between two workers (retirement copy), cold connections and memory.
+    first_transfer_gb_s: f64,
+    /// Fetches over an open peer connection, median of 3.
     peer_to_peer_gb_s: f64,
     plain_tcp_gb_s: f64,
     peer_to_peer_vs_tcp: f64,
@@ -94,11 +97,12 @@ pub fn bench(c: BenchCommand) -> Result<i32> {
             );
         }
         println!(
-            "  {} MiB worker to worker: {:.2} GB/s; plain TCP over loopback: {:.2} GB/s ({:.0}%)",
+            "  {} MiB results: fetched peer-to-peer {:.2} GB/s; plain TCP over loopback {:.2} GB/s ({:.0}%); first worker-to-worker move {:.2} GB/s",
             r.transfer_mib,
             r.peer_to_peer_gb_s,
             r.plain_tcp_gb_s,
-            100.0 * r.peer_to_peer_vs_tcp
+            100.0 * r.peer_to_peer_vs_tcp,
+            r.first_transfer_gb_s
         );
         println!(
             "  idle worker: {:.1} MB resident; {:.1} ms from process start to registered",
@@ -135,7 +139,7 @@ async fn runtime_bench(a: &RuntimeArgs) -> Result<Report> {
     client.compute(tasks, &[root]).await?;
     let tree = Rate::new(n, started.elapsed());
 
-    let (p2p, tcp) = transfer(&cluster, &client, a.transfer_mib).await?;
+    let moved = transfer(&client, a.transfer_mib).await?;
     cluster.close().await;
 
     let mut next = 0u64;
@@ -157,9 +161,10 @@ async fn runtime_bench(a: &RuntimeArgs) -> Result<Report> {
         scheduler_only_noop,
         scheduler_only_tree,
         transfer_mib: a.transfer_mib,
-        peer_to_peer_gb_s: p2p,
-        plain_tcp_gb_s: tcp,
-        peer_to_peer_vs_tcp: p2p / tcp,
+        first_transfer_gb_s: moved.cold,
+        peer_to_peer_gb_s: moved.warm,
+        plain_tcp_gb_s: moved.tcp,
+        peer_to_peer_vs_tcp: moved.warm / moved.tcp,
         worker_idle_rss_mb: rss,
         worker_start_to_registered_ms: start_ms,
     })
@@ -233,28 +238,70 @@ fn scheduler_only(tasks: Vec<TaskSpec>, wanted: Vec<TaskId>) -> Rate {
     Rate::new(n, started.elapsed())
 }
 
-/// Moves one result between the two workers (retiring its holder copies it to the other,
-/// worker to worker), then copies the same number of bytes over a plain loopback socket.
-async fn transfer(cluster: &LocalCluster, client: &Client, mib: u64) -> Result<(f64, f64)> {
+/// Bulk transfer speeds, each the median of three where it can be repeated:
+/// - `cold`: a result moved between the two workers for the first time (retiring its holder
+///   copies it to the other), which includes the first-transfer penalty of a process;
+/// - `warm`: results fetched from a worker over an open peer connection (the same code path:
+///   PeerPool on one side, the peer server on the other);
+/// - `tcp`: the floor, the same bytes over one loopback socket with both buffers allocated and
+///   touched before the clock starts (the runtime gets no such head start).
+async fn transfer(client: &Client, mib: u64) -> Result<Transfer> {
     let bytes = mib << 20;
-    let id = client.new_key();
-    let mut args = bytes.to_le_bytes().to_vec();
-    args.push(7);
-    client.submit(vec![TaskSpec::new(id, "bytes", args, vec![])], &[id])?;
+    let gb_s = |t: Instant| bytes as f64 / t.elapsed().as_secs_f64() / 1e9;
+    let make = || {
+        let id = client.new_key();
+        let mut args = bytes.to_le_bytes().to_vec();
+        args.push(7);
+        (id, TaskSpec::new(id, "bytes", args, vec![]))
+    };
+    let (id, task) = make();
+    client.submit(vec![task], &[id])?;
     client.wait(&[id]).await?;
     let holder = client.who_has(&[id]).await?[0].1[0].worker;
     let started = Instant::now();
     client.retire(&[holder]).await?;
-    let p2p = bytes as f64 / started.elapsed().as_secs_f64() / 1e9;
-    let after = client.who_has(&[id]).await?;
-    if after[0].1.is_empty() {
+    let cold = gb_s(started);
+    if client.who_has(&[id]).await?[0].1.is_empty() {
         return Err(Error::runtime("the moved result has no holder"));
     }
     client.release(&[id])?;
-    let _ = cluster;
 
-    // The floor: the same bytes over one loopback socket, both buffers allocated and touched
-    // before the clock starts (the workers get no such head start).
+    let mut warm = Vec::new();
+    let mut tcp = Vec::new();
+    for _ in 0..3 {
+        let (id, task) = make();
+        client.submit(vec![task], &[id])?;
+        client.wait(&[id]).await?;
+        client.gather(&[id]).await?; // opens the connection; the next fetch is warm
+        let started = Instant::now();
+        let out = client.gather(&[id]).await?;
+        warm.push(gb_s(started));
+        if out[0].len() as u64 != bytes {
+            return Err(Error::runtime("a fetched result has the wrong size"));
+        }
+        drop(out);
+        client.release(&[id])?;
+        tcp.push(tcp_floor(bytes).await?);
+    }
+    Ok(Transfer {
+        cold,
+        warm: median(warm),
+        tcp: median(tcp),
+    })
+}
+
+struct Transfer {
+    cold: f64,
+    warm: f64,
+    tcp: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn tcp_floor(bytes: u64) -> Result<f64> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(Error::io("binding"))?;
@@ -276,12 +323,12 @@ async fn transfer(cluster: &LocalCluster, client: &Client, mib: u64) -> Result<(
     sock.read_exact(&mut buf)
         .await
         .map_err(Error::io("reading"))?;
-    let tcp = bytes as f64 / started.elapsed().as_secs_f64() / 1e9;
+    let gb_s = bytes as f64 / started.elapsed().as_secs_f64() / 1e9;
     sender
         .await
         .map_err(|e| Error::runtime(e.to_string()))?
         .map_err(Error::io("sending"))?;
-    Ok((p2p, tcp))
+    Ok(gb_s)
 }
 
 /// A fresh worker's resident memory when idle, and the time from spawning its process to its
