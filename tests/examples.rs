@@ -1,5 +1,5 @@
-//! The examples build and do what their docs say. `cargo test --all-targets` (the test
-//! command) builds them next to the test binaries.
+//! The examples build and do what their docs say. The test command (tests/run.sh) builds them
+//! first with `cargo build --examples`; `--all-targets` alone builds them only as test harnesses.
 
 use std::path::PathBuf;
 

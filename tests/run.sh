@@ -24,6 +24,8 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets --all-features --quiet -- -D warnings
+echo "== cargo build --examples (tests/examples.rs runs them)"
+cargo build --examples --quiet
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
