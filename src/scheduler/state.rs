@@ -311,6 +311,11 @@ impl State {
 
     /// Applies one event. Commands accumulate until [`State::take_commands`].
     pub fn handle(&mut self, event: Event) {
+        self.apply(event);
+        self.sweep_retirements();
+    }
+
+    fn apply(&mut self, event: Event) {
         match event {
             Event::WorkerJoined { worker, info } => {
                 self.workers.insert(
@@ -476,6 +481,16 @@ impl State {
                 }
                 TaskState::Released => self.activate(key),
                 _ => {}
+            }
+        }
+        // Tasks of this graph that nothing wanted or needs would otherwise stay forever.
+        for id in new_ids {
+            if self
+                .tasks
+                .get(&id)
+                .is_some_and(|t| t.dependents.is_empty() && !t.needed())
+            {
+                self.forget_unreachable(id);
             }
         }
     }
@@ -745,6 +760,8 @@ impl State {
         if let Some(w) = self.workers.get_mut(&worker) {
             w.has.remove(&id);
             w.held_bytes -= nbytes;
+            // It may still hold the data (a peer merely failed to reach it): let it go.
+            self.release.entry(worker).or_default().push(id);
         }
         if lost {
             self.result_lost(id);
@@ -869,6 +886,16 @@ impl State {
         let Some(w) = self.workers.remove(&worker) else {
             return;
         };
+        // A retirement that ends by loss still ends: its requester must not wait forever.
+        if let (WorkerStatus::Retiring, Some(requester)) = (w.status, w.retire_requester) {
+            if !self
+                .out
+                .iter()
+                .any(|c| *c == Command::WorkerRetired { requester, worker })
+            {
+                self.out.push(Command::WorkerRetired { requester, worker });
+            }
+        }
         self.release.remove(&worker);
         self.compute.remove(&worker);
         self.replicate.remove(&worker);
@@ -934,6 +961,10 @@ impl State {
 
     fn start_retirement(&mut self, worker: WorkerId, requester: Option<ClientId>) {
         let Some(w) = self.workers.get_mut(&worker) else {
+            // Unknown or already gone: nothing to hand over, and the requester must not wait.
+            if let Some(requester) = requester {
+                self.out.push(Command::WorkerRetired { requester, worker });
+            }
             return;
         };
         w.status = WorkerStatus::Retiring;
@@ -950,10 +981,7 @@ impl State {
         let mut unique: Vec<TaskId> = self.workers[&worker]
             .has
             .iter()
-            .filter(|id| {
-                let t = &self.tasks[id];
-                t.holders.len() == 1 && t.needed()
-            })
+            .filter(|id| self.only_retiring_workers_hold(**id))
             .copied()
             .collect();
         unique.sort();
@@ -961,6 +989,59 @@ impl State {
             self.replicate_away(worker, id);
         }
         self.finish_retirement_if_done(worker);
+    }
+
+    /// True when every worker holding `id` is retiring: the result must be copied before they go.
+    fn only_retiring_workers_hold(&self, id: TaskId) -> bool {
+        self.tasks[&id].holders.iter().all(|h| {
+            self.workers
+                .get(h)
+                .is_none_or(|w| w.status == WorkerStatus::Retiring)
+        })
+    }
+
+    /// Keeps retirements moving whatever happened meanwhile: copies of results that were
+    /// released or lost are forgotten, copies headed to a worker that is itself retiring or
+    /// gone are sent elsewhere, and retirements with nothing left to do finish.
+    fn sweep_retirements(&mut self) {
+        let retiring: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.status == WorkerStatus::Retiring)
+            .map(|(id, _)| *id)
+            .collect();
+        for r in retiring {
+            let Some(w) = self.workers.get(&r) else {
+                continue;
+            };
+            let copies: Vec<(TaskId, WorkerId)> =
+                w.replicating.iter().map(|(k, t)| (*k, *t)).collect();
+            for (key, target) in copies {
+                let held_here = self
+                    .tasks
+                    .get(&key)
+                    .is_some_and(|t| t.state == TaskState::Memory && t.holders.contains(&r));
+                let target_ok = self
+                    .workers
+                    .get(&target)
+                    .is_some_and(|t| t.status != WorkerStatus::Retiring);
+                if !held_here || !self.only_retiring_workers_hold(key) {
+                    self.workers
+                        .get_mut(&r)
+                        .expect("present")
+                        .replicating
+                        .remove(&key);
+                } else if !target_ok {
+                    self.workers
+                        .get_mut(&r)
+                        .expect("present")
+                        .replicating
+                        .remove(&key);
+                    self.replicate_away(r, key);
+                }
+            }
+            self.finish_retirement_if_done(r);
+        }
     }
 
     /// Asks the running worker with the least data to copy `id` from the retiring `from`.

@@ -522,3 +522,131 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_retirement_finishes_when_a_result_being_copied_is_released() {
+    let mut s = State::new(Config::default());
+    for w in [1, 2] {
+        let info = WorkerInfo {
+            nthreads: 1,
+            ..WorkerInfo::default()
+        };
+        s.handle(Event::WorkerJoined { worker: w, info });
+    }
+    s.handle(Event::GraphSubmitted {
+        client: CLIENT,
+        tasks: vec![t(1, &[])],
+        wanted: vec![TaskId(1)],
+    });
+    let holder = match &s.take_commands()[..] {
+        [Command::Compute { worker, .. }] => *worker,
+        other => panic!("{other:?}"),
+    };
+    s.handle(Event::TasksFinished {
+        worker: holder,
+        finished: vec![Finished {
+            task: TaskId(1),
+            nbytes: 8,
+            duration_us: 1,
+        }],
+    });
+    s.take_commands();
+    s.handle(Event::Retire {
+        workers: vec![holder],
+        requester: Some(CLIENT),
+    });
+    assert!(s
+        .take_commands()
+        .iter()
+        .any(|c| matches!(c, Command::Replicate { .. })));
+    // The client drops the result before the copy lands: the retirement must still end.
+    s.handle(Event::Release {
+        client: CLIENT,
+        keys: vec![TaskId(1)],
+    });
+    let out = s.take_commands();
+    assert!(
+        out.contains(&Command::WorkerRetired {
+            requester: CLIENT,
+            worker: holder
+        }),
+        "{out:?}"
+    );
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn every_retire_request_is_answered() {
+    let mut sim = Sim::new();
+    let a = sim.join(1);
+    sim.s.handle(Event::Retire {
+        workers: vec![999],
+        requester: Some(CLIENT),
+    });
+    assert!(sim.s.take_commands().contains(&Command::WorkerRetired {
+        requester: CLIENT,
+        worker: 999
+    }));
+    // Lost while retiring (its copy target never answers): still answered.
+    let b = sim.join(1);
+    sim.submit(vec![t(1, &[])], &[1]);
+    sim.run_all();
+    let holder = sim.s.holders(TaskId(1))[0];
+    let other = if holder == a { b } else { a };
+    sim.s.handle(Event::Retire {
+        workers: vec![holder],
+        requester: Some(CLIENT),
+    });
+    sim.s.handle(Event::WorkerLost { worker: holder });
+    let out = sim.s.take_commands();
+    assert!(
+        out.contains(&Command::WorkerRetired {
+            requester: CLIENT,
+            worker: holder
+        }),
+        "{out:?}"
+    );
+    let _ = other;
+}
+
+#[test]
+fn retiring_two_workers_at_once_keeps_what_only_they_hold() {
+    let mut sim = Sim::new();
+    let a = sim.join(1);
+    let b = sim.join(1);
+    let c = sim.join(1);
+    sim.submit(vec![t(1, &[])], &[1]);
+    sim.run_all();
+    // Give the result a second copy, then retire both holders together.
+    let first = sim.s.holders(TaskId(1))[0];
+    let second = if first == a { b } else { a };
+    sim.data.get_mut(&second).unwrap().insert(TaskId(1));
+    sim.event(Event::ReplicaAdded {
+        worker: second,
+        task: TaskId(1),
+        nbytes: 8,
+    });
+    sim.event(Event::Retire {
+        workers: vec![first, second],
+        requester: None,
+    });
+    assert_eq!(
+        sim.s.holders(TaskId(1)),
+        &[c],
+        "the shared result was not copied to the survivor"
+    );
+}
+
+#[test]
+fn graph_tasks_nobody_wants_are_forgotten() {
+    let mut sim = Sim::new();
+    sim.join(1);
+    // a -> b (wanted), a -> c (not wanted): c and, once b is released, a must go.
+    sim.submit(vec![t(1, &[]), t(2, &[1]), t(3, &[1])], &[2]);
+    sim.run_all();
+    sim.event(Event::Release {
+        client: CLIENT,
+        keys: vec![TaskId(2)],
+    });
+    assert_eq!(sim.s.counts(), TaskCounts::default());
+}

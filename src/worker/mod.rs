@@ -158,6 +158,15 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
         .join(format!("rdask-worker-{}", std::process::id()));
     let store = Arc::new(Mutex::new(Store::new(spill_dir)));
     tokio::spawn(peer::serve(listener, opts.secret.clone(), store.clone()));
+    // A batch system ends a job with SIGTERM: leave no spill files behind.
+    let on_term = store.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(Error::io("installing the SIGTERM handler"))?;
+    tokio::spawn(async move {
+        term.recv().await;
+        on_term.lock().expect("store").clear();
+        std::process::exit(143);
+    });
     let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
     let executor = Executor::start(opts.nthreads, tx.clone());
     let pool = PeerPool::new(opts.secret.clone());
@@ -455,7 +464,15 @@ impl Session<'_> {
                     }
                 }
                 for (dep, holders) in missing {
-                    for task in self.waiters.remove(&dep).unwrap_or_default() {
+                    let waiting = self.waiters.remove(&dep).unwrap_or_default();
+                    if waiting.is_empty() {
+                        // A replication (retirement copy) failed: the scheduler must know, or
+                        // it waits for the copy forever.
+                        let missing = vec![(dep, holders.clone())];
+                        self.outbox
+                            .push(WorkerToScheduler::Missing { task: dep, missing });
+                    }
+                    for task in waiting {
                         if self.missing_inputs.remove(&task).is_some()
                             && self.pending.remove(&task).is_some()
                         {
@@ -488,7 +505,11 @@ impl Session<'_> {
                             holders: d.holders.clone(),
                         });
                     }
-                    waiters.push(t.task);
+                    // A task cancelled and re-sent while this input is in flight must not be
+                    // counted twice.
+                    if !waiters.contains(&t.task) {
+                        waiters.push(t.task);
+                    }
                 }
                 if missing == 0 {
                     self.ready.push(Reverse((t.priority, t.task)));
@@ -640,11 +661,9 @@ impl Session<'_> {
                 )))
                 .await?;
         }
-        let wrote = !self.outbox.is_empty();
         for msg in std::mem::take(&mut self.outbox) {
             writer.write_control(&msg).await?;
         }
-        let _ = wrote;
         writer.flush().await
     }
 }

@@ -27,8 +27,14 @@ pub type Writer = FrameWriter<OwnedWriteHalf>;
 /// Serves results from `store` to any authenticated peer or client, until the listener fails.
 pub async fn serve(listener: TcpListener, secret: Secret, store: Arc<Mutex<Store>>) {
     loop {
-        let Ok((stream, from)) = listener.accept().await else {
-            continue;
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: wait instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let secret = secret.clone();
         let store = store.clone();
@@ -108,6 +114,10 @@ pub async fn read_answers(
 /// One open, authenticated connection to a peer; requests on it take turns.
 type Connection = Arc<tokio::sync::Mutex<(Reader, Writer)>>;
 
+/// How long one request to a peer may take. Generous: it covers gigabyte chunks on a busy
+/// network; its purpose is to end waits on a peer that will never answer.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(120);
+
 /// Open connections to peers, one per address, reused across fetches.
 #[derive(Clone)]
 pub struct PeerPool {
@@ -150,14 +160,19 @@ impl PeerPool {
         let conn = self.connection(addr).await?;
         let mut guard = conn.lock().await;
         let (reader, writer) = &mut *guard;
-        let result = async {
+        let request = async {
             writer
                 .write_control(&PeerRequest::Get(keys.to_vec()))
                 .await?;
             writer.flush().await?;
             read_answers(reader, keys).await
-        }
-        .await;
+        };
+        // A holder that froze (or whose node died without closing the socket) must not hold
+        // the task forever: past the deadline the next holder is tried.
+        let result = match tokio::time::timeout(REQUEST_DEADLINE, request).await {
+            Ok(r) => r,
+            Err(_) => Err(ProtocolError::Timeout),
+        };
         if result.is_err() {
             self.conns.lock().expect("pool").remove(addr);
         }

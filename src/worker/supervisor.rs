@@ -47,13 +47,16 @@ pub async fn supervise(program: std::path::PathBuf, args: Vec<String>, n: u32) -
         let code = exit.as_ref().ok().and_then(|s| s.code());
         match code {
             Some(0) => {} // closed by the scheduler: done
-            Some(c) if c != super::EXIT_RESTART => {
+            // 1: the scheduler stayed unreachable past the death timeout; 2: invalid input
+            // (a bad secret or flag). Both would hit every sibling too.
+            Some(c @ (1 | 2)) => {
                 // A fatal error (bad secret, scheduler gone past the death timeout): the
                 // others will meet the same fate; end them and report it.
                 status = c;
                 stop_all(&mut children).await;
                 return status;
             }
+            // Anything else is a crash (a panic, a signal, a memory restart): start a fresh one.
             _ => {
                 let now = Instant::now();
                 let window = &mut restarts[i];
