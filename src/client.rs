@@ -35,8 +35,9 @@ impl Waiter {
 
 #[derive(Default)]
 struct Inner {
-    /// Waiters are woken once per key that arrives for them, not on every message: a graph
-    /// of 100,000 wanted keys must not cost 100,000 rescans of them.
+    /// Each arriving key is struck off the waiters that miss it, and a waiter is woken only
+    /// when it misses nothing more: a graph of 100,000 wanted keys must not cost 100,000
+    /// rescans of them.
     waiters: Vec<Waiter>,
     ready: HashMap<TaskId, (u64, Vec<Holder>)>,
     erred: HashMap<TaskId, String>,

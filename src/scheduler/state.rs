@@ -888,12 +888,9 @@ impl State {
         };
         // A retirement that ends by loss still ends: its requester must not wait forever.
         if let (WorkerStatus::Retiring, Some(requester)) = (w.status, w.retire_requester) {
-            if !self
-                .out
-                .iter()
-                .any(|c| *c == Command::WorkerRetired { requester, worker })
-            {
-                self.out.push(Command::WorkerRetired { requester, worker });
+            let answer = Command::WorkerRetired { requester, worker };
+            if !self.out.contains(&answer) {
+                self.out.push(answer);
             }
         }
         self.release.remove(&worker);
@@ -1207,8 +1204,8 @@ impl State {
         c
     }
 
-    /// Queued work the workers have not started, in expected microseconds (for adaptive
-    /// scaling): tasks waiting or queued times their observed mean duration.
+    /// Work not yet done, in expected microseconds (for adaptive scaling): tasks waiting,
+    /// queued or processing, times their observed mean duration.
     pub fn pending_work_us(&self) -> f64 {
         let c = self.counts();
         (c.waiting + c.queued + c.processing) as f64 * self.observed.duration_us.max(1.0)

@@ -1,7 +1,8 @@
 //! Runs kernels on a pool of plain threads, off the async runtime, so a long kernel never
-//! stalls the worker's networking. The event loop feeds at most one task per thread at a
-//! time and keeps the queue itself, in priority order, so that pausing (memory pressure) or
-//! cancelling is a decision the loop makes, not the pool.
+//! stalls the worker's networking. The event loop keeps the ready queue itself, in priority
+//! order, and hands the pool one task per thread (up to 16 per thread when tasks are shorter
+//! than a thread wake-up), so pausing under memory pressure and cancelling are decisions the
+//! loop makes, not the pool.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
