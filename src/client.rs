@@ -365,6 +365,31 @@ impl Client {
             .map_err(|_| Error::runtime("lost the scheduler before it answered"))
     }
 
+    /// Copies results to one more worker (peer-to-peer, from a current holder) and waits until
+    /// the scheduler lists it as a holder of each.
+    pub async fn replicate(&self, keys: &[TaskId], to: WorkerId) -> Result<()> {
+        self.send(ClientToScheduler::Replicate {
+            keys: keys.to_vec(),
+            to,
+        })?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let located = self.who_has(keys).await?;
+            if located
+                .iter()
+                .all(|(_, holders)| holders.iter().any(|h| h.worker == to))
+            {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::runtime(format!(
+                    "worker {to} did not receive the results within 10 minutes"
+                )));
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+
     /// Retires workers gracefully and waits until each has handed its results over and left.
     pub async fn retire(&self, workers: &[WorkerId]) -> Result<()> {
         self.send(ClientToScheduler::Retire(workers.to_vec()))?;

@@ -486,3 +486,35 @@ async fn a_silent_worker_is_declared_lost_after_the_heartbeat_timeout() {
     let _ = a.wait();
     let _ = b.wait();
 }
+
+/// `replicate` copies a result to another worker, peer-to-peer; both then hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_can_be_replicated_to_another_worker() {
+    let cluster = LocalCluster::start(options(2)).await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let task = bytes_task(&client, 3 << 20, 5);
+    let id = task.id;
+    client.submit(vec![task], &[id]).unwrap();
+    client.wait(&[id]).await.unwrap();
+    let holder = client.who_has(&[id]).await.unwrap()[0].1[0].worker;
+    let other = client
+        .status()
+        .await
+        .unwrap()
+        .workers
+        .iter()
+        .map(|w| w.id)
+        .find(|w| *w != holder)
+        .unwrap();
+    client.replicate(&[id], other).await.unwrap();
+    let mut holders: Vec<u64> = client.who_has(&[id]).await.unwrap()[0]
+        .1
+        .iter()
+        .map(|h| h.worker)
+        .collect();
+    holders.sort();
+    let mut want = vec![holder, other];
+    want.sort();
+    assert_eq!(holders, want);
+    cluster.close().await;
+}

@@ -105,6 +105,11 @@ pub enum ClientToScheduler {
     Status,
     /// Retire these workers gracefully (their unique results are copied first).
     Retire(Vec<WorkerId>),
+    /// Copy these results to this worker too (as Dask's `replicate`), e.g. to spread hot data.
+    Replicate {
+        keys: Vec<TaskId>,
+        to: WorkerId,
+    },
     /// Stop the scheduler and every worker.
     Shutdown,
 }

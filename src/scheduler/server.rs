@@ -538,6 +538,9 @@ impl Core {
                     let report = self.status();
                     self.to_client(id, SchedulerToClient::Status(Box::new(report)));
                 }
+                ClientToScheduler::Replicate { keys, to } => {
+                    self.state.handle(Event::Replicate { keys, to });
+                }
                 ClientToScheduler::Retire(workers) => {
                     self.state.handle(Event::Retire {
                         workers,

@@ -98,6 +98,11 @@ pub enum Event {
     ClientGone {
         client: ClientId,
     },
+    /// Copy these results (those in memory) to worker `to` as well.
+    Replicate {
+        keys: Vec<TaskId>,
+        to: WorkerId,
+    },
     /// Retire gracefully: stop giving them work, copy their unique needed results elsewhere,
     /// then close them.
     Retire {
@@ -382,6 +387,27 @@ impl State {
                 let keys: Vec<TaskId> = self.wanted.remove(&client).into_iter().flatten().collect();
                 for key in keys {
                     self.unwant(client, key);
+                }
+            }
+            Event::Replicate { keys, to } => {
+                if self
+                    .workers
+                    .get(&to)
+                    .is_some_and(|w| w.status != WorkerStatus::Retiring)
+                {
+                    for key in keys {
+                        let Some(t) = self.tasks.get(&key) else {
+                            continue;
+                        };
+                        if t.state == TaskState::Memory && !t.holders.contains(&to) {
+                            let loc = DepLocation {
+                                task: key,
+                                nbytes: t.nbytes,
+                                holders: t.holders.clone(),
+                            };
+                            self.replicate.entry(to).or_default().push(loc);
+                        }
+                    }
                 }
             }
             Event::Retire { workers, requester } => {
