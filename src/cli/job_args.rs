@@ -16,10 +16,6 @@ fn walltime_text(s: &str) -> std::result::Result<String, String> {
     config::check_walltime_text(s).map(|_| s.to_string())
 }
 
-fn seconds(s: &str) -> std::result::Result<u64, String> {
-    crate::units::parse_seconds(s).map_err(|e| e.0)
-}
-
 #[derive(Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Job options (also: config file keys and RDASK_<KEY> variables)")]
 pub struct JobArgs {
@@ -90,7 +86,7 @@ pub struct JobArgs {
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub worker_extra_arg: Vec<String>,
     /// Seconds a worker waits for an unreachable scheduler before exiting [default: 60]
-    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = super::seconds_arg)]
     pub death_timeout: Option<u64>,
     /// Extra argument for the submit command (repeatable)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
@@ -111,7 +107,7 @@ pub struct JobArgs {
     #[arg(long, value_name = "COMMAND")]
     pub worker_command: Option<String>,
     /// Timeout for each batch-system command [default: 60]
-    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = super::seconds_arg)]
     pub command_timeout: Option<u64>,
 }
 

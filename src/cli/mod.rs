@@ -47,6 +47,11 @@ pub enum Command {
     Bench(bench::BenchCommand),
 }
 
+/// Parses a flag given in seconds ("60") or as a duration ("90s", "2m").
+pub(crate) fn seconds_arg(s: &str) -> std::result::Result<u64, String> {
+    crate::units::parse_seconds(s).map_err(|e| e.0)
+}
+
 /// Logs go to stderr; `RDASK_LOG` (error, warn, info, debug, trace) overrides the level.
 pub fn init_logging(default: &str) {
     let level = std::env::var("RDASK_LOG").unwrap_or_else(|_| default.to_string());

@@ -12,10 +12,6 @@ use crate::scheduler::server::{self, SchedulerOptions};
 use crate::units::ByteSize;
 use crate::worker::{self, Exit, WorkerOptions, EXIT_RESTART};
 
-fn seconds(s: &str) -> std::result::Result<u64, String> {
-    crate::units::parse_seconds(s).map_err(|e| e.0)
-}
-
 #[derive(Args, Debug)]
 pub struct SchedulerArgs {
     /// Address to listen on [default: all interfaces]
@@ -132,7 +128,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Exit after the scheduler has been unreachable this long (seconds or 90s, 2m)
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = super::seconds_arg)]
     pub death_timeout: u64,
     /// Scratch directory for spilled results [default: $TMPDIR or /tmp]
     #[arg(long, value_name = "DIR")]

@@ -21,7 +21,6 @@ use super::state::{
     self, Assignment, ClientId, Command, Config, DepLocation, Event, State, WorkerId, WorkerInfo,
 };
 use crate::error::{Error, Result};
-use crate::graph::TaskId;
 use crate::protocol::messages::*;
 use crate::protocol::{self, encode_control, FrameWriter, Kind, Role, Secret, HANDSHAKE_TIMEOUT};
 
@@ -245,22 +244,12 @@ async fn serve(
             let (reply, id) = oneshot::channel();
             let _ = core.send(CoreMsg::WorkerConnected { reg, out, reply });
             let Ok(id) = id.await else { return Ok(()) };
-            let why = loop {
-                match reader.read_frame().await {
-                    Ok(Some(frame)) if frame.kind == Kind::Control => {
-                        count(&frame);
-                        match frame.decode() {
-                            Ok(msg) => {
-                                let _ = core.send(CoreMsg::FromWorker { id, msg });
-                            }
-                            Err(e) => break e.to_string(),
-                        }
-                    }
-                    Ok(Some(_)) => break "sent a data frame to the scheduler".to_string(),
-                    Ok(None) => break "closed the connection".to_string(),
-                    Err(e) => break e.to_string(),
-                }
-            };
+            let why = forward(&mut reader, &counters, |msg| {
+                let _ = core.send(CoreMsg::FromWorker { id, msg });
+            })
+            .await
+            .err()
+            .unwrap_or_else(|| "closed the connection".into());
             let _ = core.send(CoreMsg::WorkerDisconnected { id, why });
         }
         Role::Client => {
@@ -269,28 +258,12 @@ async fn serve(
             let (reply, id) = oneshot::channel();
             let _ = core.send(CoreMsg::ClientConnected { out, reply });
             let Ok(id) = id.await else { return Ok(()) };
-            let result = loop {
-                match reader.read_frame().await {
-                    Ok(Some(frame)) if frame.kind == Kind::Control => {
-                        count(&frame);
-                        match frame.decode() {
-                            Ok(msg) => {
-                                let _ = core.send(CoreMsg::FromClient { id, msg });
-                            }
-                            Err(e) => break Err(e),
-                        }
-                    }
-                    Ok(Some(_)) => {
-                        break Err(protocol::ProtocolError::Unexpected(
-                            "data frame from a client".into(),
-                        ))
-                    }
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err(e),
-                }
-            };
+            let result = forward(&mut reader, &counters, |msg| {
+                let _ = core.send(CoreMsg::FromClient { id, msg });
+            })
+            .await;
             let _ = core.send(CoreMsg::ClientDisconnected { id });
-            result?;
+            result.map_err(protocol::ProtocolError::Unexpected)?;
         }
         Role::Peer => {
             return Err(protocol::ProtocolError::Unexpected(
@@ -299,6 +272,27 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// Decodes the control messages of one connection and hands each to `deliver`, until the
+/// peer closes (Ok) or misbehaves (Err, with the reason). Counts the bytes received.
+async fn forward<T: serde::de::DeserializeOwned>(
+    reader: &mut protocol::FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    counters: &Counters,
+    mut deliver: impl FnMut(T),
+) -> std::result::Result<(), String> {
+    loop {
+        match reader.read_frame().await {
+            Ok(Some(frame)) if frame.kind == Kind::Control => {
+                let size = (frame.body.len() + protocol::HEADER_LEN) as u64;
+                counters.received.fetch_add(size, Ordering::Relaxed);
+                deliver(frame.decode().map_err(|e| e.to_string())?);
+            }
+            Ok(Some(_)) => return Err("sent a data frame to the scheduler".into()),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Writes everything queued for one connection, flushing once the queue is empty.
@@ -743,9 +737,4 @@ fn wire_task(a: Assignment) -> WireTask {
         deps: a.deps.into_iter().map(wire_dep).collect(),
         priority: a.priority,
     }
-}
-
-/// The client that owns a key.
-pub fn client_of(key: TaskId) -> ClientId {
-    key.0 >> KEY_BITS
 }

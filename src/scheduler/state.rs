@@ -689,7 +689,6 @@ impl State {
             if let Some(w) = self.workers.get_mut(&h) {
                 w.has.remove(&id);
                 w.held_bytes -= nbytes;
-                w.replicating.remove(&id);
             }
             self.release.entry(h).or_default().push(id);
         }
@@ -848,21 +847,8 @@ impl State {
             self.release.entry(worker).or_default().push(id);
             return;
         }
+        // The retirement that asked for this copy is finished by the sweep.
         self.add_holder(id, worker, nbytes);
-        let retiring: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.replicating.get(&id) == Some(&worker))
-            .map(|(wid, _)| *wid)
-            .collect();
-        for r in retiring {
-            self.workers
-                .get_mut(&r)
-                .expect("present")
-                .replicating
-                .remove(&id);
-            self.finish_retirement_if_done(r);
-        }
     }
 
     // ----- clients ------------------------------------------------------------------------
@@ -956,30 +942,7 @@ impl State {
                 self.requeue(id);
             }
         }
-        // Retirements that were copying onto this worker pick another target.
-        let retiring: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.replicating.values().any(|t| *t == worker))
-            .map(|(id, _)| *id)
-            .collect();
-        for r in retiring {
-            let keys: Vec<TaskId> = self.workers[&r]
-                .replicating
-                .iter()
-                .filter(|(_, t)| **t == worker)
-                .map(|(k, _)| *k)
-                .collect();
-            for k in keys {
-                self.workers
-                    .get_mut(&r)
-                    .expect("present")
-                    .replicating
-                    .remove(&k);
-                self.replicate_away(r, k);
-            }
-            self.finish_retirement_if_done(r);
-        }
+        // Retirements that were copying onto this worker are redirected by the sweep.
     }
 
     fn start_retirement(&mut self, worker: WorkerId, requester: Option<ClientId>) {

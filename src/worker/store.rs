@@ -23,7 +23,6 @@ pub struct Store {
     in_memory: u64,
     on_disk: u64,
     spill_dir: PathBuf,
-    spilled_total: u64,
 }
 
 impl Store {
@@ -35,7 +34,6 @@ impl Store {
             in_memory: 0,
             on_disk: 0,
             spill_dir,
-            spilled_total: 0,
         }
     }
 
@@ -58,11 +56,6 @@ impl Store {
 
     pub fn on_disk(&self) -> u64 {
         self.on_disk
-    }
-
-    /// Bytes written to disk since the worker started.
-    pub fn spilled_total(&self) -> u64 {
-        self.spilled_total
     }
 
     pub fn put(&mut self, id: TaskId, data: Bytes) {
@@ -140,7 +133,6 @@ impl Store {
             let nbytes = data.len() as u64;
             self.in_memory -= nbytes;
             self.on_disk += nbytes;
-            self.spilled_total += nbytes;
             spilled += nbytes;
             self.entries.insert(id, Entry::Disk { path, nbytes });
         }

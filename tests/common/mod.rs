@@ -66,10 +66,6 @@ pub fn real_system_enabled(system: &str) -> bool {
     false
 }
 
-pub fn is_file(p: &Path) -> bool {
-    p.is_file()
-}
-
 /// A `rdask-jobqueue scheduler` process on loopback, killed when dropped.
 pub struct SchedulerProcess {
     pub child: std::process::Child,
