@@ -1,18 +1,107 @@
 //! Memory for large received results, backed by transparent huge pages where the kernel
-//! offers them (`madvise` mode, common on HPC nodes).
+//! offers them (`madvise` mode, common on HPC nodes), and recycled through a bounded pool.
 //!
 //! A result received from a peer lands in fresh memory, and first-touching fresh memory costs
 //! a page fault per 4 KiB page inside every recv — for a 512 MiB chunk, 131,072 faults, which
 //! cost more than the copy itself. Mapping the body 2 MiB-aligned with MADV_HUGEPAGE makes it
 //! 256 faults. Where huge pages are off, this is an ordinary anonymous mapping.
+//!
+//! Even 256 huge-page faults are slow on some machines (this VM zeroes fresh memory at about
+//! 0.4 GB/s, slower than loopback TCP), and a worker receives chunks of the same few sizes
+//! over and over. So a dropped buffer goes back to a process-wide pool instead of being
+//! unmapped, and the next receive of a similar size reuses its already-resident pages. The
+//! pool is bounded ([`set_pool_limit`]; the worker sets it from its memory limit) and is the
+//! first thing given back under memory pressure ([`trim_pool`]), before any result is spilled.
 
 use std::io;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 
 const HUGE: usize = 2 << 20;
 
-/// An anonymous mapping of `len` bytes, zero-filled by the kernel, unmapped on drop.
+/// Mappings kept for reuse: (address, mapping length), and their total length.
+struct Pool {
+    free: Vec<(usize, usize)>,
+    bytes: usize,
+    limit: usize,
+}
+
+/// Until a worker says otherwise, a process keeps up to 1 GiB of received buffers.
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    free: Vec::new(),
+    bytes: 0,
+    limit: 1 << 30,
+});
+
+fn pool() -> std::sync::MutexGuard<'static, Pool> {
+    // The pool holds plain numbers; a panic elsewhere cannot leave it inconsistent.
+    POOL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Bounds the bytes of freed buffers kept for reuse (0 disables the pool) and trims to it.
+pub fn set_pool_limit(bytes: usize) {
+    let unmap = {
+        let mut p = pool();
+        p.limit = bytes;
+        p.take_above(bytes)
+    };
+    unmap_all(unmap);
+}
+
+/// Gives every pooled buffer back to the kernel; returns the bytes released.
+pub fn trim_pool() -> usize {
+    let unmap = pool().take_above(0);
+    let released = unmap.iter().map(|(_, len)| len).sum();
+    unmap_all(unmap);
+    released
+}
+
+/// Bytes currently held in the pool.
+pub fn pooled_bytes() -> usize {
+    pool().bytes
+}
+
+impl Pool {
+    /// Removes mappings (oldest first) until at most `keep` bytes remain; the caller unmaps
+    /// them outside the lock.
+    fn take_above(&mut self, keep: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        while self.bytes > keep {
+            let (map, len) = self.free.remove(0);
+            self.bytes -= len;
+            out.push((map, len));
+        }
+        out
+    }
+
+    /// The smallest pooled mapping that fits `need` bytes without wasting more than half.
+    fn take_fitting(&mut self, need: usize) -> Option<(usize, usize)> {
+        let best = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, len))| *len >= need && *len <= need.saturating_mul(2))
+            .min_by_key(|(_, (_, len))| *len)
+            .map(|(i, _)| i)?;
+        let taken = self.free.remove(best);
+        self.bytes -= taken.1;
+        Some(taken)
+    }
+}
+
+fn unmap_all(maps: Vec<(usize, usize)>) {
+    for (map, len) in maps {
+        // SAFETY: each entry is a whole mapping made by HugeBuf::new and owned by nobody else.
+        unsafe {
+            libc::munmap(map as *mut libc::c_void, len);
+        }
+    }
+}
+
+/// `len` bytes inside an anonymous mapping, fresh or reused from the pool; its contents are
+/// unspecified (zero when fresh, an earlier result's bytes when reused): the receiver
+/// overwrites all of it.
 pub struct HugeBuf {
     map: *mut u8,
     map_len: usize,
@@ -28,24 +117,14 @@ unsafe impl Sync for HugeBuf {}
 
 impl HugeBuf {
     pub fn new(len: usize) -> io::Result<HugeBuf> {
-        let map_len = len
+        let need = len
             .checked_add(HUGE)
             .ok_or_else(|| io::Error::other("size overflows"))?;
-        // SAFETY: a fresh private anonymous mapping; we check the result.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+        let reused = pool().take_fitting(need);
+        let (map, map_len) = match reused {
+            Some((map, map_len)) => (map as *mut u8, map_len),
+            None => (Self::map(need)?, need),
         };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = map.cast::<u8>();
         let offset = (HUGE - (map as usize % HUGE)) % HUGE;
         // SAFETY: the advised range lies inside the mapping. The advice is a hint; failure
         // (huge pages disabled) only means ordinary pages.
@@ -60,8 +139,27 @@ impl HugeBuf {
         })
     }
 
+    fn map(map_len: usize) -> io::Result<*mut u8> {
+        // SAFETY: a fresh private anonymous mapping; we check the result.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(map.cast::<u8>())
+    }
+
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: offset + len <= map_len; the memory is initialised (zero) by the kernel.
+        // SAFETY: offset + len <= map_len; the memory is initialised (by the kernel or by an
+        // earlier use).
         unsafe { std::slice::from_raw_parts_mut(self.map.add(self.offset), self.len) }
     }
 
@@ -79,10 +177,18 @@ impl AsRef<[u8]> for HugeBuf {
 
 impl Drop for HugeBuf {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping we created.
-        unsafe {
-            libc::munmap(self.map.cast(), self.map_len);
-        }
+        let entry = (self.map as usize, self.map_len);
+        let overflow = {
+            let mut p = pool();
+            if p.bytes + self.map_len <= p.limit {
+                p.bytes += self.map_len;
+                p.free.push(entry);
+                None
+            } else {
+                Some(entry)
+            }
+        };
+        unmap_all(overflow.into_iter().collect());
     }
 }
 
@@ -91,15 +197,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn holds_what_is_written_and_frees_on_drop() {
-        let mut b = HugeBuf::new(5 << 20).unwrap();
-        assert!(b.as_mut_slice().iter().all(|x| *x == 0));
-        b.as_mut_slice()[(5 << 20) - 1] = 9;
+    fn holds_what_is_written_and_is_reused_after_drop() {
+        // An unusual size, so that no other test running in parallel takes this buffer.
+        let len = 101 << 20;
+        let mut b = HugeBuf::new(len).unwrap();
+        let first = b.as_mut_slice().as_ptr() as usize;
+        b.as_mut_slice()[len - 1] = 9;
         let bytes = b.into_bytes();
-        assert_eq!(bytes.len(), 5 << 20);
-        assert_eq!(bytes[(5 << 20) - 1], 9);
-        let part = bytes.slice(1..3);
+        assert_eq!(bytes.len(), len);
+        assert_eq!(bytes[len - 1], 9);
+        let part = bytes.slice(len - 2..len);
         drop(bytes);
-        assert_eq!(&part[..], &[0, 0]);
+        assert_eq!(&part[..], &[0, 9]);
+        drop(part);
+        assert!(pooled_bytes() >= len);
+        // A slightly smaller receive reuses the resident pages (same 2 MiB-aligned start).
+        let mut again = HugeBuf::new(len - 4096).unwrap();
+        assert_eq!(again.as_mut_slice().as_ptr() as usize, first);
+        drop(again);
+        assert!(trim_pool() >= len);
     }
 }

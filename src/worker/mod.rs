@@ -142,6 +142,13 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
+    // Received results are recycled up to the target fraction of the limit: the pool only
+    // holds memory the worker would let its store use, and is the first to go under pressure.
+    if opts.memory_limit > 0 {
+        crate::protocol::hugebuf::set_pool_limit(
+            (opts.memory.target * opts.memory_limit as f64) as usize,
+        );
+    }
     let bind_ip = match &opts.interface {
         Some(iface) => sys::interface_address(iface).map_err(Error::invalid)?,
         None => std::net::IpAddr::from([0, 0, 0, 0]),
@@ -613,7 +620,11 @@ impl Session<'_> {
                 tracing::error!("cannot spill to disk: {e}");
             }
         }
-        let rss = sys::rss_bytes() as f64;
+        let mut rss = sys::rss_bytes() as f64;
+        if rss > policy.spill * limit && crate::protocol::hugebuf::trim_pool() > 0 {
+            // Recycled receive buffers are given back before any result is spilled.
+            rss = sys::rss_bytes() as f64;
+        }
         if rss > policy.spill * limit {
             let excess = rss - policy.spill * limit;
             let keep = (store.in_memory() as f64 - excess).max(0.0) as u64;
