@@ -5,6 +5,7 @@
 //! ([`jobqueue`]) -> worker ranks <-> scheduler <- client <- array expressions.
 //! See docs/architecture.md for the map.
 
+pub mod array;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,231 +1,328 @@
-//! `demo`: the README's first command. Starts the embedded local cluster and runs the classic
-//! examples of the runtime on it, checking every result against a direct computation.
+//! `demo`: the README's first command. On the embedded local cluster: writes a sample HDF5
+//! dataset larger than the workers' memory, runs the classic dask.array examples on it, checks
+//! every result against a direct single-process computation, and prints a summary.
 
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use clap::Args;
+use ndarray::{s, Array2, ArrayD, Axis, IxDyn};
 
-use crate::client::Client;
+use crate::array::block::{BinOp, ReduceOp};
+use crate::array::{self, Array, Data};
 use crate::error::{Error, Result};
-use crate::graph::{TaskId, TaskSpec};
-use crate::kernels::command::{CommandResult, CommandSpec};
 use crate::local::{LocalCluster, LocalClusterOptions};
+use crate::units::ByteSize;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example:\n  rdask-jobqueue demo --size 8192 --dir /tmp/rdask-demo")]
 pub struct DemoArgs {
-    /// Worker processes [default: one per core]
+    /// Worker processes [default: one per core, at least 2]
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Leaves of the tree reduction
-    #[arg(long, default_value_t = 200_000)]
-    pub leaves: u64,
+    /// The sample dataset is SIZE x SIZE float64 (12288: 1.1 GiB)
+    #[arg(long, default_value_t = 12288)]
+    pub size: usize,
+    /// Chunk edge (chunks are CHUNK x CHUNK)
+    #[arg(long, default_value_t = 1024)]
+    pub chunk: usize,
+    /// Memory limit per worker; the default keeps the dataset larger than all workers' memory
+    #[arg(long, default_value = "512MiB")]
+    pub memory_limit: String,
+    /// Where the HDF5 files go [default: a new temporary directory, kept for you to inspect]
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Edge of the slice used for the matrix product
+    #[arg(long, default_value_t = 2048)]
+    pub dot_size: usize,
 }
 
-struct Outcome {
-    name: &'static str,
-    detail: String,
+struct Step {
+    name: String,
     seconds: f64,
+    bytes: f64,
+    check: String,
 }
 
 pub fn demo(a: DemoArgs) -> Result<i32> {
+    if a.size == 0 || a.chunk == 0 || a.dot_size == 0 {
+        return Err(Error::invalid(
+            "--size, --chunk and --dot-size must be at least 1",
+        ));
+    }
+    let limit = a
+        .memory_limit
+        .parse::<ByteSize>()
+        .map_err(|e| Error::invalid(format!("--memory-limit: {}", e.0)))?
+        .bytes();
+    let dir = match &a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(Error::io("creating the demo directory"))?;
+            d.clone()
+        }
+        None => tempfile::Builder::new()
+            .prefix("rdask-demo-")
+            .tempdir()
+            .map_err(Error::io("creating a temporary directory"))?
+            .keep(),
+    };
+    let input = dir.join("sample.h5");
+    let output = dir.join("result.h5");
+    let (input_s, output_s) = (input.display().to_string(), output.display().to_string());
+    let workers = a
+        .workers
+        .unwrap_or_else(|| LocalClusterOptions::default().workers)
+        .max(2);
     super::runtime::runtime()?.block_on(async {
-        let workers = a
-            .workers
-            .unwrap_or_else(|| LocalClusterOptions::default().workers)
-            .max(2);
         let started = Instant::now();
-        let opts = LocalClusterOptions {
+        let cluster = LocalCluster::start(LocalClusterOptions {
             workers,
-            threads_per_worker: 1,
+            memory_limit: limit,
             ..LocalClusterOptions::default()
-        };
-        let cluster = LocalCluster::start(opts).await?;
+        })
+        .await?;
         let client = cluster.client().await?;
+        let n = a.size;
+        let nbytes = (n * n * 8) as f64;
         println!(
-            "local cluster: scheduler {} + {workers} worker processes, up in {:.0} ms",
-            cluster.address(),
+            "local cluster: {workers} workers, {} memory limit each, up in {:.0} ms",
+            ByteSize(limit),
             started.elapsed().as_secs_f64() * 1e3
         );
-        let outcomes = vec![
-            tree_reduction(&client, a.leaves).await?,
-            programs_as_tasks(&client).await?,
-            peer_to_peer(&client).await?,
-            lost_worker(&cluster, &client).await?,
-        ];
+        println!(
+            "sample: {input_s}:/x, {n} x {n} float64 ({}), chunks {c} x {c}",
+            ByteSize(nbytes as u64),
+            c = a.chunk
+        );
+        let mut steps = Vec::new();
+        let chunks = [a.chunk, a.chunk];
+        let err = |e: String| Error::invalid(e);
+
+        let t = Instant::now();
+        let random = Array::random(&[n, n], 1, Some(&chunks)).map_err(err)?;
+        array::store(&client, &random, &input_s, "/x", true).await?;
+        steps.push(Step {
+            name: "random((n, n), seed=1) -> sample.h5:/x".into(),
+            seconds: t.elapsed().as_secs_f64(),
+            bytes: nbytes,
+            check: "read back below".into(),
+        });
+
+        let x = Array::from_hdf5(&input_s, "/x", None).map_err(err)?;
+        let direct = Direct::read(&input_s, a.chunk)?;
+
+        let t = Instant::now();
+        let total = scalar(
+            &array::compute(
+                &client,
+                &x.reduce(ReduceOp::Sum, None, false, 0.0).map_err(err)?,
+            )
+            .await?,
+        );
+        let secs = t.elapsed().as_secs_f64();
+        let expect = direct.sum;
+        close(total, expect, 1e-9, "x.sum()")?;
+        steps.push(Step {
+            name: "x.sum()".into(),
+            seconds: secs,
+            bytes: nbytes,
+            check: format!("{total:.6} = direct {expect:.6}"),
+        });
+
+        let t = Instant::now();
+        let row_means = array::compute(
+            &client,
+            &x.reduce(ReduceOp::Mean, Some(&[1]), false, 0.0)
+                .map_err(err)?,
+        )
+        .await?
+        .to_f64();
+        let secs = t.elapsed().as_secs_f64();
+        let worst = max_diff(&row_means, &direct.row_means);
+        close(worst, 0.0, 1e-12, "x.mean(axis=1)")?;
+        steps.push(Step {
+            name: "x.mean(axis=1)".into(),
+            seconds: secs,
+            bytes: nbytes,
+            check: format!("{} values, max |diff| {worst:.1e}", row_means.len()),
+        });
+
+        let t = Instant::now();
+        let col_mean = x
+            .reduce(ReduceOp::Mean, Some(&[0]), false, 0.0)
+            .map_err(err)?;
+        let expr = x
+            .binary(BinOp::Add, &x.transpose(None).map_err(err)?)
+            .and_then(|s| s.binary(BinOp::Sub, &col_mean))
+            .map_err(err)?;
+        array::store(&client, &expr, &output_s, "/centred", true).await?;
+        let secs = t.elapsed().as_secs_f64();
+        let checked = direct.check_centred(&output_s, a.chunk)?;
+        steps.push(Step {
+            name: "(x + x.T) - x.mean(axis=0) -> result.h5:/centred".into(),
+            seconds: secs,
+            bytes: 3.0 * nbytes,
+            check: checked,
+        });
+
+        let d = a.dot_size.min(n);
+        let t = Instant::now();
+        let sl = x
+            .slice(&[
+                array::lazy::Select::Range(array::block::Dim::range(0, d as u64)),
+                array::lazy::Select::Range(array::block::Dim::range(0, d as u64)),
+            ])
+            .map_err(err)?;
+        let rhs =
+            sl.transpose(None)
+                .map_err(err)?
+                .with_scalar(BinOp::Add, array::Scalar::Int(1), false);
+        let product = array::compute(&client, &sl.dot(&rhs).map_err(err)?)
+            .await?
+            .to_f64();
+        let secs = t.elapsed().as_secs_f64();
+        let m = direct.corner(&input_s, d)?;
+        let reference = m.dot(&(m.t().mapv(|v| v + 1.0)));
+        let worst = max_diff(&product, &reference.into_dyn());
+        close(worst, 0.0, 1e-9 * d as f64, "dot")?;
+        steps.push(Step {
+            name: format!("y.dot(y.T + 1), y = x[:{d}, :{d}]"),
+            seconds: secs,
+            bytes: 2.0 * (d * d * d) as f64,
+            check: format!("{d} x {d} result, max |diff| {worst:.1e}"),
+        });
+
+        let peaks: Vec<String> = cluster
+            .worker_pids()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:.0} MiB",
+                    crate::sys::peak_rss_of(&p.to_string()) as f64 / 1048576.0
+                )
+            })
+            .collect();
         cluster.close().await;
         println!();
-        for o in &outcomes {
-            println!("  ok  {:<28} {:>8.3} s  {}", o.name, o.seconds, o.detail);
+        for s in &steps {
+            let rate = if s.name.contains("dot") {
+                format!("{:>6.1} GFLOP/s", s.bytes / s.seconds / 1e9)
+            } else {
+                format!("{:>6.2} GB/s   ", s.bytes / s.seconds / 1e9)
+            };
+            println!(
+                "  ok  {:<52} {:>7.2} s {rate}  {}",
+                s.name, s.seconds, s.check
+            );
         }
-        println!("\nevery result matched its direct computation");
+        println!(
+            "\npeak memory per worker: {} (limit {})",
+            peaks.join(", "),
+            ByteSize(limit)
+        );
+        println!("files: {input_s}, {output_s}");
+        println!("every result matched its direct computation");
         Ok(0)
     })
 }
 
-fn check(ok: bool, what: impl FnOnce() -> String) -> Result<()> {
-    if ok {
+fn scalar(d: &Data) -> f64 {
+    d.to_f64().iter().next().copied().unwrap_or(f64::NAN)
+}
+
+fn close(got: f64, want: f64, rtol: f64, what: &str) -> Result<()> {
+    if (got - want).abs() <= rtol * want.abs().max(1.0) {
         Ok(())
     } else {
-        Err(Error::runtime(format!("demo check failed: {}", what())))
+        Err(Error::runtime(format!(
+            "demo check failed: {what} = {got}, direct computation {want}"
+        )))
     }
 }
 
-fn as_u64(b: &[u8]) -> u64 {
-    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+fn max_diff(a: &ArrayD<f64>, b: &ArrayD<f64>) -> f64 {
+    if a.shape() != b.shape() {
+        return f64::INFINITY;
+    }
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
-/// sum(0..n) as a binary tree of `sum-u64` tasks.
-async fn tree_reduction(client: &Client, leaves: u64) -> Result<Outcome> {
-    let mut tasks = Vec::with_capacity(2 * leaves as usize);
-    let leaf_ids: Vec<TaskId> = (0..leaves)
-        .map(|i| {
-            let id = client.new_key();
-            tasks.push(TaskSpec::new(
-                id,
-                "sum-u64",
-                i.to_le_bytes().to_vec(),
-                vec![],
-            ));
-            id
+/// The same results computed directly: one process reading the file block row by block row.
+struct Direct {
+    sum: f64,
+    row_means: ArrayD<f64>,
+    col_means: Vec<f64>,
+    n: usize,
+}
+
+fn open(file: &str) -> Result<hdf5::Dataset> {
+    hdf5::File::open(file)
+        .and_then(|f| f.dataset("/x"))
+        .map_err(|e| Error::runtime(format!("{file}: {e}")))
+}
+
+fn h5(e: hdf5::Error) -> Error {
+    Error::runtime(e.to_string())
+}
+
+impl Direct {
+    fn read(file: &str, rows: usize) -> Result<Direct> {
+        let ds = open(file)?;
+        let n = ds.shape()[0];
+        let mut sum = 0.0;
+        let mut row_means = Vec::with_capacity(n);
+        let mut col_sums = vec![0.0; n];
+        for start in (0..n).step_by(rows) {
+            let end = (start + rows).min(n);
+            let block: Array2<f64> = ds.read_slice_2d(s![start..end, ..]).map_err(h5)?;
+            for row in block.axis_iter(Axis(0)) {
+                let r: f64 = row.sum();
+                sum += r;
+                row_means.push(r / n as f64);
+                for (c, v) in col_sums.iter_mut().zip(row) {
+                    *c += v;
+                }
+            }
+        }
+        Ok(Direct {
+            sum,
+            row_means: ArrayD::from_shape_vec(IxDyn(&[n]), row_means).expect("shape"),
+            col_means: col_sums.into_iter().map(|c| c / n as f64).collect(),
+            n,
         })
-        .collect();
-    let (inner, root) = crate::graph::reduction_tree(leaf_ids, 2, "sum-u64", || client.new_key());
-    tasks.extend(inner);
-    let n = tasks.len();
-    let started = Instant::now();
-    let out = client.compute(tasks, &[root]).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let want = leaves * (leaves - 1) / 2;
-    check(as_u64(&out[0]) == want, || {
-        format!("tree sum {} != {want}", as_u64(&out[0]))
-    })?;
-    Ok(Outcome {
-        name: "tree reduction",
-        detail: format!(
-            "sum(0..{leaves}) = {want}; {n} tasks, {:.0} tasks/s",
-            n as f64 / seconds
-        ),
-        seconds,
-    })
-}
+    }
 
-/// 200 shell commands as tasks; the sum of their outputs.
-async fn programs_as_tasks(client: &Client) -> Result<Outcome> {
-    let n = 200u64;
-    let tasks: Vec<TaskSpec> = (0..n)
-        .map(|i| {
-            let mut spec = CommandSpec::new(["sh", "-c", "echo $((I * I))"]);
-            spec.env.push(("I".into(), i.to_string()));
-            TaskSpec::new(client.new_key(), "command", spec.encode(), vec![])
-        })
-        .collect();
-    let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
-    let started = Instant::now();
-    let out = client.compute(tasks, &ids).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let mut total = 0u64;
-    for r in &out {
-        let r = CommandResult::decode(r).map_err(Error::runtime)?;
-        check(r.code == Some(0), || {
-            format!("a command exited {:?}", r.code)
-        })?;
-        total += String::from_utf8_lossy(&r.stdout)
-            .trim()
-            .parse::<u64>()
-            .map_err(|e| Error::runtime(e.to_string()))?;
+    fn corner(&self, file: &str, d: usize) -> Result<Array2<f64>> {
+        open(file)?.read_slice_2d(s![..d, ..d]).map_err(h5)
     }
-    let want: u64 = (0..n).map(|i| i * i).sum();
-    check(total == want, || {
-        format!("sum of squares {total} != {want}")
-    })?;
-    Ok(Outcome {
-        name: "programs as tasks",
-        detail: format!("{n} `sh -c` tasks, sum of squares {want}"),
-        seconds,
-    })
-}
 
-/// Chunks made on different workers are joined on one: they travel worker to worker, and the
-/// scheduler sees only control messages.
-async fn peer_to_peer(client: &Client) -> Result<Outcome> {
-    const MIB: u64 = 1 << 20;
-    let parts: Vec<TaskSpec> = (0..8u8)
-        .map(|i| {
-            let mut args = (32 * MIB).to_le_bytes().to_vec();
-            args.push(i);
-            TaskSpec::new(client.new_key(), "bytes", args, vec![])
-        })
-        .collect();
-    let ids: Vec<TaskId> = parts.iter().map(|t| t.id).collect();
-    let joined = client.new_key();
-    let mut tasks = parts;
-    tasks.push(TaskSpec::new(joined, "concat", vec![], ids));
-    let before = client.status().await?;
-    let started = Instant::now();
-    let out = client.compute(tasks, &[joined]).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let after = client.status().await?;
-    check(out[0].len() as u64 == 256 * MIB, || {
-        "the joined result has the wrong size".into()
-    })?;
-    for (i, chunk) in out[0].chunks((32 * MIB) as usize).enumerate() {
-        check(chunk.iter().all(|b| *b == i as u8), || {
-            format!("chunk {i} arrived wrong")
-        })?;
+    /// Compares sampled blocks of the stored result (the diagonal and one off-diagonal block
+    /// row) with x[i, j] + x[j, i] - colmean[j] computed here.
+    fn check_centred(&self, out: &str, chunk: usize) -> Result<String> {
+        let x = open(out.replace("result.h5", "sample.h5").as_str())?;
+        let got = hdf5::File::open(out)
+            .and_then(|f| f.dataset("/centred"))
+            .map_err(h5)?;
+        let n = self.n;
+        let mut worst: f64 = 0.0;
+        let mut checked = 0usize;
+        for start in (0..n).step_by(chunk.max(1) * 3) {
+            let end = (start + chunk).min(n);
+            let a: Array2<f64> = x.read_slice_2d(s![start..end, ..]).map_err(h5)?;
+            let b: Array2<f64> = x.read_slice_2d(s![.., start..end]).map_err(h5)?;
+            let r: Array2<f64> = got.read_slice_2d(s![start..end, ..]).map_err(h5)?;
+            for ((i, j), v) in r.indexed_iter() {
+                let want = a[[i, j]] + b[[j, i]] - self.col_means[j];
+                worst = worst.max((v - want).abs());
+                checked += 1;
+            }
+        }
+        close(worst, 0.0, 1e-12, "(x + x.T) - x.mean(axis=0)")?;
+        Ok(format!(
+            "{checked} values read back, max |diff| {worst:.1e}"
+        ))
     }
-    let control =
-        (after.bytes_received + after.bytes_sent) - (before.bytes_received + before.bytes_sent);
-    Ok(Outcome {
-        name: "peer-to-peer data",
-        detail: format!(
-            "256 MiB joined from 8 chunks; the scheduler carried {:.1} KiB of control messages",
-            control as f64 / 1024.0
-        ),
-        seconds,
-    })
-}
-
-/// kill -9 of a worker in the middle of a graph; its work is recomputed.
-async fn lost_worker(cluster: &LocalCluster, client: &Client) -> Result<Outcome> {
-    let leaves = 200u64;
-    let mut tasks = Vec::new();
-    let leaf_ids: Vec<TaskId> = (0..leaves)
-        .map(|i| {
-            let id = client.new_key();
-            let mut args = i.to_le_bytes().to_vec();
-            args.extend(5_000u64.to_le_bytes()); // 5 ms of work
-            tasks.push(TaskSpec::new(id, "sum-u64", args, vec![]));
-            id
-        })
-        .collect();
-    let (inner, root) = crate::graph::reduction_tree(leaf_ids, 4, "sum-u64", || client.new_key());
-    tasks.extend(inner);
-    let started = Instant::now();
-    client.submit(tasks, &[root])?;
-    // Progress counts every task this client finished; wait for a third of these leaves.
-    let mut progress = client.progress();
-    let target = *progress.borrow() + leaves / 3;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while *progress.borrow() < target && Instant::now() < deadline {
-        let _ = tokio::time::timeout(Duration::from_secs(1), progress.changed()).await;
-    }
-    let victim = *cluster.worker_pids().last().expect("workers");
-    // SAFETY: kill(2) on a worker process this demo started.
-    unsafe {
-        libc::kill(victim as libc::pid_t, libc::SIGKILL);
-    }
-    let out = client.gather(&[root]).await?;
-    client.release(&[root])?;
-    let seconds = started.elapsed().as_secs_f64();
-    let want = leaves * (leaves - 1) / 2;
-    check(as_u64(&out[0]) == want, || {
-        format!("sum after a lost worker {} != {want}", as_u64(&out[0]))
-    })?;
-    Ok(Outcome {
-        name: "surviving a lost worker",
-        detail: format!(
-            "kill -9 of worker pid {victim} mid-graph; its work recomputed, sum {want}"
-        ),
-        seconds,
-    })
 }

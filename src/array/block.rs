@@ -1,0 +1,938 @@
+//! What one array task computes: a small expression over its inputs, evaluated on a worker.
+//!
+//! The planner ([`super::plan`]) fuses every elementwise step, transpose, slice and read that
+//! feeds one output chunk into a single [`Block`], so a chain like `((x + x.T) - m) * 2` is one
+//! task per chunk that reads its pieces of `x` straight from the file, never a task per step
+//! with intermediate chunks held in memory. All type decisions are made by the planner: a
+//! `Binary` always meets operands of one dtype (the planner inserts `Cast`s), so evaluation
+//! here is mechanical.
+
+use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
+use serde::{Deserialize, Serialize};
+
+use super::data::{broadcast_shapes, map_data, sum_axes, DType, Data, Scalar};
+
+/// A strided range along one axis: `len` elements from `start`, `step` apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Dim {
+    pub start: u64,
+    pub len: u64,
+    pub step: u64,
+}
+
+impl Dim {
+    pub fn full(len: u64) -> Dim {
+        Dim {
+            start: 0,
+            len,
+            step: 1,
+        }
+    }
+
+    pub fn range(start: u64, len: u64) -> Dim {
+        Dim {
+            start,
+            len,
+            step: 1,
+        }
+    }
+
+    /// This range taken inside `outer` (whose elements are the coordinates this one indexes).
+    pub fn within(self, outer: Dim) -> Dim {
+        Dim {
+            start: outer.start + outer.step * self.start,
+            len: self.len,
+            step: outer.step * self.step,
+        }
+    }
+
+    /// The last coordinate covered (inclusive); None for an empty range.
+    pub fn last(self) -> Option<u64> {
+        (self.len > 0).then(|| self.start + (self.len - 1) * self.step)
+    }
+}
+
+pub fn dims_shape(dims: &[Dim]) -> Vec<usize> {
+    dims.iter().map(|d| d.len as usize).collect()
+}
+
+/// Element generators: each value depends only on its global position, so a generated array
+/// is the same whatever its chunking and whichever worker computes a chunk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Generator {
+    Fill(Scalar),
+    /// 1-d: `start + i * step`.
+    Arange {
+        start: f64,
+        step: f64,
+    },
+    /// Uniform in [0, 1): a hash of the seed and the element's flat index in `full`.
+    Random {
+        seed: u64,
+        full: Vec<u64>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Sqrt,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+}
+
+/// An HDF5 hyperslab to read on the worker that runs the task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Read {
+    pub file: String,
+    pub dataset: String,
+    pub dims: Vec<Dim>,
+    pub dtype: DType,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Block {
+    /// The task's `index`-th input, a chunk computed by another task.
+    Input(u32),
+    Read(Read),
+    Generate {
+        generator: Generator,
+        dtype: DType,
+        dims: Vec<Dim>,
+    },
+    Scalar(Scalar, DType),
+    Cast(Box<Block>, DType),
+    Unary(UnaryOp, Box<Block>),
+    Binary(BinOp, Box<Block>, Box<Block>),
+    Transpose(Box<Block>, Vec<usize>),
+    Slice(Box<Block>, Vec<Dim>),
+    Reshape(Box<Block>, Vec<usize>),
+    Matmul(Box<Block>, Box<Block>),
+    /// An output of `shape` put together from parts placed at their offsets.
+    Assemble {
+        shape: Vec<usize>,
+        dtype: DType,
+        parts: Vec<(Vec<usize>, Block)>,
+    },
+}
+
+/// Where reads go: the worker passes its HDF5 reader, tests can pass their own.
+pub trait Reader {
+    fn read(&self, read: &Read) -> Result<Data, String>;
+}
+
+impl Block {
+    pub fn evaluate(&self, inputs: &[Data], reader: &dyn Reader) -> Result<Data, String> {
+        Ok(match self {
+            Block::Input(i) => inputs
+                .get(*i as usize)
+                .cloned()
+                .ok_or_else(|| format!("block refers to input {i} of {}", inputs.len()))?,
+            Block::Read(r) => {
+                let data = reader.read(r)?;
+                if data.dtype() != r.dtype {
+                    data.cast(r.dtype)
+                } else {
+                    data
+                }
+            }
+            Block::Generate {
+                generator,
+                dtype,
+                dims,
+            } => generate(generator, *dtype, dims)?,
+            Block::Scalar(s, d) => Data::scalar(*s, *d),
+            Block::Cast(b, d) => b.evaluate(inputs, reader)?.cast(*d),
+            Block::Unary(op, b) => unary(*op, b.evaluate(inputs, reader)?)?,
+            Block::Binary(op, a, b) => binary(
+                *op,
+                a.evaluate(inputs, reader)?,
+                b.evaluate(inputs, reader)?,
+            )?,
+            Block::Transpose(b, perm) => {
+                let d = b.evaluate(inputs, reader)?;
+                if perm.len() != d.shape().len() {
+                    return Err(format!(
+                        "transpose of {} axes applied to a chunk of shape {:?}",
+                        perm.len(),
+                        d.shape()
+                    ));
+                }
+                d.permuted(perm)
+            }
+            Block::Slice(b, dims) => slice(b.evaluate(inputs, reader)?, dims)?,
+            Block::Reshape(b, shape) => b.evaluate(inputs, reader)?.into_shape(shape)?,
+            Block::Matmul(a, b) => {
+                matmul(a.evaluate(inputs, reader)?, b.evaluate(inputs, reader)?)?
+            }
+            Block::Assemble {
+                shape,
+                dtype,
+                parts,
+            } => {
+                let mut out = Data::full(shape, Scalar::Int(0), *dtype);
+                for (offset, part) in parts {
+                    let p = part.evaluate(inputs, reader)?.cast(*dtype);
+                    place(&mut out, offset, p)?;
+                }
+                out
+            }
+        })
+    }
+}
+
+fn place(out: &mut Data, offset: &[usize], part: Data) -> Result<(), String> {
+    let shape = part.shape().to_vec();
+    if offset.len() != shape.len() || out.shape().len() != shape.len() {
+        return Err("assemble: part and output ranks differ".into());
+    }
+    macro_rules! put {
+        ($o:expr, $p:expr) => {{
+            let mut view = $o.view_mut();
+            for (ax, (&at, &len)) in offset.iter().zip(&shape).enumerate() {
+                view.slice_axis_inplace(Axis(ax), Slice::from(at..at + len));
+            }
+            view.assign(&$p);
+        }};
+    }
+    match (out, part) {
+        (Data::F64(o), Data::F64(p)) => put!(o, p),
+        (Data::F32(o), Data::F32(p)) => put!(o, p),
+        (Data::I64(o), Data::I64(p)) => put!(o, p),
+        (Data::I32(o), Data::I32(p)) => put!(o, p),
+        _ => return Err("assemble: part of another dtype".into()),
+    }
+    Ok(())
+}
+
+fn slice(d: Data, dims: &[Dim]) -> Result<Data, String> {
+    if dims.len() != d.shape().len() {
+        return Err(format!(
+            "slice of {} axes applied to a chunk of shape {:?}",
+            dims.len(),
+            d.shape()
+        ));
+    }
+    for (dim, &n) in dims.iter().zip(d.shape()) {
+        if dim.last().is_some_and(|l| l >= n as u64) {
+            return Err(format!("slice {dim:?} outside an axis of length {n}"));
+        }
+    }
+    Ok(map_data!(d, a => {
+        let mut a = a;
+        a.slice_each_axis_inplace(|ax| {
+            let dim = dims[ax.axis.index()];
+            let end = if dim.len == 0 { dim.start } else { dim.last().unwrap_or(0) + 1 };
+            Slice::new(dim.start as isize, Some(end as isize), dim.step.max(1) as isize)
+        });
+        a
+    }))
+}
+
+/// The element operations each dtype supports.
+pub trait Elem: ndarray::LinalgScalar + PartialOrd + Send + Sync + std::fmt::Debug {
+    const IS_FLOAT: bool;
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn pow(self, e: Self) -> Result<Self, String>;
+    fn neg(self) -> Self;
+    fn abs(self) -> Self;
+    fn is_nan(self) -> bool;
+}
+
+macro_rules! float_elem {
+    ($t:ty) => {
+        impl Elem for $t {
+            const IS_FLOAT: bool = true;
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn pow(self, e: Self) -> Result<Self, String> {
+                Ok(self.powf(e))
+            }
+            fn neg(self) -> Self {
+                -self
+            }
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+        }
+    };
+}
+
+macro_rules! int_elem {
+    ($t:ty) => {
+        impl Elem for $t {
+            const IS_FLOAT: bool = false;
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn pow(self, e: Self) -> Result<Self, String> {
+                if e < 0 {
+                    return Err("integers to negative integer powers are not allowed \
+                                (write the base as a float, e.g. 2.0)"
+                        .into());
+                }
+                Ok(self.wrapping_pow(e.min(u32::MAX as $t) as u32))
+            }
+            fn neg(self) -> Self {
+                self.wrapping_neg()
+            }
+            fn abs(self) -> Self {
+                self.wrapping_abs()
+            }
+            fn is_nan(self) -> bool {
+                false
+            }
+        }
+    };
+}
+
+float_elem!(f64);
+float_elem!(f32);
+int_elem!(i64);
+int_elem!(i32);
+
+fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
+    let float_op = |f: fn(f64) -> f64, d: Data| -> Data {
+        match d {
+            Data::F32(mut a) => {
+                a.mapv_inplace(|x| f(x as f64) as f32);
+                Data::F32(a)
+            }
+            other => {
+                let Data::F64(mut a) = other.cast(DType::F64) else {
+                    unreachable!("cast to f64")
+                };
+                a.mapv_inplace(f);
+                Data::F64(a)
+            }
+        }
+    };
+    Ok(match op {
+        UnaryOp::Neg => map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::neg); a }),
+        UnaryOp::Abs => map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::abs); a }),
+        UnaryOp::Sqrt => float_op(f64::sqrt, d),
+        UnaryOp::Exp => float_op(f64::exp, d),
+        UnaryOp::Log => float_op(f64::ln, d),
+        UnaryOp::Sin => float_op(f64::sin, d),
+        UnaryOp::Cos => float_op(f64::cos, d),
+    })
+}
+
+fn apply<T: Elem>(op: BinOp, x: T, y: T) -> Result<T, String> {
+    Ok(match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div => x / y,
+        BinOp::Pow => x.pow(y)?,
+    })
+}
+
+/// `a op b` with NumPy broadcasting, reusing an operand's memory when it has the result's
+/// shape (fresh memory is the slowest thing a chunk task can ask for).
+fn broadcast_op<T: Elem>(op: BinOp, a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD<T>, String> {
+    if op == BinOp::Div && !T::IS_FLOAT {
+        return Err("integer arrays are divided as floats; cast first".into());
+    }
+    let shape = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| {
+        format!(
+            "operands could not be broadcast together with shapes {:?} {:?}",
+            a.shape(),
+            b.shape()
+        )
+    })?;
+    let mut err = None;
+    let mut f = |x: T, y: T| match apply(op, x, y) {
+        Ok(v) => v,
+        Err(e) => {
+            err.get_or_insert(e);
+            x
+        }
+    };
+    let out = if a.shape() == shape.as_slice() {
+        let mut a = a;
+        a.zip_mut_with(&b, |x, &y| *x = f(*x, y));
+        a
+    } else if b.shape() == shape.as_slice() {
+        let mut b = b;
+        b.zip_mut_with(&a, |y, &x| *y = f(x, *y));
+        b
+    } else {
+        let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y))
+    };
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn binary(op: BinOp, a: Data, b: Data) -> Result<Data, String> {
+    Ok(match (a, b) {
+        (Data::F64(a), Data::F64(b)) => Data::F64(broadcast_op(op, a, b)?),
+        (Data::F32(a), Data::F32(b)) => Data::F32(broadcast_op(op, a, b)?),
+        (Data::I64(a), Data::I64(b)) => Data::I64(broadcast_op(op, a, b)?),
+        (Data::I32(a), Data::I32(b)) => Data::I32(broadcast_op(op, a, b)?),
+        (a, b) => {
+            return Err(format!(
+                "binary operation on {} and {} (the planner casts first)",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    })
+}
+
+fn matmul(a: Data, b: Data) -> Result<Data, String> {
+    fn mm<T: Elem>(a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD<T>, String> {
+        let a = a
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|_| "matmul needs 2-d blocks")?;
+        let b = b
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|_| "matmul needs 2-d blocks")?;
+        if a.ncols() != b.nrows() {
+            return Err(format!(
+                "matmul: shapes {:?} and {:?} not aligned",
+                a.shape(),
+                b.shape()
+            ));
+        }
+        Ok(a.dot(&b).into_dyn())
+    }
+    Ok(match (a, b) {
+        (Data::F64(a), Data::F64(b)) => Data::F64(mm(a, b)?),
+        (Data::F32(a), Data::F32(b)) => Data::F32(mm(a, b)?),
+        (Data::I64(a), Data::I64(b)) => Data::I64(mm(a, b)?),
+        (Data::I32(a), Data::I32(b)) => Data::I32(mm(a, b)?),
+        _ => return Err("matmul of two dtypes (the planner casts first)".into()),
+    })
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The uniform [0, 1) value of element `index` of a random array with `seed`.
+pub fn random_value(seed: u64, index: u64) -> f64 {
+    let h = splitmix(splitmix(seed) ^ index);
+    (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+fn generate(g: &Generator, dtype: DType, dims: &[Dim]) -> Result<Data, String> {
+    let shape = dims_shape(dims);
+    let data = match g {
+        Generator::Fill(s) => return Ok(Data::full(&shape, *s, dtype)),
+        Generator::Arange { start, step } => {
+            let [d] = dims else {
+                return Err("arange is 1-d".into());
+            };
+            Data::F64(ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+                start + step * (d.start + d.step * i[0] as u64) as f64
+            }))
+        }
+        Generator::Random { seed, full } => {
+            if full.len() != dims.len() {
+                return Err("random: region and shape ranks differ".into());
+            }
+            // Row-major strides of the whole array give each element its global index.
+            let mut strides = vec![1u64; full.len()];
+            for k in (0..full.len().saturating_sub(1)).rev() {
+                strides[k] = strides[k + 1] * full[k + 1];
+            }
+            Data::F64(ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+                let index: u64 = (0..dims.len())
+                    .map(|k| (dims[k].start + dims[k].step * i[k] as u64) * strides[k])
+                    .sum();
+                random_value(*seed, index)
+            }))
+        }
+    };
+    Ok(data.cast(dtype))
+}
+
+/// The reductions, with the state a partial result carries so that partials combine
+/// exactly (sums in int64 or f64; means and variances as count, mean and the sum of
+/// squared deviations, merged with Chan et al.'s formula).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReduceOp {
+    Sum,
+    Min,
+    Max,
+    Mean,
+    Var,
+    Std,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Min => "min",
+            ReduceOp::Max => "max",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Var => "var",
+            ReduceOp::Std => "std",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReduceOp> {
+        [
+            ReduceOp::Sum,
+            ReduceOp::Min,
+            ReduceOp::Max,
+            ReduceOp::Mean,
+            ReduceOp::Var,
+            ReduceOp::Std,
+        ]
+        .into_iter()
+        .find(|op| op.name() == s)
+    }
+
+    /// NumPy's result dtype for this reduction of `input`.
+    pub fn result_dtype(self, input: DType) -> DType {
+        match self {
+            ReduceOp::Sum => input.sum_of(),
+            ReduceOp::Min | ReduceOp::Max => input,
+            ReduceOp::Mean | ReduceOp::Var | ReduceOp::Std => input.float_of(),
+        }
+    }
+}
+
+/// One reduction as the tasks see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reduction {
+    pub op: ReduceOp,
+    /// The reduced axes of the input, ascending.
+    pub axes: Vec<usize>,
+    /// Delta degrees of freedom for var and std.
+    pub ddof: f64,
+    pub out_dtype: DType,
+    /// The finished chunk's shape (the reduced axes dropped unless keepdims).
+    pub out_shape: Vec<usize>,
+}
+
+/// A partial reduction over some chunks, reduced axes kept as size 1.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Partial {
+    /// Sum (int64 or f64), min or max (the input dtype).
+    Values(Data),
+    Moments {
+        count: f64,
+        mean: ArrayD<f64>,
+        /// Sum of squared deviations from the mean; absent for a plain mean.
+        m2: Option<ArrayD<f64>>,
+    },
+}
+
+fn fold_axes<T: Elem>(a: &ArrayD<T>, axes: &[usize], pick: fn(T, T) -> T) -> ArrayD<T> {
+    let mut out = a.clone();
+    for &ax in axes {
+        out = out
+            .map_axis(Axis(ax), |lane| {
+                let mut it = lane.iter();
+                let first = *it.next().expect("non-empty lane");
+                it.fold(first, |acc, &x| pick(acc, x))
+            })
+            .insert_axis(Axis(ax));
+    }
+    out
+}
+
+fn pick_min<T: Elem>(acc: T, x: T) -> T {
+    if x < acc || x.is_nan() {
+        x
+    } else {
+        acc
+    }
+}
+
+fn pick_max<T: Elem>(acc: T, x: T) -> T {
+    if x > acc || x.is_nan() {
+        x
+    } else {
+        acc
+    }
+}
+
+/// Sums `a` over `axes` (keepdims), with a fast path for a whole contiguous chunk.
+fn sum_keep<T: Elem>(a: &ArrayD<T>, axes: &[usize]) -> ArrayD<T> {
+    if axes.len() == a.ndim() {
+        let total = match a.as_slice_memory_order() {
+            Some(s) => sum_slice(s),
+            None => a.sum(),
+        };
+        return ArrayD::from_elem(IxDyn(&vec![1; a.ndim()]), total);
+    }
+    sum_axes(a, axes)
+}
+
+/// Eight independent accumulators, so the compiler vectorises the loop.
+fn sum_slice<T: Elem>(s: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            acc[k] = acc[k] + c[k];
+        }
+    }
+    let mut total = chunks.remainder().iter().fold(T::zero(), |a, &x| a + x);
+    for a in acc {
+        total = total + a;
+    }
+    total
+}
+
+impl Partial {
+    /// The partial reduction of one chunk.
+    pub fn of(data: Data, r: &Reduction) -> Result<Partial, String> {
+        if r.axes.iter().any(|&a| a >= data.shape().len()) {
+            return Err(format!(
+                "reduction axes {:?} for a chunk of shape {:?}",
+                r.axes,
+                data.shape()
+            ));
+        }
+        let count: f64 = r.axes.iter().map(|&a| data.shape()[a] as f64).product();
+        Ok(match r.op {
+            ReduceOp::Sum => {
+                let acc = if data.dtype().is_float() {
+                    DType::F64
+                } else {
+                    DType::I64
+                };
+                Partial::Values(map_data!(data.cast(acc), a => sum_keep(&a, &r.axes)))
+            }
+            ReduceOp::Min | ReduceOp::Max => {
+                if data.is_empty() {
+                    return Err(format!(
+                        "zero-size array to reduction operation {} which has no identity",
+                        r.op.name()
+                    ));
+                }
+                let min = r.op == ReduceOp::Min;
+                Partial::Values(map_data!(data, a => {
+                    fold_axes(&a, &r.axes, if min { pick_min } else { pick_max })
+                }))
+            }
+            ReduceOp::Mean | ReduceOp::Var | ReduceOp::Std => {
+                let x = data.to_f64();
+                let mut mean = sum_keep(&x, &r.axes);
+                mean.mapv_inplace(|s| s / count);
+                let m2 = (r.op != ReduceOp::Mean).then(|| {
+                    let mut dev = x;
+                    dev.zip_mut_with(&mean, |v, &m| *v = (*v - m) * (*v - m));
+                    sum_keep(&dev, &r.axes)
+                });
+                Partial::Moments { count, mean, m2 }
+            }
+        })
+    }
+
+    /// Merges two partials of neighbouring chunks of the same output.
+    pub fn merge(self, other: Partial, op: ReduceOp) -> Result<Partial, String> {
+        Ok(match (self, other) {
+            (Partial::Values(a), Partial::Values(b)) => {
+                let bop = match op {
+                    ReduceOp::Sum => None,
+                    ReduceOp::Min => Some(pick_min as fn(f64, f64) -> f64),
+                    ReduceOp::Max => Some(pick_max as fn(f64, f64) -> f64),
+                    _ => return Err("mismatched partials".into()),
+                };
+                match bop {
+                    None => Partial::Values(binary(BinOp::Add, a, b)?),
+                    Some(_) => Partial::Values(pick_merge(a, b, op == ReduceOp::Min)?),
+                }
+            }
+            (
+                Partial::Moments {
+                    count: na,
+                    mean: ma,
+                    m2: m2a,
+                },
+                Partial::Moments {
+                    count: nb,
+                    mean: mb,
+                    m2: m2b,
+                },
+            ) => {
+                let n = na + nb;
+                if ma.shape() != mb.shape() {
+                    return Err("partials of different shapes".into());
+                }
+                let mut mean = ma.clone();
+                let m2 = match (m2a, m2b) {
+                    (Some(mut m2a), Some(m2b)) => {
+                        Zip::from(&mut m2a).and(&ma).and(&mb).and(&m2b).for_each(
+                            |m2, &a, &b, &m2b| {
+                                let delta = b - a;
+                                *m2 += m2b + delta * delta * na * nb / n;
+                            },
+                        );
+                        Some(m2a)
+                    }
+                    _ => None,
+                };
+                Zip::from(&mut mean)
+                    .and(&mb)
+                    .for_each(|m, &b| *m += (b - *m) * nb / n);
+                Partial::Moments { count: n, mean, m2 }
+            }
+            _ => return Err("mismatched partials".into()),
+        })
+    }
+
+    /// The reduction's value, cast and shaped as NumPy returns it.
+    pub fn finish(self, r: &Reduction) -> Result<Data, String> {
+        let data = match self {
+            Partial::Values(d) => d.cast(r.out_dtype),
+            Partial::Moments { count, mean, m2 } => {
+                let v = match r.op {
+                    ReduceOp::Mean => mean,
+                    ReduceOp::Var | ReduceOp::Std => {
+                        let mut v = m2.ok_or("variance without its moments")?;
+                        let dof = count - r.ddof;
+                        v.mapv_inplace(|m| if dof > 0.0 { m / dof } else { f64::NAN });
+                        if r.op == ReduceOp::Std {
+                            v.mapv_inplace(f64::sqrt);
+                        }
+                        v
+                    }
+                    _ => return Err("moments for a non-moment reduction".into()),
+                };
+                Data::F64(v).cast(r.out_dtype)
+            }
+        };
+        data.into_shape(&r.out_shape)
+    }
+
+    /// Wire form: a tag byte, then for moments the count and the two arrays, each chunk
+    /// length-prefixed.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let put = |d: &Data, out: &mut Vec<u8>| {
+            let e = d.encode();
+            out.extend_from_slice(&(e.len() as u64).to_le_bytes());
+            out.extend_from_slice(&e);
+        };
+        match self {
+            Partial::Values(d) => {
+                out.push(0);
+                put(d, &mut out);
+            }
+            Partial::Moments { count, mean, m2 } => {
+                out.push(if m2.is_some() { 2 } else { 1 });
+                out.extend_from_slice(&count.to_le_bytes());
+                put(&Data::F64(mean.clone()), &mut out);
+                if let Some(m2) = m2 {
+                    put(&Data::F64(m2.clone()), &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Partial, String> {
+        let tag = *bytes.first().ok_or("not a partial reduction")?;
+        let mut at = if tag == 0 { 1 } else { 9 };
+        let mut next = || -> Result<Data, String> {
+            let len = u64::from_le_bytes(
+                bytes
+                    .get(at..at + 8)
+                    .ok_or("truncated partial")?
+                    .try_into()
+                    .expect("8 bytes"),
+            ) as usize;
+            let d = Data::decode(bytes.get(at + 8..at + 8 + len).ok_or("truncated partial")?)?;
+            at += 8 + len;
+            Ok(d)
+        };
+        let f64_of = |d: Data| match d {
+            Data::F64(a) => Ok(a),
+            _ => Err("moments must be f64".to_string()),
+        };
+        match tag {
+            0 => Ok(Partial::Values(next()?)),
+            1 | 2 => {
+                let count = f64::from_le_bytes(
+                    bytes
+                        .get(1..9)
+                        .ok_or("truncated partial")?
+                        .try_into()
+                        .expect("8 bytes"),
+                );
+                let mean = f64_of(next()?)?;
+                let m2 = if tag == 2 {
+                    Some(f64_of(next()?)?)
+                } else {
+                    None
+                };
+                Ok(Partial::Moments { count, mean, m2 })
+            }
+            _ => Err("not a partial reduction".into()),
+        }
+    }
+}
+
+fn pick_merge(a: Data, b: Data, min: bool) -> Result<Data, String> {
+    fn go<T: Elem>(mut a: ArrayD<T>, b: ArrayD<T>, min: bool) -> Result<ArrayD<T>, String> {
+        if a.shape() != b.shape() {
+            return Err("partials of different shapes".into());
+        }
+        let pick = if min { pick_min } else { pick_max };
+        a.zip_mut_with(&b, |x, &y| *x = pick(*x, y));
+        Ok(a)
+    }
+    Ok(match (a, b) {
+        (Data::F64(a), Data::F64(b)) => Data::F64(go(a, b, min)?),
+        (Data::F32(a), Data::F32(b)) => Data::F32(go(a, b, min)?),
+        (Data::I64(a), Data::I64(b)) => Data::I64(go(a, b, min)?),
+        (Data::I32(a), Data::I32(b)) => Data::I32(go(a, b, min)?),
+        _ => return Err("partials of different dtypes".into()),
+    })
+}
+
+/// A stand-in reader for tests of blocks that read nothing.
+pub struct NoReads;
+
+impl Reader for NoReads {
+    fn read(&self, r: &Read) -> Result<Data, String> {
+        Err(format!("no reader here for {}:{}", r.file, r.dataset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arr(shape: &[usize], f: impl Fn(usize) -> f64) -> Data {
+        let n: usize = shape.iter().product();
+        Data::F64(ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(f).collect()).unwrap())
+    }
+
+    #[test]
+    fn fused_blocks_evaluate_with_broadcasting_and_transpose() {
+        // (x + x.T) - row, on a 3x3 chunk.
+        let x = arr(&[3, 3], |i| i as f64);
+        let row = arr(&[3], |i| 10.0 * i as f64);
+        let b = Block::Binary(
+            BinOp::Sub,
+            Box::new(Block::Binary(
+                BinOp::Add,
+                Box::new(Block::Input(0)),
+                Box::new(Block::Transpose(Box::new(Block::Input(0)), vec![1, 0])),
+            )),
+            Box::new(Block::Input(1)),
+        );
+        let out = b.evaluate(&[x, row], &NoReads).unwrap().to_f64();
+        // element (1, 2): x[1,2] + x[2,1] - 20 = 5 + 7 - 20
+        assert_eq!(out[[1, 2]], -8.0);
+        assert_eq!(out.shape(), &[3, 3]);
+    }
+
+    #[test]
+    fn partials_merge_to_the_whole_arrays_statistics() {
+        let x = arr(&[4, 6], |i| ((i * 37) % 11) as f64 - 3.0);
+        let whole: Vec<f64> = x.to_f64().iter().copied().collect();
+        let mean = whole.iter().sum::<f64>() / 24.0;
+        let var = whole.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 23.0;
+        let red = Reduction {
+            op: ReduceOp::Std,
+            axes: vec![0, 1],
+            ddof: 1.0,
+            out_dtype: DType::F64,
+            out_shape: vec![],
+        };
+        // Split into column halves, reduce each, merge.
+        let halves = [
+            slice(x.clone(), &[Dim::full(4), Dim::range(0, 2)]).unwrap(),
+            slice(x.clone(), &[Dim::full(4), Dim::range(2, 4)]).unwrap(),
+        ];
+        let mut parts = halves.into_iter().map(|h| Partial::of(h, &red).unwrap());
+        let first = parts.next().unwrap();
+        let merged = parts.fold(first, |a, b| a.merge(b, ReduceOp::Std).unwrap());
+        let merged = Partial::decode(&merged.encode()).unwrap();
+        let std = merged.finish(&red).unwrap().to_f64();
+        assert!((std[[]] - var.sqrt()).abs() < 1e-12);
+        // Min along axis 1 with int dtype.
+        let xi = x.cast(DType::I32);
+        let r = Reduction {
+            op: ReduceOp::Min,
+            axes: vec![1],
+            ddof: 0.0,
+            out_dtype: DType::I32,
+            out_shape: vec![4],
+        };
+        let m = Partial::of(xi, &r).unwrap().finish(&r).unwrap();
+        assert_eq!(m.dtype(), DType::I32);
+        assert_eq!(m.to_f64().shape(), &[4]);
+    }
+
+    #[test]
+    fn generators_depend_only_on_global_position() {
+        let g = Generator::Random {
+            seed: 7,
+            full: vec![4, 5],
+        };
+        let whole = generate(&g, DType::F64, &[Dim::full(4), Dim::full(5)])
+            .unwrap()
+            .to_f64();
+        let part = generate(&g, DType::F64, &[Dim::range(1, 2), Dim::range(3, 2)])
+            .unwrap()
+            .to_f64();
+        assert_eq!(part[[1, 1]], whole[[2, 4]]);
+        assert!(whole.iter().all(|v| (0.0..1.0).contains(v)));
+        let a = generate(
+            &Generator::Arange {
+                start: 1.0,
+                step: 2.0,
+            },
+            DType::I64,
+            &[Dim {
+                start: 2,
+                len: 3,
+                step: 2,
+            }],
+        )
+        .unwrap();
+        assert_eq!(a.to_f64().as_slice().unwrap(), &[5.0, 9.0, 13.0]);
+    }
+
+    #[test]
+    fn integer_errors_are_reported() {
+        let a = Data::I64(ArrayD::from_elem(IxDyn(&[2]), 2));
+        let b = Data::I64(ArrayD::from_elem(IxDyn(&[2]), -1));
+        assert!(binary(BinOp::Pow, a.clone(), b)
+            .unwrap_err()
+            .contains("negative integer powers"));
+        let c = Data::I64(ArrayD::from_elem(IxDyn(&[3]), 1));
+        assert!(binary(BinOp::Add, a, c).unwrap_err().contains("broadcast"));
+    }
+}

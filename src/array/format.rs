@@ -1,0 +1,166 @@
+//! Printing a computed array: text like NumPy's `print`, or JSON.
+
+use serde_json::{json, Value};
+
+use super::data::{with_data, Data};
+
+/// Arrays with more elements than this print summarised (first and last 3 per axis), as NumPy
+/// does past its default threshold of 1000.
+const SUMMARY_THRESHOLD: usize = 1000;
+const EDGE: usize = 3;
+
+/// One element as NumPy's repr writes it: floats always with a point or an exponent.
+fn element(x: f64, is_float: bool) -> String {
+    if !is_float {
+        return format!("{}", x as i64);
+    }
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let a = x.abs();
+    if a != 0.0 && !(1e-4..1e16).contains(&a) {
+        // 1.5e-07 as NumPy writes it (Rust writes 1.5e-7).
+        let s = format!("{x:e}");
+        let (m, e) = s.split_once('e').expect("exponent");
+        let exp: i32 = e.parse().expect("exponent digits");
+        return format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    }
+    let s = format!("{x}");
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.")
+    }
+}
+
+/// The array as NumPy prints it (`print(a)`), right-aligned to a common width.
+pub fn text(d: &Data) -> String {
+    let is_float = d.dtype().is_float();
+    let values = d.to_f64();
+    if values.ndim() == 0 {
+        let s = element(values[[]], is_float);
+        return s.strip_suffix('.').map(|m| format!("{m}.0")).unwrap_or(s);
+    }
+    let summarise = values.len() > SUMMARY_THRESHOLD;
+    let shape = values.shape().to_vec();
+    let flat: Vec<f64> = values.iter().copied().collect();
+    let shown = |len: usize| -> Vec<Option<usize>> {
+        if summarise && len > 2 * EDGE {
+            (0..EDGE)
+                .map(Some)
+                .chain(std::iter::once(None))
+                .chain((len - EDGE..len).map(Some))
+                .collect()
+        } else {
+            (0..len).map(Some).collect()
+        }
+    };
+    let strides: Vec<usize> = (0..shape.len())
+        .map(|k| shape[k + 1..].iter().product())
+        .collect();
+    let width = flat
+        .iter()
+        .map(|&x| element(x, is_float).len())
+        .max()
+        .unwrap_or(1);
+    fn go(
+        axis: usize,
+        base: usize,
+        shape: &[usize],
+        strides: &[usize],
+        flat: &[f64],
+        ctx: &(usize, bool, &dyn Fn(usize) -> Vec<Option<usize>>),
+        out: &mut String,
+    ) {
+        let (width, is_float, shown) = ctx;
+        out.push('[');
+        let items = shown(shape[axis]);
+        let last_axis = axis + 1 == shape.len();
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                if last_axis {
+                    out.push(' ');
+                } else {
+                    out.push_str(&"\n".repeat(shape.len() - axis - 1));
+                    out.push_str(&" ".repeat(axis + 1));
+                }
+            }
+            match item {
+                None => out.push_str("..."),
+                Some(i) if last_axis => {
+                    let s = element(flat[base + i * strides[axis]], *is_float);
+                    out.push_str(&format!("{s:>width$}", width = *width));
+                }
+                Some(i) => go(
+                    axis + 1,
+                    base + i * strides[axis],
+                    shape,
+                    strides,
+                    flat,
+                    ctx,
+                    out,
+                ),
+            }
+        }
+        out.push(']');
+    }
+    let mut out = String::new();
+    go(
+        0,
+        0,
+        &shape,
+        &strides,
+        &flat,
+        &(width, is_float, &shown),
+        &mut out,
+    );
+    out
+}
+
+/// `{"shape": [...], "dtype": "float64", "data": nested lists or a number}`.
+pub fn json(d: &Data) -> Value {
+    fn nest(shape: &[usize], values: &mut dyn Iterator<Item = Value>) -> Value {
+        match shape.split_first() {
+            None => values.next().unwrap_or(Value::Null),
+            Some((&n, rest)) => Value::Array((0..n).map(|_| nest(rest, values)).collect()),
+        }
+    }
+    let shape = d.shape().to_vec();
+    let mut values: Box<dyn Iterator<Item = Value>> = with_data!(d, a => {
+        Box::new(a.iter().map(|x| json!(x)).collect::<Vec<_>>().into_iter())
+    });
+    json!({
+        "shape": shape,
+        "dtype": d.dtype().name(),
+        "data": nest(&shape, &mut values),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, IxDyn};
+
+    #[test]
+    fn prints_like_numpy() {
+        let a = Data::F64(
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, 2.5, -3.0, 0.0, 1e-7, 10.0]).unwrap(),
+        );
+        assert_eq!(
+            text(&a),
+            "[[     1.    2.5    -3.]\n [     0. 1e-07    10.]]"
+        );
+        assert_eq!(text(&Data::F64(ArrayD::from_elem(IxDyn(&[]), 3.0))), "3.0");
+        let i = Data::I64(ArrayD::from_shape_vec(IxDyn(&[3]), vec![1, 20, 3]).unwrap());
+        assert_eq!(text(&i), "[ 1 20  3]");
+        let big = Data::I64(ArrayD::from_shape_fn(IxDyn(&[2000]), |i| i[0] as i64));
+        assert_eq!(text(&big), "[   0    1    2 ... 1997 1998 1999]");
+        assert_eq!(
+            json(&i),
+            json!({"shape": [3], "dtype": "int64", "data": [1, 20, 3]})
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! HDF5 at both ends of an array computation: datasets described and read on the workers,
+//! results written through one temporary file that is renamed (or copied) into place only
+//! when every chunk is written.
+//!
+//! Reads: each read task opens the file, reads its hyperslab straight into the chunk's
+//! memory and closes the file. No handle is kept between tasks, so a worker never holds a
+//! file open (and locked) after a computation, and never reads through a stale handle of a
+//! file rewritten since. Opening costs about 0.1 ms, small next to a chunk's read. The chunk
+//! cache is switched off (0 bytes): every task reads each HDF5 chunk it touches exactly once,
+//! in one call, so a cache would only add a copy (HDF5 2.x's default 8 MiB cache halved read
+//! speed in our measurements).
+//!
+//! Writes: HDF5's serial library allows one writer per file at a time. Store tasks write their
+//! chunk themselves (no chunk travels to a writer) into a temporary file next to the output,
+//! one at a time: an exclusive `flock` on a lock file beside it serialises the workers (on
+//! every node, through the shared filesystem) and a process-wide mutex the threads of one
+//! worker. The driver creates that file before the graph runs and, once every store task has
+//! finished, renames it to the output's name — or, when the output file already exists, copies
+//! the finished dataset into it (`H5Ocopy`: a second write of the data, the price of never
+//! leaving a half-written dataset in a file that holds others). A failed or cancelled run
+//! removes the temporary file: the output is untouched.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
+use hdf5::{Hyperslab, SliceOrIndex};
+use ndarray::IxDyn;
+
+use super::block::{Dim, Read, Reader};
+use super::data::{with_data, DType, Data};
+
+/// What the planner needs to know of an input dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetInfo {
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    /// The dataset's own chunk shape (None when stored contiguously).
+    pub chunks: Option<Vec<usize>>,
+}
+
+fn h5err(what: &str) -> impl Fn(hdf5::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+fn open_ro(file: &str) -> Result<hdf5::File, String> {
+    if !Path::new(file).exists() {
+        return Err(format!("{file}: no such file"));
+    }
+    hdf5::File::with_options()
+        .with_fapl(|p| p.chunk_cache(0, 0, 1.0))
+        .open(file)
+        .map_err(h5err(file))
+}
+
+/// Maps an HDF5 element type to the dtype we compute in (integers narrower than 32 bits
+/// widen as NumPy would when mixed; unsigned 32-bit needs int64).
+fn dtype_of(desc: &TypeDescriptor) -> Option<DType> {
+    Some(match desc {
+        TypeDescriptor::Float(FloatSize::U8) => DType::F64,
+        TypeDescriptor::Float(FloatSize::U4) => DType::F32,
+        TypeDescriptor::Integer(IntSize::U8) => DType::I64,
+        TypeDescriptor::Integer(_) => DType::I32,
+        TypeDescriptor::Unsigned(IntSize::U1 | IntSize::U2) => DType::I32,
+        TypeDescriptor::Unsigned(IntSize::U4) => DType::I64,
+        _ => return None,
+    })
+}
+
+/// Shape, dtype and chunking of `file:dataset`, with errors a user can act on.
+pub fn describe(file: &str, dataset: &str) -> Result<DatasetInfo, String> {
+    let f = open_ro(file)?;
+    let ds = f.dataset(dataset).map_err(|_| {
+        let names = f.member_names().unwrap_or_default().join(", ");
+        format!("{file}: no dataset '{dataset}' (top-level members: {names})")
+    })?;
+    let desc = ds
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(h5err(file))?;
+    let dtype = dtype_of(&desc).ok_or_else(|| {
+        format!(
+            "{file}:{dataset} holds {desc:?} elements; supported: float64, float32, \
+             int64, int32 (and narrower integers, read as int32)"
+        )
+    })?;
+    Ok(DatasetInfo {
+        shape: ds.shape(),
+        dtype,
+        chunks: ds.chunk(),
+    })
+}
+
+fn hyperslab(dims: &[Dim]) -> Hyperslab {
+    Hyperslab::from(
+        dims.iter()
+            .map(|d| SliceOrIndex::SliceCount {
+                start: d.start as usize,
+                step: d.step.max(1) as usize,
+                count: d.len as usize,
+                block: 1,
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Reads on the worker, from the file system it shares with the others.
+pub struct FileReader;
+
+impl Reader for FileReader {
+    fn read(&self, r: &Read) -> Result<Data, String> {
+        let f = open_ro(&r.file)?;
+        let ds = f
+            .dataset(&r.dataset)
+            .map_err(h5err(&format!("{}:{}", r.file, r.dataset)))?;
+        let what = format!("reading {}:{}", r.file, r.dataset);
+        let reader = ds.as_reader();
+        macro_rules! read {
+            ($t:ty, $v:ident) => {
+                Data::$v(if r.dims.is_empty() {
+                    reader
+                        .read_dyn::<$t>()
+                        .map_err(h5err(&what))?
+                        .into_shape_with_order(IxDyn(&[]))
+                        .map_err(|e| e.to_string())?
+                } else {
+                    reader
+                        .read_slice::<$t, _, IxDyn>(hyperslab(&r.dims))
+                        .map_err(h5err(&what))?
+                })
+            };
+        }
+        Ok(match r.dtype {
+            DType::F64 => read!(f64, F64),
+            DType::F32 => read!(f32, F32),
+            DType::I64 => read!(i64, I64),
+            DType::I32 => read!(i32, I32),
+        })
+    }
+}
+
+/// A `FILE:/dataset` pair as users write it on the command line.
+pub fn parse_target(s: &str) -> Result<(String, String), String> {
+    let (file, dataset) = s
+        .rsplit_once(':')
+        .filter(|(f, d)| !f.is_empty() && !d.is_empty())
+        .ok_or_else(|| format!("'{s}' is not FILE.h5:/path/to/dataset (e.g. data.h5:/x)"))?;
+    let dataset = if dataset.starts_with('/') {
+        dataset.to_string()
+    } else {
+        format!("/{dataset}")
+    };
+    Ok((file.to_string(), dataset))
+}
+
+/// Serialises store tasks of all the worker's threads (flock alone is per process on NFS).
+static WRITING: Mutex<()> = Mutex::new(());
+
+/// Writes one chunk at `offset` of `file:dataset`, holding the output's write lock.
+pub fn write_chunk(file: &str, dataset: &str, offset: &[usize], data: &Data) -> Result<(), String> {
+    let _threads = WRITING.lock().unwrap_or_else(|p| p.into_inner());
+    let lock_path = lock_file_of(Path::new(file));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("opening the write lock {}: {e}", lock_path.display()))?;
+    flock(&lock, libc::LOCK_EX)?;
+    let result = (|| {
+        let f = hdf5::File::open_rw(file).map_err(h5err(file))?;
+        let ds = f.dataset(dataset).map_err(h5err(file))?;
+        let dims: Vec<Dim> = offset
+            .iter()
+            .zip(data.shape())
+            .map(|(&o, &n)| Dim::range(o as u64, n as u64))
+            .collect();
+        let writer = ds.as_writer();
+        with_data!(data, a => {
+            let a = a.as_standard_layout();
+            if dims.is_empty() {
+                writer.write(&a).map_err(h5err(file))?;
+            } else {
+                writer.write_slice(&a, hyperslab(&dims)).map_err(h5err(file))?;
+            }
+        });
+        drop(ds);
+        f.close().map_err(h5err(file))
+    })();
+    let _ = flock(&lock, libc::LOCK_UN);
+    result
+}
+
+fn flock(f: &std::fs::File, op: libc::c_int) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("locking the output for writing: {e}"));
+        }
+    }
+}
+
+fn lock_file_of(tmp: &Path) -> PathBuf {
+    let mut name = tmp.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// An output being written: a temporary file next to the target, removed unless committed.
+#[derive(Debug)]
+pub struct PendingOutput {
+    pub file: PathBuf,
+    pub dataset: String,
+    /// The temporary file the store tasks write.
+    pub tmp: PathBuf,
+    committed: bool,
+}
+
+impl PendingOutput {
+    /// Checks the target and creates the temporary file with an empty dataset of the
+    /// result's shape, dtype and chunking. Refuses an existing dataset without `overwrite`.
+    pub fn create(
+        file: &str,
+        dataset: &str,
+        shape: &[usize],
+        dtype: DType,
+        chunks: &[usize],
+        overwrite: bool,
+    ) -> Result<PendingOutput, String> {
+        let target = PathBuf::from(file);
+        if target.exists() {
+            let f = hdf5::File::open(&target).map_err(|e| {
+                format!("{file} exists and is not an HDF5 file we can open ({e}); choose another output")
+            })?;
+            if f.link_exists(dataset) && !overwrite {
+                return Err(format!(
+                    "{file}:{dataset} already exists; pass --overwrite to replace it"
+                ));
+            }
+        } else if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(format!(
+                    "{}: no such directory for the output",
+                    dir.display()
+                ));
+            }
+        }
+        let mut tmp_name = target.as_os_str().to_owned();
+        tmp_name.push(format!(".rdask-tmp-{}", std::process::id()));
+        let tmp = PathBuf::from(tmp_name);
+        let out = PendingOutput {
+            file: target,
+            dataset: dataset.to_string(),
+            tmp,
+            committed: false,
+        };
+        let f = hdf5::File::create(&out.tmp).map_err(h5err(&out.tmp.display().to_string()))?;
+        let group = parent_groups(&f, dataset)?;
+        let name = dataset.rsplit('/').next().unwrap_or(dataset);
+        macro_rules! make {
+            ($t:ty) => {{
+                let mut b = group.new_dataset::<$t>().shape(shape.to_vec());
+                if !shape.is_empty() && shape.iter().all(|&s| s > 0) {
+                    b = b.chunk(chunks.to_vec());
+                }
+                b.create(name).map_err(h5err(file))?;
+            }};
+        }
+        match dtype {
+            DType::F64 => make!(f64),
+            DType::F32 => make!(f32),
+            DType::I64 => make!(i64),
+            DType::I32 => make!(i32),
+        }
+        f.close().map_err(h5err(file))?;
+        Ok(out)
+    }
+
+    pub fn tmp_str(&self) -> String {
+        self.tmp.display().to_string()
+    }
+
+    /// Puts the finished dataset in place.
+    pub fn commit(mut self) -> Result<(), String> {
+        let file = self.file.display().to_string();
+        if !self.file.exists() {
+            std::fs::rename(&self.tmp, &self.file)
+                .map_err(|e| format!("renaming {} to {file}: {e}", self.tmp.display()))?;
+        } else {
+            copy_dataset(&self.tmp, &self.file, &self.dataset)?;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        let _ = std::fs::remove_file(lock_file_of(&self.tmp));
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingOutput {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+            let _ = std::fs::remove_file(lock_file_of(&self.tmp));
+        }
+    }
+}
+
+/// Opens (creating as needed) the groups above `dataset`.
+fn parent_groups(f: &hdf5::File, dataset: &str) -> Result<hdf5::Group, String> {
+    let mut group: hdf5::Group = (**f).clone();
+    let parts: Vec<&str> = dataset.split('/').filter(|p| !p.is_empty()).collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        group = match group.group(part) {
+            Ok(g) => g,
+            Err(_) => group.create_group(part).map_err(h5err(dataset))?,
+        };
+    }
+    Ok(group)
+}
+
+/// Copies `dataset` from `from` into the existing file `to`, replacing a dataset there.
+fn copy_dataset(from: &Path, to: &Path, dataset: &str) -> Result<(), String> {
+    let what = to.display().to_string();
+    let src = hdf5::File::open(from).map_err(h5err(&what))?;
+    let dst = hdf5::File::open_rw(to).map_err(h5err(&what))?;
+    let parent = parent_groups(&dst, dataset)?;
+    if dst.link_exists(dataset) {
+        dst.unlink(dataset).map_err(h5err(&what))?;
+    }
+    let name = dataset.rsplit('/').next().unwrap_or(dataset);
+    src.dataset(dataset)
+        .and_then(|ds| ds.copy_to(&parent, name))
+        .map_err(h5err(&format!("copying {dataset} into {what}")))?;
+    drop(parent);
+    dst.close().map_err(h5err(&what))
+}
