@@ -17,6 +17,19 @@ pub fn hostname() -> String {
 }
 
 /// Resident set size of this process in bytes, from /proc/self/statm.
+/// This machine's memory (MemTotal), or 4 GiB when /proc/meminfo cannot be read.
+pub fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(4 << 30)
+}
+
 pub fn rss_bytes() -> u64 {
     rss_of("self")
 }

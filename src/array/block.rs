@@ -294,7 +294,7 @@ macro_rules! int_elem {
                                 (write the base as a float, e.g. 2.0)"
                         .into());
                 }
-                Ok(self.wrapping_pow(e.min(u32::MAX as $t) as u32))
+                Ok(self.wrapping_pow((e as i64).min(u32::MAX as i64) as u32))
             }
             fn neg(self) -> Self {
                 self.wrapping_neg()

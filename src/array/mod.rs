@@ -11,6 +11,8 @@
 
 pub mod block;
 pub mod data;
+pub mod eval;
+pub mod expr;
 pub mod format;
 pub mod hdf5io;
 pub mod kernels;

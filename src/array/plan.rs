@@ -76,6 +76,8 @@ pub struct Planner<'k> {
     key: Box<dyn FnMut() -> TaskId + 'k>,
     materialized: HashMap<usize, Grid>,
     pub fan_in: usize,
+    /// Bytes the planned tasks read from files (for progress reports).
+    read_bytes: u64,
 }
 
 /// Every chunk of a grid: its index and region, row-major.
@@ -143,11 +145,21 @@ impl<'k> Planner<'k> {
             key: Box::new(key),
             materialized: HashMap::new(),
             fan_in: DEFAULT_FAN_IN,
+            read_bytes: 0,
         }
     }
 
     pub fn into_tasks(self) -> Vec<TaskSpec> {
         self.tasks
+    }
+
+    fn finish(self, outputs: Vec<TaskId>, finish: Finish) -> Planned {
+        Planned {
+            read_bytes: self.read_bytes,
+            tasks: self.tasks,
+            outputs,
+            finish,
+        }
     }
 
     fn task(&mut self, kernel: &str, args: Vec<u8>, deps: Vec<TaskId>) -> TaskId {
@@ -160,12 +172,16 @@ impl<'k> Planner<'k> {
     fn block(&mut self, a: &Array, region: &[Dim], deps: &mut Deps) -> Block {
         let n = &a.node;
         match &n.op {
-            Op::Read { file, dataset } => Block::Read(Read {
-                file: file.clone(),
-                dataset: dataset.clone(),
-                dims: region.to_vec(),
-                dtype: n.dtype,
-            }),
+            Op::Read { file, dataset } => {
+                self.read_bytes +=
+                    region.iter().map(|d| d.len).product::<u64>() * n.dtype.size() as u64;
+                Block::Read(Read {
+                    file: file.clone(),
+                    dataset: dataset.clone(),
+                    dims: region.to_vec(),
+                    dtype: n.dtype,
+                })
+            }
             Op::Generate(g) => Block::Generate {
                 generator: g.clone(),
                 dtype: n.dtype,
@@ -415,6 +431,8 @@ fn encode<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
 /// them.
 pub struct Planned {
     pub tasks: Vec<TaskSpec>,
+    /// Bytes the tasks read from files.
+    pub read_bytes: u64,
     pub outputs: Vec<TaskId>,
     finish: Finish,
 }
@@ -454,11 +472,7 @@ pub fn plan_compute(a: &Array, key: impl FnMut() -> TaskId) -> Planned {
         dtype: a.dtype(),
         parts,
     };
-    Planned {
-        tasks: p.into_tasks(),
-        outputs: grid.ids,
-        finish: Finish::Gather(assemble),
-    }
+    p.finish(grid.ids, Finish::Gather(assemble))
 }
 
 /// Plans storing `a` to `file:dataset` (chunked like `a`), through a temporary file.
@@ -493,11 +507,7 @@ pub fn plan_store(
             p.task(KERNEL_STORE, encode(&args), deps.ids)
         })
         .collect();
-    Ok(Planned {
-        tasks: p.into_tasks(),
-        outputs,
-        finish: Finish::Store(pending),
-    })
+    Ok(p.finish(outputs, Finish::Store(pending)))
 }
 
 /// Runs a planned computation: the value for a compute, None for a store (committed).
@@ -506,6 +516,7 @@ pub async fn run(client: &Client, planned: Planned) -> Result<Option<Data>> {
         tasks,
         outputs,
         finish,
+        ..
     } = planned;
     client.submit(tasks, &outputs)?;
     let result = async {

@@ -1,6 +1,7 @@
 //! The command line: one file per command group. Commands parse their flags, call the
 //! library, and print; errors travel up as [`crate::Error`] and become exit codes in main.rs.
 
+pub mod array;
 pub mod bench;
 pub mod demo;
 pub mod job_args;
@@ -40,7 +41,9 @@ pub enum Command {
     Scheduler(runtime::SchedulerArgs),
     /// Run a worker (what the job scripts start)
     Worker(runtime::WorkerArgs),
-    /// Run the examples on a local cluster and check every result
+    /// Compute a NumPy-style expression over HDF5 datasets (print it or store it)
+    Array(array::ArrayArgs),
+    /// Run the classic dask.array examples on a local cluster and check every result
     Demo(demo::DemoArgs),
     /// Measure this machine: see docs/benchmarks.md
     #[command(subcommand)]
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Jobs(c) => jobs::jobs(c),
         Command::Scheduler(a) => runtime::scheduler(a),
         Command::Bench(c) => bench::bench(c),
+        Command::Array(a) => array::array(a),
         Command::Demo(a) => demo::demo(a),
         Command::Worker(a) => runtime::worker(a, crate::kernels::Registry::empty(), &["worker"]),
     }

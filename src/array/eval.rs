@@ -1,0 +1,832 @@
+//! Turns a parsed NumPy-style expression ([`super::expr`]) into an [`Array`].
+//!
+//! Names are the command's inputs (`--input x=FILE.h5:/x`), NumPy's functions (also as
+//! `np.` / `numpy.` / `da.` attributes) and `True`/`False`/`None`. Every error points at the
+//! part of the expression it is about.
+
+use std::collections::HashMap;
+
+use super::block::{BinOp, Dim, ReduceOp, UnaryOp};
+use super::data::{DType, Scalar};
+use super::expr::{self, BinOp as AstOp, IndexItem, Kind, Node, Span};
+use super::lazy::{Array, Select};
+
+/// An evaluation error: what is wrong, and where in the expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalError {
+    pub message: String,
+    pub span: Span,
+}
+
+impl EvalError {
+    /// The message with the expression and a caret under the place.
+    pub fn render(&self, src: &str) -> String {
+        expr::render_error(src, self.span, &self.message)
+    }
+}
+
+type R<T> = std::result::Result<T, EvalError>;
+
+fn fail<T>(span: Span, message: impl Into<String>) -> R<T> {
+    Err(EvalError {
+        message: message.into(),
+        span,
+    })
+}
+
+#[derive(Clone, Debug)]
+enum Value {
+    Array(Array),
+    Number(Scalar),
+    Bool(bool),
+    None,
+    Str(String),
+    Tuple(Vec<Value>),
+    /// A function by name (`mean`, `np.sqrt`).
+    Func(String),
+    /// A method bound to its array (`x.mean`).
+    Method(Array, String),
+    /// The `np` / `numpy` / `da` namespace.
+    Module,
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Array(_) => "an array",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            Value::None => "None",
+            Value::Str(_) => "a string",
+            Value::Tuple(_) => "a tuple",
+            Value::Func(_) | Value::Method(..) => "a function",
+            Value::Module => "a module",
+        }
+    }
+}
+
+const FUNCTIONS: &[&str] = &[
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "var",
+    "std",
+    "sqrt",
+    "exp",
+    "log",
+    "abs",
+    "sin",
+    "cos",
+    "ones",
+    "zeros",
+    "full",
+    "arange",
+    "random",
+    "dot",
+    "matmul",
+    "transpose",
+    "negative",
+    "absolute",
+    "amin",
+    "amax",
+];
+const METHODS: &[&str] = &[
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "var",
+    "std",
+    "dot",
+    "transpose",
+    "astype",
+    "rechunk",
+];
+
+/// Options every generator without `chunks=` gets.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    pub inputs: HashMap<String, Array>,
+    /// `--chunks`: the chunk shape of generated arrays that do not say.
+    pub default_chunks: Option<Vec<usize>>,
+}
+
+/// Parses and evaluates `src`; the error is rendered with a caret, ready to print.
+pub fn evaluate(src: &str, ctx: &Context) -> std::result::Result<Array, String> {
+    let node = expr::parse(src).map_err(|e| expr::render_error(src, e.span, &e.message))?;
+    let v = eval(&node, ctx).map_err(|e| e.render(src))?;
+    match v {
+        Value::Array(a) => Ok(a),
+        other => Err(expr::render_error(
+            src,
+            node.span,
+            &format!(
+                "the expression gives {}, not an array: use an input (--input NAME=FILE.h5:/path) or a generator such as ones((3, 3))",
+                other.kind()
+            ),
+        )),
+    }
+}
+
+fn eval(n: &Node, ctx: &Context) -> R<Value> {
+    match &n.kind {
+        Kind::Int(i) => Ok(Value::Number(Scalar::Int(*i))),
+        Kind::Float(f) => Ok(Value::Number(Scalar::Float(*f))),
+        Kind::Str(s) => Ok(Value::Str(s.clone())),
+        Kind::Name(name) => name_value(name, n.span, ctx),
+        Kind::Tuple(items) => Ok(Value::Tuple(
+            items.iter().map(|i| eval(i, ctx)).collect::<R<_>>()?,
+        )),
+        Kind::Neg(x) => match eval(x, ctx)? {
+            Value::Array(a) => Ok(Value::Array(a.unary(UnaryOp::Neg))),
+            Value::Number(Scalar::Int(i)) => Ok(Value::Number(Scalar::Int(-i))),
+            Value::Number(Scalar::Float(f)) => Ok(Value::Number(Scalar::Float(-f))),
+            other => fail(x.span, format!("cannot negate {}", other.kind())),
+        },
+        Kind::Pos(x) => eval(x, ctx),
+        Kind::Binary {
+            op,
+            lhs,
+            rhs,
+            op_span,
+        } => {
+            let l = eval(lhs, ctx)?;
+            let r = eval(rhs, ctx)?;
+            binary(*op, l, r, *op_span, lhs.span, rhs.span)
+        }
+        Kind::Attribute { value, name } => {
+            let v = eval(value, ctx)?;
+            attribute(v, name, n.span)
+        }
+        Kind::Call { func, args, kwargs } => {
+            let f = eval(func, ctx)?;
+            let args: Vec<(Value, Span)> = args
+                .iter()
+                .map(|a| Ok((eval(a, ctx)?, a.span)))
+                .collect::<R<_>>()?;
+            let kwargs: Vec<(String, Value, Span)> = kwargs
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), eval(v, ctx)?, v.span)))
+                .collect::<R<_>>()?;
+            call(f, args, kwargs, n.span, func.span, ctx)
+        }
+        Kind::Index { value, items } => {
+            let v = eval(value, ctx)?;
+            let Value::Array(a) = v else {
+                return fail(value.span, format!("cannot index {}", v.kind()));
+            };
+            index(&a, items, n.span, ctx)
+        }
+    }
+}
+
+fn name_value(name: &str, span: Span, ctx: &Context) -> R<Value> {
+    if let Some(a) = ctx.inputs.get(name) {
+        return Ok(Value::Array(a.clone()));
+    }
+    Ok(match name {
+        "True" => Value::Bool(true),
+        "False" => Value::Bool(false),
+        "None" => Value::None,
+        "np" | "numpy" | "da" => Value::Module,
+        "pi" => Value::Number(Scalar::Float(std::f64::consts::PI)),
+        "e" => Value::Number(Scalar::Float(std::f64::consts::E)),
+        f if FUNCTIONS.contains(&f) => Value::Func(f.to_string()),
+        _ => {
+            let mut known: Vec<&String> = ctx.inputs.keys().collect();
+            known.sort();
+            let inputs = if known.is_empty() {
+                "no inputs were given".to_string()
+            } else {
+                format!(
+                    "inputs: {}",
+                    known
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            return fail(
+                span,
+                format!(
+                    "unknown name '{name}' ({inputs}; give one with --input {name}=FILE.h5:/dataset)"
+                ),
+            );
+        }
+    })
+}
+
+fn attribute(v: Value, name: &str, span: Span) -> R<Value> {
+    match v {
+        Value::Module if FUNCTIONS.contains(&name) => Ok(Value::Func(name.to_string())),
+        Value::Module if name == "random" => Ok(Value::Func("random".into())),
+        Value::Module => fail(
+            span,
+            format!(
+                "unsupported function '{name}' (supported: {})",
+                FUNCTIONS.join(", ")
+            ),
+        ),
+        Value::Func(f) if f == "random" && (name == "random" || name == "default_rng") => {
+            Ok(Value::Func("random".into()))
+        }
+        Value::Array(a) => match name {
+            "T" => Ok(Value::Array(
+                a.transpose(None)
+                    .map_err(|m| EvalError { message: m, span })?,
+            )),
+            m if METHODS.contains(&m) => Ok(Value::Method(a, m.to_string())),
+            _ => fail(
+                span,
+                format!(
+                    "arrays have no attribute '{name}' here (supported: T, {})",
+                    METHODS.join(", ")
+                ),
+            ),
+        },
+        other => fail(span, format!("{} has no attribute '{name}'", other.kind())),
+    }
+}
+
+fn to_op(op: AstOp) -> Option<BinOp> {
+    Some(match op {
+        AstOp::Add => BinOp::Add,
+        AstOp::Sub => BinOp::Sub,
+        AstOp::Mul => BinOp::Mul,
+        AstOp::Div => BinOp::Div,
+        AstOp::Pow => BinOp::Pow,
+        AstOp::MatMul => return None,
+    })
+}
+
+fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
+    use Scalar::*;
+    Ok(match (op, a, b) {
+        (BinOp::Add, Int(x), Int(y)) => Int(x.wrapping_add(y)),
+        (BinOp::Sub, Int(x), Int(y)) => Int(x.wrapping_sub(y)),
+        (BinOp::Mul, Int(x), Int(y)) => Int(x.wrapping_mul(y)),
+        (BinOp::Pow, Int(x), Int(y)) if y >= 0 => {
+            Int(x.wrapping_pow(y.min(u32::MAX as i64) as u32))
+        }
+        (BinOp::Div, _, y) if y.as_f64() == 0.0 => return fail(span, "division by zero"),
+        (op, x, y) => {
+            let (x, y) = (x.as_f64(), y.as_f64());
+            Float(match op {
+                BinOp::Add => x + y,
+                BinOp::Sub => x - y,
+                BinOp::Mul => x * y,
+                BinOp::Div => x / y,
+                BinOp::Pow => x.powf(y),
+            })
+        }
+    })
+}
+
+fn binary(op: AstOp, l: Value, r: Value, op_span: Span, ls: Span, rs: Span) -> R<Value> {
+    let err = |m: String| EvalError {
+        message: m,
+        span: op_span,
+    };
+    let Some(bop) = to_op(op) else {
+        return match (l, r) {
+            (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.dot(&b).map_err(err)?)),
+            (l, r) => fail(
+                op_span,
+                format!("'@' needs two arrays, got {} and {}", l.kind(), r.kind()),
+            ),
+        };
+    };
+    match (l, r) {
+        (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.binary(bop, &b).map_err(err)?)),
+        (Value::Array(a), Value::Number(s)) => Ok(Value::Array(a.with_scalar(bop, s, false))),
+        (Value::Number(s), Value::Array(a)) => Ok(Value::Array(a.with_scalar(bop, s, true))),
+        (Value::Number(x), Value::Number(y)) => Ok(Value::Number(scalar_op(bop, x, y, op_span)?)),
+        (Value::Array(_) | Value::Number(_), other) => fail(
+            rs,
+            format!("cannot combine an array or number with {}", other.kind()),
+        ),
+        (other, _) => fail(ls, format!("cannot compute with {}", other.kind())),
+    }
+}
+
+/// Arguments of one call, taken by position or keyword.
+struct Args {
+    positional: Vec<(Value, Span)>,
+    keywords: Vec<(String, Value, Span)>,
+    span: Span,
+    func: String,
+}
+
+impl Args {
+    fn take(&mut self, pos: usize, name: &str) -> Option<(Value, Span)> {
+        if let Some(i) = self.keywords.iter().position(|(k, _, _)| k == name) {
+            let (_, v, s) = self.keywords.remove(i);
+            return Some((v, s));
+        }
+        if pos < self.positional.len() {
+            let (v, s) = std::mem::replace(&mut self.positional[pos], (Value::None, self.span));
+            if matches!(v, Value::None) && s == self.span {
+                return None;
+            }
+            return Some((v, s));
+        }
+        None
+    }
+
+    fn required(&mut self, pos: usize, name: &str) -> R<(Value, Span)> {
+        self.take(pos, name).ok_or_else(|| EvalError {
+            message: format!("{}() is missing its argument '{name}'", self.func),
+            span: self.span,
+        })
+    }
+
+    /// Refuses arguments nobody took.
+    fn done(self, used_positional: usize) -> R<()> {
+        if let Some((k, _, s)) = self.keywords.first() {
+            return fail(
+                *s,
+                format!("{}() got an unexpected keyword argument '{k}'", self.func),
+            );
+        }
+        if self.positional.len() > used_positional {
+            return fail(
+                self.positional[used_positional].1,
+                format!(
+                    "{}() takes at most {used_positional} positional arguments",
+                    self.func
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn array_of(v: (Value, Span), what: &str) -> R<Array> {
+    match v.0 {
+        Value::Array(a) => Ok(a),
+        other => fail(
+            v.1,
+            format!("{what} must be an array, got {}", other.kind()),
+        ),
+    }
+}
+
+fn int_of(v: &(Value, Span), what: &str) -> R<i64> {
+    match v.0 {
+        Value::Number(Scalar::Int(i)) => Ok(i),
+        ref other => fail(
+            v.1,
+            format!("{what} must be an integer, got {}", other.kind()),
+        ),
+    }
+}
+
+fn number_of(v: &(Value, Span), what: &str) -> R<Scalar> {
+    match v.0 {
+        Value::Number(s) => Ok(s),
+        ref other => fail(
+            v.1,
+            format!("{what} must be a number, got {}", other.kind()),
+        ),
+    }
+}
+
+fn ints_of(v: &(Value, Span), what: &str) -> R<Vec<i64>> {
+    match &v.0 {
+        Value::Number(Scalar::Int(i)) => Ok(vec![*i]),
+        Value::Tuple(items) => items
+            .iter()
+            .map(|i| int_of(&(i.clone(), v.1), what))
+            .collect(),
+        other => fail(
+            v.1,
+            format!(
+                "{what} must be an integer or a tuple of integers, got {}",
+                other.kind()
+            ),
+        ),
+    }
+}
+
+fn shape_of(v: &(Value, Span), what: &str) -> R<Vec<usize>> {
+    ints_of(v, what)?
+        .into_iter()
+        .map(|i| {
+            usize::try_from(i).map_err(|_| EvalError {
+                message: format!("{what} must not be negative, got {i}"),
+                span: v.1,
+            })
+        })
+        .collect()
+}
+
+fn bool_of(v: &(Value, Span), what: &str) -> R<bool> {
+    match v.0 {
+        Value::Bool(b) => Ok(b),
+        ref other => fail(
+            v.1,
+            format!("{what} must be True or False, got {}", other.kind()),
+        ),
+    }
+}
+
+fn chunks_arg(
+    args: &mut Args,
+    pos: usize,
+    ctx: &Context,
+    shape: &[usize],
+) -> R<Option<Vec<usize>>> {
+    match args.take(pos, "chunks") {
+        Some(v) => Ok(Some(shape_of(&v, "chunks")?)),
+        None => Ok(ctx
+            .default_chunks
+            .clone()
+            .filter(|c| c.len() == shape.len())),
+    }
+}
+
+fn call(
+    f: Value,
+    positional: Vec<(Value, Span)>,
+    keywords: Vec<(String, Value, Span)>,
+    span: Span,
+    fspan: Span,
+    ctx: &Context,
+) -> R<Value> {
+    let (name, this) = match f {
+        Value::Func(n) => (n, None),
+        Value::Method(a, n) => (n, Some(a)),
+        other => return fail(fspan, format!("{} is not callable", other.kind())),
+    };
+    let mut args = Args {
+        positional,
+        keywords,
+        span,
+        func: name.clone(),
+    };
+    // For functions the array is the first positional argument; for methods it is bound.
+    let shift = usize::from(this.is_none());
+    let subject = |args: &mut Args| -> R<Array> {
+        match &this {
+            Some(a) => Ok(a.clone()),
+            None => array_of(args.required(0, "a")?, "the first argument"),
+        }
+    };
+    let err = |m: String| EvalError { message: m, span };
+    let reduce = |op: ReduceOp, args: &mut Args, a: Array| -> R<Value> {
+        let axis = match args.take(shift, "axis") {
+            None | Some((Value::None, _)) => None,
+            Some(v) => Some(ints_of(&v, "axis")?),
+        };
+        let keepdims = match args.take(usize::MAX, "keepdims") {
+            Some(v) => bool_of(&v, "keepdims")?,
+            None => false,
+        };
+        let ddof = match args.take(usize::MAX, "ddof") {
+            Some(v) if matches!(op, ReduceOp::Var | ReduceOp::Std) => {
+                number_of(&v, "ddof")?.as_f64()
+            }
+            Some(v) => return fail(v.1, format!("{}() takes no ddof", op.name())),
+            None => 0.0,
+        };
+        a.reduce(op, axis.as_deref(), keepdims, ddof)
+            .map(Value::Array)
+            .map_err(|m| EvalError { message: m, span })
+    };
+    let value = match name.as_str() {
+        "sum" | "mean" | "min" | "max" | "var" | "std" | "amin" | "amax" => {
+            let op = match name.as_str() {
+                "amin" => ReduceOp::Min,
+                "amax" => ReduceOp::Max,
+                n => ReduceOp::parse(n).expect("a reduction name"),
+            };
+            let a = subject(&mut args)?;
+            let v = reduce(op, &mut args, a)?;
+            args.done(shift + 1)?;
+            return Ok(v);
+        }
+        "sqrt" | "exp" | "log" | "abs" | "absolute" | "sin" | "cos" | "negative" => {
+            let op = match name.as_str() {
+                "sqrt" => UnaryOp::Sqrt,
+                "exp" => UnaryOp::Exp,
+                "log" => UnaryOp::Log,
+                "abs" | "absolute" => UnaryOp::Abs,
+                "sin" => UnaryOp::Sin,
+                "cos" => UnaryOp::Cos,
+                _ => UnaryOp::Neg,
+            };
+            let (v, s) = args.required(0, "x")?;
+            args.done(1)?;
+            match v {
+                Value::Array(a) => Value::Array(a.unary(op)),
+                Value::Number(x) => {
+                    let x = x.as_f64();
+                    Value::Number(Scalar::Float(match op {
+                        UnaryOp::Sqrt => x.sqrt(),
+                        UnaryOp::Exp => x.exp(),
+                        UnaryOp::Log => x.ln(),
+                        UnaryOp::Abs => x.abs(),
+                        UnaryOp::Sin => x.sin(),
+                        UnaryOp::Cos => x.cos(),
+                        UnaryOp::Neg => -x,
+                    }))
+                }
+                other => {
+                    return fail(
+                        s,
+                        format!("{name}() needs an array or a number, got {}", other.kind()),
+                    )
+                }
+            }
+        }
+        "dot" | "matmul" => {
+            let a = subject(&mut args)?;
+            let b = array_of(args.required(shift, "b")?, "the other operand")?;
+            args.done(shift + 1)?;
+            Value::Array(a.dot(&b).map_err(err)?)
+        }
+        "transpose" => {
+            let a = subject(&mut args)?;
+            let axes = match args.take(shift, "axes") {
+                None | Some((Value::None, _)) => None,
+                Some(v) => Some(shape_of(&v, "axes")?),
+            };
+            args.done(shift + 1)?;
+            Value::Array(a.transpose(axes.as_deref()).map_err(err)?)
+        }
+        "astype" => {
+            let a = subject(&mut args)?;
+            let (v, s) = args.required(0, "dtype")?;
+            args.done(1)?;
+            let d = match &v {
+                Value::Str(t) => DType::parse(t),
+                Value::Func(f) => DType::parse(f),
+                _ => None,
+            };
+            let Some(d) = d else {
+                return fail(
+                    s,
+                    "unsupported dtype: use 'float64', 'float32', 'int64' or 'int32'",
+                );
+            };
+            Value::Array(a.astype(d))
+        }
+        "rechunk" => {
+            let a = subject(&mut args)?;
+            let c = args.required(0, "chunks")?;
+            args.done(1)?;
+            Value::Array(a.rechunk(&shape_of(&c, "chunks")?).map_err(err)?)
+        }
+        "ones" | "zeros" | "full" | "random" => {
+            let sh = args.required(0, "shape")?;
+            let shape = shape_of(&sh, "shape")?;
+            let mut used = 1;
+            let value = match name.as_str() {
+                "ones" => Scalar::Float(1.0),
+                "zeros" => Scalar::Float(0.0),
+                "full" => {
+                    used = 2;
+                    number_of(&args.required(1, "fill_value")?, "fill_value")?
+                }
+                _ => Scalar::Float(0.0),
+            };
+            let seed = if name == "random" {
+                let s = args
+                    .take(usize::MAX, "seed")
+                    .map(|v| int_of(&v, "seed"))
+                    .transpose()?;
+                Some(s.unwrap_or(0) as u64)
+            } else {
+                None
+            };
+            let dtype = match args.take(usize::MAX, "dtype") {
+                Some((Value::Str(t), s)) => DType::parse(&t).ok_or_else(|| EvalError {
+                    message: format!(
+                        "unsupported dtype '{t}': use float64, float32, int64 or int32"
+                    ),
+                    span: s,
+                })?,
+                Some(v) => return fail(v.1, "dtype must be a string such as 'float32'"),
+                None if name == "full" => match value {
+                    Scalar::Int(_) => DType::I64,
+                    Scalar::Float(_) => DType::F64,
+                },
+                None => DType::F64,
+            };
+            let chunks = chunks_arg(&mut args, usize::MAX, ctx, &shape)?;
+            args.done(used)?;
+            let a = match seed {
+                Some(seed) => {
+                    Array::random(&shape, seed, chunks.as_deref()).map(|a| a.astype(dtype))
+                }
+                None => Array::full(&shape, value, dtype, chunks.as_deref()),
+            };
+            Value::Array(a.map_err(err)?)
+        }
+        "arange" => {
+            let first = number_of(&args.required(0, "stop")?, "arange's arguments")?;
+            let second = args
+                .take(1, "stop")
+                .map(|v| number_of(&v, "stop"))
+                .transpose()?;
+            let step = args
+                .take(2, "step")
+                .map(|v| number_of(&v, "step"))
+                .transpose()?;
+            let (start, stop) = match second {
+                Some(stop) => (first, stop),
+                None => (Scalar::Int(0), first),
+            };
+            let n = ((stop.as_f64() - start.as_f64()) / step.unwrap_or(Scalar::Int(1)).as_f64())
+                .ceil()
+                .max(0.0) as usize;
+            let chunks = chunks_arg(&mut args, usize::MAX, ctx, &[n])?;
+            args.done(3)?;
+            Value::Array(
+                Array::arange(
+                    start,
+                    stop,
+                    step.unwrap_or(Scalar::Int(1)),
+                    chunks.as_deref(),
+                )
+                .map_err(err)?,
+            )
+        }
+        other => return fail(fspan, format!("unsupported function '{other}'")),
+    };
+    Ok(value)
+}
+
+/// Python's slice semantics for one axis of length `len` (negative indices count from the
+/// end; out-of-range bounds are clamped).
+fn slice_dim(
+    start: Option<i64>,
+    stop: Option<i64>,
+    step: Option<i64>,
+    len: u64,
+    span: Span,
+) -> R<Dim> {
+    let step = step.unwrap_or(1);
+    if step <= 0 {
+        return fail(
+            span,
+            "slice steps must be positive here (negative steps are not supported)",
+        );
+    }
+    let len_i = len as i64;
+    let clamp = |v: i64| -> i64 {
+        let v = if v < 0 { v + len_i } else { v };
+        v.clamp(0, len_i)
+    };
+    let s = start.map(clamp).unwrap_or(0);
+    let e = stop.map(clamp).unwrap_or(len_i);
+    let n = if e > s { (e - s + step - 1) / step } else { 0 };
+    Ok(Dim {
+        start: s as u64,
+        len: n as u64,
+        step: step as u64,
+    })
+}
+
+fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> {
+    let int_at = |n: &Option<Node>| -> R<Option<i64>> {
+        match n {
+            None => Ok(None),
+            Some(n) => {
+                let v = eval(n, ctx)?;
+                match v {
+                    Value::None => Ok(None),
+                    v => Ok(Some(int_of(&(v, n.span), "slice bounds")?)),
+                }
+            }
+        }
+    };
+    let explicit = items
+        .iter()
+        .filter(|i| !matches!(i, IndexItem::Ellipsis))
+        .count();
+    if items
+        .iter()
+        .filter(|i| matches!(i, IndexItem::Ellipsis))
+        .count()
+        > 1
+    {
+        return fail(span, "an index can only have a single ellipsis ('...')");
+    }
+    let mut select = Vec::new();
+    for item in items {
+        let axis = select.len();
+        match item {
+            IndexItem::Ellipsis => {
+                let fill = a.ndim().saturating_sub(explicit);
+                for k in 0..fill {
+                    select.push(Select::Range(Dim::full(a.shape()[axis + k] as u64)));
+                }
+            }
+            _ if axis >= a.ndim() => {
+                return fail(
+                    span,
+                    format!("too many indices for an array of {} dimensions", a.ndim()),
+                )
+            }
+            IndexItem::Single(n) => {
+                let v = eval(n, ctx)?;
+                let i = int_of(&(v, n.span), "an index")?;
+                let len = a.shape()[axis] as i64;
+                let k = if i < 0 { i + len } else { i };
+                if k < 0 || k >= len {
+                    return fail(
+                        n.span,
+                        format!("index {i} is out of bounds for axis {axis} with size {len}"),
+                    );
+                }
+                select.push(Select::Index(k as u64));
+            }
+            IndexItem::Slice { start, stop, step } => {
+                let d = slice_dim(
+                    int_at(start)?,
+                    int_at(stop)?,
+                    int_at(step)?,
+                    a.shape()[axis] as u64,
+                    span,
+                )?;
+                select.push(Select::Range(d));
+            }
+        }
+    }
+    Ok(Value::Array(
+        a.slice(&select)
+            .map_err(|m| EvalError { message: m, span })?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        let mut inputs = HashMap::new();
+        inputs.insert(
+            "x".to_string(),
+            Array::ones(&[6, 4], Some(&[4, 3])).unwrap(),
+        );
+        Context {
+            inputs,
+            default_chunks: None,
+        }
+    }
+
+    #[test]
+    fn the_issue_examples_build() {
+        let c = ctx();
+        for (src, shape) in [
+            ("x.mean(axis=0)", vec![4]),
+            ("x.sum()", vec![]),
+            ("(x.T @ x) - x.mean(axis=0)", vec![4, 4]),
+            ("x.dot(x.T + 1)", vec![6, 6]),
+            ("mean(x, axis=1)", vec![6]),
+            (
+                "random((200, 300), chunks=(100, 100), seed=1).std()",
+                vec![],
+            ),
+            ("ones((100,), chunks=(1,)).sum()", vec![]),
+            ("x[1:5:2, -1]", vec![2]),
+            ("x[..., 0]", vec![6]),
+            ("np.sqrt(abs(x)) ** 0.5", vec![6, 4]),
+            ("x.astype('f4').var(axis=(0, 1), ddof=1)", vec![]),
+            ("arange(10).sum()", vec![]),
+            ("x.sum(axis=0, keepdims=True)", vec![1, 4]),
+        ] {
+            let a = evaluate(src, &c).unwrap_or_else(|e| panic!("{src}: {e}"));
+            assert_eq!(a.shape(), shape.as_slice(), "{src}");
+        }
+        assert_eq!(
+            evaluate("x.astype('f4') * 2.5", &c).unwrap().dtype(),
+            DType::F32
+        );
+    }
+
+    #[test]
+    fn errors_point_at_their_place() {
+        let c = ctx();
+        let e = evaluate("x + y", &c).unwrap_err();
+        assert!(e.contains("unknown name 'y'"), "{e}");
+        assert!(e.contains("    ^"), "{e}");
+        assert!(evaluate("x + x.T", &c).unwrap_err().contains("broadcast"));
+        assert!(evaluate("x.mean(axis=2)", &c)
+            .unwrap_err()
+            .contains("out of bounds"));
+        assert!(evaluate("x.sum(axes=0)", &c)
+            .unwrap_err()
+            .contains("unexpected keyword"));
+        assert!(evaluate("1 + 2", &c).unwrap_err().contains("not an array"));
+        assert!(evaluate("x[::-1]", &c)
+            .unwrap_err()
+            .contains("negative steps"));
+        assert!(evaluate("x.astype('u8')", &c)
+            .unwrap_err()
+            .contains("unsupported dtype"));
+    }
+}
