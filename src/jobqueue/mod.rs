@@ -8,11 +8,13 @@
 
 pub mod command;
 pub mod htcondor;
+pub mod ledger;
 pub mod local;
 pub mod lsf;
 pub mod moab;
 pub mod oar;
 pub mod pbs;
+pub mod scaler;
 pub mod script;
 pub mod sge;
 pub mod slurm;
