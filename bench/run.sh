@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `just bench`: rdask's runtime benchmark and Dask distributed's, in one run, on this machine.
+# `just bench`: rdask's runtime and array benchmarks and Dask's, in one run, on this machine.
 # Results go to bench/results/ (JSON) and a side-by-side table to stdout.
 #
 #   bash bench/run.sh                 # Dask with 100,000 tasks: tens of minutes
@@ -30,4 +30,29 @@ print(f"{'scheduler alone, no-op / tree':<40} {r['scheduler_only_noop']['us_per_
 print(f"{'worker to worker, ' + str(r['transfer_mib']) + ' MiB (warm)':<40} {r['peer_to_peer_gb_s']:>8.2f} GB/s vs plain TCP {r['plain_tcp_gb_s']:.2f} GB/s ({100 * r['peer_to_peer_vs_tcp']:.0f}%)")
 print(f"{'the very first move (cold memory)':<40} {r['first_transfer_gb_s']:>8.2f} GB/s")
 print(f"{'worker start to registered':<40} {r['worker_start_to_registered_ms']:>8.1f} ms (dask: two workers up in {d['startup_s']:.2f} s)")
+PY
+
+# Arrays: the same 2 GiB float64 HDF5 dataset (made by our `bench array` when missing),
+# rdask and dask.array + h5py, each on 2 worker processes with 1 thread, and the floor.
+ARRAY_FILE="${ARRAY_FILE:-/tmp/rdask-bench/x.h5}"
+echo
+echo "arrays: $ARRAY_FILE, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+target/release/rdask-jobqueue bench array --file "$ARRAY_FILE" --json > bench/results/rdask-array.json
+bench/.venv/bin/python bench/dask_array.py --file "$ARRAY_FILE" --json > bench/results/dask-array.json
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench/.venv/bin/python - <<'PY'
+import json
+r = json.load(open("bench/results/rdask-array.json"))
+d = json.load(open("bench/results/dask-array.json"))
+floor = r["floor_read_sum_s"]
+print(f"{'2 GiB float64, chunks 1024x1024':<44} {'rdask s':>9} {'dask s':>9} {'vs dask':>8} {'vs floor':>9}")
+for key, name in [("mean0", "x.mean(axis=0)"), ("sum", "x.sum()"),
+                  ("centred", "((x + x.T) - x.mean(axis=0)).sum(axis=1)"),
+                  ("dot", f"y.dot(y.T), y = x[:{r['dot']}, :{r['dot']}]")]:
+    ours, theirs = r[key + "_s"], d[key]
+    vs_floor = f"{ours / floor:8.2f}x" if key in ("mean0", "sum") else ""
+    print(f"{name:<44} {ours:>9.3f} {theirs:>9.3f} {theirs / ours:>7.1f}x {vs_floor:>9}")
+print(f"{'floor: one process reads and sums each chunk':<44} {floor:>9.3f}")
+print(f"{'dot rate (rdask)':<44} {r['dot_gflop_s']:>9.1f} GFLOP/s; dask {2 * r['dot'] ** 3 / d['dot'] / 1e9:.1f} GFLOP/s")
+print(f"{'peak RSS per worker, MB':<44} rdask {[round(x) for x in r['worker_peak_rss_mb']]}, dask {[round(x) for x in d['worker_peak_rss_mb']]}")
 PY

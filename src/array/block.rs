@@ -246,7 +246,8 @@ pub trait Elem: ndarray::LinalgScalar + PartialOrd + Send + Sync + std::fmt::Deb
     const IS_FLOAT: bool;
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
-    fn pow(self, e: Self) -> Result<Self, String>;
+    /// `self ** e`; integer exponents are checked non-negative before (see [`check_pow`]).
+    fn pow(self, e: Self) -> Self;
     fn neg(self) -> Self;
     fn abs(self) -> Self;
     fn is_nan(self) -> bool;
@@ -262,8 +263,8 @@ macro_rules! float_elem {
             fn to_f64(self) -> f64 {
                 self as f64
             }
-            fn pow(self, e: Self) -> Result<Self, String> {
-                Ok(self.powf(e))
+            fn pow(self, e: Self) -> Self {
+                self.powf(e)
             }
             fn neg(self) -> Self {
                 -self
@@ -288,13 +289,8 @@ macro_rules! int_elem {
             fn to_f64(self) -> f64 {
                 self as f64
             }
-            fn pow(self, e: Self) -> Result<Self, String> {
-                if e < 0 {
-                    return Err("integers to negative integer powers are not allowed \
-                                (write the base as a float, e.g. 2.0)"
-                        .into());
-                }
-                Ok(self.wrapping_pow((e as i64).min(u32::MAX as i64) as u32))
+            fn pow(self, e: Self) -> Self {
+                self.wrapping_pow((e as i64).clamp(0, u32::MAX as i64) as u32)
             }
             fn neg(self) -> Self {
                 self.wrapping_neg()
@@ -341,14 +337,137 @@ fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
     })
 }
 
-fn apply<T: Elem>(op: BinOp, x: T, y: T) -> Result<T, String> {
-    Ok(match op {
-        BinOp::Add => x + y,
-        BinOp::Sub => x - y,
-        BinOp::Mul => x * y,
-        BinOp::Div => x / y,
-        BinOp::Pow => x.pow(y)?,
-    })
+/// Runs `$body` with `$f` bound to the element function of `$op`: one monomorphised copy
+/// of the body per operation, so the inner loops inline and vectorise (a per-element match
+/// on the operation cost more than the arithmetic).
+macro_rules! with_op {
+    ($op:expr, $t:ty, $f:ident => $body:expr) => {
+        match $op {
+            BinOp::Add => {
+                let $f = |x: $t, y: $t| x + y;
+                $body
+            }
+            BinOp::Sub => {
+                let $f = |x: $t, y: $t| x - y;
+                $body
+            }
+            BinOp::Mul => {
+                let $f = |x: $t, y: $t| x * y;
+                $body
+            }
+            BinOp::Div => {
+                let $f = |x: $t, y: $t| x / y;
+                $body
+            }
+            BinOp::Pow => {
+                let $f = |x: $t, y: $t| Elem::pow(x, y);
+                $body
+            }
+        }
+    };
+}
+
+/// NumPy refuses integers to negative integer powers; so do we, before computing.
+fn check_pow<T: Elem>(op: BinOp, exponents: &ArrayD<T>) -> Result<(), String> {
+    if op == BinOp::Pow && !T::IS_FLOAT && exponents.iter().any(|&e| e < T::zero()) {
+        return Err("integers to negative integer powers are not allowed \
+                    (write the base as a float, e.g. 2.0)"
+            .into());
+    }
+    Ok(())
+}
+
+/// Any chunk in row-major order; a transposed 2-d chunk (as `x.T` gives) through
+/// [`tiled_transposed`] (ndarray's element-by-element copy took 5.4 ms per 1024 x 1024 f64
+/// chunk, for the cache reasons given there).
+fn into_row_major<T: Elem>(a: ArrayD<T>) -> ArrayD<T> {
+    let Some(src) = transposed_memory(&a) else {
+        return if a.is_standard_layout() {
+            a
+        } else {
+            a.as_standard_layout().into_owned()
+        };
+    };
+    let (rows, cols) = (a.shape()[0], a.shape()[1]);
+    let mut out = vec![T::zero(); rows * cols];
+    tiled_transposed(&mut out, src, rows, cols, |o, v| *o = v);
+    ArrayD::from_shape_vec(IxDyn(&[rows, cols]), out).expect("rows x cols elements")
+}
+
+/// Is `a` a transposed row-major 2-d chunk (what `x.T` of a chunk is)? Its memory, if so.
+fn transposed_memory<T: Elem>(a: &ArrayD<T>) -> Option<&[T]> {
+    if a.ndim() != 2 || a.is_standard_layout() {
+        return None;
+    }
+    // The reversed view is row-major exactly when `a` is a transpose.
+    let t = a.t();
+    if t.is_standard_layout() {
+        a.as_slice_memory_order()
+    } else {
+        None
+    }
+}
+
+/// Whether `a op b` is `x op y.T` (Some(false)) or `x.T op y` (Some(true)) for same-shape
+/// 2-d chunks, the form [`transposed_op`] computes in one pass.
+fn transposed_pair<T: Elem>(a: &ArrayD<T>, b: &ArrayD<T>) -> Option<bool> {
+    if a.shape() != b.shape() || a.ndim() != 2 {
+        None
+    } else if a.is_standard_layout() && transposed_memory(b).is_some() {
+        Some(false)
+    } else if b.is_standard_layout() && transposed_memory(a).is_some() {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// `x op y.T` (or, `swapped`, `x.T op y`), in place through [`tiled_transposed`]: one pass,
+/// no transposed copy.
+fn transposed_op<T: Elem>(op: BinOp, a: ArrayD<T>, b: ArrayD<T>, swapped: bool) -> ArrayD<T> {
+    let (rows, cols) = (a.shape()[0], a.shape()[1]);
+    let (mut out, other) = if swapped { (b, a) } else { (a, b) };
+    let src = transposed_memory(&other).expect("checked by transposed_pair");
+    let dst = out.as_slice_mut().expect("standard layout");
+    with_op!(op, T, f => {
+        if swapped {
+            tiled_transposed(dst, src, rows, cols, |o, t| *o = f(t, *o));
+        } else {
+            tiled_transposed(dst, src, rows, cols, |o, t| *o = f(*o, t));
+        }
+    });
+    out
+}
+
+/// For every (i, j): `g(&mut dst[i][j], src[j][i])`, `dst` rows x cols and `src` cols x rows,
+/// both row-major. Tile by tile (64 x 64, 32 KiB: an L1 cache), the source rows are first
+/// copied whole into a buffer, then read across from there: reading the source a column at a
+/// time instead touches lines 8 KiB apart that all fall in one cache set and evict each other
+/// (2.3 ms per 1024 x 1024 f64 chunk; buffered: 0.9 ms).
+fn tiled_transposed<T: Elem>(
+    dst: &mut [T],
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    g: impl Fn(&mut T, T),
+) {
+    const TILE: usize = 64;
+    let mut buf = [T::zero(); TILE * TILE];
+    for ib in (0..rows).step_by(TILE) {
+        let ih = TILE.min(rows - ib);
+        for jb in (0..cols).step_by(TILE) {
+            let jw = TILE.min(cols - jb);
+            for jj in 0..jw {
+                buf[jj * TILE..][..ih].copy_from_slice(&src[(jb + jj) * rows + ib..][..ih]);
+            }
+            for ii in 0..ih {
+                let row = &mut dst[(ib + ii) * cols + jb..][..jw];
+                for (jj, o) in row.iter_mut().enumerate() {
+                    g(o, buf[jj * TILE + ii]);
+                }
+            }
+        }
+    }
 }
 
 /// `a op b` with NumPy broadcasting, reusing an operand's memory when it has the result's
@@ -364,31 +483,26 @@ fn broadcast_op<T: Elem>(op: BinOp, a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD
             b.shape()
         )
     })?;
-    let mut err = None;
-    let mut f = |x: T, y: T| match apply(op, x, y) {
-        Ok(v) => v,
-        Err(e) => {
-            err.get_or_insert(e);
-            x
-        }
-    };
-    let out = if a.shape() == shape.as_slice() {
-        let mut a = a;
-        a.zip_mut_with(&b, |x, &y| *x = f(*x, y));
-        a
-    } else if b.shape() == shape.as_slice() {
-        let mut b = b;
-        b.zip_mut_with(&a, |y, &x| *y = f(x, *y));
-        b
-    } else {
-        let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
-        let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
-        Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y))
-    };
-    match err {
-        Some(e) => Err(e),
-        None => Ok(out),
+    check_pow(op, &b)?;
+    if let Some(swapped) = transposed_pair(&a, &b) {
+        return Ok(transposed_op(op, a, b, swapped));
     }
+    let (a, b) = (into_row_major(a), into_row_major(b));
+    Ok(with_op!(op, T, f => {
+        if a.shape() == shape.as_slice() {
+            let mut a = a;
+            a.zip_mut_with(&b, |x, &y| *x = f(*x, y));
+            a
+        } else if b.shape() == shape.as_slice() {
+            let mut b = b;
+            b.zip_mut_with(&a, |y, &x| *y = f(x, *y));
+            b
+        } else {
+            let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+            let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+            Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y))
+        }
+    }))
 }
 
 fn binary(op: BinOp, a: Data, b: Data) -> Result<Data, String> {
@@ -643,7 +757,7 @@ impl Partial {
                 }))
             }
             ReduceOp::Mean | ReduceOp::Var | ReduceOp::Std => {
-                let x = data.to_f64();
+                let x = data.into_f64();
                 let mut mean = sum_keep(&x, &r.axes);
                 mean.mapv_inplace(|s| s / count);
                 let m2 = (r.op != ReduceOp::Mean).then(|| {
@@ -923,6 +1037,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.to_f64().as_slice().unwrap(), &[5.0, 9.0, 13.0]);
+    }
+
+    #[test]
+    fn transposed_operands_are_computed_tile_by_tile() {
+        // Sizes that are not multiples of the 64-element tile, both operand orders.
+        for (r, c) in [(70, 70), (130, 65), (3, 200)] {
+            let x = arr(&[r, c], |i| (i * 7 % 13) as f64);
+            let y = arr(&[c, r], |i| (i * 5 % 11) as f64);
+            let (Data::F64(xa), Data::F64(ya)) = (x.clone(), y.clone()) else {
+                unreachable!()
+            };
+            let yt = ya.clone().reversed_axes();
+            let want = &xa - &yt;
+            let got = binary(BinOp::Sub, x.clone(), y.clone().permuted(&[1, 0])).unwrap();
+            assert_eq!(got.to_f64(), want);
+            let want = &yt - &xa;
+            let got = binary(BinOp::Sub, y.permuted(&[1, 0]), x).unwrap();
+            assert_eq!(got.to_f64(), want);
+            let t = into_row_major(ya.clone().reversed_axes());
+            assert!(t.is_standard_layout());
+            assert_eq!(t, ya.reversed_axes());
+        }
     }
 
     #[test]

@@ -207,6 +207,8 @@ impl Data {
     }
 
     /// Converts to another dtype as NumPy's `astype` does (floats to ints truncate).
+    // The macro expands each `as` for every source type, one of which is the same type.
+    #[allow(clippy::unnecessary_cast)]
     pub fn cast(self, to: DType) -> Data {
         if self.dtype() == to {
             return self;
@@ -221,7 +223,12 @@ impl Data {
 
     /// The values as f64 (for printing and for tests).
     pub fn to_f64(&self) -> ArrayD<f64> {
-        match self.clone().cast(DType::F64) {
+        self.clone().into_f64()
+    }
+
+    /// The values as f64, without a copy when they already are.
+    pub fn into_f64(self) -> ArrayD<f64> {
+        match self.cast(DType::F64) {
             Data::F64(a) => a,
             _ => unreachable!("cast to f64"),
         }
@@ -334,8 +341,11 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 
 /// Sums `a` over `axes`, keeping them as size-1 axes.
 pub fn sum_axes<T: ndarray::LinalgScalar>(a: &ArrayD<T>, axes: &[usize]) -> ArrayD<T> {
-    let mut out = a.clone();
-    for &ax in axes {
+    let Some((&first, rest)) = axes.split_first() else {
+        return a.clone();
+    };
+    let mut out = a.sum_axis(Axis(first)).insert_axis(Axis(first));
+    for &ax in rest {
         out = out.sum_axis(Axis(ax)).insert_axis(Axis(ax));
     }
     out

@@ -36,6 +36,22 @@ fn element(x: f64, is_float: bool) -> String {
     }
 }
 
+/// An element inside an array: as [`element`], but with at most 8 decimals (NumPy's default
+/// print precision), trailing zeros dropped.
+fn array_element(x: f64, is_float: bool) -> String {
+    let full = element(x, is_float);
+    if !is_float || full.contains('e') || !x.is_finite() {
+        return full;
+    }
+    let short = format!("{x:.8}");
+    let trimmed = short.trim_end_matches('0');
+    if trimmed.len() < full.len() {
+        trimmed.to_string()
+    } else {
+        full
+    }
+}
+
 /// The array as NumPy prints it (`print(a)`), right-aligned to a common width.
 pub fn text(d: &Data) -> String {
     let is_float = d.dtype().is_float();
@@ -63,7 +79,7 @@ pub fn text(d: &Data) -> String {
         .collect();
     let width = flat
         .iter()
-        .map(|&x| element(x, is_float).len())
+        .map(|&x| array_element(x, is_float).len())
         .max()
         .unwrap_or(1);
     fn go(
@@ -91,7 +107,7 @@ pub fn text(d: &Data) -> String {
             match item {
                 None => out.push_str("..."),
                 Some(i) if last_axis => {
-                    let s = element(flat[base + i * strides[axis]], *is_float);
+                    let s = array_element(flat[base + i * strides[axis]], *is_float);
                     out.push_str(&format!("{s:>width$}", width = *width));
                 }
                 Some(i) => go(
@@ -151,9 +167,11 @@ mod tests {
         );
         assert_eq!(
             text(&a),
-            "[[     1.    2.5    -3.]\n [     0. 1e-07    10.]]"
+            "[[   1.   2.5   -3.]\n [   0. 1e-07   10.]]"
         );
         assert_eq!(text(&Data::F64(ArrayD::from_elem(IxDyn(&[]), 3.0))), "3.0");
+        let third = Data::F64(ArrayD::from_elem(IxDyn(&[2]), 1.0 / 3.0));
+        assert_eq!(text(&third), "[0.33333333 0.33333333]");
         let i = Data::I64(ArrayD::from_shape_vec(IxDyn(&[3]), vec![1, 20, 3]).unwrap());
         assert_eq!(text(&i), "[ 1 20  3]");
         let big = Data::I64(ArrayD::from_shape_fn(IxDyn(&[2000]), |i| i[0] as i64));

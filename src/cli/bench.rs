@@ -16,6 +16,8 @@ use crate::scheduler::state::{Command, Config, Event, Finished, State, WorkerInf
 pub enum BenchCommand {
     /// Task throughput, scheduler overhead, peer-to-peer bandwidth, worker footprint
     Runtime(RuntimeArgs),
+    /// dask.array-style expressions over an HDF5 dataset, next to the read-and-sum floor
+    Array(super::bench_array::ArrayBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -71,7 +73,10 @@ struct Report {
 }
 
 pub fn bench(c: BenchCommand) -> Result<i32> {
-    let BenchCommand::Runtime(a) = c;
+    let a = match c {
+        BenchCommand::Runtime(a) => a,
+        BenchCommand::Array(a) => return super::bench_array::bench_array(a),
+    };
     let report = super::runtime::runtime()?.block_on(runtime_bench(&a))?;
     if a.json {
         println!(

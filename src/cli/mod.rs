@@ -3,6 +3,7 @@
 
 pub mod array;
 pub mod bench;
+pub mod bench_array;
 pub mod demo;
 pub mod job_args;
 pub mod jobs;

@@ -136,11 +136,20 @@ pub fn run_with(registry: Registry) -> ! {
 /// Runs the worker until it is closed, its scheduler stays unreachable past the death
 /// timeout, or its memory forces a restart.
 pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
-    // Large results get their own mappings, returned to the OS when freed, so RSS follows
-    // what the store holds (glibc otherwise raises this threshold and keeps freed chunks).
+    // Chunks of up to 32 MiB come from the heap and freed ones are kept for the next task:
+    // fresh memory is the most expensive thing a task can ask for (a page fault per 4 KiB,
+    // and on some VMs a trip to the hypervisor), and array tasks allocate a few chunks each.
+    // What is kept is bounded by the trim threshold, and check_memory gives it all back
+    // (malloc_trim) before it spills a single result, so RSS still answers to the limit.
+    let keep = if opts.memory_limit > 0 {
+        (opts.memory_limit / 4).clamp(32 << 20, 1 << 30)
+    } else {
+        256 << 20
+    };
     // SAFETY: mallopt only tunes the allocator.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, keep as libc::c_int);
     }
     // Received results are recycled up to the target fraction of the limit: the pool only
     // holds memory the worker would let its store use, and is the first to go under pressure.
@@ -621,8 +630,14 @@ impl Session<'_> {
             }
         }
         let mut rss = sys::rss_bytes() as f64;
-        if rss > policy.spill * limit && crate::protocol::hugebuf::trim_pool() > 0 {
-            // Recycled receive buffers are given back before any result is spilled.
+        if rss > policy.spill * limit {
+            // Recycled receive buffers and freed heap are given back before any result is
+            // spilled.
+            crate::protocol::hugebuf::trim_pool();
+            // SAFETY: malloc_trim only returns free heap memory to the OS.
+            unsafe {
+                libc::malloc_trim(0);
+            }
             rss = sys::rss_bytes() as f64;
         }
         if rss > policy.spill * limit {
