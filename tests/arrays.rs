@@ -419,3 +419,30 @@ fn out_of_core_runs_stay_under_the_memory_limit() {
         .unwrap();
     assert!(check.status.success(), "{}", stderr(&check));
 }
+
+/// The README's first command, small: it builds its sample, runs the classic examples and
+/// checks each against a direct computation.
+#[test]
+fn the_demo_checks_every_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(bin().args([
+        "demo",
+        "--size",
+        "2048",
+        "--chunk",
+        "512",
+        "--dot-size",
+        "512",
+        "--memory-limit",
+        "256MiB",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]));
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for step in ["x.sum()", "x.mean(axis=1)", "(x + x.T) - x.mean(axis=0)", "y.dot(y.T + 1)"] {
+        assert!(out.contains(&format!("ok  {step}")), "{step} missing in:\n{out}");
+    }
+    assert!(out.contains("every result matched its direct computation"));
+    assert!(dir.path().join("sample.h5").is_file() && dir.path().join("result.h5").is_file());
+}
