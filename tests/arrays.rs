@@ -440,8 +440,16 @@ fn the_demo_checks_every_result() {
     ]));
     let out = stdout(&o);
     assert!(o.status.success(), "{out}{}", stderr(&o));
-    for step in ["x.sum()", "x.mean(axis=1)", "(x + x.T) - x.mean(axis=0)", "y.dot(y.T + 1)"] {
-        assert!(out.contains(&format!("ok  {step}")), "{step} missing in:\n{out}");
+    for step in [
+        "x.sum()",
+        "x.mean(axis=1)",
+        "(x + x.T) - x.mean(axis=0)",
+        "y.dot(y.T + 1)",
+    ] {
+        assert!(
+            out.contains(&format!("ok  {step}")),
+            "{step} missing in:\n{out}"
+        );
     }
     assert!(out.contains("every result matched its direct computation"));
     assert!(dir.path().join("sample.h5").is_file() && dir.path().join("result.h5").is_file());

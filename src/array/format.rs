@@ -165,10 +165,7 @@ mod tests {
         let a = Data::F64(
             ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, 2.5, -3.0, 0.0, 1e-7, 10.0]).unwrap(),
         );
-        assert_eq!(
-            text(&a),
-            "[[   1.   2.5   -3.]\n [   0. 1e-07   10.]]"
-        );
+        assert_eq!(text(&a), "[[   1.   2.5   -3.]\n [   0. 1e-07   10.]]");
         assert_eq!(text(&Data::F64(ArrayD::from_elem(IxDyn(&[]), 3.0))), "3.0");
         let third = Data::F64(ArrayD::from_elem(IxDyn(&[2]), 1.0 / 3.0));
         assert_eq!(text(&third), "[0.33333333 0.33333333]");
