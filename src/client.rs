@@ -159,6 +159,8 @@ impl Client {
             let mut inner = reader_shared.inner.lock().expect("client state");
             inner.closed = Some(why);
             inner.waiters.iter_mut().for_each(Waiter::wake);
+            // Pending status requests will never be answered: fail them now.
+            inner.status.clear();
             drop(inner);
             reader_shared.changed.notify_waiters();
         });
@@ -354,12 +356,13 @@ impl Client {
 
     pub async fn status(&self) -> Result<StatusReport> {
         let (tx, rx) = oneshot::channel();
-        self.shared
-            .inner
-            .lock()
-            .expect("client state")
-            .status
-            .push_back(tx);
+        {
+            let mut inner = self.shared.inner.lock().expect("client state");
+            if let Some(why) = &inner.closed {
+                return Err(Error::runtime(format!("lost the scheduler: {why}")));
+            }
+            inner.status.push_back(tx);
+        }
         self.send(ClientToScheduler::Status)?;
         rx.await
             .map_err(|_| Error::runtime("lost the scheduler before it answered"))

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod jobqueue;
 pub mod kernels;
 pub mod local;
+pub mod mpi;
 pub mod paths;
 pub mod protocol;
 pub mod scheduler;

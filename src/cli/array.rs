@@ -61,8 +61,8 @@ pub struct ArrayArgs {
     #[arg(long)]
     pub memory_limit: Option<String>,
     /// Run on an existing scheduler instead, given by its scheduler file (JSON with address
-    /// and secret, as `scheduler --scheduler-file` writes it)
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["local", "memory_limit"])]
+    /// and secret, as `scheduler --scheduler-file` and `mpi` write it)
+    #[arg(long, value_name = "FILE", env = "RDASK_SCHEDULER_FILE", conflicts_with_all = ["local", "memory_limit"])]
     pub scheduler_file: Option<PathBuf>,
     /// No progress output, only the result
     #[arg(long, short = 'q')]

@@ -7,6 +7,7 @@ pub mod bench_array;
 pub mod demo;
 pub mod job_args;
 pub mod jobs;
+pub mod mpi;
 pub mod runtime;
 
 pub use runtime::worker_main;
@@ -44,6 +45,8 @@ pub enum Command {
     Worker(runtime::WorkerArgs),
     /// Compute a NumPy-style expression over HDF5 datasets (print it or store it)
     Array(array::ArrayArgs),
+    /// The MPI-style runner: under mpirun/srun, rank 0 scheduler, rank 1 driver, others workers
+    Mpi(mpi::MpiArgs),
     /// Run the classic dask.array examples on a local cluster and check every result
     Demo(demo::DemoArgs),
     /// Measure this machine: see docs/benchmarks.md
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Scheduler(a) => runtime::scheduler(a),
         Command::Bench(c) => bench::bench(c),
         Command::Array(a) => array::array(a),
+        Command::Mpi(a) => mpi::mpi(a),
         Command::Demo(a) => demo::demo(a),
         Command::Worker(a) => runtime::worker(a, crate::kernels::Registry::empty(), &["worker"]),
     }

@@ -64,6 +64,7 @@ pub struct SchedulerHandle {
     core: mpsc::UnboundedSender<CoreMsg>,
     stopped: watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
+    counters: Arc<Counters>,
 }
 
 impl SchedulerHandle {
@@ -72,13 +73,19 @@ impl SchedulerHandle {
         let _ = self.core.send(CoreMsg::Shutdown);
     }
 
-    /// Waits until the scheduler has stopped (after a shutdown by a client or the handle).
+    /// Waits until the scheduler has stopped (after a shutdown by a client or the handle)
+    /// and its goodbyes are written: a process may exit right after without workers taking
+    /// the lost connection for a failure (they would wait out their death timeout).
     pub async fn stopped(&self) {
         let mut rx = self.stopped.clone();
         while !*rx.borrow() {
             if rx.changed().await.is_err() {
                 return;
             }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.counters.writers.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }
@@ -130,6 +137,9 @@ enum CoreMsg {
 struct Counters {
     received: AtomicU64,
     sent: AtomicU64,
+    /// Connection writers still running: after a shutdown, the Close messages are on the
+    /// wire only once this is 0.
+    writers: AtomicU64,
 }
 
 /// Binds and starts serving. Returns once the port is open.
@@ -172,7 +182,7 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         listener,
         opts.secret.clone(),
         core_tx.clone(),
-        counters,
+        counters.clone(),
     ));
     tracing::info!("scheduler listening on {address}");
     Ok(SchedulerHandle {
@@ -181,6 +191,7 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         core: core_tx,
         stopped: stopped_rx,
         tasks: vec![core_task, accept_task],
+        counters,
     })
 }
 
@@ -301,6 +312,15 @@ async fn write_loop<T: Serialize>(
     mut w: FrameWriter<OwnedWriteHalf>,
     counters: Arc<Counters>,
 ) {
+    /// Counts this writer as running until it returns, whichever way.
+    struct Running(Arc<Counters>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.writers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    counters.writers.fetch_add(1, Ordering::Relaxed);
+    let _running = Running(counters.clone());
     let mut close = false;
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);

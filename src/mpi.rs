@@ -1,0 +1,269 @@
+//! Rank roles for the MPI-style runner: inside one allocation, `mpirun`/`srun` starts N copies
+//! of `rdask-jobqueue mpi ...`; rank 0 becomes the scheduler, rank 1 the driver (the array
+//! expression or the user's program), the others workers.
+//!
+//! Ranks are discovered from the launcher's environment (OpenMPI, PMI, PMIx, SLURM): the
+//! runner needs no MPI library, so one binary works under any launcher. The scheduler's
+//! address and secret reach the other ranks through a scheduler file in a shared directory,
+//! stamped with an id of this launch so that a file left by an earlier run is never taken
+//! for this one's. The driver's exit status reaches every rank through a second file beside
+//! it (`.exit`), written before the driver shuts the scheduler down.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// This process's place in the launch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct World {
+    pub rank: usize,
+    pub size: usize,
+    /// Which variables said so (for messages).
+    pub source: &'static str,
+    /// An id of this launch, the same on every rank and different for every launch.
+    pub launch_id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Scheduler,
+    Driver,
+    Worker,
+}
+
+/// Rank and size from the launcher's environment, first match wins.
+const SOURCES: &[(&str, &str, &str)] = &[
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OpenMPI"),
+    ("PMI_RANK", "PMI_SIZE", "PMI (MPICH, Intel MPI)"),
+    ("PMIX_RANK", "PMIX_SIZE", "PMIx"),
+    ("SLURM_PROCID", "SLURM_NTASKS", "SLURM (srun)"),
+];
+
+/// Variables that identify one launch (job step, MPI job, PMIx namespace).
+const LAUNCH_VARS: &[&str] = &[
+    "SLURM_JOB_ID",
+    "SLURM_STEP_ID",
+    "PMIX_NAMESPACE",
+    "OMPI_MCA_ess_base_jobid",
+    "OMPI_MCA_orte_ess_jobid",
+    "PBS_JOBID",
+    "LSB_JOBID",
+    "JOB_ID",
+    "PMI_JOBID",
+];
+
+/// Reads the world from `env` (a lookup, so tests need not touch the process environment).
+pub fn discover(env: impl Fn(&str) -> Option<String>) -> World {
+    let launch_id = {
+        let parts: Vec<String> = LAUNCH_VARS
+            .iter()
+            .filter_map(|k| env(k).map(|v| format!("{k}={v}")))
+            .collect();
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(",")
+        }
+    };
+    for (rank_var, size_var, source) in SOURCES {
+        let rank = env(rank_var).and_then(|v| v.parse().ok());
+        let size = env(size_var).and_then(|v| v.parse().ok());
+        if let (Some(rank), Some(size)) = (rank, size) {
+            return World {
+                rank,
+                size,
+                source,
+                launch_id,
+            };
+        }
+    }
+    World {
+        rank: 0,
+        size: 1,
+        source: "no launcher variables",
+        launch_id,
+    }
+}
+
+impl World {
+    /// Refuses worlds too small for the roles, including N singletons (a binary started by
+    /// another MPI implementation's launcher sees itself alone).
+    pub fn check(&self, no_driver: bool) -> Result<()> {
+        let needed = if no_driver { 2 } else { 3 };
+        if self.size >= needed {
+            return Ok(());
+        }
+        let hint = if self.size == 1 {
+            " This process sees a world of 1: start it under `mpirun -np N` or `srun -n N`. If \
+             you did, the launcher belongs to another MPI than the one this environment \
+             provides (each rank then runs alone), or it sets none of OMPI_COMM_WORLD_RANK, \
+             PMI_RANK, PMIX_RANK, SLURM_PROCID."
+        } else {
+            ""
+        };
+        Err(Error::invalid(format!(
+            "the MPI-style runner needs at least {needed} ranks (rank 0 the scheduler, {}the \
+             rest workers), this launch has {} (from {}).{hint}",
+            if no_driver { "" } else { "rank 1 the driver, " },
+            self.size,
+            self.source
+        )))
+    }
+
+    pub fn role(&self, no_driver: bool) -> Role {
+        match self.rank {
+            0 => Role::Scheduler,
+            1 if !no_driver => Role::Driver,
+            _ => Role::Worker,
+        }
+    }
+
+    /// The default scheduler file: in the current directory, named after the batch job.
+    pub fn default_scheduler_file(&self) -> PathBuf {
+        let job = crate::sys::batch_job_id().unwrap_or_else(|| "local".to_string());
+        let safe: String = job
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        PathBuf::from(format!("rdask-scheduler-{safe}.json"))
+    }
+}
+
+/// The scheduler file of one launch.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SchedulerFile {
+    pub address: String,
+    pub secret: String,
+    pub launch_id: String,
+}
+
+/// Where the driver leaves its exit status for the other ranks.
+pub fn exit_file(scheduler_file: &Path) -> PathBuf {
+    let mut s = scheduler_file.as_os_str().to_owned();
+    s.push(".exit");
+    PathBuf::from(s)
+}
+
+/// Waits for this launch's scheduler file (rank 0 writes it once the scheduler listens).
+pub fn wait_for_scheduler_file(
+    path: &Path,
+    launch_id: &str,
+    timeout: Duration,
+) -> Result<SchedulerFile> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(f) = serde_json::from_str::<SchedulerFile>(&text) {
+                if f.launch_id == launch_id {
+                    return Ok(f);
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::runtime(format!(
+                "no scheduler file for this launch at {} after {} s: rank 0 did not start a \
+                 scheduler (see its output), or the directory is not shared between the nodes \
+                 (use --scheduler-file on a shared filesystem)",
+                path.display(),
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The driver's exit status, once it has written it (None before, or when it never will).
+pub fn read_exit_status(scheduler_file: &Path, launch_id: &str) -> Option<i32> {
+    let text = std::fs::read_to_string(exit_file(scheduler_file)).ok()?;
+    let (id, code) = text.trim().rsplit_once(' ')?;
+    (id == launch_id).then(|| code.parse().ok()).flatten()
+}
+
+pub fn write_exit_status(scheduler_file: &Path, launch_id: &str, code: i32) -> Result<()> {
+    let path = exit_file(scheduler_file);
+    let tmp = path.with_extension("exit.tmp");
+    std::fs::write(&tmp, format!("{launch_id} {code}\n"))
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(Error::io(format!("writing {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn ranks_come_from_the_launcher() {
+        let w = discover(env(&[
+            ("OMPI_COMM_WORLD_RANK", "2"),
+            ("OMPI_COMM_WORLD_SIZE", "4"),
+            ("OMPI_MCA_ess_base_jobid", "77"),
+        ]));
+        assert_eq!((w.rank, w.size, w.source), (2, 4, "OpenMPI"));
+        assert_eq!(w.role(false), Role::Worker);
+        assert!(w.launch_id.contains("77"));
+        let s = discover(env(&[
+            ("SLURM_PROCID", "1"),
+            ("SLURM_NTASKS", "3"),
+            ("SLURM_JOB_ID", "9"),
+            ("SLURM_STEP_ID", "0"),
+        ]));
+        assert_eq!((s.rank, s.size), (1, 3));
+        assert_eq!(s.role(false), Role::Driver);
+        assert_eq!(s.role(true), Role::Worker);
+        assert!(s.check(false).is_ok());
+        let p = discover(env(&[("PMI_RANK", "0"), ("PMI_SIZE", "2")]));
+        assert_eq!(p.role(false), Role::Scheduler);
+        assert!(p
+            .check(false)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 3"));
+        assert!(p.check(true).is_ok());
+        let alone = discover(env(&[]));
+        assert!(alone
+            .check(false)
+            .unwrap_err()
+            .to_string()
+            .contains("world of 1"));
+    }
+
+    #[test]
+    fn files_of_another_launch_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.json");
+        let old = SchedulerFile {
+            address: "tcp://h:1".into(),
+            secret: "00".into(),
+            launch_id: "old".into(),
+        };
+        std::fs::write(&f, serde_json::to_string(&old).unwrap()).unwrap();
+        let e = wait_for_scheduler_file(&f, "new", Duration::from_millis(200)).unwrap_err();
+        assert!(e.to_string().contains("no scheduler file for this launch"));
+        assert_eq!(
+            wait_for_scheduler_file(&f, "old", Duration::ZERO).unwrap(),
+            old
+        );
+        assert_eq!(read_exit_status(&f, "new"), None);
+        write_exit_status(&f, "new", 3).unwrap();
+        assert_eq!(read_exit_status(&f, "new"), Some(3));
+        assert_eq!(read_exit_status(&f, "old"), None);
+    }
+}
