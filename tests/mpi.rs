@@ -332,3 +332,62 @@ fn srun_in_a_slurm_batch_job_runs_the_launcher() {
     );
     check_stored(&input, &output, expr);
 }
+
+/// `job-script --mpi` prints a script that SLURM runs as it is.
+#[test]
+fn a_generated_mpi_job_script_runs_on_slurm() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("rdask-mpi-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dir = dir.path().canonicalize().unwrap();
+    let input = make_input(&dir);
+    let output = dir.join("out.h5").display().to_string();
+    let expr = "x[::3].sum(axis=0) * 2";
+    let o = Command::new(rdask())
+        .args([
+            "job-script",
+            "--system",
+            "slurm",
+            "--queue",
+            "debug",
+            "--cores",
+            "1",
+        ])
+        .args([
+            "--memory",
+            "500MiB",
+            "--walltime",
+            "00:05:00",
+            "--mpi",
+            "--ranks",
+            "4",
+            "--",
+        ])
+        .args(["array", expr, "--input", &format!("x={input}:/x")])
+        .args(["--output", &format!("{output}:/r"), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = dir.join("mpi.sbatch");
+    std::fs::write(&script, stdout(&o)).unwrap();
+    let s = Command::new("sbatch")
+        .args(["--parsable", "--wait"])
+        .arg(format!("--output={}/job.out", dir.display()))
+        .arg(format!("--chdir={}", dir.display()))
+        .arg(&script)
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(dir.join("job.out")).unwrap_or_default();
+    assert!(
+        s.status.success(),
+        "{}{}\nscript:\n{}\njob output:\n{log}",
+        stdout(&s),
+        stderr(&s),
+        stdout(&o)
+    );
+    check_stored(&input, &output, expr);
+}

@@ -44,6 +44,16 @@ pub struct JobScriptArgs {
     pub job: JobArgs,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Print a script that runs the MPI-style runner in one allocation instead (cores and
+    /// memory are then per rank; see docs/mpi.md)
+    #[arg(long, requires = "ranks")]
+    pub mpi: bool,
+    /// With --mpi: all ranks (scheduler + driver + workers)
+    #[arg(long, value_name = "N")]
+    pub ranks: Option<u32>,
+    /// With --mpi: what the driver runs, after `--` (e.g. -- array 'x.sum()' --input x=d.h5:/x)
+    #[arg(last = true, value_name = "DRIVER")]
+    pub driver: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,6 +101,17 @@ fn own_binary() -> Result<PathBuf> {
 
 pub fn job_script(a: JobScriptArgs) -> Result<i32> {
     let cfg = a.job.load()?.config;
+    if a.mpi {
+        let ranks = a.ranks.expect("clap requires --ranks with --mpi");
+        let text = crate::jobqueue::mpi_script::render(&cfg, ranks, &a.driver, &own_binary()?)?;
+        print!("{text}");
+        return Ok(0);
+    }
+    if a.ranks.is_some() || !a.driver.is_empty() {
+        return Err(crate::error::Error::invalid(
+            "--ranks and a driver command go with --mpi",
+        ));
+    }
     let text = script::render(&cfg, &a.target.target(), &own_binary()?)?;
     print!("{text}");
     Ok(0)

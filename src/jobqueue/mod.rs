@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod local;
 pub mod lsf;
 pub mod moab;
+pub mod mpi_script;
 pub mod oar;
 pub mod pbs;
 pub mod scaler;
