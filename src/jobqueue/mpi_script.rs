@@ -20,7 +20,7 @@ pub fn render(cfg: &JobConfig, ranks: u32, driver: &[String], own_binary: &Path)
     let cores = cfg.cores.max(1);
     // A worker rank's memory limit: 90% of what the batch system grants the rank, leaving
     // room for the process itself.
-    let limit = format!("{}MiB", cfg.memory.bytes() / 10 * 9 >> 20);
+    let limit = format!("{}MiB", (cfg.memory.bytes() / 10 * 9) >> 20);
     let name = &cfg.job_name;
     let mut header: Vec<String> = Vec::new();
     let mut setup: Vec<String> = Vec::new();
