@@ -46,6 +46,8 @@ struct Inner {
     status: VecDeque<oneshot::Sender<StatusReport>>,
     who_has: VecDeque<oneshot::Sender<Locations>>,
     closed: Option<String>,
+    /// The scheduler said it is stopping, with this exit status.
+    shutting_down: Option<Option<i32>>,
 }
 
 struct Shared {
@@ -154,6 +156,9 @@ impl Client {
                         drop(inner);
                         reader_shared.changed.notify_waiters();
                     }
+                    SchedulerToClient::ShuttingDown { exit_status } => {
+                        inner.shutting_down = Some(exit_status);
+                    }
                 }
             };
             let mut inner = reader_shared.inner.lock().expect("client state");
@@ -190,6 +195,13 @@ impl Client {
             address: address.to_string(),
             tasks: vec![reader_task, writer_task],
         })
+    }
+
+    /// Connects to the named cluster that `rdask-jobqueue up --name NAME` started, reading its
+    /// address and secret from `$RDASK_HOME/clusters/NAME/`.
+    pub async fn connect_named(name: &str) -> Result<Client> {
+        let (address, secret) = crate::cluster::address_and_secret(name)?;
+        Client::connect(&address, &secret).await
     }
 
     /// A fresh key in this client's range.
@@ -415,6 +427,28 @@ impl Client {
 
     /// Stops the scheduler and all its workers.
     pub fn shutdown(&self) -> Result<()> {
-        self.send(ClientToScheduler::Shutdown)
+        self.shutdown_with_status(None)
+    }
+
+    /// Stops the scheduler and all its workers, telling every client the run's exit status.
+    pub fn shutdown_with_status(&self, exit_status: Option<i32>) -> Result<()> {
+        self.send(ClientToScheduler::Shutdown { exit_status })
+    }
+
+    /// Waits until the scheduler goes: `Some(status)` when it shut down in order (with the
+    /// exit status its stopper gave, if any), `None` when the connection was lost.
+    pub async fn ended(&self) -> Option<Option<i32>> {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let inner = self.shared.inner.lock().expect("client state");
+                if inner.closed.is_some() {
+                    return inner.shutting_down;
+                }
+            }
+            changed.await;
+        }
     }
 }

@@ -2,12 +2,17 @@
 //! of `rdask-jobqueue mpi ...`; rank 0 becomes the scheduler, rank 1 the driver (the array
 //! expression or the user's program), the others workers.
 //!
-//! Ranks are discovered from the launcher's environment (OpenMPI, PMI, PMIx, SLURM): the
-//! runner needs no MPI library, so one binary works under any launcher. The scheduler's
-//! address and secret reach the other ranks through a scheduler file in a shared directory,
-//! stamped with an id of this launch so that a file left by an earlier run is never taken
-//! for this one's. The driver's exit status reaches every rank through a second file beside
-//! it (`.exit`), written before the driver shuts the scheduler down.
+//! With the cargo feature `mpi` (rsmpi), ranks come from MPI itself and the scheduler's
+//! address and secret reach every rank by `MPI_Bcast` from rank 0 ([`native`]). Without it —
+//! or when MPI sees a world of 1 although the launcher started more (OpenMPI under an `srun`
+//! without PMIx) — ranks are discovered from the launcher's environment (OpenMPI, PMI, PMIx,
+//! SLURM), so one binary works under any launcher; the address and secret then travel through
+//! a scheduler file in a shared directory, stamped with an id of this launch so that a file
+//! left by an earlier run is never taken for this one's.
+//!
+//! The driver's exit status travels with its request to shut the scheduler down; the scheduler
+//! passes it to every rank's connection as it stops (`ShuttingDown`), so every rank ends with
+//! it, and no collective call is left at the end for a dead rank to hang.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -146,13 +151,6 @@ pub struct SchedulerFile {
     pub launch_id: String,
 }
 
-/// Where the driver leaves its exit status for the other ranks.
-pub fn exit_file(scheduler_file: &Path) -> PathBuf {
-    let mut s = scheduler_file.as_os_str().to_owned();
-    s.push(".exit");
-    PathBuf::from(s)
-}
-
 /// Waits for this launch's scheduler file (rank 0 writes it once the scheduler listens).
 pub fn wait_for_scheduler_file(
     path: &Path,
@@ -181,19 +179,46 @@ pub fn wait_for_scheduler_file(
     }
 }
 
-/// The driver's exit status, once it has written it (None before, or when it never will).
-pub fn read_exit_status(scheduler_file: &Path, launch_id: &str) -> Option<i32> {
-    let text = std::fs::read_to_string(exit_file(scheduler_file)).ok()?;
-    let (id, code) = text.trim().rsplit_once(' ')?;
-    (id == launch_id).then(|| code.parse().ok()).flatten()
-}
+/// Rank discovery and broadcasts through the MPI library (cargo feature `mpi`, rsmpi). Only
+/// the main thread calls MPI, before and after the async runtime's work, so single-threaded
+/// MPI suffices. The universe lives until the process ends its role; dropping it finalises.
+#[cfg(feature = "mpi")]
+pub mod native {
+    use mpi::traits::{Communicator, Root};
 
-pub fn write_exit_status(scheduler_file: &Path, launch_id: &str, code: i32) -> Result<()> {
-    let path = exit_file(scheduler_file);
-    let tmp = path.with_extension("exit.tmp");
-    std::fs::write(&tmp, format!("{launch_id} {code}\n"))
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(Error::io(format!("writing {}", path.display())))
+    use super::World;
+
+    pub struct Mpi {
+        universe: mpi::environment::Universe,
+    }
+
+    impl Mpi {
+        /// Initialises MPI; None when it cannot be (already initialised, or no MPI runtime).
+        pub fn init() -> Option<Mpi> {
+            mpi::initialize().map(|universe| Mpi { universe })
+        }
+
+        pub fn world(&self, launch_id: String) -> World {
+            let w = self.universe.world();
+            World {
+                rank: w.rank() as usize,
+                size: w.size() as usize,
+                source: "MPI",
+                launch_id,
+            }
+        }
+
+        /// `data` from `root` to every rank (collective: every rank must call it).
+        pub fn broadcast(&self, root: usize, data: Option<Vec<u8>>) -> Vec<u8> {
+            let world = self.universe.world();
+            let process = world.process_at_rank(root as i32);
+            let mut len = data.as_ref().map_or(0, |d| d.len() as u64);
+            process.broadcast_into(&mut len);
+            let mut buf = data.unwrap_or_else(|| vec![0u8; len as usize]);
+            process.broadcast_into(&mut buf[..]);
+            buf
+        }
+    }
 }
 
 #[cfg(test)]
@@ -261,9 +286,5 @@ mod tests {
             wait_for_scheduler_file(&f, "old", Duration::ZERO).unwrap(),
             old
         );
-        assert_eq!(read_exit_status(&f, "new"), None);
-        write_exit_status(&f, "new", 3).unwrap();
-        assert_eq!(read_exit_status(&f, "new"), Some(3));
-        assert_eq!(read_exit_status(&f, "old"), None);
     }
 }

@@ -126,6 +126,15 @@ pub fn batch_job_id() -> Option<String> {
     None
 }
 
+/// Seconds since the Unix epoch: the clock of the ledger, the scaler and worker lifetimes
+/// (comparable across processes and hosts, unlike `Instant`).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,9 +64,158 @@ pub enum MpiCommand {
     },
 }
 
+/// How this launch's ranks learn where the scheduler is. The driver's exit status needs no
+/// exchange of its own: the driver passes it to the scheduler when it shuts it down, and the
+/// scheduler tells every rank's connection as it stops (one mechanism for both kinds, and no
+/// collective call at the end that a dead rank could hang).
+enum Exchange {
+    /// A scheduler file in a shared directory.
+    Files { file: PathBuf },
+    /// An MPI broadcast from rank 0; `file` is a node-local private copy of the address for
+    /// this rank's child processes.
+    #[cfg(feature = "mpi")]
+    Mpi {
+        mpi: crate::mpi::native::Mpi,
+        file: PathBuf,
+        /// On rank 0 until it has broadcast: if it fails before, it broadcasts an empty
+        /// message at the end, so the other ranks (blocked in the broadcast) hear of it.
+        owes_broadcast: std::cell::Cell<bool>,
+    },
+}
+
+impl Exchange {
+    /// The scheduler file this rank's processes read.
+    fn file(&self) -> &std::path::Path {
+        match self {
+            Exchange::Files { file } => file,
+            #[cfg(feature = "mpi")]
+            Exchange::Mpi { file, .. } => file,
+        }
+    }
+
+    /// Rank 0: tells every rank where the scheduler is.
+    fn publish(&self, record: &mpi::SchedulerFile) -> Result<()> {
+        let text = serde_json::to_string_pretty(record).expect("serialises");
+        super::runtime::write_private(self.file(), &text)?;
+        #[cfg(feature = "mpi")]
+        if let Exchange::Mpi {
+            mpi,
+            owes_broadcast,
+            ..
+        } = self
+        {
+            mpi.broadcast(0, Some(text.into_bytes()));
+            owes_broadcast.set(false);
+        }
+        Ok(())
+    }
+
+    /// Every other rank: where the scheduler is (waits for rank 0).
+    fn fetch(&self, world: &World, wait: Duration) -> Result<mpi::SchedulerFile> {
+        match self {
+            Exchange::Files { file } => mpi::wait_for_scheduler_file(file, &world.launch_id, wait),
+            #[cfg(feature = "mpi")]
+            Exchange::Mpi { mpi, file, .. } => {
+                let bytes = mpi.broadcast(0, None);
+                if bytes.is_empty() {
+                    return Err(Error::runtime(
+                        "rank 0 could not start the scheduler (see its output)",
+                    ));
+                }
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| Error::runtime("rank 0 broadcast a malformed address"))?;
+                let record: mpi::SchedulerFile = serde_json::from_str(&text).map_err(|e| {
+                    Error::runtime(format!("rank 0 broadcast a malformed address: {e}"))
+                })?;
+                super::runtime::write_private(file, &text)?;
+                Ok(record)
+            }
+        }
+    }
+
+    /// No rank will wait for rank 0's broadcast (they all refused the world alike).
+    fn release_broadcast(&self) {
+        #[cfg(feature = "mpi")]
+        if let Exchange::Mpi { owes_broadcast, .. } = self {
+            owes_broadcast.set(false);
+        }
+    }
+
+    /// Ends MPI (when it is in use) and exits with `code`. `MPI_Finalize` synchronises with
+    /// the other ranks in some implementations: if one of them is gone it could wait forever,
+    /// so a watchdog exits regardless after a few seconds. No hang, ever.
+    fn finish(self, code: i32) -> i32 {
+        match self {
+            Exchange::Files { .. } => code,
+            #[cfg(feature = "mpi")]
+            Exchange::Mpi {
+                mpi,
+                file,
+                owes_broadcast,
+            } => {
+                if owes_broadcast.get() {
+                    mpi.broadcast(0, Some(Vec::new()));
+                }
+                let _ = std::fs::remove_file(&file);
+                std::thread::spawn(move || {
+                    std::thread::sleep(FINALIZE_WAIT);
+                    eprintln!(
+                        "warning: MPI_Finalize did not return within {FINALIZE_WAIT:?}; exiting"
+                    );
+                    // SAFETY: _exit ends the process without running anything else.
+                    unsafe { libc::_exit(code) }
+                });
+                drop(mpi);
+                code
+            }
+        }
+    }
+}
+
+/// How long a rank waits in `MPI_Finalize` before it exits anyway.
+#[cfg(feature = "mpi")]
+const FINALIZE_WAIT: Duration = Duration::from_secs(10);
+
+/// The world and how its ranks exchange: MPI when built with it and it sees the launch,
+/// else the launcher's environment and files.
+fn connect_world(a: &MpiArgs) -> (World, Exchange) {
+    let env_world = mpi::discover(|k| std::env::var(k).ok());
+    let shared = |w: &World| {
+        a.scheduler_file
+            .clone()
+            .unwrap_or_else(|| w.default_scheduler_file())
+    };
+    #[cfg(feature = "mpi")]
+    if let Some(native) = crate::mpi::native::Mpi::init() {
+        let world = native.world(env_world.launch_id.clone());
+        if world.size > 1 || env_world.size <= 1 {
+            let file = std::env::temp_dir().join(format!(
+                "rdask-mpi-{}-rank{}.json",
+                std::process::id(),
+                world.rank
+            ));
+            let owes_broadcast = std::cell::Cell::new(world.rank == 0);
+            return (
+                world,
+                Exchange::Mpi {
+                    mpi: native,
+                    file,
+                    owes_broadcast,
+                },
+            );
+        }
+        eprintln!(
+            "warning: MPI sees a world of 1 but the launcher started {} ranks (srun without              --mpi=pmix?); using the launcher's environment and a scheduler file",
+            env_world.size
+        );
+        // Keep MPI initialised until exit, so it finalises cleanly.
+        std::mem::forget(native);
+    }
+    let file = shared(&env_world);
+    (env_world, Exchange::Files { file })
+}
+
 pub fn mpi(a: MpiArgs) -> Result<i32> {
-    let world = mpi::discover(|k| std::env::var(k).ok());
-    world.check(a.no_driver)?;
     match (&a.command, a.no_driver) {
         (None, false) => {
             return Err(Error::invalid(
@@ -81,42 +230,50 @@ pub fn mpi(a: MpiArgs) -> Result<i32> {
         }
         _ => {}
     }
-    let file = a
-        .scheduler_file
-        .clone()
-        .unwrap_or_else(|| world.default_scheduler_file());
-    match world.role(a.no_driver) {
-        Role::Scheduler => scheduler(&a, &world, &file),
-        Role::Driver => driver(a, &world, &file),
-        Role::Worker => worker(&a, &world, &file),
+    let (world, exchange) = connect_world(&a);
+    if let Err(e) = world.check(a.no_driver) {
+        exchange.release_broadcast();
+        exchange.finish(0);
+        return Err(e);
+    }
+    let outcome = match world.role(a.no_driver) {
+        Role::Scheduler => scheduler(&a, &world, &exchange),
+        Role::Driver => driver(a, &world, &exchange),
+        Role::Worker => worker(&a, &world, &exchange),
+    };
+    match outcome {
+        Ok(code) => Ok(exchange.finish(code)),
+        Err(e) => {
+            exchange.finish(e.exit_code());
+            Err(e)
+        }
     }
 }
 
-fn scheduler(a: &MpiArgs, world: &World, file: &std::path::Path) -> Result<i32> {
+fn scheduler(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
     let secret = Secret::generate()?;
     let ip = match &a.interface {
         Some(iface) => crate::sys::interface_address(iface).map_err(Error::invalid)?,
         None => std::net::IpAddr::from([0, 0, 0, 0]),
     };
     let opts = SchedulerOptions::new((ip, 0).into(), secret.clone());
-    super::runtime::runtime()?.block_on(async {
-        let handle = server::start(opts).await?;
-        let record = mpi::SchedulerFile {
-            address: handle.address.clone(),
-            secret: secret.to_hex(),
-            launch_id: world.launch_id.clone(),
-        };
-        super::runtime::write_private(
-            file,
-            &serde_json::to_string_pretty(&record).expect("serialises"),
-        )?;
-        eprintln!(
-            "rank 0: scheduler at {} ({} ranks from {}; scheduler file {})",
-            handle.address,
-            world.size,
-            world.source,
-            file.display()
-        );
+    let rt = super::runtime::runtime()?;
+    let handle = rt.block_on(server::start(opts))?;
+    // Published from this (main) thread: with MPI, a broadcast; the scheduler already runs
+    // on the runtime's threads.
+    exchange.publish(&mpi::SchedulerFile {
+        address: handle.address.clone(),
+        secret: secret.to_hex(),
+        launch_id: world.launch_id.clone(),
+    })?;
+    eprintln!(
+        "rank 0: scheduler at {} ({} ranks from {}; scheduler file {})",
+        handle.address,
+        world.size,
+        world.source,
+        exchange.file().display()
+    );
+    let status = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(Error::io("installing the SIGTERM handler"))?;
         tokio::select! {
@@ -124,17 +281,18 @@ fn scheduler(a: &MpiArgs, world: &World, file: &std::path::Path) -> Result<i32> 
             _ = term.recv() => handle.shutdown(),
             _ = tokio::signal::ctrl_c() => handle.shutdown(),
         }
-        handle.stopped().await;
-        Ok(mpi::read_exit_status(file, &world.launch_id).unwrap_or(0))
-    })
+        Ok::<_, Error>(handle.stopped().await)
+    })?;
+    // The driver's status, which it gave with its shutdown request.
+    Ok(status.unwrap_or(0))
 }
 
-fn driver(a: MpiArgs, world: &World, file: &std::path::Path) -> Result<i32> {
-    let sf =
-        mpi::wait_for_scheduler_file(file, &world.launch_id, Duration::from_secs(a.wait_timeout))?;
+fn driver(a: MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
+    let sf = exchange.fetch(world, Duration::from_secs(a.wait_timeout))?;
+    let file = exchange.file().to_path_buf();
     let code = match a.command.expect("checked in mpi()") {
         MpiCommand::Array(mut args) => {
-            args.scheduler_file = Some(file.to_path_buf());
+            args.scheduler_file = Some(file.clone());
             args.local = None;
             args.memory_limit = None;
             match super::array::array(args) {
@@ -148,7 +306,7 @@ fn driver(a: MpiArgs, world: &World, file: &std::path::Path) -> Result<i32> {
         MpiCommand::Run { program } => {
             let status = std::process::Command::new(&program[0])
                 .args(&program[1..])
-                .env("RDASK_SCHEDULER_FILE", file)
+                .env("RDASK_SCHEDULER_FILE", &file)
                 .env("RDASK_SCHEDULER", &sf.address)
                 .env(crate::protocol::SECRET_ENV, &sf.secret)
                 .status();
@@ -164,24 +322,20 @@ fn driver(a: MpiArgs, world: &World, file: &std::path::Path) -> Result<i32> {
             }
         }
     };
-    // The status first, then the shutdown: every rank reads it once the scheduler closes it.
-    mpi::write_exit_status(file, &world.launch_id, code)?;
+    // The shutdown carries the status: the scheduler tells it to every rank as it stops.
     let secret = Secret::from_hex(&sf.secret)?;
     let closed = super::runtime::runtime()?.block_on(async {
         let client = crate::client::Client::connect(&sf.address, &secret).await?;
-        client.shutdown()?;
+        client.shutdown_with_status(Some(code))?;
         // Wait (bounded) until the scheduler has closed this connection, so the request is
         // not lost with this process's socket.
-        let gone = async {
-            while client.status().await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), gone).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.ended()).await;
         Ok::<(), Error>(())
     });
     if let Err(e) = closed {
-        eprintln!("rank 1: could not stop the scheduler ({e}); the other ranks end after their death timeout");
+        eprintln!(
+            "rank 1: could not stop the scheduler ({e}); the other ranks end after their death timeout"
+        );
     }
     Ok(code)
 }
@@ -193,8 +347,9 @@ struct WorkerCommand {
     args: super::runtime::WorkerArgs,
 }
 
-fn worker(a: &MpiArgs, world: &World, file: &std::path::Path) -> Result<i32> {
-    mpi::wait_for_scheduler_file(file, &world.launch_id, Duration::from_secs(a.wait_timeout))?;
+fn worker(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
+    let sf = exchange.fetch(world, Duration::from_secs(a.wait_timeout))?;
+    let file = exchange.file();
     let threads = a
         .nthreads
         .or_else(|| std::env::var("SLURM_CPUS_PER_TASK").ok()?.parse().ok())
@@ -219,18 +374,38 @@ fn worker(a: &MpiArgs, world: &World, file: &std::path::Path) -> Result<i32> {
         argv.extend(["--local-directory".into(), d.display().to_string()]);
     }
     let parsed = WorkerCommand::try_parse_from(&argv).map_err(|e| Error::invalid(e.to_string()))?;
-    // Supervised: a worker process that crashes or is killed is restarted by this rank, so
-    // the launcher (which ends the whole job when a rank dies) never sees a rank die.
-    let code = super::runtime::worker(parsed.args, crate::kernels::Registry::empty(), &["worker"])?;
-    Ok(match code {
-        0 => mpi::read_exit_status(file, &world.launch_id).unwrap_or(0),
-        1 => {
-            eprintln!(
-                "rank {}: the scheduler (rank 0) has been unreachable for {} s; exiting",
-                world.rank, a.death_timeout
-            );
-            1
-        }
-        other => other,
+    let secret = Secret::from_hex(&sf.secret)?;
+    let (program, child_args, n) = super::runtime::supervised_command(&parsed.args, &["worker"])?;
+    super::runtime::runtime()?.block_on(async {
+        // This rank's own connection hears the scheduler stop, with the driver's status: the
+        // rank ends then, even if its worker process has not registered yet (it would
+        // otherwise try to reach the stopped scheduler for its whole death timeout).
+        let watcher = crate::client::Client::connect(&sf.address, &secret).await?;
+        let stop = async {
+            // A lost connection (rank 0 died) is left to the death timeout, as the user set it.
+            if watcher.ended().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        };
+        // Supervised: a worker process that crashes or is killed is restarted by this rank,
+        // so the launcher (which ends the whole job when a rank dies) never sees a rank die.
+        let code = crate::worker::supervisor::supervise(program, child_args, n, stop).await;
+        // Closed workers can end a moment before the scheduler's last word reaches us.
+        let driver_status = tokio::time::timeout(Duration::from_secs(5), watcher.ended())
+            .await
+            .ok()
+            .flatten()
+            .map(|status| status.unwrap_or(0));
+        Ok(match (driver_status, code) {
+            (Some(status), _) => status,
+            (None, 1) => {
+                eprintln!(
+                    "rank {}: the scheduler (rank 0) has been unreachable for {} s; exiting",
+                    world.rank, a.death_timeout
+                );
+                1
+            }
+            (None, code) => code,
+        })
     })
 }

@@ -142,6 +142,38 @@ pub struct WorkerArgs {
     /// Run the worker in this process, without a supervisor that restarts it
     #[arg(long)]
     pub no_nanny: bool,
+    /// Retire gracefully after this long (seconds or 55m, 1h): its results move to other
+    /// workers, then it exits. Job scripts set it to the walltime minus a margin.
+    #[arg(long, value_name = "SECONDS", value_parser = super::seconds_arg)]
+    pub lifetime: Option<u64>,
+    /// Retire up to this much earlier, at random, so a job's workers do not all leave at once
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = super::seconds_arg)]
+    pub lifetime_stagger: u64,
+    /// The end of the lifetime as Unix time (the supervisor passes it to its processes, so a
+    /// restarted process keeps the job's deadline)
+    #[arg(long, value_name = "UNIX_TIME", hide = true)]
+    pub lifetime_end: Option<f64>,
+}
+
+impl WorkerArgs {
+    /// The end of this worker's lifetime as Unix time, if it has one.
+    fn lifetime_end(&self) -> Option<f64> {
+        self.lifetime_end
+            .or_else(|| self.lifetime.map(|l| crate::sys::unix_now() + l as f64))
+    }
+
+    /// When this process asks to be retired: the lifetime's end, minus a random part of the
+    /// stagger (each process draws its own).
+    fn retire_at(&self) -> Option<std::time::Instant> {
+        let end = self.lifetime_end()?;
+        let mut r = [0u8; 8];
+        let fraction = match getrandom::fill(&mut r) {
+            Ok(()) => (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64,
+            Err(_) => 0.5,
+        };
+        let left = end - crate::sys::unix_now() - fraction * self.lifetime_stagger as f64;
+        Some(std::time::Instant::now() + Duration::from_secs_f64(left.max(0.0)))
+    }
 }
 
 impl WorkerArgs {
@@ -173,6 +205,13 @@ impl WorkerArgs {
         }
         if let Some(i) = &self.interface {
             v.extend(["--interface".into(), i.clone()]);
+        }
+        if let Some(end) = self.lifetime_end() {
+            v.extend(["--lifetime-end".into(), format!("{end:.3}")]);
+            v.extend([
+                "--lifetime-stagger".into(),
+                self.lifetime_stagger.to_string(),
+            ]);
         }
         v.extend(["--nworkers".into(), "1".into(), "--no-nanny".into()]);
         v
@@ -231,14 +270,14 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
         .unwrap_or(1);
     let nthreads = a.nthreads.unwrap_or((cores / a.nworkers).max(1));
     if !a.no_nanny {
-        // Supervise: re-run this program as `nworkers` unsupervised workers.
-        let program = std::env::current_exe().map_err(Error::io("finding this program"))?;
-        let mut child_args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-        child_args.extend(a.child_args(nthreads));
-        let n = a.nworkers;
-        return Ok(runtime()?.block_on(worker::supervisor::supervise(program, child_args, n)));
+        let (program, child_args, n) = supervised_command(&a, prefix)?;
+        let forever = std::future::pending();
+        return Ok(runtime()?.block_on(worker::supervisor::supervise(
+            program, child_args, n, forever,
+        )));
     }
     let mut opts = WorkerOptions::new(address, secret);
+    opts.retire_at = a.retire_at();
     opts.nthreads = nthreads;
     opts.memory_limit = a.memory_limit.bytes();
     // Processes of one supervisor share its name, told apart by their index.
@@ -259,6 +298,22 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
         }
         Exit::MemoryRestart => Ok(EXIT_RESTART),
     }
+}
+
+/// What a supervisor runs: this program with `prefix` and the worker flags for one
+/// unsupervised process, `nworkers` times.
+pub fn supervised_command(a: &WorkerArgs, prefix: &[&str]) -> Result<(PathBuf, Vec<String>, u32)> {
+    if a.nworkers == 0 {
+        return Err(Error::invalid("--nworkers must be at least 1"));
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let nthreads = a.nthreads.unwrap_or((cores / a.nworkers).max(1));
+    let program = std::env::current_exe().map_err(Error::io("finding this program"))?;
+    let mut child_args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+    child_args.extend(a.child_args(nthreads));
+    Ok((program, child_args, a.nworkers))
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -49,6 +49,9 @@ pub enum WorkerToScheduler {
         paused: bool,
         executing: Vec<TaskId>,
     },
+    /// Retire me gracefully (my lifetime is up: the job's walltime is near): copy my unique
+    /// results to others, then close me.
+    RetireMe,
 }
 
 /// Where a task's input lives, as a worker needs to fetch it.
@@ -110,8 +113,11 @@ pub enum ClientToScheduler {
         keys: Vec<TaskId>,
         to: WorkerId,
     },
-    /// Stop the scheduler and every worker.
-    Shutdown,
+    /// Stop the scheduler and every worker; `exit_status` is passed on to every client (the
+    /// MPI-style runner's ranks end with the driver's status).
+    Shutdown {
+        exit_status: Option<i32>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +199,11 @@ pub enum SchedulerToClient {
     },
     Status(Box<StatusReport>),
     WorkerRetired(WorkerId),
+    /// The scheduler is stopping (the last message a client gets), with the exit status the
+    /// client that stopped it gave.
+    ShuttingDown {
+        exit_status: Option<i32>,
+    },
 }
 
 /// Worker-to-worker and client-to-worker requests for results.

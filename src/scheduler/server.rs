@@ -62,7 +62,8 @@ pub struct SchedulerHandle {
     pub address: String,
     pub local_addr: SocketAddr,
     core: mpsc::UnboundedSender<CoreMsg>,
-    stopped: watch::Receiver<bool>,
+    /// None while serving; then the exit status the shutdown request carried, if any.
+    stopped: watch::Receiver<Option<Option<i32>>>,
     tasks: Vec<JoinHandle<()>>,
     counters: Arc<Counters>,
 }
@@ -76,17 +77,23 @@ impl SchedulerHandle {
     /// Waits until the scheduler has stopped (after a shutdown by a client or the handle)
     /// and its goodbyes are written: a process may exit right after without workers taking
     /// the lost connection for a failure (they would wait out their death timeout).
-    pub async fn stopped(&self) {
+    /// Returns the exit status the client that shut it down passed along (the MPI-style
+    /// runner's driver does), if any.
+    pub async fn stopped(&self) -> Option<i32> {
         let mut rx = self.stopped.clone();
-        while !*rx.borrow() {
-            if rx.changed().await.is_err() {
-                return;
+        let status = loop {
+            if let Some(status) = *rx.borrow() {
+                break status;
             }
-        }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        };
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.counters.writers.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        status
     }
 }
 
@@ -160,7 +167,7 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     };
     let address = format!("tcp://{host}:{}", local_addr.port());
     let (core_tx, core_rx) = mpsc::unbounded_channel();
-    let (stopped_tx, stopped_rx) = watch::channel(false);
+    let (stopped_tx, stopped_rx) = watch::channel(None);
     let counters = Arc::new(Counters::default());
     let core = Core {
         state: State::new(opts.config.clone()),
@@ -176,6 +183,7 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         address: address.clone(),
         heartbeat: opts.heartbeat,
         heartbeat_timeout: opts.heartbeat_timeout,
+        exit_status: None,
     };
     let core_task = tokio::spawn(core.run(core_rx, stopped_tx));
     let accept_task = tokio::spawn(accept_loop(
@@ -368,10 +376,16 @@ struct Core {
     address: String,
     heartbeat: Duration,
     heartbeat_timeout: Duration,
+    /// What the client that shut us down said the run's exit status is.
+    exit_status: Option<i32>,
 }
 
 impl Core {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>, stopped: watch::Sender<bool>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<CoreMsg>,
+        stopped: watch::Sender<Option<Option<i32>>>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
@@ -385,7 +399,7 @@ impl Core {
                         if !self.handle(msg) {
                             self.route();
                             self.close_everything();
-                            let _ = stopped.send(true);
+                            let _ = stopped.send(Some(self.exit_status));
                             return;
                         }
                     }
@@ -396,7 +410,7 @@ impl Core {
             self.send_progress(false);
         }
         self.close_everything();
-        let _ = stopped.send(true);
+        let _ = stopped.send(Some(self.exit_status));
     }
 
     /// Applies one message; false when the scheduler must stop.
@@ -511,6 +525,13 @@ impl Core {
                         paused,
                         executing,
                     },
+                    WorkerToScheduler::RetireMe => {
+                        tracing::info!("worker {id} asked to retire (lifetime reached)");
+                        Event::Retire {
+                            workers: vec![id],
+                            requester: None,
+                        }
+                    }
                 };
                 self.state.handle(event);
             }
@@ -561,8 +582,9 @@ impl Core {
                         requester: Some(id),
                     });
                 }
-                ClientToScheduler::Shutdown => {
+                ClientToScheduler::Shutdown { exit_status } => {
                     tracing::info!("shutdown requested by client {id}");
+                    self.exit_status = exit_status;
                     return false;
                 }
             },
@@ -736,6 +758,9 @@ impl Core {
             let _ = c.out.send(Out::Close);
         }
         for (_, out) in self.clients.drain() {
+            let _ = out.send(Out::Msg(SchedulerToClient::ShuttingDown {
+                exit_status: self.exit_status,
+            }));
             let _ = out.send(Out::Close);
         }
     }

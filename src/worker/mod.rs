@@ -53,6 +53,9 @@ pub struct WorkerOptions {
     /// The batch job we run in (default: read from the environment).
     pub job_id: Option<String>,
     pub memory: MemoryPolicy,
+    /// When to ask the scheduler to retire us (`--lifetime`): before the job's walltime, so
+    /// that our results move to other workers instead of dying with the job.
+    pub retire_at: Option<Instant>,
 }
 
 impl WorkerOptions {
@@ -68,6 +71,7 @@ impl WorkerOptions {
             interface: None,
             job_id: sys::batch_job_id(),
             memory: MemoryPolicy::default(),
+            retire_at: None,
         }
     }
 }
@@ -359,9 +363,19 @@ impl Session<'_> {
     ) -> std::result::Result<Exit, String> {
         let mut heartbeat = tokio::time::interval(heartbeat);
         let mut memory_check = tokio::time::interval(Duration::from_millis(100));
+        // Asked once per session: a scheduler we reconnect to has forgotten the request.
+        let retire_at = self.opts.retire_at.map(tokio::time::Instant::from_std);
+        let mut retire_asked = false;
         loop {
             let mut exit = None;
             tokio::select! {
+                _ = tokio::time::sleep_until(retire_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if retire_at.is_some() && !retire_asked =>
+                {
+                    tracing::info!("lifetime reached: asking the scheduler to retire this worker");
+                    self.outbox.push(WorkerToScheduler::RetireMe);
+                    retire_asked = true;
+                }
                 ev = rx.recv() => {
                     let ev = ev.ok_or("internal channel closed")?;
                     exit = self.handle(ev)?;

@@ -11,8 +11,15 @@ use tokio::signal::unix::{signal, SignalKind};
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
-/// Runs `program args...` `n` times under supervision; returns the exit status to end with.
-pub async fn supervise(program: std::path::PathBuf, args: Vec<String>, n: u32) -> i32 {
+/// Runs `program args...` `n` times under supervision until they end, a signal, or `stop`
+/// completes (then every process is stopped); returns the exit status to end with.
+pub async fn supervise(
+    program: std::path::PathBuf,
+    args: Vec<String>,
+    n: u32,
+    stop: impl std::future::Future<Output = ()>,
+) -> i32 {
+    tokio::pin!(stop);
     let spawn = |i: u32| -> std::io::Result<Child> {
         Command::new(&program)
             .args(&args)
@@ -41,6 +48,7 @@ pub async fn supervise(program: std::path::PathBuf, args: Vec<String>, n: u32) -
         let (i, exit) = tokio::select! {
             _ = term.recv() => { stop_all(&mut children).await; return 0; }
             _ = int.recv() => { stop_all(&mut children).await; return 130; }
+            _ = &mut stop => { stop_all(&mut children).await; return 0; }
             r = wait_any(&mut children) => r,
         };
         children[i] = None;
