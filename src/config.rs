@@ -109,6 +109,8 @@ pub struct JobConfig {
     pub template: Option<PathBuf>,
     pub worker_extra_arg: Vec<String>,
     pub death_timeout: u64,
+    pub lifetime_margin: u64,
+    pub lifetime_stagger: u64,
     pub submit_command_extra: Vec<String>,
     pub cancel_command_extra: Vec<String>,
     pub lsf_units: Option<LsfUnit>,
@@ -143,6 +145,8 @@ impl Default for JobConfig {
             template: None,
             worker_extra_arg: Vec::new(),
             death_timeout: 60,
+            lifetime_margin: 120,
+            lifetime_stagger: 60,
             submit_command_extra: Vec::new(),
             cancel_command_extra: Vec::new(),
             lsf_units: None,
@@ -163,6 +167,24 @@ impl JobConfig {
     /// The memory limit of each worker process: job memory / processes.
     pub fn memory_per_process(&self) -> ByteSize {
         ByteSize(self.memory.0 / u64::from(self.processes.max(1)))
+    }
+
+    /// The worker's `--lifetime` and `--lifetime-stagger`, in seconds, or None when workers
+    /// should run until the batch system stops them (`lifetime_margin = 0`).
+    ///
+    /// Why: a job killed at its walltime takes its workers' results with it, and its running
+    /// tasks die mid-way (dask-jobqueue #122, #416). Workers that retire first hand their
+    /// results to the others. The margin is capped at a quarter of the walltime, so short test
+    /// jobs still do most of their work, and the stagger at half the margin, so the last
+    /// worker to leave still has half the margin to copy its results.
+    pub fn worker_lifetime(&self) -> Option<(u64, u64)> {
+        let walltime = self.walltime.seconds();
+        if self.lifetime_margin == 0 || walltime == 0 {
+            return None;
+        }
+        let margin = self.lifetime_margin.min(walltime / 4).max(1);
+        let stagger = self.lifetime_stagger.min(margin / 2);
+        Some((walltime.saturating_sub(margin), stagger))
     }
 
     /// Checks that need several keys at once.
@@ -238,6 +260,8 @@ keys! {
     "template": Path => "a job-script template of your own (minijinja)",
     "worker_extra_arg": Lines => "extra arguments for the worker command",
     "death_timeout": Seconds => "seconds a worker waits for an unreachable scheduler",
+    "lifetime_margin": Seconds => "workers retire this long before the walltime (at most a quarter of it; 0: never)",
+    "lifetime_stagger": Seconds => "workers of a job retire up to this much apart (at most half the margin)",
     "submit_command_extra": Lines => "extra arguments for the submit command",
     "cancel_command_extra": Lines => "extra arguments for the cancel command",
     "lsf_units": LsfUnit => "LSF memory unit (LSF_UNIT_FOR_LIMITS); read from lsf.conf when unset",

@@ -88,6 +88,12 @@ pub struct JobArgs {
     /// Seconds a worker waits for an unreachable scheduler before exiting [default: 60]
     #[arg(long, value_name = "SECONDS", value_parser = super::seconds_arg)]
     pub death_timeout: Option<u64>,
+    /// Workers retire (handing their results to others) this long before the walltime; 0: never [default: 120, at most walltime/4]
+    #[arg(long, value_name = "SECONDS", value_parser = super::seconds_arg)]
+    pub lifetime_margin: Option<u64>,
+    /// A job's workers retire up to this far apart [default: 60, at most half the margin]
+    #[arg(long, value_name = "SECONDS", value_parser = super::seconds_arg)]
+    pub lifetime_stagger: Option<u64>,
     /// Extra argument for the submit command (repeatable)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub submit_command_extra: Vec<String>,
@@ -162,10 +168,10 @@ impl JobArgs {
                 .as_ref()
                 .map(|p| text(&p.display().to_string())),
         );
-        put(
-            "death_timeout",
-            self.death_timeout.map(|s| Value::Integer(s as i64)),
-        );
+        let seconds = |v: Option<u64>| v.map(|s| Value::Integer(s as i64));
+        put("death_timeout", seconds(self.death_timeout));
+        put("lifetime_margin", seconds(self.lifetime_margin));
+        put("lifetime_stagger", seconds(self.lifetime_stagger));
         put("lsf_units", self.lsf_units.map(|u| text(&format!("{u:?}"))));
         put("disk", self.disk.map(|m| text(&m.exact())));
         put(
@@ -256,6 +262,10 @@ mod tests {
             "--foo",
             "--death-timeout",
             "2m",
+            "--lifetime-margin",
+            "3m",
+            "--lifetime-stagger",
+            "30",
             "--submit-command-extra",
             "-s",
             "--cancel-command-extra",
@@ -284,6 +294,8 @@ mod tests {
         }
         let loaded = config::load(None, &layer, &Env::default()).unwrap();
         assert_eq!(loaded.config.death_timeout, 120);
+        assert_eq!(loaded.config.lifetime_margin, 180);
+        assert_eq!(loaded.config.lifetime_stagger, 30);
         assert_eq!(loaded.config.account.as_deref(), Some("p"));
     }
 }

@@ -52,6 +52,10 @@ pub fn worker_command(cfg: &JobConfig, target: &Target, own_binary: &Path) -> St
     words.extend(["--nworkers".into(), cfg.processes.to_string()]);
     words.extend(["--memory-limit".into(), cfg.memory_per_process().exact()]);
     words.extend(["--death-timeout".into(), cfg.death_timeout.to_string()]);
+    if let Some((lifetime, stagger)) = cfg.worker_lifetime() {
+        words.extend(["--lifetime".into(), lifetime.to_string()]);
+        words.extend(["--lifetime-stagger".into(), stagger.to_string()]);
+    }
     if let Some(secret) = &target.secret_file {
         words.extend([
             "--secret-file".into(),
@@ -224,7 +228,8 @@ mod tests {
             processes: 4,
             memory: "28GB".parse().unwrap(),
             local_directory: Some("/scratch/$USER".into()),
-            worker_extra_arg: vec!["--lifetime".into(), "55m".into()],
+            walltime: crate::units::Walltime(3600),
+            worker_extra_arg: vec!["--name".into(), "w-$SLURM_JOB_ID".into()],
             ..JobConfig::default()
         };
         let target = Target {
@@ -235,8 +240,9 @@ mod tests {
         assert_eq!(
             cmd,
             "/opt/rdask/bin/rdask-jobqueue worker tcp://10.0.0.1:8786 --nthreads 2 --nworkers 4 \
-             --memory-limit 7000000000 --death-timeout 60 --secret-file /home/u/.rdask/clusters/default/secret \
-             --local-directory \"/scratch/$USER\" --lifetime 55m"
+             --memory-limit 7000000000 --death-timeout 60 --lifetime 3480 --lifetime-stagger 60 \
+             --secret-file /home/u/.rdask/clusters/default/secret \
+             --local-directory \"/scratch/$USER\" --name \"w-$SLURM_JOB_ID\""
         );
     }
 }
