@@ -32,7 +32,8 @@ pub enum OutputFormat {
     rdask-jobqueue array 'x.mean(axis=0)' --input x=data.h5:/x\n  \
     rdask-jobqueue array '(x + x.T) - x.mean(axis=0)' --input x=data.h5:/x --output out.h5:/y\n  \
     rdask-jobqueue array 'random((20000, 20000), chunks=(1000, 1000), seed=1).std()'\n  \
-    rdask-jobqueue array 'x.sum()' --input x=data.h5:/x --local 4 --memory-limit 2GiB --format json\n\n\
+    rdask-jobqueue array 'x.sum()' --input x=data.h5:/x --local 4 --memory-limit 2GiB --format json\n  \
+    rdask-jobqueue array 'x.sum()' --input x=data.h5:/x --cluster default   # on `up`'s cluster\n\n\
     Operations: + - * / ** @, unary -, sqrt exp log abs sin cos, sum mean min max var std\n\
     (axis=, keepdims=, ddof=), .T, transpose, dot, astype, rechunk, x[a:b:s, i, ...],\n\
     ones zeros full arange random (chunks=, seed=, dtype=). See docs/arrays.md.")]
@@ -64,6 +65,9 @@ pub struct ArrayArgs {
     /// and secret, as `scheduler --scheduler-file` and `mpi` write it)
     #[arg(long, value_name = "FILE", env = "RDASK_SCHEDULER_FILE", conflicts_with_all = ["local", "memory_limit"])]
     pub scheduler_file: Option<PathBuf>,
+    /// Run on the named cluster that `rdask-jobqueue up --name NAME` started
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["local", "memory_limit", "scheduler_file"])]
+    pub cluster: Option<String>,
     /// No progress output, only the result
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -144,6 +148,9 @@ pub fn prepare(a: &ArrayArgs) -> Result<(Array, Option<(String, String)>)> {
 }
 
 async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
+    if let Some(name) = &a.cluster {
+        return Ok((Runner::Remote, Client::connect_named(name).await?));
+    }
     if let Some(path) = &a.scheduler_file {
         let (address, secret) = read_scheduler_file(path)?;
         let client = Client::connect(&address, &secret).await?;

@@ -4,6 +4,7 @@
 pub mod array;
 pub mod bench;
 pub mod bench_array;
+pub mod cluster;
 pub mod demo;
 pub mod job_args;
 pub mod jobs;
@@ -20,10 +21,11 @@ use crate::error::Result;
 #[derive(Parser, Debug)]
 #[command(name = "rdask-jobqueue", version, about, long_about = None, propagate_version = true)]
 #[command(after_help = "Examples:\n  \
-    rdask-jobqueue job-script --system slurm --cores 8 --processes 4 --memory 28GB --walltime 00:02:00\n  \
-    rdask-jobqueue config show --system pbs\n  \
-    rdask-jobqueue jobs submit --system sge --queue all.q\n\n\
-    Docs: README.md, docs/configuration.md, docs/batch-systems.md")]
+    rdask-jobqueue up --system slurm --queue debug --cores 8 --processes 2 --memory 16GB --scale 4 --wait\n  \
+    rdask-jobqueue array 'x.mean(axis=0)' --input x=data.h5:/x --cluster default\n  \
+    rdask-jobqueue status && rdask-jobqueue adapt --minimum 0 --maximum 20 && rdask-jobqueue down\n  \
+    rdask-jobqueue job-script --system slurm --cores 8 --processes 4 --memory 28GB --walltime 00:02:00\n\n\
+    Docs: README.md, docs/clusters.md, docs/arrays.md, docs/mpi.md, docs/configuration.md")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,6 +33,23 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Start a named cluster: a scheduler daemon that submits and holds worker jobs
+    Up(Box<cluster::UpArgs>),
+    /// Hold a cluster at K workers (or K jobs with --jobs)
+    Scale(cluster::ScaleArgs),
+    /// Scale a cluster with its queued work, between a minimum and a maximum
+    Adapt(cluster::AdaptCommandArgs),
+    /// A cluster's jobs, workers and tasks
+    Status(cluster::StatusArgs),
+    /// Stop a cluster: its workers, every job it submitted, its daemon
+    Down(cluster::DownArgs),
+    /// The clusters recorded under $RDASK_HOME
+    List(cluster::ListArgs),
+    /// A cluster's daemon log, or one of its jobs' output
+    Logs(cluster::LogsArgs),
+    /// The daemon `up` starts (not for direct use)
+    #[command(hide = true)]
+    ClusterDaemon(cluster::DaemonArgs),
     /// Print the worker job script exactly as it would be submitted
     JobScript(jobs::JobScriptArgs),
     /// Show the merged configuration and where each value came from
@@ -63,8 +82,11 @@ pub(crate) fn seconds_arg(s: &str) -> std::result::Result<u64, String> {
 pub fn init_logging(default: &str) {
     let level = std::env::var("RDASK_LOG").unwrap_or_else(|_| default.to_string());
     let level: tracing::Level = level.parse().unwrap_or(tracing::Level::WARN);
+    // Colours only on a terminal: daemon and job logs are files people grep.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -72,9 +94,20 @@ pub fn init_logging(default: &str) {
 
 /// Runs the parsed command; the returned code is the process's exit status.
 pub fn run(cli: Cli) -> Result<i32> {
-    let daemon = matches!(cli.command, Command::Scheduler(_) | Command::Worker(_));
+    let daemon = matches!(
+        cli.command,
+        Command::Scheduler(_) | Command::Worker(_) | Command::ClusterDaemon(_)
+    );
     init_logging(if daemon { "info" } else { "warn" });
     match cli.command {
+        Command::Up(a) => cluster::up(*a),
+        Command::Scale(a) => cluster::scale(a),
+        Command::Adapt(a) => cluster::adapt(a),
+        Command::Status(a) => cluster::status(a),
+        Command::Down(a) => cluster::down(a),
+        Command::List(a) => cluster::list(a),
+        Command::Logs(a) => cluster::logs(a),
+        Command::ClusterDaemon(a) => cluster::daemon(a),
         Command::JobScript(a) => jobs::job_script(a),
         Command::Config(c) => jobs::config(c),
         Command::Jobs(c) => jobs::jobs(c),

@@ -160,6 +160,17 @@ pub trait BatchSystem: Sync {
 
     /// Environment variables (in order) from which a process inside a job learns its job id.
     fn job_id_variables(&self) -> &'static [&'static str];
+
+    /// The command that tells why pending jobs wait, where the system says so in one call
+    /// (SLURM's reason column). None elsewhere.
+    fn pending_reasons(&self, _ids: &[String]) -> Option<Invocation> {
+        None
+    }
+
+    /// Reads "id -> reason" from the output of [`BatchSystem::pending_reasons`].
+    fn parse_pending_reasons(&self, _out: &Output) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 }
 
 /// The description of a system.
@@ -242,6 +253,21 @@ impl JobQueue {
             return Ok(());
         }
         Err(command::failure(&inv, &out).into())
+    }
+
+    /// Why pending jobs wait, where the batch system says so (empty elsewhere, or when the
+    /// command fails: a reason is a courtesy, never worth an error).
+    pub fn pending_reasons(&self, ids: &[String]) -> BTreeMap<String, String> {
+        let Some(inv) = (!ids.is_empty())
+            .then(|| self.system().pending_reasons(ids))
+            .flatten()
+        else {
+            return BTreeMap::new();
+        };
+        match command::run(&inv, self.timeout) {
+            Ok(out) if out.code == Some(0) => self.system().parse_pending_reasons(&out),
+            _ => BTreeMap::new(),
+        }
     }
 
     /// The states of many jobs, asked in one call.

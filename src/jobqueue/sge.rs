@@ -108,10 +108,14 @@ impl BatchSystem for Sge {
 
 /// Grid Engine state letters: q queued, w waiting, h hold, r running, t transferring,
 /// R restarted, s/S/T suspended, d deletion, E error.
+/// `d` marks a job being deleted: while it still runs (`dr`, `dt`) its processes are alive,
+/// so it is running until it vanishes (as SLURM's COMPLETING is), which is what lets `down`
+/// promise that nothing of ours is left; a deleted job that never ran is cancelled.
 fn state_of(state: &str) -> JobState {
+    let running = ['r', 't', 's', 'S', 'T'].iter().any(|c| state.contains(*c));
     if state.contains('E') {
         JobState::Failed
-    } else if state.contains('d') {
+    } else if state.contains('d') && !running {
         JobState::Cancelled
     } else if state.contains('r')
         || state.contains('t')
@@ -156,7 +160,7 @@ job-ID  prior   name       user         state submit/start at     queue         
         assert_eq!(s["7"], JobState::Running);
         assert_eq!(s["8"], JobState::Pending);
         assert_eq!(s["9"], JobState::Failed);
-        assert_eq!(s["10"], JobState::Cancelled);
+        assert_eq!(s["10"], JobState::Running);
         assert_eq!(s["12"], JobState::Gone);
         assert!(!s.contains_key("11"));
     }

@@ -115,6 +115,28 @@ impl BatchSystem for Slurm {
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["SLURM_JOB_ID", "SLURM_JOBID"]
     }
+
+    fn pending_reasons(&self, ids: &[String]) -> Option<Invocation> {
+        Some(Invocation::new([
+            "squeue".to_string(),
+            "--noheader".into(),
+            "--states=PENDING".into(),
+            "--format=%i %r".into(),
+            format!("--jobs={}", ids.join(",")),
+        ]))
+    }
+
+    /// "1234 Resources", "1235 QOSMaxJobsPerUserLimit"; "None" means no reason yet.
+    fn parse_pending_reasons(&self, out: &Output) -> BTreeMap<String, String> {
+        out.stdout
+            .lines()
+            .filter_map(|l| {
+                let (id, why) = l.trim().split_once(' ')?;
+                let why = why.trim();
+                (!why.is_empty() && why != "None").then(|| (id.to_string(), why.to_string()))
+            })
+            .collect()
+    }
 }
 
 fn state_of(s: &str) -> JobState {
@@ -135,6 +157,15 @@ fn state_of(s: &str) -> JobState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_reasons_are_read_and_none_is_no_reason() {
+        let o = out(0, "12 Resources\n13 None\n14 QOSMaxJobsPerUserLimit\n", "");
+        let r = Slurm.parse_pending_reasons(&o);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r["12"], "Resources");
+        assert_eq!(r["14"], "QOSMaxJobsPerUserLimit");
+    }
 
     fn out(code: i32, stdout: &str, stderr: &str) -> Output {
         Output {

@@ -272,6 +272,9 @@ impl Default for Config {
     }
 }
 
+/// The duration assumed for tasks before any has finished (Dask's default-task-durations).
+const UNKNOWN_TASK_DURATION_US: f64 = 500_000.0;
+
 /// Observed cost of tasks, as exponentially weighted means.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Observed {
@@ -1194,10 +1197,17 @@ impl State {
     }
 
     /// Work not yet done, in expected microseconds (for adaptive scaling): tasks waiting,
-    /// queued or processing, times their observed mean duration.
+    /// queued or processing, times their observed mean duration. Before any task has
+    /// finished, a task counts as half a second (Dask's default task duration): a cluster
+    /// at zero workers must not ask for just one because it has seen nothing run yet.
     pub fn pending_work_us(&self) -> f64 {
         let c = self.counts();
-        (c.waiting + c.queued + c.processing) as f64 * self.observed.duration_us.max(1.0)
+        let per_task = if self.observed.count == 0 {
+            UNKNOWN_TASK_DURATION_US
+        } else {
+            self.observed.duration_us.max(1.0)
+        };
+        (c.waiting + c.queued + c.processing) as f64 * per_task
     }
 
     /// Checks every invariant; used by tests after each event. Returns what is broken.

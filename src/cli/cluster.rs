@@ -1,0 +1,1126 @@
+//! `up`, `scale`, `adapt`, `status`, `down`, `list`, `logs`: named clusters on a login node.
+//!
+//! Each command is a short conversation with the cluster's daemon over its control socket
+//! ([`crate::cluster::control`]); only `up` (which starts the daemon) and `down --force`
+//! (which cleans up after a dead one, from the ledger) act on their own.
+
+use std::io::IsTerminal;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::job_args::JobArgs;
+use crate::cluster::control::{self, ClusterStatus, Reply, Request};
+use crate::cluster::{self, ClusterDir, ClusterRecord, DEFAULT_NAME};
+use crate::error::{Error, Result};
+use crate::jobqueue::ledger::Ledger;
+use crate::jobqueue::scaler::{self, ScalerConfig, Target};
+use crate::protocol::Secret;
+use crate::units::ByteSize;
+
+/// How long a control request may take (status, scale); `down` has its own.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `down` waits for the daemon: its workers, the cancels, the batch system's view.
+const DOWN_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Args, Debug, Clone)]
+pub struct NameArg {
+    /// The cluster's name
+    #[arg(long, short = 'n', default_value = DEFAULT_NAME, env = "RDASK_CLUSTER", value_name = "NAME")]
+    pub name: String,
+}
+
+impl NameArg {
+    fn dir(&self) -> Result<ClusterDir> {
+        ClusterDir::new(&self.name)
+    }
+}
+
+/// `MIN:MAX` for `up --adapt`.
+fn min_max(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("`{s}`: expected MIN:MAX, two counts such as 2:20");
+    let (a, b) = s.split_once(':').ok_or_else(bad)?;
+    let a = a.trim().parse().map_err(|_| bad())?;
+    let b = b.trim().parse().map_err(|_| bad())?;
+    Ok((a, b))
+}
+
+/// A count of workers or jobs, with an error that says what is wrong with `-1`.
+fn count(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if n < 0 => Err(format!(
+            "{n}: the count must be 0 or more (`scale 0` releases every job)"
+        )),
+        Ok(n) => usize::try_from(n).map_err(|_| format!("{n} is too large")),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
+/// The scaling knobs `up` fixes for the cluster's life.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Scaling")]
+pub struct ScalerArgs {
+    /// Seconds between scaling decisions (Dask's adapt interval)
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_secs)]
+    pub interval: f64,
+    /// Seconds between batch-state polls (one squeue/qstat call for all jobs)
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_secs)]
+    pub poll_interval: f64,
+    /// Jobs waiting in the queue at once, at most (sites limit queued jobs)
+    #[arg(long, value_name = "N", default_value_t = scaler::DEFAULT_MAX_PENDING_JOBS)]
+    pub max_pending_jobs: usize,
+    /// A running job whose workers have not connected after this long is cancelled
+    #[arg(long, value_name = "SECONDS", default_value = "5m", value_parser = parse_secs)]
+    pub startup_timeout: f64,
+}
+
+fn parse_secs(s: &str) -> std::result::Result<f64, String> {
+    if let Ok(v) = s.trim().parse::<f64>() {
+        return if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(format!("{s}: must be a positive number of seconds"))
+        };
+    }
+    super::seconds_arg(s).map(|v| v as f64)
+}
+
+/// `adapt`'s policy flags, shared by `up --adapt` and `adapt`.
+#[derive(Args, Debug, Clone)]
+pub struct AdaptArgs {
+    /// Seconds the queued work should take with the workers wanted
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_secs)]
+    pub target_duration: f64,
+    /// Consecutive intervals that must agree before scaling down
+    #[arg(long, value_name = "N", default_value_t = scaler::DEFAULT_WAIT_COUNT)]
+    pub wait_count: u32,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    rdask-jobqueue up --system slurm --queue debug --cores 8 --processes 2 --memory 16GB --scale 4 --wait\n  \
+    rdask-jobqueue up --name big --adapt 2:20 --walltime 01:00:00\n  \
+    rdask-jobqueue up --system local --scale 2        # no batch system: local processes\n\n\
+    Then: rdask-jobqueue status | scale K | adapt --minimum A --maximum B | down.\n\
+    The job options are those of `job-script` (and the config file); see docs/clusters.md.")]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Start with this many workers
+    #[arg(long, value_name = "K", value_parser = count, conflicts_with = "adapt")]
+    pub scale: Option<usize>,
+    /// Start adaptive between MIN and MAX workers
+    #[arg(long, value_name = "MIN:MAX", value_parser = min_max)]
+    pub adapt: Option<(usize, usize)>,
+    /// --scale and --adapt count jobs, not workers
+    #[arg(long)]
+    pub jobs: bool,
+    /// With --scale: wait until that many workers are connected
+    #[arg(long, requires = "scale")]
+    pub wait: bool,
+    /// How long --wait waits before giving up (the cluster stays up)
+    #[arg(long, value_name = "SECONDS", default_value = "10m", value_parser = parse_secs)]
+    pub wait_timeout: f64,
+    /// Scheduler port (0: any free port)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Listen on this interface's address only (e.g. ib0) [default: all interfaces]
+    #[arg(long, value_name = "IFACE")]
+    pub scheduler_interface: Option<String>,
+    /// The host name or address workers dial, when they cannot reach this host by its name
+    /// (NAT, proxies, another network)
+    #[arg(long, value_name = "HOST")]
+    pub contact_address: Option<String>,
+    #[command(flatten)]
+    pub scaler: ScalerArgs,
+    #[command(flatten)]
+    pub adapt_policy: AdaptArgs,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    rdask-jobqueue scale 10            # 10 workers: ceil(10 / processes per job) jobs\n  \
+    rdask-jobqueue scale 3 --jobs      # 3 whole jobs\n  \
+    rdask-jobqueue scale 0             # release every job (results move off first)\n\n\
+    Scaling down cancels pending jobs first, then retires whole running jobs: their workers'\n\
+    results move to the workers that stay before the jobs are cancelled.")]
+pub struct ScaleArgs {
+    /// Workers wanted (or jobs, with --jobs)
+    #[arg(value_name = "K", value_parser = count, allow_hyphen_values = true)]
+    pub count: usize,
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Count jobs instead of workers
+    #[arg(long)]
+    pub jobs: bool,
+    /// Wait until that many workers are connected
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits before giving up
+    #[arg(long, value_name = "SECONDS", default_value = "10m", value_parser = parse_secs)]
+    pub wait_timeout: f64,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    rdask-jobqueue adapt --minimum 0 --maximum 20\n  \
+    rdask-jobqueue adapt --minimum 1 --maximum 4 --jobs --target-duration 30s\n  \
+    rdask-jobqueue adapt --off         # keep the jobs there are now\n\n\
+    Workers wanted = the queued work's expected duration / --target-duration (at most one per\n\
+    task), within the bounds, rounded up to whole jobs; scale-down waits for --wait-count\n\
+    intervals in a row to agree.")]
+pub struct AdaptCommandArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Fewest workers (or jobs, with --jobs)
+    #[arg(long, value_name = "N", value_parser = count, allow_hyphen_values = true, required_unless_present = "off")]
+    pub minimum: Option<usize>,
+    /// Most workers (or jobs, with --jobs)
+    #[arg(long, value_name = "N", value_parser = count, allow_hyphen_values = true, required_unless_present = "off")]
+    pub maximum: Option<usize>,
+    /// Count jobs instead of workers
+    #[arg(long)]
+    pub jobs: bool,
+    #[command(flatten)]
+    pub policy: AdaptArgs,
+    /// Seconds between scaling decisions [default: as given to `up`, 1]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_secs)]
+    pub interval: Option<f64>,
+    /// Stop adapting and keep the jobs counted now
+    #[arg(long, conflicts_with_all = ["minimum", "maximum"])]
+    pub off: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    rdask-jobqueue status\n  \
+    rdask-jobqueue status --name big --json | jq '.workers | length'")]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Print one JSON object (workers, jobs, tasks, target)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    rdask-jobqueue down\n  \
+    rdask-jobqueue down --name big --force   # the daemon died: cancel its jobs from the ledger")]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Also when the daemon is dead or does not answer: cancel every job the ledger holds
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print a JSON array
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    rdask-jobqueue logs                # the daemon's log\n  \
+    rdask-jobqueue logs --job 1234     # the output of batch job 1234")]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Show this batch job's output instead of the daemon's log
+    #[arg(long, value_name = "ID")]
+    pub job: Option<String>,
+    /// Show only the last N lines of each file (0: all)
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub lines: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+}
+
+// ---------------------------------------------------------------------------------------
+
+pub fn up(a: UpArgs) -> Result<i32> {
+    let dir = a.name.dir()?;
+    let mut loaded = a.job.load()?.config;
+    let processes = loaded.processes as usize;
+    let target = initial_target(&a, processes);
+    if let Some(t) = &target {
+        t.validate()?;
+    }
+    let scaler = ScalerConfig {
+        processes,
+        threads_per_worker: loaded.threads_per_process() as usize,
+        max_pending_jobs: a.scaler.max_pending_jobs,
+        startup_timeout: a.scaler.startup_timeout,
+        ..ScalerConfig::default()
+    };
+    scaler.validate()?;
+    let bind_host = match &a.scheduler_interface {
+        Some(iface) => crate::sys::interface_address(iface)
+            .map_err(Error::invalid)?
+            .to_string(),
+        None => "0.0.0.0".to_string(),
+    };
+    make_room(&dir)?;
+
+    // The cluster's own places, absolute: the jobs read them from compute nodes.
+    for d in [&dir.root, &dir.logs_dir(), &dir.scripts_dir()] {
+        create_private_dir(d)?;
+    }
+    if loaded.log_directory.is_none() {
+        loaded.log_directory = Some(dir.logs_dir());
+    }
+    if let Some(l) = &loaded.log_directory {
+        loaded.log_directory = Some(std::path::absolute(l).unwrap_or_else(|_| l.clone()));
+    }
+    Secret::generate()?.save(&dir.secret_path())?;
+    let rec = ClusterRecord {
+        name: dir.name.clone(),
+        address: None,
+        pid: None,
+        system: loaded.system,
+        config: loaded,
+        scaler,
+        interval: a.scaler.interval,
+        poll_interval: a.scaler.poll_interval,
+        bind_host,
+        port: a.port,
+        contact_address: a.contact_address.clone(),
+        created_at: cluster::now(),
+        closed_at: None,
+    };
+    dir.write_record(&rec)?;
+    let pid = spawn_daemon(&dir)?;
+    let rec = match wait_until_serving(&dir, pid) {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing was submitted yet: leave a record that says it is closed.
+            let mut closed = rec;
+            closed.closed_at = Some(cluster::now());
+            let _ = dir.write_record(&closed);
+            return Err(e);
+        }
+    };
+    let address = rec.address.clone().unwrap_or_default();
+    println!(
+        "cluster `{}` is up: scheduler at {address} ({}, daemon pid {pid})",
+        dir.name, rec.system
+    );
+    println!("  secret:  {}", dir.secret_path().display());
+    println!("  logs:    {}", dir.daemon_log().display());
+    if let Some(t) = target {
+        control::request(
+            &dir,
+            &Request::Scale {
+                target: t.clone(),
+                interval: None,
+            },
+            REQUEST_TIMEOUT,
+        )?;
+        println!("  target:  {}", describe_target(&t, processes));
+    } else {
+        println!(
+            "  no workers yet: `rdask-jobqueue scale K{}` or `rdask-jobqueue adapt --minimum A --maximum B{0}`",
+            name_flag(&dir.name)
+        );
+    }
+    println!(
+        "  use it:  rdask-jobqueue array EXPR --cluster {} | Client::connect_named(\"{0}\") | rdask-jobqueue down{}",
+        dir.name,
+        name_flag(&dir.name)
+    );
+    if a.wait {
+        let k = a.scale.expect("clap: --wait requires --scale");
+        let workers = if a.jobs { k * processes } else { k };
+        return wait_for_workers(&dir, workers, Duration::from_secs_f64(a.wait_timeout));
+    }
+    Ok(0)
+}
+
+fn initial_target(a: &UpArgs, processes: usize) -> Option<Target> {
+    let p = a.adapt_policy.clone();
+    match (a.scale, a.adapt) {
+        (Some(k), _) if a.jobs => Some(Target::fixed_jobs(k, processes)),
+        (Some(k), _) => Some(Target::Fixed { workers: k }),
+        (None, Some((lo, hi))) if a.jobs => Some(Target::adaptive_jobs(
+            lo,
+            hi,
+            processes,
+            p.target_duration,
+            p.wait_count,
+        )),
+        (None, Some((minimum, maximum))) => Some(Target::Adaptive {
+            minimum,
+            maximum,
+            target_duration: p.target_duration,
+            wait_count: p.wait_count,
+        }),
+        (None, None) => None,
+    }
+}
+
+/// ` --name N`, unless N is the default.
+fn name_flag(name: &str) -> String {
+    if name == DEFAULT_NAME {
+        String::new()
+    } else {
+        format!(" --name {name}")
+    }
+}
+
+/// Refuses a live cluster of the same name; clears a finished one's record.
+fn make_room(dir: &ClusterDir) -> Result<()> {
+    let Some(old) = dir.read_record()? else {
+        return Ok(());
+    };
+    if cluster::record_alive(&old) {
+        return Err(Error::invalid(format!(
+            "cluster `{}` is already up (daemon pid {}, scheduler {}); use `scale`/`adapt`/`status`, \
+             `down{}` first, or choose another --name",
+            dir.name,
+            old.pid.unwrap_or(0),
+            old.address.as_deref().unwrap_or("?"),
+            name_flag(&dir.name)
+        )));
+    }
+    // Dead (or closed): its ledger must show every job finished before anything is replaced.
+    let ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
+    let alive = ledger.unfinished_ids();
+    let submitting = ledger.submitting_names();
+    if !alive.is_empty() || !submitting.is_empty() {
+        return Err(Error::invalid(format!(
+            "cluster `{}`'s daemon is dead but its ledger still lists jobs that may be alive \
+             ({}); run `rdask-jobqueue down --force{}` first",
+            dir.name,
+            alive
+                .iter()
+                .chain(&submitting)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            name_flag(&dir.name)
+        )));
+    }
+    // Keep the old ledger beside the new one, for the record.
+    if dir.ledger_path().exists() {
+        let stamp = old.closed_at.unwrap_or(old.created_at) as u64;
+        let kept = dir.root.join(format!("ledger-{stamp}.json"));
+        std::fs::rename(dir.ledger_path(), &kept).map_err(Error::io(format!(
+            "keeping the old ledger as {}",
+            kept.display()
+        )))?;
+    }
+    Ok(())
+}
+
+fn create_private_dir(d: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(d)
+        .map_err(Error::io(format!("creating {}", d.display())))?;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+        .map_err(Error::io(format!("setting the mode of {}", d.display())))
+}
+
+/// Starts `cluster-daemon` detached: its own session (no terminal, survives the shell and
+/// its hang-up), stdin from /dev/null, stdout and stderr appended to the daemon's log.
+fn spawn_daemon(dir: &ClusterDir) -> Result<u32> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.daemon_log())
+        .map_err(Error::io(format!("opening {}", dir.daemon_log().display())))?;
+    let err = log
+        .try_clone()
+        .map_err(Error::io("duplicating the log file"))?;
+    let exe = std::env::current_exe().map_err(Error::io("finding this program"))?;
+    let home = crate::paths::rdask_home();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["cluster-daemon", "--name", &dir.name])
+        .env("RDASK_HOME", std::path::absolute(&home).unwrap_or(home))
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    // SAFETY: setsid is async-signal-safe, called between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(Error::io("starting the cluster daemon"))?;
+    Ok(child.id())
+}
+
+/// Waits until the daemon published its address and answers on its socket.
+fn wait_until_serving(dir: &ClusterDir, pid: u32) -> Result<ClusterRecord> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(rec) = dir.read_record()? {
+            if rec.pid == Some(pid)
+                && rec.address.is_some()
+                && control::request(dir, &Request::Ping, Duration::from_secs(2)).is_ok()
+            {
+                return Ok(rec);
+            }
+        }
+        if !process_exists(pid) || Instant::now() > deadline {
+            let log = tail(&dir.daemon_log(), 15);
+            let _ = kill(pid, libc::SIGKILL);
+            return Err(Error::runtime(format!(
+                "the cluster daemon did not start{}; its log ({}):\n{log}",
+                if process_exists(pid) {
+                    " within 30 s"
+                } else {
+                    ""
+                },
+                dir.daemon_log().display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn process_exists(pid: u32) -> bool {
+    // Our own child until `up` exits: reap it if it ended, so it does not linger as a zombie.
+    let mut status = 0;
+    // SAFETY: waitpid with WNOHANG on a pid we spawned.
+    let reaped = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+    reaped == 0 || (reaped < 0 && std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+fn kill(pid: u32, sig: libc::c_int) -> bool {
+    // SAFETY: kill(2) has no memory effects.
+    unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
+}
+
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let from = if lines == 0 {
+        0
+    } else {
+        all.len().saturating_sub(lines)
+    };
+    all[from..].join("\n")
+}
+
+fn describe_target(t: &Target, processes: usize) -> String {
+    let jobs = |w: usize| w.div_ceil(processes.max(1));
+    match *t {
+        Target::Fixed { workers } => format!(
+            "{workers} worker(s) = {} job(s) of {processes} process(es)",
+            jobs(workers)
+        ),
+        Target::Adaptive {
+            minimum,
+            maximum,
+            target_duration,
+            wait_count,
+        } => format!(
+            "adaptive, {minimum}..{maximum} workers ({}..{} jobs), target duration {target_duration} s, \
+             wait count {wait_count}",
+            jobs(minimum),
+            jobs(maximum)
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// The cluster's directory, with its daemon running (or a clear error).
+fn live(name: &NameArg) -> Result<ClusterDir> {
+    let dir = name.dir()?;
+    let rec = dir.require_record()?;
+    if rec.closed_at.is_some() {
+        return Err(Error::invalid(format!(
+            "cluster `{}` is down; start it with `rdask-jobqueue up{}`",
+            dir.name,
+            name_flag(&dir.name)
+        )));
+    }
+    if !cluster::record_alive(&rec) {
+        return Err(Error::runtime(format!(
+            "cluster `{}`'s daemon is not running (see {}); `rdask-jobqueue down --force{}` \
+             cancels its jobs",
+            dir.name,
+            dir.daemon_log().display(),
+            name_flag(&dir.name)
+        )));
+    }
+    Ok(dir)
+}
+
+fn status_of(dir: &ClusterDir) -> Result<ClusterStatus> {
+    match control::request(dir, &Request::Status, REQUEST_TIMEOUT)? {
+        Reply::Status(s) => Ok(*s),
+        other => Err(Error::runtime(format!(
+            "unexpected reply from the daemon: {other:?}"
+        ))),
+    }
+}
+
+pub fn scale(a: ScaleArgs) -> Result<i32> {
+    let dir = live(&a.name)?;
+    let processes = dir.require_record()?.scaler.processes;
+    let target = if a.jobs {
+        Target::fixed_jobs(a.count, processes)
+    } else {
+        Target::Fixed { workers: a.count }
+    };
+    control::request(
+        &dir,
+        &Request::Scale {
+            target: target.clone(),
+            interval: None,
+        },
+        REQUEST_TIMEOUT,
+    )?;
+    println!(
+        "cluster `{}`: scaling to {}",
+        dir.name,
+        describe_target(&target, processes)
+    );
+    if a.wait {
+        let Target::Fixed { workers } = target else {
+            unreachable!("scale sets a fixed target")
+        };
+        return wait_for_workers(&dir, workers, Duration::from_secs_f64(a.wait_timeout));
+    }
+    Ok(0)
+}
+
+pub fn adapt(a: AdaptCommandArgs) -> Result<i32> {
+    let dir = live(&a.name)?;
+    if a.off {
+        if let Reply::Ok { message } = control::request(&dir, &Request::AdaptOff, REQUEST_TIMEOUT)?
+        {
+            println!("cluster `{}`: {message}", dir.name);
+        }
+        return Ok(0);
+    }
+    let processes = dir.require_record()?.scaler.processes;
+    let (lo, hi) = (
+        a.minimum.expect("clap: required"),
+        a.maximum.expect("clap: required"),
+    );
+    let target = if a.jobs {
+        Target::adaptive_jobs(
+            lo,
+            hi,
+            processes,
+            a.policy.target_duration,
+            a.policy.wait_count,
+        )
+    } else {
+        Target::Adaptive {
+            minimum: lo,
+            maximum: hi,
+            target_duration: a.policy.target_duration,
+            wait_count: a.policy.wait_count,
+        }
+    };
+    target.validate()?;
+    control::request(
+        &dir,
+        &Request::Scale {
+            target: target.clone(),
+            interval: a.interval,
+        },
+        REQUEST_TIMEOUT,
+    )?;
+    println!(
+        "cluster `{}`: {}",
+        dir.name,
+        describe_target(&target, processes)
+    );
+    Ok(0)
+}
+
+/// Waits until `workers` workers are connected, showing how many are and what the jobs wait
+/// for. Returns 0, or 1 after the timeout (the cluster stays as it is).
+fn wait_for_workers(dir: &ClusterDir, workers: usize, timeout: Duration) -> Result<i32> {
+    let started = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let bar = terminal.then(|| {
+        let bar = indicatif::ProgressBar::new(workers as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} workers  {msg}  {elapsed}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    });
+    let mut last_line = String::new();
+    loop {
+        let s = status_of(dir)?;
+        let connected = s.workers.iter().filter(|w| w.state != "retiring").count();
+        let msg = jobs_summary(&s);
+        match &bar {
+            Some(b) => {
+                b.set_position(connected.min(workers) as u64);
+                b.set_message(msg.clone());
+            }
+            None => {
+                let line = format!("{connected}/{workers} workers; {msg}");
+                if line != last_line {
+                    eprintln!("{line}");
+                    last_line = line;
+                }
+            }
+        }
+        if connected >= workers {
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            println!(
+                "{connected} worker(s) connected in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(0);
+        }
+        if started.elapsed() > timeout {
+            if let Some(b) = bar {
+                b.abandon();
+            }
+            eprintln!(
+                "error: only {connected} of {workers} workers connected after {:.0} s ({msg}); \
+                 the cluster keeps trying: see `rdask-jobqueue status{}`",
+                timeout.as_secs_f64(),
+                name_flag(&dir.name)
+            );
+            return Ok(1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// "jobs: 2 running, 3 pending (Resources: 123 124 125)": what `--wait` shows.
+fn jobs_summary(s: &ClusterStatus) -> String {
+    let count = |state: &str| s.jobs.iter().filter(|j| j.state == state).count();
+    let mut parts = vec![format!(
+        "jobs: {} running, {} pending",
+        count("running"),
+        count("pending") + count("submitting")
+    )];
+    let mut reasons: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for j in s.jobs.iter().filter(|j| j.state == "pending") {
+        if let Some(r) = j.pending_reason.as_deref() {
+            reasons
+                .entry(r)
+                .or_default()
+                .push(j.job_id.as_deref().unwrap_or("?"));
+        }
+    }
+    for (why, ids) in reasons {
+        parts.push(format!("waiting for {why}: {}", ids.join(" ")));
+    }
+    if let Some(e) = s.errors.last() {
+        parts.push(format!("last error: {e}"));
+    }
+    parts.join("; ")
+}
+
+pub fn status(a: StatusArgs) -> Result<i32> {
+    let dir = live(&a.name)?;
+    let s = status_of(&dir)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).expect("a status serialises")
+        );
+        return Ok(0);
+    }
+    print!("{}", render_status(&s));
+    Ok(0)
+}
+
+fn age(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `status` as a person reads it.
+pub fn render_status(s: &ClusterStatus) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "cluster {}: scheduler {} ({}, daemon pid {})",
+        s.name, s.address, s.system, s.pid
+    );
+    let _ = writeln!(
+        o,
+        "target: {}; jobs wanted {}, counted {}",
+        describe_target(&s.target, s.processes),
+        s.wanted_jobs,
+        s.counted_jobs
+    );
+    if let Some(b) = &s.blocked {
+        let _ = writeln!(o, "submissions held back: {b:?}");
+    }
+    if s.submit_failures.total > 0 {
+        let _ = writeln!(
+            o,
+            "failed submissions: {} in a row, {} in all",
+            s.submit_failures.consecutive, s.submit_failures.total
+        );
+    }
+    let _ = writeln!(o, "\njobs ({}):", s.jobs.len());
+    if !s.jobs.is_empty() {
+        let _ = writeln!(
+            o,
+            "  {:<12} {:<18} {:<10} {:>7}  workers",
+            "job id", "name", "state", "age"
+        );
+    }
+    for j in &s.jobs {
+        let mut state = j.state.clone();
+        if let Some(r) = &j.pending_reason {
+            state = format!("{state} ({r})");
+        }
+        let _ = writeln!(
+            o,
+            "  {:<12} {:<18} {:<10} {:>7}  {}{}",
+            j.job_id.as_deref().unwrap_or("-"),
+            j.name,
+            state,
+            age(j.age),
+            if j.workers.is_empty() {
+                "-".to_string()
+            } else {
+                j.workers.join(" ")
+            },
+            j.end_reason
+                .as_deref()
+                .map(|r| format!("  (ending: {r})"))
+                .unwrap_or_default()
+        );
+    }
+    if !s.ended_jobs.is_empty() {
+        let recent: Vec<String> = s
+            .ended_jobs
+            .iter()
+            .rev()
+            .take(5)
+            .map(|j| {
+                format!(
+                    "{} {}{}",
+                    j.job_id.as_deref().unwrap_or(&j.name),
+                    j.end_reason.as_deref().unwrap_or(&j.state),
+                    j.detail
+                        .as_deref()
+                        .map(|d| format!(": {}", first_line(d)))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "  ended recently: {}", recent.join("; "));
+    }
+    let _ = writeln!(o, "\nworkers ({}):", s.workers.len());
+    if !s.workers.is_empty() {
+        let _ = writeln!(
+            o,
+            "  {:<24} {:<10} {:<12} {:>7} {:>21} {:>6} {:>8}  state",
+            "name", "job id", "host", "threads", "memory used/limit", "tasks", "results"
+        );
+    }
+    for w in &s.workers {
+        let limit = if w.memory_limit == 0 {
+            "none".to_string()
+        } else {
+            ByteSize(w.memory_limit).human()
+        };
+        let _ = writeln!(
+            o,
+            "  {:<24} {:<10} {:<12} {:>7} {:>21} {:>6} {:>8}  {}",
+            w.name,
+            w.job_id.as_deref().unwrap_or("-"),
+            w.host,
+            w.nthreads,
+            format!("{} / {limit}", ByteSize(w.memory).human()),
+            w.processing,
+            w.results,
+            w.state
+        );
+    }
+    let t = &s.tasks;
+    let _ = writeln!(
+        o,
+        "\ntasks: {} waiting, {} queued, {} processing, {} in memory, {} erred, {} released",
+        t.waiting, t.queued, t.processing, t.memory, t.erred, t.released
+    );
+    if !s.errors.is_empty() {
+        let _ = writeln!(o, "\nrecent problems:");
+        for e in &s.errors {
+            let _ = writeln!(o, "  {}", first_line(e));
+        }
+    }
+    o
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+pub fn down(a: DownArgs) -> Result<i32> {
+    let dir = a.name.dir()?;
+    let mut rec = dir.require_record()?;
+    if rec.closed_at.is_some() && !a.force {
+        println!("cluster `{}` is already down", dir.name);
+        return Ok(0);
+    }
+    let alive = cluster::record_alive(&rec);
+    if alive {
+        let pid = rec.pid.expect("alive means a pid");
+        let timeout = if a.force {
+            Duration::from_secs(30)
+        } else {
+            DOWN_TIMEOUT
+        };
+        match control::request(&dir, &Request::Down, timeout) {
+            Ok(Reply::Ok { message }) => {
+                wait_for_exit(pid, Duration::from_secs(10));
+                println!("{message}; daemon stopped");
+                return Ok(0);
+            }
+            Ok(other) => {
+                if !a.force {
+                    return Err(Error::runtime(format!("the daemon answered {other:?}")));
+                }
+            }
+            Err(e) if !a.force => {
+                return Err(Error::runtime(format!(
+                    "{e}; `rdask-jobqueue down --force{}` cancels the jobs from the ledger",
+                    name_flag(&dir.name)
+                )))
+            }
+            Err(e) => {
+                eprintln!("warning: {e}; stopping the daemon and cleaning up from the ledger")
+            }
+        }
+        // Forced: the daemon did not finish the job; stop it so only we write the ledger.
+        kill(pid, libc::SIGTERM);
+        if !wait_for_exit(pid, Duration::from_secs(10)) {
+            kill(pid, libc::SIGKILL);
+            wait_for_exit(pid, Duration::from_secs(5));
+        }
+    } else if !a.force {
+        return Err(Error::runtime(format!(
+            "cluster `{}`'s daemon is not running; `rdask-jobqueue down --force{}` cancels its \
+             jobs from the ledger",
+            dir.name,
+            name_flag(&dir.name)
+        )));
+    }
+    let mut ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
+    let message = if ledger.is_closed() {
+        format!("cluster `{}`: the ledger was already closed", dir.name)
+    } else {
+        crate::cluster::daemon::finish_jobs(&rec, &mut ledger)?
+    };
+    rec.closed_at = rec.closed_at.or(Some(cluster::now()));
+    dir.write_record(&rec)?;
+    let _ = std::fs::remove_file(dir.socket_path());
+    println!("{message}");
+    Ok(0)
+}
+
+/// Waits for a process to end; true if it did.
+fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while cluster::daemon_alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+#[derive(serde::Serialize)]
+struct ListEntry {
+    name: String,
+    state: &'static str,
+    system: String,
+    address: Option<String>,
+    pid: Option<u32>,
+    created_at: f64,
+}
+
+pub fn list(a: ListArgs) -> Result<i32> {
+    let mut entries = Vec::new();
+    for name in cluster::list_names() {
+        let Ok(dir) = ClusterDir::new(&name) else {
+            continue;
+        };
+        let Ok(Some(rec)) = dir.read_record() else {
+            continue;
+        };
+        let state = if rec.closed_at.is_some() {
+            "down"
+        } else if cluster::record_alive(&rec) {
+            "up"
+        } else {
+            "dead (down --force cleans up)"
+        };
+        entries.push(ListEntry {
+            name,
+            state,
+            system: rec.system.name().to_string(),
+            address: rec.address,
+            pid: rec.pid,
+            created_at: rec.created_at,
+        });
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).expect("serialises")
+        );
+        return Ok(0);
+    }
+    if entries.is_empty() {
+        println!(
+            "no clusters under {} (start one with `rdask-jobqueue up`)",
+            cluster::clusters_root().display()
+        );
+        return Ok(0);
+    }
+    println!("{:<20} {:<9} {:<30} state", "name", "system", "scheduler");
+    for e in entries {
+        println!(
+            "{:<20} {:<9} {:<30} {}",
+            e.name,
+            e.system,
+            e.address.as_deref().unwrap_or("-"),
+            e.state
+        );
+    }
+    Ok(0)
+}
+
+pub fn logs(a: LogsArgs) -> Result<i32> {
+    let dir = a.name.dir()?;
+    let rec = dir.require_record()?;
+    let Some(id) = &a.job else {
+        println!("==> {} <==", dir.daemon_log().display());
+        println!("{}", tail(&dir.daemon_log(), a.lines));
+        return Ok(0);
+    };
+    let log_dir = rec
+        .config
+        .log_directory
+        .clone()
+        .unwrap_or_else(|| dir.logs_dir());
+    // Files name the job by its id (SLURM's -%J, SGE's .o<id>) or by its name (local jobs log
+    // beside their script, rdask-NAME-SEQ-job.sh.log).
+    let ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
+    let mut keys = vec![id.clone()];
+    if let Some(job) = ledger.job(id) {
+        keys.push(job.name.clone());
+    }
+    let files: Vec<PathBuf> = [log_dir.clone(), dir.scripts_dir()]
+        .iter()
+        .flat_map(|d| job_log_files(d, &keys))
+        .collect();
+    if files.is_empty() {
+        return Err(Error::invalid(format!(
+            "no output of job {id} under {} (the batch system writes it when the job starts; \
+             `rdask-jobqueue status{}` lists the jobs)",
+            log_dir.display(),
+            name_flag(&dir.name)
+        )));
+    }
+    for f in files {
+        println!("==> {} <==", f.display());
+        println!("{}", tail(&f, a.lines));
+    }
+    Ok(0)
+}
+
+/// Output files whose name holds one of `keys` (a job id or name) as a whole word:
+/// `rdask-x-3-1234.out` and `x.o1234` for 1234, but not `rdask-x-3-12345.out`; never the
+/// job scripts themselves.
+fn job_log_files(dir: &std::path::Path, keys: &[String]) -> Vec<PathBuf> {
+    let whole = |name: &str, key: &str| {
+        name.match_indices(key).any(|(i, _)| {
+            let before = name[..i].chars().last();
+            let after = name[i + key.len()..].chars().next();
+            !before.is_some_and(|c| c.is_ascii_digit())
+                && !after.is_some_and(|c| c.is_ascii_digit())
+        })
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let script = name.ends_with(".sh") || name.ends_with(".sub");
+            !script && keys.iter().any(|k| whole(name, k))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn daemon(a: DaemonArgs) -> Result<i32> {
+    crate::cluster::daemon::run(&a.name.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_bounds_parse_with_clear_errors() {
+        assert_eq!(count("4"), Ok(4));
+        assert!(count("-1").unwrap_err().contains("0 or more"));
+        assert!(count("x").unwrap_err().contains("whole number"));
+        assert_eq!(min_max("2:20"), Ok((2, 20)));
+        assert!(min_max("2-20").is_err());
+        assert_eq!(parse_secs("1.5"), Ok(1.5));
+        assert_eq!(parse_secs("2m"), Ok(120.0));
+        assert!(parse_secs("0").is_err());
+    }
+
+    #[test]
+    fn job_logs_are_found_by_whole_id() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "rdask-a-0-12.out",
+            "rdask-a-1-123.out",
+            "rdask-a-2.o12",
+            "daemon.log",
+            "rdask-a-12-job.sh",
+        ] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        let names: Vec<String> = job_log_files(d.path(), &["12".to_string()])
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["rdask-a-0-12.out", "rdask-a-2.o12"]);
+    }
+}

@@ -1,0 +1,285 @@
+//! Named clusters on a login node: one scheduler daemon per name, driving batch jobs.
+//!
+//! Everything a cluster is lives in `$RDASK_HOME/clusters/NAME/` (default `~/.rdask`):
+//!
+//! | file | what | written by |
+//! |---|---|---|
+//! | `cluster.json` | name, address, daemon pid, system, job configuration, created/closed | `up`, then the daemon; `down` |
+//! | `secret` (0600) | the cluster's secret, read by workers through the shared home | `up` |
+//! | `ledger.json` | every job the cluster submitted ([`crate::jobqueue::ledger`]) | the daemon; `down --force` once it is dead |
+//! | `control.sock` (0600) | the daemon's control socket ([`control`]) | the daemon |
+//! | `logs/` | `daemon.log`, and the jobs' output | the daemon, the jobs |
+//! | `jobs/` | the job scripts as submitted | the daemon |
+//!
+//! Why a daemon with a socket: dask-jobqueue's scheduler lives in the user's Python process,
+//! so a second shell cannot scale it and its jobs outlive it. Here the daemon owns the jobs
+//! (through the ledger) and every command — `scale`, `adapt`, `status`, `down` — is a request
+//! to it over a local Unix socket that only the owner can open.
+
+pub mod control;
+pub mod daemon;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{JobConfig, SystemKind};
+use crate::error::{Error, Result};
+use crate::jobqueue::command;
+use crate::jobqueue::scaler::ScalerConfig;
+use crate::jobqueue::{system, Invocation};
+use crate::protocol::Secret;
+
+/// The name used when `--name` is not given.
+pub const DEFAULT_NAME: &str = "default";
+
+/// `$RDASK_HOME/clusters`, absolute: job scripts on compute nodes read the secret from it.
+pub fn clusters_root() -> PathBuf {
+    let home = crate::paths::rdask_home();
+    std::path::absolute(&home).unwrap_or(home).join("clusters")
+}
+
+/// Names become directory names and batch job names (`rdask-NAME-SEQ`): keep them plain.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "cluster name `{name}`: use 1-40 letters, digits, - or _, starting with a letter \
+             (it becomes a directory and part of every batch job's name)"
+        )))
+    }
+}
+
+/// Seconds since the Unix epoch: the clock of the ledger and the scaler.
+pub use crate::sys::unix_now as now;
+
+/// What `cluster.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub name: String,
+    /// "tcp://host:port" of the scheduler, once the daemon listens.
+    pub address: Option<String>,
+    /// The daemon's pid, once it runs.
+    pub pid: Option<u32>,
+    pub system: SystemKind,
+    /// The worker jobs' configuration, merged and checked by `up`.
+    pub config: JobConfig,
+    pub scaler: ScalerConfig,
+    /// Seconds between the daemon's scaling ticks (Dask's adapt interval).
+    pub interval: f64,
+    /// Seconds between batch-state polls (one status call for all jobs).
+    pub poll_interval: f64,
+    /// Where the scheduler listens ("0.0.0.0"), and the host workers dial, if not our name.
+    pub bind_host: String,
+    pub port: u16,
+    pub contact_address: Option<String>,
+    pub created_at: f64,
+    pub closed_at: Option<f64>,
+}
+
+/// One cluster's directory.
+#[derive(Clone, Debug)]
+pub struct ClusterDir {
+    pub name: String,
+    pub root: PathBuf,
+}
+
+impl ClusterDir {
+    pub fn new(name: &str) -> Result<ClusterDir> {
+        validate_name(name)?;
+        Ok(ClusterDir {
+            name: name.to_string(),
+            root: clusters_root().join(name),
+        })
+    }
+
+    pub fn record_path(&self) -> PathBuf {
+        self.root.join("cluster.json")
+    }
+    pub fn secret_path(&self) -> PathBuf {
+        self.root.join("secret")
+    }
+    pub fn ledger_path(&self) -> PathBuf {
+        self.root.join("ledger.json")
+    }
+    pub fn socket_path(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn daemon_log(&self) -> PathBuf {
+        self.logs_dir().join("daemon.log")
+    }
+    pub fn scripts_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+
+    /// The record, or None when there is no cluster of this name.
+    pub fn read_record(&self) -> Result<Option<ClusterRecord>> {
+        let path = self.record_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()))(e)),
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            Error::runtime(format!(
+                "{} is not a cluster record ({e}); `rdask-jobqueue down --force --name {}` \
+                 still works from the ledger",
+                path.display(),
+                self.name
+            ))
+        })
+    }
+
+    /// The record, or an invalid-input error naming the clusters there are.
+    pub fn require_record(&self) -> Result<ClusterRecord> {
+        self.read_record()?.ok_or_else(|| {
+            let known = list_names();
+            let known = if known.is_empty() {
+                "there are none; start one with `rdask-jobqueue up`".to_string()
+            } else {
+                format!("known: {}", known.join(", "))
+            };
+            Error::invalid(format!(
+                "no cluster named `{}` under {} ({known})",
+                self.name,
+                clusters_root().display()
+            ))
+        })
+    }
+
+    /// Rewrites `cluster.json` atomically (0600: it names the secret's neighbour).
+    pub fn write_record(&self, rec: &ClusterRecord) -> Result<()> {
+        let text = serde_json::to_string_pretty(rec).expect("a record serialises");
+        crate::cli::runtime::write_private(&self.record_path(), &text)
+    }
+
+    pub fn secret(&self) -> Result<Secret> {
+        Secret::load(&self.secret_path())
+    }
+}
+
+/// Every cluster directory's name, sorted.
+pub fn list_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(clusters_root())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("cluster.json").exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether `pid` is a live (not zombie) `cluster-daemon` process: a pid alone may have been
+/// reused since the record was written.
+pub fn daemon_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z") | Some("X") | None) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            c.split(|b| *b == 0)
+                .any(|arg| arg == b"cluster-daemon".as_slice())
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the record's daemon runs.
+pub fn record_alive(rec: &ClusterRecord) -> bool {
+    rec.pid.is_some_and(daemon_alive)
+}
+
+/// The scheduler address and secret of a running cluster, for clients.
+pub fn address_and_secret(name: &str) -> Result<(String, Secret)> {
+    let dir = ClusterDir::new(name)?;
+    let rec = dir.require_record()?;
+    if rec.closed_at.is_some() {
+        return Err(Error::invalid(format!(
+            "cluster `{name}` was shut down; start it again with `rdask-jobqueue up --name {name}`"
+        )));
+    }
+    let address = match (&rec.address, record_alive(&rec)) {
+        (Some(a), true) => a.clone(),
+        _ => {
+            return Err(Error::runtime(format!(
+                "cluster `{name}`'s daemon is not running (see {}); clean up with \
+                 `rdask-jobqueue down --force --name {name}`",
+                dir.daemon_log().display()
+            )))
+        }
+    };
+    Ok((address, dir.secret()?))
+}
+
+/// Cancels jobs by name, for jobs whose id was never recorded (the daemon died, or the submit
+/// command timed out, between recording a job and reading its id). Names are unique to one
+/// cluster (`rdask-NAME-SEQ`), so this cancels nothing else. Not every system can do it.
+pub fn cancel_by_name(cfg: &JobConfig, names: &[String]) -> Result<()> {
+    let timeout = Duration::from_secs(cfg.command_timeout.max(1));
+    for name in names {
+        let inv = match cfg.system {
+            SystemKind::Slurm => Invocation::new(["scancel".to_string(), format!("--name={name}")]),
+            // qdel takes job names as well as ids.
+            SystemKind::Sge => Invocation::new(["qdel".to_string(), name.clone()]),
+            other => {
+                return Err(Error::runtime(format!(
+                    "cannot cancel {other} jobs by name: look for a job named `{name}` in the \
+                     queue and cancel it by hand"
+                )))
+            }
+        };
+        let out = command::run(&inv, timeout)?;
+        if out.code != Some(0) && !system(cfg.system).cancel_failure_is_harmless(&out) {
+            return Err(command::failure(&inv, &out).into());
+        }
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` as an executable job script.
+pub(crate) fn write_script(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(Error::io(format!("writing {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(Error::io(format!("making {} executable", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_plain() {
+        for ok in ["default", "a", "gpu-2", "my_cluster"] {
+            validate_name(ok).unwrap();
+        }
+        for bad in ["", "1x", "a/b", "a b", "..", "-x", &"a".repeat(41)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn our_own_process_is_not_a_daemon() {
+        assert!(!daemon_alive(std::process::id()));
+        assert!(!daemon_alive(u32::MAX - 1));
+    }
+}

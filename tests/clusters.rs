@@ -1,0 +1,625 @@
+//! Named clusters end to end, on a real SLURM and a real Grid Engine (and on `local`, which
+//! needs no batch system): `up`, `scale`, a computation, a scale-down that keeps every result,
+//! `adapt` out and back to zero, a worker job cancelled from outside mid-computation, `down`
+//! leaving no job behind, `down --force` after the daemon was killed, and bad input.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rdask::graph::{TaskId, TaskSpec};
+use rdask::protocol::Secret;
+use rdask::Client;
+use serde_json::Value;
+
+/// One system as the tests drive it.
+struct System {
+    name: &'static str,
+    /// Flags every `up` of this system gets.
+    up_flags: &'static [&'static str],
+}
+
+const SLURM: System = System {
+    name: "slurm",
+    up_flags: &["--queue", "debug"],
+};
+const SGE: System = System {
+    name: "sge",
+    up_flags: &["--queue", "all.q"],
+};
+const LOCAL: System = System {
+    name: "local",
+    up_flags: &[],
+};
+
+/// A cluster under a private `RDASK_HOME`; dropped, it is taken down by force so a failing
+/// test leaves no job in the queue.
+struct Cluster {
+    home: tempfile::TempDir,
+    name: String,
+    system: &'static System,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down", "--force"]);
+    }
+}
+
+impl Cluster {
+    fn new(system: &'static System, name: &str) -> Cluster {
+        // Under /tmp: the batch jobs (run by slurmd and sge_execd on this host) read the
+        // secret from here, and a Unix socket path must stay short.
+        let home = tempfile::Builder::new()
+            .prefix("rdask-home-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        Cluster {
+            home,
+            name: name.to_string(),
+            system,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = bin();
+        c.env("RDASK_HOME", self.home.path())
+            .env("RDASK_CLUSTER", &self.name)
+            .current_dir(self.home.path());
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        run(self.command().args(args))
+    }
+
+    /// Runs a command that must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.cmd(args);
+        assert!(
+            o.status.success(),
+            "{}: `{}` failed ({:?}): {}{}\ndaemon log:\n{}",
+            self.system.name,
+            args.join(" "),
+            o.status.code(),
+            stdout(&o),
+            stderr(&o),
+            self.daemon_log()
+        );
+        stdout(&o)
+    }
+
+    fn up(&self, extra: &[&str]) -> String {
+        let mut args = vec![
+            "up",
+            "--system",
+            self.system.name,
+            "--cores",
+            "1",
+            "--memory",
+            "500MiB",
+        ];
+        if !extra.contains(&"--walltime") {
+            args.extend(["--walltime", "00:10:00"]);
+        }
+        args.extend([
+            "--interval",
+            "0.5",
+            "--poll-interval",
+            "1",
+            "--death-timeout",
+            "20",
+        ]);
+        args.extend(self.system.up_flags);
+        args.extend(extra);
+        self.ok(&args)
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.home.path().join("clusters").join(&self.name)
+    }
+
+    fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("logs/daemon.log")).unwrap_or_default()
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    /// The ledger as the daemon wrote it (empty before the first job).
+    fn ledger(&self) -> Value {
+        match std::fs::read_to_string(self.dir().join("ledger.json")) {
+            Ok(text) => serde_json::from_str(&text).unwrap(),
+            Err(_) => serde_json::json!({"jobs": [], "closed": false}),
+        }
+    }
+
+    fn record(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir().join("cluster.json")).unwrap())
+            .unwrap()
+    }
+
+    /// A library client, connected as `Client::connect_named` does (from the cluster's files).
+    async fn client(&self) -> Client {
+        let address = self.record()["address"].as_str().unwrap().to_string();
+        let secret = Secret::load(&self.dir().join("secret")).unwrap();
+        Client::connect(&address, &secret).await.unwrap()
+    }
+
+    /// Every job id the ledger ever recorded.
+    fn ledger_ids(&self) -> BTreeSet<String> {
+        self.ledger()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|j| j["job_id"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Waits until the status shows `n` connected workers, each mapped to a distinct running
+    /// job of the ledger; returns their job ids.
+    fn wait_for_workers(&self, n: usize, timeout: Duration) -> Vec<String> {
+        wait_for(
+            &format!("{n} workers, each in its own running job"),
+            timeout,
+            || {
+                let s = self.status();
+                let workers = s["workers"].as_array().unwrap();
+                let running: BTreeSet<&str> = s["jobs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|j| j["state"] == "running")
+                    .filter_map(|j| j["job_id"].as_str())
+                    .collect();
+                let ids: Vec<String> = workers
+                    .iter()
+                    .filter_map(|w| w["job_id"].as_str().map(str::to_string))
+                    .collect();
+                let distinct: BTreeSet<&String> = ids.iter().collect();
+                (workers.len() == n
+                    && ids.len() == n
+                    && distinct.len() == n
+                    && ids.iter().all(|id| running.contains(id.as_str())))
+                .then_some(ids)
+            },
+        )
+    }
+}
+
+/// The ids among `ids` that the batch system still shows alive (pending, running, ending).
+fn alive_in_queue(system: &str, ids: &BTreeSet<String>) -> Vec<String> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let out = match system {
+        "slurm" => Command::new("squeue")
+            .args(["--noheader", "--states=all", "--format=%i %T"])
+            .output()
+            .unwrap(),
+        "sge" => Command::new("qstat").output().unwrap(),
+        _ => return local_alive(ids),
+    };
+    let text = stdout(&out);
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let id = w.next()?.to_string();
+            let alive = match system {
+                "slurm" => {
+                    let state = w.next().unwrap_or("");
+                    matches!(state, "PENDING" | "RUNNING" | "COMPLETING" | "CONFIGURING")
+                }
+                _ => true, // qstat lists only jobs that are not finished
+            };
+            (alive && ids.contains(&id)).then_some(id)
+        })
+        .collect()
+}
+
+/// Whether a process runs (a zombie has ended: this sandbox's PID 1 reaps no orphans).
+fn process_alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Local jobs are process groups: alive while their leader is.
+fn local_alive(ids: &BTreeSet<String>) -> Vec<String> {
+    ids.iter().filter(|id| process_alive(id)).cloned().collect()
+}
+
+fn cancel_outside(system: &str, id: &str) {
+    let group = format!("-{id}");
+    let argv: Vec<&str> = match system {
+        "slurm" => vec!["scancel", id],
+        "sge" => vec!["qdel", id],
+        // A local job is a process group; a batch system's cancel sends SIGTERM to it.
+        _ => vec!["kill", "-TERM", "--", &group],
+    };
+    let o = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(o.status.success(), "{argv:?}: {}", stderr(&o));
+}
+
+fn u64_of(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().unwrap())
+}
+
+/// 40 results of 256 KiB each, spread over the workers, kept by the client.
+fn held_results(client: &Client) -> Vec<(TaskId, u8)> {
+    let mut tasks = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..40u8 {
+        let k = client.new_key();
+        let mut args = (256u64 << 10).to_le_bytes().to_vec();
+        args.push(i);
+        tasks.push(TaskSpec::new(k, "bytes", args, vec![]));
+        keys.push((k, i));
+    }
+    let wanted: Vec<TaskId> = keys.iter().map(|(k, _)| *k).collect();
+    client.submit(tasks, &wanted).unwrap();
+    keys
+}
+
+/// The whole life of a cluster on one system.
+fn lifecycle(system: &'static System) {
+    let c = Cluster::new(system, "life");
+    let up = c.up(&[]);
+    assert!(up.contains("is up: scheduler at tcp://"), "{up}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // scale 4: four workers, each mapped to its own job.
+    let scaled = c.ok(&["scale", "4", "--wait", "--wait-timeout", "120"]);
+    assert!(scaled.contains("4 worker(s) connected"), "{scaled}");
+    let first_jobs = c.wait_for_workers(4, Duration::from_secs(30));
+
+    // A computation whose results stay on the workers.
+    let client = rt.block_on(c.client());
+    let keys = held_results(&client);
+    let wanted: Vec<TaskId> = keys.iter().map(|(k, _)| *k).collect();
+    rt.block_on(client.wait(&wanted)).unwrap();
+    let holders: BTreeSet<_> = rt
+        .block_on(client.who_has(&wanted))
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, h)| h.into_iter().map(|h| h.worker))
+        .collect();
+    assert!(
+        holders.len() > 1,
+        "the results should be spread: {holders:?}"
+    );
+
+    // scale 1: three jobs go (their workers retired first), every result stays.
+    c.ok(&["scale", "1"]);
+    c.wait_for_workers(1, Duration::from_secs(60));
+    let ledger = c.ledger();
+    let scaled_down = ledger["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["end_reason"] == "scaled_down")
+        .count();
+    assert_eq!(scaled_down, 3, "{ledger:#}");
+    let data = rt.block_on(client.gather(&wanted)).unwrap();
+    for ((_, fill), bytes) in keys.iter().zip(&data) {
+        assert_eq!(bytes.len(), 256 << 10);
+        assert!(bytes.iter().all(|b| b == fill), "result {fill} corrupted");
+    }
+    client.release(&wanted).unwrap();
+    wait_for(
+        "no job of the three left in the queue",
+        Duration::from_secs(60),
+        || {
+            let gone: BTreeSet<String> = first_jobs.iter().cloned().collect();
+            (alive_in_queue(system.name, &gone).len() == 1).then_some(())
+        },
+    );
+
+    // adapt 0:4 with queued work: out to 4 workers, then back to 0 when idle.
+    c.ok(&["adapt", "--minimum", "0", "--maximum", "4"]);
+    let sleeps: Vec<TaskSpec> = (0..24)
+        .map(|_| {
+            TaskSpec::new(
+                client.new_key(),
+                "sleep",
+                1_000_000u64.to_le_bytes().to_vec(),
+                vec![],
+            )
+        })
+        .collect();
+    let sleep_keys: Vec<TaskId> = sleeps.iter().map(|t| t.id).collect();
+    client.submit(sleeps, &sleep_keys).unwrap();
+    let peak = wait_for(
+        "adapt to scale out to 4 workers",
+        Duration::from_secs(120),
+        || {
+            let n = c.status()["workers"].as_array().unwrap().len();
+            (n == 4).then_some(n)
+        },
+    );
+    assert_eq!(peak, 4);
+    rt.block_on(client.wait(&sleep_keys)).unwrap();
+    client.release(&sleep_keys).unwrap();
+    wait_for(
+        "adapt to scale back to 0 when idle",
+        Duration::from_secs(60),
+        || {
+            let s = c.status();
+            (s["workers"].as_array().unwrap().is_empty()
+                && s["jobs"].as_array().unwrap().is_empty())
+            .then_some(())
+        },
+    );
+
+    // A worker job cancelled from outside mid-computation: right result, job replaced.
+    c.ok(&["scale", "2", "--wait", "--wait-timeout", "120"]);
+    let before = c.wait_for_workers(2, Duration::from_secs(30));
+    let mut tasks = Vec::new();
+    let mut leaves = Vec::new();
+    for i in 0..120u64 {
+        let k = client.new_key();
+        let mut args = i.to_le_bytes().to_vec();
+        args.extend(100_000u64.to_le_bytes()); // 0.1 s of work each
+        tasks.push(TaskSpec::new(k, "sum-u64", args, vec![]));
+        leaves.push(k);
+    }
+    let root = client.new_key();
+    tasks.push(TaskSpec::new(root, "sum-u64", vec![], leaves.clone()));
+    let mut progress = client.progress();
+    client.submit(tasks, &[root]).unwrap();
+    rt.block_on(async {
+        while *progress.borrow() < 20 {
+            progress.changed().await.unwrap();
+        }
+    });
+    cancel_outside(system.name, &before[0]);
+    let out = rt.block_on(client.gather(&[root])).unwrap();
+    assert_eq!(u64_of(&out[0]), (0..120).sum::<u64>());
+    let after = c.wait_for_workers(2, Duration::from_secs(120));
+    assert!(
+        !after.contains(&before[0]),
+        "the cancelled job {} still counts: {after:?}",
+        before[0]
+    );
+    let ledger = c.ledger();
+    let cancelled = ledger["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == before[0].as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        matches!(
+            cancelled["end_reason"].as_str(),
+            Some("cancelled_outside") | Some("workers_lost") | Some("vanished") | Some("failed")
+        ),
+        "{cancelled:#}"
+    );
+    drop(client);
+
+    // down: nothing of ours left in the queue, the daemon gone, the ledger closed.
+    let pid = c.record()["pid"].as_u64().unwrap();
+    let down = c.ok(&["down"]);
+    assert!(down.contains("ledger closed"), "{down}");
+    let ours = c.ledger_ids();
+    assert!(ours.len() >= 8, "{ours:?}");
+    assert_eq!(alive_in_queue(system.name, &ours), Vec::<String>::new());
+    assert!(!process_alive(&pid.to_string()), "the daemon still runs");
+    assert_eq!(c.ledger()["closed"], true);
+    assert!(c.record()["closed_at"].is_number());
+}
+
+/// `kill -9` of the daemon, then `down --force` cancels its jobs from the ledger.
+fn forced_down(system: &'static System) {
+    let c = Cluster::new(system, "crashed");
+    c.up(&["--scale", "2", "--wait", "--wait-timeout", "120"]);
+    c.wait_for_workers(2, Duration::from_secs(30));
+    let pid = c.record()["pid"].as_u64().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the daemon to die", Duration::from_secs(10), || {
+        (!process_alive(&pid)).then_some(())
+    });
+    let ours = c.ledger_ids();
+    assert_eq!(ours.len(), 2);
+    // Without --force, down refuses and says what to do.
+    let o = c.cmd(&["down"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let forced = c.ok(&["down", "--force"]);
+    assert!(forced.contains("2 job(s) cancelled"), "{forced}");
+    assert_eq!(alive_in_queue(system.name, &ours), Vec::<String>::new());
+    assert_eq!(c.ledger()["closed"], true);
+}
+
+#[test]
+fn a_slurm_cluster_lives_from_up_to_down() {
+    if real_system_enabled("slurm") {
+        lifecycle(&SLURM);
+    }
+}
+
+#[test]
+fn an_sge_cluster_lives_from_up_to_down() {
+    if real_system_enabled("sge") {
+        lifecycle(&SGE);
+    }
+}
+
+#[test]
+fn a_local_cluster_lives_from_up_to_down() {
+    lifecycle(&LOCAL);
+}
+
+#[test]
+fn down_force_after_the_daemon_was_killed_leaves_no_slurm_job() {
+    if real_system_enabled("slurm") {
+        forced_down(&SLURM);
+    }
+}
+
+#[test]
+fn down_force_after_the_daemon_was_killed_leaves_no_sge_job() {
+    if real_system_enabled("sge") {
+        forced_down(&SGE);
+    }
+}
+
+/// Bad input: exit 2, a message naming the problem, nothing submitted.
+#[test]
+fn bad_input_is_refused_and_submits_nothing() {
+    let system = if std::env::var("RDASK_TEST_SLURM").as_deref() == Ok("1") {
+        &SLURM
+    } else {
+        &LOCAL
+    };
+    let c = Cluster::new(system, "strict");
+    c.up(&[]);
+    let refused = |args: &[&str], says: &str| {
+        let o = c.cmd(args);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "`{}`: {}{}",
+            args.join(" "),
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains(says),
+            "`{}` should say {says:?}: {}",
+            args.join(" "),
+            stderr(&o)
+        );
+    };
+    refused(&["scale", "-1"], "0 or more");
+    refused(
+        &["adapt", "--minimum", "5", "--maximum", "2"],
+        "above the maximum",
+    );
+    refused(&["status", "--name", "nope"], "no cluster named `nope`");
+    refused(&["scale", "3", "--name", "nope"], "known: strict");
+    refused(&["up", "--system", system.name], "already up");
+    refused(
+        &["up", "--name", "1bad", "--system", "local"],
+        "cluster name `1bad`",
+    );
+    refused(
+        &[
+            "up", "--name", "other", "--system", "local", "--scale", "2", "--adapt", "1:2",
+        ],
+        "cannot be used with",
+    );
+    // The cluster that was up is untouched and never submitted anything.
+    let s = c.status();
+    assert_eq!(s["jobs"].as_array().unwrap().len(), 0, "{s:#}");
+    assert!(c.ledger_ids().is_empty());
+    assert!(!c.home.path().join("clusters/other/cluster.json").exists());
+    c.ok(&["down"]);
+}
+
+/// `logs`, `list` and `status` in text, for a person.
+#[test]
+fn status_list_and_logs_read_well() {
+    let c = Cluster::new(&LOCAL, "show");
+    c.up(&["--scale", "1", "--wait"]);
+    let ids = c.wait_for_workers(1, Duration::from_secs(30));
+    let status = c.ok(&["status"]);
+    for part in [
+        "cluster show: scheduler tcp://",
+        "jobs (1):",
+        "workers (1):",
+        "tasks: ",
+    ] {
+        assert!(status.contains(part), "{part:?} missing:\n{status}");
+    }
+    assert!(status.contains(&ids[0]), "{status}");
+    let list = c.ok(&["list"]);
+    assert!(list.contains("show") && list.contains(" up"), "{list}");
+    let log = c.ok(&["logs"]);
+    assert!(log.contains("submitted rdask-show-0 as job"), "{log}");
+    let job_log = c.ok(&["logs", "--job", &ids[0]]);
+    assert!(job_log.contains("registered as worker"), "{job_log}");
+    c.ok(&["down"]);
+    let list = c.ok(&["list", "--json"]);
+    let v: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["state"], "down", "{v:#}");
+    // A second `down` is harmless.
+    assert!(c.ok(&["down"]).contains("already down"));
+}
+
+/// Workers retire before their job's walltime: their results move to the others first.
+#[test]
+fn workers_drain_before_the_walltime_and_are_replaced() {
+    let c = Cluster::new(&LOCAL, "short");
+    // Walltime 40 s, margin 10 s, stagger 0: each worker retires at 30 s.
+    c.up(&[
+        "--walltime",
+        "00:00:40",
+        "--lifetime-margin",
+        "10",
+        "--lifetime-stagger",
+        "0",
+    ]);
+    // The first job; then a second one, 15 s younger, which outlives the first.
+    c.ok(&["scale", "1", "--wait"]);
+    let started = Instant::now();
+    let first = c.wait_for_workers(1, Duration::from_secs(30));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(c.client());
+    let keys = held_results(&client);
+    let wanted: Vec<TaskId> = keys.iter().map(|(k, _)| *k).collect();
+    rt.block_on(client.wait(&wanted)).unwrap();
+    while started.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.ok(&["scale", "2", "--wait"]);
+    // The first job's worker retires at ~30 s and its job completes; the target still
+    // wants 2 workers, so it is replaced.
+    wait_for(
+        "the first job to end by itself",
+        Duration::from_secs(40),
+        || {
+            let l = c.ledger();
+            let j = l["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["job_id"] == first[0].as_str())
+                .cloned()
+                .unwrap();
+            // Ended by itself: local jobs are simply gone once their processes exit.
+            matches!(
+                j["end_reason"].as_str(),
+                Some("completed") | Some("vanished")
+            )
+            .then_some(())
+        },
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(25),
+        "retired too early"
+    );
+    let data = rt.block_on(client.gather(&wanted)).unwrap();
+    for ((_, fill), bytes) in keys.iter().zip(&data) {
+        assert!(bytes.iter().all(|b| b == fill));
+    }
+    let after = c.wait_for_workers(2, Duration::from_secs(30));
+    assert!(!after.contains(&first[0]));
+    assert!(c
+        .daemon_log()
+        .contains("asked to retire (lifetime reached)"));
+    drop(client);
+    c.ok(&["down"]);
+}
