@@ -60,6 +60,15 @@ const LAUNCH_VARS: &[&str] = &[
     "PMI_JOBID",
 ];
 
+/// Variables a launcher sets only when the ranks can initialise MPI through it: OpenMPI's
+/// mpirun, and PMI-1/2 or PMIx (srun --mpi=..., MPICH's and Intel MPI's launchers).
+const MPI_LAUNCH_VARS: &[&str] = &["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "PMI_FD"];
+
+/// Whether this process was started by a launcher MPI can initialise with.
+pub fn launched_for_mpi(is_set: impl Fn(&str) -> bool) -> bool {
+    MPI_LAUNCH_VARS.iter().any(|k| is_set(k))
+}
+
 /// Reads the world from `env` (a lookup, so tests need not touch the process environment).
 pub fn discover(env: impl Fn(&str) -> Option<String>) -> World {
     let launch_id = {
@@ -268,6 +277,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("world of 1"));
+    }
+
+    #[test]
+    fn mpi_is_initialised_only_under_an_mpi_launcher() {
+        let env = |vars: &'static [&'static str]| move |k: &str| vars.contains(&k);
+        assert!(launched_for_mpi(env(&["OMPI_COMM_WORLD_RANK"])));
+        assert!(launched_for_mpi(env(&["SLURM_PROCID", "PMIX_RANK"])));
+        // A plain srun (no PMI) and a process started by hand.
+        assert!(!launched_for_mpi(env(&["SLURM_PROCID", "SLURM_NTASKS"])));
+        assert!(!launched_for_mpi(env(&[])));
     }
 
     #[test]

@@ -320,9 +320,32 @@ fn when_rank_0_dies_the_others_exit_after_the_death_timeout() {
 
 #[test]
 fn srun_in_a_slurm_batch_job_runs_the_launcher() {
+    if real_system_enabled("slurm") {
+        srun_launcher(rdask());
+    }
+}
+
+/// The binary built without the `mpi` feature finds its ranks in srun's environment.
+#[test]
+fn without_the_mpi_feature_srun_ranks_come_from_the_environment() {
     if !real_system_enabled("slurm") {
         return;
     }
+    // tests/run.sh builds it; a plain `cargo test` without --all-features is one already.
+    let bin = match std::env::var("RDASK_TEST_NO_MPI_BIN") {
+        Ok(b) => b,
+        Err(_) if !cfg!(feature = "mpi") => rdask().to_string(),
+        Err(_) => {
+            eprintln!("NOT RUN: set RDASK_TEST_NO_MPI_BIN to a binary built without --features mpi (tests/run.sh does)");
+            return;
+        }
+    };
+    let log = srun_launcher(&bin);
+    assert!(!log.contains("from MPI"), "{log}");
+}
+
+/// Runs launchers/slurm.sbatch with `bin` as the runner; returns the job's output.
+fn srun_launcher(bin: &str) -> String {
     // The batch job runs on this node; the files are in a directory slurmd can write.
     let dir = tempfile::Builder::new()
         .prefix("rdask-mpi-")
@@ -333,10 +356,7 @@ fn srun_in_a_slurm_batch_job_runs_the_launcher() {
     let output = dir.join("out.h5").display().to_string();
     let expr = "x.T.dot(x).sum(axis=1) / x.std()";
     let launcher = common::repo().join("launchers/slurm.sbatch");
-    let env = format!(
-        "ALL,RDASK={},EXPR={expr},INPUT=x={input}:/x,OUTPUT={output}:/r,MEM=0",
-        rdask()
-    );
+    let env = format!("ALL,RDASK={bin},EXPR={expr},INPUT=x={input}:/x,OUTPUT={output}:/r,MEM=0");
     let o = Command::new("sbatch")
         .args([
             "--parsable",
@@ -364,6 +384,7 @@ fn srun_in_a_slurm_batch_job_runs_the_launcher() {
         "{log}"
     );
     check_stored(&input, &output, expr);
+    log
 }
 
 /// `job-script --mpi` prints a script that SLURM runs as it is.

@@ -26,6 +26,11 @@ echo "== cargo clippy"
 cargo clippy --all-targets --all-features --quiet -- -D warnings
 echo "== cargo build --examples (tests/examples.rs runs them)"
 cargo build --examples --quiet
+# The runner without the `mpi` feature, which tests/mpi.rs starts under srun (env discovery).
+echo "== cargo build (the binary without the mpi feature)"
+cargo build --bin rdask-jobqueue --quiet
+cp target/debug/rdask-jobqueue target/rdask-jobqueue-no-mpi
+export RDASK_TEST_NO_MPI_BIN=$PWD/target/rdask-jobqueue-no-mpi
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -185,8 +185,15 @@ fn connect_world(a: &MpiArgs) -> (World, Exchange) {
             .clone()
             .unwrap_or_else(|| w.default_scheduler_file())
     };
+    // MPI_Init only under a launcher that speaks to MPI (mpirun, or srun with PMI/PMIx): an
+    // OpenMPI rank started by a plain srun can abort inside MPI_Init ("OMPI was not built
+    // with SLURM's PMI support"), and a process started by hand needs no MPI at all.
     #[cfg(feature = "mpi")]
-    if let Some(native) = crate::mpi::native::Mpi::init() {
+    let native = mpi::launched_for_mpi(|k| std::env::var_os(k).is_some())
+        .then(crate::mpi::native::Mpi::init)
+        .flatten();
+    #[cfg(feature = "mpi")]
+    if let Some(native) = native {
         let world = native.world(env_world.launch_id.clone());
         if world.size > 1 || env_world.size <= 1 {
             let file = std::env::temp_dir().join(format!(

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Deployment speed on the local SLURM, three ways in one run (docs/benchmarks.md):
+#   floor          raw `sbatch` of N trivial jobs, until every one has started (a marker file)
+#   rdask          `scale N --wait` on a cluster that is up, until N workers are connected;
+#                  then `scale 0` until no job of ours is alive; then `down`
+#   dask-jobqueue  SLURMCluster.scale(N) + wait_for_workers(N); scale(0); close()
+# Each is repeated (REPEAT, default 3) and the median reported; JSON goes to
+# bench/results/deploy.json.
+#
+#   bash bench/deploy.sh            # N=10; needs the test environment's SLURM (tests/env/up.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-10}
+REPEAT=${REPEAT:-3}
+mkdir -p bench/results
+bash tests/env/up.sh >/dev/null
+bash bench/setup.sh >/dev/null
+cargo build --release --quiet
+bin=$PWD/target/release/rdask-jobqueue
+work=$(mktemp -d /tmp/rdask-deploy-XXXXXX)
+trap 'RDASK_HOME=$work/home "$bin" down --force --name bench >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc -l; }
+# Jobs alive (pending, running, completing) whose name starts with $1.
+alive() { squeue --noheader --format=%j | grep -c "^$1" || true; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), SLURM $(sinfo --version | awk '{print $2}'); $(date -u +%FT%TZ)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# The floor: N jobs that only say they started.
+floor=()
+for r in $(seq "$REPEAT"); do
+    marks=$work/floor-$r
+    mkdir -p "$marks"
+    t0=$(now)
+    for i in $(seq "$N"); do
+        sbatch --parsable --quiet -J rdask-floor -p debug -c 1 --mem=500M -t 00:10:00 \
+            -o /dev/null --wrap "touch $marks/\$SLURM_JOB_ID; sleep 30" >/dev/null
+    done
+    while (( $(ls "$marks" | wc -l) < N )); do sleep 0.005; done
+    floor+=("$(since "$t0")")
+    scancel --name rdask-floor
+    while (( $(alive rdask-floor) > 0 )); do sleep 0.05; done
+done
+
+# rdask: the cluster is up (its start is not what is compared), then scale N / 0, down.
+scale=() ; scale0=() ; down=()
+export RDASK_HOME=$work/home
+for r in $(seq "$REPEAT"); do
+    "$bin" up --name bench --system slurm --queue debug --cores 1 --memory 500MiB \
+        --walltime 00:10:00 >/dev/null
+    t0=$(now)
+    "$bin" scale "$N" --name bench --wait >/dev/null 2>&1
+    scale+=("$(since "$t0")")
+    t0=$(now)
+    "$bin" scale 0 --name bench >/dev/null
+    while (( $(alive rdask-bench-) > 0 )); do sleep 0.02; done
+    scale0+=("$(since "$t0")")
+    t0=$(now)
+    "$bin" down --name bench >/dev/null
+    down+=("$(since "$t0")")
+done
+unset RDASK_HOME
+
+# dask-jobqueue, same job shape.
+bench/.venv/bin/python bench/dask_deploy.py --n "$N" --repeat "$REPEAT" --json > "$work/dask.json"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+python3 - "$work/dask.json" "$N" "$(median "${floor[@]}")" "$(median "${scale[@]}")" \
+    "$(median "${scale0[@]}")" "$(median "${down[@]}")" "${floor[*]}" "${scale[*]}" \
+    "${scale0[*]}" "${down[*]}" <<'PY' | tee bench/results/deploy.txt
+import json, sys
+d = json.load(open(sys.argv[1]))
+n = int(sys.argv[2])
+floor, scale, scale0, down = map(float, sys.argv[3:7])
+runs = {k: list(map(float, v.split())) for k, v in zip(["floor", "scale", "scale0", "down"], sys.argv[7:11])}
+dm = d["median"]
+print(f"{'N = %d workers (1 core, 500 MB each), median of %d' % (n, len(runs['floor'])):<44} {'seconds':>9}")
+print(f"{'floor: raw sbatch until all started':<44} {floor:>9.2f}")
+print(f"{'rdask: scale N --wait until N connected':<44} {scale:>9.2f}   {scale / floor:.2f}x the floor")
+print(f"{'dask-jobqueue: scale(N) + wait_for_workers':<44} {dm['scale_s']:>9.2f}   rdask is {dm['scale_s'] / scale:.1f}x faster")
+print(f"{'rdask: scale 0 until no job is left':<44} {scale0:>9.2f}")
+print(f"{'dask-jobqueue: scale(0) until no job is left':<44} {dm['scale0_s']:>9.2f}")
+print(f"{'rdask: down':<44} {down:>9.2f}")
+print(f"{'dask-jobqueue: close()':<44} {dm['close_s']:>9.2f}")
+json.dump({"n": n, "floor_s": floor, "scale_s": scale, "scale0_s": scale0, "down_s": down,
+           "runs": runs, "dask_jobqueue": d}, open("bench/results/deploy.json", "w"), indent=2)
+PY
