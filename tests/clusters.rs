@@ -623,3 +623,150 @@ fn workers_drain_before_the_walltime_and_are_replaced() {
     drop(client);
     c.ok(&["down"]);
 }
+
+/// A job whose workers never connect is cancelled after the startup timeout, shown in
+/// `status`, and replaced while the target wants it.
+#[test]
+fn a_job_whose_workers_never_connect_is_cancelled_and_replaced() {
+    let c = Cluster::new(&LOCAL, "mute");
+    // The job runs, but what it runs is not a worker.
+    c.up(&[
+        "--worker-command",
+        "sleep 600; true",
+        "--startup-timeout",
+        "2",
+        "--scale",
+        "1",
+    ]);
+    let first = wait_for("a first job", Duration::from_secs(20), || {
+        let l = c.ledger();
+        l["jobs"][0]["job_id"].as_str().map(str::to_string)
+    });
+    wait_for(
+        "the startup timeout to cancel it and a new job",
+        Duration::from_secs(30),
+        || {
+            let l = c.ledger();
+            let jobs = l["jobs"].as_array().unwrap();
+            let cancelled = jobs
+                .iter()
+                .any(|j| j["job_id"] == first.as_str() && j["end_reason"] == "startup_timeout");
+            (cancelled && jobs.len() >= 2).then_some(())
+        },
+    );
+    let status = c.ok(&["status"]);
+    assert!(status.contains("startup timeout"), "{status}");
+    c.ok(&["down"]);
+    assert_eq!(local_alive(&c.ledger_ids()), Vec::<String>::new());
+}
+
+/// The address workers dial can be set (NAT, proxies): it is what the job scripts carry.
+#[test]
+fn the_contact_address_is_what_workers_dial() {
+    let c = Cluster::new(&LOCAL, "natted");
+    c.up(&["--contact-address", "127.0.0.1", "--scale", "1", "--wait"]);
+    let address = c.record()["address"].as_str().unwrap().to_string();
+    assert!(address.starts_with("tcp://127.0.0.1:"), "{address}");
+    let script = std::fs::read_dir(c.dir().join("jobs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("job.sh"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap();
+    assert!(script.contains(&format!("worker {address} ")), "{script}");
+    c.wait_for_workers(1, Duration::from_secs(30));
+    c.ok(&["down"]);
+}
+
+/// examples/adaptive-in-batch.sh as a SLURM batch job: `up --adapt` inside the job, array
+/// computations that scale it out by submitting more jobs, `down` at the end.
+#[test]
+fn the_adaptive_batch_example_runs_on_slurm() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("rdask-adapt-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let d = dir.path();
+    let input = d.join("in.h5");
+    let made =
+        Command::new(std::env::var("RDASK_TEST_PYTHON").unwrap_or("/usr/bin/python3".into()))
+            .args([
+                "-c",
+                "import h5py, numpy as np, sys\n\
+             x = np.random.default_rng(3).normal(size=(700, 700))\n\
+             h5py.File(sys.argv[1], 'w').create_dataset('x', data=x, chunks=(100, 100))",
+            ])
+            .arg(&input)
+            .output()
+            .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let home = d.join("home");
+    let env = format!(
+        "ALL,RDASK={},RDASK_HOME={},NAME=adaptive,QUEUE=debug,CORES=1,PROCESSES=1,MEMORY=400MiB,WALLTIME=00:10:00,ADAPT=1:3",
+        env!("CARGO_BIN_EXE_rdask-jobqueue"),
+        home.display()
+    );
+    let o = Command::new("sbatch")
+        .args(["--parsable", "--wait", "--partition=debug", "--mem=500M"])
+        .arg(format!("--export={env}"))
+        .arg(format!("--output={}/job.out", d.display()))
+        .arg(format!("--chdir={}", d.display()))
+        .arg(repo().join("examples/adaptive-in-batch.sh"))
+        .arg(format!("{}:/x", input.display()))
+        .arg(format!("{}/out.h5:/centred", d.display()))
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(d.join("job.out")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{}{}\njob output:\n{log}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(log.contains("cluster `adaptive` is up"), "{log}");
+    assert!(log.contains("ledger closed"), "{log}");
+    let check =
+        Command::new(std::env::var("RDASK_TEST_PYTHON").unwrap_or("/usr/bin/python3".into()))
+            .args([
+                "-c",
+                "import h5py, numpy as np, sys\n\
+             x = h5py.File(sys.argv[1])['x'][()]\n\
+             got = h5py.File(sys.argv[2])['centred'][()]\n\
+             assert np.allclose(got, (x + x.T) - x.mean(axis=0)), 'differs'\n\
+             std = float(sys.argv[3])\n\
+             assert abs(std - x.std()) < 1e-9 * abs(x.std()), (std, x.std())",
+            ])
+            .arg(&input)
+            .arg(d.join("out.h5"))
+            .arg(
+                log.lines()
+                    .find(|l| l.trim().parse::<f64>().is_ok())
+                    .expect("the printed std")
+                    .trim(),
+            )
+            .output()
+            .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}\n{log}",
+        stdout(&check),
+        stderr(&check)
+    );
+    // Every worker job the daemon submitted from inside the job has ended.
+    let ledger: Value = serde_json::from_str(
+        &std::fs::read_to_string(home.join("clusters/adaptive/ledger.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ledger["closed"], true);
+    let ids: BTreeSet<String> = ledger["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["job_id"].as_str().map(str::to_string))
+        .collect();
+    assert!(!ids.is_empty());
+    assert_eq!(alive_in_queue("slurm", &ids), Vec::<String>::new());
+}

@@ -448,6 +448,15 @@ fn spawn_daemon(dir: &ClusterDir) -> Result<u32> {
     let exe = std::env::current_exe().map_err(Error::io("finding this program"))?;
     let home = crate::paths::rdask_home();
     let mut cmd = std::process::Command::new(exe);
+    // Started inside a batch job, the daemon must not hand that job's context to the jobs it
+    // submits: sbatch reads SLURM_* variables such as SLURM_MEM_PER_CPU as defaults (then
+    // `--mem` conflicts with them). SLURM_CONF says where SLURM is, and stays.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("SLURM_") && k != "SLURM_CONF" {
+            cmd.env_remove(&*k);
+        }
+    }
     cmd.args(["cluster-daemon", "--name", &dir.name])
         .env("RDASK_HOME", std::path::absolute(&home).unwrap_or(home))
         .stdin(std::process::Stdio::null())
