@@ -68,7 +68,7 @@ pub fn render(cfg: &JobConfig, ranks: u32, driver: &[String], own_binary: &Path)
                 header.push(format!("#$ -q {q}"));
             }
             if let Some(a) = &cfg.account {
-                header.push(format!("#$ -A {a}"));
+                header.push(format!("#$ -P {a}"));
             }
             // Grid Engine counts slots; one rank per slot here, with `cores` threads each
             // only if the parallel environment grants that many cores per slot.

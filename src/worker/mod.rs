@@ -364,14 +364,15 @@ impl Session<'_> {
         let mut heartbeat = tokio::time::interval(heartbeat);
         let mut memory_check = tokio::time::interval(Duration::from_millis(100));
         // Asked once per session: a scheduler we reconnect to has forgotten the request.
+        // One timer for the session, not one per turn of the loop.
         let retire_at = self.opts.retire_at.map(tokio::time::Instant::from_std);
-        let mut retire_asked = false;
+        let mut retire_asked = retire_at.is_none();
+        let retire = tokio::time::sleep_until(retire_at.unwrap_or_else(tokio::time::Instant::now));
+        tokio::pin!(retire);
         loop {
             let mut exit = None;
             tokio::select! {
-                _ = tokio::time::sleep_until(retire_at.unwrap_or_else(tokio::time::Instant::now)),
-                    if retire_at.is_some() && !retire_asked =>
-                {
+                _ = &mut retire, if !retire_asked => {
                     tracing::info!("lifetime reached: asking the scheduler to retire this worker");
                     self.outbox.push(WorkerToScheduler::RetireMe);
                     retire_asked = true;
