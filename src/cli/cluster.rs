@@ -779,10 +779,9 @@ pub fn render_status(s: &ClusterStatus) -> String {
     );
     let _ = writeln!(
         o,
-        "target: {}; jobs wanted {}, counted {}",
+        "target: {}; at the last decision {} job(s) wanted",
         describe_target(&s.target, s.processes),
-        s.wanted_jobs,
-        s.counted_jobs
+        s.wanted_jobs
     );
     if let Some(b) = &s.blocked {
         let _ = writeln!(o, "submissions held back: {b:?}");

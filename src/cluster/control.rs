@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ClusterDir;
 use crate::error::{Error, Result};
-use crate::jobqueue::ledger::JobRecord;
+use crate::jobqueue::ledger::{JobRecord, LedgerState};
 use crate::jobqueue::scaler::{Blocked, SubmitFailures, Target};
 use crate::protocol::messages::TaskCountsReport;
 
@@ -85,10 +85,16 @@ impl JobView {
         pending_reason: Option<String>,
         now: f64,
     ) -> JobView {
+        // Connected workers prove a job runs, even before the next poll of the batch system.
+        let state = if job.state == LedgerState::Pending && !workers.is_empty() {
+            LedgerState::Running
+        } else {
+            job.state
+        };
         JobView {
             job_id: job.job_id.clone(),
             name: job.name.clone(),
-            state: job.state.name().to_string(),
+            state: state.name().to_string(),
             age: (now - job.recorded_at).max(0.0),
             workers,
             end_reason: job.end_reason.map(|r| r.name().to_string()),

@@ -378,6 +378,14 @@ impl Deployer<'_> {
         }
         for id in by_job.keys() {
             self.ledger.workers_seen(id, t)?;
+            // Its workers prove it runs, before the next poll says so.
+            let pending = self
+                .ledger
+                .job(id)
+                .is_some_and(|j| j.state == LedgerState::Pending);
+            if pending {
+                self.ledger.set_state(id, JobState::Running, t)?;
+            }
         }
         let mut jobs = Vec::new();
         let mut submitting = 0;
@@ -387,11 +395,7 @@ impl Deployer<'_> {
                 continue;
             };
             let workers = by_job.remove(id).unwrap_or_default();
-            let mut state = j.state.batch_state().unwrap_or(JobState::Pending);
-            // Its workers prove it runs before the next poll says so.
-            if state == JobState::Pending && !workers.is_empty() {
-                state = JobState::Running;
-            }
+            let state = j.state.batch_state().unwrap_or(JobState::Pending);
             jobs.push(JobObservation {
                 job_id: id.to_string(),
                 state,
