@@ -56,3 +56,7 @@ print(f"{'floor: one process reads and sums each chunk':<44} {floor:>9.3f}")
 print(f"{'dot rate (rdask)':<44} {r['dot_gflop_s']:>9.1f} GFLOP/s; dask {2 * r['dot'] ** 3 / d['dot'] / 1e9:.1f} GFLOP/s")
 print(f"{'peak RSS per worker, MB':<44} rdask {[round(x) for x in r['worker_peak_rss_mb']]}, dask {[round(x) for x in d['worker_peak_rss_mb']]}")
 PY
+
+# Deployment on the local SLURM (tests/env starts it): floor, rdask, dask-jobqueue.
+echo
+bash bench/deploy.sh
