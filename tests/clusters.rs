@@ -42,6 +42,8 @@ struct Cluster {
     home: tempfile::TempDir,
     name: String,
     system: &'static System,
+    /// Extra environment for every command (and so for the daemon `up` starts).
+    env: Vec<(String, String)>,
 }
 
 impl Drop for Cluster {
@@ -62,6 +64,7 @@ impl Cluster {
             home,
             name: name.to_string(),
             system,
+            env: Vec::new(),
         }
     }
 
@@ -70,6 +73,7 @@ impl Cluster {
         c.env("RDASK_HOME", self.home.path())
             .env("RDASK_CLUSTER", &self.name)
             .current_dir(self.home.path());
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -769,4 +773,57 @@ fn the_adaptive_batch_example_runs_on_slurm() {
         .collect();
     assert!(!ids.is_empty());
     assert_eq!(alive_in_queue("slurm", &ids), Vec::<String>::new());
+}
+
+/// A submission whose reply is lost — `sbatch` queued the job, then the command timed out —
+/// never leaves a job running that the ledger does not know: the daemon cancels it by name,
+/// closes its entry once the controller has settled, and submits afresh.
+#[test]
+fn a_submission_that_times_out_is_cancelled_by_name_and_redone() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let mut c = Cluster::new(&SLURM, "slow");
+    // An sbatch that queues the first job and then hangs past the command timeout.
+    let bin_dir = c.home.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let sbatch = bin_dir.join("sbatch");
+    std::fs::write(
+        &sbatch,
+        "#!/bin/sh\nif [ ! -e \"$0.once\" ]; then : > \"$0.once\"; /usr/bin/sbatch \"$@\" >/dev/null; exec sleep 30; fi\nexec /usr/bin/sbatch \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    c.env.push(("PATH".into(), path));
+    c.up(&["--command-timeout", "2", "--scale", "1"]);
+    let ids = c.wait_for_workers(1, Duration::from_secs(90));
+    let ledger = c.ledger();
+    let first = &ledger["jobs"][0];
+    assert_eq!(first["name"], "rdask-slow-0", "{ledger:#}");
+    assert_eq!(first["state"], "not_submitted", "{ledger:#}");
+    assert!(
+        first["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cancelled by name"),
+        "{ledger:#}"
+    );
+    // The job the lost reply had queued is not running.
+    let queue = Command::new("squeue")
+        .args(["--noheader", "--name=rdask-slow-0", "--format=%i %T"])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&queue).contains("RUNNING") && !stdout(&queue).contains("PENDING"),
+        "{}",
+        stdout(&queue)
+    );
+    assert!(!ids.is_empty());
+    c.ok(&["down"]);
+    assert_eq!(
+        alive_in_queue("slurm", &c.ledger_ids()),
+        Vec::<String>::new()
+    );
 }

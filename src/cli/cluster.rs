@@ -76,15 +76,21 @@ pub struct ScalerArgs {
     pub startup_timeout: f64,
 }
 
+/// The longest interval or timeout any of these flags takes: 30 days.
+const MAX_SECONDS: f64 = 30.0 * 86_400.0;
+
 fn parse_secs(s: &str) -> std::result::Result<f64, String> {
-    if let Ok(v) = s.trim().parse::<f64>() {
-        return if v.is_finite() && v > 0.0 {
-            Ok(v)
-        } else {
-            Err(format!("{s}: must be a positive number of seconds"))
-        };
+    let v = match s.trim().parse::<f64>() {
+        Ok(v) => v,
+        Err(_) => super::seconds_arg(s)? as f64,
+    };
+    if v.is_finite() && v > 0.0 && v <= MAX_SECONDS {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{s}: must be a positive number of seconds, at most 30 days"
+        ))
     }
-    super::seconds_arg(s).map(|v| v as f64)
 }
 
 /// `adapt`'s policy flags, shared by `up --adapt` and `adapt`.
@@ -217,6 +223,10 @@ pub struct DownArgs {
     /// Also when the daemon is dead or does not answer: cancel every job the ledger holds
     #[arg(long)]
     pub force: bool,
+    /// With --force: jobs whose submission was never confirmed, on a system that cannot
+    /// cancel by name, are closed as not submitted (check the queue for their names first)
+    #[arg(long, requires = "force")]
+    pub forget_unconfirmed: bool,
 }
 
 #[derive(Args, Debug)]
@@ -341,7 +351,11 @@ pub fn up(a: UpArgs) -> Result<i32> {
     );
     if a.wait {
         let k = a.scale.expect("clap: --wait requires --scale");
-        let workers = if a.jobs { k * processes } else { k };
+        let workers = if a.jobs {
+            k.saturating_mul(processes)
+        } else {
+            k
+        };
         return wait_for_workers(&dir, workers, Duration::from_secs_f64(a.wait_timeout));
     }
     Ok(0)
@@ -907,7 +921,7 @@ pub fn down(a: DownArgs) -> Result<i32> {
         };
         match control::request(&dir, &Request::Down, timeout) {
             Ok(Reply::Ok { message }) => {
-                wait_for_exit(pid, Duration::from_secs(10));
+                wait_for_exit(pid, &dir.name, Duration::from_secs(10));
                 println!("{message}; daemon stopped");
                 return Ok(0);
             }
@@ -928,9 +942,9 @@ pub fn down(a: DownArgs) -> Result<i32> {
         }
         // Forced: the daemon did not finish the job; stop it so only we write the ledger.
         kill(pid, libc::SIGTERM);
-        if !wait_for_exit(pid, Duration::from_secs(10)) {
+        if !wait_for_exit(pid, &dir.name, Duration::from_secs(10)) {
             kill(pid, libc::SIGKILL);
-            wait_for_exit(pid, Duration::from_secs(5));
+            wait_for_exit(pid, &dir.name, Duration::from_secs(5));
         }
     } else if !a.force {
         return Err(Error::runtime(format!(
@@ -944,7 +958,7 @@ pub fn down(a: DownArgs) -> Result<i32> {
     let message = if ledger.is_closed() {
         format!("cluster `{}`: the ledger was already closed", dir.name)
     } else {
-        crate::cluster::daemon::finish_jobs(&rec, &mut ledger)?
+        crate::cluster::daemon::finish_jobs(&rec, &mut ledger, a.forget_unconfirmed)?
     };
     rec.closed_at = rec.closed_at.or(Some(cluster::now()));
     dir.write_record(&rec)?;
@@ -953,10 +967,10 @@ pub fn down(a: DownArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Waits for a process to end; true if it did.
-fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
+/// Waits for cluster `name`'s daemon to end; true if it did.
+fn wait_for_exit(pid: u32, name: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while cluster::daemon_alive(pid) {
+    while cluster::daemon_alive(pid, name) {
         if Instant::now() > deadline {
             return false;
         }
@@ -1111,6 +1125,8 @@ mod tests {
         assert_eq!(parse_secs("1.5"), Ok(1.5));
         assert_eq!(parse_secs("2m"), Ok(120.0));
         assert!(parse_secs("0").is_err());
+        assert!(parse_secs("1e300").is_err());
+        assert!(parse_secs("inf").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::job_args::JobArgs;
 use crate::config::JobConfig;
 use crate::error::{Error, Result};
 use crate::jobqueue::script::{self, Target};
-use crate::jobqueue::{system, JobQueue};
+use crate::jobqueue::{system, JobQueue, SubmitFailure};
 
 /// Where workers should connect; without these, placeholders are written and a warning says so.
 #[derive(Args, Clone, Debug, Default)]
@@ -174,13 +174,12 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
             dir.display()
         )))?;
     let path = file.path().to_path_buf();
-    std::fs::write(&path, text).map_err(Error::io(format!("writing {}", path.display())))?;
-    set_executable(&path)?;
+    script::write_executable(&path, text)?;
     // Close our handle before submitting: a batch system that executes the script file (OAR,
     // local) fails with ETXTBSY while any process holds it open for writing. The TempPath
     // still deletes the script if the submission fails.
     let script = file.into_temp_path();
-    match JobQueue::new(cfg).submit(&path) {
+    match JobQueue::new(cfg).submit(&path).map_err(SubmitFailure::of) {
         Ok(id) => {
             // Keep the script: OAR and local jobs read it when they start.
             script
@@ -190,7 +189,9 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
         }
         // `script` is dropped here, which deletes it. Some systems do not say what
         // they rejected (PBS: "qsub: Unknown queue"), so the error names the request.
-        Err(Error::Command(failure)) if failure.status.starts_with("exit status") => {
+        Err(SubmitFailure::Refused(Error::Command(failure)))
+            if failure.status.starts_with("exit status") =>
+        {
             let queue = cfg
                 .queue
                 .as_deref()
@@ -202,12 +203,10 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
             )))
         }
         // The submit command never ran: nothing can have been queued.
-        Err(Error::Command(failure)) if failure.status.starts_with("could not start") => {
-            Err(Error::Command(failure))
-        }
+        Err(SubmitFailure::Refused(e)) => Err(e),
         // Timed out, or accepted with an id we cannot read: the job may be queued and may
         // read its script when it starts, so the script stays.
-        Err(e) => {
+        Err(SubmitFailure::Uncertain(e)) => {
             let _ = script.keep();
             Err(Error::runtime(format!(
                 "{e}; the job may have been submitted anyway: its script stays at {} (check the queue with {}'s own commands)",
@@ -216,10 +215,4 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
             )))
         }
     }
-}
-
-fn set_executable(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(Error::io(format!("making {} executable", path.display())))
 }

@@ -283,10 +283,11 @@ fn scheduler(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
     let status = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(Error::io("installing the SIGTERM handler"))?;
+        // Cancelled by the batch system: every rank ends with 143, as a killed job does.
         tokio::select! {
             _ = handle.stopped() => {}
-            _ = term.recv() => handle.shutdown(),
-            _ = tokio::signal::ctrl_c() => handle.shutdown(),
+            _ = term.recv() => handle.shutdown_with_status(Some(143)),
+            _ = tokio::signal::ctrl_c() => handle.shutdown_with_status(Some(130)),
         }
         Ok::<_, Error>(handle.stopped().await)
     })?;
@@ -331,20 +332,53 @@ fn driver(a: MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
     };
     // The shutdown carries the status: the scheduler tells it to every rank as it stops.
     let secret = Secret::from_hex(&sf.secret)?;
+    let worker_ranks = world.size.saturating_sub(2) as u64;
     let closed = super::runtime::runtime()?.block_on(async {
-        let client = crate::client::Client::connect(&sf.address, &secret).await?;
+        let client = connect_retrying(&sf.address, &secret, Duration::from_secs(10)).await?;
+        // Every worker rank listens for the end on a connection of its own: wait (briefly)
+        // until they all do, or one that is slow to start would miss it and wait out its
+        // death timeout. A rank that never comes is not waited for beyond this.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            match client.status().await {
+                Ok(s) if s.clients > worker_ranks => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(_) => break,
+            }
+        }
         client.shutdown_with_status(Some(code))?;
         // Wait (bounded) until the scheduler has closed this connection, so the request is
         // not lost with this process's socket.
         let _ = tokio::time::timeout(Duration::from_secs(5), client.ended()).await;
         Ok::<(), Error>(())
     });
-    if let Err(e) = closed {
-        eprintln!(
-            "rank 1: could not stop the scheduler ({e}); the other ranks end after their death timeout"
-        );
+    match closed {
+        Ok(()) => Ok(code),
+        // The other ranks would run on until the walltime: fail, so the launcher ends them.
+        Err(e) => {
+            eprintln!(
+                "rank 1: could not stop the scheduler ({e}); exiting non-zero so that the \
+                 launcher ends the other ranks"
+            );
+            Ok(if code == 0 { 1 } else { code })
+        }
     }
-    Ok(code)
+}
+
+/// Connects, retrying for up to `wait` (the scheduler may be busy or slow to accept).
+async fn connect_retrying(
+    address: &str,
+    secret: &Secret,
+    wait: Duration,
+) -> Result<crate::client::Client> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match crate::client::Client::connect(address, secret).await {
+            Ok(c) => return Ok(c),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// Parses the worker's own flags, as `worker` takes them.
@@ -407,7 +441,9 @@ fn worker(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
             (Some(status), _) => status,
             (None, 1) => {
                 eprintln!(
-                    "rank {}: the scheduler (rank 0) has been unreachable for {} s; exiting",
+                    "rank {}: its worker ended with status 1 without the scheduler saying the run \
+                     ended: the scheduler (rank 0) unreachable for {} s, or the worker could not \
+                     be (re)started (see above); exiting",
                     world.rank, a.death_timeout
                 );
                 1

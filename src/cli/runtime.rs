@@ -103,6 +103,7 @@ pub fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
         .open(&tmp)
         .map_err(Error::io(format!("writing {}", tmp.display())))?;
     f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
         .map_err(Error::io(format!("writing {}", tmp.display())))?;
     std::fs::rename(&tmp, path).map_err(Error::io(format!("renaming {}", tmp.display())))
 }
@@ -172,7 +173,8 @@ impl WorkerArgs {
             Err(_) => 0.5,
         };
         let left = end - crate::sys::unix_now() - fraction * self.lifetime_stagger as f64;
-        Some(std::time::Instant::now() + Duration::from_secs_f64(left.max(0.0)))
+        // Any lifetime past a year is "never" for a batch job (and keeps the sum in range).
+        Some(std::time::Instant::now() + Duration::from_secs_f64(left.clamp(0.0, 3.2e7)))
     }
 }
 

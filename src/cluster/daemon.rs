@@ -25,14 +25,14 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 use super::control::{ClusterStatus, JobView, Reply, Request, WorkerView};
-use super::{cancel_by_name, now, write_script, ClusterDir, ClusterRecord};
+use super::{now, ClusterDir, ClusterRecord};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::jobqueue::ledger::{EndReason, Ledger, LedgerState};
 use crate::jobqueue::scaler::{
     Decision, JobObservation, Load, Observation, Scaler, Target, Tick, WorkerObservation,
 };
-use crate::jobqueue::{script, JobQueue, JobState};
+use crate::jobqueue::{script, JobQueue, JobState, SubmitFailure};
 use crate::protocol::messages::StatusReport;
 use crate::scheduler::server::{self, SchedulerOptions};
 
@@ -59,6 +59,7 @@ pub fn run(name: &str) -> Result<i32> {
     let dir = ClusterDir::new(name)?;
     let mut rec = dir.require_record()?;
     let secret = dir.secret()?;
+    let _lock = hold_lock(&dir)?;
     let ledger = Ledger::open(&dir.ledger_path(), name)?;
     if ledger.is_closed() {
         return Err(Error::runtime(format!("cluster `{name}` is closed")));
@@ -144,10 +145,33 @@ pub fn run(name: &str) -> Result<i32> {
     Ok(code)
 }
 
+/// Takes the cluster's daemon lock for as long as the returned file lives.
+fn hold_lock(dir: &ClusterDir) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.lock_path();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(format!("opening {}", path.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::runtime(format!(
+            "another daemon of cluster `{}` holds {}",
+            dir.name,
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// Accepts control connections: one JSON request line, one JSON reply line.
 async fn serve_control(listener: UnixListener, tx: mpsc::Sender<Msg>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: wait instead of spinning.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let tx = tx.clone();
@@ -206,7 +230,7 @@ struct Deployer<'a> {
 
 impl Deployer<'_> {
     fn main_loop(&mut self, rx: mpsc::Receiver<Msg>) -> i32 {
-        let mut interval_now = Duration::from_secs_f64(self.rec.interval.max(0.05));
+        let mut interval_now = Duration::from_secs_f64(self.rec.interval.clamp(0.05, 86_400.0));
         loop {
             if let Err(e) = self.tick() {
                 if self.client_lost() {
@@ -246,9 +270,9 @@ impl Deployer<'_> {
                         }
                         tracing::info!("target: {target:?}");
                         self.target = target;
-                        if let Some(i) = interval {
-                            self.rec.interval = i;
-                            interval_now = Duration::from_secs_f64(i.max(0.05));
+                        if let Some(i) = interval.filter(|i| i.is_finite() && *i > 0.0) {
+                            self.rec.interval = i.clamp(0.05, 86_400.0);
+                            interval_now = Duration::from_secs_f64(self.rec.interval);
                         }
                         let _ = reply.send(Reply::Ok {
                             message: "target set".into(),
@@ -266,6 +290,7 @@ impl Deployer<'_> {
                     Msg::Control(Request::Status, reply) => {
                         // Fresh from the scheduler (microseconds): `scale --wait` polls it.
                         if let Ok(s) = self.scheduler_status() {
+                            self.note_workers(&s);
                             self.last_status = Some(s);
                         }
                         let _ = reply.send(self.status());
@@ -334,8 +359,9 @@ impl Deployer<'_> {
 
     /// Asks the batch system for every unfinished job's state, in one call.
     fn poll_states(&mut self) -> Result<()> {
-        let ids = self.ledger.unfinished_ids();
         self.last_poll = Some(Instant::now());
+        self.resolve_uncertain();
+        let ids = self.ledger.unfinished_ids();
         if ids.is_empty() {
             return Ok(());
         }
@@ -355,6 +381,92 @@ impl Deployer<'_> {
         Ok(())
     }
 
+    /// Submissions whose outcome is unknown (the command timed out, or lost its controller
+    /// mid-way) stay `submitting`: the job may exist under its name. Each poll cancels by name
+    /// whatever may be there; once the controller has had time to register anything it
+    /// accepted late, the entry is closed as not submitted, and the scaler submits afresh.
+    /// Where the system cannot cancel by name the entry stays, shown in `status`, until
+    /// `down --force --forget-unconfirmed` after a look at the queue.
+    fn resolve_uncertain(&mut self) {
+        let settle = 2.0 * self.rec.config.command_timeout.max(1) as f64 + 5.0;
+        let t = now();
+        let stuck: Vec<(u64, String, f64)> = self
+            .ledger
+            .jobs()
+            .iter()
+            .filter(|j| j.state == LedgerState::Submitting)
+            .map(|j| (j.seq, j.name.clone(), j.recorded_at))
+            .collect();
+        for (seq, name, since) in stuck {
+            match self.queue.cancel_by_name(&name) {
+                Ok(true) if t - since >= settle => {
+                    let why = "its submission was never confirmed; cancelled by name";
+                    if let Err(e) = self.ledger.submit_failed(seq, why, t) {
+                        self.note(format!("job {name}: {e}"));
+                    }
+                }
+                Ok(true) => {}
+                Ok(false) => self.note(format!(
+                    "job {name}: its submission was never confirmed and {} cannot cancel by name; \
+                     look for it in the queue, cancel it by hand, then `rdask-jobqueue down --force \
+                     --forget-unconfirmed --name {}`",
+                    self.rec.system, self.dir.name
+                )),
+                Err(e) => self.note(format!("cancelling job {name} by name: {e}")),
+            }
+        }
+    }
+
+    /// The ledger's id of the job a worker reports: the same id, or the same number (PBS and
+    /// Moab ids carry server names that a job's environment may spell differently).
+    fn ledger_id(&self, reported: &str) -> Option<String> {
+        if self.ledger.job(reported).is_some() {
+            return Some(reported.to_string());
+        }
+        let number = crate::jobqueue::id_number(reported);
+        self.ledger
+            .jobs()
+            .iter()
+            .rev()
+            .filter_map(|j| j.job_id.as_deref())
+            .find(|id| crate::jobqueue::id_number(id) == number)
+            .map(str::to_string)
+    }
+
+    /// What the scheduler's workers say about our jobs: each job's workers, and the ledger
+    /// updated with it (first worker seen; a job with workers runs, whatever the last poll
+    /// said, even one the batch system had lost from view).
+    fn note_workers(&mut self, status: &StatusReport) -> BTreeMap<String, Vec<WorkerObservation>> {
+        let t = now();
+        let mut by_job: BTreeMap<String, Vec<WorkerObservation>> = BTreeMap::new();
+        for w in &status.workers {
+            let Some(id) = w.job_id.as_deref().and_then(|id| self.ledger_id(id)) else {
+                continue;
+            };
+            by_job.entry(id).or_default().push(WorkerObservation {
+                name: w.name.clone(),
+                held_bytes: w.held_bytes,
+                retiring: w.state == "retiring",
+            });
+        }
+        for id in by_job.keys() {
+            let result = self.ledger.workers_seen(id, t).and_then(|_| {
+                let stale = self
+                    .ledger
+                    .job(id)
+                    .is_some_and(|j| matches!(j.state, LedgerState::Pending | LedgerState::Gone));
+                if stale {
+                    self.ledger.set_state(id, JobState::Running, t)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                self.note(format!("recording the workers of job {id}: {e}"));
+            }
+        }
+        by_job
+    }
+
     fn tick(&mut self) -> Result<()> {
         let poll_due = self
             .last_poll
@@ -365,28 +477,7 @@ impl Deployer<'_> {
             }
         }
         let status = self.scheduler_status()?;
-        let t = now();
-        let mut by_job: BTreeMap<&str, Vec<WorkerObservation>> = BTreeMap::new();
-        for w in &status.workers {
-            if let Some(id) = w.job_id.as_deref() {
-                by_job.entry(id).or_default().push(WorkerObservation {
-                    name: w.name.clone(),
-                    held_bytes: w.held_bytes,
-                    retiring: w.state == "retiring",
-                });
-            }
-        }
-        for id in by_job.keys() {
-            self.ledger.workers_seen(id, t)?;
-            // Its workers prove it runs, before the next poll says so.
-            let pending = self
-                .ledger
-                .job(id)
-                .is_some_and(|j| j.state == LedgerState::Pending);
-            if pending {
-                self.ledger.set_state(id, JobState::Running, t)?;
-            }
-        }
+        let mut by_job = self.note_workers(&status);
         let mut jobs = Vec::new();
         let mut submitting = 0;
         for j in self.ledger.unfinished() {
@@ -394,20 +485,18 @@ impl Deployer<'_> {
                 submitting += 1;
                 continue;
             };
-            let workers = by_job.remove(id).unwrap_or_default();
-            let state = j.state.batch_state().unwrap_or(JobState::Pending);
             jobs.push(JobObservation {
                 job_id: id.to_string(),
-                state,
+                state: j.state.batch_state().unwrap_or(JobState::Pending),
                 submitted_at: j.submitted_at.unwrap_or(j.recorded_at),
                 started_at: j.started_at,
                 workers_seen_at: j.workers_seen_at,
-                workers,
+                workers: by_job.remove(id).unwrap_or_default(),
             });
         }
         let c = &status.tasks;
         let obs = Observation {
-            now: t,
+            now: now(),
             target: self.target.clone(),
             jobs,
             submitting,
@@ -421,22 +510,30 @@ impl Deployer<'_> {
         };
         let tick = self.scaler.tick(&obs);
         self.last_status = Some(status);
+        // The scaler counts every decision as carried out: none may be dropped on an error.
         for decision in tick.decisions.clone() {
             tracing::info!("decision: {decision:?}");
             match decision {
                 Decision::Submit { jobs } => {
                     for _ in 0..jobs {
-                        self.submit_one()?;
+                        // After a failure the scaler backs off; the rest waits for it.
+                        if !self.submit_one() {
+                            break;
+                        }
                     }
                     // See the new jobs' states soon.
                     self.last_poll = None;
                 }
                 Decision::Cancel { job_id, reason } => {
-                    self.ledger.set_end_reason(&job_id, reason.into())?;
-                    self.to_cancel.insert(job_id);
+                    self.to_cancel.insert(job_id.clone());
+                    if let Err(e) = self.ledger.set_end_reason(&job_id, reason.into()) {
+                        self.note(format!("recording why job {job_id} ends: {e}"));
+                    }
                 }
                 Decision::Retire { job_id, workers } => {
-                    self.ledger.set_end_reason(&job_id, EndReason::ScaledDown)?;
+                    if let Err(e) = self.ledger.set_end_reason(&job_id, EndReason::ScaledDown) {
+                        self.note(format!("recording why job {job_id} ends: {e}"));
+                    }
                     self.retire(job_id, workers);
                 }
             }
@@ -446,10 +543,18 @@ impl Deployer<'_> {
         Ok(())
     }
 
-    /// One job: recorded, written, submitted, recorded again.
-    fn submit_one(&mut self) -> Result<()> {
-        let t = now();
-        let (seq, name) = self.ledger.begin_submit(t)?;
+    /// One job: recorded, written, submitted, recorded again. False when it failed (the
+    /// failure is counted for the scaler's back-off and shown in `status`).
+    fn submit_one(&mut self) -> bool {
+        let (seq, name) = match self.ledger.begin_submit(now()) {
+            Ok(r) => r,
+            Err(e) => {
+                // Not recorded, so not submitted: nothing may run that the ledger does not know.
+                self.submit_failures += 1;
+                self.note(format!("recording a new job: {e}; nothing submitted"));
+                return false;
+            }
+        };
         let mut cfg = self.rec.config.clone();
         cfg.job_name = name.clone();
         let target = script::Target {
@@ -460,62 +565,65 @@ impl Deployer<'_> {
             "{name}-{}",
             crate::jobqueue::system(cfg.system).script_file_name()
         ));
-        let written = script::render(&cfg, &target, &self.own_binary)
-            .and_then(|text| write_script(&path, &text));
-        if let Err(e) = written {
-            self.ledger.submit_failed(seq, &e.to_string(), now())?;
-            self.submit_failures += 1;
-            self.note(format!("job {name}: {e}"));
-            return Ok(());
-        }
-        match self.queue.submit(&path) {
+        let outcome = script::render(&cfg, &target, &self.own_binary)
+            .and_then(|text| script::write_executable(&path, &text))
+            .map_err(SubmitFailure::Refused)
+            .and_then(|()| self.queue.submit(&path).map_err(SubmitFailure::of));
+        let ok = outcome.is_ok();
+        self.submit_failures += u32::from(!ok);
+        self.submit_successes += u32::from(ok);
+        let recorded = match outcome {
             Ok(id) => {
                 tracing::info!("submitted {name} as job {id}");
-                self.ledger.submitted(seq, &id, now())?;
-                self.submit_successes += 1;
+                self.ledger.submitted(seq, &id, now())
             }
-            // The command ran and refused, or never started: no job exists.
-            Err(Error::Command(f))
-                if f.status.starts_with("exit status") || f.status.starts_with("could not") =>
-            {
-                self.ledger.submit_failed(seq, &f.to_string(), now())?;
-                self.submit_failures += 1;
-                self.note(format!("submitting {name}: {f}"));
+            Err(SubmitFailure::Refused(e)) => {
+                self.note(format!("submitting {name}: {e}"));
+                self.ledger.submit_failed(seq, &e.to_string(), now())
             }
-            // Timed out or unreadable: it may be queued. Cancel it by name, so no job we
-            // cannot see is left running, and only then say it was not submitted.
-            Err(e) => {
-                let detail = match cancel_by_name(&self.rec.config, std::slice::from_ref(&name)) {
-                    Ok(()) => format!("{e}; cancelled by name in case it was queued"),
-                    Err(c) => {
-                        // Leave it `Submitting`: `down --force` will look for it by name.
-                        self.note(format!("submitting {name}: {e}; cancel by name: {c}"));
-                        self.submit_failures += 1;
-                        return Ok(());
-                    }
-                };
-                self.ledger.submit_failed(seq, &detail, now())?;
-                self.submit_failures += 1;
-                self.note(format!("submitting {name}: {detail}"));
+            // It may be queued: it stays `submitting` until resolved by name.
+            Err(SubmitFailure::Uncertain(e)) => {
+                self.note(format!(
+                    "submitting {name}: {e}; it may be queued anyway: it will be cancelled by name"
+                ));
+                self.last_poll = None;
+                Ok(())
             }
+        };
+        if let Err(e) = &recorded {
+            self.note(format!("recording job {name}: {e}"));
         }
-        Ok(())
+        ok && recorded.is_ok()
     }
 
     /// Retires the workers (their unique results move to survivors), then the job is
     /// cancelled when the retirement reports back.
     fn retire(&mut self, job_id: String, workers: Vec<String>) {
+        // Names need not be unique across jobs (`--name w` gives every job w-0, w-1): the job
+        // decides which workers these are.
         let ids: Vec<_> = self
             .last_status
             .as_ref()
             .map(|s| {
                 s.workers
                     .iter()
-                    .filter(|w| workers.contains(&w.name))
+                    .filter(|w| {
+                        workers.contains(&w.name)
+                            && w.job_id
+                                .as_deref()
+                                .and_then(|id| self.ledger_id(id))
+                                .as_deref()
+                                == Some(job_id.as_str())
+                    })
                     .map(|w| w.id)
                     .collect()
             })
             .unwrap_or_default();
+        if ids.is_empty() {
+            // Gone since the observation: nothing to hand over.
+            self.to_cancel.insert(job_id);
+            return;
+        }
         let client = self.client.clone();
         let tx = self.tx.clone();
         self.rt.spawn(async move {
@@ -528,7 +636,8 @@ impl Deployer<'_> {
         });
     }
 
-    /// Cancels, in one call, every job we decided to end that is not seen finished yet.
+    /// Cancels every job we decided to end that is not seen finished yet: in one call, or
+    /// one by one when the call fails, so that one bad id cannot hold the others back.
     fn flush_cancels(&mut self) {
         self.to_cancel
             .retain(|id| self.ledger.job(id).is_some_and(|j| !j.state.is_finished()));
@@ -536,14 +645,33 @@ impl Deployer<'_> {
             return;
         }
         let ids: Vec<String> = self.to_cancel.iter().cloned().collect();
-        match self.queue.cancel(&ids) {
-            Ok(()) => {
-                tracing::info!("cancelled jobs {}", ids.join(" "));
-                self.to_cancel.clear();
-                self.last_poll = None;
+        let failed: Vec<String> = match self.queue.cancel(&ids) {
+            Ok(()) => Vec::new(),
+            Err(_) if ids.len() > 1 => ids
+                .iter()
+                .filter(|id| self.queue.cancel(std::slice::from_ref(*id)).is_err())
+                .cloned()
+                .collect(),
+            Err(e) => {
+                self.note(format!("cancelling {}: {e} (retrying)", ids[0]));
+                ids.clone()
             }
-            Err(e) => self.note(format!("cancelling {}: {e} (retrying)", ids.join(" "))),
+        };
+        let done: Vec<&String> = ids.iter().filter(|id| !failed.contains(id)).collect();
+        if !done.is_empty() {
+            tracing::info!(
+                "cancelled jobs {}",
+                done.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            self.last_poll = None;
         }
+        if !failed.is_empty() && ids.len() > 1 {
+            self.note(format!("cancelling {} failed (retrying)", failed.join(" ")));
+        }
+        self.to_cancel = failed.into_iter().collect();
     }
 
     fn status(&self) -> Reply {
@@ -625,7 +753,7 @@ impl Deployer<'_> {
     /// finished. If a cancel fails the ledger stays open for `down --force` to finish.
     fn shutdown(&mut self) -> Result<String> {
         let _ = self.client.shutdown();
-        let result = finish_jobs(&self.rec, &mut self.ledger);
+        let result = finish_jobs(&self.rec, &mut self.ledger, false);
         if result.is_ok() {
             self.rec.closed_at = Some(now());
             self.dir.write_record(&self.rec)?;
@@ -636,31 +764,47 @@ impl Deployer<'_> {
 
 /// Cancels every unfinished job of the ledger (by id, and by name those still being
 /// submitted), waits until the batch system shows them finished, and closes the ledger.
-/// Used by the daemon's `down` and by `down --force` once the daemon is dead.
-pub fn finish_jobs(rec: &ClusterRecord, ledger: &mut Ledger) -> Result<String> {
+/// Used by the daemon's `down` and by `down --force` once the daemon is dead. With
+/// `forget_unconfirmed`, jobs whose submission was never confirmed and that this system
+/// cannot cancel by name are closed as not submitted (the user has checked the queue).
+pub fn finish_jobs(
+    rec: &ClusterRecord,
+    ledger: &mut Ledger,
+    forget_unconfirmed: bool,
+) -> Result<String> {
     let queue = JobQueue::new(&rec.config);
     let ids = ledger.unfinished_ids();
     for id in &ids {
         ledger.set_end_reason(id, EndReason::Shutdown)?;
     }
-    let names = ledger.submitting_names();
     queue.cancel(&ids)?;
-    if !names.is_empty() {
-        cancel_by_name(&rec.config, &names)?;
-        // Cancelled by name, whether or not the submit had happened: nothing of it runs.
-        let seqs: Vec<u64> = ledger
-            .jobs()
-            .iter()
-            .filter(|j| j.state == LedgerState::Submitting)
-            .map(|j| j.seq)
-            .collect();
-        for seq in seqs {
-            ledger.submit_failed(
-                seq,
-                "its id was never recorded; cancelled by name at shutdown",
-                now(),
-            )?;
-        }
+    let unconfirmed: Vec<(u64, String)> = ledger
+        .jobs()
+        .iter()
+        .filter(|j| j.state == LedgerState::Submitting)
+        .map(|j| (j.seq, j.name.clone()))
+        .collect();
+    let mut unknown = Vec::new();
+    for (seq, name) in unconfirmed {
+        let why = if queue.cancel_by_name(&name)? {
+            "its submission was never confirmed; cancelled by name at shutdown"
+        } else if forget_unconfirmed {
+            "its submission was never confirmed; forgotten at shutdown (--forget-unconfirmed)"
+        } else {
+            unknown.push(name);
+            continue;
+        };
+        ledger.submit_failed(seq, why, now())?;
+    }
+    if !unknown.is_empty() {
+        return Err(Error::runtime(format!(
+            "jobs {} may have been submitted (their ids were never read) and {} cannot cancel \
+             jobs by name: look for them in the queue, cancel any you find, then run \
+             `rdask-jobqueue down --force --forget-unconfirmed --name {}`",
+            unknown.join(", "),
+            rec.system,
+            rec.name
+        )));
     }
     let deadline = Instant::now() + DOWN_WAIT;
     loop {

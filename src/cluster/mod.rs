@@ -19,16 +19,13 @@
 pub mod control;
 pub mod daemon;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{JobConfig, SystemKind};
 use crate::error::{Error, Result};
-use crate::jobqueue::command;
 use crate::jobqueue::scaler::ScalerConfig;
-use crate::jobqueue::{system, Invocation};
 use crate::protocol::Secret;
 
 /// The name used when `--name` is not given.
@@ -116,6 +113,10 @@ impl ClusterDir {
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }
+    /// Held (flock) by the daemon for its whole life: two daemons of one cluster cannot run.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("daemon.lock")
+    }
     pub fn daemon_log(&self) -> PathBuf {
         self.logs_dir().join("daemon.log")
     }
@@ -133,10 +134,10 @@ impl ClusterDir {
         };
         serde_json::from_str(&text).map(Some).map_err(|e| {
             Error::runtime(format!(
-                "{} is not a cluster record ({e}); `rdask-jobqueue down --force --name {}` \
-                 still works from the ledger",
+                "{} is not a cluster record ({e}): restore or fix it; the jobs the cluster \
+                 submitted are listed in {}",
                 path.display(),
-                self.name
+                self.ledger_path().display()
             ))
         })
     }
@@ -182,9 +183,10 @@ pub fn list_names() -> Vec<String> {
     names
 }
 
-/// Whether `pid` is a live (not zombie) `cluster-daemon` process: a pid alone may have been
-/// reused since the record was written.
-pub fn daemon_alive(pid: u32) -> bool {
+/// Whether `pid` is a live (not zombie) `cluster-daemon` of the cluster `name` under this
+/// `$RDASK_HOME`: a pid alone may have been reused since the record was written, even by
+/// another cluster's daemon.
+pub fn daemon_alive(pid: u32, name: &str) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -195,17 +197,30 @@ pub fn daemon_alive(pid: u32) -> bool {
     if matches!(state, Some("Z") | Some("X") | None) {
         return false;
     }
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            c.split(|b| *b == 0)
-                .any(|arg| arg == b"cluster-daemon".as_slice())
-        })
-        .unwrap_or(false)
+    let words = |file: &str| -> Vec<Vec<u8>> {
+        std::fs::read(format!("/proc/{pid}/{file}"))
+            .map(|c| c.split(|b| *b == 0).map(<[u8]>::to_vec).collect())
+            .unwrap_or_default()
+    };
+    let argv = words("cmdline");
+    let ours = argv.iter().any(|a| a == b"cluster-daemon")
+        && argv
+            .windows(2)
+            .any(|w| w[0] == b"--name" && w[1] == name.as_bytes());
+    // `up` gives the daemon its home as an absolute RDASK_HOME.
+    let home = format!(
+        "RDASK_HOME={}",
+        clusters_root()
+            .parent()
+            .unwrap_or(&clusters_root())
+            .display()
+    );
+    ours && words("environ").iter().any(|kv| kv == home.as_bytes())
 }
 
 /// Whether the record's daemon runs.
 pub fn record_alive(rec: &ClusterRecord) -> bool {
-    rec.pid.is_some_and(daemon_alive)
+    rec.pid.is_some_and(|pid| daemon_alive(pid, &rec.name))
 }
 
 /// The scheduler address and secret of a running cluster, for clients.
@@ -230,39 +245,6 @@ pub fn address_and_secret(name: &str) -> Result<(String, Secret)> {
     Ok((address, dir.secret()?))
 }
 
-/// Cancels jobs by name, for jobs whose id was never recorded (the daemon died, or the submit
-/// command timed out, between recording a job and reading its id). Names are unique to one
-/// cluster (`rdask-NAME-SEQ`), so this cancels nothing else. Not every system can do it.
-pub fn cancel_by_name(cfg: &JobConfig, names: &[String]) -> Result<()> {
-    let timeout = Duration::from_secs(cfg.command_timeout.max(1));
-    for name in names {
-        let inv = match cfg.system {
-            SystemKind::Slurm => Invocation::new(["scancel".to_string(), format!("--name={name}")]),
-            // qdel takes job names as well as ids.
-            SystemKind::Sge => Invocation::new(["qdel".to_string(), name.clone()]),
-            other => {
-                return Err(Error::runtime(format!(
-                    "cannot cancel {other} jobs by name: look for a job named `{name}` in the \
-                     queue and cancel it by hand"
-                )))
-            }
-        };
-        let out = command::run(&inv, timeout)?;
-        if out.code != Some(0) && !system(cfg.system).cancel_failure_is_harmless(&out) {
-            return Err(command::failure(&inv, &out).into());
-        }
-    }
-    Ok(())
-}
-
-/// Writes `text` to `path` as an executable job script.
-pub(crate) fn write_script(path: &Path, text: &str) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).map_err(Error::io(format!("writing {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(Error::io(format!("making {} executable", path.display())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,7 +261,7 @@ mod tests {
 
     #[test]
     fn our_own_process_is_not_a_daemon() {
-        assert!(!daemon_alive(std::process::id()));
-        assert!(!daemon_alive(u32::MAX - 1));
+        assert!(!daemon_alive(std::process::id(), "default"));
+        assert!(!daemon_alive(u32::MAX - 1, "default"));
     }
 }

@@ -337,12 +337,13 @@ impl Ledger {
         &self.data.jobs
     }
 
-    /// The job with this batch id.
+    /// The job with this batch id: the latest one, since a finished job's id can come back
+    /// (local jobs are process ids, and some sites recycle ids).
     pub fn job(&self, job_id: &str) -> Option<&JobRecord> {
         self.data
             .jobs
             .iter()
-            .find(|j| j.job_id.as_deref() == Some(job_id))
+            .rfind(|j| j.job_id.as_deref() == Some(job_id))
     }
 
     /// The job with this sequence number.
@@ -407,9 +408,14 @@ impl Ledger {
     pub fn submitted(&mut self, seq: u64, job_id: &str, now: f64) -> Result<()> {
         let path = self.path.clone();
         self.change(|d| {
-            if let Some(other) = d.jobs.iter().find(|j| j.job_id.as_deref() == Some(job_id)) {
+            // An id may come back once its job has finished, never while it may be alive.
+            if let Some(other) = d
+                .jobs
+                .iter()
+                .find(|j| j.job_id.as_deref() == Some(job_id) && !j.is_finished())
+            {
                 return Err(Error::runtime(format!(
-                    "job id {job_id} is already recorded for job {} in {}",
+                    "job id {job_id} is already recorded for job {} in {}, which may still run",
                     other.seq,
                     path.display()
                 )));
@@ -449,10 +455,15 @@ impl Ledger {
     ) -> Result<Vec<String>> {
         self.change(|d| {
             let mut changed = Vec::new();
-            for job in d.jobs.iter_mut() {
+            // A state belongs to the latest job with that id (ids can come back).
+            let mut seen = std::collections::BTreeSet::new();
+            for job in d.jobs.iter_mut().rev() {
                 let Some(id) = job.job_id.as_deref() else {
                     continue;
                 };
+                if !seen.insert(id.to_string()) {
+                    continue;
+                }
                 let Some(&new) = states.get(id) else {
                     continue;
                 };
@@ -484,6 +495,7 @@ impl Ledger {
                 }
                 changed.push(id.to_string());
             }
+            changed.reverse();
             Ok((!changed.is_empty(), changed))
         })
     }
@@ -756,6 +768,23 @@ mod tests {
         assert_eq!(l.job_by_seq(b).unwrap().state, LedgerState::Submitting);
         let disk = Ledger::open(&path, "c").unwrap();
         assert_eq!(disk.jobs(), l.jobs());
+    }
+
+    #[test]
+    fn an_id_comes_back_only_after_its_job_finished_and_then_means_the_new_job() {
+        let (_dir, path) = fresh();
+        let mut l = Ledger::open(&path, "c").unwrap();
+        let (a, _) = l.begin_submit(0.0).unwrap();
+        l.submitted(a, "77", 0.0).unwrap();
+        l.set_state("77", JobState::Gone, 1.0).unwrap();
+        // Local job ids are pids: a later job may get the same one.
+        let (b, _) = l.begin_submit(2.0).unwrap();
+        l.submitted(b, "77", 2.0).unwrap();
+        assert_eq!(l.job("77").unwrap().seq, b);
+        l.set_state("77", JobState::Running, 3.0).unwrap();
+        assert_eq!(l.job_by_seq(a).unwrap().state, LedgerState::Gone);
+        assert_eq!(l.job_by_seq(b).unwrap().state, LedgerState::Running);
+        assert_eq!(l.unfinished_ids(), ["77"]);
     }
 
     #[test]

@@ -110,6 +110,25 @@ impl BatchSystem for Local {
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["RDASK_LOCAL_JOB_ID"]
     }
+
+    /// A local job is `bash .../NAME-job.sh`, the leader of its process group: find it by its
+    /// script and end the group. (The pattern's `[/]` keeps it from matching this very
+    /// command line.)
+    fn cancel_by_name(&self, name: &str, _extra: &[String]) -> Option<Invocation> {
+        let pattern = format!(
+            "[/]{}-{}",
+            name,
+            self.script_file_name().replace('.', "\\.")
+        );
+        Some(Invocation::new([
+            "sh".to_string(),
+            "-c".into(),
+            r#"for p in $(pgrep -f -- "$1"); do kill -TERM -- "-$p" 2>/dev/null; done; true"#
+                .into(),
+            "sh".into(),
+            pattern,
+        ]))
+    }
 }
 
 #[cfg(test)]

@@ -161,6 +161,15 @@ pub trait BatchSystem: Sync {
     /// Environment variables (in order) from which a process inside a job learns its job id.
     fn job_id_variables(&self) -> &'static [&'static str];
 
+    /// The command that cancels every job named `name` (jobs whose id was never read: the
+    /// submit command timed out, or the daemon died between recording a job and reading its
+    /// id). None where the system has no such command here; `down --force
+    /// --forget-unconfirmed` is then the way out. Cluster job names are unique
+    /// (`rdask-CLUSTER-SEQ`), so this cancels nothing else.
+    fn cancel_by_name(&self, _name: &str, _extra: &[String]) -> Option<Invocation> {
+        None
+    }
+
     /// The command that tells why pending jobs wait, where the system says so in one call
     /// (SLURM's reason column). None elsewhere.
     fn pending_reasons(&self, _ids: &[String]) -> Option<Invocation> {
@@ -202,6 +211,35 @@ pub(crate) fn fill_gone(
 /// ids with server names that their status commands may spell differently.
 pub(crate) fn id_number(id: &str) -> &str {
     id.split('.').next().unwrap_or(id)
+}
+
+/// What a failed submission says about whether a job exists.
+#[derive(Debug)]
+pub enum SubmitFailure {
+    /// Certainly no job: the command never started, or it ran and refused the job.
+    Refused(Error),
+    /// Maybe a job: the command timed out, printed no id we can read, or failed while talking
+    /// to the controller ("Socket timed out on send/recv" can come after the job was queued).
+    Uncertain(Error),
+}
+
+impl SubmitFailure {
+    pub fn of(e: Error) -> SubmitFailure {
+        match &e {
+            Error::Command(f) if f.status.starts_with("could not start") => {
+                SubmitFailure::Refused(e)
+            }
+            Error::Command(f) if f.status.starts_with("exit status") => {
+                let said = format!("{} {}", f.stderr, f.stdout).to_ascii_lowercase();
+                if said.contains("timed out") || said.contains("timeout") {
+                    SubmitFailure::Uncertain(e)
+                } else {
+                    SubmitFailure::Refused(e)
+                }
+            }
+            _ => SubmitFailure::Uncertain(e),
+        }
+    }
 }
 
 /// Submits, cancels and queries jobs of one system through its commands.
@@ -255,6 +293,18 @@ impl JobQueue {
         Err(command::failure(&inv, &out).into())
     }
 
+    /// Cancels the jobs named `name`. `Ok(false)` when this system cannot cancel by name.
+    pub fn cancel_by_name(&self, name: &str) -> Result<bool> {
+        let Some(inv) = self.system().cancel_by_name(name, &self.cancel_extra) else {
+            return Ok(false);
+        };
+        let out = command::run(&inv, self.timeout)?;
+        if out.code == Some(0) || self.system().cancel_failure_is_harmless(&out) {
+            return Ok(true);
+        }
+        Err(command::failure(&inv, &out).into())
+    }
+
     /// Why pending jobs wait, where the batch system says so (empty elsewhere, or when the
     /// command fails: a reason is a courtesy, never worth an error).
     pub fn pending_reasons(&self, ids: &[String]) -> BTreeMap<String, String> {
@@ -281,5 +331,42 @@ impl JobQueue {
             let failure = command::failure(&inv, &out);
             Error::runtime(format!("cannot read job states: {why}; {failure}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::CommandFailure;
+
+    fn failed(status: &str, stderr: &str) -> Error {
+        Error::Command(Box::new(CommandFailure {
+            command: "sbatch --parsable job.sh".into(),
+            status: status.into(),
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }))
+    }
+
+    #[test]
+    fn only_certain_refusals_mean_no_job() {
+        let refused = |e| matches!(SubmitFailure::of(e), SubmitFailure::Refused(_));
+        assert!(refused(failed(
+            "exit status 1",
+            "sbatch: error: invalid partition specified"
+        )));
+        assert!(refused(failed(
+            "could not start: No such file or directory",
+            ""
+        )));
+        // The controller may have queued it before the reply was lost.
+        assert!(!refused(failed(
+            "exit status 1",
+            "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
+        )));
+        assert!(!refused(failed("timed out after 60 s and was killed", "")));
+        assert!(!refused(Error::runtime(
+            "`sbatch` succeeded but printed no job id we can read"
+        )));
     }
 }

@@ -104,6 +104,11 @@ impl BatchSystem for Sge {
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["JOB_ID"]
     }
+
+    /// `qdel` takes job names as well as ids.
+    fn cancel_by_name(&self, name: &str, extra: &[String]) -> Option<Invocation> {
+        Some(self.cancel(&[name.to_string()], extra))
+    }
 }
 
 /// Grid Engine state letters: q queued, w waiting, h hold, r running, t transferring,

@@ -116,6 +116,13 @@ impl BatchSystem for Slurm {
         &["SLURM_JOB_ID", "SLURM_JOBID"]
     }
 
+    fn cancel_by_name(&self, name: &str, extra: &[String]) -> Option<Invocation> {
+        let mut argv = vec!["scancel".to_string()];
+        argv.extend(extra.iter().cloned());
+        argv.push(format!("--name={name}"));
+        Some(Invocation::new(argv))
+    }
+
     fn pending_reasons(&self, ids: &[String]) -> Option<Invocation> {
         Some(Invocation::new([
             "squeue".to_string(),

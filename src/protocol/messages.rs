@@ -172,6 +172,8 @@ pub struct StatusReport {
     pub bytes_sent: u64,
     /// Expected microseconds of work waiting, for adaptive scaling.
     pub pending_work_us: u64,
+    /// Client connections open now.
+    pub clients: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

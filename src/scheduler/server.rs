@@ -71,7 +71,13 @@ pub struct SchedulerHandle {
 impl SchedulerHandle {
     /// Closes every worker and client and stops serving.
     pub fn shutdown(&self) {
-        let _ = self.core.send(CoreMsg::Shutdown);
+        self.shutdown_with_status(None);
+    }
+
+    /// As [`SchedulerHandle::shutdown`], telling every client this exit status (as a
+    /// client's `Shutdown { exit_status }` does).
+    pub fn shutdown_with_status(&self, exit_status: Option<i32>) {
+        let _ = self.core.send(CoreMsg::Shutdown { exit_status });
     }
 
     /// Waits until the scheduler has stopped (after a shutdown by a client or the handle)
@@ -137,7 +143,9 @@ enum CoreMsg {
     ClientDisconnected {
         id: ClientId,
     },
-    Shutdown,
+    Shutdown {
+        exit_status: Option<i32>,
+    },
 }
 
 #[derive(Default)]
@@ -592,7 +600,10 @@ impl Core {
                 self.clients.remove(&id);
                 self.state.handle(Event::ClientGone { client: id });
             }
-            CoreMsg::Shutdown => return false,
+            CoreMsg::Shutdown { exit_status } => {
+                self.exit_status = exit_status.or(self.exit_status);
+                return false;
+            }
         }
         true
     }
@@ -748,6 +759,7 @@ impl Core {
             bytes_received: self.counters.received.load(Ordering::Relaxed),
             bytes_sent: self.counters.sent.load(Ordering::Relaxed),
             pending_work_us: self.state.pending_work_us() as u64,
+            clients: self.clients.len() as u64,
         }
     }
 
