@@ -21,19 +21,30 @@ struct System {
     name: &'static str,
     /// Flags every `up` of this system gets.
     up_flags: &'static [&'static str],
+    /// The directory under tests/standins/ whose commands stand in for the real ones.
+    standin: Option<&'static str>,
 }
 
 const SLURM: System = System {
     name: "slurm",
     up_flags: &["--queue", "debug"],
+    standin: None,
 };
 const SGE: System = System {
     name: "sge",
     up_flags: &["--queue", "all.q"],
+    standin: None,
 };
 const LOCAL: System = System {
     name: "local",
     up_flags: &[],
+    standin: None,
+};
+/// Not PBS: the stand-in commands of tests/standins/pbs (see its README).
+const PBS_STANDIN: System = System {
+    name: "pbs",
+    up_flags: &["--queue", "workq"],
+    standin: Some("pbs"),
 };
 
 /// A cluster under a private `RDASK_HOME`; dropped, it is taken down by force so a failing
@@ -60,11 +71,22 @@ impl Cluster {
             .prefix("rdask-home-")
             .tempdir_in("/tmp")
             .unwrap();
+        let mut env = Vec::new();
+        if let Some(dir) = system.standin {
+            let path = format!(
+                "{}:{}",
+                repo().join("tests/standins").join(dir).display(),
+                std::env::var("PATH").unwrap()
+            );
+            env.push(("PATH".to_string(), path));
+            let state = home.path().join("standin").display().to_string();
+            env.push(("RDASK_STANDIN_STATE".to_string(), state));
+        }
         Cluster {
             home,
             name: name.to_string(),
             system,
-            env: Vec::new(),
+            env,
         }
     }
 
@@ -153,6 +175,41 @@ impl Cluster {
         let address = self.record()["address"].as_str().unwrap().to_string();
         let secret = Secret::load(&self.dir().join("secret")).unwrap();
         Client::connect(&address, &secret).await.unwrap()
+    }
+
+    /// The ids among `ids` the batch system still shows alive.
+    fn alive(&self, ids: &BTreeSet<String>) -> Vec<String> {
+        if self.system.standin.is_none() {
+            return alive_in_queue(self.system.name, ids);
+        }
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        // The stand-ins' outputs are read with our own parser (tests/standins/selftest.sh
+        // checks those outputs against the real tools' documented ones).
+        let mut args = vec!["jobs", "status", "--json", "--system", self.system.name];
+        args.extend(ids.iter().map(String::as_str));
+        let states: Value = serde_json::from_str(&self.ok(&args)).unwrap();
+        ids.iter()
+            .filter(|id| {
+                matches!(
+                    states[id.as_str()].as_str(),
+                    Some("pending") | Some("running")
+                )
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Cancels a job as its owner would, behind the cluster's back.
+    fn cancel_outside(&self, id: &str) {
+        if self.system.standin.is_none() {
+            return cancel_outside(self.system.name, id);
+        }
+        let o = run(Command::new("qdel")
+            .arg(id)
+            .envs(self.env.iter().map(|(k, v)| (k, v))));
+        assert!(o.status.success(), "qdel {id}: {}", stderr(&o));
     }
 
     /// Every job id the ledger ever recorded.
@@ -322,7 +379,7 @@ fn lifecycle(system: &'static System) {
         Duration::from_secs(60),
         || {
             let gone: BTreeSet<String> = first_jobs.iter().cloned().collect();
-            (alive_in_queue(system.name, &gone).len() == 1).then_some(())
+            (c.alive(&gone).len() == 1).then_some(())
         },
     );
 
@@ -383,7 +440,7 @@ fn lifecycle(system: &'static System) {
             progress.changed().await.unwrap();
         }
     });
-    cancel_outside(system.name, &before[0]);
+    c.cancel_outside(&before[0]);
     let out = rt.block_on(client.gather(&[root])).unwrap();
     assert_eq!(u64_of(&out[0]), (0..120).sum::<u64>());
     let after = c.wait_for_workers(2, Duration::from_secs(120));
@@ -415,7 +472,7 @@ fn lifecycle(system: &'static System) {
     assert!(down.contains("ledger closed"), "{down}");
     let ours = c.ledger_ids();
     assert!(ours.len() >= 8, "{ours:?}");
-    assert_eq!(alive_in_queue(system.name, &ours), Vec::<String>::new());
+    assert_eq!(c.alive(&ours), Vec::<String>::new());
     assert!(!process_alive(&pid.to_string()), "the daemon still runs");
     assert_eq!(c.ledger()["closed"], true);
     assert!(c.record()["closed_at"].is_number());
@@ -464,6 +521,13 @@ fn an_sge_cluster_lives_from_up_to_down() {
 #[test]
 fn a_local_cluster_lives_from_up_to_down() {
     lifecycle(&LOCAL);
+}
+
+/// The same life through the PBS stand-in commands (not a real PBS: none can be installed
+/// here), which really run the jobs: the daemon drives a third system through the same code.
+#[test]
+fn a_cluster_on_the_pbs_standin_lives_from_up_to_down() {
+    lifecycle(&PBS_STANDIN);
 }
 
 #[test]

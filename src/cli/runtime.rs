@@ -157,6 +157,17 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// Threads per worker process: `--nthreads`, else the cores shared by `--nworkers`.
+    fn threads(&self) -> Result<u32> {
+        if self.nworkers == 0 {
+            return Err(Error::invalid("--nworkers must be at least 1"));
+        }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+        Ok(self.nthreads.unwrap_or((cores / self.nworkers).max(1)))
+    }
+
     /// The end of this worker's lifetime as Unix time, if it has one.
     fn lifetime_end(&self) -> Option<f64> {
         self.lifetime_end
@@ -264,13 +275,7 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
             Secret::from_env_or_file(a.secret_file.as_deref())?,
         ),
     };
-    if a.nworkers == 0 {
-        return Err(Error::invalid("--nworkers must be at least 1"));
-    }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1);
-    let nthreads = a.nthreads.unwrap_or((cores / a.nworkers).max(1));
+    let nthreads = a.threads()?;
     if !a.no_nanny {
         let (program, child_args, n) = supervised_command(&a, prefix)?;
         let forever = std::future::pending();
@@ -305,13 +310,7 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
 /// What a supervisor runs: this program with `prefix` and the worker flags for one
 /// unsupervised process, `nworkers` times.
 pub fn supervised_command(a: &WorkerArgs, prefix: &[&str]) -> Result<(PathBuf, Vec<String>, u32)> {
-    if a.nworkers == 0 {
-        return Err(Error::invalid("--nworkers must be at least 1"));
-    }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1);
-    let nthreads = a.nthreads.unwrap_or((cores / a.nworkers).max(1));
+    let nthreads = a.threads()?;
     let program = std::env::current_exe().map_err(Error::io("finding this program"))?;
     let mut child_args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
     child_args.extend(a.child_args(nthreads));
