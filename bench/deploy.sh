@@ -4,14 +4,15 @@
 #   rdask          `scale N --wait` on a cluster that is up, until N workers are connected;
 #                  then `scale 0` until no job of ours is alive; then `down`
 #   dask-jobqueue  SLURMCluster.scale(N) + wait_for_workers(N); scale(0); close()
-# Each is repeated (REPEAT, default 3) and the median reported; JSON goes to
-# bench/results/deploy.json.
+# The floor and rdask alternate, run by run (REPEAT, default 5), so that both see the same
+# moods of SLURM's scheduling cycle; then dask-jobqueue, 3 runs. Medians are reported; JSON
+# goes to bench/results/deploy.json.
 #
 #   bash bench/deploy.sh            # N=10; needs the test environment's SLURM (tests/env/up.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10}
-REPEAT=${REPEAT:-3}
+REPEAT=${REPEAT:-5}
 mkdir -p bench/results
 bash tests/env/up.sh >/dev/null
 bash bench/setup.sh >/dev/null
@@ -24,16 +25,27 @@ now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc -l; }
 # Jobs alive (pending, running, completing) whose name starts with $1.
 alive() { squeue --noheader --format=%j | grep -c "^$1" || true; }
+# Before each measured run: no job alive and the node idle again (a node still cleaning up
+# after cancelled jobs starts new ones later, which would favour whichever side runs second),
+# then a second more for slurmctld's own housekeeping.
+settle() {
+    while (( $(squeue --noheader | wc -l) > 0 )) || [[ $(sinfo --noheader --format=%T | sort -u) != idle ]]; do
+        sleep 0.1
+    done
+    sleep 1
+}
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), SLURM $(sinfo --version | awk '{print $2}'); $(date -u +%FT%TZ)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# The floor: N jobs that only say they started.
-floor=()
+floor=() ; scale=() ; scale0=() ; down=()
+export RDASK_HOME=$work/home
 for r in $(seq "$REPEAT"); do
+    # The floor: N jobs that only say they started.
     marks=$work/floor-$r
     mkdir -p "$marks"
+    settle
     t0=$(now)
     for i in $(seq "$N"); do
         sbatch --parsable --quiet -J rdask-floor -p debug -c 1 --mem=500M -t 00:10:00 \
@@ -43,14 +55,11 @@ for r in $(seq "$REPEAT"); do
     floor+=("$(since "$t0")")
     scancel --name rdask-floor
     while (( $(alive rdask-floor) > 0 )); do sleep 0.05; done
-done
 
-# rdask: the cluster is up (its start is not what is compared), then scale N / 0, down.
-scale=() ; scale0=() ; down=()
-export RDASK_HOME=$work/home
-for r in $(seq "$REPEAT"); do
+    # rdask: the cluster is up (its start is not what is compared), then scale N / 0, down.
     "$bin" up --name bench --system slurm --queue debug --cores 1 --memory 500MiB \
         --walltime 00:10:00 >/dev/null
+    settle
     t0=$(now)
     "$bin" scale "$N" --name bench --wait >/dev/null 2>&1
     scale+=("$(since "$t0")")
@@ -65,7 +74,7 @@ done
 unset RDASK_HOME
 
 # dask-jobqueue, same job shape.
-bench/.venv/bin/python bench/dask_deploy.py --n "$N" --repeat "$REPEAT" --json > "$work/dask.json"
+bench/.venv/bin/python bench/dask_deploy.py --n "$N" --repeat 3 --json > "$work/dask.json"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 python3 - "$work/dask.json" "$N" "$(median "${floor[@]}")" "$(median "${scale[@]}")" \
@@ -77,7 +86,7 @@ n = int(sys.argv[2])
 floor, scale, scale0, down = map(float, sys.argv[3:7])
 runs = {k: list(map(float, v.split())) for k, v in zip(["floor", "scale", "scale0", "down"], sys.argv[7:11])}
 dm = d["median"]
-print(f"{'N = %d workers (1 core, 500 MB each), median of %d' % (n, len(runs['floor'])):<44} {'seconds':>9}")
+print(f"{'N = %d workers (1 core, 500 MB each), median of %d' % (n, len(runs['floor'])):<44} {'seconds':>9}   (dask-jobqueue: median of {len(d['runs'])})")
 print(f"{'floor: raw sbatch until all started':<44} {floor:>9.2f}")
 print(f"{'rdask: scale N --wait until N connected':<44} {scale:>9.2f}   {scale / floor:.2f}x the floor")
 print(f"{'dask-jobqueue: scale(N) + wait_for_workers':<44} {dm['scale_s']:>9.2f}   rdask is {dm['scale_s'] / scale:.1f}x faster")

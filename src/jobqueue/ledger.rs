@@ -375,6 +375,12 @@ impl Ledger {
     /// Records a job about to be submitted and returns its sequence number and the name to
     /// submit it under. Call before running the submit command; refused once closed.
     pub fn begin_submit(&mut self, now: f64) -> Result<(u64, String)> {
+        Ok(self.begin_submits(1, now)?.remove(0))
+    }
+
+    /// Records `n` jobs about to be submitted, in one write (the daemon then submits them side
+    /// by side): their sequence numbers and names.
+    pub fn begin_submits(&mut self, n: usize, now: f64) -> Result<Vec<(u64, String)>> {
         if self.data.closed {
             return Err(Error::runtime(format!(
                 "cluster `{}` is closed (its ledger {} says so): it submits no more jobs",
@@ -383,23 +389,27 @@ impl Ledger {
             )));
         }
         self.change(|d| {
-            let seq = d.next_seq;
-            let name = job_name(&d.cluster, seq);
-            d.next_seq += 1;
-            d.jobs.push(JobRecord {
-                seq,
-                name: name.clone(),
-                job_id: None,
-                state: LedgerState::Submitting,
-                recorded_at: now,
-                submitted_at: None,
-                started_at: None,
-                workers_seen_at: None,
-                ended_at: None,
-                end_reason: None,
-                detail: None,
-            });
-            Ok((true, (seq, name)))
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let seq = d.next_seq;
+                let name = job_name(&d.cluster, seq);
+                d.next_seq += 1;
+                d.jobs.push(JobRecord {
+                    seq,
+                    name: name.clone(),
+                    job_id: None,
+                    state: LedgerState::Submitting,
+                    recorded_at: now,
+                    submitted_at: None,
+                    started_at: None,
+                    workers_seen_at: None,
+                    ended_at: None,
+                    end_reason: None,
+                    detail: None,
+                });
+                out.push((seq, name));
+            }
+            Ok((n > 0, out))
         })
     }
 
