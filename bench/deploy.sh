@@ -4,7 +4,7 @@
 #   rdask          `scale N --wait` on a cluster that is up, until N workers are connected;
 #                  then `scale 0` until no job of ours is alive; then `down`
 #   dask-jobqueue  SLURMCluster.scale(N) + wait_for_workers(N); scale(0); close()
-# The floor and rdask alternate, run by run (REPEAT, default 5), so that both see the same
+# The floor and rdask alternate, run by run (REPEAT, default 9), so that both see the same
 # moods of SLURM's scheduling cycle; then dask-jobqueue, 3 runs. Medians are reported; JSON
 # goes to bench/results/deploy.json.
 #
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10}
-REPEAT=${REPEAT:-5}
+REPEAT=${REPEAT:-9}
 mkdir -p bench/results
 bash tests/env/up.sh >/dev/null
 bash bench/setup.sh >/dev/null
@@ -26,13 +26,16 @@ since() { echo "$(now) - $1" | bc -l; }
 # Jobs alive (pending, running, completing) whose name starts with $1.
 alive() { squeue --noheader --format=%j | grep -c "^$1" || true; }
 # Before each measured run: no job alive and the node idle again (a node still cleaning up
-# after cancelled jobs starts new ones later, which would favour whichever side runs second),
-# then a second more for slurmctld's own housekeeping.
+# after cancelled jobs starts new ones later), then 1 to 2 s at random. Why random: slurmctld
+# starts the jobs submitted since its last pass at its next once-a-second background pass
+# (its log shows every "sched: Allocate" at the same fraction of a second), so a run waits
+# 0-1 s depending on where in that second it submits; a fixed pause would hand one side the
+# lucky phase every time.
 settle() {
     while (( $(squeue --noheader | wc -l) > 0 )) || [[ $(sinfo --noheader --format=%T | sort -u) != idle ]]; do
         sleep 0.1
     done
-    sleep 1
+    sleep "1.$(printf '%03d' $((RANDOM % 1000)))"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 

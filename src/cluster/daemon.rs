@@ -52,7 +52,7 @@ enum Msg {
 const RETIRE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Submit commands run at once, at most: enough to hide their latency, few enough not to
 /// flood a busy controller.
-const PARALLEL_SUBMITS: usize = 8;
+const PARALLEL_SUBMITS: usize = 16;
 /// How long `down` waits for cancelled jobs to be seen finished.
 const DOWN_WAIT: Duration = Duration::from_secs(60);
 
