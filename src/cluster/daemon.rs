@@ -91,7 +91,8 @@ pub fn run(name: &str) -> Result<i32> {
         UnixListener::bind(&socket)
             .map_err(Error::io(format!("listening on {}", socket.display())))?
     };
-    rt.spawn(serve_control(listener, tx.clone()));
+    let replying = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    rt.spawn(serve_control(listener, tx.clone(), replying.clone()));
     let sig_tx = tx.clone();
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -143,6 +144,13 @@ pub fn run(name: &str) -> Result<i32> {
     handle.shutdown();
     rt.block_on(async {
         let _ = tokio::time::timeout(Duration::from_secs(3), handle.stopped()).await;
+        // The last reply (to `down`) must reach its caller before the runtime goes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while replying.load(std::sync::atomic::Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     });
     let _ = std::fs::remove_file(&socket);
     Ok(code)
@@ -170,7 +178,12 @@ fn hold_lock(dir: &ClusterDir) -> Result<std::fs::File> {
 }
 
 /// Accepts control connections: one JSON request line, one JSON reply line.
-async fn serve_control(listener: UnixListener, tx: mpsc::Sender<Msg>) {
+/// `replying` counts the connections whose reply is not written yet.
+async fn serve_control(
+    listener: UnixListener,
+    tx: mpsc::Sender<Msg>,
+    replying: Arc<std::sync::atomic::AtomicUsize>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors, say: wait instead of spinning.
@@ -178,12 +191,17 @@ async fn serve_control(listener: UnixListener, tx: mpsc::Sender<Msg>) {
             continue;
         };
         let tx = tx.clone();
+        let replying = replying.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
+            // A request is one short line; a longer one is not ours to buffer.
+            let read = tokio::io::AsyncReadExt::take(read, 64 << 10);
             if BufReader::new(read).read_line(&mut line).await.is_err() {
                 return;
             }
+            replying.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            let _written = Decrement(replying);
             let reply = match serde_json::from_str::<Request>(line.trim()) {
                 Err(e) => Reply::Error {
                     message: format!("bad request: {e}"),
@@ -205,6 +223,15 @@ async fn serve_control(listener: UnixListener, tx: mpsc::Sender<Msg>) {
             let _ = write.write_all(text.as_bytes()).await;
             let _ = write.flush().await;
         });
+    }
+}
+
+/// Counts down when a control connection's reply is written (or abandoned).
+struct Decrement(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Decrement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -308,8 +335,6 @@ impl Deployer<'_> {
                                 invalid: false,
                             },
                         });
-                        // Let the socket task write the reply before the runtime stops.
-                        std::thread::sleep(Duration::from_millis(200));
                         return if ok { 0 } else { 1 };
                     }
                     Msg::Signal => {
