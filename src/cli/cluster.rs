@@ -565,27 +565,11 @@ fn describe_target(t: &Target, processes: usize) -> String {
 
 // ---------------------------------------------------------------------------------------
 
-/// The cluster's directory, with its daemon running (or a clear error).
-fn live(name: &NameArg) -> Result<ClusterDir> {
+/// The cluster's directory and record, with its daemon running (or a clear error).
+fn live(name: &NameArg) -> Result<(ClusterDir, ClusterRecord)> {
     let dir = name.dir()?;
-    let rec = dir.require_record()?;
-    if rec.closed_at.is_some() {
-        return Err(Error::invalid(format!(
-            "cluster `{}` is down; start it with `rdask-jobqueue up{}`",
-            dir.name,
-            name_flag(&dir.name)
-        )));
-    }
-    if !cluster::record_alive(&rec) {
-        return Err(Error::runtime(format!(
-            "cluster `{}`'s daemon is not running (see {}); `rdask-jobqueue down --force{}` \
-             cancels its jobs",
-            dir.name,
-            dir.daemon_log().display(),
-            name_flag(&dir.name)
-        )));
-    }
-    Ok(dir)
+    let rec = dir.require_live()?;
+    Ok((dir, rec))
 }
 
 fn status_of(dir: &ClusterDir) -> Result<ClusterStatus> {
@@ -598,8 +582,8 @@ fn status_of(dir: &ClusterDir) -> Result<ClusterStatus> {
 }
 
 pub fn scale(a: ScaleArgs) -> Result<i32> {
-    let dir = live(&a.name)?;
-    let processes = dir.require_record()?.scaler.processes;
+    let (dir, rec) = live(&a.name)?;
+    let processes = rec.scaler.processes;
     let target = if a.jobs {
         Target::fixed_jobs(a.count, processes)
     } else {
@@ -628,7 +612,7 @@ pub fn scale(a: ScaleArgs) -> Result<i32> {
 }
 
 pub fn adapt(a: AdaptCommandArgs) -> Result<i32> {
-    let dir = live(&a.name)?;
+    let (dir, rec) = live(&a.name)?;
     if a.off {
         if let Reply::Ok { message } = control::request(&dir, &Request::AdaptOff, REQUEST_TIMEOUT)?
         {
@@ -636,7 +620,7 @@ pub fn adapt(a: AdaptCommandArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let processes = dir.require_record()?.scaler.processes;
+    let processes = rec.scaler.processes;
     let (lo, hi) = (
         a.minimum.expect("clap: required"),
         a.maximum.expect("clap: required"),
@@ -760,7 +744,7 @@ fn jobs_summary(s: &ClusterStatus) -> String {
 }
 
 pub fn status(a: StatusArgs) -> Result<i32> {
-    let dir = live(&a.name)?;
+    let (dir, _) = live(&a.name)?;
     let s = status_of(&dir)?;
     if a.json {
         println!(

@@ -461,11 +461,8 @@ impl Deployer<'_> {
             .map(str::to_string)
     }
 
-    /// What the scheduler's workers say about our jobs: each job's workers, and the ledger
-    /// updated with it (first worker seen; a job with workers runs, whatever the last poll
-    /// said, even one the batch system had lost from view).
-    fn note_workers(&mut self, status: &StatusReport) -> BTreeMap<String, Vec<WorkerObservation>> {
-        let t = now();
+    /// The scheduler's workers grouped by the ledger's id of the job each one reports.
+    fn workers_by_job(&self, status: &StatusReport) -> BTreeMap<String, Vec<WorkerObservation>> {
         let mut by_job: BTreeMap<String, Vec<WorkerObservation>> = BTreeMap::new();
         for w in &status.workers {
             let Some(id) = w.job_id.as_deref().and_then(|id| self.ledger_id(id)) else {
@@ -477,6 +474,15 @@ impl Deployer<'_> {
                 retiring: w.state == "retiring",
             });
         }
+        by_job
+    }
+
+    /// What the scheduler's workers say about our jobs: each job's workers, and the ledger
+    /// updated with it (first worker seen; a job with workers runs, whatever the last poll
+    /// said, even one the batch system had lost from view).
+    fn note_workers(&mut self, status: &StatusReport) -> BTreeMap<String, Vec<WorkerObservation>> {
+        let t = now();
+        let by_job = self.workers_by_job(status);
         for id in by_job.keys() {
             let result = self.ledger.workers_seen(id, t).and_then(|_| {
                 let stale = self
@@ -740,12 +746,13 @@ impl Deployer<'_> {
             };
         };
         let t = now();
+        // The same job mapping as the scaler's (ids normalised), not a second rule.
+        let by_job = self.workers_by_job(&s);
         let workers_of = |id: &Option<String>| -> Vec<String> {
-            s.workers
-                .iter()
-                .filter(|w| w.job_id.is_some() && &w.job_id == id)
-                .map(|w| w.name.clone())
-                .collect()
+            id.as_ref()
+                .and_then(|id| by_job.get(id))
+                .map(|ws| ws.iter().map(|w| w.name.clone()).collect())
+                .unwrap_or_default()
         };
         let reason = |id: &Option<String>| {
             id.as_ref()

@@ -159,6 +159,32 @@ impl ClusterDir {
         })
     }
 
+    /// The record of a cluster that is up: not shut down, its daemon running (or a clear
+    /// error saying what to do).
+    pub fn require_live(&self) -> Result<ClusterRecord> {
+        let rec = self.require_record()?;
+        let flag = if self.name == DEFAULT_NAME {
+            String::new()
+        } else {
+            format!(" --name {}", self.name)
+        };
+        if rec.closed_at.is_some() {
+            return Err(Error::invalid(format!(
+                "cluster `{}` is down; start it with `rdask-jobqueue up{flag}`",
+                self.name
+            )));
+        }
+        if !record_alive(&rec) {
+            return Err(Error::runtime(format!(
+                "cluster `{}`'s daemon is not running (see {}); `rdask-jobqueue down --force{flag}` \
+                 cancels its jobs",
+                self.name,
+                self.daemon_log().display()
+            )));
+        }
+        Ok(rec)
+    }
+
     /// Rewrites `cluster.json` atomically (0600: it names the secret's neighbour).
     pub fn write_record(&self, rec: &ClusterRecord) -> Result<()> {
         let text = serde_json::to_string_pretty(rec).expect("a record serialises");
@@ -226,22 +252,10 @@ pub fn record_alive(rec: &ClusterRecord) -> bool {
 /// The scheduler address and secret of a running cluster, for clients.
 pub fn address_and_secret(name: &str) -> Result<(String, Secret)> {
     let dir = ClusterDir::new(name)?;
-    let rec = dir.require_record()?;
-    if rec.closed_at.is_some() {
-        return Err(Error::invalid(format!(
-            "cluster `{name}` was shut down; start it again with `rdask-jobqueue up --name {name}`"
-        )));
-    }
-    let address = match (&rec.address, record_alive(&rec)) {
-        (Some(a), true) => a.clone(),
-        _ => {
-            return Err(Error::runtime(format!(
-                "cluster `{name}`'s daemon is not running (see {}); clean up with \
-                 `rdask-jobqueue down --force --name {name}`",
-                dir.daemon_log().display()
-            )))
-        }
-    };
+    let rec = dir.require_live()?;
+    let address = rec
+        .address
+        .ok_or_else(|| Error::runtime(format!("cluster `{name}` has no scheduler address yet")))?;
     Ok((address, dir.secret()?))
 }
 
