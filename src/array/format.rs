@@ -136,7 +136,22 @@ pub fn text(d: &Data) -> String {
     out
 }
 
-/// `{"shape": [...], "dtype": "float64", "data": nested lists or a number}`.
+/// A float element in JSON. JSON has no infinities or NaN (serde_json writes `null` for all
+/// three, losing which it was), so they become the strings `"inf"`, `"-inf"` and `"nan"`, as
+/// NumPy prints them; finite values stay numbers.
+fn json_float<F: Into<f64> + Copy>(x: F) -> Value {
+    let x: f64 = x.into();
+    if x.is_nan() {
+        json!("nan")
+    } else if x.is_infinite() {
+        json!(if x > 0.0 { "inf" } else { "-inf" })
+    } else {
+        json!(x)
+    }
+}
+
+/// `{"shape": [...], "dtype": "float64", "data": nested lists or a number}`; see
+/// [`json_float`] for infinities and NaN.
 pub fn json(d: &Data) -> Value {
     fn nest(shape: &[usize], values: &mut dyn Iterator<Item = Value>) -> Value {
         match shape.split_first() {
@@ -145,9 +160,12 @@ pub fn json(d: &Data) -> Value {
         }
     }
     let shape = d.shape().to_vec();
-    let mut values: Box<dyn Iterator<Item = Value>> = with_data!(d, a => {
-        Box::new(a.iter().map(|x| json!(x)).collect::<Vec<_>>().into_iter())
-    });
+    let values: Vec<Value> = match d {
+        Data::F64(a) => a.iter().map(|&x| json_float(x)).collect(),
+        Data::F32(a) => a.iter().map(|&x| json_float(x)).collect(),
+        _ => with_data!(d, a => a.iter().map(|x| json!(x)).collect()),
+    };
+    let mut values = values.into_iter();
     json!({
         "shape": shape,
         "dtype": d.dtype().name(),
@@ -177,5 +195,18 @@ mod tests {
             json(&i),
             json!({"shape": [3], "dtype": "int64", "data": [1, 20, 3]})
         );
+    }
+
+    #[test]
+    fn json_tells_infinities_and_nan_apart() {
+        let v = vec![f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1.5];
+        let a = Data::F64(ArrayD::from_shape_vec(IxDyn(&[4]), v.clone()).unwrap());
+        let want = json!(["inf", "-inf", "nan", 1.5]);
+        assert_eq!(json(&a)["data"], want);
+        let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        let a32 = Data::F32(ArrayD::from_shape_vec(IxDyn(&[4]), v32).unwrap());
+        assert_eq!(json(&a32)["data"], want);
+        let nan = Data::F64(ArrayD::from_elem(IxDyn(&[]), f64::NAN));
+        assert_eq!(json(&nan)["data"], json!("nan"));
     }
 }
