@@ -1,14 +1,28 @@
 //! `LocalCluster`: a scheduler in this process and N worker processes on this machine — the
 //! embedded default every command falls back to when there is no batch system.
+//!
+//! The cluster supervises its workers as `worker --nworkers` does in a job script (the same
+//! [`RestartPolicy`]): a worker that crashes, is killed or exits for a memory restart is
+//! started again, a bounded number of times. A task that kills every worker it runs on is
+//! then marked failed by the scheduler (after 3 deaths) and its error reaches the client;
+//! and when no worker is left and none will be restarted, [`LocalCluster::lost`] says so, so
+//! a driver never waits for workers that will not come.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::protocol::{Secret, SECRET_ENV};
 use crate::scheduler::server::{self, SchedulerHandle, SchedulerOptions};
+use crate::units::ByteSize;
+use crate::worker::supervisor::{OnExit, RestartPolicy, MAX_RESTARTS, RESTART_WINDOW};
+use crate::worker::EXIT_RESTART;
 
 #[derive(Clone, Debug)]
 pub struct LocalClusterOptions {
@@ -23,6 +37,9 @@ pub struct LocalClusterOptions {
     pub death_timeout: Duration,
     /// Extra arguments for every worker.
     pub worker_args: Vec<String>,
+    /// Restart workers that crash (see the module's documentation); off, a dead worker
+    /// stays dead (tests of the scheduler's own recovery want that).
+    pub restart_workers: bool,
 }
 
 impl Default for LocalClusterOptions {
@@ -37,6 +54,7 @@ impl Default for LocalClusterOptions {
             local_directory: std::env::temp_dir(),
             death_timeout: Duration::from_secs(10),
             worker_args: Vec::new(),
+            restart_workers: true,
         }
     }
 }
@@ -69,10 +87,206 @@ pub fn worker_program(explicit: Option<&Path>) -> Result<PathBuf> {
     Err(Error::invalid("cannot find the rdask-jobqueue program for workers: set RDASK_WORKER_PROGRAM or put it on PATH"))
 }
 
+/// How one worker process ended, in words.
+fn describe_exit(status: ExitStatus, memory_limit: u64) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(EXIT_RESTART), _) => format!(
+            "exited for a memory restart (its memory passed 95% of its {} limit)",
+            ByteSize(memory_limit).human()
+        ),
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        (None, None) => "ended".to_string(),
+    }
+}
+
+/// Starts worker process `i` of a local cluster.
+struct Spawner {
+    program: PathBuf,
+    address: String,
+    secret: Secret,
+    opts: LocalClusterOptions,
+}
+
+impl Spawner {
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.opts
+            .local_directory
+            .join(format!("rdask-local-worker-{}-{i}.log", std::process::id()))
+    }
+
+    fn spawn(&self, i: usize) -> Result<Child> {
+        let log = self.log_path(i);
+        // Appended: a restarted worker's log follows the crashed one's, which says why.
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(Error::io(format!("creating {}", log.display())))?;
+        let o = &self.opts;
+        Command::new(&self.program)
+            .arg("worker")
+            .arg(&self.address)
+            .args(["--nthreads", &o.threads_per_worker.to_string()])
+            .args(["--memory-limit", &o.memory_limit.to_string()])
+            .args(["--death-timeout", &o.death_timeout.as_secs().to_string()])
+            .arg("--local-directory")
+            .arg(&o.local_directory)
+            .args(["--name", &format!("local-{i}")])
+            .arg("--no-nanny")
+            .args(&o.worker_args)
+            .env(SECRET_ENV, self.secret.to_hex())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            // Their own process group: a terminal's Ctrl-C reaches only the driver, which
+            // then stops its workers in order (instead of watching them die and restarting
+            // them while it shuts down).
+            .process_group(0)
+            .spawn()
+            .map_err(|e| {
+                Error::runtime(format!(
+                    "cannot start worker {}: {e}",
+                    self.program.display()
+                ))
+            })
+    }
+}
+
+/// One worker process slot.
+#[derive(Default)]
+struct Slot {
+    child: Option<Child>,
+    /// When it is to be started again after a crash.
+    restart_at: Option<Instant>,
+    /// How it last ended.
+    last_exit: Option<String>,
+    restarts: usize,
+}
+
+/// The worker processes and what the monitor knows of them.
+struct Workers {
+    spawner: Spawner,
+    slots: Vec<Slot>,
+    policy: RestartPolicy,
+    /// Set by `close` and `drop`: no more restarts.
+    closing: bool,
+    memory_restarts: usize,
+}
+
+impl Workers {
+    /// Reaps ended workers and starts those due again; `Some(reason)` once none is left and
+    /// none will be started again.
+    fn tick(&mut self, now: Instant) -> Option<String> {
+        let limit = self.spawner.opts.memory_limit;
+        let restart = self.spawner.opts.restart_workers;
+        for i in 0..self.slots.len() {
+            let ended = match self.slots[i].child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => status,
+                _ => continue,
+            };
+            let slot = &mut self.slots[i];
+            slot.child = None;
+            let how = describe_exit(ended, limit);
+            if ended.code() == Some(EXIT_RESTART) {
+                self.memory_restarts += 1;
+            }
+            let decision = if restart {
+                self.policy.on_exit(i, ended.code(), now)
+            } else {
+                OnExit::Done
+            };
+            match decision {
+                OnExit::Restart(pause) => {
+                    tracing::warn!("local worker {i} {how}; restarting it");
+                    slot.restart_at = Some(now + pause);
+                    slot.restarts += 1;
+                    slot.last_exit = Some(how);
+                }
+                OnExit::GiveUp => {
+                    tracing::error!(
+                        "local worker {i} {how}, its {MAX_RESTARTS}th end within {} s; \
+                         not restarting it again",
+                        RESTART_WINDOW.as_secs()
+                    );
+                    slot.last_exit = Some(format!(
+                        "{how} after {MAX_RESTARTS} restarts within {} s",
+                        RESTART_WINDOW.as_secs()
+                    ));
+                }
+                OnExit::Done | OnExit::Fatal(_) => {
+                    tracing::warn!("local worker {i} {how}");
+                    slot.last_exit = Some(how);
+                }
+            }
+        }
+        for i in 0..self.slots.len() {
+            if self.slots[i].restart_at.is_some_and(|t| t <= now) {
+                self.slots[i].restart_at = None;
+                match self.spawner.spawn(i) {
+                    Ok(c) => self.slots[i].child = Some(c),
+                    Err(e) => self.slots[i].last_exit = Some(format!("cannot be restarted: {e}")),
+                }
+            }
+        }
+        let alive = self
+            .slots
+            .iter()
+            .any(|s| s.child.is_some() || s.restart_at.is_some());
+        if alive {
+            return None;
+        }
+        let how: Vec<String> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("worker {i} {}", s.last_exit.as_deref().unwrap_or("ended")))
+            .collect();
+        Some(format!(
+            "no local worker is left and none will be restarted: {} (logs: {})",
+            how.join("; "),
+            self.spawner
+                .log_path(0)
+                .with_file_name(format!("rdask-local-worker-{}-*.log", std::process::id()))
+                .display()
+        ))
+    }
+
+    /// SIGTERM to every worker (it removes its spill files), SIGKILL to those still there
+    /// after `grace`.
+    fn stop_all(&mut self, grace: Duration) {
+        self.closing = true;
+        for s in &mut self.slots {
+            s.restart_at = None;
+            if let Some(c) = &s.child {
+                // SAFETY: kill(2) on our own unreaped child.
+                unsafe {
+                    libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+                }
+            }
+        }
+        let deadline = Instant::now() + grace;
+        for s in &mut self.slots {
+            if let Some(mut c) = s.child.take() {
+                while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if c.try_wait().ok().flatten().is_none() {
+                    let _ = c.kill();
+                }
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
 pub struct LocalCluster {
     pub scheduler: SchedulerHandle,
     pub secret: Secret,
-    workers: Vec<Child>,
+    workers: Arc<Mutex<Workers>>,
+    monitor: Option<tokio::task::JoinHandle<()>>,
+    lost: watch::Receiver<Option<String>>,
 }
 
 impl LocalCluster {
@@ -83,46 +297,60 @@ impl LocalCluster {
             SchedulerOptions::new("127.0.0.1:0".parse().expect("an address"), secret.clone());
         let scheduler = server::start(sched_opts).await?;
         let program = worker_program(opts.worker_program.as_deref())?;
-        let mut cluster = LocalCluster {
-            scheduler,
-            secret,
-            workers: Vec::new(),
-        };
         std::fs::create_dir_all(&opts.local_directory).map_err(Error::io(format!(
             "creating {}",
             opts.local_directory.display()
         )))?;
-        for i in 0..opts.workers {
-            let log = opts
-                .local_directory
-                .join(format!("rdask-local-worker-{}-{i}.log", std::process::id()));
-            let log_file = std::fs::File::create(&log)
-                .map_err(Error::io(format!("creating {}", log.display())))?;
-            let child = Command::new(&program)
-                .arg("worker")
-                .arg(&cluster.scheduler.address)
-                .args(["--nthreads", &opts.threads_per_worker.to_string()])
-                .args(["--memory-limit", &opts.memory_limit.to_string()])
-                .args(["--death-timeout", &opts.death_timeout.as_secs().to_string()])
-                .arg("--local-directory")
-                .arg(&opts.local_directory)
-                .args(["--name", &format!("local-{i}")])
-                .arg("--no-nanny")
-                .args(&opts.worker_args)
-                .env(SECRET_ENV, cluster.secret.to_hex())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log_file)
-                .spawn()
-                .map_err(|e| {
-                    Error::runtime(format!("cannot start worker {}: {e}", program.display()))
-                })?;
-            cluster.workers.push(child);
+        let n = opts.workers;
+        let workers = Workers {
+            spawner: Spawner {
+                program,
+                address: scheduler.address.clone(),
+                secret: secret.clone(),
+                opts,
+            },
+            slots: (0..n).map(|_| Slot::default()).collect(),
+            policy: RestartPolicy::new(n),
+            closing: false,
+            memory_restarts: 0,
+        };
+        let (lost_tx, lost) = watch::channel(None);
+        let mut cluster = LocalCluster {
+            scheduler,
+            secret,
+            workers: Arc::new(Mutex::new(workers)),
+            monitor: None,
+            lost,
+        };
+        {
+            let mut w = cluster.workers();
+            for i in 0..n {
+                let child = w.spawner.spawn(i)?;
+                w.slots[i].child = Some(child);
+            }
         }
-        cluster
-            .wait_for_workers(opts.workers, Duration::from_secs(60))
-            .await?;
+        cluster.wait_for_workers(n, Duration::from_secs(60)).await?;
+        // Supervision starts once all are up: a worker that cannot even start is an error of
+        // `start`, not something to restart.
+        let workers = cluster.workers.clone();
+        cluster.monitor = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let mut w = workers.lock().unwrap_or_else(|p| p.into_inner());
+                if w.closing {
+                    return;
+                }
+                if let Some(why) = w.tick(Instant::now()) {
+                    let _ = lost_tx.send(Some(why));
+                    return;
+                }
+            }
+        }));
         Ok(cluster)
+    }
+
+    fn workers(&self) -> std::sync::MutexGuard<'_, Workers> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn address(&self) -> &str {
@@ -133,9 +361,38 @@ impl LocalCluster {
         Client::connect(&self.scheduler.address, &self.secret).await
     }
 
-    /// Process ids of the worker processes, in start order.
+    /// Process ids of the running worker processes, in worker order.
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.workers.iter().map(Child::id).collect()
+        self.workers()
+            .slots
+            .iter()
+            .filter_map(|s| s.child.as_ref().map(Child::id))
+            .collect()
+    }
+
+    /// How many times a worker exited for a memory restart (its memory passed the limit).
+    pub fn memory_restarts(&self) -> usize {
+        self.workers().memory_restarts
+    }
+
+    /// The per-worker memory limit in bytes (0: none).
+    pub fn memory_limit(&self) -> u64 {
+        self.workers().spawner.opts.memory_limit
+    }
+
+    /// Resolves, with the reason, once no worker is left and none will be restarted: work
+    /// still queued would wait forever. Never resolves while workers run.
+    pub async fn lost(&self) -> String {
+        let mut rx = self.lost.clone();
+        let why = match rx.wait_for(Option::is_some).await {
+            Ok(why) => why.clone(),
+            Err(_) => None,
+        };
+        match why {
+            Some(why) => why,
+            // The monitor stopped (the cluster is closing): nothing to report.
+            None => std::future::pending().await,
+        }
     }
 
     async fn wait_for_workers(&mut self, n: usize, timeout: Duration) -> Result<()> {
@@ -145,9 +402,25 @@ impl LocalCluster {
             if client.status().await?.workers.len() >= n {
                 return Ok(());
             }
-            for child in &mut self.workers {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(Error::runtime(format!("a local worker exited at start ({status}); see its log in the local directory")));
+            {
+                let mut w = self.workers();
+                let limit = w.spawner.opts.memory_limit;
+                for (i, slot) in w.slots.iter_mut().enumerate() {
+                    let Some(child) = slot.child.as_mut() else {
+                        continue;
+                    };
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let hint = if status.code() == Some(EXIT_RESTART) {
+                            "; raise --memory-limit"
+                        } else {
+                            ""
+                        };
+                        return Err(Error::runtime(format!(
+                            "local worker {i} {} at start{hint}; see its log in the local \
+                             directory",
+                            describe_exit(status, limit)
+                        )));
+                    }
                 }
             }
             if Instant::now() > deadline {
@@ -161,23 +434,31 @@ impl LocalCluster {
 
     /// Stops the workers and the scheduler.
     pub async fn close(mut self) {
+        if let Some(m) = self.monitor.take() {
+            m.abort();
+        }
+        self.workers().closing = true;
         self.scheduler.shutdown();
         let deadline = Instant::now() + Duration::from_secs(5);
-        for child in &mut self.workers {
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        loop {
+            let running = self.workers().slots.iter_mut().any(|s| {
+                s.child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+            });
+            if !running || Instant::now() >= deadline {
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        for child in &mut self.workers {
-            if child.try_wait().ok().flatten().is_none() {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
+        if let Some(m) = self.monitor.take() {
+            m.abort();
         }
+        self.workers().stop_all(Duration::from_secs(2));
     }
 }

@@ -113,7 +113,13 @@ async fn inputs_move_between_workers_never_through_the_scheduler() {
 /// kill -9 of a worker in the middle of a graph: its work is recomputed, the result is right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_does_not_change_the_result() {
-    let cluster = LocalCluster::start(options(3)).await.unwrap();
+    // The scheduler's own recovery, without the cluster restarting the worker.
+    let cluster = LocalCluster::start(LocalClusterOptions {
+        restart_workers: false,
+        ..options(3)
+    })
+    .await
+    .unwrap();
     let client = cluster.client().await.unwrap();
     let leaves = 240u64;
     let mut tasks = Vec::new();
