@@ -139,18 +139,76 @@ impl Reader for FileReader {
     }
 }
 
-/// A `FILE:/dataset` pair as users write it on the command line.
+/// A `FILE:/dataset` pair as users write it on the command line. The dataset path is
+/// normalised (`x`, `/x/`, `//x` are all `/x`); the root group alone is not a dataset.
 pub fn parse_target(s: &str) -> Result<(String, String), String> {
     let (file, dataset) = s
         .rsplit_once(':')
         .filter(|(f, d)| !f.is_empty() && !d.is_empty())
         .ok_or_else(|| format!("'{s}' is not FILE.h5:/path/to/dataset (e.g. data.h5:/x)"))?;
-    let dataset = if dataset.starts_with('/') {
-        dataset.to_string()
-    } else {
-        format!("/{dataset}")
-    };
-    Ok((file.to_string(), dataset))
+    let parts: Vec<&str> = dataset.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        return Err(format!(
+            "'{s}' names the file's root group, not a dataset; add a dataset name \
+             (e.g. {file}:/result)"
+        ));
+    }
+    Ok((file.to_string(), format!("/{}", parts.join("/"))))
+}
+
+/// Refuses an output that cannot be written without damage, before anything runs: a file
+/// that is not HDF5, a path through a dataset (`/x/y` where `/x` is a dataset), a group where
+/// the dataset should go (`--overwrite` replaces datasets only: a group may hold much more
+/// than this run writes), or an existing dataset without `overwrite`. `dataset` is a
+/// normalised path as [`parse_target`] returns it.
+pub fn check_output(file: &str, dataset: &str, overwrite: bool) -> Result<(), String> {
+    let target = Path::new(file);
+    if !target.exists() {
+        return match target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => Err(format!(
+                "{}: no such directory for the output",
+                dir.display()
+            )),
+            _ => Ok(()),
+        };
+    }
+    let f = hdf5::File::open(file).map_err(|e| {
+        format!("{file} exists and is not an HDF5 file we can open ({e}); choose another output")
+    })?;
+    let mut path = String::new();
+    let parts: Vec<&str> = dataset.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        path.push('/');
+        path.push_str(part);
+        if !f.link_exists(&path) {
+            return Ok(()); // this and everything below it will be created
+        }
+        let kind = f.loc_type_by_name(&path).map_err(h5err(file))?;
+        let last = i + 1 == parts.len();
+        match (kind, last) {
+            (hdf5::LocationType::Group, false) => {}
+            (_, false) => {
+                return Err(format!(
+                    "{file}:{path} is not a group, so {dataset} cannot be created under it; \
+                     choose another output path"
+                ))
+            }
+            (hdf5::LocationType::Dataset, true) if overwrite => {}
+            (hdf5::LocationType::Dataset, true) => {
+                return Err(format!(
+                    "{file}:{dataset} already exists; pass --overwrite to replace it"
+                ))
+            }
+            (_, true) => {
+                return Err(format!(
+                    "{file}:{dataset} is a group, not a dataset; --overwrite replaces only a \
+                     dataset (never a group and what it holds): choose a dataset path such as \
+                     {dataset}/result"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Serialises store tasks of all the worker's threads (flock alone is per process on NFS).
@@ -160,12 +218,18 @@ static WRITING: Mutex<()> = Mutex::new(());
 pub fn write_chunk(file: &str, dataset: &str, offset: &[usize], data: &Data) -> Result<(), String> {
     let _threads = WRITING.lock().unwrap_or_else(|p| p.into_inner());
     let lock_path = lock_file_of(Path::new(file));
+    // The driver creates the lock file with the temporary file and removes both when the run
+    // ends; a store task still running then (a cancelled or failed run) must not create it
+    // again and leave it behind, so it is never created here.
     let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| format!("opening the write lock {}: {e}", lock_path.display()))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "the output's temporary file {file} is gone: the run was cancelled or failed"
+            ),
+            _ => format!("opening the write lock {}: {e}", lock_path.display()),
+        })?;
     flock(&lock, libc::LOCK_EX)?;
     let result = (|| {
         let f = hdf5::File::open_rw(file).map_err(h5err(file))?;
@@ -233,23 +297,7 @@ impl PendingOutput {
         overwrite: bool,
     ) -> Result<PendingOutput, String> {
         let target = PathBuf::from(file);
-        if target.exists() {
-            let f = hdf5::File::open(&target).map_err(|e| {
-                format!("{file} exists and is not an HDF5 file we can open ({e}); choose another output")
-            })?;
-            if f.link_exists(dataset) && !overwrite {
-                return Err(format!(
-                    "{file}:{dataset} already exists; pass --overwrite to replace it"
-                ));
-            }
-        } else if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                return Err(format!(
-                    "{}: no such directory for the output",
-                    dir.display()
-                ));
-            }
-        }
+        check_output(file, dataset, overwrite)?;
         let mut tmp_name = target.as_os_str().to_owned();
         tmp_name.push(format!(".rdask-tmp-{}", std::process::id()));
         let tmp = PathBuf::from(tmp_name);
@@ -260,6 +308,9 @@ impl PendingOutput {
             committed: false,
         };
         let f = hdf5::File::create(&out.tmp).map_err(h5err(&out.tmp.display().to_string()))?;
+        let lock = lock_file_of(&out.tmp);
+        std::fs::File::create(&lock)
+            .map_err(|e| format!("creating the write lock {}: {e}", lock.display()))?;
         let group = parent_groups(&f, dataset)?;
         let name = dataset.rsplit('/').next().unwrap_or(dataset);
         macro_rules! make {
@@ -292,6 +343,8 @@ impl PendingOutput {
             std::fs::rename(&self.tmp, &self.file)
                 .map_err(|e| format!("renaming {} to {file}: {e}", self.tmp.display()))?;
         } else {
+            // The file may have changed since the run began: still never replace a group.
+            check_output(&file, &self.dataset, true)?;
             copy_dataset(&self.tmp, &self.file, &self.dataset)?;
             let _ = std::fs::remove_file(&self.tmp);
         }
@@ -338,4 +391,61 @@ fn copy_dataset(from: &Path, to: &Path, dataset: &str) -> Result<(), String> {
         .map_err(h5err(&format!("copying {dataset} into {what}")))?;
     drop(parent);
     dst.close().map_err(h5err(&what))
+}
+
+#[cfg(test)]
+mod write_side_tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_normalised_and_the_root_group_is_not_a_dataset() {
+        let t = |s: &str| parse_target(s);
+        assert_eq!(t("f.h5:x").unwrap(), ("f.h5".into(), "/x".into()));
+        assert_eq!(t("f.h5://a//b/").unwrap(), ("f.h5".into(), "/a/b".into()));
+        assert_eq!(t("c:/dir/f.h5:/x").unwrap().0, "c:/dir/f.h5");
+        for bad in ["f.h5:/", "f.h5://", "f.h5", ":/x", "f.h5:"] {
+            assert!(t(bad).is_err(), "{bad}");
+        }
+        assert!(t("f.h5:/").unwrap_err().contains("root group"));
+    }
+
+    #[test]
+    fn outputs_never_replace_a_group_or_go_through_a_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.h5");
+        let f = hdf5::File::create(&file).unwrap();
+        f.create_group("g").unwrap();
+        f.new_dataset::<f64>().shape([2]).create("g/a").unwrap();
+        f.new_dataset::<f64>().shape([2]).create("x").unwrap();
+        f.close().unwrap();
+        let file = file.display().to_string();
+        let check = |d: &str, overwrite| check_output(&file, d, overwrite);
+        assert!(check("/g", true).unwrap_err().contains("is a group"));
+        assert!(check("/g", false).unwrap_err().contains("is a group"));
+        assert!(check("/x/y", true).unwrap_err().contains("is not a group"));
+        assert!(check("/x", false).unwrap_err().contains("--overwrite"));
+        check("/x", true).unwrap();
+        check("/g/b", false).unwrap();
+        check("/g/new/deeper", false).unwrap();
+        check("/new", false).unwrap();
+        let missing = dir.path().join("no/such/dir/f.h5").display().to_string();
+        assert!(check_output(&missing, "/x", false)
+            .unwrap_err()
+            .contains("no such directory"));
+    }
+
+    #[test]
+    fn a_store_task_never_recreates_the_lock_of_a_removed_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("o.h5").display().to_string();
+        let pending = PendingOutput::create(&file, "/y", &[4], DType::F64, &[2], false).unwrap();
+        let tmp = pending.tmp_str();
+        let chunk = Data::F64(ndarray::ArrayD::from_elem(IxDyn(&[2]), 1.0));
+        write_chunk(&tmp, "/y", &[0], &chunk).unwrap();
+        drop(pending); // the run was cancelled
+        let err = write_chunk(&tmp, "/y", &[2], &chunk).unwrap_err();
+        assert!(err.contains("is gone"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 }
