@@ -230,10 +230,12 @@ impl Workers {
                 }
             }
         }
-        let alive = self
-            .slots
-            .iter()
-            .any(|s| s.child.is_some() || s.restart_at.is_some());
+        // A cluster started with no local workers gets its workers from elsewhere.
+        let alive = self.slots.is_empty()
+            || self
+                .slots
+                .iter()
+                .any(|s| s.child.is_some() || s.restart_at.is_some());
         if alive {
             return None;
         }

@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 
 use crate::array::eval::{self, Context};
-use crate::array::hdf5io::parse_target;
+use crate::array::hdf5io::{check_output, parse_target};
 use crate::array::plan::{self, Planned};
 use crate::array::{format, Array};
 use crate::client::Client;
+use crate::cluster::control::{self, Reply, Request};
+use crate::cluster::{self, ClusterDir};
 use crate::error::{Error, Result};
+use crate::jobqueue::scaler::Target;
 use crate::local::{LocalCluster, LocalClusterOptions};
 use crate::protocol::Secret;
 use crate::units::ByteSize;
@@ -38,7 +41,11 @@ pub enum OutputFormat {
     (axis=, keepdims=, ddof=), .T, transpose, dot, astype, rechunk, x[a:b:s, i, ...],\n\
     ones zeros full arange random (chunks=, seed=, dtype=). See docs/arrays.md.")]
 pub struct ArrayArgs {
-    /// The expression, in NumPy syntax
+    /// The expression, in NumPy syntax (may start with `-`, as in `-x`)
+    // A leading `-` is the expression's, not an option's: clap then takes the argument as the
+    // expression unless every letter after the `-` is one of our short options (`-q`, `-i`,
+    // `-o`), so real options keep working anywhere on the line.
+    #[arg(allow_hyphen_values = true)]
     pub expr: String,
     /// An input array: NAME=FILE.h5:/path/to/dataset (repeatable)
     #[arg(long = "input", short = 'i', value_name = "NAME=FILE.h5:/DATASET")]
@@ -65,7 +72,8 @@ pub struct ArrayArgs {
     /// and secret, as `scheduler --scheduler-file` and `mpi` write it)
     #[arg(long, value_name = "FILE", env = "RDASK_SCHEDULER_FILE", conflicts_with_all = ["local", "memory_limit"])]
     pub scheduler_file: Option<PathBuf>,
-    /// Run on the named cluster that `rdask-jobqueue up --name NAME` started
+    /// Run on the named cluster that `rdask-jobqueue up --name NAME` started [default:
+    /// $RDASK_CLUSTER, unless --scheduler-file, --local or --memory-limit is given]
     #[arg(long, value_name = "NAME", conflicts_with_all = ["local", "memory_limit", "scheduler_file"])]
     pub cluster: Option<String>,
     /// No progress output, only the result
@@ -82,16 +90,149 @@ enum Runner {
     Remote,
 }
 
+/// The signals that end a run early (Ctrl-C; the batch system's SIGTERM at the walltime),
+/// with the exit status a shell gives a process they kill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+impl Stop {
+    fn exit_code(self) -> i32 {
+        match self {
+            Stop::Interrupt => 130,
+            Stop::Terminate => 143,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Stop::Interrupt => "SIGINT",
+            Stop::Terminate => "SIGTERM",
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, caught for the whole run: killed by either, the process would leave
+/// the temporary output file behind and its local workers running.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).map_err(Error::io("catching SIGINT"))?,
+            term: signal(SignalKind::terminate()).map_err(Error::io("catching SIGTERM"))?,
+        })
+    }
+
+    async fn recv(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.int.recv() => Stop::Interrupt,
+            _ = self.term.recv() => Stop::Terminate,
+        }
+    }
+}
+
 pub fn array(a: ArrayArgs) -> Result<i32> {
     let (expr, output) = prepare(&a)?;
     super::runtime::runtime()?.block_on(async move {
-        let (runner, client) = connect(&a).await?;
-        let outcome = run(&a, &client, &expr, output.as_ref()).await;
+        let mut signals = Signals::install()?;
+        // A signal while the cluster starts drops the half-started cluster (its Drop stops
+        // the workers already running).
+        let (runner, client) = tokio::select! {
+            r = connect(&a) => r?,
+            stop = signals.recv() => return Ok(stop.exit_code()),
+        };
+        let outcome = {
+            let work = run(&a, &client, &expr, output.as_ref());
+            let lost = async {
+                match &runner {
+                    Runner::Local(cluster) => cluster.lost().await,
+                    Runner::Remote => std::future::pending().await,
+                }
+            };
+            // Whichever ends first ends the run; dropping `work` drops its pending output,
+            // which removes the temporary file (store tasks still running cannot recreate
+            // it: see hdf5io::write_chunk).
+            tokio::select! {
+                r = work => r,
+                why = lost => Err(Error::runtime(why)),
+                stop = signals.recv() => {
+                    let what = match &output {
+                        Some((file, dataset)) => format!("; {file}:{dataset} was not written"),
+                        None => String::new(),
+                    };
+                    eprintln!("stopped by {}{what}", stop.name());
+                    Ok(stop.exit_code())
+                }
+            }
+        };
+        let outcome = match (&runner, outcome) {
+            (Runner::Local(cluster), Err(e)) => Err(explain_local_failure(e, cluster, &expr)),
+            (_, outcome) => outcome,
+        };
         if let Runner::Local(cluster) = runner {
             cluster.close().await;
         }
         outcome
     })
+}
+
+/// A failure on the local cluster whose workers passed their memory limit is most likely
+/// that limit's fault: say so, with the numbers to change.
+fn explain_local_failure(e: Error, cluster: &LocalCluster, expr: &Array) -> Error {
+    let restarts = cluster.memory_restarts();
+    if restarts == 0 || matches!(e, Error::Invalid(_)) {
+        return e;
+    }
+    let (shape, dtype) = largest_chunk(expr);
+    let bytes = shape.iter().product::<usize>() * dtype.size();
+    Error::runtime(format!(
+        "{e}\nlocal workers exited {restarts} times for passing their memory limit of {} \
+         (--memory-limit, per worker): a task of this computation needs more than that. Its \
+         largest chunk is {} ({shape:?} {}), and a task holds a few chunks at once; raise \
+         --memory-limit, use fewer --local workers with more memory each, or smaller chunks \
+         (--chunks, chunks=, or .rechunk(...))",
+        ByteSize(cluster.memory_limit()).human(),
+        ByteSize(bytes as u64).human(),
+        dtype.name()
+    ))
+}
+
+/// The largest chunk (shape and dtype) of any array in the expression: the inputs' and
+/// generators' chunks as well as the result's.
+fn largest_chunk(a: &Array) -> (Vec<usize>, crate::array::DType) {
+    use crate::array::lazy::Op;
+    let n = &a.node;
+    let own: Vec<usize> = n
+        .chunks
+        .iter()
+        .map(|c| c.iter().copied().max().unwrap_or(0))
+        .collect();
+    let mut best = (own, n.dtype);
+    let size = |(s, d): &(Vec<usize>, crate::array::DType)| s.iter().product::<usize>() * d.size();
+    let operands: Vec<&Array> = match &n.op {
+        Op::Read { .. } | Op::Generate(_) | Op::Scalar(_) => vec![],
+        Op::Cast(x)
+        | Op::Unary(_, x)
+        | Op::Transpose(x, _)
+        | Op::Slice(x, _)
+        | Op::Rechunk(x)
+        | Op::Reduce(x, _) => vec![x],
+        Op::Binary(_, x, y) | Op::Dot(x, y) => vec![x, y],
+    };
+    for x in operands {
+        let c = largest_chunk(x);
+        if size(&c) > size(&best) {
+            best = c;
+        }
+    }
+    best
 }
 
 /// Everything that can be checked before a cluster starts: inputs, expression, output.
@@ -109,6 +250,11 @@ pub fn prepare(a: &ArrayArgs) -> Result<(Array, Option<(String, String)>)> {
         let (file, dataset) =
             parse_target(target).map_err(|e| Error::invalid(format!("--input {e}")))?;
         let chunks = a.chunks.as_deref();
+        if inputs.contains_key(name) {
+            return Err(Error::invalid(format!(
+                "--input '{spec}': the name '{name}' is given twice; give each input its own name"
+            )));
+        }
         let x = Array::from_hdf5(&file, &dataset, chunks).map_err(Error::invalid)?;
         inputs.insert(name.to_string(), x);
     }
@@ -132,24 +278,64 @@ pub fn prepare(a: &ArrayArgs) -> Result<(Array, Option<(String, String)>)> {
         }
     };
     if let Some((file, dataset)) = &output {
-        // Refuse an existing output before anything runs (plan_store checks again).
-        if std::path::Path::new(file).exists() && !a.overwrite {
-            let exists = hdf5::File::open(file)
-                .map(|f| f.link_exists(dataset))
-                .unwrap_or(false);
-            if exists {
-                return Err(Error::invalid(format!(
-                    "{file}:{dataset} already exists; pass --overwrite to replace it"
-                )));
-            }
-        }
+        // Refuse an output that cannot be written before anything runs (PendingOutput::create
+        // checks again when the run begins, commit once more before replacing a dataset).
+        check_output(file, dataset, a.overwrite).map_err(Error::invalid)?;
     }
     Ok((expr, output))
 }
 
+/// The named cluster to run on: `--cluster`, else `$RDASK_CLUSTER` (the variable every
+/// cluster command reads) unless a flag chose another place (`--scheduler-file`, `--local`,
+/// `--memory-limit`).
+fn cluster_name(a: &ArrayArgs, env: Option<String>) -> Option<String> {
+    if a.cluster.is_some() {
+        return a.cluster.clone();
+    }
+    if a.scheduler_file.is_some() || a.local.is_some() || a.memory_limit.is_some() {
+        return None;
+    }
+    env.filter(|n| !n.is_empty())
+}
+
+/// Why a computation could never run on cluster `name`, judged from its status: no worker
+/// and a target that wants none (`scale 0`, or adapting with a maximum of 0) — the graph
+/// would wait forever.
+fn cannot_run(name: &str, workers: usize, target: &Target) -> Option<String> {
+    if workers > 0 {
+        return None;
+    }
+    let flag = if name == cluster::DEFAULT_NAME {
+        String::new()
+    } else {
+        format!(" --name {name}")
+    };
+    let target = match target {
+        Target::Fixed { workers: 0 } => "a target of 0",
+        Target::Adaptive { maximum: 0, .. } => "adapts to at most 0 workers",
+        _ => return None,
+    };
+    Some(format!(
+        "cluster {name} has no workers and {target}: run `rdask-jobqueue scale N{flag}` \
+         or `rdask-jobqueue adapt --maximum N{flag}` first"
+    ))
+}
+
 async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
-    if let Some(name) = &a.cluster {
-        return Ok((Runner::Remote, Client::connect_named(name).await?));
+    if let Some(name) = cluster_name(a, std::env::var("RDASK_CLUSTER").ok()) {
+        let dir = ClusterDir::new(&name)?;
+        dir.require_live()?;
+        let reply = tokio::task::spawn_blocking(move || {
+            control::request(&dir, &Request::Status, Duration::from_secs(30))
+        })
+        .await
+        .map_err(|e| Error::runtime(format!("asking the cluster's status: {e}")))??;
+        if let Reply::Status(status) = reply {
+            if let Some(why) = cannot_run(&name, status.workers.len(), &status.target) {
+                return Err(Error::invalid(why));
+            }
+        }
+        return Ok((Runner::Remote, Client::connect_named(&name).await?));
     }
     if let Some(path) = &a.scheduler_file {
         let (address, secret) = read_scheduler_file(path)?;
@@ -321,5 +507,90 @@ impl Progress {
         if let Some(t) = self.task {
             let _ = t.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: ArrayArgs,
+    }
+
+    fn args(argv: &[&str]) -> ArrayArgs {
+        Cli::try_parse_from(std::iter::once("array").chain(argv.iter().copied()))
+            .unwrap()
+            .a
+    }
+
+    #[test]
+    fn the_cluster_comes_from_the_flag_else_the_variable_unless_a_flag_chose_elsewhere() {
+        let env = || Some("env".to_string());
+        assert_eq!(cluster_name(&args(&["x"]), env()).as_deref(), Some("env"));
+        assert_eq!(cluster_name(&args(&["x"]), Some(String::new())), None);
+        assert_eq!(cluster_name(&args(&["x"]), None), None);
+        let flag = args(&["x", "--cluster", "c"]);
+        assert_eq!(cluster_name(&flag, env()).as_deref(), Some("c"));
+        for other in [
+            &["x", "--local", "2"][..],
+            &["x", "--memory-limit", "1GiB"],
+            &["x", "--scheduler-file", "s.json"],
+        ] {
+            assert_eq!(cluster_name(&args(other), env()), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_that_can_never_have_a_worker_is_refused() {
+        let fixed = |workers| Target::Fixed { workers };
+        let adaptive = |minimum, maximum| Target::Adaptive {
+            minimum,
+            maximum,
+            target_duration: 5.0,
+            wait_count: 3,
+        };
+        let why = cannot_run("gpu", 0, &fixed(0)).unwrap();
+        assert!(
+            why.starts_with("cluster gpu has no workers and a target of 0: run `rdask-jobqueue scale N --name gpu`"),
+            "{why}"
+        );
+        assert!(cannot_run("default", 0, &fixed(0))
+            .unwrap()
+            .contains("`rdask-jobqueue scale N`"));
+        assert!(cannot_run("gpu", 0, &adaptive(0, 0)).is_some());
+        // Workers are coming (a target above 0, or adapting up to some), or already there.
+        assert_eq!(cannot_run("gpu", 0, &fixed(2)), None);
+        assert_eq!(cannot_run("gpu", 0, &adaptive(0, 4)), None);
+        assert_eq!(cannot_run("gpu", 1, &fixed(0)), None);
+    }
+
+    #[test]
+    fn expressions_may_start_with_a_minus_and_short_options_still_parse() {
+        let a = args(&["-x", "-i", "x=f.h5:/x", "-q"]);
+        assert_eq!(a.expr, "-x");
+        assert_eq!(a.inputs, vec!["x=f.h5:/x".to_string()]);
+        assert!(a.quiet);
+        let a = args(&["-q", "-2 * x.sum()", "-o", "o.h5:/y"]);
+        assert_eq!(a.expr, "-2 * x.sum()");
+        assert!(a.quiet);
+        assert_eq!(a.output.as_deref(), Some("o.h5:/y"));
+    }
+
+    #[test]
+    fn the_largest_chunk_is_found_anywhere_in_the_expression() {
+        let ctx = Context::default();
+        let a = eval::evaluate(
+            "random((400, 300), chunks=(200, 100)).sum() + ones((10,), chunks=(5,))",
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(
+            largest_chunk(&a),
+            (vec![200, 100], crate::array::DType::F64)
+        );
     }
 }
