@@ -1,5 +1,12 @@
-//! Array semantics at the edges (issue 11): HDF5 inputs with lzf, float16, complex or
-//! unknown filters; and reads of datasets stored in tiny HDF5 chunks stay small in memory.
+//! Array semantics at the edges, as NumPy 2 has them (issue 11): sizes the cluster cannot
+//! hold are refused before anything starts; Python ints follow NEP 50; duplicate axes,
+//! `var(ddof=n)`, reductions over empty axes and negative integer powers give NumPy's values
+//! or NumPy's refusal; HDF5 inputs with lzf, float16, complex or unknown filters; and reads
+//! of datasets stored in tiny HDF5 chunks stay small in memory.
+//!
+//! NumPy (tests/arrays/semantics.py, run by RDASK_TEST_PYTHON, default /usr/bin/python3) is
+//! the reference. The NEP 50 cases are compared with NumPy when it is 2.x; with NumPy 1.x
+//! (Debian 12's, which promotes by value instead) they are checked against NEP 50's rule.
 
 mod common;
 
@@ -7,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use rdask::array::eval::{evaluate, Context};
 use rdask::array::{self, Array, DType};
 use rdask::{LocalCluster, LocalClusterOptions};
 
@@ -55,6 +63,217 @@ fn assert_refused(out: &std::process::Output, needle: &str, what: &str) {
     for crash in ["panicked", "backtrace", "memory allocation", "connection"] {
         assert!(!err.contains(crash), "{what}: {err}");
     }
+}
+
+#[test]
+fn sizes_a_cluster_cannot_hold_are_refused_before_anything_starts() {
+    for (expr, needle) in [
+        // 10^24 elements: the size overflows 64 bits.
+        ("ones((10**12, 10**12)).sum()", "too large"),
+        (
+            "ones((10**10,), chunks=(1,)).sum()",
+            "at most 1000000 chunks per array",
+        ),
+        // 5 million chunks exceeded the scheduler's message limit.
+        (
+            "ones((5000000,), chunks=(1,)).sum()",
+            "makes 5000000 chunks",
+        ),
+        (
+            "ones((100000, 100000), chunks=(100000, 100000)).sum()",
+            "at most 512 MiB per chunk",
+        ),
+        // Broadcasting multiplies the operands' chunk counts.
+        (
+            "ones((20000, 1), chunks=(10, 1)) + ones((1, 20000), chunks=(1, 10))",
+            "makes 4000000 chunks",
+        ),
+        (
+            "ones((2, 2)).rechunk((1, 1)) + ones((10**7,), chunks=(1,))",
+            "chunks",
+        ),
+    ] {
+        assert_refused(&array_cmd(&[expr]), needle, expr);
+    }
+    // Within the limits the same kind of expression runs.
+    let out = array_cmd(&["ones((1000,), chunks=(1,)).sum()"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(common::stdout(&out).trim(), "1000.0");
+}
+
+/// NumPy's answer for one expression.
+#[derive(Debug)]
+enum Reference {
+    Value {
+        shape: Vec<usize>,
+        dtype: String,
+        values: Vec<f64>,
+    },
+    Error(String),
+}
+
+/// Evaluates `exprs` with NumPy: its version, and an answer per expression.
+fn numpy(exprs: &[&str]) -> (String, Vec<Reference>) {
+    let out = Command::new(python())
+        .arg(common::repo().join("tests/arrays/semantics.py"))
+        .args(exprs)
+        .output()
+        .expect("running python3 with numpy");
+    assert!(out.status.success(), "semantics.py: {}", stderr(&out));
+    let text = common::stdout(&out);
+    let mut lines = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    let version = lines.next().unwrap()["numpy"].as_str().unwrap().to_string();
+    let answers = lines
+        .map(|v| match v.get("error") {
+            Some(e) => Reference::Error(e.as_str().unwrap().to_string()),
+            None => Reference::Value {
+                shape: serde_json::from_value(v["shape"].clone()).unwrap(),
+                dtype: v["dtype"].as_str().unwrap().to_string(),
+                values: v["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap().parse::<f64>().unwrap())
+                    .collect(),
+            },
+        })
+        .collect();
+    (version, answers)
+}
+
+fn same(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
+}
+
+/// Computes each expression on a one-worker cluster and compares with NumPy: the same shape,
+/// dtype and values (nan and inf included), or a refusal before running whose message
+/// contains NumPy's.
+fn compare_with_numpy(exprs: &[&str], answers: &[Reference]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cluster = LocalCluster::start(options()).await.unwrap();
+        let client = cluster.client().await.unwrap();
+        for (expr, reference) in exprs.iter().zip(answers) {
+            let built = evaluate(expr, &Context::default());
+            match (reference, built) {
+                (Reference::Error(e), Err(ours)) => {
+                    let numpy_message = e.split_once(": ").unwrap().1.trim_end_matches('.');
+                    assert!(
+                        ours.to_lowercase().contains(&numpy_message.to_lowercase()),
+                        "{expr}: NumPy says '{e}', we say: {ours}"
+                    );
+                }
+                (Reference::Error(e), Ok(_)) => panic!("{expr}: NumPy refuses ({e}), we build it"),
+                (Reference::Value { .. }, Err(ours)) => panic!("{expr}: refused: {ours}"),
+                (
+                    Reference::Value {
+                        shape,
+                        dtype,
+                        values,
+                    },
+                    Ok(a),
+                ) => {
+                    let got = array::compute(&client, &a)
+                        .await
+                        .unwrap_or_else(|e| panic!("{expr}: {e}"));
+                    assert_eq!(got.shape(), shape.as_slice(), "{expr}");
+                    assert_eq!(got.dtype().name(), dtype, "{expr}");
+                    let got: Vec<f64> = got.to_f64().iter().copied().collect();
+                    assert_eq!(got.len(), values.len(), "{expr}");
+                    for (g, w) in got.iter().zip(values) {
+                        assert!(same(*g, *w), "{expr}: {got:?} vs NumPy's {values:?}");
+                    }
+                }
+            }
+        }
+        cluster.close().await;
+    });
+}
+
+#[test]
+fn edge_semantics_match_numpy() {
+    let exprs = [
+        // Duplicate axes, also after normalising negative ones.
+        "ones((3, 4)).sum(axis=(0, 0))",
+        "ones((3, 4)).mean(axis=(1, -1))",
+        // var/std with ddof >= n: inf where values differ, nan where they are all equal.
+        "(arange(20) * 1.5).var(ddof=20)",
+        "ones((5, 3)).var(axis=0, ddof=5)",
+        "(arange(6) * 1.0).std(ddof=7)",
+        "(arange(12) * 1.0).var(ddof=11)",
+        // Reductions over empty axes.
+        "zeros((0, 3)).sum(axis=0)",
+        "zeros((0, 3)).sum()",
+        "zeros((0, 3), dtype='i4').sum(axis=0)",
+        "arange(0).sum()",
+        "zeros((0, 3)).mean(axis=0)",
+        "zeros((0, 3)).mean()",
+        "zeros((0, 3)).var(axis=0)",
+        "zeros((0, 3)).min(axis=1)",
+        "zeros((0, 3)).min(axis=0)",
+        "zeros((0, 3)).max()",
+        // Integer powers.
+        "arange(5) ** -1",
+        "arange(5).astype('i4') ** -2",
+        "arange(5) ** -1.0",
+        "arange(1, 5) ** 0",
+        "arange(1, 5) ** 3",
+        // Python ints that fit keep the array's type.
+        "zeros((2, 3), dtype='i4') + 2147483647",
+        "zeros((2,), dtype='i4') + -2147483648",
+    ];
+    let (_, answers) = numpy(&exprs);
+    compare_with_numpy(&exprs, &answers);
+}
+
+/// NEP 50 (NumPy 2's promotion): Python ints are weak and must fit the array's type; 0-d
+/// arrays are strong. NumPy 1.x promoted by value here, so with it the expectations are
+/// NEP 50's, written out.
+#[test]
+fn python_ints_follow_nep_50() {
+    let refused = [
+        "arange(3).astype('i4') + 2147483648",
+        "arange(3).astype('i4') * -2147483649",
+        "2**31 - arange(3).astype('i4')",
+        "full((2,), 2**40, dtype='i4')",
+    ];
+    let valued = [
+        // A 0-d float64 array is not a Python float: float32 * float64 is float64.
+        "arange(3).astype('f4') * (arange(3) * 1.0).sum()",
+        "arange(3).astype('i4') * 2.5",
+        "arange(3).astype('f4') * 3",
+        // NumPy 1.x made this float64 (2**40 needs int64); NEP 50 keeps float32.
+        "arange(3).astype('f4') + 2**40",
+    ];
+    let all: Vec<&str> = refused.iter().chain(&valued).copied().collect();
+    let (version, answers) = numpy(&all);
+    if version.split('.').next().unwrap().parse::<u32>().unwrap() >= 2 {
+        compare_with_numpy(&all, &answers);
+    } else {
+        eprintln!("NumPy {version} predates NEP 50: checking its rules as written");
+        for expr in refused {
+            let e = evaluate(expr, &Context::default()).unwrap_err();
+            assert!(e.contains("out of bounds for int32"), "{expr}: {e}");
+        }
+        for (expr, dtype) in valued
+            .iter()
+            .zip([DType::F64, DType::F64, DType::F32, DType::F32])
+        {
+            assert_eq!(
+                evaluate(expr, &Context::default()).unwrap().dtype(),
+                dtype,
+                "{expr}"
+            );
+        }
+    }
+    // The command refuses with exit 2 and NumPy's wording.
+    assert_refused(
+        &array_cmd(&["arange(3).astype('i4') + 2147483648"]),
+        "Python integer 2147483648 out of bounds for int32",
+        "int32 + 2**31",
+    );
 }
 
 #[test]

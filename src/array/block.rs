@@ -745,7 +745,14 @@ impl Partial {
                 Partial::Values(map_data!(data.cast(acc), a => sum_keep(&a, &r.axes)))
             }
             ReduceOp::Min | ReduceOp::Max => {
-                if data.is_empty() {
+                // Only a value computed from no elements is an error: min over axis 1 of a
+                // (0, 3) array is an empty result, as in NumPy.
+                let shape = data.shape();
+                let outputs: usize = (0..shape.len())
+                    .filter(|a| !r.axes.contains(a))
+                    .map(|a| shape[a])
+                    .product();
+                if data.is_empty() && outputs > 0 {
                     return Err(format!(
                         "zero-size array to reduction operation {} which has no identity",
                         r.op.name()
@@ -832,8 +839,10 @@ impl Partial {
                     ReduceOp::Mean => mean,
                     ReduceOp::Var | ReduceOp::Std => {
                         let mut v = m2.ok_or("variance without its moments")?;
-                        let dof = count - r.ddof;
-                        v.mapv_inplace(|m| if dof > 0.0 { m / dof } else { f64::NAN });
+                        // As NumPy: the divisor is clamped at 0, and the division by zero
+                        // gives inf (nan where every value is equal), with no error.
+                        let dof = (count - r.ddof).max(0.0);
+                        v.mapv_inplace(|m| m / dof);
                         if r.op == ReduceOp::Std {
                             v.mapv_inplace(f64::sqrt);
                         }
