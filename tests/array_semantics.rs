@@ -340,7 +340,8 @@ fn tiny_file_chunks_keep_worker_memory_small() {
     python_run(
         "import h5py, numpy as np, sys\n\
          with h5py.File(sys.argv[1], 'w') as f:\n\
-         \x20   f.create_dataset('x', data=np.arange(200000) % 1000 * 0.5, chunks=(1,))\n",
+         \x20   f.create_dataset('x', data=np.arange(200000) % 1000 * 0.5, chunks=(1,))\n\
+         \x20   f.create_dataset('y', data=np.arange(15000).reshape(300, 50), chunks=(1, 1))\n",
         &[&file_s],
     );
     assert!(Path::new(&file).exists());
@@ -352,6 +353,27 @@ fn tiny_file_chunks_keep_worker_memory_small() {
         let got = array::compute(&client, &x).await.unwrap().to_f64();
         for (i, v) in got.iter().enumerate() {
             assert_eq!(*v, (i % 1000) as f64 * 0.5, "value {i}");
+        }
+        // 2-d, 15,000 one-element chunks, read in pieces cut along both axes (a strided
+        // transposed slice too): every value lands at its place.
+        let y = Array::from_hdf5(&file_s, "/y", None).unwrap();
+        let got = array::compute(&client, &y).await.unwrap().to_f64();
+        for (i, v) in got.iter().enumerate() {
+            assert_eq!(*v, i as f64, "y value {i}");
+        }
+        let t = evaluate(
+            "y[3::7, 1:40:3].T",
+            &Context {
+                inputs: [("y".to_string(), y)].into(),
+                default_chunks: None,
+            },
+        )
+        .unwrap();
+        let got = array::compute(&client, &t).await.unwrap().to_f64();
+        assert_eq!(got.shape(), &[13, 43]);
+        let got = got.into_dimensionality::<ndarray::Ix2>().unwrap();
+        for ((j, i), v) in got.indexed_iter() {
+            assert_eq!(*v, ((3 + 7 * i) * 50 + 1 + 3 * j) as f64, "y.T[{j}, {i}]");
         }
         for pid in cluster.worker_pids() {
             let peak = rdask::sys::peak_rss_of(&pid.to_string());

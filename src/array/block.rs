@@ -960,6 +960,48 @@ mod tests {
         Data::F64(ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(f).collect()).unwrap())
     }
 
+    /// NumPy's `_var` clamps the divisor `n - ddof` at 0 and divides anyway: inf where the
+    /// values differ, nan where they are all equal (0 / 0).
+    #[test]
+    fn variance_with_ddof_at_or_over_n_is_inf_or_nan_as_numpy() {
+        // Column 0 differs, column 1 is constant.
+        let x = arr(&[3, 2], |i| if i % 2 == 0 { i as f64 } else { 1.0 });
+        for ddof in [3.0, 4.0, 10.0] {
+            let r = Reduction {
+                op: ReduceOp::Var,
+                axes: vec![0],
+                ddof,
+                out_dtype: DType::F64,
+                out_shape: vec![2],
+            };
+            let v = Partial::of(x.clone(), &r)
+                .unwrap()
+                .finish(&r)
+                .unwrap()
+                .to_f64();
+            assert_eq!(v[[0]], f64::INFINITY, "ddof {ddof}");
+            assert!(v[[1]].is_nan(), "ddof {ddof}");
+        }
+    }
+
+    #[test]
+    fn min_over_an_empty_axis_is_an_error_only_when_it_has_values_to_give() {
+        let empty = Data::F64(ArrayD::zeros(IxDyn(&[0, 3])));
+        let red = |axes: Vec<usize>, out_shape: Vec<usize>| Reduction {
+            op: ReduceOp::Min,
+            axes,
+            ddof: 0.0,
+            out_dtype: DType::F64,
+            out_shape,
+        };
+        let r = red(vec![1], vec![0]);
+        let m = Partial::of(empty.clone(), &r).unwrap().finish(&r).unwrap();
+        assert_eq!(m.shape(), &[0]);
+        let r = red(vec![0], vec![3]);
+        let e = Partial::of(empty, &r).unwrap_err();
+        assert!(e.contains("zero-size array"), "{e}");
+    }
+
     #[test]
     fn fused_blocks_evaluate_with_broadcasting_and_transpose() {
         // (x + x.T) - row, on a 3x3 chunk.

@@ -826,6 +826,46 @@ mod tests {
         );
     }
 
+    /// NEP 50: Python ints are exact and weak. One that the array's type cannot hold is
+    /// refused (NumPy 2 raises OverflowError), never wrapped; so is int arithmetic between
+    /// Python numbers that leaves 64 bits.
+    #[test]
+    fn python_ints_are_never_wrapped() {
+        let c = ctx();
+        let i = "x.astype('i4')";
+        for src in [
+            format!("{i} + 2147483648"),
+            format!("{i} * (2**31)"),
+            format!("-2147483649 + {i}"),
+            "full((2,), 2**31, dtype='int32')".to_string(),
+        ] {
+            let e = evaluate(&src, &c).unwrap_err();
+            assert!(e.contains("out of bounds for int32"), "{src}: {e}");
+        }
+        for src in [
+            "x + 2**64",
+            "x * (9223372036854775807 + 1)",
+            "x - 3037000500 * 3037000500",
+        ] {
+            let e = evaluate(src, &c).unwrap_err();
+            assert!(e.contains("does not fit in 64 bits"), "{src}: {e}");
+        }
+        assert_eq!(
+            evaluate(&format!("{i} + 2147483647"), &c).unwrap().dtype(),
+            DType::I32
+        );
+        // -2147483648 fits int32: accepted (the subtraction wraps when run, as in NumPy).
+        assert!(evaluate(&format!("{i} - -2147483648"), &c).is_ok());
+        assert_eq!(
+            evaluate("x.astype('f4') + 2**40", &c).unwrap().dtype(),
+            DType::F32
+        );
+        assert_eq!(
+            evaluate("x.astype('i8') + 2**62", &c).unwrap().dtype(),
+            DType::I64
+        );
+    }
+
     #[test]
     fn errors_point_at_their_place() {
         let c = ctx();

@@ -693,6 +693,58 @@ mod tests {
     }
 
     #[test]
+    fn layouts_over_the_limits_are_refused_before_allocating() {
+        // Allowed: big arrays in auto chunks of about 8 MiB.
+        let big = Array::ones(&[1_000_000, 10_000], None).unwrap();
+        assert!(big.nchunks() <= MAX_CHUNKS);
+        // The element count overflows; far too many chunks; one chunk too large.
+        let e = Array::ones(&[1 << 40, 1 << 40], None).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        let e = Array::ones(&[MAX_CHUNKS + 1], Some(&[1])).unwrap_err();
+        assert!(
+            e.contains(&format!("makes {} chunks", MAX_CHUNKS + 1)),
+            "{e}"
+        );
+        assert!(Array::ones(&[MAX_CHUNKS], Some(&[1])).is_ok());
+        let e = Array::ones(&[1 << 15, 1 << 15], Some(&[1 << 15, 1 << 15])).unwrap_err();
+        assert!(e.contains("MiB per chunk"), "{e}");
+        // Derived arrays: rechunk, broadcast, and dot's block products.
+        let x = Array::ones(&[10_000, 10_000], Some(&[1000, 1000])).unwrap();
+        assert!(x.rechunk(&[1, 1]).unwrap_err().contains("chunks"));
+        let col = Array::ones(&[2000, 1], Some(&[1, 1])).unwrap();
+        let row = Array::ones(&[1, 2000], Some(&[1, 1])).unwrap();
+        assert!(col
+            .binary(BinOp::Add, &row)
+            .unwrap_err()
+            .contains("4000000 chunks"));
+        let fine = Array::ones(&[1000, 1000], Some(&[5, 5])).unwrap();
+        assert!(fine.dot(&fine).unwrap_err().contains("chunks"));
+        assert!(x.dot(&x).is_ok());
+    }
+
+    #[test]
+    fn duplicate_axes_and_negative_int_powers_are_refused() {
+        let x = Array::ones(&[3, 4], None).unwrap();
+        for axes in [[0, 0], [1, -1]] {
+            let e = x
+                .reduce(ReduceOp::Sum, Some(&axes), false, 0.0)
+                .unwrap_err();
+            assert!(e.contains("duplicate value in 'axis'"), "{e}");
+        }
+        let i = x.astype(DType::I32);
+        let e = i
+            .with_scalar(BinOp::Pow, Scalar::Int(-1), false)
+            .unwrap_err();
+        assert!(e.contains("negative integer powers"), "{e}");
+        // A float exponent, a float base, or the int as the base are fine.
+        assert!(i
+            .with_scalar(BinOp::Pow, Scalar::Float(-1.0), false)
+            .is_ok());
+        assert!(x.with_scalar(BinOp::Pow, Scalar::Int(-1), false).is_ok());
+        assert!(i.with_scalar(BinOp::Pow, Scalar::Int(-1), true).is_ok());
+    }
+
+    #[test]
     fn strided_slices_group_by_input_chunk() {
         assert_eq!(sliced_chunks(&[4, 4, 2], Dim::full(10)), vec![4, 4, 2]);
         assert_eq!(
