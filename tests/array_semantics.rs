@@ -237,12 +237,14 @@ fn python_ints_follow_nep_50() {
         "arange(3).astype('i4') + 2147483648",
         "arange(3).astype('i4') * -2147483649",
         "2**31 - arange(3).astype('i4')",
+        "arange(3).astype('i4') ** 2147483648",
         "full((2,), 2**40, dtype='i4')",
     ];
     let valued = [
         // A 0-d float64 array is not a Python float: float32 * float64 is float64.
         "arange(3).astype('f4') * (arange(3) * 1.0).sum()",
         "arange(3).astype('i4') * 2.5",
+        "arange(3).astype('i4') / 2147483648",
         "arange(3).astype('f4') * 3",
         // NumPy 1.x made this float64 (2**40 needs int64); NEP 50 keeps float32.
         "arange(3).astype('f4') + 2**40",
@@ -257,9 +259,10 @@ fn python_ints_follow_nep_50() {
             let e = evaluate(expr, &Context::default()).unwrap_err();
             assert!(e.contains("out of bounds for int32"), "{expr}: {e}");
         }
-        for (expr, dtype) in valued
-            .iter()
-            .zip([DType::F64, DType::F64, DType::F32, DType::F32])
+        for (expr, dtype) in
+            valued
+                .iter()
+                .zip([DType::F64, DType::F64, DType::F64, DType::F32, DType::F32])
         {
             assert_eq!(
                 evaluate(expr, &Context::default()).unwrap().dtype(),

@@ -343,10 +343,13 @@ impl Array {
     /// Fails where NumPy 2 fails before computing: an int that does not fit the array's type
     /// (NEP 50), an integer array to a negative integer power.
     pub fn with_scalar(&self, op: BinOp, value: Scalar, reversed: bool) -> ArrayResult<Array> {
-        let mut dtype = DType::with_scalar(self.dtype(), &value)?;
-        if op == BinOp::Div && !dtype.is_float() {
-            dtype = DType::F64;
-        }
+        // `/` of an int array computes in float64 whatever the Python number (NumPy 2 takes
+        // `int32 / 2**31` too); other operations take the number into the array's type.
+        let dtype = if op == BinOp::Div && !self.dtype().is_float() {
+            DType::F64
+        } else {
+            DType::with_scalar(self.dtype(), &value)?
+        };
         if op == BinOp::Pow && !reversed && !dtype.is_float() && value.as_f64() < 0.0 {
             return Err("Integers to negative integer powers are not allowed \
                         (write the base as a float, e.g. x.astype('f8') ** -1)"
