@@ -377,11 +377,13 @@ fn out_of_core_runs_stay_under_the_memory_limit() {
                 rdask::array::Scalar::Int(2),
                 false,
             )
+            .unwrap()
             .with_scalar(
                 rdask::array::block::BinOp::Sub,
                 rdask::array::Scalar::Int(1),
                 false,
-            );
+            )
+            .unwrap();
         array::store(&client, &y, &output, "/y", false)
             .await
             .unwrap();

@@ -745,7 +745,14 @@ impl Partial {
                 Partial::Values(map_data!(data.cast(acc), a => sum_keep(&a, &r.axes)))
             }
             ReduceOp::Min | ReduceOp::Max => {
-                if data.is_empty() {
+                // Only a value computed from no elements is an error: min over axis 1 of a
+                // (0, 3) array is an empty result, as in NumPy.
+                let shape = data.shape();
+                let outputs: usize = (0..shape.len())
+                    .filter(|a| !r.axes.contains(a))
+                    .map(|a| shape[a])
+                    .product();
+                if data.is_empty() && outputs > 0 {
                     return Err(format!(
                         "zero-size array to reduction operation {} which has no identity",
                         r.op.name()
@@ -832,8 +839,10 @@ impl Partial {
                     ReduceOp::Mean => mean,
                     ReduceOp::Var | ReduceOp::Std => {
                         let mut v = m2.ok_or("variance without its moments")?;
-                        let dof = count - r.ddof;
-                        v.mapv_inplace(|m| if dof > 0.0 { m / dof } else { f64::NAN });
+                        // As NumPy: the divisor is clamped at 0, and the division by zero
+                        // gives inf (nan where every value is equal), with no error.
+                        let dof = (count - r.ddof).max(0.0);
+                        v.mapv_inplace(|m| m / dof);
                         if r.op == ReduceOp::Std {
                             v.mapv_inplace(f64::sqrt);
                         }
@@ -949,6 +958,48 @@ mod tests {
     fn arr(shape: &[usize], f: impl Fn(usize) -> f64) -> Data {
         let n: usize = shape.iter().product();
         Data::F64(ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(f).collect()).unwrap())
+    }
+
+    /// NumPy's `_var` clamps the divisor `n - ddof` at 0 and divides anyway: inf where the
+    /// values differ, nan where they are all equal (0 / 0).
+    #[test]
+    fn variance_with_ddof_at_or_over_n_is_inf_or_nan_as_numpy() {
+        // Column 0 differs, column 1 is constant.
+        let x = arr(&[3, 2], |i| if i % 2 == 0 { i as f64 } else { 1.0 });
+        for ddof in [3.0, 4.0, 10.0] {
+            let r = Reduction {
+                op: ReduceOp::Var,
+                axes: vec![0],
+                ddof,
+                out_dtype: DType::F64,
+                out_shape: vec![2],
+            };
+            let v = Partial::of(x.clone(), &r)
+                .unwrap()
+                .finish(&r)
+                .unwrap()
+                .to_f64();
+            assert_eq!(v[[0]], f64::INFINITY, "ddof {ddof}");
+            assert!(v[[1]].is_nan(), "ddof {ddof}");
+        }
+    }
+
+    #[test]
+    fn min_over_an_empty_axis_is_an_error_only_when_it_has_values_to_give() {
+        let empty = Data::F64(ArrayD::zeros(IxDyn(&[0, 3])));
+        let red = |axes: Vec<usize>, out_shape: Vec<usize>| Reduction {
+            op: ReduceOp::Min,
+            axes,
+            ddof: 0.0,
+            out_dtype: DType::F64,
+            out_shape,
+        };
+        let r = red(vec![1], vec![0]);
+        let m = Partial::of(empty.clone(), &r).unwrap().finish(&r).unwrap();
+        assert_eq!(m.shape(), &[0]);
+        let r = red(vec![0], vec![3]);
+        let e = Partial::of(empty, &r).unwrap_err();
+        assert!(e.contains("zero-size array"), "{e}");
     }
 
     #[test]

@@ -75,15 +75,31 @@ impl DType {
         }
     }
 
-    /// The type of an array combined with a Python scalar (NumPy 1.x value-based casting):
-    /// an int scalar keeps the array's type; a float scalar keeps a float array's type and
-    /// turns an int array into float64.
-    pub fn with_scalar(array: DType, scalar: &Scalar) -> DType {
+    /// The type of an array combined with a Python scalar, by NumPy 2's rules (NEP 50: a
+    /// Python number is "weak", it never widens the array's type): an int scalar keeps the
+    /// array's type; a float scalar keeps a float array's type and turns an int array into
+    /// float64. An int that does not fit the array's integer type is refused as NumPy 2
+    /// refuses it (OverflowError) rather than wrapped.
+    pub fn with_scalar(array: DType, scalar: &Scalar) -> Result<DType, String> {
         match scalar {
-            Scalar::Int(_) => array,
-            Scalar::Float(_) if array.is_float() => array,
-            Scalar::Float(_) => DType::F64,
+            Scalar::Int(i) => {
+                array.check_fits(*i)?;
+                Ok(array)
+            }
+            Scalar::Float(_) if array.is_float() => Ok(array),
+            Scalar::Float(_) => Ok(DType::F64),
         }
+    }
+
+    /// Refuses a Python int that an array of this type cannot hold, with NumPy 2's message.
+    pub fn check_fits(self, value: i64) -> Result<(), String> {
+        if self == DType::I32 && i32::try_from(value).is_err() {
+            return Err(format!(
+                "Python integer {value} out of bounds for {self} (NumPy 2 refuses it rather \
+                 than wrap; cast first, e.g. x.astype('int64'), or write {value}.0 for a float)"
+            ));
+        }
+        Ok(())
     }
 
     /// The type of a float-valued function (sqrt, exp, mean...) of this type.
@@ -362,11 +378,36 @@ mod tests {
         assert_eq!(DType::promote(I32, I64), I64);
         assert_eq!(DType::promote(F32, F32), F32);
         assert_eq!(DType::promote(F32, F64), F64);
-        assert_eq!(DType::with_scalar(I32, &Scalar::Int(2)), I32);
-        assert_eq!(DType::with_scalar(I32, &Scalar::Float(2.0)), F64);
-        assert_eq!(DType::with_scalar(F32, &Scalar::Float(2.0)), F32);
+        assert_eq!(DType::with_scalar(I32, &Scalar::Int(2)), Ok(I32));
+        assert_eq!(DType::with_scalar(I32, &Scalar::Float(2.0)), Ok(F64));
+        assert_eq!(DType::with_scalar(F32, &Scalar::Float(2.0)), Ok(F32));
         assert_eq!(I32.sum_of(), I64);
         assert_eq!(I64.float_of(), F64);
+    }
+
+    /// NEP 50 ("Promotion rules for Python scalars", adopted by NumPy 2.0): Python numbers
+    /// are weak, so they never change an array's type, and an int that does not fit the
+    /// array's type raises OverflowError ("Python integer 2147483648 out of bounds for
+    /// int32") instead of the value-based widening of NumPy 1.x or a silent wrap.
+    #[test]
+    fn python_scalars_follow_nep_50() {
+        use DType::*;
+        // Python int with float32 stays float32 (NumPy 1.x agreed); float with ints is float64.
+        assert_eq!(DType::with_scalar(F32, &Scalar::Int(3)), Ok(F32));
+        assert_eq!(DType::with_scalar(F32, &Scalar::Int(i64::MAX)), Ok(F32));
+        assert_eq!(DType::with_scalar(I64, &Scalar::Float(0.5)), Ok(F64));
+        assert_eq!(DType::with_scalar(I32, &Scalar::Float(1e300)), Ok(F64));
+        // The int32 bounds are accepted; one past them is refused, not wrapped or widened.
+        assert_eq!(DType::with_scalar(I32, &Scalar::Int(2147483647)), Ok(I32));
+        assert_eq!(DType::with_scalar(I32, &Scalar::Int(-2147483648)), Ok(I32));
+        for v in [2147483648, -2147483649, i64::MAX] {
+            let e = DType::with_scalar(I32, &Scalar::Int(v)).unwrap_err();
+            assert!(
+                e.contains(&format!("Python integer {v} out of bounds for int32")),
+                "{e}"
+            );
+        }
+        assert_eq!(DType::with_scalar(I64, &Scalar::Int(i64::MIN)), Ok(I64));
     }
 
     #[test]

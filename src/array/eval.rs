@@ -140,7 +140,10 @@ fn eval(n: &Node, ctx: &Context) -> R<Value> {
         )),
         Kind::Neg(x) => match eval(x, ctx)? {
             Value::Array(a) => Ok(Value::Array(a.unary(UnaryOp::Neg))),
-            Value::Number(Scalar::Int(i)) => Ok(Value::Number(Scalar::Int(-i))),
+            Value::Number(Scalar::Int(i)) => match i.checked_neg() {
+                Some(v) => Ok(Value::Number(Scalar::Int(v))),
+                None => fail(n.span, "the integer result does not fit in 64 bits"),
+            },
             Value::Number(Scalar::Float(f)) => Ok(Value::Number(Scalar::Float(-f))),
             other => fail(x.span, format!("cannot negate {}", other.kind())),
         },
@@ -263,13 +266,20 @@ fn to_op(op: AstOp) -> Option<BinOp> {
 
 fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
     use Scalar::*;
+    // Python ints do not wrap: a result beyond 64 bits is refused rather than wrapped.
+    let too_large = || EvalError {
+        message: "the integer result does not fit in 64 bits (write a float, e.g. 2.0 ** 70)"
+            .into(),
+        span,
+    };
     Ok(match (op, a, b) {
-        (BinOp::Add, Int(x), Int(y)) => Int(x.wrapping_add(y)),
-        (BinOp::Sub, Int(x), Int(y)) => Int(x.wrapping_sub(y)),
-        (BinOp::Mul, Int(x), Int(y)) => Int(x.wrapping_mul(y)),
-        (BinOp::Pow, Int(x), Int(y)) if y >= 0 => {
-            Int(x.wrapping_pow(y.min(u32::MAX as i64) as u32))
-        }
+        (BinOp::Add, Int(x), Int(y)) => Int(x.checked_add(y).ok_or_else(too_large)?),
+        (BinOp::Sub, Int(x), Int(y)) => Int(x.checked_sub(y).ok_or_else(too_large)?),
+        (BinOp::Mul, Int(x), Int(y)) => Int(x.checked_mul(y).ok_or_else(too_large)?),
+        (BinOp::Pow, Int(x), Int(y)) if y >= 0 => Int(u32::try_from(y)
+            .ok()
+            .and_then(|y| x.checked_pow(y))
+            .ok_or_else(too_large)?),
         (BinOp::Div, _, y) if y.as_f64() == 0.0 => return fail(span, "division by zero"),
         (op, x, y) => {
             let (x, y) = (x.as_f64(), y.as_f64());
@@ -300,8 +310,12 @@ fn binary(op: AstOp, l: Value, r: Value, op_span: Span, ls: Span, rs: Span) -> R
     };
     match (l, r) {
         (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.binary(bop, &b).map_err(err)?)),
-        (Value::Array(a), Value::Number(s)) => Ok(Value::Array(a.with_scalar(bop, s, false))),
-        (Value::Number(s), Value::Array(a)) => Ok(Value::Array(a.with_scalar(bop, s, true))),
+        (Value::Array(a), Value::Number(s)) => {
+            Ok(Value::Array(a.with_scalar(bop, s, false).map_err(err)?))
+        }
+        (Value::Number(s), Value::Array(a)) => {
+            Ok(Value::Array(a.with_scalar(bop, s, true).map_err(err)?))
+        }
         (Value::Number(x), Value::Number(y)) => Ok(Value::Number(scalar_op(bop, x, y, op_span)?)),
         (Value::Array(_) | Value::Number(_), other) => fail(
             rs,
@@ -615,6 +629,10 @@ fn call(
                 },
                 None => DType::F64,
             };
+            if let Scalar::Int(i) = value {
+                // NumPy 2 refuses np.full((2,), 2**40, dtype='i4') too (NEP 50).
+                dtype.check_fits(i).map_err(err)?;
+            }
             let chunks = chunks_arg(&mut args, usize::MAX, ctx, &shape)?;
             args.done(used)?;
             let a = match seed {
@@ -805,6 +823,46 @@ mod tests {
         assert_eq!(
             evaluate("x.astype('f4') * 2.5", &c).unwrap().dtype(),
             DType::F32
+        );
+    }
+
+    /// NEP 50: Python ints are exact and weak. One that the array's type cannot hold is
+    /// refused (NumPy 2 raises OverflowError), never wrapped; so is int arithmetic between
+    /// Python numbers that leaves 64 bits.
+    #[test]
+    fn python_ints_are_never_wrapped() {
+        let c = ctx();
+        let i = "x.astype('i4')";
+        for src in [
+            format!("{i} + 2147483648"),
+            format!("{i} * (2**31)"),
+            format!("-2147483649 + {i}"),
+            "full((2,), 2**31, dtype='int32')".to_string(),
+        ] {
+            let e = evaluate(&src, &c).unwrap_err();
+            assert!(e.contains("out of bounds for int32"), "{src}: {e}");
+        }
+        for src in [
+            "x + 2**64",
+            "x * (9223372036854775807 + 1)",
+            "x - 3037000500 * 3037000500",
+        ] {
+            let e = evaluate(src, &c).unwrap_err();
+            assert!(e.contains("does not fit in 64 bits"), "{src}: {e}");
+        }
+        assert_eq!(
+            evaluate(&format!("{i} + 2147483647"), &c).unwrap().dtype(),
+            DType::I32
+        );
+        // -2147483648 fits int32: accepted (the subtraction wraps when run, as in NumPy).
+        assert!(evaluate(&format!("{i} - -2147483648"), &c).is_ok());
+        assert_eq!(
+            evaluate("x.astype('f4') + 2**40", &c).unwrap().dtype(),
+            DType::F32
+        );
+        assert_eq!(
+            evaluate("x.astype('i8') + 2**62", &c).unwrap().dtype(),
+            DType::I64
         );
     }
 

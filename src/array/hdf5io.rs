@@ -3,7 +3,8 @@
 //! when every chunk is written.
 //!
 //! Reads: each read task opens the file, reads its hyperslab straight into the chunk's
-//! memory and closes the file. No handle is kept between tasks, so a worker never holds a
+//! memory (in pieces when it touches more than [`MAX_FILE_CHUNKS_PER_READ`] of the file's
+//! chunks) and closes the file. No handle is kept between tasks, so a worker never holds a
 //! file open (and locked) after a computation, and never reads through a stale handle of a
 //! file rewritten since. Opening costs about 0.1 ms, small next to a chunk's read. The chunk
 //! cache is switched off (0 bytes): every task reads each HDF5 chunk it touches exactly once,
@@ -54,11 +55,12 @@ fn open_ro(file: &str) -> Result<hdf5::File, String> {
 }
 
 /// Maps an HDF5 element type to the dtype we compute in (integers narrower than 32 bits
-/// widen as NumPy would when mixed; unsigned 32-bit needs int64).
+/// widen as NumPy would when mixed; unsigned 32-bit needs int64; float16 is read as float32,
+/// HDF5 converting each value exactly).
 fn dtype_of(desc: &TypeDescriptor) -> Option<DType> {
     Some(match desc {
         TypeDescriptor::Float(FloatSize::U8) => DType::F64,
-        TypeDescriptor::Float(FloatSize::U4) => DType::F32,
+        TypeDescriptor::Float(FloatSize::U4 | FloatSize::U2) => DType::F32,
         TypeDescriptor::Integer(IntSize::U8) => DType::I64,
         TypeDescriptor::Integer(_) => DType::I32,
         TypeDescriptor::Unsigned(IntSize::U1 | IntSize::U2) => DType::I32,
@@ -80,15 +82,75 @@ pub fn describe(file: &str, dataset: &str) -> Result<DatasetInfo, String> {
         .map_err(h5err(file))?;
     let dtype = dtype_of(&desc).ok_or_else(|| {
         format!(
-            "{file}:{dataset} holds {desc:?} elements; supported: float64, float32, \
-             int64, int32 (and narrower integers, read as int32)"
+            "{file}:{dataset} holds {} elements, which arrays here cannot compute with; \
+             supported: float64, float32 (and float16, read as float32), int64, int32 (and \
+             narrower integers, read as int32)",
+            type_name(&desc)
         )
     })?;
+    check_filters(&ds.filters()).map_err(|e| format!("{file}:{dataset}: {e}"))?;
     Ok(DatasetInfo {
         shape: ds.shape(),
         dtype,
         chunks: ds.chunk(),
     })
+}
+
+/// A type's name as NumPy users know it: h5py stores complex numbers as a compound of two
+/// floats named `r` and `i`, which would otherwise print as "compound (2 fields)".
+fn type_name(desc: &TypeDescriptor) -> String {
+    if let TypeDescriptor::Compound(c) = desc {
+        let names: Vec<&str> = c.fields.iter().map(|f| f.name.as_str()).collect();
+        let floats = c
+            .fields
+            .iter()
+            .all(|f| matches!(f.ty, TypeDescriptor::Float(_)));
+        if names == ["r", "i"] && floats {
+            return format!("complex{} (complex numbers)", 8 * c.size);
+        }
+    }
+    desc.to_string()
+}
+
+/// Well-known registered HDF5 filter ids (the HDF Group's list), for naming a filter this
+/// build cannot decode.
+fn filter_name(id: i32) -> String {
+    let name = match id {
+        1 => "deflate (gzip)",
+        2 => "shuffle",
+        3 => "fletcher32",
+        4 => "szip",
+        5 => "nbit",
+        6 => "scaleoffset",
+        307 => "bzip2",
+        32000 => "lzf",
+        32001 => "blosc",
+        32004 => "lz4",
+        32008 => "bitshuffle",
+        32013 => "zfp",
+        32015 => "zstd",
+        32017 => "sz",
+        32026 => "blosc2",
+        _ => return format!("filter {id}"),
+    };
+    format!("the {name} filter (id {id})")
+}
+
+/// Refuses, before anything runs, a dataset compressed with a filter this build cannot
+/// decode (deflate, shuffle, fletcher32, szip, nbit, scaleoffset come with HDF5, lzf is
+/// built in; others need an HDF5 plugin on HDF5_PLUGIN_PATH).
+fn check_filters(filters: &[hdf5::filters::Filter]) -> Result<(), String> {
+    for f in filters {
+        if !f.decode_enabled() {
+            return Err(format!(
+                "compressed with {}, which this build cannot decode; rewrite it uncompressed or \
+                 with gzip or lzf (e.g. h5repack -f GZIP=4), or install the filter's HDF5 \
+                 plugin and point HDF5_PLUGIN_PATH at it",
+                filter_name(f.id())
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn hyperslab(dims: &[Dim]) -> Hyperslab {
@@ -104,6 +166,74 @@ fn hyperslab(dims: &[Dim]) -> Hyperslab {
     )
 }
 
+/// At most this many HDF5 chunks in one read call. HDF5 builds a selection for every chunk a
+/// read touches (kilobytes each, whatever the chunk's size): one read over 200,000
+/// one-element chunks made a worker peak at 794 MB for 1.6 MB of data. Larger reads are done
+/// piece by piece into the chunk's memory.
+pub const MAX_FILE_CHUNKS_PER_READ: usize = 1024;
+
+/// How many file chunks of length `c` the selection `d` touches along its axis.
+fn chunks_touched(d: &Dim, c: usize) -> usize {
+    let Some(last) = d.last() else {
+        return 0;
+    };
+    let c = c.max(1) as u64;
+    let span = (last / c - d.start / c + 1) as usize;
+    span.min(d.len as usize)
+}
+
+/// Splits the read of `dims` from a dataset chunked as `file_chunks` into pieces that each
+/// touch at most `max` file chunks: (offset of the piece in the result, its selection), in
+/// order. The outermost axis that spans several file chunks is cut at file-chunk boundaries;
+/// when even one file chunk's worth of it is too much, each piece is cut again further in.
+pub fn read_pieces(dims: &[Dim], file_chunks: &[usize], max: usize) -> Vec<(Vec<usize>, Vec<Dim>)> {
+    let mut out = Vec::new();
+    split_read(dims, file_chunks, max.max(1), vec![0; dims.len()], &mut out);
+    out
+}
+
+fn split_read(
+    dims: &[Dim],
+    file_chunks: &[usize],
+    max: usize,
+    offset: Vec<usize>,
+    out: &mut Vec<(Vec<usize>, Vec<Dim>)>,
+) {
+    let touched: Vec<usize> = dims
+        .iter()
+        .zip(file_chunks)
+        .map(|(d, &c)| chunks_touched(d, c))
+        .collect();
+    let total = touched
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .unwrap_or(usize::MAX);
+    let Some(ax) = touched.iter().position(|&n| n > 1).filter(|_| total > max) else {
+        out.push((offset, dims.to_vec()));
+        return;
+    };
+    let others = total / touched[ax];
+    // File chunks of this axis per piece.
+    let k = (max / others.max(1)).max(1) as u64;
+    let (d, c) = (dims[ax], file_chunks[ax].max(1) as u64);
+    let mut i = 0;
+    while i < d.len {
+        let at = d.start + i * d.step;
+        let boundary = (at / c + k) * c;
+        let end = (boundary - d.start).div_ceil(d.step).min(d.len);
+        let mut piece = dims.to_vec();
+        piece[ax] = Dim {
+            start: at,
+            len: end - i,
+            step: d.step,
+        };
+        let mut at_offset = offset.clone();
+        at_offset[ax] += i as usize;
+        split_read(&piece, file_chunks, max, at_offset, out);
+        i = end;
+    }
+}
+
 /// Reads on the worker, from the file system it shares with the others.
 pub struct FileReader;
 
@@ -115,6 +245,10 @@ impl Reader for FileReader {
             .map_err(h5err(&format!("{}:{}", r.file, r.dataset)))?;
         let what = format!("reading {}:{}", r.file, r.dataset);
         let reader = ds.as_reader();
+        let pieces = match ds.chunk() {
+            Some(fc) if !r.dims.is_empty() => read_pieces(&r.dims, &fc, MAX_FILE_CHUNKS_PER_READ),
+            _ => vec![(vec![0; r.dims.len()], r.dims.clone())],
+        };
         macro_rules! read {
             ($t:ty, $v:ident) => {
                 Data::$v(if r.dims.is_empty() {
@@ -123,10 +257,24 @@ impl Reader for FileReader {
                         .map_err(h5err(&what))?
                         .into_shape_with_order(IxDyn(&[]))
                         .map_err(|e| e.to_string())?
-                } else {
+                } else if pieces.len() == 1 {
                     reader
                         .read_slice::<$t, _, IxDyn>(hyperslab(&r.dims))
                         .map_err(h5err(&what))?
+                } else {
+                    let shape: Vec<usize> = r.dims.iter().map(|d| d.len as usize).collect();
+                    let mut out = ndarray::ArrayD::<$t>::zeros(IxDyn(&shape));
+                    for (offset, dims) in &pieces {
+                        let part = reader
+                            .read_slice::<$t, _, IxDyn>(hyperslab(dims))
+                            .map_err(h5err(&what))?;
+                        out.slice_each_axis_mut(|a| {
+                            let at = offset[a.axis.index()];
+                            ndarray::Slice::from(at..at + dims[a.axis.index()].len as usize)
+                        })
+                        .assign(&part);
+                    }
+                    out
                 })
             };
         }
@@ -447,5 +595,75 @@ mod write_side_tests {
         assert!(err.contains("is gone"), "{err}");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every element of `dims` lands once, at its place, and no piece touches more than
+    /// `max` file chunks.
+    fn check(dims: &[Dim], fc: &[usize], max: usize) -> usize {
+        let pieces = read_pieces(dims, fc, max);
+        let shape: Vec<usize> = dims.iter().map(|d| d.len as usize).collect();
+        let mut seen = ndarray::ArrayD::<u32>::zeros(IxDyn(&shape));
+        for (offset, piece) in &pieces {
+            let touched: usize = piece
+                .iter()
+                .zip(fc)
+                .map(|(d, &c)| chunks_touched(d, c))
+                .product();
+            assert!(touched <= max, "{piece:?} touches {touched} chunks");
+            for (ax, (d, whole)) in piece.iter().zip(dims).enumerate() {
+                // The piece's coordinates are the whole read's, from its offset on.
+                assert_eq!(d.step, whole.step);
+                assert_eq!(d.start, whole.start + whole.step * offset[ax] as u64);
+            }
+            seen.slice_each_axis_mut(|a| {
+                let at = offset[a.axis.index()];
+                ndarray::Slice::from(at..at + piece[a.axis.index()].len as usize)
+            })
+            .mapv_inplace(|n| n + 1);
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{dims:?} in {fc:?}");
+        pieces.len()
+    }
+
+    #[test]
+    fn reads_over_many_file_chunks_are_split() {
+        // 200,000 one-element chunks: pieces of 1024.
+        assert_eq!(check(&[Dim::full(200_000)], &[1], 1024), 196);
+        // A read within the bound stays one read.
+        assert_eq!(
+            check(&[Dim::full(1000), Dim::full(1000)], &[100, 100], 1024),
+            1
+        );
+        // 2-d with tiny chunks: rows cut first, then columns when one row is too many.
+        check(&[Dim::full(50), Dim::full(3000)], &[1, 1], 1024);
+        check(&[Dim::range(3, 97), Dim::range(5, 61)], &[2, 3], 16);
+        // Strided selections, steps smaller and larger than the file chunks.
+        check(
+            &[Dim {
+                start: 7,
+                len: 400,
+                step: 3,
+            }],
+            &[2],
+            10,
+        );
+        check(
+            &[
+                Dim {
+                    start: 1,
+                    len: 300,
+                    step: 5,
+                },
+                Dim::full(9),
+            ],
+            &[4, 2],
+            7,
+        );
+        assert_eq!(read_pieces(&[Dim::full(0)], &[1], 4).len(), 1);
     }
 }

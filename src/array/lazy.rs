@@ -12,6 +12,75 @@ use super::hdf5io;
 /// enough that per-task overhead vanishes, small enough that a few fit in a worker's memory.
 pub const AUTO_CHUNK_BYTES: usize = 8 << 20;
 
+/// At most this many chunks in one array: each is a task, and the whole graph goes to the
+/// scheduler in one message (at 5 million chunks it exceeded the 256 MiB message limit and
+/// the scheduler closed the connection). Checked before any chunk grid is allocated.
+pub const MAX_CHUNKS: usize = 1_000_000;
+
+/// At most this many bytes in one chunk: a worker holds a few chunks at once.
+pub const MAX_CHUNK_BYTES: usize = 512 << 20;
+
+/// Refuses, before anything is allocated, an array the cluster cannot hold or schedule:
+/// a shape whose size overflows, more than [`MAX_CHUNKS`] chunks, or chunks over
+/// [`MAX_CHUNK_BYTES`]. `axes` has, per axis, the number of chunks and the longest one.
+pub fn check_layout(shape: &[usize], axes: &[(usize, usize)], dtype: DType) -> ArrayResult<()> {
+    let bytes = shape
+        .iter()
+        .try_fold(dtype.size(), |acc, &s| acc.checked_mul(s))
+        .filter(|&b| b <= isize::MAX as usize);
+    if bytes.is_none() {
+        return Err(format!(
+            "shape {shape:?} is too large: its {dtype} elements do not fit in a 64-bit size"
+        ));
+    }
+    let longest: Vec<usize> = axes.iter().map(|&(_, c)| c).collect();
+    let count = axes
+        .iter()
+        .try_fold(1usize, |acc, &(n, _)| acc.checked_mul(n));
+    if count.is_none_or(|n| n > MAX_CHUNKS) {
+        let count = count.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+        return Err(format!(
+            "shape {shape:?} in chunks of {longest:?} makes {count} chunks; at most {MAX_CHUNKS} \
+             chunks per array (one task each, and the scheduler takes the graph in one \
+             message): use larger chunks (chunks=... or --chunks)"
+        ));
+    }
+    let chunk_bytes = longest
+        .iter()
+        .try_fold(dtype.size(), |acc, &c| acc.checked_mul(c));
+    if chunk_bytes.is_none_or(|b| b > MAX_CHUNK_BYTES) {
+        let size = chunk_bytes.map_or_else(
+            || "more than 2^64 bytes".to_string(),
+            |b| format!("{} MiB", b >> 20),
+        );
+        return Err(format!(
+            "chunks of {longest:?} {dtype} are {size} each; at most {} MiB per chunk (a \
+             worker holds a few at once): use smaller chunks (chunks=... or --chunks)",
+            MAX_CHUNK_BYTES >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_layout`] of a regular chunking, from lengths alone.
+fn check_regular(shape: &[usize], chunk: &[usize], dtype: DType) -> ArrayResult<()> {
+    let axes: Vec<(usize, usize)> = shape
+        .iter()
+        .zip(chunk)
+        .map(|(&s, &c)| (s.div_ceil(c.max(1)).max(1), c))
+        .collect();
+    check_layout(shape, &axes, dtype)
+}
+
+/// [`check_layout`] of a chunk grid that exists.
+fn check_grid(shape: &[usize], chunks: &[Vec<usize>], dtype: DType) -> ArrayResult<()> {
+    let axes: Vec<(usize, usize)> = chunks
+        .iter()
+        .map(|c| (c.len(), c.iter().copied().max().unwrap_or(0)))
+        .collect();
+    check_layout(shape, &axes, dtype)
+}
+
 /// How one input axis is selected by a slice.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Select {
@@ -92,7 +161,7 @@ pub fn auto_chunk_shape(shape: &[usize], base: Option<&[usize]>, itemsize: usize
             break;
         }
         let unit = c[ax];
-        let want = (c[ax] * room).min(shape[ax].max(1));
+        let want = c[ax].saturating_mul(room).min(shape[ax].max(1));
         c[ax] = (want / unit).max(1) * unit;
     }
     c
@@ -143,6 +212,7 @@ impl Array {
             Some(c) => check_chunks(c, &info.shape)?,
             None => auto_chunk_shape(&info.shape, info.chunks.as_deref(), info.dtype.size()),
         };
+        check_regular(&info.shape, &chunk_shape, info.dtype)?;
         let grid = grid_of(&info.shape, &chunk_shape);
         Ok(Array::new(
             Op::Read {
@@ -165,6 +235,7 @@ impl Array {
             Some(c) => check_chunks(c, shape)?,
             None => auto_chunk_shape(shape, None, dtype.size()),
         };
+        check_regular(shape, &chunk_shape, dtype)?;
         Ok(Array::new(
             Op::Generate(g),
             shape.to_vec(),
@@ -257,6 +328,8 @@ impl Array {
             dtype = DType::F64;
         }
         let chunks = broadcast_chunks(&shape, self, other);
+        // Broadcasting (n, 1) against (1, m) multiplies the operands' chunk counts.
+        check_grid(&shape, &chunks, dtype)?;
         Ok(Array::new(
             Op::Binary(op, self.astype(dtype), other.astype(dtype)),
             shape,
@@ -267,21 +340,31 @@ impl Array {
 
     /// `self op number` (or `number op self` with `reversed`), typed as NumPy types
     /// Python scalars.
-    pub fn with_scalar(&self, op: BinOp, value: Scalar, reversed: bool) -> Array {
-        let mut dtype = DType::with_scalar(self.dtype(), &value);
-        if op == BinOp::Div && !dtype.is_float() {
-            dtype = DType::F64;
+    /// Fails where NumPy 2 fails before computing: an int that does not fit the array's type
+    /// (NEP 50), an integer array to a negative integer power.
+    pub fn with_scalar(&self, op: BinOp, value: Scalar, reversed: bool) -> ArrayResult<Array> {
+        // `/` of an int array computes in float64 whatever the Python number (NumPy 2 takes
+        // `int32 / 2**31` too); other operations take the number into the array's type.
+        let dtype = if op == BinOp::Div && !self.dtype().is_float() {
+            DType::F64
+        } else {
+            DType::with_scalar(self.dtype(), &value)?
+        };
+        if op == BinOp::Pow && !reversed && !dtype.is_float() && value.as_f64() < 0.0 {
+            return Err("Integers to negative integer powers are not allowed \
+                        (write the base as a float, e.g. x.astype('f8') ** -1)"
+                .into());
         }
         let a = self.astype(dtype);
         let s = Array::scalar(value, dtype);
         let (l, r) = if reversed { (s, a) } else { (a, s) };
         let n = &self.node;
-        Array::new(
+        Ok(Array::new(
             Op::Binary(op, l, r),
             n.shape.clone(),
             dtype,
             n.chunks.clone(),
-        )
+        ))
     }
 
     /// Axes reversed (`.T`) or permuted.
@@ -352,6 +435,7 @@ impl Array {
     /// The same values in chunks of `chunk_shape` (the last chunk on each axis ragged).
     pub fn rechunk(&self, chunk_shape: &[usize]) -> ArrayResult<Array> {
         let c = check_chunks(chunk_shape, self.shape())?;
+        check_regular(self.shape(), &c, self.dtype())?;
         let n = &self.node;
         Ok(Array::new(
             Op::Rechunk(self.clone()),
@@ -387,12 +471,22 @@ impl Array {
                 .collect::<ArrayResult<_>>()?,
         };
         axes.sort_unstable();
-        axes.dedup();
+        if axes.windows(2).any(|w| w[0] == w[1]) {
+            // NumPy refuses x.sum(axis=(0, 0)) rather than reduce the axis once.
+            return Err(format!(
+                "duplicate value in 'axis': {:?}",
+                axis.unwrap_or(&[])
+            ));
+        }
         if matches!(op, ReduceOp::Min | ReduceOp::Max) && axes.iter().any(|&a| self.shape()[a] == 0)
         {
             return Err(format!(
                 "zero-size array to reduction operation {} which has no identity",
-                op.name()
+                if op == ReduceOp::Min {
+                    "minimum"
+                } else {
+                    "maximum"
+                }
             ));
         }
         let n = &self.node;
@@ -442,6 +536,18 @@ impl Array {
             ));
         }
         let dtype = DType::promote(self.dtype(), other.dtype());
+        // One task per block product: (row blocks) x (inner blocks) x (column blocks).
+        let (rows, inner, cols) = (&self.chunks()[0], &self.chunks()[1], &other.chunks()[1]);
+        let longest = |c: &[usize]| c.iter().copied().max().unwrap_or(0);
+        check_layout(
+            &[self.shape()[0], self.shape()[1], other.shape()[1]],
+            &[
+                (rows.len(), longest(rows)),
+                (inner.len(), 1),
+                (cols.len(), longest(cols)),
+            ],
+            dtype,
+        )?;
         Ok(Array::new(
             Op::Dot(self.astype(dtype), other.astype(dtype)),
             vec![self.shape()[0], other.shape()[1]],
@@ -495,31 +601,28 @@ fn broadcast_chunks(shape: &[usize], a: &Array, b: &Array) -> Vec<Vec<usize>> {
 }
 
 /// Chunks of a strided selection: the selected elements grouped by the input chunk they
-/// fall in, small groups merged up to the input's largest chunk.
+/// fall in, small groups merged up to the input's largest chunk. Counted per input chunk,
+/// not per element: a slice of a 10^12-element array is planned in a blink.
 fn sliced_chunks(input: &[usize], d: Dim) -> Vec<usize> {
     if d.len == 0 {
         return vec![0];
     }
-    let mut bounds = Vec::with_capacity(input.len());
-    let mut end = 0u64;
-    for &c in input {
-        end += c as u64;
-        bounds.push(end);
-    }
     let max = *input.iter().max().unwrap_or(&1);
+    let merge = d.step as usize > max / 2;
+    // The index of the first selected element at or after position `at`.
+    let first_at = |at: u64| at.saturating_sub(d.start).div_ceil(d.step).min(d.len);
     let mut out: Vec<usize> = Vec::new();
-    let mut current_chunk = None;
-    for i in 0..d.len {
-        let at = d.start + d.step * i;
-        let chunk = bounds.partition_point(|&b| b <= at);
-        if current_chunk == Some(chunk) {
-            *out.last_mut().expect("a group") += 1;
-        } else {
-            current_chunk = Some(chunk);
-            match out.last_mut() {
-                Some(last) if *last < max && d.step as usize > max / 2 => *last += 1,
-                _ => out.push(1),
-            }
+    let mut lo = 0u64;
+    for &c in input {
+        let hi = lo + c as u64;
+        let n = (first_at(hi) - first_at(lo)) as usize;
+        lo = hi;
+        if n == 0 {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if merge && *last < max => *last += n,
+            _ => out.push(n),
         }
     }
     out
@@ -557,7 +660,9 @@ mod tests {
         let i = Array::arange(Scalar::Int(0), Scalar::Int(10), Scalar::Int(1), None).unwrap();
         assert_eq!(i.dtype(), DType::I64);
         assert_eq!(
-            i.with_scalar(BinOp::Div, Scalar::Int(2), false).dtype(),
+            i.with_scalar(BinOp::Div, Scalar::Int(2), false)
+                .unwrap()
+                .dtype(),
             DType::F64
         );
         assert_eq!(
@@ -585,6 +690,116 @@ mod tests {
             .contains("out of bounds"));
         assert!(x.dot(&x).unwrap_err().contains("not aligned"));
         assert_eq!(x.dot(&t).unwrap().shape(), &[4, 4]);
+    }
+
+    #[test]
+    fn layouts_over_the_limits_are_refused_before_allocating() {
+        // Allowed: big arrays in auto chunks of about 8 MiB.
+        let big = Array::ones(&[1_000_000, 10_000], None).unwrap();
+        assert!(big.nchunks() <= MAX_CHUNKS);
+        // The element count overflows; far too many chunks; one chunk too large.
+        let e = Array::ones(&[1 << 40, 1 << 40], None).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        let e = Array::ones(&[MAX_CHUNKS + 1], Some(&[1])).unwrap_err();
+        assert!(
+            e.contains(&format!("makes {} chunks", MAX_CHUNKS + 1)),
+            "{e}"
+        );
+        assert!(Array::ones(&[MAX_CHUNKS], Some(&[1])).is_ok());
+        let e = Array::ones(&[1 << 15, 1 << 15], Some(&[1 << 15, 1 << 15])).unwrap_err();
+        assert!(e.contains("MiB per chunk"), "{e}");
+        // Derived arrays: rechunk, broadcast, and dot's block products.
+        let x = Array::ones(&[10_000, 10_000], Some(&[1000, 1000])).unwrap();
+        assert!(x.rechunk(&[1, 1]).unwrap_err().contains("chunks"));
+        let col = Array::ones(&[2000, 1], Some(&[1, 1])).unwrap();
+        let row = Array::ones(&[1, 2000], Some(&[1, 1])).unwrap();
+        assert!(col
+            .binary(BinOp::Add, &row)
+            .unwrap_err()
+            .contains("4000000 chunks"));
+        let fine = Array::ones(&[1000, 1000], Some(&[5, 5])).unwrap();
+        assert!(fine.dot(&fine).unwrap_err().contains("chunks"));
+        assert!(x.dot(&x).is_ok());
+    }
+
+    #[test]
+    fn duplicate_axes_and_negative_int_powers_are_refused() {
+        let x = Array::ones(&[3, 4], None).unwrap();
+        for axes in [[0, 0], [1, -1]] {
+            let e = x
+                .reduce(ReduceOp::Sum, Some(&axes), false, 0.0)
+                .unwrap_err();
+            assert!(e.contains("duplicate value in 'axis'"), "{e}");
+        }
+        let i = x.astype(DType::I32);
+        let e = i
+            .with_scalar(BinOp::Pow, Scalar::Int(-1), false)
+            .unwrap_err();
+        assert!(e.contains("negative integer powers"), "{e}");
+        // A float exponent, a float base, or the int as the base are fine.
+        assert!(i
+            .with_scalar(BinOp::Pow, Scalar::Float(-1.0), false)
+            .is_ok());
+        assert!(x.with_scalar(BinOp::Pow, Scalar::Int(-1), false).is_ok());
+        assert!(i.with_scalar(BinOp::Pow, Scalar::Int(-1), true).is_ok());
+    }
+
+    /// The per-element grouping [`sliced_chunks`] replaced, as the reference.
+    fn sliced_chunks_by_element(input: &[usize], d: Dim) -> Vec<usize> {
+        if d.len == 0 {
+            return vec![0];
+        }
+        let mut bounds = Vec::new();
+        let mut end = 0u64;
+        for &c in input {
+            end += c as u64;
+            bounds.push(end);
+        }
+        let max = *input.iter().max().unwrap_or(&1);
+        let mut out: Vec<usize> = Vec::new();
+        let mut current = None;
+        for i in 0..d.len {
+            let chunk = bounds.partition_point(|&b| b <= d.start + d.step * i);
+            if current == Some(chunk) {
+                *out.last_mut().unwrap() += 1;
+            } else {
+                current = Some(chunk);
+                match out.last_mut() {
+                    Some(last) if *last < max && d.step as usize > max / 2 => *last += 1,
+                    _ => out.push(1),
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strided_slice_chunks_match_the_per_element_grouping(
+            chunks in proptest::collection::vec(1usize..9, 1..12),
+            start in 0u64..40,
+            step in 1u64..12,
+            len in 0u64..40,
+        ) {
+            let total: u64 = chunks.iter().map(|&c| c as u64).sum();
+            let len = if start >= total { 0 } else { len.min((total - 1 - start) / step + 1) };
+            let d = Dim { start: start.min(total - 1), len, step };
+            proptest::prop_assert_eq!(sliced_chunks(&chunks, d), sliced_chunks_by_element(&chunks, d));
+        }
+    }
+
+    #[test]
+    fn huge_slices_are_planned_without_visiting_each_element() {
+        let x = Array::ones(&[1_000_000_000_000], None).unwrap();
+        let s = x
+            .slice(&[Select::Range(Dim {
+                start: 1,
+                len: 500_000_000_000,
+                step: 2,
+            })])
+            .unwrap();
+        assert_eq!(s.shape(), &[500_000_000_000]);
+        assert_eq!(s.chunks()[0].iter().sum::<usize>(), 500_000_000_000);
     }
 
     #[test]

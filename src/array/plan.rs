@@ -27,6 +27,7 @@ use super::lazy::{Array, Op, Select};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::graph::{TaskId, TaskSpec};
+use crate::protocol::frame::MAX_CONTROL_FRAME;
 
 /// Partials merged by one combine task: bounds the inputs a task holds at once.
 pub const DEFAULT_FAN_IN: usize = 8;
@@ -510,6 +511,30 @@ pub fn plan_store(
     Ok(p.finish(outputs, Finish::Store(pending)))
 }
 
+/// The share of the scheduler's message limit a graph may use (the estimate below leaves
+/// out the encoding's small per-field overhead).
+const GRAPH_BYTES_LIMIT: usize = MAX_CONTROL_FRAME / 4 * 3;
+
+/// Refuses a graph too large to send in one message, before it is sent: the scheduler would
+/// close the connection (the array chunk limits catch the usual cases before this; long file
+/// names in every read task can still add up).
+pub fn check_graph_size(tasks: &[TaskSpec], limit: usize) -> Result<()> {
+    let bytes: usize = tasks
+        .iter()
+        .map(|t| t.args.len() + t.kernel.len() + 10 * t.deps.len() + 16)
+        .sum();
+    if bytes > limit {
+        return Err(Error::invalid(format!(
+            "the task graph is {} MiB ({} tasks), over the {} MiB a graph may take to the \
+             scheduler: use larger chunks (chunks=... or --chunks)",
+            bytes >> 20,
+            tasks.len(),
+            limit >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// Runs a planned computation: the value for a compute, None for a store (committed).
 pub async fn run(client: &Client, planned: Planned) -> Result<Option<Data>> {
     let Planned {
@@ -518,6 +543,7 @@ pub async fn run(client: &Client, planned: Planned) -> Result<Option<Data>> {
         finish,
         ..
     } = planned;
+    check_graph_size(&tasks, GRAPH_BYTES_LIMIT)?;
     client.submit(tasks, &outputs)?;
     let result = async {
         match finish {
@@ -569,6 +595,29 @@ pub async fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn graphs_over_the_message_limit_are_refused_and_the_chunk_limit_comes_first() {
+        use super::super::block::ReduceOp;
+        use super::super::lazy::MAX_CHUNKS;
+        let mut k = 0;
+        let a = Array::ones(&[10_000], Some(&[1])).unwrap();
+        let sum = a.reduce(ReduceOp::Sum, None, false, 0.0).unwrap();
+        let p = plan_compute(&sum, || {
+            k += 1;
+            TaskId(k)
+        });
+        let e = check_graph_size(&p.tasks, 100_000).unwrap_err().to_string();
+        assert!(e.contains("use larger chunks"), "{e}");
+        check_graph_size(&p.tasks, GRAPH_BYTES_LIMIT).unwrap();
+        // The same sum over MAX_CHUNKS chunks (tasks grow linearly) stays under the limit,
+        // so the chunk limit refuses first, at build time.
+        let per_chunk = p.tasks.iter().map(|t| t.args.len() + 64).sum::<usize>() / 10_000;
+        assert!(
+            per_chunk * MAX_CHUNKS < GRAPH_BYTES_LIMIT,
+            "{per_chunk} bytes a chunk"
+        );
+    }
 
     #[test]
     fn segments_cover_strided_ranges() {

@@ -173,10 +173,11 @@ pub fn demo(a: DemoArgs) -> Result<i32> {
                 array::lazy::Select::Range(array::block::Dim::range(0, d as u64)),
             ])
             .map_err(err)?;
-        let rhs =
-            sl.transpose(None)
-                .map_err(err)?
-                .with_scalar(BinOp::Add, array::Scalar::Int(1), false);
+        let rhs = sl
+            .transpose(None)
+            .map_err(err)?
+            .with_scalar(BinOp::Add, array::Scalar::Int(1), false)
+            .map_err(err)?;
         let product = array::compute(&client, &sl.dot(&rhs).map_err(err)?)
             .await?
             .to_f64();
