@@ -120,6 +120,13 @@ impl Cluster {
     }
 
     fn up(&self, extra: &[&str]) -> String {
+        let args = self.up_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ok(&args)
+    }
+
+    /// The arguments of `up` with this test's defaults and the system's flags.
+    fn up_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = vec![
             "up",
             "--system",
@@ -142,7 +149,7 @@ impl Cluster {
         ]);
         args.extend(self.system.up_flags);
         args.extend(extra);
-        self.ok(&args)
+        args.into_iter().map(str::to_string).collect()
     }
 
     fn dir(&self) -> PathBuf {
@@ -890,4 +897,103 @@ fn a_submission_that_times_out_is_cancelled_by_name_and_redone() {
         alive_in_queue("slurm", &c.ledger_ids()),
         Vec::<String>::new()
     );
+}
+
+/// A worker command that dies at once (a bad `--worker-command`, interface, argument or
+/// memory all look like this): no storm of jobs. The daemon backs off after each job that
+/// ended before a worker connected and pauses after 3 in a row; `up --wait` stops at the
+/// pause (exit 1) showing the batch state and the end of the job's output; `status` and the
+/// log say the same; `scale` resumes.
+fn dying_workers_pause_the_cluster(system: &'static System) {
+    let c = Cluster::new(system, "stormy");
+    let mut args = c.up_args(&[
+        "--worker-command",
+        "echo rdask-test-boom >&2; exit 3; true",
+        "--scale",
+        "2",
+        "--wait",
+        "--wait-timeout",
+        "300",
+    ]);
+    args.retain(|a| a != "--wait-timeout" && a != "300");
+    args.extend(["--wait-timeout".to_string(), "300".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let o = c.cmd(&args);
+    let log = c.daemon_log();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}{}\n{log}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // Stopped at the pause, long before the wait timeout.
+    assert!(started.elapsed() < Duration::from_secs(200), "{log}");
+    let err = stderr(&o);
+    for says in [
+        "PAUSED",
+        "before any of its workers connected",
+        "rdask-test-boom",
+        "scale K",
+    ] {
+        assert!(
+            err.contains(says),
+            "`up --wait` should say {says:?}:\n{err}\n{log}"
+        );
+    }
+    // 2 jobs at first, then at most 2 replacements (3 failures in a row pause), however
+    // long we look.
+    std::thread::sleep(Duration::from_secs(5));
+    let jobs = c.ledger_ids();
+    assert!((3..=4).contains(&jobs.len()), "{jobs:?}\n{log}");
+    let s = c.status();
+    assert!(s["failures"]["paused"].is_object(), "{s:#}");
+    assert!(
+        s["failures"]["start_consecutive"].as_u64().unwrap() >= 3,
+        "{s:#}"
+    );
+    let text = c.ok(&["status"]);
+    for says in [
+        "submissions PAUSED since",
+        "before any of its workers connected: rdask-test-boom",
+        "rdask-test-boom",
+    ] {
+        assert!(text.contains(says), "`status` should say {says:?}:\n{text}");
+    }
+    let log = c.daemon_log();
+    assert!(log.contains("submissions paused: "), "{log}");
+    assert!(log.contains("rdask-test-boom"), "{log}");
+    // People's words in the log, no Rust dumps.
+    for dump in ["Some(", "Submit {", "Fixed {", "Backoff {"] {
+        assert!(!log.contains(dump), "{dump:?} in the daemon log:\n{log}");
+    }
+    assert_eq!(c.ledger_ids().len(), jobs.len(), "submitted while paused");
+    // `scale` resumes: a new job is submitted at once.
+    c.ok(&["scale", "1"]);
+    wait_for("a job after resuming", Duration::from_secs(30), || {
+        (c.ledger_ids().len() > jobs.len()).then_some(())
+    });
+    assert!(c.daemon_log().contains("submissions resumed"));
+    c.ok(&["down"]);
+    assert_eq!(c.alive(&c.ledger_ids()), Vec::<String>::new());
+}
+
+#[test]
+fn dying_slurm_workers_pause_the_cluster_instead_of_a_job_storm() {
+    if real_system_enabled("slurm") {
+        dying_workers_pause_the_cluster(&SLURM);
+    }
+}
+
+#[test]
+fn dying_sge_workers_pause_the_cluster_instead_of_a_job_storm() {
+    if real_system_enabled("sge") {
+        dying_workers_pause_the_cluster(&SGE);
+    }
+}
+
+#[test]
+fn dying_local_workers_pause_the_cluster_instead_of_a_job_storm() {
+    dying_workers_pause_the_cluster(&LOCAL);
 }

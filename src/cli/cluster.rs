@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::job_args::JobArgs;
-use crate::cluster::control::{self, ClusterStatus, Reply, Request};
+use crate::cluster::control::{self, ClusterStatus, JobView, Reply, Request};
 use crate::cluster::{self, ClusterDir, ClusterRecord, DEFAULT_NAME};
 use crate::error::{Error, Result};
 use crate::jobqueue::ledger::Ledger;
-use crate::jobqueue::scaler::{self, ScalerConfig, Target};
+use crate::jobqueue::scaler::{self, Blocked, ScalerConfig, Target};
 use crate::protocol::Secret;
 use crate::units::ByteSize;
 
@@ -111,6 +111,7 @@ pub struct AdaptArgs {
     rdask-jobqueue up --system local --scale 2        # no batch system: local processes\n\n\
     Then: rdask-jobqueue status | scale K | adapt --minimum A --maximum B | down.\n\
     The job options are those of `job-script` (and the config file); see docs/clusters.md.")]
+#[command(group(clap::ArgGroup::new("start").args(["scale", "adapt"])))]
 pub struct UpArgs {
     #[command(flatten)]
     pub name: NameArg,
@@ -123,8 +124,10 @@ pub struct UpArgs {
     /// --scale and --adapt count jobs, not workers
     #[arg(long)]
     pub jobs: bool,
-    /// With --scale: wait until that many workers are connected
-    #[arg(long, requires = "scale")]
+    /// With --scale K: wait until K workers are connected; with --adapt MIN:MAX, until MIN are
+    // A group, not `requires = "scale"`: clap drops a `requires` when a conflicting flag
+    // (--adapt) is given, and `up --adapt A:B --wait` then reached a panic.
+    #[arg(long, requires = "start")]
     pub wait: bool,
     /// How long --wait waits before giving up (the cluster stays up)
     #[arg(long, value_name = "SECONDS", default_value = "10m", value_parser = parse_secs)]
@@ -328,7 +331,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
     );
     println!("  secret:  {}", dir.secret_path().display());
     println!("  logs:    {}", dir.daemon_log().display());
-    if let Some(t) = target {
+    if let Some(t) = &target {
         control::request(
             &dir,
             &Request::Scale {
@@ -337,7 +340,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
             },
             REQUEST_TIMEOUT,
         )?;
-        println!("  target:  {}", describe_target(&t, processes));
+        println!("  target:  {}", describe_target(t, processes));
     } else {
         println!(
             "  no workers yet: `rdask-jobqueue scale K{}` or `rdask-jobqueue adapt --minimum A --maximum B{0}`",
@@ -349,12 +352,10 @@ pub fn up(a: UpArgs) -> Result<i32> {
         dir.name,
         name_flag(&dir.name)
     );
-    if a.wait {
-        let k = a.scale.expect("clap: --wait requires --scale");
-        let workers = if a.jobs {
-            k.saturating_mul(processes)
-        } else {
-            k
+    if let (true, Some(t)) = (a.wait, &target) {
+        let workers = match *t {
+            Target::Fixed { workers } => workers,
+            Target::Adaptive { minimum, .. } => minimum,
         };
         return wait_for_workers(&dir, workers, Duration::from_secs_f64(a.wait_timeout));
     }
@@ -543,24 +544,7 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
 }
 
 fn describe_target(t: &Target, processes: usize) -> String {
-    let jobs = |w: usize| w.div_ceil(processes.max(1));
-    match *t {
-        Target::Fixed { workers } => format!(
-            "{workers} worker(s) = {} job(s) of {processes} process(es)",
-            jobs(workers)
-        ),
-        Target::Adaptive {
-            minimum,
-            maximum,
-            target_duration,
-            wait_count,
-        } => format!(
-            "adaptive, {minimum}..{maximum} workers ({}..{} jobs), target duration {target_duration} s, \
-             wait count {wait_count}",
-            jobs(minimum),
-            jobs(maximum)
-        ),
-    }
+    t.describe(processes)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -678,6 +662,18 @@ fn wait_for_workers(dir: &ClusterDir, workers: usize, timeout: Duration) -> Resu
         let s = status_of(dir)?;
         let connected = s.workers.iter().filter(|w| w.state != "retiring").count();
         let msg = jobs_summary(&s);
+        if connected < workers && s.failures.paused.is_some() {
+            // Nothing more will be submitted: waiting out the timeout would only hide why.
+            if let Some(b) = bar {
+                b.abandon();
+            }
+            eprintln!(
+                "error: only {connected} of {workers} workers connected, and the cluster stopped \
+                 submitting jobs:\n{}",
+                failure_lines(&s).join("\n")
+            );
+            return Ok(1);
+        }
         match &bar {
             Some(b) => {
                 b.set_position(connected.min(workers) as u64);
@@ -737,7 +733,21 @@ fn jobs_summary(s: &ClusterStatus) -> String {
     for (why, ids) in reasons {
         parts.push(format!("waiting for {why}: {}", ids.join(" ")));
     }
-    if let Some(e) = s.errors.last() {
+    if let Some(b) = &s.blocked {
+        parts.push(describe_blocked(b));
+    }
+    if let Some(j) = last_start_failure(s) {
+        // The batch state and the last line of its output: the likeliest cause.
+        let detail = j.detail.as_deref().unwrap_or(&j.state);
+        parts.push(format!(
+            "job {} {}",
+            j.job_id.as_deref().unwrap_or(&j.name),
+            first_line(detail),
+        ));
+        if let Some(last) = detail.lines().skip(1).last() {
+            parts.push(last.trim().to_string());
+        }
+    } else if let Some(e) = s.errors.last() {
         parts.push(format!("last error: {e}"));
     }
     parts.join("; ")
@@ -781,15 +791,8 @@ pub fn render_status(s: &ClusterStatus) -> String {
         describe_target(&s.target, s.processes),
         s.wanted_jobs
     );
-    if let Some(b) = &s.blocked {
-        let _ = writeln!(o, "submissions held back: {b:?}");
-    }
-    if s.submit_failures.total > 0 {
-        let _ = writeln!(
-            o,
-            "failed submissions: {} in a row, {} in all",
-            s.submit_failures.consecutive, s.submit_failures.total
-        );
+    for line in failure_lines(s) {
+        let _ = writeln!(o, "{line}");
     }
     let _ = writeln!(o, "\njobs ({}):", s.jobs.len());
     if !s.jobs.is_empty() {
@@ -882,6 +885,77 @@ pub fn render_status(s: &ClusterStatus) -> String {
         }
     }
     o
+}
+
+/// A Unix time as the local wall clock: "12:03:10".
+fn clock(unix: f64) -> String {
+    let t = unix as libc::time_t;
+    // SAFETY: an all-zero `tm` is valid; localtime_r writes only into it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return format!("{unix:.0} (Unix time)");
+    }
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+fn describe_blocked(b: &Blocked) -> String {
+    match *b {
+        Blocked::PendingCap { pending, cap } => {
+            format!("{pending} job(s) pending, the most allowed (--max-pending-jobs {cap})")
+        }
+        Blocked::Backoff { retry_at } => {
+            format!("backing off after failures until {}", clock(retry_at))
+        }
+        Blocked::Paused => "paused".to_string(),
+    }
+}
+
+/// The last job that ended before any of its workers connected, if `status` still lists it.
+fn last_start_failure(s: &ClusterStatus) -> Option<&JobView> {
+    let id = s.failures.last_start_failure.as_deref()?;
+    s.ended_jobs
+        .iter()
+        .rev()
+        .find(|j| j.job_id.as_deref() == Some(id))
+}
+
+/// What `status` says about failures: the pause (and how to resume), the back-off, the
+/// counts, and why the last job died (its batch state and the end of its output).
+fn failure_lines(s: &ClusterStatus) -> Vec<String> {
+    let f = &s.failures;
+    let mut out = Vec::new();
+    if let Some(p) = &f.paused {
+        out.push(format!(
+            "submissions PAUSED since {}: {}; fix the cause, then `rdask-jobqueue scale K{2}` \
+             or `rdask-jobqueue adapt --minimum A --maximum B{2}` resumes",
+            clock(p.since),
+            p.reason,
+            name_flag(&s.name)
+        ));
+    } else if let Some(b) = &s.blocked {
+        out.push(format!("submissions held back: {}", describe_blocked(b)));
+    }
+    if f.total > 0 {
+        out.push(format!(
+            "failed submit commands: {} in a row, {} in all",
+            f.consecutive, f.total
+        ));
+    }
+    if f.start_total > 0 {
+        out.push(format!(
+            "jobs that ended before any worker connected: {} in a row, {} in all",
+            f.start_consecutive, f.start_total
+        ));
+        if let Some(j) = last_start_failure(s) {
+            let detail = j.detail.as_deref().unwrap_or(&j.state);
+            out.push(format!(
+                "  last: job {} {}",
+                j.job_id.as_deref().unwrap_or(&j.name),
+                detail.replace('\n', "\n    ")
+            ));
+        }
+    }
+    out
 }
 
 fn first_line(s: &str) -> &str {
@@ -1047,7 +1121,7 @@ pub fn logs(a: LogsArgs) -> Result<i32> {
     }
     let files: Vec<PathBuf> = [log_dir.clone(), dir.scripts_dir()]
         .iter()
-        .flat_map(|d| job_log_files(d, &keys))
+        .flat_map(|d| cluster::job_log_files(d, &keys))
         .collect();
     if files.is_empty() {
         return Err(Error::invalid(format!(
@@ -1062,33 +1136,6 @@ pub fn logs(a: LogsArgs) -> Result<i32> {
         println!("{}", tail(&f, a.lines));
     }
     Ok(0)
-}
-
-/// Output files whose name holds one of `keys` (a job id or name) as a whole word:
-/// `rdask-x-3-1234.out` and `x.o1234` for 1234, but not `rdask-x-3-12345.out`; never the
-/// job scripts themselves.
-fn job_log_files(dir: &std::path::Path, keys: &[String]) -> Vec<PathBuf> {
-    let whole = |name: &str, key: &str| {
-        name.match_indices(key).any(|(i, _)| {
-            let before = name[..i].chars().last();
-            let after = name[i + key.len()..].chars().next();
-            !before.is_some_and(|c| c.is_ascii_digit())
-                && !after.is_some_and(|c| c.is_ascii_digit())
-        })
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let script = name.ends_with(".sh") || name.ends_with(".sub");
-            !script && keys.iter().any(|k| whole(name, k))
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 pub fn daemon(a: DaemonArgs) -> Result<i32> {
@@ -1125,7 +1172,7 @@ mod tests {
         ] {
             std::fs::write(d.path().join(f), "x").unwrap();
         }
-        let names: Vec<String> = job_log_files(d.path(), &["12".to_string()])
+        let names: Vec<String> = cluster::job_log_files(d.path(), &["12".to_string()])
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();

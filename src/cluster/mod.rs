@@ -209,6 +209,75 @@ pub fn list_names() -> Vec<String> {
     names
 }
 
+/// Output files whose name holds one of `keys` (a job id or name) as a whole word:
+/// `rdask-x-3-1234.out` and `x.o1234` for 1234, but not `rdask-x-3-12345.out`; never the
+/// job scripts themselves.
+pub fn job_log_files(dir: &std::path::Path, keys: &[String]) -> Vec<PathBuf> {
+    let whole = |name: &str, key: &str| {
+        name.match_indices(key).any(|(i, _)| {
+            let before = name[..i].chars().last();
+            let after = name[i + key.len()..].chars().next();
+            !before.is_some_and(|c| c.is_ascii_digit())
+                && !after.is_some_and(|c| c.is_ascii_digit())
+        })
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let script = name.ends_with(".sh") || name.ends_with(".sub");
+            !script && keys.iter().any(|k| whole(name, k))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Where a job's output goes: the configured log directory (the job script's -e/-o), else
+/// the cluster's `logs/`; local jobs log beside their script in `jobs/`.
+pub fn job_log_dirs(dir: &ClusterDir, rec: &ClusterRecord) -> Vec<PathBuf> {
+    let logs = rec
+        .config
+        .log_directory
+        .clone()
+        .unwrap_or_else(|| dir.logs_dir());
+    vec![logs, dir.scripts_dir()]
+}
+
+/// The last `lines` lines of the job's error output, for people: why a job died. Its
+/// standard error file when the system writes one apart (SLURM's `.err`), else its merged
+/// output (SGE's `-j y` `.o<id>`, local jobs' `.log`). None when the job wrote nothing.
+pub fn job_output_tail(
+    dir: &ClusterDir,
+    rec: &ClusterRecord,
+    job_id: &str,
+    job_name: &str,
+    lines: usize,
+) -> Option<(PathBuf, String)> {
+    let keys = [job_id.to_string(), job_name.to_string()];
+    let files: Vec<PathBuf> = job_log_dirs(dir, rec)
+        .iter()
+        .flat_map(|d| job_log_files(d, &keys))
+        .collect();
+    let is_err = |p: &PathBuf| p.extension().is_some_and(|e| e == "err");
+    let best = files
+        .iter()
+        .filter(|p| is_err(p))
+        .chain(files.iter().filter(|p| !is_err(p)))
+        .find_map(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            (!kept.is_empty()).then(|| {
+                let from = kept.len().saturating_sub(lines);
+                (p.clone(), kept[from..].join("\n"))
+            })
+        });
+    best
+}
+
 /// Whether `pid` is a live (not zombie) `cluster-daemon` of the cluster `name` under this
 /// `$RDASK_HOME`: a pid alone may have been reused since the record was written, even by
 /// another cluster's daemon.

@@ -556,6 +556,24 @@ impl Ledger {
         })
     }
 
+    /// Notes for `status` why `job_id` ended, as far as we can tell (its batch state and the
+    /// end of its output, when it died before a worker connected). Unknown ids are ignored.
+    pub fn set_detail(&mut self, job_id: &str, detail: &str) -> Result<()> {
+        self.change(|d| {
+            match d
+                .jobs
+                .iter_mut()
+                .rfind(|j| j.job_id.as_deref() == Some(job_id))
+            {
+                Some(job) if job.detail.as_deref() != Some(detail) => {
+                    job.detail = Some(detail.to_string());
+                    Ok((true, ()))
+                }
+                _ => Ok((false, ())),
+            }
+        })
+    }
+
     /// Marks the whole cluster closed (`down` finished). Idempotent.
     pub fn close(&mut self, now: f64) -> Result<()> {
         self.change(|d| {
