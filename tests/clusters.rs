@@ -997,3 +997,252 @@ fn dying_sge_workers_pause_the_cluster_instead_of_a_job_storm() {
 fn dying_local_workers_pause_the_cluster_instead_of_a_job_storm() {
     dying_workers_pause_the_cluster(&LOCAL);
 }
+
+/// Two `up` of one name at once: exactly one wins; the loser exits 2 and leaves the winner's
+/// record, secret and daemon alone, so the cluster stays visible, usable and stoppable (on
+/// SLURM its workers authenticate with the winner's secret).
+fn racing_ups_leave_one_cluster(system: &'static System) {
+    let c = Cluster::new(system, "racy");
+    let args = c.up_args(&[]);
+    let children: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            c.command()
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|ch| ch.wait_with_output().unwrap())
+        .collect();
+    let codes: Vec<Option<i32>> = outputs.iter().map(|o| o.status.code()).collect();
+    let explain = || {
+        outputs
+            .iter()
+            .map(|o| format!("{:?}: {}{}", o.status.code(), stdout(o), stderr(o)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        1,
+        "{}",
+        explain()
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(2)).count(),
+        2,
+        "{}",
+        explain()
+    );
+    for o in outputs.iter().filter(|o| o.status.code() == Some(2)) {
+        let err = stderr(o);
+        assert!(
+            err.contains("already up") || err.contains("is starting cluster"),
+            "{err}"
+        );
+    }
+    // The winner's record stands: open, with the pid of the daemon that holds the lock.
+    let rec = c.record();
+    assert!(rec["closed_at"].is_null(), "{rec:#}");
+    let lock = std::fs::read_to_string(c.dir().join("daemon.lock")).unwrap();
+    assert_eq!(rec["pid"].as_u64().unwrap().to_string(), lock.trim());
+    assert!(c.ok(&["list"]).contains(" up"));
+    // Its workers authenticate with the secret on disk.
+    c.ok(&["scale", "1", "--wait", "--wait-timeout", "120"]);
+    c.wait_for_workers(1, Duration::from_secs(60));
+    c.ok(&["down"]);
+    assert!(!process_alive(lock.trim()));
+    assert_eq!(c.alive(&c.ledger_ids()), Vec::<String>::new());
+}
+
+#[test]
+fn racing_ups_leave_one_slurm_cluster() {
+    if real_system_enabled("slurm") {
+        racing_ups_leave_one_cluster(&SLURM);
+    }
+}
+
+#[test]
+fn racing_ups_leave_one_sge_cluster() {
+    if real_system_enabled("sge") {
+        racing_ups_leave_one_cluster(&SGE);
+    }
+}
+
+#[test]
+fn racing_ups_leave_one_local_cluster() {
+    racing_ups_leave_one_cluster(&LOCAL);
+}
+
+/// `RDASK_HOME` spelt with a trailing slash, through a symlink, or relative: every spelling
+/// sees the live daemon; `down --force` through another spelling stops it first, then
+/// cancels its jobs, and nothing keeps submitting.
+fn every_spelling_of_the_home_is_one_home(system: &'static System) {
+    let c = Cluster::new(system, "spelt");
+    c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+    let pid = c.record()["pid"].as_u64().unwrap().to_string();
+    let home = c.home.path().to_path_buf();
+    let link = tempfile::Builder::new()
+        .prefix("rdask-link-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let linked = link.path().join("home");
+    std::os::unix::fs::symlink(&home, &linked).unwrap();
+    let parent = home.parent().unwrap().to_path_buf();
+    let relative = home.file_name().unwrap().to_string_lossy().into_owned();
+    let spellings: Vec<(String, PathBuf)> = vec![
+        (format!("{}/", home.display()), parent.clone()),
+        (format!("{}/./", home.display()), parent.clone()),
+        (linked.display().to_string(), parent.clone()),
+        (relative, parent),
+    ];
+    let with = |home: &str, cwd: &PathBuf, args: &[&str]| {
+        let mut cmd = c.command();
+        cmd.env("RDASK_HOME", home).current_dir(cwd).args(args);
+        run(&mut cmd)
+    };
+    for (spelt, cwd) in &spellings {
+        let o = with(spelt, cwd, &["status", "--json"]);
+        assert!(o.status.success(), "{spelt}: {}", stderr(&o));
+        let o = with(spelt, cwd, &["list"]);
+        assert!(stdout(&o).contains(" up"), "{spelt}: {}", stdout(&o));
+    }
+    let ours = c.ledger_ids();
+    assert_eq!(ours.len(), 1);
+    let o = with(&linked.display().to_string(), &home, &["down", "--force"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!said.contains("not running"), "{said}");
+    assert!(!process_alive(&pid), "the daemon still runs: {said}");
+    assert_eq!(c.alive(&ours), Vec::<String>::new());
+    // Nothing was submitted after the cancel.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.ledger_ids(), ours);
+}
+
+#[test]
+fn every_spelling_of_the_home_is_one_home_on_slurm() {
+    if real_system_enabled("slurm") {
+        every_spelling_of_the_home_is_one_home(&SLURM);
+    }
+}
+
+#[test]
+fn every_spelling_of_the_home_is_one_home_locally() {
+    every_spelling_of_the_home_is_one_home(&LOCAL);
+}
+
+/// A deleted ledger after the daemon died: `down --force` does not claim "0 jobs" and exit
+/// 0; it says the ledger is missing, cancels the jobs by name (exit 1), and none is left.
+/// A corrupt record with the daemon alive: `status` refuses (exit 1), `down` still reaches
+/// the daemon and stops everything.
+fn lost_files_never_hide_jobs(system: &'static System) {
+    let c = Cluster::new(system, "lossy");
+    c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+    let pid = c.record()["pid"].as_u64().unwrap().to_string();
+    let ours = c.ledger_ids();
+    assert_eq!(ours.len(), 1);
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the daemon to die", Duration::from_secs(10), || {
+        (!process_alive(&pid)).then_some(())
+    });
+    std::fs::remove_file(c.dir().join("ledger.json")).unwrap();
+    let o = c.cmd(&["down", "--force"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("ledger") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("cancelled by name") && err.contains("rdask-lossy-0"),
+        "{err}"
+    );
+    wait_for("the job to end", Duration::from_secs(60), || {
+        c.alive(&ours).is_empty().then_some(())
+    });
+
+    let c = Cluster::new(system, "garbled");
+    c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+    let pid = c.record()["pid"].as_u64().unwrap().to_string();
+    let ours = c.ledger_ids();
+    std::fs::write(c.dir().join("cluster.json"), "{ not json").unwrap();
+    let o = c.cmd(&["status"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a cluster record"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("`rdask-jobqueue down`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = c.cmd(&["list"]);
+    assert!(o.status.success());
+    c.ok(&["down"]);
+    assert!(!process_alive(&pid));
+    assert_eq!(c.alive(&ours), Vec::<String>::new());
+    // The daemon rewrote its record as it closed.
+    assert!(c.record()["closed_at"].is_number());
+}
+
+#[test]
+fn lost_files_never_hide_slurm_jobs() {
+    if real_system_enabled("slurm") {
+        lost_files_never_hide_jobs(&SLURM);
+    }
+}
+
+#[test]
+fn lost_files_never_hide_sge_jobs() {
+    if real_system_enabled("sge") {
+        lost_files_never_hide_jobs(&SGE);
+    }
+}
+
+#[test]
+fn lost_files_never_hide_local_jobs() {
+    lost_files_never_hide_jobs(&LOCAL);
+}
+
+/// Every combination of `up`'s starting flags: none, --scale, --adapt, each with --wait
+/// (--wait alone is refused before anything starts); never a panic.
+#[test]
+fn every_combination_of_up_flags_works() {
+    let c = Cluster::new(&LOCAL, "combos");
+    for (flags, workers) in [
+        (vec![], 0),
+        (vec!["--scale", "1"], 1),
+        (vec!["--scale", "1", "--wait"], 1),
+        (vec!["--adapt", "1:2"], 1),
+        (vec!["--adapt", "1:2", "--wait"], 1),
+        (vec!["--adapt", "0:2", "--wait"], 0),
+        (
+            vec!["--scale", "2", "--jobs", "--wait", "--processes", "1"],
+            2,
+        ),
+        (vec!["--adapt", "1:2", "--jobs", "--wait"], 1),
+    ] {
+        let out = c.up(&flags);
+        assert!(out.contains("is up"), "{flags:?}: {out}");
+        if flags.contains(&"--wait") {
+            assert!(out.contains("worker(s) connected"), "{flags:?}: {out}");
+            let s = c.status();
+            assert!(
+                s["workers"].as_array().unwrap().len() >= workers,
+                "{flags:?}: {s:#}"
+            );
+        }
+        c.ok(&["down"]);
+    }
+    let o = c.cmd(&["up", "--system", "local", "--wait"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--scale"), "{}", stderr(&o));
+}

@@ -263,7 +263,7 @@ pub struct DaemonArgs {
 // ---------------------------------------------------------------------------------------
 
 pub fn up(a: UpArgs) -> Result<i32> {
-    let dir = a.name.dir()?;
+    a.name.dir()?;
     let mut loaded = a.job.load()?.config;
     let processes = loaded.processes as usize;
     let target = initial_target(&a, processes);
@@ -284,10 +284,16 @@ pub fn up(a: UpArgs) -> Result<i32> {
             .to_string(),
         None => "0.0.0.0".to_string(),
     };
+    // The cluster's directory, then (its path canonical now that it exists) its `up` lock,
+    // before anything is written: of two `up` of one name exactly one goes on; the other
+    // leaves the winner's record, secret and daemon alone.
+    create_private_dir(&a.name.dir()?.root)?;
+    let dir = a.name.dir()?;
+    let _starting = lock_for_up(&dir)?;
     make_room(&dir)?;
 
     // The cluster's own places, absolute: the jobs read them from compute nodes.
-    for d in [&dir.root, &dir.logs_dir(), &dir.scripts_dir()] {
+    for d in [&dir.logs_dir(), &dir.scripts_dir()] {
         create_private_dir(d)?;
     }
     if loaded.log_directory.is_none() {
@@ -393,21 +399,47 @@ fn name_flag(name: &str) -> String {
     }
 }
 
+/// Takes the cluster's `up` lock, held until `up` returns; another `up` of the same name
+/// holding it is invalid input (exit 2), and nothing is written.
+fn lock_for_up(dir: &ClusterDir) -> Result<std::fs::File> {
+    let path = dir.up_lock_path();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(format!("opening {}", path.display())))?;
+    if !cluster::try_flock(&file, libc::LOCK_EX) {
+        return Err(Error::invalid(format!(
+            "another `rdask-jobqueue up{}` is starting cluster `{}` right now; use it once it \
+             is up, or choose another --name",
+            name_flag(&dir.name),
+            dir.name
+        )));
+    }
+    Ok(file)
+}
+
 /// Refuses a live cluster of the same name; clears a finished one's record.
 fn make_room(dir: &ClusterDir) -> Result<()> {
-    let Some(old) = dir.read_record()? else {
-        return Ok(());
-    };
-    if cluster::record_alive(&old) {
+    if let Some(live) = dir.live_daemon() {
+        let address = dir
+            .read_record()
+            .ok()
+            .flatten()
+            .and_then(|r| r.address)
+            .unwrap_or_else(|| "?".into());
         return Err(Error::invalid(format!(
-            "cluster `{}` is already up (daemon pid {}, scheduler {}); use `scale`/`adapt`/`status`, \
-             `down{}` first, or choose another --name",
+            "cluster `{}` is already up (daemon pid {}, scheduler {address}); use \
+             `scale`/`adapt`/`status`, `down{}` first, or choose another --name",
             dir.name,
-            old.pid.unwrap_or(0),
-            old.address.as_deref().unwrap_or("?"),
+            live.pid.map_or("?".to_string(), |p| p.to_string()),
             name_flag(&dir.name)
         )));
     }
+    let Some(old) = dir.read_record()? else {
+        return Ok(());
+    };
     // Dead (or closed): its ledger must show every job finished before anything is replaced.
     let ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
     let alive = ledger.unfinished_ids();
@@ -461,7 +493,6 @@ fn spawn_daemon(dir: &ClusterDir) -> Result<u32> {
         .try_clone()
         .map_err(Error::io("duplicating the log file"))?;
     let exe = std::env::current_exe().map_err(Error::io("finding this program"))?;
-    let home = crate::paths::rdask_home();
     let mut cmd = std::process::Command::new(exe);
     // Started inside a batch job, the daemon must not hand that job's context to the jobs it
     // submits: sbatch reads SLURM_* variables such as SLURM_MEM_PER_CPU as defaults (then
@@ -473,7 +504,7 @@ fn spawn_daemon(dir: &ClusterDir) -> Result<u32> {
         }
     }
     cmd.args(["cluster-daemon", "--name", &dir.name])
-        .env("RDASK_HOME", std::path::absolute(&home).unwrap_or(home))
+        .env("RDASK_HOME", cluster::home())
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(err);
@@ -964,14 +995,33 @@ fn first_line(s: &str) -> &str {
 
 pub fn down(a: DownArgs) -> Result<i32> {
     let dir = a.name.dir()?;
-    let mut rec = dir.require_record()?;
-    if rec.closed_at.is_some() && !a.force {
-        println!("cluster `{}` is already down", dir.name);
-        return Ok(0);
+    // The record as far as it can be read: a missing or corrupt one must not hide a live
+    // daemon, which is found through its lock whatever the record says.
+    let (rec, record_problem) = match dir.read_record() {
+        Ok(Some(r)) => (Some(r), None),
+        Ok(None) => (None, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let live = dir.live_daemon();
+    let traces = dir.ledger_path().exists() || !dir.scripted_job_names().is_empty();
+    if rec.is_none() && record_problem.is_none() && live.is_none() && !traces {
+        // No record, no daemon, no job: no cluster of this name.
+        dir.require_record()?;
     }
-    let alive = cluster::record_alive(&rec);
-    if alive {
-        let pid = rec.pid.expect("alive means a pid");
+    let record_problem = match (&rec, record_problem) {
+        (None, None) => Some(format!(
+            "its record {} is missing",
+            dir.record_path().display()
+        )),
+        (_, p) => p,
+    };
+    if let (Some(r), None) = (&rec, live) {
+        if r.closed_at.is_some() && !a.force {
+            println!("cluster `{}` is already down", dir.name);
+            return Ok(0);
+        }
+    }
+    if let Some(live) = live {
         let timeout = if a.force {
             Duration::from_secs(30)
         } else {
@@ -979,32 +1029,56 @@ pub fn down(a: DownArgs) -> Result<i32> {
         };
         match control::request(&dir, &Request::Down, timeout) {
             Ok(Reply::Ok { message }) => {
-                wait_for_exit(pid, &dir.name, Duration::from_secs(10));
+                wait_for_exit(&dir, Duration::from_secs(10));
+                // The daemon rewrote its record (a lost one included) as it closed.
                 println!("{message}; daemon stopped");
                 return Ok(0);
             }
-            Ok(other) => {
-                if !a.force {
-                    return Err(Error::runtime(format!("the daemon answered {other:?}")));
-                }
+            Ok(_) if !a.force => {
+                return Err(Error::runtime(
+                    "the daemon gave an unexpected answer to `down`; `down --force` stops it",
+                ))
             }
             Err(e) if !a.force => {
                 return Err(Error::runtime(format!(
-                    "{e}; `rdask-jobqueue down --force{}` cancels the jobs from the ledger",
+                    "{e}; `rdask-jobqueue down --force{}` stops the daemon and cancels the jobs \
+                     from the ledger",
                     name_flag(&dir.name)
                 )))
             }
+            Ok(_) => eprintln!("warning: unexpected answer; stopping the daemon"),
             Err(e) => {
                 eprintln!("warning: {e}; stopping the daemon and cleaning up from the ledger")
             }
         }
         // Forced: the daemon did not finish the job; stop it so only we write the ledger.
+        let Some(pid) = live.pid else {
+            return Err(Error::runtime(format!(
+                "cluster `{}`'s daemon holds {} but its pid cannot be read; stop it by hand \
+                 (`fuser {0}`), then run `down --force` again",
+                dir.name,
+                dir.lock_path().display()
+            )));
+        };
         kill(pid, libc::SIGTERM);
-        if !wait_for_exit(pid, &dir.name, Duration::from_secs(10)) {
+        if !wait_for_exit(&dir, Duration::from_secs(10)) {
             kill(pid, libc::SIGKILL);
-            wait_for_exit(pid, &dir.name, Duration::from_secs(5));
+            if !wait_for_exit(&dir, Duration::from_secs(5)) {
+                return Err(Error::runtime(format!(
+                    "cluster `{}`'s daemon (pid {pid}) did not stop; nothing was cancelled",
+                    dir.name
+                )));
+            }
         }
     } else if !a.force {
+        if let Some(problem) = &record_problem {
+            return Err(Error::runtime(format!(
+                "cluster `{}`: {problem}; its daemon is not running; `rdask-jobqueue down \
+                 --force{}` says which jobs may be alive",
+                dir.name,
+                name_flag(&dir.name)
+            )));
+        }
         return Err(Error::runtime(format!(
             "cluster `{}`'s daemon is not running; `rdask-jobqueue down --force{}` cancels its \
              jobs from the ledger",
@@ -1012,7 +1086,22 @@ pub fn down(a: DownArgs) -> Result<i32> {
             name_flag(&dir.name)
         )));
     }
-    let mut ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
+    // The daemon is gone: from here we are the ledger's only writer.
+    let Some(mut rec) = rec else {
+        return Err(lost_record(&dir, record_problem));
+    };
+    let ledger = if !dir.ledger_path().exists() && !dir.scripted_job_names().is_empty() {
+        Err(Error::runtime(format!(
+            "its job ledger {} is missing",
+            dir.ledger_path().display()
+        )))
+    } else {
+        Ledger::open(&dir.ledger_path(), &dir.name)
+    };
+    let mut ledger = match ledger {
+        Ok(l) => l,
+        Err(e) => return Err(cancel_without_ledger(&dir, &rec, &e)),
+    };
     let message = if ledger.is_closed() {
         format!("cluster `{}`: the ledger was already closed", dir.name)
     } else {
@@ -1025,10 +1114,79 @@ pub fn down(a: DownArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Waits for cluster `name`'s daemon to end; true if it did.
-fn wait_for_exit(pid: u32, name: &str, timeout: Duration) -> bool {
+/// `down --force` without a readable record, the daemon dead: without the record the batch
+/// system of the jobs is unknown, so nothing can be cancelled; say which jobs there are.
+fn lost_record(dir: &ClusterDir, problem: Option<String>) -> Error {
+    let problem = problem.unwrap_or_default();
+    let jobs = match Ledger::open(&dir.ledger_path(), &dir.name) {
+        Ok(l) => l
+            .unfinished()
+            .map(|j| j.job_id.clone().unwrap_or_else(|| j.name.clone()))
+            .collect::<Vec<_>>(),
+        Err(_) => dir.scripted_job_names(),
+    };
+    Error::runtime(format!(
+        "cluster `{}`: {problem}; without it the batch system of its jobs is unknown, so \
+         nothing was cancelled. {}Cancel them with the batch system's own command (scancel, \
+         qdel, ...), then restore the record or remove {}",
+        dir.name,
+        if jobs.is_empty() {
+            "It lists no job that may be alive. ".to_string()
+        } else {
+            format!("Jobs that may be alive: {}. ", jobs.join(" "))
+        },
+        dir.root.display()
+    ))
+}
+
+/// `down --force` when the ledger is missing or unreadable: the daemon is dead, so the job
+/// scripts are the only list of jobs left. Cancels each by its name where the system can;
+/// the cluster stays open (exit 1): what ran cannot be proven finished without the ledger.
+fn cancel_without_ledger(dir: &ClusterDir, rec: &ClusterRecord, problem: &Error) -> Error {
+    let queue = crate::jobqueue::JobQueue::new(&rec.config);
+    let names = dir.scripted_job_names();
+    let mut cancelled = Vec::new();
+    let mut failed = Vec::new();
+    let mut by_name = true;
+    for name in &names {
+        match queue.cancel_by_name(name) {
+            Ok(true) => cancelled.push(name.as_str()),
+            Ok(false) => {
+                by_name = false;
+                break;
+            }
+            Err(e) => failed.push(format!("{name} ({e})")),
+        }
+    }
+    let done = if !by_name {
+        format!(
+            "{} cannot cancel jobs by name: look for jobs named rdask-{}-* in the queue and \
+             cancel them by hand",
+            rec.system, dir.name
+        )
+    } else if names.is_empty() {
+        "no job script was found either".to_string()
+    } else {
+        let mut s = format!(
+            "cancelled by name every job it wrote a script for: {}",
+            cancelled.join(" ")
+        );
+        if !failed.is_empty() {
+            s.push_str(&format!("; failed: {}", failed.join("; ")));
+        }
+        s
+    };
+    Error::runtime(format!(
+        "cluster `{}`: {problem}; {done}. The cluster stays open: restore the ledger, or move \
+         it away once the queue shows no rdask-{}-* job",
+        dir.name, dir.name
+    ))
+}
+
+/// Waits until the cluster's daemon has let go of its lock (it exited); true if it did.
+fn wait_for_exit(dir: &ClusterDir, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while cluster::daemon_alive(pid, name) {
+    while dir.live_daemon().is_some() {
         if Instant::now() > deadline {
             return false;
         }
@@ -1056,10 +1214,10 @@ pub fn list(a: ListArgs) -> Result<i32> {
         let Ok(Some(rec)) = dir.read_record() else {
             continue;
         };
-        let state = if rec.closed_at.is_some() {
-            "down"
-        } else if cluster::record_alive(&rec) {
+        let state = if dir.live_daemon().is_some() {
             "up"
+        } else if rec.closed_at.is_some() {
+            "down"
         } else {
             "dead (down --force cleans up)"
         };

@@ -159,24 +159,39 @@ pub fn run(name: &str) -> Result<i32> {
     Ok(code)
 }
 
-/// Takes the cluster's daemon lock for as long as the returned file lives.
+/// Takes the cluster's daemon lock for as long as the returned file lives, and writes our pid
+/// into it: the lock is how every command finds the live daemon ([`ClusterDir::live_daemon`]).
 fn hold_lock(dir: &ClusterDir) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
+    use std::io::{Seek, Write};
     let path = dir.lock_path();
-    let file = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .map_err(Error::io(format!("opening {}", path.display())))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Error::runtime(format!(
-            "another daemon of cluster `{}` holds {}",
-            dir.name,
-            path.display()
-        )));
+    // A command checking liveness holds a shared lock for an instant: wait that out, but not
+    // another daemon.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !super::try_flock(&file, libc::LOCK_EX) {
+        if Instant::now() > deadline {
+            return Err(Error::runtime(format!(
+                "another daemon of cluster `{}` holds {}",
+                dir.name,
+                path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.flush());
+    written.map_err(Error::io(format!(
+        "writing our pid into {}",
+        path.display()
+    )))?;
     Ok(file)
 }
 
