@@ -1246,3 +1246,82 @@ fn every_combination_of_up_flags_works() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--scale"), "{}", stderr(&o));
 }
+
+/// `up` checks the job script before it writes or starts anything: a queue or partition the
+/// batch system refuses (its dry run), arguments the worker's own parser refuses, and a
+/// template that does not render all fail at once with exit 2, however long --wait would
+/// have waited, and leave no cluster behind.
+fn up_checks_the_job_script_first(system: &'static System) {
+    let c = Cluster::new(system, "checked");
+    let refused = |extra: &[&str], replace_queue: Option<&str>, says: &[&str]| {
+        let mut args = c.up_args(extra);
+        if let Some(q) = replace_queue {
+            let i = args.iter().position(|a| a == "--queue").unwrap();
+            args[i + 1] = q.to_string();
+        }
+        args.extend(["--scale", "1", "--wait", "--wait-timeout", "300"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let o = c.cmd(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+        for s in says {
+            assert!(
+                stderr(&o).contains(s),
+                "{args:?} should say {s:?}: {}",
+                stderr(&o)
+            );
+        }
+        assert!(!c.dir().join("cluster.json").exists(), "{args:?}");
+        assert!(!c.dir().join("daemon.lock").exists(), "{args:?}");
+    };
+    match system.name {
+        "slurm" => refused(
+            &[],
+            Some("no-such-partition"),
+            &["slurm refuses", "partition"],
+        ),
+        "sge" => refused(&[], Some("no-such.q"), &["sge refuses", "no-such.q"]),
+        _ => {}
+    }
+    refused(
+        &["--worker-extra-arg", "--no-such-flag"],
+        None,
+        &["workers would refuse", "--no-such-flag"],
+    );
+    let template = c.home.path().join("bad.j2");
+    std::fs::write(&template, "#!/bin/sh\n{{ no_such_variable }}\n").unwrap();
+    refused(
+        &["--template", template.to_str().unwrap()],
+        None,
+        &["cannot be rendered"],
+    );
+    // And a good script still starts.
+    c.up(&[]);
+    c.ok(&["down"]);
+}
+
+#[test]
+fn up_checks_the_slurm_job_script_first() {
+    if real_system_enabled("slurm") {
+        up_checks_the_job_script_first(&SLURM);
+    }
+}
+
+#[test]
+fn up_checks_the_sge_job_script_first() {
+    if real_system_enabled("sge") {
+        up_checks_the_job_script_first(&SGE);
+    }
+}
+
+#[test]
+fn up_checks_the_local_job_script_first() {
+    up_checks_the_job_script_first(&LOCAL);
+}

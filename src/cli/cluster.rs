@@ -14,9 +14,11 @@ use clap::Args;
 use super::job_args::JobArgs;
 use crate::cluster::control::{self, ClusterStatus, JobView, Reply, Request};
 use crate::cluster::{self, ClusterDir, ClusterRecord, DEFAULT_NAME};
+use crate::config::JobConfig;
 use crate::error::{Error, Result};
 use crate::jobqueue::ledger::Ledger;
 use crate::jobqueue::scaler::{self, Blocked, ScalerConfig, Target};
+use crate::jobqueue::script;
 use crate::protocol::Secret;
 use crate::units::ByteSize;
 
@@ -264,7 +266,7 @@ pub struct DaemonArgs {
 
 pub fn up(a: UpArgs) -> Result<i32> {
     a.name.dir()?;
-    let mut loaded = a.job.load()?.config;
+    let loaded = a.job.load()?.config;
     let processes = loaded.processes as usize;
     let target = initial_target(&a, processes);
     if let Some(t) = &target {
@@ -284,6 +286,8 @@ pub fn up(a: UpArgs) -> Result<i32> {
             .to_string(),
         None => "0.0.0.0".to_string(),
     };
+    let planned = a.name.dir()?;
+    check_job_script(&with_log_directory(loaded.clone(), &planned), &planned)?;
     // The cluster's directory, then (its path canonical now that it exists) its `up` lock,
     // before anything is written: of two `up` of one name exactly one goes on; the other
     // leaves the winner's record, secret and daemon alone.
@@ -296,12 +300,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
     for d in [&dir.logs_dir(), &dir.scripts_dir()] {
         create_private_dir(d)?;
     }
-    if loaded.log_directory.is_none() {
-        loaded.log_directory = Some(dir.logs_dir());
-    }
-    if let Some(l) = &loaded.log_directory {
-        loaded.log_directory = Some(std::path::absolute(l).unwrap_or_else(|_| l.clone()));
-    }
+    let loaded = with_log_directory(loaded, &dir);
     Secret::generate()?.save(&dir.secret_path())?;
     let rec = ClusterRecord {
         name: dir.name.clone(),
@@ -396,6 +395,87 @@ fn name_flag(name: &str) -> String {
         String::new()
     } else {
         format!(" --name {name}")
+    }
+}
+
+/// The jobs' log directory: the one configured, else the cluster's `logs/`; absolute, since
+/// the jobs read it from compute nodes.
+fn with_log_directory(mut cfg: JobConfig, dir: &ClusterDir) -> JobConfig {
+    let l = cfg.log_directory.take().unwrap_or_else(|| dir.logs_dir());
+    cfg.log_directory = Some(std::path::absolute(&l).unwrap_or(l));
+    cfg
+}
+
+/// The worker's own command line, to check the arguments a job script gives it.
+#[derive(clap::Parser, Debug)]
+#[command(name = "worker")]
+struct WorkerCommandLine {
+    #[command(flatten)]
+    _args: super::runtime::WorkerArgs,
+}
+
+/// Renders one job script as the daemon will and checks it before anything is written or
+/// started, so that what would kill every job fails `up` at once (exit 2) rather than after
+/// its `--wait`: the template, the worker's arguments (by the worker's own parser), and where
+/// the system has one, a dry-run submission (a bad partition, queue or resource request).
+fn check_job_script(cfg: &JobConfig, dir: &ClusterDir) -> Result<()> {
+    use clap::Parser;
+    let own_binary = std::env::current_exe().map_err(Error::io("finding this program"))?;
+    let mut cfg = cfg.clone();
+    cfg.job_name = crate::jobqueue::ledger::job_name(&dir.name, 0);
+    // The scheduler's address is not known yet; any well-formed one checks the same.
+    let target = script::Target {
+        scheduler_address: "tcp://127.0.0.1:8786".into(),
+        secret_file: Some(dir.secret_path()),
+    };
+    let text = script::render(&cfg, &target, &own_binary)
+        .map_err(|e| Error::invalid(format!("the job script cannot be rendered: {e}")))?;
+    // The arguments after the worker command, as the job's shell splits them.
+    let bare = JobConfig {
+        worker_command: Some(String::new()),
+        ..cfg.clone()
+    };
+    let line = script::worker_command(&bare, &target, &own_binary);
+    let words = shell_words::split(line.trim()).map_err(|e| {
+        Error::invalid(format!(
+            "the worker command's arguments cannot be split as a shell would ({e}): {line}"
+        ))
+    })?;
+    if let Err(e) =
+        WorkerCommandLine::try_parse_from(std::iter::once("worker".to_string()).chain(words))
+    {
+        let why = e.to_string();
+        let why = why.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(Error::invalid(format!(
+            "the workers would refuse the arguments the job script gives them: {}; check \
+             --worker-extra-arg and the options behind them (the worker command: {})",
+            why.trim_start_matches("error: "),
+            line.trim()
+        )));
+    }
+    let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch directory"))?;
+    let file_name = crate::jobqueue::system(cfg.system).script_file_name();
+    let path = scratch.path().join(format!("{}-{file_name}", cfg.job_name));
+    script::write_executable(&path, &text)?;
+    match crate::jobqueue::JobQueue::new(&cfg).dry_run(&path) {
+        Ok(_) => Ok(()),
+        Err(Error::Command(f)) if f.status.starts_with("timed out") => {
+            // A slow controller says nothing about the script: the daemon will see.
+            eprintln!("warning: the dry-run submission timed out; going on");
+            Ok(())
+        }
+        Err(Error::Command(f)) => Err(Error::invalid(format!(
+            "{} refuses the job script (`{}` {}): {}",
+            cfg.system,
+            f.command,
+            f.status,
+            [f.stderr.trim(), f.stdout.trim()]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+        Err(e) => Err(e),
     }
 }
 
