@@ -1398,6 +1398,79 @@ mod tests {
         assert!(parse_secs("inf").is_err());
     }
 
+    fn a_status() -> ClusterStatus {
+        use crate::jobqueue::scaler::Failures;
+        ClusterStatus {
+            name: "x".into(),
+            address: "tcp://vm:1".into(),
+            system: "slurm".into(),
+            pid: 7,
+            target: Target::Fixed { workers: 2 },
+            processes: 1,
+            workers: Vec::new(),
+            jobs: Vec::new(),
+            ended_jobs: vec![JobView {
+                job_id: Some("350".into()),
+                name: "rdask-x-2".into(),
+                state: "failed".into(),
+                age: 3.0,
+                workers: Vec::new(),
+                end_reason: Some("failed".into()),
+                detail: Some(
+                    "ended (failed) before any of its workers connected: bad interface\n\
+                     rdask-x-2-350.err ends with:\nstarting\nbad interface"
+                        .into(),
+                ),
+                pending_reason: None,
+            }],
+            tasks: Default::default(),
+            wanted_jobs: 2,
+            counted_jobs: 0,
+            blocked: Some(Blocked::Backoff { retry_at: 1e9 }),
+            failures: Failures {
+                start_consecutive: 2,
+                start_total: 2,
+                last_start_failure: Some("350".into()),
+                retry_at: Some(1e9),
+                paused: None,
+                ..Failures::default()
+            },
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn status_says_why_jobs_fail_in_words() {
+        let mut s = a_status();
+        let text = render_status(&s);
+        assert!(
+            text.contains(&format!("backing off after failures until {}", clock(1e9))),
+            "{text}"
+        );
+        assert!(text.contains("2 in a row, 2 in all"), "{text}");
+        assert!(text.contains("last: job 350 ended (failed)"), "{text}");
+        assert!(text.contains("    bad interface"), "{text}");
+        let summary = jobs_summary(&s);
+        assert!(summary.contains("job 350 ended (failed)"), "{summary}");
+        // Paused: the reason and how to resume.
+        s.blocked = Some(Blocked::Paused);
+        s.failures.paused = Some(crate::jobqueue::scaler::Pause {
+            reason: crate::jobqueue::scaler::PauseReason::StartFailures {
+                jobs: 3,
+                last_job: "350".into(),
+            },
+            since: 1e9,
+        });
+        let text = render_status(&s);
+        assert!(text.contains("submissions PAUSED since"), "{text}");
+        assert!(text.contains("3 jobs in a row ended before"), "{text}");
+        assert!(text.contains("`rdask-jobqueue scale K --name x`"), "{text}");
+        // No Rust dumps anywhere.
+        for dump in ["Some(", "None", "Backoff {", "Fixed {", "StartFailures"] {
+            assert!(!text.contains(dump), "{dump:?} in:\n{text}");
+        }
+    }
+
     #[test]
     fn job_logs_are_found_by_whole_id() {
         let d = tempfile::tempdir().unwrap();

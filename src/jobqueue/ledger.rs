@@ -941,6 +941,22 @@ mod tests {
     }
 
     #[test]
+    fn a_detail_is_persisted_for_the_latest_job_with_that_id() {
+        let (_dir, path) = fresh();
+        let mut l = Ledger::open(&path, "c").unwrap();
+        let (s, _) = l.begin_submit(0.0).unwrap();
+        l.submitted(s, "1", 0.0).unwrap();
+        l.set_detail("1", "ended (failed) before any of its workers connected")
+            .unwrap();
+        l.set_detail("foreign", "ignored").unwrap();
+        let l = Ledger::open(&path, "c").unwrap();
+        assert_eq!(
+            l.job("1").unwrap().detail.as_deref(),
+            Some("ended (failed) before any of its workers connected")
+        );
+    }
+
+    #[test]
     fn close_is_persisted_idempotent_and_stops_submissions() {
         let (_dir, path) = fresh();
         let mut l = Ledger::open(&path, "c").unwrap();
