@@ -848,16 +848,13 @@ fn jobs_summary(s: &ClusterStatus) -> String {
         parts.push(describe_blocked(b));
     }
     if let Some(j) = last_start_failure(s) {
-        // The batch state and the last line of its output: the likeliest cause.
-        let detail = j.detail.as_deref().unwrap_or(&j.state);
+        // The batch state and the last line of its output (the detail's first line says
+        // both): the likeliest cause.
         parts.push(format!(
             "job {} {}",
             j.job_id.as_deref().unwrap_or(&j.name),
-            first_line(detail),
+            first_line(j.detail.as_deref().unwrap_or(&j.state)),
         ));
-        if let Some(last) = detail.lines().skip(1).last() {
-            parts.push(last.trim().to_string());
-        }
     } else if let Some(e) = s.errors.last() {
         parts.push(format!("last error: {e}"));
     }
