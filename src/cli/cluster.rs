@@ -1342,11 +1342,7 @@ pub fn logs(a: LogsArgs) -> Result<i32> {
         println!("{}", tail(&dir.daemon_log(), a.lines));
         return Ok(0);
     };
-    let log_dir = rec
-        .config
-        .log_directory
-        .clone()
-        .unwrap_or_else(|| dir.logs_dir());
+    let dirs = cluster::job_log_dirs(&dir, &rec);
     // Files name the job by its id (SLURM's -%J, SGE's .o<id>) or by its name (local jobs log
     // beside their script, rdask-NAME-SEQ-job.sh.log).
     let ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
@@ -1354,7 +1350,7 @@ pub fn logs(a: LogsArgs) -> Result<i32> {
     if let Some(job) = ledger.job(id) {
         keys.push(job.name.clone());
     }
-    let files: Vec<PathBuf> = [log_dir.clone(), dir.scripts_dir()]
+    let files: Vec<PathBuf> = dirs
         .iter()
         .flat_map(|d| cluster::job_log_files(d, &keys))
         .collect();
@@ -1362,7 +1358,7 @@ pub fn logs(a: LogsArgs) -> Result<i32> {
         return Err(Error::invalid(format!(
             "no output of job {id} under {} (the batch system writes it when the job starts; \
              `rdask-jobqueue status{}` lists the jobs)",
-            log_dir.display(),
+            dirs[0].display(),
             name_flag(&dir.name)
         )));
     }
