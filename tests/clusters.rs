@@ -1142,31 +1142,48 @@ fn every_spelling_of_the_home_is_one_home_locally() {
 /// A corrupt record with the daemon alive: `status` refuses (exit 1), `down` still reaches
 /// the daemon and stops everything.
 fn lost_files_never_hide_jobs(system: &'static System) {
-    let c = Cluster::new(system, "lossy");
-    c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
-    let pid = c.record()["pid"].as_u64().unwrap().to_string();
-    let ours = c.ledger_ids();
-    assert_eq!(ours.len(), 1);
-    assert!(Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap()
-        .success());
-    wait_for("the daemon to die", Duration::from_secs(10), || {
-        (!process_alive(&pid)).then_some(())
-    });
-    std::fs::remove_file(c.dir().join("ledger.json")).unwrap();
-    let o = c.cmd(&["down", "--force"]);
-    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
-    let err = stderr(&o);
-    assert!(err.contains("ledger") && err.contains("missing"), "{err}");
-    assert!(
-        err.contains("cancelled by name") && err.contains("rdask-lossy-0"),
-        "{err}"
-    );
-    wait_for("the job to end", Duration::from_secs(60), || {
-        c.alive(&ours).is_empty().then_some(())
-    });
+    for (name, corrupt) in [("lossy", false), ("mangled", true)] {
+        let c = Cluster::new(system, name);
+        c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+        let pid = c.record()["pid"].as_u64().unwrap().to_string();
+        let ours = c.ledger_ids();
+        assert_eq!(ours.len(), 1);
+        assert!(Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success());
+        wait_for("the daemon to die", Duration::from_secs(10), || {
+            (!process_alive(&pid)).then_some(())
+        });
+        let ledger = c.dir().join("ledger.json");
+        if corrupt {
+            std::fs::write(&ledger, "{\"version\": 1, \"jobs\": [").unwrap();
+        } else {
+            std::fs::remove_file(&ledger).unwrap();
+        }
+        let o = c.cmd(&["down", "--force"]);
+        assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+        let err = stderr(&o);
+        let says = if corrupt { "corrupt" } else { "missing" };
+        assert!(err.contains("ledger") && err.contains(says), "{err}");
+        let job = format!("rdask-{name}-0");
+        assert!(
+            err.contains("cancelled by name") && err.contains(&job),
+            "{err}"
+        );
+        wait_for("the job to end", Duration::from_secs(60), || {
+            c.alive(&ours).is_empty().then_some(())
+        });
+        // Nothing is replaced blindly: a new `up` refuses while the ledger is unreadable.
+        if corrupt {
+            let args = c.up_args(&[]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = c.cmd(&args);
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            assert!(stderr(&o).contains("corrupt"), "{}", stderr(&o));
+        }
+    }
 
     let c = Cluster::new(system, "garbled");
     c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);

@@ -517,10 +517,10 @@ fn make_room(dir: &ClusterDir) -> Result<()> {
             name_flag(&dir.name)
         )));
     }
-    let Some(old) = dir.read_record()? else {
-        return Ok(());
-    };
-    // Dead (or closed): its ledger must show every job finished before anything is replaced.
+    // A record that cannot be read is an error here too: nothing is replaced blindly.
+    let old = dir.read_record()?;
+    // Dead (or closed, or its record lost): its ledger must show every job finished before
+    // anything is replaced.
     let ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
     let alive = ledger.unfinished_ids();
     let submitting = ledger.submitting_names();
@@ -540,7 +540,7 @@ fn make_room(dir: &ClusterDir) -> Result<()> {
     }
     // Keep the old ledger beside the new one, for the record.
     if dir.ledger_path().exists() {
-        let stamp = old.closed_at.unwrap_or(old.created_at) as u64;
+        let stamp = old.map_or_else(cluster::now, |o| o.closed_at.unwrap_or(o.created_at)) as u64;
         let kept = dir.root.join(format!("ledger-{stamp}.json"));
         std::fs::rename(dir.ledger_path(), &kept).map_err(Error::io(format!(
             "keeping the old ledger as {}",
