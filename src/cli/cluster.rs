@@ -670,8 +670,8 @@ fn live(name: &NameArg) -> Result<(ClusterDir, ClusterRecord)> {
 fn status_of(dir: &ClusterDir) -> Result<ClusterStatus> {
     match control::request(dir, &Request::Status, REQUEST_TIMEOUT)? {
         Reply::Status(s) => Ok(*s),
-        other => Err(Error::runtime(format!(
-            "unexpected reply from the daemon: {other:?}"
+        Reply::Ok { message } | Reply::Error { message, .. } => Err(Error::runtime(format!(
+            "the daemon answered `{message}` instead of its status"
         ))),
     }
 }
