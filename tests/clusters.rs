@@ -120,6 +120,13 @@ impl Cluster {
     }
 
     fn up(&self, extra: &[&str]) -> String {
+        let args = self.up_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ok(&args)
+    }
+
+    /// The arguments of `up` with this test's defaults and the system's flags.
+    fn up_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = vec![
             "up",
             "--system",
@@ -142,7 +149,7 @@ impl Cluster {
         ]);
         args.extend(self.system.up_flags);
         args.extend(extra);
-        self.ok(&args)
+        args.into_iter().map(str::to_string).collect()
     }
 
     fn dir(&self) -> PathBuf {
@@ -848,13 +855,14 @@ fn a_submission_that_times_out_is_cancelled_by_name_and_redone() {
         return;
     }
     let mut c = Cluster::new(&SLURM, "slow");
-    // An sbatch that queues the first job and then hangs past the command timeout.
+    // An sbatch that queues the first job and then hangs past the command timeout (`up`'s
+    // dry run, `--test-only`, passes through).
     let bin_dir = c.home.path().join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     let sbatch = bin_dir.join("sbatch");
     std::fs::write(
         &sbatch,
-        "#!/bin/sh\nif [ ! -e \"$0.once\" ]; then : > \"$0.once\"; /usr/bin/sbatch \"$@\" >/dev/null; exec sleep 30; fi\nexec /usr/bin/sbatch \"$@\"\n",
+        "#!/bin/sh\ncase \"$*\" in *--test-only*) exec /usr/bin/sbatch \"$@\";; esac\nif [ ! -e \"$0.once\" ]; then : > \"$0.once\"; /usr/bin/sbatch \"$@\" >/dev/null; exec sleep 30; fi\nexec /usr/bin/sbatch \"$@\"\n",
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -890,4 +898,448 @@ fn a_submission_that_times_out_is_cancelled_by_name_and_redone() {
         alive_in_queue("slurm", &c.ledger_ids()),
         Vec::<String>::new()
     );
+}
+
+/// A worker command that dies at once (a bad `--worker-command`, interface, argument or
+/// memory all look like this): no storm of jobs. The daemon backs off after each job that
+/// ended before a worker connected and pauses after 3 in a row; `up --wait` stops at the
+/// pause (exit 1) showing the batch state and the end of the job's output; `status` and the
+/// log say the same; `scale` resumes.
+fn dying_workers_pause_the_cluster(system: &'static System) {
+    let c = Cluster::new(system, "stormy");
+    let mut args = c.up_args(&[
+        "--worker-command",
+        "echo rdask-test-boom >&2; exit 3; true",
+        "--scale",
+        "2",
+        "--wait",
+        "--wait-timeout",
+        "300",
+    ]);
+    args.retain(|a| a != "--wait-timeout" && a != "300");
+    args.extend(["--wait-timeout".to_string(), "300".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let o = c.cmd(&args);
+    let log = c.daemon_log();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}{}\n{log}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // Stopped at the pause, long before the wait timeout.
+    assert!(started.elapsed() < Duration::from_secs(200), "{log}");
+    let err = stderr(&o);
+    for says in [
+        "PAUSED",
+        "before any of its workers connected",
+        "rdask-test-boom",
+        "scale K",
+    ] {
+        assert!(
+            err.contains(says),
+            "`up --wait` should say {says:?}:\n{err}\n{log}"
+        );
+    }
+    // 2 jobs at first, then at most 2 replacements (3 failures in a row pause), however
+    // long we look.
+    std::thread::sleep(Duration::from_secs(5));
+    let jobs = c.ledger_ids();
+    assert!((3..=4).contains(&jobs.len()), "{jobs:?}\n{log}");
+    let s = c.status();
+    assert!(s["failures"]["paused"].is_object(), "{s:#}");
+    assert!(
+        s["failures"]["start_consecutive"].as_u64().unwrap() >= 3,
+        "{s:#}"
+    );
+    let text = c.ok(&["status"]);
+    for says in [
+        "submissions PAUSED since",
+        "before any of its workers connected: rdask-test-boom",
+        "rdask-test-boom",
+    ] {
+        assert!(text.contains(says), "`status` should say {says:?}:\n{text}");
+    }
+    let log = c.daemon_log();
+    assert!(log.contains("submissions paused: "), "{log}");
+    assert!(log.contains("rdask-test-boom"), "{log}");
+    // People's words in the log, no Rust dumps.
+    for dump in ["Some(", "Submit {", "Fixed {", "Backoff {"] {
+        assert!(!log.contains(dump), "{dump:?} in the daemon log:\n{log}");
+    }
+    assert_eq!(c.ledger_ids().len(), jobs.len(), "submitted while paused");
+    // `scale` resumes: a new job is submitted at once.
+    c.ok(&["scale", "1"]);
+    wait_for("a job after resuming", Duration::from_secs(30), || {
+        (c.ledger_ids().len() > jobs.len()).then_some(())
+    });
+    assert!(c.daemon_log().contains("submissions resumed"));
+    c.ok(&["down"]);
+    assert_eq!(c.alive(&c.ledger_ids()), Vec::<String>::new());
+}
+
+#[test]
+fn dying_slurm_workers_pause_the_cluster_instead_of_a_job_storm() {
+    if real_system_enabled("slurm") {
+        dying_workers_pause_the_cluster(&SLURM);
+    }
+}
+
+#[test]
+fn dying_sge_workers_pause_the_cluster_instead_of_a_job_storm() {
+    if real_system_enabled("sge") {
+        dying_workers_pause_the_cluster(&SGE);
+    }
+}
+
+#[test]
+fn dying_local_workers_pause_the_cluster_instead_of_a_job_storm() {
+    dying_workers_pause_the_cluster(&LOCAL);
+}
+
+/// Two `up` of one name at once: exactly one wins; the loser exits 2 and leaves the winner's
+/// record, secret and daemon alone, so the cluster stays visible, usable and stoppable (on
+/// SLURM its workers authenticate with the winner's secret).
+fn racing_ups_leave_one_cluster(system: &'static System) {
+    let c = Cluster::new(system, "racy");
+    let args = c.up_args(&[]);
+    let children: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            c.command()
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|ch| ch.wait_with_output().unwrap())
+        .collect();
+    let codes: Vec<Option<i32>> = outputs.iter().map(|o| o.status.code()).collect();
+    let explain = || {
+        outputs
+            .iter()
+            .map(|o| format!("{:?}: {}{}", o.status.code(), stdout(o), stderr(o)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        1,
+        "{}",
+        explain()
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(2)).count(),
+        2,
+        "{}",
+        explain()
+    );
+    for o in outputs.iter().filter(|o| o.status.code() == Some(2)) {
+        let err = stderr(o);
+        assert!(
+            err.contains("already up") || err.contains("is starting cluster"),
+            "{err}"
+        );
+    }
+    // The winner's record stands: open, with the pid of the daemon that holds the lock.
+    let rec = c.record();
+    assert!(rec["closed_at"].is_null(), "{rec:#}");
+    let lock = std::fs::read_to_string(c.dir().join("daemon.lock")).unwrap();
+    assert_eq!(rec["pid"].as_u64().unwrap().to_string(), lock.trim());
+    assert!(c.ok(&["list"]).contains(" up"));
+    // Its workers authenticate with the secret on disk.
+    c.ok(&["scale", "1", "--wait", "--wait-timeout", "120"]);
+    c.wait_for_workers(1, Duration::from_secs(60));
+    c.ok(&["down"]);
+    assert!(!process_alive(lock.trim()));
+    assert_eq!(c.alive(&c.ledger_ids()), Vec::<String>::new());
+}
+
+#[test]
+fn racing_ups_leave_one_slurm_cluster() {
+    if real_system_enabled("slurm") {
+        racing_ups_leave_one_cluster(&SLURM);
+    }
+}
+
+#[test]
+fn racing_ups_leave_one_sge_cluster() {
+    if real_system_enabled("sge") {
+        racing_ups_leave_one_cluster(&SGE);
+    }
+}
+
+#[test]
+fn racing_ups_leave_one_local_cluster() {
+    racing_ups_leave_one_cluster(&LOCAL);
+}
+
+/// `RDASK_HOME` spelt with a trailing slash, through a symlink, or relative: every spelling
+/// sees the live daemon; `down --force` through another spelling stops it first, then
+/// cancels its jobs, and nothing keeps submitting.
+fn every_spelling_of_the_home_is_one_home(system: &'static System) {
+    let c = Cluster::new(system, "spelt");
+    c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+    let pid = c.record()["pid"].as_u64().unwrap().to_string();
+    let home = c.home.path().to_path_buf();
+    let link = tempfile::Builder::new()
+        .prefix("rdask-link-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let linked = link.path().join("home");
+    std::os::unix::fs::symlink(&home, &linked).unwrap();
+    let parent = home.parent().unwrap().to_path_buf();
+    let relative = home.file_name().unwrap().to_string_lossy().into_owned();
+    let spellings: Vec<(String, PathBuf)> = vec![
+        (format!("{}/", home.display()), parent.clone()),
+        (format!("{}/./", home.display()), parent.clone()),
+        (linked.display().to_string(), parent.clone()),
+        (relative, parent),
+    ];
+    let with = |home: &str, cwd: &PathBuf, args: &[&str]| {
+        let mut cmd = c.command();
+        cmd.env("RDASK_HOME", home).current_dir(cwd).args(args);
+        run(&mut cmd)
+    };
+    for (spelt, cwd) in &spellings {
+        let o = with(spelt, cwd, &["status", "--json"]);
+        assert!(o.status.success(), "{spelt}: {}", stderr(&o));
+        let o = with(spelt, cwd, &["list"]);
+        assert!(stdout(&o).contains(" up"), "{spelt}: {}", stdout(&o));
+    }
+    let ours = c.ledger_ids();
+    assert_eq!(ours.len(), 1);
+    let o = with(&linked.display().to_string(), &home, &["down", "--force"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!said.contains("not running"), "{said}");
+    assert!(!process_alive(&pid), "the daemon still runs: {said}");
+    assert_eq!(c.alive(&ours), Vec::<String>::new());
+    // Nothing was submitted after the cancel.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.ledger_ids(), ours);
+}
+
+#[test]
+fn every_spelling_of_the_home_is_one_home_on_slurm() {
+    if real_system_enabled("slurm") {
+        every_spelling_of_the_home_is_one_home(&SLURM);
+    }
+}
+
+#[test]
+fn every_spelling_of_the_home_is_one_home_locally() {
+    every_spelling_of_the_home_is_one_home(&LOCAL);
+}
+
+/// A deleted ledger after the daemon died: `down --force` does not claim "0 jobs" and exit
+/// 0; it says the ledger is missing, cancels the jobs by name (exit 1), and none is left.
+/// A corrupt record with the daemon alive: `status` refuses (exit 1), `down` still reaches
+/// the daemon and stops everything.
+fn lost_files_never_hide_jobs(system: &'static System) {
+    for (name, corrupt) in [("lossy", false), ("mangled", true)] {
+        let c = Cluster::new(system, name);
+        c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+        let pid = c.record()["pid"].as_u64().unwrap().to_string();
+        let ours = c.ledger_ids();
+        assert_eq!(ours.len(), 1);
+        assert!(Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success());
+        wait_for("the daemon to die", Duration::from_secs(10), || {
+            (!process_alive(&pid)).then_some(())
+        });
+        let ledger = c.dir().join("ledger.json");
+        if corrupt {
+            std::fs::write(&ledger, "{\"version\": 1, \"jobs\": [").unwrap();
+        } else {
+            std::fs::remove_file(&ledger).unwrap();
+        }
+        let o = c.cmd(&["down", "--force"]);
+        assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+        let err = stderr(&o);
+        let says = if corrupt { "corrupt" } else { "missing" };
+        assert!(err.contains("ledger") && err.contains(says), "{err}");
+        let job = format!("rdask-{name}-0");
+        assert!(
+            err.contains("cancelled by name") && err.contains(&job),
+            "{err}"
+        );
+        wait_for("the job to end", Duration::from_secs(60), || {
+            c.alive(&ours).is_empty().then_some(())
+        });
+        // Nothing is replaced blindly: a new `up` refuses while the ledger is unreadable.
+        if corrupt {
+            let args = c.up_args(&[]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = c.cmd(&args);
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            assert!(stderr(&o).contains("corrupt"), "{}", stderr(&o));
+        }
+    }
+
+    let c = Cluster::new(system, "garbled");
+    c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+    let pid = c.record()["pid"].as_u64().unwrap().to_string();
+    let ours = c.ledger_ids();
+    std::fs::write(c.dir().join("cluster.json"), "{ not json").unwrap();
+    let o = c.cmd(&["status"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a cluster record"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("`rdask-jobqueue down`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = c.cmd(&["list"]);
+    assert!(o.status.success());
+    c.ok(&["down"]);
+    assert!(!process_alive(&pid));
+    assert_eq!(c.alive(&ours), Vec::<String>::new());
+    // The daemon rewrote its record as it closed.
+    assert!(c.record()["closed_at"].is_number());
+}
+
+#[test]
+fn lost_files_never_hide_slurm_jobs() {
+    if real_system_enabled("slurm") {
+        lost_files_never_hide_jobs(&SLURM);
+    }
+}
+
+#[test]
+fn lost_files_never_hide_sge_jobs() {
+    if real_system_enabled("sge") {
+        lost_files_never_hide_jobs(&SGE);
+    }
+}
+
+#[test]
+fn lost_files_never_hide_local_jobs() {
+    lost_files_never_hide_jobs(&LOCAL);
+}
+
+/// Every combination of `up`'s starting flags: none, --scale, --adapt, each with --wait
+/// (--wait alone is refused before anything starts); never a panic.
+#[test]
+fn every_combination_of_up_flags_works() {
+    let c = Cluster::new(&LOCAL, "combos");
+    for (flags, workers) in [
+        (vec![], 0),
+        (vec!["--scale", "1"], 1),
+        (vec!["--scale", "1", "--wait"], 1),
+        (vec!["--adapt", "1:2"], 1),
+        (vec!["--adapt", "1:2", "--wait"], 1),
+        (vec!["--adapt", "0:2", "--wait"], 0),
+        (
+            vec!["--scale", "2", "--jobs", "--wait", "--processes", "1"],
+            2,
+        ),
+        (vec!["--adapt", "1:2", "--jobs", "--wait"], 1),
+    ] {
+        let out = c.up(&flags);
+        assert!(out.contains("is up"), "{flags:?}: {out}");
+        if flags.contains(&"--wait") {
+            assert!(out.contains("worker(s) connected"), "{flags:?}: {out}");
+            let s = c.status();
+            assert!(
+                s["workers"].as_array().unwrap().len() >= workers,
+                "{flags:?}: {s:#}"
+            );
+        }
+        c.ok(&["down"]);
+    }
+    let o = c.cmd(&["up", "--system", "local", "--wait"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--scale"), "{}", stderr(&o));
+}
+
+/// `up` checks the job script before it writes or starts anything: a queue or partition the
+/// batch system refuses (its dry run), arguments the worker's own parser refuses, and a
+/// template that does not render all fail at once with exit 2, however long --wait would
+/// have waited, and leave no cluster behind.
+fn up_checks_the_job_script_first(system: &'static System) {
+    let c = Cluster::new(system, "checked");
+    let refused = |extra: &[&str], replace_queue: Option<&str>, says: &[&str]| {
+        let mut args = c.up_args(extra);
+        if let Some(q) = replace_queue {
+            let i = args.iter().position(|a| a == "--queue").unwrap();
+            args[i + 1] = q.to_string();
+        }
+        args.extend(["--scale", "1", "--wait", "--wait-timeout", "300"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let o = c.cmd(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+        for s in says {
+            assert!(
+                stderr(&o).contains(s),
+                "{args:?} should say {s:?}: {}",
+                stderr(&o)
+            );
+        }
+        assert!(!c.dir().join("cluster.json").exists(), "{args:?}");
+        assert!(!c.dir().join("daemon.lock").exists(), "{args:?}");
+    };
+    match system.name {
+        "slurm" => refused(
+            &[],
+            Some("no-such-partition"),
+            &["slurm refuses", "partition"],
+        ),
+        "sge" => refused(&[], Some("no-such.q"), &["sge refuses", "no-such.q"]),
+        _ => {}
+    }
+    refused(
+        &["--worker-extra-arg", "--no-such-flag"],
+        None,
+        &["workers would refuse", "--no-such-flag"],
+    );
+    let template = c.home.path().join("bad.j2");
+    std::fs::write(&template, "#!/bin/sh\n{{ no_such_variable }}\n").unwrap();
+    refused(
+        &["--template", template.to_str().unwrap()],
+        None,
+        &["cannot be rendered"],
+    );
+    // And a good script still starts.
+    c.up(&[]);
+    c.ok(&["down"]);
+}
+
+#[test]
+fn up_checks_the_slurm_job_script_first() {
+    if real_system_enabled("slurm") {
+        up_checks_the_job_script_first(&SLURM);
+    }
+}
+
+#[test]
+fn up_checks_the_sge_job_script_first() {
+    if real_system_enabled("sge") {
+        up_checks_the_job_script_first(&SGE);
+    }
+}
+
+#[test]
+fn up_checks_the_local_job_script_first() {
+    up_checks_the_job_script_first(&LOCAL);
 }

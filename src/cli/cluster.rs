@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::job_args::JobArgs;
-use crate::cluster::control::{self, ClusterStatus, Reply, Request};
+use crate::cluster::control::{self, ClusterStatus, JobView, Reply, Request};
 use crate::cluster::{self, ClusterDir, ClusterRecord, DEFAULT_NAME};
+use crate::config::JobConfig;
 use crate::error::{Error, Result};
 use crate::jobqueue::ledger::Ledger;
-use crate::jobqueue::scaler::{self, ScalerConfig, Target};
+use crate::jobqueue::scaler::{self, Blocked, ScalerConfig, Target};
+use crate::jobqueue::script;
 use crate::protocol::Secret;
 use crate::units::ByteSize;
 
@@ -111,6 +113,7 @@ pub struct AdaptArgs {
     rdask-jobqueue up --system local --scale 2        # no batch system: local processes\n\n\
     Then: rdask-jobqueue status | scale K | adapt --minimum A --maximum B | down.\n\
     The job options are those of `job-script` (and the config file); see docs/clusters.md.")]
+#[command(group(clap::ArgGroup::new("start").args(["scale", "adapt"])))]
 pub struct UpArgs {
     #[command(flatten)]
     pub name: NameArg,
@@ -123,8 +126,10 @@ pub struct UpArgs {
     /// --scale and --adapt count jobs, not workers
     #[arg(long)]
     pub jobs: bool,
-    /// With --scale: wait until that many workers are connected
-    #[arg(long, requires = "scale")]
+    /// With --scale K: wait until K workers are connected; with --adapt MIN:MAX, until MIN are
+    // A group, not `requires = "scale"`: clap drops a `requires` when a conflicting flag
+    // (--adapt) is given, and `up --adapt A:B --wait` then reached a panic.
+    #[arg(long, requires = "start")]
     pub wait: bool,
     /// How long --wait waits before giving up (the cluster stays up)
     #[arg(long, value_name = "SECONDS", default_value = "10m", value_parser = parse_secs)]
@@ -260,8 +265,8 @@ pub struct DaemonArgs {
 // ---------------------------------------------------------------------------------------
 
 pub fn up(a: UpArgs) -> Result<i32> {
-    let dir = a.name.dir()?;
-    let mut loaded = a.job.load()?.config;
+    a.name.dir()?;
+    let loaded = a.job.load()?.config;
     let processes = loaded.processes as usize;
     let target = initial_target(&a, processes);
     if let Some(t) = &target {
@@ -281,18 +286,21 @@ pub fn up(a: UpArgs) -> Result<i32> {
             .to_string(),
         None => "0.0.0.0".to_string(),
     };
+    let planned = a.name.dir()?;
+    check_job_script(&with_log_directory(loaded.clone(), &planned), &planned)?;
+    // The cluster's directory, then (its path canonical now that it exists) its `up` lock,
+    // before anything is written: of two `up` of one name exactly one goes on; the other
+    // leaves the winner's record, secret and daemon alone.
+    create_private_dir(&a.name.dir()?.root)?;
+    let dir = a.name.dir()?;
+    let _starting = lock_for_up(&dir)?;
     make_room(&dir)?;
 
     // The cluster's own places, absolute: the jobs read them from compute nodes.
-    for d in [&dir.root, &dir.logs_dir(), &dir.scripts_dir()] {
+    for d in [&dir.logs_dir(), &dir.scripts_dir()] {
         create_private_dir(d)?;
     }
-    if loaded.log_directory.is_none() {
-        loaded.log_directory = Some(dir.logs_dir());
-    }
-    if let Some(l) = &loaded.log_directory {
-        loaded.log_directory = Some(std::path::absolute(l).unwrap_or_else(|_| l.clone()));
-    }
+    let loaded = with_log_directory(loaded, &dir);
     Secret::generate()?.save(&dir.secret_path())?;
     let rec = ClusterRecord {
         name: dir.name.clone(),
@@ -328,7 +336,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
     );
     println!("  secret:  {}", dir.secret_path().display());
     println!("  logs:    {}", dir.daemon_log().display());
-    if let Some(t) = target {
+    if let Some(t) = &target {
         control::request(
             &dir,
             &Request::Scale {
@@ -337,7 +345,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
             },
             REQUEST_TIMEOUT,
         )?;
-        println!("  target:  {}", describe_target(&t, processes));
+        println!("  target:  {}", describe_target(t, processes));
     } else {
         println!(
             "  no workers yet: `rdask-jobqueue scale K{}` or `rdask-jobqueue adapt --minimum A --maximum B{0}`",
@@ -349,12 +357,10 @@ pub fn up(a: UpArgs) -> Result<i32> {
         dir.name,
         name_flag(&dir.name)
     );
-    if a.wait {
-        let k = a.scale.expect("clap: --wait requires --scale");
-        let workers = if a.jobs {
-            k.saturating_mul(processes)
-        } else {
-            k
+    if let (true, Some(t)) = (a.wait, &target) {
+        let workers = match *t {
+            Target::Fixed { workers } => workers,
+            Target::Adaptive { minimum, .. } => minimum,
         };
         return wait_for_workers(&dir, workers, Duration::from_secs_f64(a.wait_timeout));
     }
@@ -392,22 +398,129 @@ fn name_flag(name: &str) -> String {
     }
 }
 
+/// The jobs' log directory: the one configured, else the cluster's `logs/`; absolute, since
+/// the jobs read it from compute nodes.
+fn with_log_directory(mut cfg: JobConfig, dir: &ClusterDir) -> JobConfig {
+    let l = cfg.log_directory.take().unwrap_or_else(|| dir.logs_dir());
+    cfg.log_directory = Some(std::path::absolute(&l).unwrap_or(l));
+    cfg
+}
+
+/// The worker's own command line, to check the arguments a job script gives it.
+#[derive(clap::Parser, Debug)]
+#[command(name = "worker")]
+struct WorkerCommandLine {
+    #[command(flatten)]
+    _args: super::runtime::WorkerArgs,
+}
+
+/// Renders one job script as the daemon will and checks it before anything is written or
+/// started, so that what would kill every job fails `up` at once (exit 2) rather than after
+/// its `--wait`: the template, the worker's arguments (by the worker's own parser), and where
+/// the system has one, a dry-run submission (a bad partition, queue or resource request).
+fn check_job_script(cfg: &JobConfig, dir: &ClusterDir) -> Result<()> {
+    use clap::Parser;
+    let own_binary = std::env::current_exe().map_err(Error::io("finding this program"))?;
+    let mut cfg = cfg.clone();
+    cfg.job_name = crate::jobqueue::ledger::job_name(&dir.name, 0);
+    // The scheduler's address is not known yet; any well-formed one checks the same.
+    let target = script::Target {
+        scheduler_address: "tcp://127.0.0.1:8786".into(),
+        secret_file: Some(dir.secret_path()),
+    };
+    let text = script::render(&cfg, &target, &own_binary)
+        .map_err(|e| Error::invalid(format!("the job script cannot be rendered: {e}")))?;
+    // The arguments after the worker command, as the job's shell splits them.
+    let bare = JobConfig {
+        worker_command: Some(String::new()),
+        ..cfg.clone()
+    };
+    let line = script::worker_command(&bare, &target, &own_binary);
+    let words = shell_words::split(line.trim()).map_err(|e| {
+        Error::invalid(format!(
+            "the worker command's arguments cannot be split as a shell would ({e}): {line}"
+        ))
+    })?;
+    if let Err(e) =
+        WorkerCommandLine::try_parse_from(std::iter::once("worker".to_string()).chain(words))
+    {
+        let why = e.to_string();
+        let why = why.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(Error::invalid(format!(
+            "the workers would refuse the arguments the job script gives them: {}; check \
+             --worker-extra-arg and the options behind them (the worker command: {})",
+            why.trim_start_matches("error: "),
+            line.trim()
+        )));
+    }
+    let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch directory"))?;
+    let file_name = crate::jobqueue::system(cfg.system).script_file_name();
+    let path = scratch.path().join(format!("{}-{file_name}", cfg.job_name));
+    script::write_executable(&path, &text)?;
+    match crate::jobqueue::JobQueue::new(&cfg).dry_run(&path) {
+        Ok(_) => Ok(()),
+        Err(Error::Command(f)) if f.status.starts_with("timed out") => {
+            // A slow controller says nothing about the script: the daemon will see.
+            eprintln!("warning: the dry-run submission timed out; going on");
+            Ok(())
+        }
+        Err(Error::Command(f)) => Err(Error::invalid(format!(
+            "{} refuses the job script (`{}` {}): {}",
+            cfg.system,
+            f.command,
+            f.status,
+            [f.stderr.trim(), f.stdout.trim()]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes the cluster's `up` lock, held until `up` returns; another `up` of the same name
+/// holding it is invalid input (exit 2), and nothing is written.
+fn lock_for_up(dir: &ClusterDir) -> Result<std::fs::File> {
+    let path = dir.up_lock_path();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(format!("opening {}", path.display())))?;
+    if !cluster::try_flock(&file, libc::LOCK_EX) {
+        return Err(Error::invalid(format!(
+            "another `rdask-jobqueue up{}` is starting cluster `{}` right now; use it once it \
+             is up, or choose another --name",
+            name_flag(&dir.name),
+            dir.name
+        )));
+    }
+    Ok(file)
+}
+
 /// Refuses a live cluster of the same name; clears a finished one's record.
 fn make_room(dir: &ClusterDir) -> Result<()> {
-    let Some(old) = dir.read_record()? else {
-        return Ok(());
-    };
-    if cluster::record_alive(&old) {
+    if let Some(live) = dir.live_daemon() {
+        let address = dir
+            .read_record()
+            .ok()
+            .flatten()
+            .and_then(|r| r.address)
+            .unwrap_or_else(|| "?".into());
         return Err(Error::invalid(format!(
-            "cluster `{}` is already up (daemon pid {}, scheduler {}); use `scale`/`adapt`/`status`, \
-             `down{}` first, or choose another --name",
+            "cluster `{}` is already up (daemon pid {}, scheduler {address}); use \
+             `scale`/`adapt`/`status`, `down{}` first, or choose another --name",
             dir.name,
-            old.pid.unwrap_or(0),
-            old.address.as_deref().unwrap_or("?"),
+            live.pid.map_or("?".to_string(), |p| p.to_string()),
             name_flag(&dir.name)
         )));
     }
-    // Dead (or closed): its ledger must show every job finished before anything is replaced.
+    // A record that cannot be read is an error here too: nothing is replaced blindly.
+    let old = dir.read_record()?;
+    // Dead (or closed, or its record lost): its ledger must show every job finished before
+    // anything is replaced.
     let ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
     let alive = ledger.unfinished_ids();
     let submitting = ledger.submitting_names();
@@ -427,7 +540,7 @@ fn make_room(dir: &ClusterDir) -> Result<()> {
     }
     // Keep the old ledger beside the new one, for the record.
     if dir.ledger_path().exists() {
-        let stamp = old.closed_at.unwrap_or(old.created_at) as u64;
+        let stamp = old.map_or_else(cluster::now, |o| o.closed_at.unwrap_or(o.created_at)) as u64;
         let kept = dir.root.join(format!("ledger-{stamp}.json"));
         std::fs::rename(dir.ledger_path(), &kept).map_err(Error::io(format!(
             "keeping the old ledger as {}",
@@ -460,7 +573,6 @@ fn spawn_daemon(dir: &ClusterDir) -> Result<u32> {
         .try_clone()
         .map_err(Error::io("duplicating the log file"))?;
     let exe = std::env::current_exe().map_err(Error::io("finding this program"))?;
-    let home = crate::paths::rdask_home();
     let mut cmd = std::process::Command::new(exe);
     // Started inside a batch job, the daemon must not hand that job's context to the jobs it
     // submits: sbatch reads SLURM_* variables such as SLURM_MEM_PER_CPU as defaults (then
@@ -472,7 +584,7 @@ fn spawn_daemon(dir: &ClusterDir) -> Result<u32> {
         }
     }
     cmd.args(["cluster-daemon", "--name", &dir.name])
-        .env("RDASK_HOME", std::path::absolute(&home).unwrap_or(home))
+        .env("RDASK_HOME", cluster::home())
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(err);
@@ -543,24 +655,7 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
 }
 
 fn describe_target(t: &Target, processes: usize) -> String {
-    let jobs = |w: usize| w.div_ceil(processes.max(1));
-    match *t {
-        Target::Fixed { workers } => format!(
-            "{workers} worker(s) = {} job(s) of {processes} process(es)",
-            jobs(workers)
-        ),
-        Target::Adaptive {
-            minimum,
-            maximum,
-            target_duration,
-            wait_count,
-        } => format!(
-            "adaptive, {minimum}..{maximum} workers ({}..{} jobs), target duration {target_duration} s, \
-             wait count {wait_count}",
-            jobs(minimum),
-            jobs(maximum)
-        ),
-    }
+    t.describe(processes)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -575,8 +670,8 @@ fn live(name: &NameArg) -> Result<(ClusterDir, ClusterRecord)> {
 fn status_of(dir: &ClusterDir) -> Result<ClusterStatus> {
     match control::request(dir, &Request::Status, REQUEST_TIMEOUT)? {
         Reply::Status(s) => Ok(*s),
-        other => Err(Error::runtime(format!(
-            "unexpected reply from the daemon: {other:?}"
+        Reply::Ok { message } | Reply::Error { message, .. } => Err(Error::runtime(format!(
+            "the daemon answered `{message}` instead of its status"
         ))),
     }
 }
@@ -678,6 +773,18 @@ fn wait_for_workers(dir: &ClusterDir, workers: usize, timeout: Duration) -> Resu
         let s = status_of(dir)?;
         let connected = s.workers.iter().filter(|w| w.state != "retiring").count();
         let msg = jobs_summary(&s);
+        if connected < workers && s.failures.paused.is_some() {
+            // Nothing more will be submitted: waiting out the timeout would only hide why.
+            if let Some(b) = bar {
+                b.abandon();
+            }
+            eprintln!(
+                "error: only {connected} of {workers} workers connected, and the cluster stopped \
+                 submitting jobs:\n{}",
+                failure_lines(&s).join("\n")
+            );
+            return Ok(1);
+        }
         match &bar {
             Some(b) => {
                 b.set_position(connected.min(workers) as u64);
@@ -737,7 +844,18 @@ fn jobs_summary(s: &ClusterStatus) -> String {
     for (why, ids) in reasons {
         parts.push(format!("waiting for {why}: {}", ids.join(" ")));
     }
-    if let Some(e) = s.errors.last() {
+    if let Some(b) = &s.blocked {
+        parts.push(describe_blocked(b));
+    }
+    if let Some(j) = last_start_failure(s) {
+        // The batch state and the last line of its output (the detail's first line says
+        // both): the likeliest cause.
+        parts.push(format!(
+            "job {} {}",
+            j.job_id.as_deref().unwrap_or(&j.name),
+            first_line(j.detail.as_deref().unwrap_or(&j.state)),
+        ));
+    } else if let Some(e) = s.errors.last() {
         parts.push(format!("last error: {e}"));
     }
     parts.join("; ")
@@ -781,15 +899,8 @@ pub fn render_status(s: &ClusterStatus) -> String {
         describe_target(&s.target, s.processes),
         s.wanted_jobs
     );
-    if let Some(b) = &s.blocked {
-        let _ = writeln!(o, "submissions held back: {b:?}");
-    }
-    if s.submit_failures.total > 0 {
-        let _ = writeln!(
-            o,
-            "failed submissions: {} in a row, {} in all",
-            s.submit_failures.consecutive, s.submit_failures.total
-        );
+    for line in failure_lines(s) {
+        let _ = writeln!(o, "{line}");
     }
     let _ = writeln!(o, "\njobs ({}):", s.jobs.len());
     if !s.jobs.is_empty() {
@@ -884,20 +995,110 @@ pub fn render_status(s: &ClusterStatus) -> String {
     o
 }
 
+/// A Unix time as the local wall clock: "12:03:10".
+fn clock(unix: f64) -> String {
+    let t = unix as libc::time_t;
+    // SAFETY: an all-zero `tm` is valid; localtime_r writes only into it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return format!("{unix:.0} (Unix time)");
+    }
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+fn describe_blocked(b: &Blocked) -> String {
+    match *b {
+        Blocked::PendingCap { pending, cap } => {
+            format!("{pending} job(s) pending, the most allowed (--max-pending-jobs {cap})")
+        }
+        Blocked::Backoff { retry_at } => {
+            format!("backing off after failures until {}", clock(retry_at))
+        }
+        Blocked::Paused => "paused".to_string(),
+    }
+}
+
+/// The last job that ended before any of its workers connected, if `status` still lists it.
+fn last_start_failure(s: &ClusterStatus) -> Option<&JobView> {
+    let id = s.failures.last_start_failure.as_deref()?;
+    s.ended_jobs
+        .iter()
+        .rev()
+        .find(|j| j.job_id.as_deref() == Some(id))
+}
+
+/// What `status` says about failures: the pause (and how to resume), the back-off, the
+/// counts, and why the last job died (its batch state and the end of its output).
+fn failure_lines(s: &ClusterStatus) -> Vec<String> {
+    let f = &s.failures;
+    let mut out = Vec::new();
+    if let Some(p) = &f.paused {
+        out.push(format!(
+            "submissions PAUSED since {}: {}; fix the cause, then `rdask-jobqueue scale K{2}` \
+             or `rdask-jobqueue adapt --minimum A --maximum B{2}` resumes",
+            clock(p.since),
+            p.reason,
+            name_flag(&s.name)
+        ));
+    } else if let Some(b) = &s.blocked {
+        out.push(format!("submissions held back: {}", describe_blocked(b)));
+    }
+    if f.total > 0 {
+        out.push(format!(
+            "failed submit commands: {} in a row, {} in all",
+            f.consecutive, f.total
+        ));
+    }
+    if f.start_total > 0 {
+        out.push(format!(
+            "jobs that ended before any worker connected: {} in a row, {} in all",
+            f.start_consecutive, f.start_total
+        ));
+        if let Some(j) = last_start_failure(s) {
+            let detail = j.detail.as_deref().unwrap_or(&j.state);
+            out.push(format!(
+                "  last: job {} {}",
+                j.job_id.as_deref().unwrap_or(&j.name),
+                detail.replace('\n', "\n    ")
+            ));
+        }
+    }
+    out
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
 pub fn down(a: DownArgs) -> Result<i32> {
     let dir = a.name.dir()?;
-    let mut rec = dir.require_record()?;
-    if rec.closed_at.is_some() && !a.force {
-        println!("cluster `{}` is already down", dir.name);
-        return Ok(0);
+    // The record as far as it can be read: a missing or corrupt one must not hide a live
+    // daemon, which is found through its lock whatever the record says.
+    let (rec, record_problem) = match dir.read_record() {
+        Ok(Some(r)) => (Some(r), None),
+        Ok(None) => (None, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let live = dir.live_daemon();
+    let traces = dir.ledger_path().exists() || !dir.scripted_job_names().is_empty();
+    if rec.is_none() && record_problem.is_none() && live.is_none() && !traces {
+        // No record, no daemon, no job: no cluster of this name.
+        dir.require_record()?;
     }
-    let alive = cluster::record_alive(&rec);
-    if alive {
-        let pid = rec.pid.expect("alive means a pid");
+    let record_problem = match (&rec, record_problem) {
+        (None, None) => Some(format!(
+            "its record {} is missing",
+            dir.record_path().display()
+        )),
+        (_, p) => p,
+    };
+    if let (Some(r), None) = (&rec, live) {
+        if r.closed_at.is_some() && !a.force {
+            println!("cluster `{}` is already down", dir.name);
+            return Ok(0);
+        }
+    }
+    if let Some(live) = live {
         let timeout = if a.force {
             Duration::from_secs(30)
         } else {
@@ -905,32 +1106,56 @@ pub fn down(a: DownArgs) -> Result<i32> {
         };
         match control::request(&dir, &Request::Down, timeout) {
             Ok(Reply::Ok { message }) => {
-                wait_for_exit(pid, &dir.name, Duration::from_secs(10));
+                wait_for_exit(&dir, Duration::from_secs(10));
+                // The daemon rewrote its record (a lost one included) as it closed.
                 println!("{message}; daemon stopped");
                 return Ok(0);
             }
-            Ok(other) => {
-                if !a.force {
-                    return Err(Error::runtime(format!("the daemon answered {other:?}")));
-                }
+            Ok(_) if !a.force => {
+                return Err(Error::runtime(
+                    "the daemon gave an unexpected answer to `down`; `down --force` stops it",
+                ))
             }
             Err(e) if !a.force => {
                 return Err(Error::runtime(format!(
-                    "{e}; `rdask-jobqueue down --force{}` cancels the jobs from the ledger",
+                    "{e}; `rdask-jobqueue down --force{}` stops the daemon and cancels the jobs \
+                     from the ledger",
                     name_flag(&dir.name)
                 )))
             }
+            Ok(_) => eprintln!("warning: unexpected answer; stopping the daemon"),
             Err(e) => {
                 eprintln!("warning: {e}; stopping the daemon and cleaning up from the ledger")
             }
         }
         // Forced: the daemon did not finish the job; stop it so only we write the ledger.
+        let Some(pid) = live.pid else {
+            return Err(Error::runtime(format!(
+                "cluster `{}`'s daemon holds {} but its pid cannot be read; stop it by hand \
+                 (`fuser {0}`), then run `down --force` again",
+                dir.name,
+                dir.lock_path().display()
+            )));
+        };
         kill(pid, libc::SIGTERM);
-        if !wait_for_exit(pid, &dir.name, Duration::from_secs(10)) {
+        if !wait_for_exit(&dir, Duration::from_secs(10)) {
             kill(pid, libc::SIGKILL);
-            wait_for_exit(pid, &dir.name, Duration::from_secs(5));
+            if !wait_for_exit(&dir, Duration::from_secs(5)) {
+                return Err(Error::runtime(format!(
+                    "cluster `{}`'s daemon (pid {pid}) did not stop; nothing was cancelled",
+                    dir.name
+                )));
+            }
         }
     } else if !a.force {
+        if let Some(problem) = &record_problem {
+            return Err(Error::runtime(format!(
+                "cluster `{}`: {problem}; its daemon is not running; `rdask-jobqueue down \
+                 --force{}` says which jobs may be alive",
+                dir.name,
+                name_flag(&dir.name)
+            )));
+        }
         return Err(Error::runtime(format!(
             "cluster `{}`'s daemon is not running; `rdask-jobqueue down --force{}` cancels its \
              jobs from the ledger",
@@ -938,7 +1163,22 @@ pub fn down(a: DownArgs) -> Result<i32> {
             name_flag(&dir.name)
         )));
     }
-    let mut ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
+    // The daemon is gone: from here we are the ledger's only writer.
+    let Some(mut rec) = rec else {
+        return Err(lost_record(&dir, record_problem));
+    };
+    let ledger = if !dir.ledger_path().exists() && !dir.scripted_job_names().is_empty() {
+        Err(Error::runtime(format!(
+            "its job ledger {} is missing",
+            dir.ledger_path().display()
+        )))
+    } else {
+        Ledger::open(&dir.ledger_path(), &dir.name)
+    };
+    let mut ledger = match ledger {
+        Ok(l) => l,
+        Err(e) => return Err(cancel_without_ledger(&dir, &rec, &e)),
+    };
     let message = if ledger.is_closed() {
         format!("cluster `{}`: the ledger was already closed", dir.name)
     } else {
@@ -951,10 +1191,79 @@ pub fn down(a: DownArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Waits for cluster `name`'s daemon to end; true if it did.
-fn wait_for_exit(pid: u32, name: &str, timeout: Duration) -> bool {
+/// `down --force` without a readable record, the daemon dead: without the record the batch
+/// system of the jobs is unknown, so nothing can be cancelled; say which jobs there are.
+fn lost_record(dir: &ClusterDir, problem: Option<String>) -> Error {
+    let problem = problem.unwrap_or_default();
+    let jobs = match Ledger::open(&dir.ledger_path(), &dir.name) {
+        Ok(l) => l
+            .unfinished()
+            .map(|j| j.job_id.clone().unwrap_or_else(|| j.name.clone()))
+            .collect::<Vec<_>>(),
+        Err(_) => dir.scripted_job_names(),
+    };
+    Error::runtime(format!(
+        "cluster `{}`: {problem}; without it the batch system of its jobs is unknown, so \
+         nothing was cancelled. {}Cancel them with the batch system's own command (scancel, \
+         qdel, ...), then restore the record or remove {}",
+        dir.name,
+        if jobs.is_empty() {
+            "It lists no job that may be alive. ".to_string()
+        } else {
+            format!("Jobs that may be alive: {}. ", jobs.join(" "))
+        },
+        dir.root.display()
+    ))
+}
+
+/// `down --force` when the ledger is missing or unreadable: the daemon is dead, so the job
+/// scripts are the only list of jobs left. Cancels each by its name where the system can;
+/// the cluster stays open (exit 1): what ran cannot be proven finished without the ledger.
+fn cancel_without_ledger(dir: &ClusterDir, rec: &ClusterRecord, problem: &Error) -> Error {
+    let queue = crate::jobqueue::JobQueue::new(&rec.config);
+    let names = dir.scripted_job_names();
+    let mut cancelled = Vec::new();
+    let mut failed = Vec::new();
+    let mut by_name = true;
+    for name in &names {
+        match queue.cancel_by_name(name) {
+            Ok(true) => cancelled.push(name.as_str()),
+            Ok(false) => {
+                by_name = false;
+                break;
+            }
+            Err(e) => failed.push(format!("{name} ({e})")),
+        }
+    }
+    let done = if !by_name {
+        format!(
+            "{} cannot cancel jobs by name: look for jobs named rdask-{}-* in the queue and \
+             cancel them by hand",
+            rec.system, dir.name
+        )
+    } else if names.is_empty() {
+        "no job script was found either".to_string()
+    } else {
+        let mut s = format!(
+            "cancelled by name every job it wrote a script for: {}",
+            cancelled.join(" ")
+        );
+        if !failed.is_empty() {
+            s.push_str(&format!("; failed: {}", failed.join("; ")));
+        }
+        s
+    };
+    Error::runtime(format!(
+        "cluster `{}`: {problem}; {done}. The cluster stays open: restore the ledger, or move \
+         it away once the queue shows no rdask-{}-* job",
+        dir.name, dir.name
+    ))
+}
+
+/// Waits until the cluster's daemon has let go of its lock (it exited); true if it did.
+fn wait_for_exit(dir: &ClusterDir, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while cluster::daemon_alive(pid, name) {
+    while dir.live_daemon().is_some() {
         if Instant::now() > deadline {
             return false;
         }
@@ -982,10 +1291,10 @@ pub fn list(a: ListArgs) -> Result<i32> {
         let Ok(Some(rec)) = dir.read_record() else {
             continue;
         };
-        let state = if rec.closed_at.is_some() {
-            "down"
-        } else if cluster::record_alive(&rec) {
+        let state = if dir.live_daemon().is_some() {
             "up"
+        } else if rec.closed_at.is_some() {
+            "down"
         } else {
             "dead (down --force cleans up)"
         };
@@ -1033,11 +1342,7 @@ pub fn logs(a: LogsArgs) -> Result<i32> {
         println!("{}", tail(&dir.daemon_log(), a.lines));
         return Ok(0);
     };
-    let log_dir = rec
-        .config
-        .log_directory
-        .clone()
-        .unwrap_or_else(|| dir.logs_dir());
+    let dirs = cluster::job_log_dirs(&dir, &rec);
     // Files name the job by its id (SLURM's -%J, SGE's .o<id>) or by its name (local jobs log
     // beside their script, rdask-NAME-SEQ-job.sh.log).
     let ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
@@ -1045,15 +1350,15 @@ pub fn logs(a: LogsArgs) -> Result<i32> {
     if let Some(job) = ledger.job(id) {
         keys.push(job.name.clone());
     }
-    let files: Vec<PathBuf> = [log_dir.clone(), dir.scripts_dir()]
+    let files: Vec<PathBuf> = dirs
         .iter()
-        .flat_map(|d| job_log_files(d, &keys))
+        .flat_map(|d| cluster::job_log_files(d, &keys))
         .collect();
     if files.is_empty() {
         return Err(Error::invalid(format!(
             "no output of job {id} under {} (the batch system writes it when the job starts; \
              `rdask-jobqueue status{}` lists the jobs)",
-            log_dir.display(),
+            dirs[0].display(),
             name_flag(&dir.name)
         )));
     }
@@ -1062,33 +1367,6 @@ pub fn logs(a: LogsArgs) -> Result<i32> {
         println!("{}", tail(&f, a.lines));
     }
     Ok(0)
-}
-
-/// Output files whose name holds one of `keys` (a job id or name) as a whole word:
-/// `rdask-x-3-1234.out` and `x.o1234` for 1234, but not `rdask-x-3-12345.out`; never the
-/// job scripts themselves.
-fn job_log_files(dir: &std::path::Path, keys: &[String]) -> Vec<PathBuf> {
-    let whole = |name: &str, key: &str| {
-        name.match_indices(key).any(|(i, _)| {
-            let before = name[..i].chars().last();
-            let after = name[i + key.len()..].chars().next();
-            !before.is_some_and(|c| c.is_ascii_digit())
-                && !after.is_some_and(|c| c.is_ascii_digit())
-        })
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let script = name.ends_with(".sh") || name.ends_with(".sub");
-            !script && keys.iter().any(|k| whole(name, k))
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 pub fn daemon(a: DaemonArgs) -> Result<i32> {
@@ -1113,6 +1391,79 @@ mod tests {
         assert!(parse_secs("inf").is_err());
     }
 
+    fn a_status() -> ClusterStatus {
+        use crate::jobqueue::scaler::Failures;
+        ClusterStatus {
+            name: "x".into(),
+            address: "tcp://vm:1".into(),
+            system: "slurm".into(),
+            pid: 7,
+            target: Target::Fixed { workers: 2 },
+            processes: 1,
+            workers: Vec::new(),
+            jobs: Vec::new(),
+            ended_jobs: vec![JobView {
+                job_id: Some("350".into()),
+                name: "rdask-x-2".into(),
+                state: "failed".into(),
+                age: 3.0,
+                workers: Vec::new(),
+                end_reason: Some("failed".into()),
+                detail: Some(
+                    "ended (failed) before any of its workers connected: bad interface\n\
+                     rdask-x-2-350.err ends with:\nstarting\nbad interface"
+                        .into(),
+                ),
+                pending_reason: None,
+            }],
+            tasks: Default::default(),
+            wanted_jobs: 2,
+            counted_jobs: 0,
+            blocked: Some(Blocked::Backoff { retry_at: 1e9 }),
+            failures: Failures {
+                start_consecutive: 2,
+                start_total: 2,
+                last_start_failure: Some("350".into()),
+                retry_at: Some(1e9),
+                paused: None,
+                ..Failures::default()
+            },
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn status_says_why_jobs_fail_in_words() {
+        let mut s = a_status();
+        let text = render_status(&s);
+        assert!(
+            text.contains(&format!("backing off after failures until {}", clock(1e9))),
+            "{text}"
+        );
+        assert!(text.contains("2 in a row, 2 in all"), "{text}");
+        assert!(text.contains("last: job 350 ended (failed)"), "{text}");
+        assert!(text.contains("    bad interface"), "{text}");
+        let summary = jobs_summary(&s);
+        assert!(summary.contains("job 350 ended (failed)"), "{summary}");
+        // Paused: the reason and how to resume.
+        s.blocked = Some(Blocked::Paused);
+        s.failures.paused = Some(crate::jobqueue::scaler::Pause {
+            reason: crate::jobqueue::scaler::PauseReason::StartFailures {
+                jobs: 3,
+                last_job: "350".into(),
+            },
+            since: 1e9,
+        });
+        let text = render_status(&s);
+        assert!(text.contains("submissions PAUSED since"), "{text}");
+        assert!(text.contains("3 jobs in a row ended before"), "{text}");
+        assert!(text.contains("`rdask-jobqueue scale K --name x`"), "{text}");
+        // No Rust dumps anywhere.
+        for dump in ["Some(", "None", "Backoff {", "Fixed {", "StartFailures"] {
+            assert!(!text.contains(dump), "{dump:?} in:\n{text}");
+        }
+    }
+
     #[test]
     fn job_logs_are_found_by_whole_id() {
         let d = tempfile::tempdir().unwrap();
@@ -1125,7 +1476,7 @@ mod tests {
         ] {
             std::fs::write(d.path().join(f), "x").unwrap();
         }
-        let names: Vec<String> = job_log_files(d.path(), &["12".to_string()])
+        let names: Vec<String> = cluster::job_log_files(d.path(), &["12".to_string()])
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();

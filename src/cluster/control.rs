@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::ClusterDir;
 use crate::error::{Error, Result};
 use crate::jobqueue::ledger::{JobRecord, LedgerState};
-use crate::jobqueue::scaler::{Blocked, SubmitFailures, Target};
+use crate::jobqueue::scaler::{Blocked, Failures, Target};
 use crate::protocol::messages::TaskCountsReport;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,7 +123,9 @@ pub struct ClusterStatus {
     pub wanted_jobs: usize,
     pub counted_jobs: usize,
     pub blocked: Option<Blocked>,
-    pub submit_failures: SubmitFailures,
+    /// Failed submissions and jobs that died before a worker connected; the back-off and
+    /// the pause.
+    pub failures: Failures,
     /// Recent problems (failed batch commands), newest last.
     pub errors: Vec<String>,
 }

@@ -55,6 +55,8 @@ const RETIRE_TIMEOUT: Duration = Duration::from_secs(300);
 const PARALLEL_SUBMITS: usize = 16;
 /// How long `down` waits for cancelled jobs to be seen finished.
 const DOWN_WAIT: Duration = Duration::from_secs(60);
+/// Lines of a dead job's output shown in `status` and the log.
+const JOB_OUTPUT_LINES: usize = 5;
 
 pub fn run(name: &str) -> Result<i32> {
     // Everything the daemon creates (socket, scripts' siblings) is the owner's only.
@@ -136,6 +138,7 @@ pub fn run(name: &str) -> Result<i32> {
         last_status: None,
         pending_reasons: BTreeMap::new(),
         to_cancel: BTreeSet::new(),
+        just_ended: Vec::new(),
         submit_failures: 0,
         submit_successes: 0,
         errors: VecDeque::new(),
@@ -156,24 +159,39 @@ pub fn run(name: &str) -> Result<i32> {
     Ok(code)
 }
 
-/// Takes the cluster's daemon lock for as long as the returned file lives.
+/// Takes the cluster's daemon lock for as long as the returned file lives, and writes our pid
+/// into it: the lock is how every command finds the live daemon ([`ClusterDir::live_daemon`]).
 fn hold_lock(dir: &ClusterDir) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
+    use std::io::{Seek, Write};
     let path = dir.lock_path();
-    let file = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .map_err(Error::io(format!("opening {}", path.display())))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Error::runtime(format!(
-            "another daemon of cluster `{}` holds {}",
-            dir.name,
-            path.display()
-        )));
+    // A command checking liveness holds a shared lock for an instant: wait that out, but not
+    // another daemon.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !super::try_flock(&file, libc::LOCK_EX) {
+        if Instant::now() > deadline {
+            return Err(Error::runtime(format!(
+                "another daemon of cluster `{}` holds {}",
+                dir.name,
+                path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.flush());
+    written.map_err(Error::io(format!(
+        "writing our pid into {}",
+        path.display()
+    )))?;
     Ok(file)
 }
 
@@ -253,6 +271,9 @@ struct Deployer<'a> {
     pending_reasons: BTreeMap<String, String>,
     /// Jobs we decided to cancel whose cancel command has not succeeded yet.
     to_cancel: BTreeSet<String>,
+    /// Jobs seen finished since the last tick: the scaler judges each once (a job that died
+    /// before its workers connected counts towards the back-off and the pause).
+    just_ended: Vec<String>,
     submit_failures: u32,
     submit_successes: u32,
     errors: VecDeque<String>,
@@ -298,7 +319,12 @@ impl Deployer<'_> {
                             });
                             continue;
                         }
-                        tracing::info!("target: {target:?}");
+                        tracing::info!("target: {}", target.describe(self.processes()));
+                        // Asking again is how a paused cluster resumes (docs/clusters.md).
+                        if let Some(p) = self.scaler.failures().paused.clone() {
+                            tracing::info!("submissions resumed (they were paused: {})", p.reason);
+                        }
+                        self.scaler.resume();
                         self.target = target;
                         if let Some(i) = interval.filter(|i| i.is_finite() && *i > 0.0) {
                             self.rec.interval = i.clamp(0.05, 86_400.0);
@@ -402,11 +428,49 @@ impl Deployer<'_> {
         self.pending_reasons = self.queue.pending_reasons(&pending);
         let changed = self.ledger.update_states(&states, now())?;
         for id in changed {
-            if let Some(j) = self.ledger.job(&id) {
-                tracing::info!("job {id}: {}", j.state);
+            let Some(j) = self.ledger.job(&id) else {
+                continue;
+            };
+            tracing::info!("job {id}: {}", j.state);
+            if j.is_finished() {
+                self.just_ended.push(id.clone());
+                self.explain_end(&id);
             }
         }
         Ok(())
+    }
+
+    /// A job that ended before any of its workers connected, not by our scale-down or
+    /// shutdown: find out why, as far as its batch state and the end of its output tell,
+    /// and put it in the ledger (for `status`) and the log.
+    fn explain_end(&mut self, id: &str) {
+        let Some(j) = self.ledger.job(id) else {
+            return;
+        };
+        if j.workers_seen_at.is_some()
+            || matches!(
+                j.end_reason,
+                Some(EndReason::ScaledDown | EndReason::Shutdown)
+            )
+        {
+            return;
+        }
+        let state = j.state;
+        let name = j.name.clone();
+        // The first line stands alone (`status` lists ended jobs one line each); the end of
+        // the job's output follows.
+        let mut detail = format!("ended ({state}) before any of its workers connected");
+        match super::job_output_tail(&self.dir, &self.rec, id, &name, JOB_OUTPUT_LINES) {
+            Some((file, tail)) => {
+                let last = tail.lines().last().unwrap_or_default().to_string();
+                detail.push_str(&format!(": {last}\n{} ends with:\n{tail}", file.display()));
+            }
+            None => detail.push_str("; it wrote no output"),
+        }
+        tracing::warn!("job {id} ({name}) {detail}");
+        if let Err(e) = self.ledger.set_detail(id, &detail) {
+            self.note(format!("recording why job {id} ended: {e}"));
+        }
     }
 
     /// Submissions whose outcome is unknown (the command timed out, or lost its controller
@@ -528,6 +592,23 @@ impl Deployer<'_> {
                 workers: by_job.remove(id).unwrap_or_default(),
             });
         }
+        // Jobs that ended since the last tick, once, with their final state.
+        for id in std::mem::take(&mut self.just_ended) {
+            let Some(j) = self.ledger.job(&id) else {
+                continue;
+            };
+            let Some(state) = j.state.batch_state().filter(|s| s.is_finished()) else {
+                continue;
+            };
+            jobs.push(JobObservation {
+                job_id: id.clone(),
+                state,
+                submitted_at: j.submitted_at.unwrap_or(j.recorded_at),
+                started_at: j.started_at,
+                workers_seen_at: j.workers_seen_at,
+                workers: Vec::new(),
+            });
+        }
         let c = &status.tasks;
         let obs = Observation {
             now: now(),
@@ -542,11 +623,24 @@ impl Deployer<'_> {
             submit_failures: std::mem::take(&mut self.submit_failures),
             submit_successes: std::mem::take(&mut self.submit_successes),
         };
+        let was_paused = self.scaler.failures().paused.is_some();
         let tick = self.scaler.tick(&obs);
         self.last_status = Some(status);
+        if let (false, Some(p)) = (was_paused, &self.scaler.failures().paused) {
+            let flag = if self.dir.name == super::DEFAULT_NAME {
+                String::new()
+            } else {
+                format!(" --name {}", self.dir.name)
+            };
+            self.note(format!(
+                "submissions paused: {}; fix the cause (`rdask-jobqueue status{flag}` shows the \
+                 last job's output), then `rdask-jobqueue scale K{flag}` or `adapt` resumes",
+                p.reason
+            ));
+        }
         // The scaler counts every decision as carried out: none may be dropped on an error.
         for decision in tick.decisions.clone() {
-            tracing::info!("decision: {decision:?}");
+            tracing::info!("decision: {decision}");
             match decision {
                 Decision::Submit { jobs } => {
                     self.submit(jobs);
@@ -694,7 +788,7 @@ impl Deployer<'_> {
             let error = match tokio::time::timeout(RETIRE_TIMEOUT, client.retire(&ids)).await {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some(format!("not done after {RETIRE_TIMEOUT:?}")),
+                Err(_) => Some(format!("not done after {} s", RETIRE_TIMEOUT.as_secs())),
             };
             let _ = tx.send(Msg::Retired { job_id, error });
         });
@@ -808,7 +902,7 @@ impl Deployer<'_> {
             wanted_jobs: tick.map_or(0, |t| t.wanted_jobs),
             counted_jobs: tick.map_or(0, |t| t.counted_jobs),
             blocked: tick.and_then(|t| t.blocked),
-            submit_failures: self.scaler.submit_failures(),
+            failures: self.scaler.failures().clone(),
             errors: self.errors.iter().cloned().collect(),
         }))
     }
@@ -879,9 +973,10 @@ pub fn finish_jobs(
         }
         if Instant::now() > deadline {
             return Err(Error::runtime(format!(
-                "jobs {} were cancelled but still show as alive after {DOWN_WAIT:?}; run \
+                "jobs {} were cancelled but still show as alive after {} s; run \
                  `rdask-jobqueue down --force --name {}` again later",
                 alive.join(" "),
+                DOWN_WAIT.as_secs(),
                 rec.name
             )));
         }

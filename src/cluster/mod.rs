@@ -31,10 +31,32 @@ use crate::protocol::Secret;
 /// The name used when `--name` is not given.
 pub const DEFAULT_NAME: &str = "default";
 
-/// `$RDASK_HOME/clusters`, absolute: job scripts on compute nodes read the secret from it.
-pub fn clusters_root() -> PathBuf {
+/// `$RDASK_HOME`, spelt one way whatever way it was given: canonical (symlinks resolved) when
+/// it exists, else absolute with `.`, `..` and trailing slashes gone. Every command and the
+/// daemon must agree on where a cluster lives (`/x/home/`, `home` run from `/x`, and a link to
+/// it are one home), and job scripts on compute nodes read the secret from it.
+pub fn home() -> PathBuf {
     let home = crate::paths::rdask_home();
-    std::path::absolute(&home).unwrap_or(home).join("clusters")
+    if let Ok(canonical) = std::fs::canonicalize(&home) {
+        return canonical;
+    }
+    let absolute = std::path::absolute(&home).unwrap_or(home);
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `$RDASK_HOME/clusters`, canonical ([`home`]).
+pub fn clusters_root() -> PathBuf {
+    home().join("clusters")
 }
 
 /// Names become directory names and batch job names (`rdask-NAME-SEQ`): keep them plain.
@@ -113,9 +135,61 @@ impl ClusterDir {
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }
-    /// Held (flock) by the daemon for its whole life: two daemons of one cluster cannot run.
+    /// Held (flock) by the daemon for its whole life, with its pid inside: two daemons of one
+    /// cluster cannot run, and whoever holds it is the live daemon ([`ClusterDir::live_daemon`]).
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("daemon.lock")
+    }
+    /// Held by `up` from before it writes anything until its daemon serves: of two `up` of one
+    /// name, exactly one gets it.
+    pub fn up_lock_path(&self) -> PathBuf {
+        self.root.join("up.lock")
+    }
+
+    /// The cluster's running daemon, found through its lock: the daemon holds `daemon.lock`
+    /// for its whole life and writes its pid into it. The kernel knows who holds a lock, so
+    /// this needs neither the record (which a crash may have left wrong or missing) nor one
+    /// spelling of `$RDASK_HOME`, and a pid reused by another process is never taken for it.
+    pub fn live_daemon(&self) -> Option<LiveDaemon> {
+        let file = std::fs::File::open(self.lock_path()).ok()?;
+        if try_flock(&file, libc::LOCK_SH) {
+            // Nobody holds it (ours is released when `file` closes).
+            return None;
+        }
+        // Held: the daemon writes its pid right after locking; give it a moment.
+        for _ in 0..50 {
+            if let Some(pid) = std::fs::read_to_string(self.lock_path())
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+            {
+                return Some(LiveDaemon { pid: Some(pid) });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Some(LiveDaemon { pid: None })
+    }
+
+    /// The names of the jobs this cluster wrote scripts for (`jobs/rdask-NAME-SEQ-job.sh`):
+    /// every job it submitted has one, written before its submit command ran. What is left to
+    /// go by when the ledger is lost.
+    pub fn scripted_job_names(&self) -> Vec<String> {
+        let prefix = format!("rdask-{}-", self.name);
+        let mut seqs: Vec<u64> = std::fs::read_dir(self.scripts_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().into_string().ok()?;
+                let rest = file.strip_prefix(&prefix)?;
+                let (seq, _) = rest.split_once('-')?;
+                seq.parse().ok()
+            })
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        seqs.into_iter()
+            .map(|seq| crate::jobqueue::ledger::job_name(&self.name, seq))
+            .collect()
     }
     pub fn daemon_log(&self) -> PathBuf {
         self.logs_dir().join("daemon.log")
@@ -135,7 +209,8 @@ impl ClusterDir {
         serde_json::from_str(&text).map(Some).map_err(|e| {
             Error::runtime(format!(
                 "{} is not a cluster record ({e}): restore or fix it; the jobs the cluster \
-                 submitted are listed in {}",
+                 submitted are listed in {}, and `rdask-jobqueue down` still stops its daemon \
+                 if it runs",
                 path.display(),
                 self.ledger_path().display()
             ))
@@ -144,7 +219,28 @@ impl ClusterDir {
 
     /// The record, or an invalid-input error naming the clusters there are.
     pub fn require_record(&self) -> Result<ClusterRecord> {
-        self.read_record()?.ok_or_else(|| {
+        let record = self.read_record()?;
+        if record.is_none() && (self.live_daemon().is_some() || self.ledger_path().exists()) {
+            // A cluster was here: its record was lost, not never written.
+            return Err(Error::runtime(format!(
+                "cluster `{}`'s record {} is missing{}; `rdask-jobqueue down{}` still stops \
+                 its daemon, and its jobs are listed in {}",
+                self.name,
+                self.record_path().display(),
+                if self.live_daemon().is_some() {
+                    " (its daemon runs)"
+                } else {
+                    ""
+                },
+                if self.name == DEFAULT_NAME {
+                    String::new()
+                } else {
+                    format!(" --name {}", self.name)
+                },
+                self.ledger_path().display()
+            )));
+        }
+        record.ok_or_else(|| {
             let known = list_names();
             let known = if known.is_empty() {
                 "there are none; start one with `rdask-jobqueue up`".to_string()
@@ -160,7 +256,8 @@ impl ClusterDir {
     }
 
     /// The record of a cluster that is up: not shut down, its daemon running (or a clear
-    /// error saying what to do).
+    /// error saying what to do). A record that cannot be read is an error (exit 1) even when
+    /// the daemon runs: `down` still reaches the daemon through its lock and socket.
     pub fn require_live(&self) -> Result<ClusterRecord> {
         let rec = self.require_record()?;
         let flag = if self.name == DEFAULT_NAME {
@@ -174,7 +271,7 @@ impl ClusterDir {
                 self.name
             )));
         }
-        if !record_alive(&rec) {
+        if self.live_daemon().is_none() {
             return Err(Error::runtime(format!(
                 "cluster `{}`'s daemon is not running (see {}); `rdask-jobqueue down --force{flag}` \
                  cancels its jobs",
@@ -209,44 +306,88 @@ pub fn list_names() -> Vec<String> {
     names
 }
 
-/// Whether `pid` is a live (not zombie) `cluster-daemon` of the cluster `name` under this
-/// `$RDASK_HOME`: a pid alone may have been reused since the record was written, even by
-/// another cluster's daemon.
-pub fn daemon_alive(pid: u32, name: &str) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
+/// Output files whose name holds one of `keys` (a job id or name) as a whole word:
+/// `rdask-x-3-1234.out` and `x.o1234` for 1234, but not `rdask-x-3-12345.out`; never the
+/// job scripts themselves.
+pub fn job_log_files(dir: &std::path::Path, keys: &[String]) -> Vec<PathBuf> {
+    let whole = |name: &str, key: &str| {
+        name.match_indices(key).any(|(i, _)| {
+            let before = name[..i].chars().last();
+            let after = name[i + key.len()..].chars().next();
+            !before.is_some_and(|c| c.is_ascii_digit())
+                && !after.is_some_and(|c| c.is_ascii_digit())
+        })
     };
-    // "pid (comm) S ...": the state follows the last ')'.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    if matches!(state, Some("Z") | Some("X") | None) {
-        return false;
-    }
-    let words = |file: &str| -> Vec<Vec<u8>> {
-        std::fs::read(format!("/proc/{pid}/{file}"))
-            .map(|c| c.split(|b| *b == 0).map(<[u8]>::to_vec).collect())
-            .unwrap_or_default()
-    };
-    let argv = words("cmdline");
-    let ours = argv.iter().any(|a| a == b"cluster-daemon")
-        && argv
-            .windows(2)
-            .any(|w| w[0] == b"--name" && w[1] == name.as_bytes());
-    // `up` gives the daemon its home as an absolute RDASK_HOME.
-    let home = format!(
-        "RDASK_HOME={}",
-        clusters_root()
-            .parent()
-            .unwrap_or(&clusters_root())
-            .display()
-    );
-    ours && words("environ").iter().any(|kv| kv == home.as_bytes())
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let script = name.ends_with(".sh") || name.ends_with(".sub");
+            !script && keys.iter().any(|k| whole(name, k))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
-/// Whether the record's daemon runs.
-pub fn record_alive(rec: &ClusterRecord) -> bool {
-    rec.pid.is_some_and(|pid| daemon_alive(pid, &rec.name))
+/// Where a job's output goes: the configured log directory (the job script's -e/-o), else
+/// the cluster's `logs/`; local jobs log beside their script in `jobs/`.
+pub fn job_log_dirs(dir: &ClusterDir, rec: &ClusterRecord) -> Vec<PathBuf> {
+    let logs = rec
+        .config
+        .log_directory
+        .clone()
+        .unwrap_or_else(|| dir.logs_dir());
+    vec![logs, dir.scripts_dir()]
+}
+
+/// The last `lines` lines of the job's error output, for people: why a job died. Its
+/// standard error file when the system writes one apart (SLURM's `.err`), else its merged
+/// output (SGE's `-j y` `.o<id>`, local jobs' `.log`). None when the job wrote nothing.
+pub fn job_output_tail(
+    dir: &ClusterDir,
+    rec: &ClusterRecord,
+    job_id: &str,
+    job_name: &str,
+    lines: usize,
+) -> Option<(PathBuf, String)> {
+    let keys = [job_id.to_string(), job_name.to_string()];
+    let files: Vec<PathBuf> = job_log_dirs(dir, rec)
+        .iter()
+        .flat_map(|d| job_log_files(d, &keys))
+        .collect();
+    let is_err = |p: &PathBuf| p.extension().is_some_and(|e| e == "err");
+    let best = files
+        .iter()
+        .filter(|p| is_err(p))
+        .chain(files.iter().filter(|p| !is_err(p)))
+        .find_map(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            (!kept.is_empty()).then(|| {
+                let from = kept.len().saturating_sub(lines);
+                (p.clone(), kept[from..].join("\n"))
+            })
+        });
+    best
+}
+
+/// The daemon that holds a cluster's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveDaemon {
+    /// Its pid, as it wrote it into the lock (None only if it could not be read).
+    pub pid: Option<u32>,
+}
+
+/// Tries to take `how` (LOCK_SH or LOCK_EX) on `file` without waiting; true if taken. The
+/// lock lasts until the file is closed (in this process and any that inherited it).
+pub fn try_flock(file: &std::fs::File, how: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor `file` owns.
+    unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) == 0 }
 }
 
 /// The scheduler address and secret of a running cluster, for clients.
@@ -274,8 +415,43 @@ mod tests {
     }
 
     #[test]
-    fn our_own_process_is_not_a_daemon() {
-        assert!(!daemon_alive(std::process::id(), "default"));
-        assert!(!daemon_alive(u32::MAX - 1, "default"));
+    fn the_live_daemon_is_whoever_holds_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ClusterDir {
+            name: "c".into(),
+            root: tmp.path().to_path_buf(),
+        };
+        // No lock file, or one nobody holds (a dead daemon's): no daemon.
+        assert_eq!(dir.live_daemon(), None);
+        std::fs::write(dir.lock_path(), "4242\n").unwrap();
+        assert_eq!(dir.live_daemon(), None);
+        // Held (as the daemon holds it): found, with the pid written inside.
+        let held = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.lock_path())
+            .unwrap();
+        assert!(try_flock(&held, libc::LOCK_EX));
+        assert_eq!(dir.live_daemon(), Some(LiveDaemon { pid: Some(4242) }));
+        drop(held);
+        assert_eq!(dir.live_daemon(), None);
+    }
+
+    #[test]
+    fn job_names_come_back_from_the_scripts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ClusterDir {
+            name: "c".into(),
+            root: tmp.path().to_path_buf(),
+        };
+        std::fs::create_dir_all(dir.scripts_dir()).unwrap();
+        for f in [
+            "rdask-c-10-job.sh",
+            "rdask-c-2-job.sh",
+            "rdask-cc-1-job.sh",
+            "other",
+        ] {
+            std::fs::write(dir.scripts_dir().join(f), "").unwrap();
+        }
+        assert_eq!(dir.scripted_job_names(), ["rdask-c-2", "rdask-c-10"]);
     }
 }

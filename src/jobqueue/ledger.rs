@@ -556,6 +556,24 @@ impl Ledger {
         })
     }
 
+    /// Notes for `status` why `job_id` ended, as far as we can tell (its batch state and the
+    /// end of its output, when it died before a worker connected). Unknown ids are ignored.
+    pub fn set_detail(&mut self, job_id: &str, detail: &str) -> Result<()> {
+        self.change(|d| {
+            match d
+                .jobs
+                .iter_mut()
+                .rfind(|j| j.job_id.as_deref() == Some(job_id))
+            {
+                Some(job) if job.detail.as_deref() != Some(detail) => {
+                    job.detail = Some(detail.to_string());
+                    Ok((true, ()))
+                }
+                _ => Ok((false, ())),
+            }
+        })
+    }
+
     /// Marks the whole cluster closed (`down` finished). Idempotent.
     pub fn close(&mut self, now: f64) -> Result<()> {
         self.change(|d| {
@@ -920,6 +938,22 @@ mod tests {
         assert!(!l.workers_seen("foreign", 9.0).unwrap());
         let l = Ledger::open(&path, "c").unwrap();
         assert_eq!(l.job("1").unwrap().workers_seen_at, Some(4.0));
+    }
+
+    #[test]
+    fn a_detail_is_persisted_for_the_latest_job_with_that_id() {
+        let (_dir, path) = fresh();
+        let mut l = Ledger::open(&path, "c").unwrap();
+        let (s, _) = l.begin_submit(0.0).unwrap();
+        l.submitted(s, "1", 0.0).unwrap();
+        l.set_detail("1", "ended (failed) before any of its workers connected")
+            .unwrap();
+        l.set_detail("foreign", "ignored").unwrap();
+        let l = Ledger::open(&path, "c").unwrap();
+        assert_eq!(
+            l.job("1").unwrap().detail.as_deref(),
+            Some("ended (failed) before any of its workers connected")
+        );
     }
 
     #[test]

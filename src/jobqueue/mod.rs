@@ -170,6 +170,13 @@ pub trait BatchSystem: Sync {
         None
     }
 
+    /// The command that checks a job script without queueing it (SLURM's `sbatch
+    /// --test-only`, Grid Engine's `qsub -w v`), so `up` refuses a bad partition or queue at
+    /// once instead of after its `--wait`. None where the system has none.
+    fn dry_run(&self, _script: &Path, _extra: &[String]) -> Option<Invocation> {
+        None
+    }
+
     /// The command that tells why pending jobs wait, where the system says so in one call
     /// (SLURM's reason column). None elsewhere.
     fn pending_reasons(&self, _ids: &[String]) -> Option<Invocation> {
@@ -278,6 +285,18 @@ impl JobQueue {
                 out.stdout.trim()
             ))
         })
+    }
+
+    /// Checks the script at `script` as a submission would, without queueing anything.
+    /// `Ok(false)` when this system has no such check; the command's failure otherwise.
+    pub fn dry_run(&self, script: &Path) -> Result<bool> {
+        let script = std::path::absolute(script)
+            .map_err(Error::io(format!("resolving {}", script.display())))?;
+        let Some(inv) = self.system().dry_run(&script, &self.submit_extra) else {
+            return Ok(false);
+        };
+        command::run_checked(&inv, self.timeout)?;
+        Ok(true)
     }
 
     /// Cancels the jobs. Jobs that already finished are not an error.

@@ -42,9 +42,21 @@
 //!   [`Decision::Retire`]d (the daemon retires its workers, which copies their unique results
 //!   to survivors, then cancels the job); one without workers is simply cancelled.
 //! - Never more than `max_pending_jobs` jobs pending (or being submitted) at once.
-//! - After submissions fail, no submission for `backoff_initial` seconds, doubling with each
-//!   tick that reports failures, capped at `backoff_max`; a tick reporting only successes
-//!   resets it. [`Scaler::submit_failures`] shows the count and the retry time.
+//! - Failures are failed submit commands, and *start failures*: jobs that ended (or were
+//!   cancelled for the startup timeout) before any of their workers connected — a bad
+//!   `--worker-command`, interface or memory kills every job the same way, so replacing each
+//!   at once would submit a job a second forever (HyperQueue's "allocation failures").
+//!   A job cancelled while it was pending (by us or anyone) never tried to start and is
+//!   not one; nor is a job we scaled down.
+//! - After a tick that reports failures, no submission for `backoff_initial` seconds, doubling
+//!   with each further such tick, capped at `backoff_max`. The back-off ends when every
+//!   streak is broken: a submit command succeeds *and* no start failure is pending
+//!   (a job's workers connected since the last one).
+//! - After `pause_after_start_failures` start failures in a row (3, as HyperQueue), or
+//!   `pause_after_submit_failures` failed submit commands in a row, the scaler *pauses*: it
+//!   submits nothing until [`Scaler::resume`] (the daemon calls it on every `scale` or
+//!   `adapt` request). Health checks and scaling down go on while paused.
+//!   [`Scaler::failures`] shows the counts, the retry time and the pause with its reason.
 //! - A job is decided about at most once: a job once cancelled or retired is never cancelled
 //!   or retired again, and no longer counted. Retrying a cancel command that failed is the
 //!   daemon's business.
@@ -136,6 +148,30 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The target as people read it, with `processes` workers per job.
+    pub fn describe(&self, processes: usize) -> String {
+        let jobs = |w: usize| w.div_ceil(processes.max(1));
+        match *self {
+            Target::Fixed { workers } => format!(
+                "{workers} worker(s) = {} job(s) of {processes} process(es)",
+                jobs(workers)
+            ),
+            Target::Adaptive {
+                minimum,
+                maximum,
+                target_duration,
+                wait_count,
+            } => format!(
+                "adaptive, {minimum}..{maximum} workers ({}..{} jobs), target duration \
+                 {target_duration} s, wait count {wait_count}",
+                jobs(minimum),
+                jobs(maximum)
+            ),
+        }
+    }
+}
+
 /// The knobs of the policy, fixed for a cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScalerConfig {
@@ -154,6 +190,26 @@ pub struct ScalerConfig {
     pub backoff_initial: f64,
     /// The longest back-off, in seconds.
     pub backoff_max: f64,
+    /// Jobs in a row that end before any worker connects, before submitting pauses.
+    #[serde(default = "default_pause_after_start_failures")]
+    pub pause_after_start_failures: u32,
+    /// Failed submit commands in a row before submitting pauses.
+    #[serde(default = "default_pause_after_submit_failures")]
+    pub pause_after_submit_failures: u32,
+}
+
+/// HyperQueue pauses an allocation queue after 3 failed allocations in a row.
+pub const DEFAULT_PAUSE_AFTER_START_FAILURES: u32 = 3;
+/// A submit command can fail for a minute while a controller restarts: with the back-off
+/// (1, 2, 4 ... 60 s) ten failures span about four minutes.
+pub const DEFAULT_PAUSE_AFTER_SUBMIT_FAILURES: u32 = 10;
+
+fn default_pause_after_start_failures() -> u32 {
+    DEFAULT_PAUSE_AFTER_START_FAILURES
+}
+
+fn default_pause_after_submit_failures() -> u32 {
+    DEFAULT_PAUSE_AFTER_SUBMIT_FAILURES
 }
 
 impl Default for ScalerConfig {
@@ -166,6 +222,8 @@ impl Default for ScalerConfig {
             workers_lost_grace: 30.0,
             backoff_initial: 1.0,
             backoff_max: 60.0,
+            pause_after_start_failures: DEFAULT_PAUSE_AFTER_START_FAILURES,
+            pause_after_submit_failures: DEFAULT_PAUSE_AFTER_SUBMIT_FAILURES,
         }
     }
 }
@@ -183,6 +241,14 @@ impl ScalerConfig {
         positive("processes per job", self.processes)?;
         positive("threads per worker", self.threads_per_worker)?;
         positive("max_pending_jobs", self.max_pending_jobs)?;
+        positive(
+            "the start failures before a pause",
+            self.pause_after_start_failures as usize,
+        )?;
+        positive(
+            "the submit failures before a pause",
+            self.pause_after_submit_failures as usize,
+        )?;
         for (name, v) in [
             ("the startup timeout", self.startup_timeout),
             ("the grace for lost workers", self.workers_lost_grace),
@@ -294,14 +360,42 @@ pub enum Decision {
     },
 }
 
+impl std::fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CancelReason::ScaleDown => "scaled down",
+            CancelReason::StartupTimeout => "its workers never connected (startup timeout)",
+            CancelReason::WorkersLost => "all its workers were lost",
+        })
+    }
+}
+
+/// For the daemon's log: "submit 2 job(s)", not a struct dump.
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Submit { jobs } => write!(f, "submit {jobs} job(s)"),
+            Decision::Cancel { job_id, reason } => write!(f, "cancel job {job_id}: {reason}"),
+            Decision::Retire { job_id, workers } => write!(
+                f,
+                "retire the workers {} of job {job_id}, then cancel it: scaled down",
+                workers.join(" ")
+            ),
+        }
+    }
+}
+
 /// Why fewer jobs were submitted than the target wants.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "why", rename_all = "snake_case")]
 pub enum Blocked {
     /// `max_pending_jobs` jobs are already pending.
     PendingCap { pending: usize, cap: usize },
-    /// Backing off after failed submissions until this time.
+    /// Backing off after failures until this time.
     Backoff { retry_at: f64 },
+    /// Paused after failures in a row, until `scale` or `adapt` resumes it
+    /// ([`Failures::paused`] says why).
+    Paused,
 }
 
 /// The outcome of one tick: the decisions, and the numbers behind them for `status`.
@@ -320,15 +414,54 @@ pub struct Tick {
     pub blocked: Option<Blocked>,
 }
 
-/// Submission failures, for `status`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SubmitFailures {
-    /// Failures since the last successful submission.
+/// Failed submissions and jobs that failed to start, for `status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failures {
+    /// Failed submit commands since the last successful one.
     pub consecutive: u32,
-    /// Failures ever.
+    /// Failed submit commands ever.
     pub total: u64,
+    /// Jobs in a row that ended before any of their workers connected.
+    pub start_consecutive: u32,
+    /// Such jobs ever.
+    pub start_total: u64,
+    /// The latest such job.
+    pub last_start_failure: Option<String>,
     /// No submission before this time.
     pub retry_at: Option<f64>,
+    /// Set when submitting stopped until `scale`/`adapt` resumes it.
+    pub paused: Option<Pause>,
+}
+
+/// Why the scaler stopped submitting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum PauseReason {
+    /// This many jobs in a row ended before any of their workers connected; the last one.
+    StartFailures { jobs: u32, last_job: String },
+    /// This many submit commands in a row failed.
+    SubmitFailures { count: u32 },
+}
+
+impl std::fmt::Display for PauseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PauseReason::StartFailures { jobs, last_job } => write!(
+                f,
+                "{jobs} jobs in a row ended before any of their workers connected (the last: job {last_job})"
+            ),
+            PauseReason::SubmitFailures { count } => {
+                write!(f, "{count} submit commands in a row failed")
+            }
+        }
+    }
+}
+
+/// A pause: why, and since when (seconds on the observations' clock).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pause {
+    pub reason: PauseReason,
+    pub since: f64,
 }
 
 /// How the scaler decided to end a job.
@@ -348,6 +481,15 @@ struct Seen {
     empty_since: Option<f64>,
 }
 
+/// What the scaler knows of a live job, to judge it once it ends.
+#[derive(Clone, Copy, Debug, Default)]
+struct Life {
+    /// A worker of it connected.
+    connected: bool,
+    /// It was seen running (a job cancelled while pending never tried to start).
+    ran: bool,
+}
+
 /// The scaling policy's memory. See the module documentation for the rules.
 #[derive(Clone, Debug)]
 pub struct Scaler {
@@ -359,8 +501,13 @@ pub struct Scaler {
     ended: BTreeMap<String, Ending>,
     /// Live jobs only; forgotten once finished or no longer observed.
     seen: BTreeMap<String, Seen>,
+    /// Live jobs observed, until they end (or vanish from the observations).
+    lives: BTreeMap<String, Life>,
+    /// Jobs whose end was judged, kept for good so that none is counted twice (a finished job
+    /// may be observed more than once).
+    judged: std::collections::BTreeSet<String>,
     backoff_level: u32,
-    failures: SubmitFailures,
+    failures: Failures,
 }
 
 /// Workers wanted for `load` under adapt, before bounds; see the module documentation.
@@ -412,8 +559,10 @@ impl Scaler {
             lower_wishes: Vec::new(),
             ended: BTreeMap::new(),
             seen: BTreeMap::new(),
+            lives: BTreeMap::new(),
+            judged: Default::default(),
             backoff_level: 0,
-            failures: SubmitFailures::default(),
+            failures: Failures::default(),
         })
     }
 
@@ -421,9 +570,19 @@ impl Scaler {
         &self.config
     }
 
-    /// Submission failures and when submitting resumes.
-    pub fn submit_failures(&self) -> SubmitFailures {
-        self.failures
+    /// Failures, when submitting resumes, and the pause if any.
+    pub fn failures(&self) -> &Failures {
+        &self.failures
+    }
+
+    /// Ends a pause and forgets the streaks and the back-off (the totals stay): the user
+    /// changed something, or wants another try. The daemon calls it on `scale` and `adapt`.
+    pub fn resume(&mut self) {
+        self.failures.paused = None;
+        self.failures.consecutive = 0;
+        self.failures.start_consecutive = 0;
+        self.failures.retry_at = None;
+        self.backoff_level = 0;
     }
 
     /// How the scaler decided to end `job_id`, if it did.
@@ -435,7 +594,7 @@ impl Scaler {
     /// right after the target changes.
     pub fn tick(&mut self, obs: &Observation) -> Tick {
         let now = obs.now;
-        self.note_submissions(obs);
+        self.note_failures(obs);
         if self.last_target.as_ref() != Some(&obs.target) {
             self.lower_wishes.clear();
             self.last_target = Some(obs.target.clone());
@@ -509,6 +668,7 @@ impl Scaler {
             let need = target - active;
             let room = self.config.max_pending_jobs.saturating_sub(pending);
             match self.failures.retry_at {
+                _ if self.failures.paused.is_some() => blocked = Some(Blocked::Paused),
                 Some(retry_at) if now < retry_at => {
                     blocked = Some(Blocked::Backoff { retry_at });
                 }
@@ -539,24 +699,95 @@ impl Scaler {
         }
     }
 
-    fn note_submissions(&mut self, obs: &Observation) {
+    /// Counts this observation's failures and successes: submit commands, and jobs that
+    /// ended (seen finished, or no longer observed) without a worker ever connecting. Sets
+    /// the back-off and, after too many in a row, the pause.
+    fn note_failures(&mut self, obs: &Observation) {
+        let mut start_failures = 0u32;
+        let mut connected = false;
+        let observed: std::collections::BTreeSet<&str> =
+            obs.jobs.iter().map(|j| j.job_id.as_str()).collect();
+        let vanished: Vec<String> = self
+            .lives
+            .keys()
+            .filter(|id| !observed.contains(id.as_str()))
+            .cloned()
+            .collect();
+        let mut ends: Vec<(String, JobState, Life)> = vanished
+            .into_iter()
+            .map(|id| {
+                let life = self.lives.remove(&id).unwrap_or_default();
+                (id, JobState::Gone, life)
+            })
+            .collect();
+        for job in &obs.jobs {
+            let has_workers = !job.workers.is_empty() || job.workers_seen_at.is_some();
+            if job.state.is_finished() {
+                let mut life = self.lives.remove(&job.job_id).unwrap_or_default();
+                life.connected |= has_workers;
+                life.ran |= job.started_at.is_some();
+                ends.push((job.job_id.clone(), job.state, life));
+                continue;
+            }
+            let life = self.lives.entry(job.job_id.clone()).or_default();
+            if has_workers && !life.connected {
+                life.connected = true;
+                connected = true;
+            }
+            life.ran |= job.state == JobState::Running || job.started_at.is_some();
+        }
+        for (id, state, life) in ends {
+            if !self.judged.insert(id.clone()) {
+                continue;
+            }
+            let scaled_down = matches!(
+                self.ended.get(&id),
+                Some(Ending::Retiring | Ending::Cancelled(CancelReason::ScaleDown))
+            );
+            let never_tried = state == JobState::Cancelled && !life.ran;
+            if !life.connected && !scaled_down && !never_tried {
+                start_failures += 1;
+                self.failures.last_start_failure = Some(id);
+            }
+        }
+        let f = &mut self.failures;
+        if connected {
+            f.start_consecutive = 0;
+        }
+        f.start_consecutive = f.start_consecutive.saturating_add(start_failures);
+        f.start_total = f.start_total.saturating_add(u64::from(start_failures));
         if obs.submit_failures > 0 {
-            self.failures.consecutive = self
-                .failures
-                .consecutive
-                .saturating_add(obs.submit_failures);
-            self.failures.total = self
-                .failures
-                .total
-                .saturating_add(u64::from(obs.submit_failures));
+            f.consecutive = f.consecutive.saturating_add(obs.submit_failures);
+            f.total = f.total.saturating_add(u64::from(obs.submit_failures));
+        } else if obs.submit_successes > 0 {
+            f.consecutive = 0;
+        }
+        if obs.submit_failures > 0 || start_failures > 0 {
             self.backoff_level = self.backoff_level.saturating_add(1);
             let factor = 2f64.powi(self.backoff_level.saturating_sub(1).min(62) as i32);
             let delay = (self.config.backoff_initial * factor).min(self.config.backoff_max);
-            self.failures.retry_at = Some(obs.now + delay);
-        } else if obs.submit_successes > 0 {
-            self.failures.consecutive = 0;
-            self.failures.retry_at = None;
+            f.retry_at = Some(obs.now + delay);
+        } else if f.consecutive == 0 && f.start_consecutive == 0 {
+            f.retry_at = None;
             self.backoff_level = 0;
+        }
+        if f.paused.is_none() {
+            let reason = if f.start_consecutive >= self.config.pause_after_start_failures {
+                Some(PauseReason::StartFailures {
+                    jobs: f.start_consecutive,
+                    last_job: f.last_start_failure.clone().unwrap_or_default(),
+                })
+            } else if f.consecutive >= self.config.pause_after_submit_failures {
+                Some(PauseReason::SubmitFailures {
+                    count: f.consecutive,
+                })
+            } else {
+                None
+            };
+            f.paused = reason.map(|reason| Pause {
+                reason,
+                since: obs.now,
+            });
         }
     }
 
@@ -908,7 +1139,7 @@ mod tests {
             let mut o = obs(now, fixed(1), vec![]);
             o.submit_failures = 1;
             let t = s.tick(&o);
-            let f = s.submit_failures();
+            let f = s.failures().clone();
             assert_eq!(f.consecutive, k as u32 + 1);
             assert_eq!(f.total, k as u64 + 1);
             assert_eq!(f.retry_at, Some(now + delay));
@@ -932,13 +1163,13 @@ mod tests {
         o.submit_successes = 1;
         let t = s.tick(&o);
         assert!(t.decisions.is_empty());
-        let f = s.submit_failures();
+        let f = s.failures().clone();
         assert_eq!((f.consecutive, f.total, f.retry_at), (0, 4, None));
         // The next failure starts again from the initial delay.
         let mut o = obs(now + 2.0, fixed(2), vec![pending("1", now)]);
         o.submit_failures = 1;
         s.tick(&o);
-        assert_eq!(s.submit_failures().retry_at, Some(now + 3.0));
+        assert_eq!(s.failures().clone().retry_at, Some(now + 3.0));
     }
 
     #[test]
@@ -961,9 +1192,11 @@ mod tests {
             JobState::Gone,
         ] {
             let mut s = scaler(2);
+            // Job 2's workers had connected: it ended after serving, not at its start (that
+            // is a failure and backs off: `jobs_dying_at_start_back_off_then_pause...`).
             let jobs = vec![
                 running("1", 0.0, 2, 10),
-                with_state(running("2", 0.0, 0, 0), state),
+                with_state(running("2", 0.0, 2, 0), state),
             ];
             let t = s.tick(&obs(10.0, fixed(4), jobs));
             assert_eq!(t.counted_jobs, 1, "{state}");
@@ -1582,6 +1815,158 @@ mod tests {
         assert_eq!(sim.next_id, 5);
     }
 
+    /// A job that ran and ended (state) without any worker connecting.
+    fn died(id: &str, at: f64, state: JobState) -> JobObservation {
+        JobObservation {
+            state,
+            ..running(id, at, 0, 0)
+        }
+    }
+
+    #[test]
+    fn jobs_dying_at_start_back_off_then_pause_until_resumed() {
+        let mut s = scaler(1);
+        let mut now = 0.0;
+        assert_eq!(submits(&s.tick(&obs(now, fixed(1), vec![]))), 1);
+        // Each job runs and dies before its worker connects: wait 1 s, then 2 s, then pause.
+        for (k, delay) in [(1, 1.0), (2, 2.0)] {
+            now += 1.0;
+            let id = k.to_string();
+            let mut o = obs(now, fixed(1), vec![running(&id, now - 0.5, 0, 0)]);
+            o.submit_successes = 1;
+            assert!(s.tick(&o).decisions.is_empty());
+            now += 1.0;
+            let t = s.tick(&obs(
+                now,
+                fixed(1),
+                vec![died(&id, now - 1.0, JobState::Failed)],
+            ));
+            assert!(t.decisions.is_empty(), "{t:?}");
+            assert_eq!(
+                t.blocked,
+                Some(Blocked::Backoff {
+                    retry_at: now + delay
+                })
+            );
+            let f = s.failures();
+            assert_eq!((f.start_consecutive, f.consecutive), (k, 0));
+            assert_eq!(f.last_start_failure.as_deref(), Some(id.as_str()));
+            // The finished job observed again (or left out) is not counted twice.
+            s.tick(&obs(now + delay - 0.01, fixed(1), vec![]));
+            assert_eq!(s.failures().start_consecutive, k);
+            now += delay;
+            assert_eq!(submits(&s.tick(&obs(now, fixed(1), vec![]))), 1);
+        }
+        now += 1.0;
+        let mut o = obs(
+            now,
+            fixed(1),
+            vec![died("3", now - 0.5, JobState::Completed)],
+        );
+        o.submit_successes = 1;
+        let t = s.tick(&o);
+        assert_eq!(t.blocked, Some(Blocked::Paused));
+        let pause = s.failures().paused.clone().expect("paused");
+        assert_eq!(
+            pause.reason,
+            PauseReason::StartFailures {
+                jobs: 3,
+                last_job: "3".into()
+            }
+        );
+        assert!(pause.reason.to_string().contains("job 3"));
+        // Paused: nothing is submitted, however long we wait ...
+        for i in 1..100 {
+            let t = s.tick(&obs(now + f64::from(i) * 60.0, fixed(1), vec![]));
+            assert!(t.decisions.is_empty());
+            assert_eq!(t.blocked, Some(Blocked::Paused));
+        }
+        // ... until `scale`/`adapt` resumes: then at once, from a fresh back-off.
+        s.resume();
+        now += 10_000.0;
+        assert_eq!(submits(&s.tick(&obs(now, fixed(1), vec![]))), 1);
+        let f = s.failures();
+        assert_eq!(
+            (f.start_consecutive, f.start_total, f.paused.clone()),
+            (0, 3, None)
+        );
+        // A job whose workers connect breaks the streak and ends the back-off.
+        now += 1.0;
+        s.tick(&obs(
+            now,
+            fixed(2),
+            vec![died("4", now - 0.5, JobState::Failed)],
+        ));
+        assert_eq!(s.failures().start_consecutive, 1);
+        let t = s.tick(&obs(now + 0.1, fixed(2), vec![running("5", now, 1, 0)]));
+        assert_eq!(s.failures().start_consecutive, 0);
+        assert_eq!(s.failures().retry_at, None);
+        assert_eq!(submits(&t), 1);
+    }
+
+    #[test]
+    fn jobs_ended_by_scale_down_or_cancelled_while_pending_are_not_start_failures() {
+        let mut s = scaler(1);
+        // Scaled down while pending, then seen cancelled.
+        let t = s.tick(&obs(0.0, fixed(0), vec![pending("1", 0.0)]));
+        assert_eq!(ended(&t), vec!["1"]);
+        s.tick(&obs(
+            1.0,
+            fixed(0),
+            vec![with_state(pending("1", 0.0), JobState::Cancelled)],
+        ));
+        // Cancelled from outside while pending: it never tried to start.
+        s.tick(&obs(2.0, fixed(0), vec![pending("2", 2.0)]));
+        s.tick(&obs(3.0, fixed(0), vec![]));
+        s.tick(&obs(4.0, fixed(1), vec![pending("3", 4.0)]));
+        s.tick(&obs(
+            5.0,
+            fixed(1),
+            vec![with_state(pending("3", 4.0), JobState::Cancelled)],
+        ));
+        // Ended after its workers connected: a success, not a failure.
+        s.tick(&obs(6.0, fixed(1), vec![running("4", 6.0, 1, 0)]));
+        s.tick(&obs(7.0, fixed(1), vec![died("4", 6.0, JobState::Failed)]));
+        let f = s.failures();
+        assert_eq!((f.start_consecutive, f.start_total), (0, 0), "{f:?}");
+        // A startup timeout is one: the job ran and no worker came.
+        let mut s = Scaler::new(ScalerConfig {
+            startup_timeout: 10.0,
+            ..config(1)
+        })
+        .unwrap();
+        s.tick(&obs(0.0, fixed(1), vec![running("9", 0.0, 0, 0)]));
+        let t = s.tick(&obs(11.0, fixed(1), vec![running("9", 0.0, 0, 0)]));
+        assert_eq!(ended(&t), vec!["9"]);
+        s.tick(&obs(
+            12.0,
+            fixed(1),
+            vec![died("9", 0.0, JobState::Cancelled)],
+        ));
+        assert_eq!(s.failures().start_consecutive, 1);
+    }
+
+    #[test]
+    fn submit_failures_in_a_row_pause_too() {
+        let mut s = Scaler::new(ScalerConfig {
+            pause_after_submit_failures: 2,
+            ..config(1)
+        })
+        .unwrap();
+        s.tick(&obs(0.0, fixed(1), vec![]));
+        let mut o = obs(1.0, fixed(1), vec![]);
+        o.submit_failures = 1;
+        assert_eq!(s.tick(&o).blocked, Some(Blocked::Backoff { retry_at: 2.0 }));
+        assert_eq!(submits(&s.tick(&obs(2.0, fixed(1), vec![]))), 1);
+        let mut o = obs(3.0, fixed(1), vec![]);
+        o.submit_failures = 1;
+        assert_eq!(s.tick(&o).blocked, Some(Blocked::Paused));
+        assert_eq!(
+            s.failures().paused.as_ref().map(|p| p.reason.clone()),
+            Some(PauseReason::SubmitFailures { count: 2 })
+        );
+    }
+
     // ---- property tests ----
 
     #[derive(Clone, Debug)]
@@ -1665,6 +2050,7 @@ mod tests {
                 workers_lost_grace: 2.0,
                 backoff_initial: 1.0,
                 backoff_max: 8.0,
+                ..ScalerConfig::default()
             };
             let mut s = Scaler::new(cfg).unwrap();
             let mut sim = Sim::new(processes);
@@ -1786,6 +2172,70 @@ mod tests {
                 }
             }
             prop_assert!(phases.len() <= 2, "phases {phases:?}");
+        }
+        /// Every job dies at start: however the jobs fail and whatever the target, no
+        /// more than the first wave and `pause_after_start_failures - 1` replacements are
+        /// submitted, the delay between replacements grows, and nothing is submitted while
+        /// paused, until resumed.
+        #[test]
+        fn jobs_that_always_die_at_start_cause_no_storm(
+            processes in 1usize..4,
+            cap in 1usize..6,
+            workers in 1usize..20,
+            pause_after in 1u32..5,
+            lifetimes in proptest::collection::vec(0u32..4, 64),
+            states in proptest::collection::vec(0u8..3, 64),
+        ) {
+            let cfg = ScalerConfig {
+                processes,
+                max_pending_jobs: cap,
+                pause_after_start_failures: pause_after,
+                ..ScalerConfig::default()
+            };
+            let mut s = Scaler::new(cfg).unwrap();
+            let mut sim = Sim::new(processes);
+            sim.connect_delay = None;
+            let target = fixed(workers);
+            // The target's jobs (the cap limits pending jobs, not running ones).
+            let first_wave = workers.div_ceil(processes);
+            let mut submitted = 0;
+            let mut delays = Vec::new();
+            for _ in 0..600 {
+                // Running jobs die after their lifetime, in a random final state.
+                for i in sim.live() {
+                    let j = &sim.jobs[i];
+                    let k = i % lifetimes.len();
+                    if j.obs.state == JobState::Running && j.running_ticks >= lifetimes[k] {
+                        let state = [JobState::Failed, JobState::Completed, JobState::Gone]
+                            [states[k] as usize];
+                        sim.finish(i, state);
+                    }
+                }
+                let before = s.failures().start_total;
+                let o = sim.observe(&target, Load::default());
+                let now = o.now;
+                let retry_before = s.failures().retry_at;
+                let t = s.tick(&o);
+                let n = submits(&t);
+                if n > 0 {
+                    prop_assert!(s.failures().paused.is_none(), "submitted while paused");
+                    prop_assert!(retry_before.is_none_or(|r| r <= now), "submitted in a back-off");
+                    submitted += n;
+                }
+                if s.failures().start_total > before {
+                    delays.push(s.failures().retry_at.unwrap() - now);
+                }
+                sim.apply(&t.decisions, false);
+                sim.advance();
+            }
+            prop_assert!(s.failures().paused.is_some());
+            prop_assert!(submitted < first_wave + pause_after as usize, "{submitted} jobs");
+            // The back-off grows with each tick that saw jobs die.
+            prop_assert!(delays.windows(2).all(|d| d[1] > d[0]), "{delays:?}");
+            // Resumed: it submits again.
+            s.resume();
+            let o = sim.observe(&target, Load::default());
+            prop_assert!(submits(&s.tick(&o)) > 0);
         }
     }
 }

@@ -106,6 +106,14 @@ impl BatchSystem for Sge {
     }
 
     /// `qdel` takes job names as well as ids.
+    /// `-w v`: would the job run in an empty cluster (queue, PE, resources)? Queues nothing.
+    fn dry_run(&self, script: &Path, extra: &[String]) -> Option<Invocation> {
+        let mut argv = vec!["qsub".to_string(), "-w".into(), "v".into()];
+        argv.extend(extra.iter().cloned());
+        argv.push(script.display().to_string());
+        Some(Invocation::new(argv))
+    }
+
     fn cancel_by_name(&self, name: &str, extra: &[String]) -> Option<Invocation> {
         Some(self.cancel(&[name.to_string()], extra))
     }

@@ -116,6 +116,14 @@ impl BatchSystem for Slurm {
         &["SLURM_JOB_ID", "SLURM_JOBID"]
     }
 
+    /// Checks partition, account, limits and the directives; queues nothing.
+    fn dry_run(&self, script: &Path, extra: &[String]) -> Option<Invocation> {
+        let mut argv = vec!["sbatch".to_string(), "--test-only".into()];
+        argv.extend(extra.iter().cloned());
+        argv.push(script.display().to_string());
+        Some(Invocation::new(argv))
+    }
+
     fn cancel_by_name(&self, name: &str, extra: &[String]) -> Option<Invocation> {
         let mut argv = vec!["scancel".to_string()];
         argv.extend(extra.iter().cloned());

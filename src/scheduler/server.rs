@@ -436,9 +436,12 @@ impl Core {
                     job_id: reg.job_id,
                 };
                 tracing::info!(
-                    "worker {id} ({}, job {:?}) joined from {}",
+                    "worker {id} ({}{}) joined from {}",
                     info.name,
-                    info.job_id,
+                    info.job_id
+                        .as_deref()
+                        .map(|j| format!(", job {j}"))
+                        .unwrap_or_default(),
                     info.address
                 );
                 let directory: Vec<(WorkerId, String)> = self
@@ -627,8 +630,8 @@ impl Core {
             .collect();
         for id in silent {
             tracing::warn!(
-                "worker {id} sent nothing for {:?}; declaring it lost",
-                self.heartbeat_timeout
+                "worker {id} sent nothing for {:.1} s; declaring it lost",
+                self.heartbeat_timeout.as_secs_f64()
             );
             self.lose_worker(id);
         }
