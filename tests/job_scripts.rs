@@ -579,3 +579,191 @@ fn every_command_has_help() {
         assert!(!stdout(&out).trim().is_empty(), "{args:?}");
     }
 }
+
+/// A newline (or any control character) in an option that lands in the job script would start
+/// a shell line there, which SLURM and Grid Engine then run: refused from flags, RDASK_*
+/// variables and config files alike, with exit 2, naming the option, and printing nothing.
+#[test]
+fn control_characters_in_script_options_are_refused_from_every_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let evil = format!("x\ntouch {}", marker.display());
+    let keys = [
+        "job_extra_directive",
+        "queue",
+        "account",
+        "job_name",
+        "log_directory",
+        "shebang",
+        "resource_spec",
+        "local_directory",
+        "interface",
+        "worker_extra_arg",
+        "worker_command",
+        "prologue",
+    ];
+    for key in keys {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let var = format!("RDASK_{}", key.to_ascii_uppercase());
+        let file = dir.path().join(format!("{key}.toml"));
+        let toml_value = serde_json::to_string(&format!("#!{evil}")).unwrap();
+        std::fs::write(&file, format!("[sge]\n{key} = {toml_value}\n")).unwrap();
+        let by_flag = run(bin()
+            .args([
+                "job-script",
+                "--system",
+                "slurm",
+                "--scheduler",
+                "tcp://h:1",
+            ])
+            .arg(format!("{flag}={evil}")));
+        let by_file = run(bin()
+            .args(["job-script", "--system", "sge", "--scheduler", "tcp://h:1"])
+            .arg("--config")
+            .arg(&file));
+        let mut cases = vec![(by_flag, flag.clone()), (by_file, format!("`{key}`"))];
+        // In the environment, list keys are newline-separated on purpose; a single value is not.
+        if !matches!(key, "job_extra_directive" | "worker_extra_arg" | "prologue") {
+            let by_env = run(bin()
+                .args([
+                    "job-script",
+                    "--system",
+                    "slurm",
+                    "--scheduler",
+                    "tcp://h:1",
+                ])
+                .env(&var, &evil));
+            cases.push((by_env, var));
+        }
+        for (out, name) in cases {
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+            assert!(
+                err.contains(&name) && (err.contains("a newline")),
+                "{name}: unclear: {err}"
+            );
+            assert!(stdout(&out).is_empty(), "{name}: printed a script");
+        }
+    }
+    assert!(!marker.exists());
+}
+
+/// Values placed on the worker's command line are quoted: `$NAME` still expands (a documented
+/// convenience), but nothing a value holds runs as a command in the job.
+#[test]
+fn worker_arguments_in_a_script_run_no_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let touch = format!("touch {}", marker.display());
+    let out = run(bin()
+        .args([
+            "job-script",
+            "--system",
+            "local",
+            "--scheduler",
+            "tcp://h:1",
+        ])
+        .args(["--worker-command", "printf '[%s]\\n'"])
+        .arg(format!("--local-directory=$(  {touch} )/$RDASK_T"))
+        .arg(format!("--worker-extra-arg=`{touch}` ${{RDASK_T}}"))
+        .arg(format!("--interface=$({touch})")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = dir.path().join("job.sh");
+    std::fs::write(&script, stdout(&out)).unwrap();
+    let ran = run(std::process::Command::new("bash")
+        .arg(&script)
+        .env("RDASK_T", "v"));
+    let printed = stdout(&ran);
+    assert!(!marker.exists(), "a value ran a command:\n{printed}");
+    assert!(printed.contains(&format!("[$(  {touch} )/v]")), "{printed}");
+    assert!(printed.contains(&format!("[`{touch}` v]")), "{printed}");
+    assert!(printed.contains(&format!("[$({touch})]")), "{printed}");
+}
+
+/// `config show --config /dev/zero` read without end; big or special files are refused.
+#[test]
+fn config_and_template_files_must_be_small_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "#\n".repeat(600_000)).unwrap();
+    for (args, file) in [
+        (vec!["config", "show", "--config", "/dev/zero"], "/dev/zero"),
+        (
+            vec!["job-script", "--system", "slurm", "--template", "/dev/zero"],
+            "/dev/zero",
+        ),
+        (
+            vec!["config", "show", "--config", big.to_str().unwrap()],
+            "big.toml",
+        ),
+    ] {
+        let out = run(bin().args(&args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(file), "{args:?}: {err}");
+        assert!(
+            err.contains("not a regular file") || err.contains("1048576 bytes"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = run(bin()
+        .args(["config", "show"])
+        .env("RDASK_CONFIG", "/dev/zero"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// Overflowing and absurd numbers are refused with exit 2, whatever their source.
+#[test]
+fn numbers_out_of_range_are_refused_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.toml");
+    std::fs::write(&file, "[slurm]\nprocesses = 100000\n").unwrap();
+    let env_cases: &[(&str, &str, &str)] = &[
+        ("RDASK_WALLTIME", "307445734561825861", "too large"),
+        ("RDASK_WALLTIME", "00:00:02", "at least 10 s"),
+        ("RDASK_MEMORY", "1MiB", "64.0 MiB"),
+        ("RDASK_CORES", "100000", "1 to 4096"),
+        ("RDASK_DEATH_TIMEOUT", "99999999999999999999", "too large"),
+        ("RDASK_COMMAND_TIMEOUT", "0", "1 s to 3600 s"),
+    ];
+    for (var, value, needle) in env_cases {
+        for sub in [&["job-script"][..], &["jobs", "submit"][..]] {
+            let out = run(bin()
+                .args(sub)
+                .args(["--system", "local", "--scheduler", "tcp://h:1"])
+                .env(var, value));
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+            assert!(err.contains(var) && err.contains(needle), "{var}: {err}");
+            assert!(stdout(&out).is_empty());
+        }
+    }
+    let flag_cases: &[(&[&str], &str)] = &[
+        (&["--walltime", "307445734561825861"], "too large"),
+        (
+            &["--memory", "200MiB", "--cores", "4", "--processes", "4"],
+            "50.0 MiB",
+        ),
+        (&["--processes", "5000", "--cores", "4096"], "1 to 1024"),
+        (&["--lifetime-margin", "30d"], "0 s to 86400 s"),
+    ];
+    for (args, needle) in flag_cases {
+        let out = run(bin()
+            .args([
+                "job-script",
+                "--system",
+                "slurm",
+                "--scheduler",
+                "tcp://h:1",
+            ])
+            .args(*args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let out = run(bin()
+        .args(["job-script", "--system", "slurm", "--config"])
+        .arg(&file));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`processes`"), "{}", stderr(&out));
+}
