@@ -426,7 +426,8 @@ impl Deployer<'_> {
             .map(|j| (j.seq, j.name.clone(), j.recorded_at))
             .collect();
         for (seq, name, since) in stuck {
-            match self.queue.cancel_by_name(&name) {
+            let script = job_script_path(&self.dir, &self.rec, &name);
+            match self.queue.cancel_by_name(&name, &script) {
                 Ok(true) if t - since >= settle => {
                     let why = "its submission was never confirmed; cancelled by name";
                     if let Err(e) = self.ledger.submit_failed(seq, why, t) {
@@ -590,13 +591,12 @@ impl Deployer<'_> {
             scheduler_address: self.rec.address.clone().unwrap_or_default(),
             secret_file: Some(self.dir.secret_path()),
         };
-        let file_name = crate::jobqueue::system(self.rec.config.system).script_file_name();
         let scripts: Vec<(u64, String, std::result::Result<PathBuf, Error>)> = named
             .into_iter()
             .map(|(seq, name)| {
                 let mut cfg = self.rec.config.clone();
                 cfg.job_name = name.clone();
-                let path = self.dir.scripts_dir().join(format!("{name}-{file_name}"));
+                let path = job_script_path(&self.dir, &self.rec, &name);
                 let written = script::render(&cfg, &target, &self.own_binary)
                     .and_then(|text| script::write_executable(&path, &text))
                     .map(|()| path);
@@ -832,6 +832,12 @@ impl Deployer<'_> {
 /// Used by the daemon's `down` and by `down --force` once the daemon is dead. With
 /// `forget_unconfirmed`, jobs whose submission was never confirmed and that this system
 /// cannot cancel by name are closed as not submitted (the user has checked the queue).
+/// The script of the cluster's job `name` (local jobs are found by it when cancelled by name).
+fn job_script_path(dir: &ClusterDir, rec: &ClusterRecord, name: &str) -> PathBuf {
+    let file_name = crate::jobqueue::system(rec.config.system).script_file_name();
+    dir.scripts_dir().join(format!("{name}-{file_name}"))
+}
+
 pub fn finish_jobs(
     rec: &ClusterRecord,
     ledger: &mut Ledger,
@@ -851,7 +857,8 @@ pub fn finish_jobs(
         .collect();
     let mut unknown = Vec::new();
     for (seq, name) in unconfirmed {
-        let why = if queue.cancel_by_name(&name)? {
+        let script = job_script_path(&ClusterDir::new(&rec.name)?, rec, &name);
+        let why = if queue.cancel_by_name(&name, &script)? {
             "its submission was never confirmed; cancelled by name at shutdown"
         } else if forget_unconfirmed {
             "its submission was never confirmed; forgotten at shutdown (--forget-unconfirmed)"
