@@ -41,6 +41,38 @@ impl Default for LocalClusterOptions {
     }
 }
 
+impl LocalClusterOptions {
+    /// The worker options every worker would refuse, refused here at once (exit 2) instead of
+    /// as N workers failing to start: the bounds of `worker`'s own flags.
+    pub fn check(&self) -> Result<()> {
+        use crate::config::limits;
+        if self.workers == 0 || self.workers > limits::MAX_PROCESSES as usize {
+            return Err(Error::invalid(format!(
+                "{} local workers: use 1 to {}",
+                self.workers,
+                limits::MAX_PROCESSES
+            )));
+        }
+        if !(1..=limits::MAX_THREADS).contains(&self.threads_per_worker) {
+            return Err(Error::invalid(format!(
+                "{} threads per worker: use 1 to {}",
+                self.threads_per_worker,
+                limits::MAX_THREADS
+            )));
+        }
+        let m = self.memory_limit;
+        if m != 0 && !(limits::MIN_WORKER_MEMORY..=limits::MAX_MEMORY).contains(&m) {
+            return Err(Error::invalid(format!(
+                "memory limit {} per worker: use 0 (no limit) or {} to {}",
+                crate::units::ByteSize(m).human(),
+                crate::units::ByteSize(limits::MIN_WORKER_MEMORY).human(),
+                crate::units::ByteSize(limits::MAX_MEMORY).human()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Finds the worker program: the option, `$RDASK_WORKER_PROGRAM`, this executable when it is
 /// `rdask-jobqueue`, one beside it, or one on PATH.
 pub fn worker_program(explicit: Option<&Path>) -> Result<PathBuf> {
@@ -78,6 +110,7 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts the scheduler and the workers, and returns once every worker has registered.
     pub async fn start(opts: LocalClusterOptions) -> Result<LocalCluster> {
+        opts.check()?;
         let secret = Secret::generate()?;
         let sched_opts =
             SchedulerOptions::new("127.0.0.1:0".parse().expect("an address"), secret.clone());
@@ -178,6 +211,37 @@ impl Drop for LocalCluster {
                 let _ = child.kill();
             }
             let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_options_out_of_range_are_refused_before_anything_starts() {
+        let ok = LocalClusterOptions {
+            workers: 2,
+            memory_limit: 64 << 20,
+            ..LocalClusterOptions::default()
+        };
+        assert!(ok.check().is_ok());
+        for bad in [
+            LocalClusterOptions {
+                memory_limit: 1 << 20,
+                ..ok.clone()
+            },
+            LocalClusterOptions {
+                threads_per_worker: 100_000,
+                ..ok.clone()
+            },
+            LocalClusterOptions {
+                workers: 0,
+                ..ok.clone()
+            },
+        ] {
+            assert_eq!(bad.check().unwrap_err().exit_code(), 2, "{bad:?}");
         }
     }
 }

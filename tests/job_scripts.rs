@@ -767,3 +767,150 @@ fn numbers_out_of_range_are_refused_through_the_binary() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("`processes`"), "{}", stderr(&out));
 }
+
+/// Worker, MPI and scheduler-address options out of range end at once with exit 2 and a
+/// message naming the option, never a panic or a hang.
+#[test]
+fn worker_and_mpi_options_out_of_range_exit_2_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["worker", "--nthreads", "100000", "tcp://127.0.0.1:9"],
+            "--nthreads",
+        ),
+        (
+            vec!["worker", "--nthreads", "0", "tcp://127.0.0.1:9"],
+            "--nthreads",
+        ),
+        (
+            vec!["worker", "--nworkers", "100000", "tcp://127.0.0.1:9"],
+            "--nworkers",
+        ),
+        (
+            vec!["worker", "--memory-limit", "1MiB", "tcp://127.0.0.1:9"],
+            "--memory-limit",
+        ),
+        (
+            vec!["worker", "--death-timeout", "0", "tcp://127.0.0.1:9"],
+            "--death-timeout",
+        ),
+        (
+            vec![
+                "worker",
+                "--death-timeout",
+                "99999999999999999999",
+                "tcp://127.0.0.1:9",
+            ],
+            "--death-timeout",
+        ),
+        (
+            vec!["worker", "--lifetime", "400d", "tcp://127.0.0.1:9"],
+            "--lifetime",
+        ),
+        (
+            vec!["worker", "--lifetime-end", "NaN", "tcp://127.0.0.1:9"],
+            "--lifetime-end",
+        ),
+        (vec!["worker", "http://127.0.0.1:9"], "only tcp://"),
+        (vec!["worker", "tcp://127.0.0.1"], "no port"),
+        (vec!["worker", "tcp://127.0.0.1:99999"], "1 to 65535"),
+        (vec!["worker", "tcp://a b:1"], "not a host name"),
+        (
+            vec!["mpi", "--nthreads", "100000", "run", "--", "true"],
+            "--nthreads",
+        ),
+        (
+            vec!["mpi", "--memory-limit", "1kB", "run", "--", "true"],
+            "--memory-limit",
+        ),
+        (
+            vec!["mpi", "--wait-timeout", "0", "run", "--", "true"],
+            "--wait-timeout",
+        ),
+        (
+            vec![
+                "job-script",
+                "--system",
+                "slurm",
+                "--scheduler",
+                "ssh://h:1",
+            ],
+            "--scheduler",
+        ),
+    ];
+    for (args, needle) in cases {
+        let started = std::time::Instant::now();
+        let out = run(bin()
+            .args(&args)
+            .env("RDASK_SECRET", "ab".repeat(32))
+            .current_dir(dir.path()));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: message lacks {needle:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?} did not end at once"
+        );
+    }
+    // A rank the launcher's variables place outside the world.
+    let out = run(bin()
+        .args(["mpi", "--wait-timeout", "2", "run", "--", "true"])
+        .env("SLURM_PROCID", "7")
+        .env("SLURM_NTASKS", "4")
+        .current_dir(dir.path()));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("outside a world of 4"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A secret file others can read is refused (it grants running commands on every worker);
+/// a scheduler started without a secret writes the one it makes to a 0600 file and says where.
+#[test]
+fn secret_files_are_private() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(bin()
+        .args(["worker", "tcp://127.0.0.1:9", "--no-nanny", "--secret-file"])
+        .arg(&secret));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("chmod 600") && err.contains("644"), "{err}");
+
+    let home = dir.path().join("home");
+    let mut child = bin()
+        .args(["scheduler", "--host", "127.0.0.1", "--port", "0"])
+        .env("RDASK_HOME", &home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let said = lines
+        .by_ref()
+        .map_while(|l| l.ok())
+        .find(|l| l.starts_with("secret file: "))
+        .expect("the scheduler says where its secret is");
+    let _ = child.kill();
+    let _ = child.wait();
+    let file = said
+        .strip_prefix("secret file: ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    assert!(file.starts_with(home.to_str().unwrap()), "{said}");
+    let mode = std::fs::metadata(file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{said}");
+    let text = std::fs::read_to_string(file).unwrap();
+    assert_eq!(text.trim().len(), 64, "{text}");
+    assert!(said.contains(&format!("--secret-file {file}")), "{said}");
+}
