@@ -226,7 +226,7 @@ impl JobConfig {
         let per_process = self.memory_per_process();
         if per_process.0 < limits::MIN_WORKER_MEMORY {
             return Err(Error::invalid(format!(
-                "--memory {} with --processes {} gives each worker process {}; a worker needs                  at least {} (raise --memory or lower --processes)",
+                "--memory {} with --processes {} gives each worker process {}; a worker needs at least {} (raise --memory or lower --processes)",
                 self.memory.human(),
                 self.processes,
                 per_process.human(),
