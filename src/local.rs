@@ -46,9 +46,10 @@ impl LocalClusterOptions {
     /// as N workers failing to start: the bounds of `worker`'s own flags.
     pub fn check(&self) -> Result<()> {
         use crate::config::limits;
-        if self.workers == 0 || self.workers > limits::MAX_PROCESSES as usize {
+        // Zero workers is a scheduler alone (workers joining from elsewhere).
+        if self.workers > limits::MAX_PROCESSES as usize {
             return Err(Error::invalid(format!(
-                "{} local workers: use 1 to {}",
+                "{} local workers: use 0 to {}",
                 self.workers,
                 limits::MAX_PROCESSES
             )));
@@ -237,7 +238,7 @@ mod tests {
                 ..ok.clone()
             },
             LocalClusterOptions {
-                workers: 0,
+                workers: 5000,
                 ..ok.clone()
             },
         ] {

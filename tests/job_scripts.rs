@@ -914,3 +914,25 @@ fn secret_files_are_private() {
     assert_eq!(text.trim().len(), 64, "{text}");
     assert!(said.contains(&format!("--secret-file {file}")), "{said}");
 }
+
+/// `up` builds worker options from the same configuration: a worker process below 64 MiB or a
+/// newline in an option is refused before anything is created or started.
+#[test]
+fn up_refuses_bad_worker_options_before_creating_anything() {
+    let home = tempfile::tempdir().unwrap();
+    for args in [
+        &["--memory", "100MiB", "--cores", "2", "--processes", "2"][..],
+        &["--queue", "a\nb"],
+        &["--walltime", "307445734561825861"],
+    ] {
+        let out = run(bin()
+            .env("RDASK_HOME", home.path())
+            .args(["up", "--name", "bad", "--system", "local"])
+            .args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            !home.path().join("clusters").join("bad").exists(),
+            "{args:?}: a cluster directory was created"
+        );
+    }
+}
