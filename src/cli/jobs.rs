@@ -27,6 +27,11 @@ impl TargetArgs {
         if let Some(address) = &self.scheduler {
             super::runtime::check_scheduler_address(address, "--scheduler")?;
         }
+        // Written into the worker command: one line, as every value in a script.
+        if let Some(file) = &self.secret_file {
+            crate::config::check_one_line(&file.display().to_string(), false)
+                .map_err(|why| Error::invalid(format!("--secret-file: {why}")))?;
+        }
         let scheduler_address = self.scheduler.clone().unwrap_or_else(|| {
             eprintln!(
                 "warning: no --scheduler given; the script uses the placeholder tcp://SCHEDULER:8786 \
