@@ -895,14 +895,23 @@ fn secret_files_are_private() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let said = lines
-        .by_ref()
-        .map_while(|l| l.ok())
-        .find(|l| l.starts_with("secret file: "))
-        .expect("the scheduler says where its secret is");
+    // Read on a thread, so a scheduler that never says it fails the test instead of hanging it.
+    let stdout_pipe = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let found = std::io::BufReader::new(stdout_pipe)
+            .lines()
+            .map_while(|l| l.ok())
+            .find(|l| l.starts_with("secret file: "));
+        let _ = tx.send(found);
+    });
+    let said = rx.recv_timeout(std::time::Duration::from_secs(30));
     let _ = child.kill();
     let _ = child.wait();
+    let said = said
+        .ok()
+        .flatten()
+        .expect("the scheduler says where its secret is");
     let file = said
         .strip_prefix("secret file: ")
         .and_then(|rest| rest.split(' ').next())
