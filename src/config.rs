@@ -433,12 +433,15 @@ fn check_key_text(spec: &KeySpec, text: &str) -> std::result::Result<(), String>
         "shebang" if !text.starts_with("#!") => Err(format!(
             "'{text}' is not a shebang line: it must start with #! (e.g. #!/usr/bin/env bash)"
         )),
+        // The name is also the prefix of the script's file name: no '/' to climb out of it.
         "job_name"
-            if text.is_empty() || text.starts_with('-') || text.contains(char::is_whitespace) =>
+            if text.is_empty()
+                || text.starts_with('-')
+                || text.contains(|c: char| c.is_whitespace() || c == '/') =>
         {
             Err(format!(
-                "'{text}' is not a job name: give a non-empty name without spaces that \
-                 does not start with '-'"
+                "'{text}' is not a job name: give a non-empty name without spaces or '/' \
+                 that does not start with '-'"
             ))
         }
         _ => Ok(()),
@@ -1092,6 +1095,7 @@ mod tests {
             ("shebang", "/bin/bash"),
             ("job_name", "-x"),
             ("job_name", "two words"),
+            ("job_name", "../../escape"),
         ] {
             let mut flags = Layer::default();
             flags.flag(key, Value::String(bad.into()));
