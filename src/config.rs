@@ -42,6 +42,29 @@ pub mod limits {
     pub const MAX_COMMAND_TIMEOUT_SECONDS: u64 = 3_600;
     /// A configuration file or a job-script template is at most 1 MiB.
     pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
+    /// A worker's memory limit: 0 (none), or [`MIN_WORKER_MEMORY`] to [`MAX_MEMORY`].
+    pub fn check_worker_memory(bytes: u64) -> Result<(), String> {
+        use crate::units::ByteSize;
+        if bytes == 0 || (MIN_WORKER_MEMORY..=MAX_MEMORY).contains(&bytes) {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is out of range: use 0 (no limit) or {} to {}",
+            ByteSize(bytes).human(),
+            ByteSize(MIN_WORKER_MEMORY).human(),
+            ByteSize(MAX_MEMORY).human()
+        ))
+    }
+
+    /// Threads of one worker process: 1 to [`MAX_THREADS`].
+    pub fn check_threads(n: u64) -> Result<(), String> {
+        if (1..=u64::from(MAX_THREADS)).contains(&n) {
+            Ok(())
+        } else {
+            Err(format!("{n} is out of range: use 1 to {MAX_THREADS}"))
+        }
+    }
 }
 
 /// The batch systems we write job scripts for, plus `local` (processes on this machine).

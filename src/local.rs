@@ -54,23 +54,10 @@ impl LocalClusterOptions {
                 limits::MAX_PROCESSES
             )));
         }
-        if !(1..=limits::MAX_THREADS).contains(&self.threads_per_worker) {
-            return Err(Error::invalid(format!(
-                "{} threads per worker: use 1 to {}",
-                self.threads_per_worker,
-                limits::MAX_THREADS
-            )));
-        }
-        let m = self.memory_limit;
-        if m != 0 && !(limits::MIN_WORKER_MEMORY..=limits::MAX_MEMORY).contains(&m) {
-            return Err(Error::invalid(format!(
-                "memory limit {} per worker: use 0 (no limit) or {} to {}",
-                crate::units::ByteSize(m).human(),
-                crate::units::ByteSize(limits::MIN_WORKER_MEMORY).human(),
-                crate::units::ByteSize(limits::MAX_MEMORY).human()
-            )));
-        }
-        Ok(())
+        limits::check_threads(u64::from(self.threads_per_worker))
+            .map_err(|why| Error::invalid(format!("threads per worker: {why}")))?;
+        limits::check_worker_memory(self.memory_limit)
+            .map_err(|why| Error::invalid(format!("memory limit per worker: {why}")))
     }
 }
 

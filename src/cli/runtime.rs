@@ -187,7 +187,14 @@ pub struct WorkerArgs {
 
 /// `--nthreads`: 1 to [`limits::MAX_THREADS`].
 pub(crate) fn threads_arg(s: &str) -> std::result::Result<u32, String> {
-    count_in(s, limits::MAX_THREADS)
+    let n: u64 = s.trim().parse().map_err(|_| {
+        format!(
+            "'{s}' is not a whole number (use 1 to {})",
+            limits::MAX_THREADS
+        )
+    })?;
+    limits::check_threads(n)?;
+    Ok(n as u32)
 }
 
 /// `--nworkers`: 1 to [`limits::MAX_PROCESSES`].
@@ -207,16 +214,8 @@ fn count_in(s: &str, max: u32) -> std::result::Result<u32, String> {
 /// [`limits::MAX_MEMORY`].
 pub(crate) fn memory_limit_arg(s: &str) -> std::result::Result<ByteSize, String> {
     let size: ByteSize = s.parse().map_err(|e: crate::units::UnitError| e.0)?;
-    let (lo, hi) = (limits::MIN_WORKER_MEMORY, limits::MAX_MEMORY);
-    if size.0 == 0 || (lo..=hi).contains(&size.0) {
-        return Ok(size);
-    }
-    Err(format!(
-        "{} is out of range: use 0 (no limit) or {} to {}",
-        size.human(),
-        ByteSize(lo).human(),
-        ByteSize(hi).human()
-    ))
+    limits::check_worker_memory(size.0)?;
+    Ok(size)
 }
 
 fn seconds_in(s: &str, lo: u64, hi: u64) -> std::result::Result<u64, String> {
