@@ -17,6 +17,56 @@ use toml::Value;
 use crate::error::{Error, Result};
 use crate::units::{self, ByteSize, LsfUnit, Walltime};
 
+/// The accepted range of every number a user gives: job options here (checked where a value
+/// enters, whatever its source), and the same constants for `worker` and `mpi` flags. Values
+/// outside are typos or overflows, and refusing them keeps the arithmetic on them (per-process
+/// memory, lifetimes, deadlines) far from any edge. docs/configuration.md#bounds lists them.
+pub mod limits {
+    /// Cores of one job (`cores`, `job_cpu`).
+    pub const MAX_CORES: u32 = 4096;
+    /// Worker processes of one job (`processes`, `worker --nworkers`).
+    pub const MAX_PROCESSES: u32 = 1024;
+    /// Threads of one worker process (`worker --nthreads`, `mpi --nthreads`).
+    pub const MAX_THREADS: u32 = 1024;
+    /// The least memory one worker process may be given: below it a worker spends its limit
+    /// on its own runtime and pauses or restarts at once.
+    pub const MIN_WORKER_MEMORY: u64 = 64 << 20;
+    /// The most memory one job (or one worker) may ask for: 64 TiB.
+    pub const MAX_MEMORY: u64 = 64 << 40;
+    /// HTCondor's disk request: 1 MiB to 1 PiB.
+    pub const MIN_DISK: u64 = 1 << 20;
+    pub const MAX_DISK: u64 = 1 << 50;
+    /// Death timeouts, lifetime margins and staggers, waits: at most a day.
+    pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+    /// A batch-system command (sbatch, qstat, ...) may run at most an hour.
+    pub const MAX_COMMAND_TIMEOUT_SECONDS: u64 = 3_600;
+    /// A configuration file or a job-script template is at most 1 MiB.
+    pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
+    /// A worker's memory limit: 0 (none), or [`MIN_WORKER_MEMORY`] to [`MAX_MEMORY`].
+    pub fn check_worker_memory(bytes: u64) -> Result<(), String> {
+        use crate::units::ByteSize;
+        if bytes == 0 || (MIN_WORKER_MEMORY..=MAX_MEMORY).contains(&bytes) {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is out of range: use 0 (no limit) or {} to {}",
+            ByteSize(bytes).human(),
+            ByteSize(MIN_WORKER_MEMORY).human(),
+            ByteSize(MAX_MEMORY).human()
+        ))
+    }
+
+    /// Threads of one worker process: 1 to [`MAX_THREADS`].
+    pub fn check_threads(n: u64) -> Result<(), String> {
+        if (1..=u64::from(MAX_THREADS)).contains(&n) {
+            Ok(())
+        } else {
+            Err(format!("{n} is out of range: use 1 to {MAX_THREADS}"))
+        }
+    }
+}
+
 /// The batch systems we write job scripts for, plus `local` (processes on this machine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -196,10 +246,15 @@ impl JobConfig {
                 self.processes, self.cores
             )));
         }
-        if self.memory.0 == 0 {
-            return Err(Error::invalid(
-                "--memory must be larger than zero (e.g. 4GiB)",
-            ));
+        let per_process = self.memory_per_process();
+        if per_process.0 < limits::MIN_WORKER_MEMORY {
+            return Err(Error::invalid(format!(
+                "--memory {} with --processes {} gives each worker process {}; a worker needs at least {} (raise --memory or lower --processes)",
+                self.memory.human(),
+                self.processes,
+                per_process.human(),
+                ByteSize(limits::MIN_WORKER_MEMORY).human()
+            )));
         }
         Ok(())
     }
@@ -334,6 +389,88 @@ impl Layer {
     }
 }
 
+/// The range a numeric key accepts, inclusive (seconds, bytes or a count), see [`limits`].
+fn range_of(name: &str) -> Option<(u64, u64)> {
+    use limits::*;
+    Some(match name {
+        "cores" | "job_cpu" => (1, u64::from(MAX_CORES)),
+        "processes" => (1, u64::from(MAX_PROCESSES)),
+        "memory" | "job_mem" => (MIN_WORKER_MEMORY, MAX_MEMORY),
+        "disk" => (MIN_DISK, MAX_DISK),
+        "death_timeout" => (1, MAX_TIMEOUT_SECONDS),
+        "lifetime_margin" | "lifetime_stagger" => (0, MAX_TIMEOUT_SECONDS),
+        "command_timeout" => (1, MAX_COMMAND_TIMEOUT_SECONDS),
+        _ => return None,
+    })
+}
+
+/// Refuses `n` outside the key's range, saying the range in the key's own unit.
+fn check_range(spec: &KeySpec, n: u64) -> std::result::Result<(), String> {
+    let Some((lo, hi)) = range_of(spec.name) else {
+        return Ok(());
+    };
+    if (lo..=hi).contains(&n) {
+        return Ok(());
+    }
+    let show = |v: u64| match spec.kind {
+        Kind::Size => ByteSize(v).human(),
+        Kind::Seconds => format!("{v} s"),
+        _ => v.to_string(),
+    };
+    Err(format!(
+        "{} is out of range: use {} to {}",
+        show(n),
+        show(lo),
+        show(hi)
+    ))
+}
+
+/// Refuses text with a control character (a newline above all). Such values end up on a line
+/// of the job script — a directive, the worker command — where a newline would start a new
+/// shell line that the batch system runs. `allow_tab`: prologue and epilogue lines are the
+/// user's own shell, where a tab is only whitespace.
+pub fn check_one_line(text: &str, allow_tab: bool) -> std::result::Result<(), String> {
+    let Some(c) = text
+        .chars()
+        .find(|&c| c.is_control() && !(allow_tab && c == '\t'))
+    else {
+        return Ok(());
+    };
+    let what = match c {
+        '\n' => "a newline".to_string(),
+        '\r' => "a carriage return".to_string(),
+        '\t' => "a tab".to_string(),
+        '\0' => "a NUL byte".to_string(),
+        c => format!("the control character U+{:04X}", u32::from(c)),
+    };
+    Err(format!(
+        "contains {what}: values written into a job script must be a single line without \
+         control characters (give several lines as separate values)"
+    ))
+}
+
+/// Checks that apply to one key only.
+fn check_key_text(spec: &KeySpec, text: &str) -> std::result::Result<(), String> {
+    check_one_line(text, matches!(spec.name, "prologue" | "epilogue"))?;
+    match spec.name {
+        "shebang" if !text.starts_with("#!") => Err(format!(
+            "'{text}' is not a shebang line: it must start with #! (e.g. #!/usr/bin/env bash)"
+        )),
+        // The name is also the prefix of the script's file name: no '/' to climb out of it.
+        "job_name"
+            if text.is_empty()
+                || text.starts_with('-')
+                || text.contains(|c: char| c.is_whitespace() || c == '/') =>
+        {
+            Err(format!(
+                "'{text}' is not a job name: give a non-empty name without spaces or '/' \
+                 that does not start with '-'"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks a value against its key's kind and normalises it (a single string for a list key
 /// becomes a one-element list; a size given as a number stays bytes).
 fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
@@ -347,7 +484,10 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
     };
     match spec.kind {
         Kind::Text | Kind::Path => match value {
-            Value::String(_) => Ok(value),
+            Value::String(ref s) => {
+                check_key_text(spec, s)?;
+                Ok(value)
+            }
             other => Err(format!("expected a string, got {}", other.type_str())),
         },
         Kind::Count => {
@@ -359,9 +499,10 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
                     .map_err(|_| format!("expected a whole number, got '{s}'"))?,
                 other => return Err(format!("expected a whole number, got {}", other.type_str())),
             };
-            if n < 1 || n > i64::from(u32::MAX) {
+            if n < 1 {
                 return Err(format!("expected a whole number of at least 1, got {n}"));
             }
+            check_range(spec, n as u64)?;
             Ok(Value::Integer(n))
         }
         Kind::Seconds => {
@@ -371,6 +512,7 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
                 Value::String(s) => units::parse_seconds(s).map_err(|e| e.0)?,
                 other => return Err(format!("expected seconds, got {}", other.type_str())),
             };
+            check_range(spec, seconds)?;
             Ok(Value::Integer(seconds as i64))
         }
         Kind::Size => {
@@ -378,6 +520,7 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
                 Value::Integer(i) if *i >= 0 => ByteSize(*i as u64),
                 _ => text(&value)?.parse().map_err(|e: units::UnitError| e.0)?,
             };
+            check_range(spec, size.0)?;
             Ok(Value::String(size.exact()))
         }
         Kind::Walltime => {
@@ -395,15 +538,19 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
             Ok(Value::String(format!("{u:?}")))
         }
         Kind::Lines => match value {
-            Value::String(s) => Ok(Value::Array(vec![Value::String(s)])),
+            Value::String(ref s) => {
+                check_key_text(spec, s)?;
+                Ok(Value::Array(vec![value]))
+            }
             Value::Array(items) => {
                 for item in &items {
-                    if !item.is_str() {
+                    let Some(s) = item.as_str() else {
                         return Err(format!(
                             "expected a list of strings, found {} in it",
                             item.type_str()
                         ));
-                    }
+                    };
+                    check_key_text(spec, s)?;
                 }
                 Ok(Value::Array(items))
             }
@@ -443,9 +590,35 @@ struct ConfigFile {
     tables: BTreeMap<SystemKind, Layer>,
 }
 
+/// Reads a small text file the user names (a config file, a template, a secret): only a
+/// regular file (not /dev/zero, a FIFO or a directory), of at most `cap` bytes, so a wrong
+/// path is an error at once instead of a read without end. `what` names the file's role.
+pub fn read_small_file(path: &Path, what: &str, cap: u64) -> Result<String> {
+    use std::io::Read;
+    let invalid =
+        |why: String| Error::invalid(format!("cannot read {what} {}: {why}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| invalid(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    let too_big = || invalid(format!("larger than {} bytes, the limit for a {what}", cap));
+    if meta.len() > cap {
+        return Err(too_big());
+    }
+    let file = std::fs::File::open(path).map_err(|e| invalid(e.to_string()))?;
+    // Bounded again while reading: the file may grow between the two looks.
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| invalid(e.to_string()))?;
+    if bytes.len() as u64 > cap {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))
+}
+
 fn read_config_file(path: &Path) -> Result<ConfigFile> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid(format!("cannot read config file {}: {e}", path.display())))?;
+    let text = read_small_file(path, "config file", limits::MAX_CONFIG_FILE_BYTES)?;
     let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         Error::invalid(format!(
             "config file {} is not valid TOML: {e}",
@@ -521,6 +694,19 @@ fn checked_file_value(place: &str, name: &str, spec: &KeySpec, v: Value) -> Resu
     })
 }
 
+/// Flags arrive typed by clap, but the rules for what a value may hold (one line, a range)
+/// are the same whatever its source: checked here, so the error names the flag.
+fn checked_flags(flags: &Layer) -> Result<Layer> {
+    let mut checked = Layer::default();
+    for (name, value, source) in &flags.values {
+        let spec = key(name).expect("flags are keys");
+        let value = check(spec, value.clone())
+            .map_err(|why| Error::invalid(format!("{source}: {why} ({})", spec.help)))?;
+        checked.values.push((spec.name, value, source.clone()));
+    }
+    Ok(checked)
+}
+
 /// Where the user file is looked for, in order: `--config`, `$RDASK_CONFIG`,
 /// `$XDG_CONFIG_HOME/rdask/jobqueue.toml`, `~/.config/rdask/jobqueue.toml`. An explicitly named
 /// file must exist; the default locations are optional.
@@ -578,7 +764,11 @@ impl Env {
             // An empty variable is unset, as in a shell's `RDASK_QUEUE= cmd`.
             if let Some(text) = self.get(&var).filter(|t| !t.trim().is_empty()) {
                 let value = check(spec, from_env_text(spec, text)).map_err(|why| {
-                    Error::invalid(format!("environment {var}='{text}': {why} ({})", spec.help))
+                    Error::invalid(format!(
+                        "environment {var}='{}': {why} ({})",
+                        text.escape_debug(),
+                        spec.help
+                    ))
                 })?;
                 layer.values.push((spec.name, value, Source::Env(var)));
             }
@@ -619,6 +809,7 @@ pub struct Loaded {
 
 /// Loads the configuration: defaults < file < file's system table < environment < flags.
 pub fn load(explicit_file: Option<&Path>, flags: &Layer, env: &Env) -> Result<Loaded> {
+    let flags = &checked_flags(flags)?;
     let file_path = find_config_file(explicit_file, env)?;
     let file = file_path.as_deref().map(read_config_file).transpose()?;
     let env_layer = env.layer()?;
@@ -849,6 +1040,201 @@ mod tests {
         );
     }
 
+    /// A newline in a value would become a shell line of the job script: refused from every
+    /// source, naming where it came from.
+    #[test]
+    fn control_characters_are_refused_from_every_source() {
+        let dir = tempfile::tempdir().unwrap();
+        for key in [
+            "queue",
+            "account",
+            "job_name",
+            "shebang",
+            "resource_spec",
+            "log_directory",
+            "local_directory",
+            "interface",
+            "worker_command",
+        ] {
+            let bad = "#!x\ntouch /tmp/pwned";
+            let mut flags = Layer::default();
+            flags.flag(key, Value::String(bad.into()));
+            let err = load(None, &flags, &env(&[])).unwrap_err();
+            let flag = format!("--{}", key.replace('_', "-"));
+            assert_eq!(err.exit_code(), 2);
+            assert!(
+                err.to_string().contains(&flag) && err.to_string().contains("a newline"),
+                "{err}"
+            );
+
+            let var = format!("RDASK_{}", key.to_ascii_uppercase());
+            let err = load(None, &Layer::default(), &env(&[(&var, bad)])).unwrap_err();
+            assert!(err.to_string().contains(&var), "{err}");
+            assert!(err.to_string().contains("a newline"), "{err}");
+
+            let path = write(&dir, &format!("[slurm]\n{key} = \"#!x\\rid\"\n"));
+            let mut system = Layer::default();
+            system.flag("system", Value::String("slurm".into()));
+            let err = load(Some(&path), &system, &env(&[])).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("`{key}`"))
+                    && err.to_string().contains("a carriage return"),
+                "{err}"
+            );
+        }
+        // List keys: each item is checked (a flag value or a TOML array item).
+        for key in ["job_extra_directive", "worker_extra_arg", "prologue"] {
+            let mut flags = Layer::default();
+            flags.flag(
+                key,
+                Value::Array(vec![
+                    Value::String("ok".into()),
+                    Value::String("a\0b".into()),
+                ]),
+            );
+            let err = load(None, &flags, &env(&[])).unwrap_err();
+            assert!(err.to_string().contains("a NUL byte"), "{key}: {err}");
+        }
+        // The environment's list separator stays a separator; a tab in a prologue is fine.
+        let loaded = load(
+            None,
+            &Layer::default(),
+            &env(&[
+                ("RDASK_JOB_EXTRA_DIRECTIVE", "--exclusive\n--gres=gpu:1"),
+                ("RDASK_PROLOGUE", "if true; then\n\techo x\nfi"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.config.job_extra_directive,
+            ["--exclusive", "--gres=gpu:1"]
+        );
+        assert_eq!(loaded.config.prologue[1], "\techo x");
+    }
+
+    #[test]
+    fn shebangs_and_job_names_have_their_form() {
+        for (key, bad) in [
+            ("shebang", "/bin/bash"),
+            ("job_name", "-x"),
+            ("job_name", "two words"),
+            ("job_name", "../../escape"),
+        ] {
+            let mut flags = Layer::default();
+            flags.flag(key, Value::String(bad.into()));
+            let err = load(None, &flags, &env(&[])).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_with_the_range() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("RDASK_CORES", "100000", "1 to 4096"),
+            ("RDASK_PROCESSES", "5000", "1 to 1024"),
+            ("RDASK_JOB_CPU", "9999999999", "1 to 4096"),
+            ("RDASK_MEMORY", "1MB", "64.0 MiB to 64.0 TiB"),
+            ("RDASK_MEMORY", "1PB", "64.0 MiB to 64.0 TiB"),
+            ("RDASK_JOB_MEM", "10", "64.0 MiB"),
+            ("RDASK_DISK", "1kB", "1.0 MiB"),
+            ("RDASK_DEATH_TIMEOUT", "0", "1 s to 86400 s"),
+            ("RDASK_DEATH_TIMEOUT", "99999999999999999999", "too large"),
+            ("RDASK_DEATH_TIMEOUT", "9223372036854775808", "86400 s"),
+            ("RDASK_LIFETIME_MARGIN", "2d", "0 s to 86400 s"),
+            ("RDASK_COMMAND_TIMEOUT", "2h", "1 s to 3600 s"),
+            ("RDASK_WALLTIME", "307445734561825861", "too large"),
+            ("RDASK_WALLTIME", "00:00:01", "at least 10 s"),
+        ];
+        for (var, value, needle) in cases {
+            let err = load(None, &Layer::default(), &env(&[(var, value)])).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            assert!(
+                msg.contains(var) && msg.contains(needle),
+                "{var}={value}: {msg}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "cores = 100000\n");
+        let msg = load(Some(&path), &Layer::default(), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`cores`") && msg.contains("1 to 4096"),
+            "{msg}"
+        );
+        let mut flags = Layer::default();
+        flags.flag("death_timeout", Value::Integer(0));
+        let msg = load(None, &flags, &env(&[])).unwrap_err().to_string();
+        assert!(msg.contains("--death-timeout"), "{msg}");
+        // The edges themselves are accepted.
+        let ok = load(
+            None,
+            &Layer::default(),
+            &env(&[
+                ("RDASK_CORES", "4096"),
+                ("RDASK_PROCESSES", "1024"),
+                ("RDASK_MEMORY", "64TiB"),
+                ("RDASK_LIFETIME_MARGIN", "0"),
+                ("RDASK_WALLTIME", "365d"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(ok.config.walltime.seconds(), 365 * 86_400);
+    }
+
+    #[test]
+    fn each_worker_process_gets_at_least_64_mib() {
+        let e = env(&[
+            ("RDASK_MEMORY", "100MiB"),
+            ("RDASK_CORES", "2"),
+            ("RDASK_PROCESSES", "2"),
+        ]);
+        let err = load(None, &Layer::default(), &e).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("50.0 MiB") && err.to_string().contains("64.0 MiB"),
+            "{err}"
+        );
+        let e = env(&[
+            ("RDASK_MEMORY", "128MiB"),
+            ("RDASK_CORES", "2"),
+            ("RDASK_PROCESSES", "2"),
+        ]);
+        assert!(load(None, &Layer::default(), &e).is_ok());
+    }
+
+    #[test]
+    fn config_files_must_be_small_regular_files() {
+        let err = load(Some(Path::new("/dev/zero")), &Layer::default(), &env(&[])).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("/dev/zero") && err.to_string().contains("not a regular file"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(Some(dir.path()), &Layer::default(), &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let big = dir.path().join("big.toml");
+        let line = "# padding\n".repeat(200_000);
+        std::fs::write(&big, line).unwrap();
+        let err = load(Some(&big), &Layer::default(), &env(&[])).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("big.toml") && err.to_string().contains("1048576 bytes"),
+            "{err}"
+        );
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = env(&[("RDASK_CONFIG", fifo.to_str().unwrap())]);
+        let err = load(None, &Layer::default(), &e).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
     #[test]
     fn more_processes_than_cores_is_refused() {
         let mut flags = Layer::default();
@@ -880,6 +1266,7 @@ mod tests {
     fn every_key_is_a_field_of_the_configuration() {
         for spec in KEYS {
             let sample = match spec.kind {
+                Kind::Text if spec.name == "shebang" => Value::String("#!/bin/sh".into()),
                 Kind::Text | Kind::Path => Value::String("x".into()),
                 Kind::Count | Kind::Seconds => Value::Integer(2),
                 Kind::Size => Value::String("1GiB".into()),

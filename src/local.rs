@@ -59,6 +59,26 @@ impl Default for LocalClusterOptions {
     }
 }
 
+impl LocalClusterOptions {
+    /// The worker options every worker would refuse, refused here at once (exit 2) instead of
+    /// as N workers failing to start: the bounds of `worker`'s own flags.
+    pub fn check(&self) -> Result<()> {
+        use crate::config::limits;
+        // Zero workers is a scheduler alone (workers joining from elsewhere).
+        if self.workers > limits::MAX_PROCESSES as usize {
+            return Err(Error::invalid(format!(
+                "{} local workers: use 0 to {}",
+                self.workers,
+                limits::MAX_PROCESSES
+            )));
+        }
+        limits::check_threads(u64::from(self.threads_per_worker))
+            .map_err(|why| Error::invalid(format!("threads per worker: {why}")))?;
+        limits::check_worker_memory(self.memory_limit)
+            .map_err(|why| Error::invalid(format!("memory limit per worker: {why}")))
+    }
+}
+
 /// Finds the worker program: the option, `$RDASK_WORKER_PROGRAM`, this executable when it is
 /// `rdask-jobqueue`, one beside it, or one on PATH.
 pub fn worker_program(explicit: Option<&Path>) -> Result<PathBuf> {
@@ -294,6 +314,7 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts the scheduler and the workers, and returns once every worker has registered.
     pub async fn start(opts: LocalClusterOptions) -> Result<LocalCluster> {
+        opts.check()?;
         let secret = Secret::generate()?;
         let sched_opts =
             SchedulerOptions::new("127.0.0.1:0".parse().expect("an address"), secret.clone());
@@ -462,5 +483,36 @@ impl Drop for LocalCluster {
             m.abort();
         }
         self.workers().stop_all(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_options_out_of_range_are_refused_before_anything_starts() {
+        let ok = LocalClusterOptions {
+            workers: 2,
+            memory_limit: 64 << 20,
+            ..LocalClusterOptions::default()
+        };
+        assert!(ok.check().is_ok());
+        for bad in [
+            LocalClusterOptions {
+                memory_limit: 1 << 20,
+                ..ok.clone()
+            },
+            LocalClusterOptions {
+                threads_per_worker: 100_000,
+                ..ok.clone()
+            },
+            LocalClusterOptions {
+                workers: 5000,
+                ..ok.clone()
+            },
+        ] {
+            assert_eq!(bad.check().unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 }

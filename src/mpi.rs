@@ -106,6 +106,15 @@ impl World {
     /// Refuses worlds too small for the roles, including N singletons (a binary started by
     /// another MPI implementation's launcher sees itself alone).
     pub fn check(&self, no_driver: bool) -> Result<()> {
+        // A launcher's variables are only text: a rank past the world (a stale or hand-set
+        // OMPI_COMM_WORLD_RANK) would take a role no one expects, or wait for peers forever.
+        if self.rank >= self.size {
+            return Err(Error::invalid(format!(
+                "rank {} is outside a world of {} ranks (from {}): the launcher's rank and size \
+                 variables disagree; start the ranks with mpirun or srun, not by hand",
+                self.rank, self.size, self.source
+            )));
+        }
         let needed = if no_driver { 2 } else { 3 };
         if self.size >= needed {
             return Ok(());
@@ -277,6 +286,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("world of 1"));
+    }
+
+    #[test]
+    fn a_rank_outside_the_world_is_refused() {
+        for (rank, size) in [("5", "4"), ("4", "4"), ("0", "0")] {
+            let w = discover(env(&[
+                ("OMPI_COMM_WORLD_RANK", rank),
+                ("OMPI_COMM_WORLD_SIZE", size),
+            ]));
+            let err = w.check(false).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains("outside a world"), "{err}");
+        }
+        let ok = discover(env(&[("PMI_RANK", "3"), ("PMI_SIZE", "4")]));
+        assert!(ok.check(false).is_ok());
     }
 
     #[test]

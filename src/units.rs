@@ -268,6 +268,29 @@ pub struct Walltime(pub u64);
 
 const WALLTIME_HELP: &str = "use HH:MM:SS, MM:SS, D-HH:MM:SS or a duration like 90m, 1h30m, 2d";
 
+/// The shortest walltime accepted: a job shorter than this cannot start a worker.
+pub const MIN_WALLTIME_SECONDS: u64 = 10;
+/// The longest walltime accepted (365 days): anything longer is a typo or an overflow, and
+/// the arithmetic on it (lifetimes, deadlines) must stay far from u64's edge.
+pub const MAX_WALLTIME_SECONDS: u64 = 365 * 86_400;
+
+/// Refuses walltimes outside [`MIN_WALLTIME_SECONDS`, `MAX_WALLTIME_SECONDS`].
+fn walltime_in_range(seconds: u64) -> Result<Walltime, String> {
+    if seconds == 0 {
+        Err("must be longer than zero".into())
+    } else if seconds < MIN_WALLTIME_SECONDS {
+        Err(format!(
+            "{seconds} s is too short: at least {MIN_WALLTIME_SECONDS} s"
+        ))
+    } else if seconds > MAX_WALLTIME_SECONDS {
+        Err(format!(
+            "too long: at most 365 days ({MAX_WALLTIME_SECONDS} s)"
+        ))
+    } else {
+        Ok(Walltime(seconds))
+    }
+}
+
 impl Walltime {
     pub fn seconds(self) -> u64 {
         self.0
@@ -303,13 +326,17 @@ impl Walltime {
         }
         let bad =
             |why: String| UnitError(format!("invalid walltime '{text}' for LSF (HH:MM): {why}"));
-        let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+        let (Ok(h), Ok(m)) = (h.parse::<u64>(), m.parse::<u64>()) else {
+            return Some(Err(bad("number too large".into())));
+        };
         Some(if m > 59 {
             Err(bad(format!("minutes must be 0-59, got {m}")))
-        } else if h == 0 && m == 0 {
-            Err(bad("must be longer than zero".into()))
         } else {
-            Ok(Walltime(h * 3600 + m * 60))
+            h.checked_mul(3600)
+                .and_then(|s| s.checked_add(m * 60))
+                .ok_or_else(|| "number too large".to_string())
+                .and_then(walltime_in_range)
+                .map_err(bad)
         })
     }
 
@@ -334,14 +361,14 @@ impl FromStr for Walltime {
             parse_clock(t).map_err(|why| bad(&why))?
         } else if t.chars().all(|c| c.is_ascii_digit()) {
             // A bare number is minutes, as SLURM, LSF and PBS's `-l walltime` read it.
-            t.parse::<u64>().map_err(|_| bad("number too large"))? * 60
+            t.parse::<u64>()
+                .ok()
+                .and_then(|m| m.checked_mul(60))
+                .ok_or_else(|| bad("number too large"))?
         } else {
             parse_duration(t).map_err(|why| bad(&why))?
         };
-        if seconds == 0 {
-            return Err(bad("must be longer than zero"));
-        }
-        Ok(Walltime(seconds))
+        walltime_in_range(seconds).map_err(|why| bad(&why))
     }
 }
 
@@ -384,7 +411,11 @@ fn parse_clock(t: &str) -> Result<u64, String> {
     if with_days && h > 23 {
         return Err(format!("hours must be 0-23 after a day count, got {h}"));
     }
-    Ok(days * 86_400 + h * 3600 + m * 60 + s)
+    // Checked: "307445734561825861" days or hours must be refused, not wrapped around.
+    days.checked_mul(86_400)
+        .and_then(|d| d.checked_add(h.checked_mul(3600)?))
+        .and_then(|t| t.checked_add(m * 60 + s))
+        .ok_or_else(|| "number too large".to_string())
 }
 
 /// A duration in seconds for options like `--death-timeout`: a bare number is seconds
@@ -420,10 +451,16 @@ fn parse_duration(t: &str) -> Result<u64, String> {
             's' => 1,
             other => return Err(format!("unknown unit '{other}'")),
         };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("unit '{c}' without a number before it"))?;
-        total += n * unit;
+        if number.is_empty() {
+            return Err(format!("unit '{c}' without a number before it"));
+        }
+        // Checked: a huge count must be refused, not wrapped around to a short duration.
+        total = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .and_then(|n| n.checked_add(total))
+            .ok_or_else(|| "number too large".to_string())?;
         number.clear();
         seen_unit = true;
     }
@@ -541,6 +578,40 @@ mod tests {
         assert!("abc".parse::<Walltime>().is_err());
         assert!("00:00:00".parse::<Walltime>().is_err());
         assert!("1:2:3:4".parse::<Walltime>().is_err());
+    }
+
+    /// `RDASK_WALLTIME=307445734561825861` was 307445734561825861 minutes, which wrapped
+    /// around u64 to a 44-second walltime.
+    #[test]
+    fn huge_walltimes_are_refused_not_wrapped_around() {
+        for t in [
+            "307445734561825861",
+            "307445734561825861:00:00",
+            "213503982334601-00:00:00",
+            "307445734561825861m",
+            "99999999999999999999d",
+            "18446744073709551615s",
+            "366d",
+            "8785:00:00",
+        ] {
+            let err = t.parse::<Walltime>().unwrap_err().0;
+            assert!(
+                err.contains("too large") || err.contains("too long"),
+                "{t}: {err}"
+            );
+        }
+        let err = "00:00:05".parse::<Walltime>().unwrap_err().0;
+        assert!(err.contains("at least 10 s"), "{err}");
+        assert_eq!("365d".parse::<Walltime>().unwrap().0, MAX_WALLTIME_SECONDS);
+        assert_eq!("00:00:10".parse::<Walltime>().unwrap().0, 10);
+        assert!(Walltime::parse_lsf_hhmm("5124095576030431:00")
+            .unwrap()
+            .is_err());
+        assert!(Walltime::parse_lsf_hhmm("99999999999999999999:00")
+            .unwrap()
+            .is_err());
+        assert!(parse_seconds("307445734561825861m").is_err());
+        assert!(parse_seconds("99999999999999999999").is_err());
     }
 
     #[test]

@@ -283,3 +283,151 @@ fn htcondor_standin_round_trip() {
         id_var: "_CONDOR_JOB_AD",
     });
 }
+
+/// Job ids are checked per system before any command runs: `jobs cancel --system local 1`
+/// ran `kill -TERM -- -1` (every process of the user), and `jobs cancel --system slurm --
+/// --name=X` passed an option to scancel. Fake tools first on PATH record any call.
+#[test]
+fn job_ids_are_checked_before_any_command_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let tools = [
+        "scancel",
+        "squeue",
+        "qdel",
+        "qstat",
+        "bkill",
+        "bjobs",
+        "oardel",
+        "oarstat",
+        "condor_rm",
+        "condor_q",
+        "canceljob",
+        "showq",
+        "kill",
+        "ps",
+        "sh",
+    ];
+    for tool in tools {
+        let path = dir.path().join(tool);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho {tool} \"$@\" >> {}\n", calls.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let cases: &[(&str, &[&str])] = &[
+        ("local", &["1"]),
+        ("local", &["0"]),
+        ("local", &["--", "-1"]),
+        ("slurm", &["--", "--name=rdask-worker"]),
+        ("slurm", &["123", "--", "-u"]),
+        ("pbs", &["123.server", "x"]),
+        ("sge", &["--", "-u"]),
+        ("lsf", &["123[x]"]),
+        ("oar", &["12.3"]),
+        ("htcondor", &["--", "-all"]),
+        ("moab", &["--", "-x"]),
+    ];
+    for (system, ids) in cases {
+        for sub in ["cancel", "status"] {
+            let out = run(bin()
+                .env("PATH", &path)
+                .args(["jobs", sub, "--system", system])
+                .args(*ids));
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{sub} {system} {ids:?}: {err}");
+            assert!(
+                err.contains(&format!("is not a {system} job id")),
+                "{sub} {system} {ids:?}: {err}"
+            );
+        }
+    }
+    assert!(
+        !calls.exists(),
+        "a command ran: {}",
+        std::fs::read_to_string(&calls).unwrap_or_default()
+    );
+}
+
+/// A local id must be a job our local launcher started: a process of ours that it did not
+/// start is refused (exit 2) and keeps running.
+#[test]
+fn local_cancel_refuses_processes_it_did_not_start() {
+    let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let out = run(bin().args(["jobs", "cancel", "--system", "local", &pid]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&pid) && err.contains("not a local job"),
+        "{err}"
+    );
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "the process was killed"
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
+
+/// A newline in a job option never reaches a real sbatch/qsub: refused with exit 2, no
+/// script left, no job of that name queued.
+fn injected_option_never_reaches(system: &str, queue: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    let marker = dir.path().join("pwned");
+    let name = format!("rdask-inject-{}", std::process::id());
+    let evil = format!("--comment=x\ntouch {}", marker.display());
+    let out = run(bin()
+        .current_dir(dir.path())
+        .args(["jobs", "submit", "--system", system, "--queue", queue])
+        .args(["--scheduler", "tcp://127.0.0.1:9", "--job-name", &name])
+        .args(["--memory", "100MB", "--walltime", "00:05:00"])
+        .arg("--script-dir")
+        .arg(&scripts)
+        .arg(format!("--job-extra-directive={evil}")));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{system}: {err}");
+    assert!(
+        err.contains("--job-extra-directive") && err.contains("a newline"),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty(), "{system}: a job id was printed");
+    assert!(!scripts.exists(), "{system}: a script was written");
+    let listed = match system {
+        "slurm" => Command::new("squeue")
+            .args(["-h", "-o", "%i", "--name", &name])
+            .output(),
+        _ => Command::new("qstat").args(["-j", &name]).output(),
+    }
+    .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.trim().is_empty() || listed.contains("do not exist"),
+        "{system}: a job named {name} is queued: {listed}"
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn slurm_never_sees_an_injected_option() {
+    if real_system_enabled("slurm") {
+        injected_option_never_reaches("slurm", "debug");
+    }
+}
+
+#[test]
+fn sge_never_sees_an_injected_option() {
+    if real_system_enabled("sge") {
+        let queue = std::env::var("RDASK_TEST_SGE_QUEUE").unwrap_or_else(|_| "all.q".into());
+        injected_option_never_reaches("sge", &queue);
+    }
+}

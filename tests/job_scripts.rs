@@ -579,3 +579,369 @@ fn every_command_has_help() {
         assert!(!stdout(&out).trim().is_empty(), "{args:?}");
     }
 }
+
+/// A newline (or any control character) in an option that lands in the job script would start
+/// a shell line there, which SLURM and Grid Engine then run: refused from flags, RDASK_*
+/// variables and config files alike, with exit 2, naming the option, and printing nothing.
+#[test]
+fn control_characters_in_script_options_are_refused_from_every_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let evil = format!("x\ntouch {}", marker.display());
+    let keys = [
+        "job_extra_directive",
+        "queue",
+        "account",
+        "job_name",
+        "log_directory",
+        "shebang",
+        "resource_spec",
+        "local_directory",
+        "interface",
+        "worker_extra_arg",
+        "worker_command",
+        "prologue",
+    ];
+    for key in keys {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let var = format!("RDASK_{}", key.to_ascii_uppercase());
+        let file = dir.path().join(format!("{key}.toml"));
+        let toml_value = serde_json::to_string(&format!("#!{evil}")).unwrap();
+        std::fs::write(&file, format!("[sge]\n{key} = {toml_value}\n")).unwrap();
+        let by_flag = run(bin()
+            .args([
+                "job-script",
+                "--system",
+                "slurm",
+                "--scheduler",
+                "tcp://h:1",
+            ])
+            .arg(format!("{flag}={evil}")));
+        let by_file = run(bin()
+            .args(["job-script", "--system", "sge", "--scheduler", "tcp://h:1"])
+            .arg("--config")
+            .arg(&file));
+        let mut cases = vec![(by_flag, flag.clone()), (by_file, format!("`{key}`"))];
+        // In the environment, list keys are newline-separated on purpose; a single value is not.
+        if !matches!(key, "job_extra_directive" | "worker_extra_arg" | "prologue") {
+            let by_env = run(bin()
+                .args([
+                    "job-script",
+                    "--system",
+                    "slurm",
+                    "--scheduler",
+                    "tcp://h:1",
+                ])
+                .env(&var, &evil));
+            cases.push((by_env, var));
+        }
+        for (out, name) in cases {
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+            assert!(
+                err.contains(&name) && (err.contains("a newline")),
+                "{name}: unclear: {err}"
+            );
+            assert!(stdout(&out).is_empty(), "{name}: printed a script");
+        }
+    }
+    assert!(!marker.exists());
+}
+
+/// Values placed on the worker's command line are quoted: `$NAME` still expands (a documented
+/// convenience), but nothing a value holds runs as a command in the job.
+#[test]
+fn worker_arguments_in_a_script_run_no_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let touch = format!("touch {}", marker.display());
+    let out = run(bin()
+        .args([
+            "job-script",
+            "--system",
+            "local",
+            "--scheduler",
+            "tcp://h:1",
+        ])
+        .args(["--worker-command", "printf '[%s]\\n'"])
+        .arg(format!("--local-directory=$(  {touch} )/$RDASK_T"))
+        .arg(format!("--worker-extra-arg=`{touch}` ${{RDASK_T}}"))
+        .arg(format!("--interface=$({touch})")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = dir.path().join("job.sh");
+    std::fs::write(&script, stdout(&out)).unwrap();
+    let ran = run(std::process::Command::new("bash")
+        .arg(&script)
+        .env("RDASK_T", "v"));
+    let printed = stdout(&ran);
+    assert!(!marker.exists(), "a value ran a command:\n{printed}");
+    assert!(printed.contains(&format!("[$(  {touch} )/v]")), "{printed}");
+    assert!(printed.contains(&format!("[`{touch}` v]")), "{printed}");
+    assert!(printed.contains(&format!("[$({touch})]")), "{printed}");
+}
+
+/// `config show --config /dev/zero` read without end; big or special files are refused.
+#[test]
+fn config_and_template_files_must_be_small_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "#\n".repeat(600_000)).unwrap();
+    for (args, file) in [
+        (vec!["config", "show", "--config", "/dev/zero"], "/dev/zero"),
+        (
+            vec!["job-script", "--system", "slurm", "--template", "/dev/zero"],
+            "/dev/zero",
+        ),
+        (
+            vec!["config", "show", "--config", big.to_str().unwrap()],
+            "big.toml",
+        ),
+    ] {
+        let out = run(bin().args(&args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(file), "{args:?}: {err}");
+        assert!(
+            err.contains("not a regular file") || err.contains("1048576 bytes"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = run(bin()
+        .args(["config", "show"])
+        .env("RDASK_CONFIG", "/dev/zero"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// Overflowing and absurd numbers are refused with exit 2, whatever their source.
+#[test]
+fn numbers_out_of_range_are_refused_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.toml");
+    std::fs::write(&file, "[slurm]\nprocesses = 100000\n").unwrap();
+    let env_cases: &[(&str, &str, &str)] = &[
+        ("RDASK_WALLTIME", "307445734561825861", "too large"),
+        ("RDASK_WALLTIME", "00:00:02", "at least 10 s"),
+        ("RDASK_MEMORY", "1MiB", "64.0 MiB"),
+        ("RDASK_CORES", "100000", "1 to 4096"),
+        ("RDASK_DEATH_TIMEOUT", "99999999999999999999", "too large"),
+        ("RDASK_COMMAND_TIMEOUT", "0", "1 s to 3600 s"),
+    ];
+    for (var, value, needle) in env_cases {
+        for sub in [&["job-script"][..], &["jobs", "submit"][..]] {
+            let out = run(bin()
+                .args(sub)
+                .args(["--system", "local", "--scheduler", "tcp://h:1"])
+                .env(var, value));
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+            assert!(err.contains(var) && err.contains(needle), "{var}: {err}");
+            assert!(stdout(&out).is_empty());
+        }
+    }
+    let flag_cases: &[(&[&str], &str)] = &[
+        (&["--walltime", "307445734561825861"], "too large"),
+        (
+            &["--memory", "200MiB", "--cores", "4", "--processes", "4"],
+            "50.0 MiB",
+        ),
+        (&["--processes", "5000", "--cores", "4096"], "1 to 1024"),
+        (&["--lifetime-margin", "30d"], "0 s to 86400 s"),
+    ];
+    for (args, needle) in flag_cases {
+        let out = run(bin()
+            .args([
+                "job-script",
+                "--system",
+                "slurm",
+                "--scheduler",
+                "tcp://h:1",
+            ])
+            .args(*args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let out = run(bin()
+        .args(["job-script", "--system", "slurm", "--config"])
+        .arg(&file));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`processes`"), "{}", stderr(&out));
+}
+
+/// Worker, MPI and scheduler-address options out of range end at once with exit 2 and a
+/// message naming the option, never a panic or a hang.
+#[test]
+fn worker_and_mpi_options_out_of_range_exit_2_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["worker", "--nthreads", "100000", "tcp://127.0.0.1:9"],
+            "--nthreads",
+        ),
+        (
+            vec!["worker", "--nthreads", "0", "tcp://127.0.0.1:9"],
+            "--nthreads",
+        ),
+        (
+            vec!["worker", "--nworkers", "100000", "tcp://127.0.0.1:9"],
+            "--nworkers",
+        ),
+        (
+            vec!["worker", "--memory-limit", "1MiB", "tcp://127.0.0.1:9"],
+            "--memory-limit",
+        ),
+        (
+            vec!["worker", "--death-timeout", "0", "tcp://127.0.0.1:9"],
+            "--death-timeout",
+        ),
+        (
+            vec![
+                "worker",
+                "--death-timeout",
+                "99999999999999999999",
+                "tcp://127.0.0.1:9",
+            ],
+            "--death-timeout",
+        ),
+        (
+            vec!["worker", "--lifetime", "400d", "tcp://127.0.0.1:9"],
+            "--lifetime",
+        ),
+        (
+            vec!["worker", "--lifetime-end", "NaN", "tcp://127.0.0.1:9"],
+            "--lifetime-end",
+        ),
+        (vec!["worker", "http://127.0.0.1:9"], "only tcp://"),
+        (vec!["worker", "tcp://127.0.0.1"], "no port"),
+        (vec!["worker", "tcp://127.0.0.1:99999"], "1 to 65535"),
+        (vec!["worker", "tcp://a b:1"], "not a host name"),
+        (
+            vec!["mpi", "--nthreads", "100000", "run", "--", "true"],
+            "--nthreads",
+        ),
+        (
+            vec!["mpi", "--memory-limit", "1kB", "run", "--", "true"],
+            "--memory-limit",
+        ),
+        (
+            vec!["mpi", "--wait-timeout", "0", "run", "--", "true"],
+            "--wait-timeout",
+        ),
+        (
+            vec![
+                "job-script",
+                "--system",
+                "slurm",
+                "--scheduler",
+                "ssh://h:1",
+            ],
+            "--scheduler",
+        ),
+    ];
+    for (args, needle) in cases {
+        let started = std::time::Instant::now();
+        let out = run(bin()
+            .args(&args)
+            .env("RDASK_SECRET", "ab".repeat(32))
+            .current_dir(dir.path()));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: message lacks {needle:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?} did not end at once"
+        );
+    }
+    // A rank the launcher's variables place outside the world.
+    let out = run(bin()
+        .args(["mpi", "--wait-timeout", "2", "run", "--", "true"])
+        .env("SLURM_PROCID", "7")
+        .env("SLURM_NTASKS", "4")
+        .current_dir(dir.path()));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("outside a world of 4"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A secret file others can read is refused (it grants running commands on every worker);
+/// a scheduler started without a secret writes the one it makes to a 0600 file and says where.
+#[test]
+fn secret_files_are_private() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(bin()
+        .args(["worker", "tcp://127.0.0.1:9", "--no-nanny", "--secret-file"])
+        .arg(&secret));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("chmod 600") && err.contains("644"), "{err}");
+
+    let home = dir.path().join("home");
+    let mut child = bin()
+        .args(["scheduler", "--host", "127.0.0.1", "--port", "0"])
+        .env("RDASK_HOME", &home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read on a thread, so a scheduler that never says it fails the test instead of hanging it.
+    let stdout_pipe = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let found = std::io::BufReader::new(stdout_pipe)
+            .lines()
+            .map_while(|l| l.ok())
+            .find(|l| l.starts_with("secret file: "));
+        let _ = tx.send(found);
+    });
+    let said = rx.recv_timeout(std::time::Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = said
+        .ok()
+        .flatten()
+        .expect("the scheduler says where its secret is");
+    let file = said
+        .strip_prefix("secret file: ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    assert!(file.starts_with(home.to_str().unwrap()), "{said}");
+    let mode = std::fs::metadata(file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{said}");
+    let text = std::fs::read_to_string(file).unwrap();
+    assert_eq!(text.trim().len(), 64, "{text}");
+    assert!(said.contains(&format!("--secret-file {file}")), "{said}");
+}
+
+/// `up` builds worker options from the same configuration: a worker process below 64 MiB or a
+/// newline in an option is refused before anything is created or started.
+#[test]
+fn up_refuses_bad_worker_options_before_creating_anything() {
+    let home = tempfile::tempdir().unwrap();
+    for args in [
+        &["--memory", "100MiB", "--cores", "2", "--processes", "2"][..],
+        &["--queue", "a\nb"],
+        &["--walltime", "307445734561825861"],
+    ] {
+        let out = run(bin()
+            .env("RDASK_HOME", home.path())
+            .args(["up", "--name", "bad", "--system", "local"])
+            .args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            !home.path().join("clusters").join("bad").exists(),
+            "{args:?}: a cluster directory was created"
+        );
+    }
+}

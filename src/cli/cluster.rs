@@ -1226,7 +1226,7 @@ fn cancel_without_ledger(dir: &ClusterDir, rec: &ClusterRecord, problem: &Error)
     let mut failed = Vec::new();
     let mut by_name = true;
     for name in &names {
-        match queue.cancel_by_name(name) {
+        match queue.cancel_by_name(name, &dir.job_script(rec.config.system, name)) {
             Ok(true) => cancelled.push(name.as_str()),
             Ok(false) => {
                 by_name = false;

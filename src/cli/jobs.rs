@@ -23,7 +23,15 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
-    fn target(&self) -> Target {
+    fn target(&self) -> Result<Target> {
+        if let Some(address) = &self.scheduler {
+            super::runtime::check_scheduler_address(address, "--scheduler")?;
+        }
+        // Written into the worker command: one line, as every value in a script.
+        if let Some(file) = &self.secret_file {
+            crate::config::check_one_line(&file.display().to_string(), false)
+                .map_err(|why| Error::invalid(format!("--secret-file: {why}")))?;
+        }
         let scheduler_address = self.scheduler.clone().unwrap_or_else(|| {
             eprintln!(
                 "warning: no --scheduler given; the script uses the placeholder tcp://SCHEDULER:8786 \
@@ -31,10 +39,10 @@ impl TargetArgs {
             );
             "tcp://SCHEDULER:8786".into()
         });
-        Target {
+        Ok(Target {
             scheduler_address,
             secret_file: self.secret_file.clone(),
-        }
+        })
     }
 }
 
@@ -112,7 +120,7 @@ pub fn job_script(a: JobScriptArgs) -> Result<i32> {
             "--ranks and a driver command go with --mpi",
         ));
     }
-    let text = script::render(&cfg, &a.target.target(), &own_binary()?)?;
+    let text = script::render(&cfg, &a.target.target()?, &own_binary()?)?;
     print!("{text}");
     Ok(0)
 }
@@ -127,7 +135,7 @@ pub fn jobs(c: JobsCommand) -> Result<i32> {
     match c {
         JobsCommand::Submit(a) => {
             let cfg = a.job.load()?.config;
-            let text = script::render(&cfg, &a.target.target(), &own_binary()?)?;
+            let text = script::render(&cfg, &a.target.target()?, &own_binary()?)?;
             let dir = match &a.script_dir {
                 Some(d) => d.clone(),
                 None => crate::paths::rdask_home().join("scripts"),

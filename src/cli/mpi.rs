@@ -31,17 +31,17 @@ pub struct MpiArgs {
     /// ranks span nodes) [default: ./rdask-scheduler-<job id>.json]
     #[arg(long, value_name = "FILE")]
     pub scheduler_file: Option<PathBuf>,
-    /// Threads per worker rank [default: SLURM_CPUS_PER_TASK, else 1]
-    #[arg(long, value_name = "N")]
+    /// Threads per worker rank, 1 to 1024 [default: SLURM_CPUS_PER_TASK, else 1]
+    #[arg(long, value_name = "N", value_parser = super::runtime::threads_arg)]
     pub nthreads: Option<u32>,
-    /// Memory limit per worker rank (e.g. 4GiB; 0 for none)
-    #[arg(long, default_value = "0")]
+    /// Memory limit per worker rank (e.g. 4GiB; at least 64MiB; 0 for none)
+    #[arg(long, default_value = "0", value_parser = super::runtime::memory_limit_arg)]
     pub memory_limit: crate::units::ByteSize,
-    /// Ranks exit this long after losing the scheduler (rank 0)
-    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = super::seconds_arg)]
+    /// Ranks exit this long after losing the scheduler (rank 0; 1 s to a day)
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = super::runtime::timeout_arg)]
     pub death_timeout: u64,
-    /// How long ranks wait for rank 0's scheduler file
-    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = super::seconds_arg)]
+    /// How long ranks wait for rank 0's scheduler file (1 s to a day)
+    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = super::runtime::timeout_arg)]
     pub wait_timeout: u64,
     /// Network interface for the scheduler and the workers (e.g. ib0)
     #[arg(long)]

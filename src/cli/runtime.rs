@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
+use crate::config::limits;
 use crate::error::{Error, Result};
 use crate::kernels::Registry;
 use crate::protocol::Secret;
@@ -29,7 +30,8 @@ pub struct SchedulerArgs {
     /// Write {"address": ..., "secret": ...} here (mode 0600) for workers and clients
     #[arg(long, value_name = "FILE")]
     pub scheduler_file: Option<PathBuf>,
-    /// The cluster secret (hex), created if missing; default: $RDASK_SECRET, else a new one
+    /// The cluster secret (hex, mode 0600), created if missing; default: $RDASK_SECRET, else
+    /// a new one, written to the scheduler file or to $RDASK_HOME/scheduler-PORT.secret
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
 }
@@ -42,6 +44,8 @@ pub struct SchedulerFile {
 }
 
 pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
+    // Whether the secret was made here and lives in no file yet: it is then written to one.
+    let mut made_here = false;
     let secret = match (&a.secret_file, std::env::var(crate::protocol::SECRET_ENV)) {
         // A new cluster's secret file is created on first use (mode 0600).
         (Some(f), _) if !f.exists() => {
@@ -51,7 +55,10 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
         }
         (Some(f), _) => Secret::load(f)?,
         (None, Ok(hex)) => Secret::from_hex(&hex)?,
-        (None, Err(_)) => Secret::generate()?,
+        (None, Err(_)) => {
+            made_here = true;
+            Secret::generate()?
+        }
     };
     let ip = match (&a.interface, &a.host) {
         (Some(iface), _) => crate::sys::interface_address(iface).map_err(Error::invalid)?,
@@ -76,10 +83,25 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
                 "scheduler file: {} (workers: rdask-jobqueue worker --scheduler-file {0})",
                 file.display()
             );
+        } else if made_here {
+            // Nobody else knows a secret made here: without a file, no worker could join.
+            let file = made_secret_file(&handle.address);
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(Error::io(format!("creating {}", dir.display())))?;
+            }
+            secret.save(&file)?;
+            println!(
+                "secret file: {} (mode 0600; workers: rdask-jobqueue worker {} --secret-file {0})",
+                file.display(),
+                handle.address
+            );
         } else {
             println!(
-                "start workers with: RDASK_SECRET=<secret> rdask-jobqueue worker {}",
-                handle.address
+                "start workers with the same secret: rdask-jobqueue worker {} (with {} or \
+                 --secret-file)",
+                handle.address,
+                crate::protocol::SECRET_ENV
             );
         }
         tokio::select! {
@@ -88,6 +110,13 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
         }
         Ok(0)
     })
+}
+
+/// Where a scheduler started without a secret keeps the one it made:
+/// `$RDASK_HOME/scheduler-PORT.secret` (one per port, so two schedulers never share one).
+fn made_secret_file(address: &str) -> PathBuf {
+    let port = address.rsplit(':').next().unwrap_or("0");
+    crate::paths::rdask_home().join(format!("scheduler-{port}.secret"))
 }
 
 /// Writes a file only its owner can read, atomically.
@@ -116,20 +145,20 @@ pub struct WorkerArgs {
     /// A file written by `scheduler --scheduler-file` (address and secret)
     #[arg(long, value_name = "FILE")]
     pub scheduler_file: Option<PathBuf>,
-    /// Threads per worker process [default: the cores available / --nworkers]
-    #[arg(long, value_name = "N")]
+    /// Threads per worker process, 1 to 1024 [default: the cores available / --nworkers]
+    #[arg(long, value_name = "N", value_parser = threads_arg)]
     pub nthreads: Option<u32>,
-    /// Memory limit per worker process (e.g. 4GiB; 0 for none)
-    #[arg(long, value_name = "SIZE", default_value = "0")]
+    /// Memory limit per worker process (e.g. 4GiB; at least 64MiB; 0 for none)
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = memory_limit_arg)]
     pub memory_limit: ByteSize,
-    /// Worker processes to start under one supervisor
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// Worker processes to start under one supervisor, 1 to 1024
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = processes_arg)]
     pub nworkers: u32,
     /// Worker name [default: HOST-PID]
     #[arg(long)]
     pub name: Option<String>,
-    /// Exit after the scheduler has been unreachable this long (seconds or 90s, 2m)
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = super::seconds_arg)]
+    /// Exit after the scheduler has been unreachable this long (seconds or 90s, 2m; 1 s to a day)
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = timeout_arg)]
     pub death_timeout: u64,
     /// Scratch directory for spilled results [default: $TMPDIR or /tmp]
     #[arg(long, value_name = "DIR")]
@@ -144,16 +173,108 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub no_nanny: bool,
     /// Retire gracefully after this long (seconds or 55m, 1h): its results move to other
-    /// workers, then it exits. Job scripts set it to the walltime minus a margin.
-    #[arg(long, value_name = "SECONDS", value_parser = super::seconds_arg)]
+    /// workers, then it exits. Job scripts set it to the walltime minus a margin (at most 365 days).
+    #[arg(long, value_name = "SECONDS", value_parser = lifetime_arg)]
     pub lifetime: Option<u64>,
     /// Retire up to this much earlier, at random, so a job's workers do not all leave at once
-    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = super::seconds_arg)]
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = stagger_arg)]
     pub lifetime_stagger: u64,
     /// The end of the lifetime as Unix time (the supervisor passes it to its processes, so a
     /// restarted process keeps the job's deadline)
-    #[arg(long, value_name = "UNIX_TIME", hide = true)]
+    #[arg(long, value_name = "UNIX_TIME", hide = true, value_parser = unix_time_arg)]
     pub lifetime_end: Option<f64>,
+}
+
+/// `--nthreads`: 1 to [`limits::MAX_THREADS`].
+pub(crate) fn threads_arg(s: &str) -> std::result::Result<u32, String> {
+    let n: u64 = s.trim().parse().map_err(|_| {
+        format!(
+            "'{s}' is not a whole number (use 1 to {})",
+            limits::MAX_THREADS
+        )
+    })?;
+    limits::check_threads(n)?;
+    Ok(n as u32)
+}
+
+/// `--nworkers`: 1 to [`limits::MAX_PROCESSES`].
+fn processes_arg(s: &str) -> std::result::Result<u32, String> {
+    count_in(s, limits::MAX_PROCESSES)
+}
+
+fn count_in(s: &str, max: u32) -> std::result::Result<u32, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=u64::from(max)).contains(&n) => Ok(n as u32),
+        Ok(n) => Err(format!("{n} is out of range: use 1 to {max}")),
+        Err(_) => Err(format!("'{s}' is not a whole number (use 1 to {max})")),
+    }
+}
+
+/// A worker's memory limit: 0 (none), or [`limits::MIN_WORKER_MEMORY`] to
+/// [`limits::MAX_MEMORY`].
+pub(crate) fn memory_limit_arg(s: &str) -> std::result::Result<ByteSize, String> {
+    let size: ByteSize = s.parse().map_err(|e: crate::units::UnitError| e.0)?;
+    limits::check_worker_memory(size.0)?;
+    Ok(size)
+}
+
+fn seconds_in(s: &str, lo: u64, hi: u64) -> std::result::Result<u64, String> {
+    let n = super::seconds_arg(s)?;
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} s is out of range: use {lo} s to {hi} s"))
+    }
+}
+
+/// Death timeouts and waits: 1 s to [`limits::MAX_TIMEOUT_SECONDS`].
+pub(crate) fn timeout_arg(s: &str) -> std::result::Result<u64, String> {
+    seconds_in(s, 1, limits::MAX_TIMEOUT_SECONDS)
+}
+
+fn stagger_arg(s: &str) -> std::result::Result<u64, String> {
+    seconds_in(s, 0, limits::MAX_TIMEOUT_SECONDS)
+}
+
+fn lifetime_arg(s: &str) -> std::result::Result<u64, String> {
+    seconds_in(s, 1, crate::units::MAX_WALLTIME_SECONDS)
+}
+
+fn unix_time_arg(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!("'{s}' is not a Unix time")),
+    }
+}
+
+/// Refuses a scheduler address that is not `tcp://HOST:PORT` (or `HOST:PORT`) before anything
+/// dials it; the error names the flag or file it came from.
+pub fn check_scheduler_address(addr: &str, from: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "{from} '{}': {why}; use tcp://HOST:PORT (e.g. tcp://10.0.0.1:8786)",
+            addr.escape_debug()
+        )))
+    };
+    let rest = match addr.split_once("://") {
+        Some(("tcp", rest)) => rest,
+        Some((scheme, _)) => return bad(&format!("{scheme}:// is not supported, only tcp://")),
+        None => addr,
+    };
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return bad("no port");
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c));
+    if !host_ok {
+        return bad("not a host name or IP address");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => bad("the port must be a number from 1 to 65535"),
+    }
 }
 
 impl WorkerArgs {
@@ -268,12 +389,15 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
             let sf: SchedulerFile = serde_json::from_str(&text).map_err(|e| {
                 Error::invalid(format!("scheduler file {} is not valid: {e}", f.display()))
             })?;
+            let from = format!("the address in scheduler file {}", f.display());
+            check_scheduler_address(&sf.address, &from)?;
             (sf.address, Secret::from_hex(&sf.secret)?)
         }
-        None => (
-            a.address.clone().expect("clap requires it"),
-            Secret::from_env_or_file(a.secret_file.as_deref())?,
-        ),
+        None => {
+            let address = a.address.clone().expect("clap requires it");
+            check_scheduler_address(&address, "scheduler address")?;
+            (address, Secret::from_env_or_file(a.secret_file.as_deref())?)
+        }
     };
     let nthreads = a.threads()?;
     if !a.no_nanny {
@@ -322,4 +446,60 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(Error::io("starting the async runtime"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_addresses_are_tcp_host_and_port() {
+        for ok in [
+            "tcp://10.0.0.1:8786",
+            "tcp://vm:1",
+            "node-1.cluster:65535",
+            "tcp://[::1]:8786",
+        ] {
+            assert!(check_scheduler_address(ok, "x").is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("http://h:1", "only tcp://"),
+            ("tcp://h", "no port"),
+            ("tcp://:1", "not a host"),
+            ("tcp://h:0", "1 to 65535"),
+            ("tcp://h:70000", "1 to 65535"),
+            ("tcp://h;x:1", "not a host"),
+            ("tcp://h\n:1", "not a host"),
+        ] {
+            let err = check_scheduler_address(bad, "--scheduler").unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("--scheduler") && msg.contains(why),
+                "{bad}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn worker_numbers_have_bounds() {
+        assert_eq!(threads_arg("1024"), Ok(1024));
+        assert!(threads_arg("1025").unwrap_err().contains("1 to 1024"));
+        assert!(threads_arg("0").is_err());
+        assert!(threads_arg("99999999999999999999").is_err());
+        assert!(processes_arg("100000").is_err());
+        assert_eq!(memory_limit_arg("0"), Ok(ByteSize(0)));
+        assert_eq!(memory_limit_arg("64MiB"), Ok(ByteSize(64 << 20)));
+        assert!(memory_limit_arg("63MiB").unwrap_err().contains("64.0 MiB"));
+        assert!(memory_limit_arg("65TiB").is_err());
+        assert_eq!(timeout_arg("1d"), Ok(86_400));
+        assert!(timeout_arg("0").is_err());
+        assert!(timeout_arg("86401").is_err());
+        assert_eq!(stagger_arg("0"), Ok(0));
+        assert!(lifetime_arg("366d").is_err());
+        assert!(unix_time_arg("NaN").is_err());
+        assert!(unix_time_arg("inf").is_err());
+        assert!(unix_time_arg("-1").is_err());
+        assert_eq!(unix_time_arg("1700000000.5"), Ok(1_700_000_000.5));
+    }
 }

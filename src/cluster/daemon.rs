@@ -490,7 +490,8 @@ impl Deployer<'_> {
             .map(|j| (j.seq, j.name.clone(), j.recorded_at))
             .collect();
         for (seq, name, since) in stuck {
-            match self.queue.cancel_by_name(&name) {
+            let script = self.dir.job_script(self.rec.config.system, &name);
+            match self.queue.cancel_by_name(&name, &script) {
                 Ok(true) if t - since >= settle => {
                     let why = "its submission was never confirmed; cancelled by name";
                     if let Err(e) = self.ledger.submit_failed(seq, why, t) {
@@ -684,13 +685,12 @@ impl Deployer<'_> {
             scheduler_address: self.rec.address.clone().unwrap_or_default(),
             secret_file: Some(self.dir.secret_path()),
         };
-        let file_name = crate::jobqueue::system(self.rec.config.system).script_file_name();
         let scripts: Vec<(u64, String, std::result::Result<PathBuf, Error>)> = named
             .into_iter()
             .map(|(seq, name)| {
                 let mut cfg = self.rec.config.clone();
                 cfg.job_name = name.clone();
-                let path = self.dir.scripts_dir().join(format!("{name}-{file_name}"));
+                let path = self.dir.job_script(self.rec.config.system, &name);
                 let written = script::render(&cfg, &target, &self.own_binary)
                     .and_then(|text| script::write_executable(&path, &text))
                     .map(|()| path);
@@ -945,7 +945,8 @@ pub fn finish_jobs(
         .collect();
     let mut unknown = Vec::new();
     for (seq, name) in unconfirmed {
-        let why = if queue.cancel_by_name(&name)? {
+        let script = ClusterDir::new(&rec.name)?.job_script(rec.config.system, &name);
+        let why = if queue.cancel_by_name(&name, &script)? {
             "its submission was never confirmed; cancelled by name at shutdown"
         } else if forget_unconfirmed {
             "its submission was never confirmed; forgotten at shutdown (--forget-unconfirmed)"

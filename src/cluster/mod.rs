@@ -197,6 +197,11 @@ impl ClusterDir {
     pub fn scripts_dir(&self) -> PathBuf {
         self.root.join("jobs")
     }
+    /// The script job `name` was submitted with (written before its submit command ran).
+    pub fn job_script(&self, system: SystemKind, name: &str) -> PathBuf {
+        let file_name = crate::jobqueue::system(system).script_file_name();
+        self.scripts_dir().join(format!("{name}-{file_name}"))
+    }
 
     /// The record, or None when there is no cluster of this name.
     pub fn read_record(&self) -> Result<Option<ClusterRecord>> {

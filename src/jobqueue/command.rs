@@ -181,21 +181,40 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
-/// Quotes a word for a POSIX shell but leaves `$VAR` expansion working, for values users
-/// write with variables in them (`local_directory = "$TMPDIR"`).
+/// Quotes a word for a POSIX shell but leaves `$NAME` and `${NAME}` expansion working, for
+/// values users write with variables in them (`local_directory = "$TMPDIR"`). Nothing else
+/// runs: every other `$` (`$(cmd)`, `$((1+1))`, `${X:-$(cmd)}`) and every backtick is
+/// escaped, so a value cannot run a command in the job.
 pub fn shell_quote_expanding(word: &str) -> String {
     if shell_quote(word) == word {
         return word.to_string();
     }
+    let chars: Vec<char> = word.chars().collect();
     let mut out = String::from("\"");
-    for c in word.chars() {
-        if matches!(c, '"' | '\\' | '`') {
+    for (i, &c) in chars.iter().enumerate() {
+        let plain_variable = c == '$' && is_variable_reference(&chars[i + 1..]);
+        if matches!(c, '"' | '\\' | '`') || (c == '$' && !plain_variable) {
             out.push('\\');
         }
         out.push(c);
     }
     out.push('"');
     out
+}
+
+/// Whether the text after a `$` is a plain variable name, or one in braces: `HOME/x`,
+/// `{HOME}/x`, but not `(cmd)`, `((1+1))`, `{X:-y}`, `1` or `$`.
+fn is_variable_reference(rest: &[char]) -> bool {
+    let name_start = |c: &char| c.is_ascii_alphabetic() || *c == '_';
+    let name_char = |c: &char| c.is_ascii_alphanumeric() || *c == '_';
+    match rest.first() {
+        Some(c) if name_start(c) => true,
+        Some('{') => match rest.iter().position(|&c| c == '}') {
+            Some(end) if end > 1 => name_start(&rest[1]) && rest[1..end].iter().all(name_char),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -298,5 +317,34 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote_expanding("$TMPDIR/x y"), "\"$TMPDIR/x y\"");
         assert_eq!(shell_quote_expanding("a\"b"), "\"a\\\"b\"");
+    }
+
+    /// What a quoted word becomes when a shell reads it: `printf %s WORD`.
+    fn through_sh(quoted: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("printf %s {quoted}")])
+            .env("RDASK_T", "v")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn expanding_quotes_expand_variables_and_run_nothing() {
+        assert_eq!(through_sh(&shell_quote_expanding("$RDASK_T/a b")), "v/a b");
+        assert_eq!(through_sh(&shell_quote_expanding("${RDASK_T}x y")), "vx y");
+        for literal in [
+            "$(echo pwned) x",
+            "`echo pwned` x",
+            "$((6*7)) x",
+            "${RDASK_T:-$(echo pwned)} x",
+            "a\"; echo pwned; \"",
+            "$$ $1 $ x",
+            "back\\slash $",
+        ] {
+            let quoted = shell_quote_expanding(literal);
+            assert_eq!(through_sh(&quoted), literal, "{literal} as {quoted}");
+            assert_eq!(through_sh(&shell_quote(literal)), literal);
+        }
     }
 }

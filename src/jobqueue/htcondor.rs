@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, id_number, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, id_number, is_number, BatchSystem, Invocation, JobState, Output, Site};
 use crate::config::{JobConfig, SystemKind};
 
 pub struct Htcondor;
@@ -126,6 +126,18 @@ impl BatchSystem for Htcondor {
     fn job_id_variables(&self) -> &'static [&'static str] {
         // The worker reads ClusterId from the job ad file this variable names.
         &["_CONDOR_JOB_AD"]
+    }
+
+    /// A cluster `123`, or one process of it `123.0`.
+    fn is_job_id(&self, id: &str) -> bool {
+        match id.split_once('.') {
+            Some((cluster, process)) => is_number(cluster) && is_number(process),
+            None => is_number(id),
+        }
+    }
+
+    fn job_id_forms(&self) -> &'static str {
+        "a cluster number such as 123, or 123.0"
     }
 }
 

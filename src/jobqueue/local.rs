@@ -3,6 +3,11 @@
 //! the whole group, as a batch system kills a job) and prints its pid, which is the job id.
 //! The job learns its id from `RDASK_LOCAL_JOB_ID`.
 //!
+//! A pid is not a safe handle: `kill -- -1` ends every process of the user, and any pid may
+//! be someone else's. So the launcher marks each job's leader with `RDASK_LOCAL_JOB_ID=<its
+//! own pid>` and `RDASK_LOCAL_JOB_SCRIPT=<its script>` in its environment, and cancelling
+//! touches only processes that carry those marks.
+//!
 //! Only pending-free states exist: a local job runs at once, and when its process has ended
 //! it is gone (its exit status belongs to whoever reaps it).
 
@@ -14,10 +19,22 @@ use crate::config::{JobConfig, SystemKind};
 
 pub struct Local;
 
-/// Starts `bash SCRIPT` detached, logging to SCRIPT.log beside the script.
-const SUBMIT: &str = r#"log=$1; shift
+/// Starts `bash SCRIPT` detached, logging to SCRIPT.log beside the script, its environment
+/// marked with its own pid and its script.
+const SUBMIT: &str = r#"log=$1; RDASK_LOCAL_JOB_SCRIPT=$2; export RDASK_LOCAL_JOB_SCRIPT; shift 2
 setsid sh -c 'RDASK_LOCAL_JOB_ID=$$; export RDASK_LOCAL_JOB_ID; exec "$@"' sh "$@" </dev/null >"$log" 2>&1 &
 echo $!"#;
+
+/// Kills the process group of every process whose environment carries both marks for the
+/// script in $1: its own pid as RDASK_LOCAL_JOB_ID and exactly this script. Only this
+/// user's processes can be read, and only a job started for this very script matches.
+/// (`kill -TERM -PGID` without `--`: dash's built-in kill refuses `--`.)
+const CANCEL_BY_SCRIPT: &str = r#"for e in /proc/[0-9]*/environ; do
+  p=${e#/proc/}; p=${p%/environ}
+  grep -qzxF "RDASK_LOCAL_JOB_SCRIPT=$1" "$e" 2>/dev/null &&
+    grep -qzxF "RDASK_LOCAL_JOB_ID=$p" "$e" 2>/dev/null &&
+    kill -TERM "-$p" 2>/dev/null
+done; true"#;
 
 impl BatchSystem for Local {
     fn kind(&self) -> SystemKind {
@@ -47,6 +64,7 @@ impl BatchSystem for Local {
             SUBMIT.into(),
             "sh".into(),
             log,
+            script.display().to_string(),
             "bash".into(),
         ];
         argv.extend(extra.iter().cloned());
@@ -111,31 +129,198 @@ impl BatchSystem for Local {
         &["RDASK_LOCAL_JOB_ID"]
     }
 
-    /// A local job is `bash .../NAME-job.sh`, the leader of its process group: find it by its
-    /// script and end the group. (The pattern's `[/]` keeps it from matching this very
-    /// command line.)
-    fn cancel_by_name(&self, name: &str, _extra: &[String]) -> Option<Invocation> {
-        let pattern = format!(
-            "[/]{}-{}",
-            name,
-            self.script_file_name().replace('.', "\\.")
-        );
+    /// A process id above 1 (0 and -1 would address our own group or every process).
+    fn is_job_id(&self, id: &str) -> bool {
+        super::is_number(id) && id.parse::<i32>().is_ok_and(|pid| pid > 1)
+    }
+
+    fn job_id_forms(&self) -> &'static str {
+        "the process id (above 1) that `jobs submit --system local` printed"
+    }
+
+    /// The job started for exactly this script (see [`CANCEL_BY_SCRIPT`]): another cluster's
+    /// job of the same name, in another home, is never touched.
+    fn cancel_by_name(&self, _name: &str, script: &Path, _extra: &[String]) -> Option<Invocation> {
         Some(Invocation::new([
             "sh".to_string(),
             "-c".into(),
-            r#"for p in $(pgrep -f -- "$1"); do kill -TERM -- "-$p" 2>/dev/null; done; true"#
-                .into(),
+            CANCEL_BY_SCRIPT.into(),
             "sh".into(),
-            pattern,
+            script.display().to_string(),
         ]))
     }
+}
+
+/// What /proc says about a local job id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Process {
+    /// No such process, or it has ended (a zombie): nothing to cancel.
+    Gone,
+    /// A job our launcher started: its environment holds `RDASK_LOCAL_JOB_ID=<pid>`.
+    OurJob,
+    /// Any other process, or one we may not inspect.
+    Foreign,
+}
+
+/// Reads a process's state from its `/proc/PID/stat` and `/proc/PID/environ` texts (None when
+/// they could not be read). Pure, so it is tested without processes.
+pub fn classify(pid: &str, stat: Option<&str>, environ: Option<&[u8]>) -> Process {
+    let Some(stat) = stat else {
+        return Process::Gone;
+    };
+    // "PID (COMM) STATE ...": COMM may hold spaces and parentheses; the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z" | "X")) {
+        return Process::Gone;
+    }
+    let marker = format!("RDASK_LOCAL_JOB_ID={pid}");
+    let has_marker =
+        environ.is_some_and(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()));
+    if has_marker {
+        Process::OurJob
+    } else {
+        Process::Foreign
+    }
+}
+
+/// The ids among `ids` that are live local jobs; an error names any live process that is not
+/// one (someone else's, or not started by our launcher), and then nothing is cancelled.
+pub fn live_jobs(ids: &[String]) -> crate::error::Result<Vec<String>> {
+    let mut live = Vec::new();
+    for id in ids {
+        let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).ok();
+        let environ = std::fs::read(format!("/proc/{id}/environ")).ok();
+        match classify(id, stat.as_deref(), environ.as_deref()) {
+            Process::Gone => {}
+            Process::OurJob => live.push(id.clone()),
+            Process::Foreign => {
+                return Err(crate::error::Error::invalid(format!(
+                    "process {id} is not a local job of rdask-jobqueue (its environment lacks \
+                     RDASK_LOCAL_JOB_ID={id}, or it is not yours): nothing was cancelled"
+                )))
+            }
+        }
+    }
+    Ok(live)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::jobqueue::command;
+    use std::os::unix::process::CommandExt;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn only_pids_above_one_are_job_ids() {
+        for id in ["2", "1234", "4194304"] {
+            assert!(Local.is_job_id(id), "{id}");
+        }
+        for id in [
+            "1",
+            "0",
+            "-1",
+            "",
+            "+5",
+            "12 3",
+            "99999999999",
+            "1234.x",
+            "--",
+            "-TERM",
+        ] {
+            assert!(!Local.is_job_id(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn only_processes_with_our_marker_are_jobs() {
+        let stat = "4242 (bash (x) y) S 1 4242 4242 0";
+        let ours = b"PATH=/bin\0RDASK_LOCAL_JOB_ID=4242\0X=1\0";
+        assert_eq!(classify("4242", Some(stat), Some(ours)), Process::OurJob);
+        // Another job's mark (a child inherits its leader's) or a prefix is not ours.
+        let inherited = b"RDASK_LOCAL_JOB_ID=4241\0";
+        assert_eq!(
+            classify("4242", Some(stat), Some(inherited)),
+            Process::Foreign
+        );
+        let prefix = b"RDASK_LOCAL_JOB_ID=42420\0";
+        assert_eq!(classify("4242", Some(stat), Some(prefix)), Process::Foreign);
+        // Unreadable environment: someone else's process.
+        assert_eq!(classify("4242", Some(stat), None), Process::Foreign);
+        assert_eq!(classify("4242", None, None), Process::Gone);
+        let zombie = "4242 (bash) Z 1 4242 4242 0";
+        assert_eq!(classify("4242", Some(zombie), None), Process::Gone);
+    }
+
+    /// `jobs cancel --system local 1` ran `kill -TERM -- -1`: now a process we did not start
+    /// is refused before any signal is sent.
+    #[test]
+    fn a_process_we_did_not_start_is_never_signalled() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let err = live_jobs(std::slice::from_ref(&pid)).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains(&pid), "{err}");
+        let q = crate::jobqueue::JobQueue::new(&JobConfig::default());
+        assert_eq!(
+            q.cancel(std::slice::from_ref(&pid))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(q.cancel(&["1".to_string()]).unwrap_err().exit_code(), 2);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the process was signalled"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Cancel by name matches the exact script: a job of the same name elsewhere (another
+    /// home, another cluster) is left alone.
+    #[test]
+    fn cancel_by_name_ends_only_the_job_of_that_exact_script() {
+        let t = Duration::from_secs(10);
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let mut ids = Vec::new();
+        for d in &dirs {
+            let script = d.path().join("rdask-c-1-job.sh");
+            std::fs::write(&script, "sleep 300 & wait\n").unwrap();
+            let out = command::run_checked(&Local.submit(&script, &[]), t).unwrap();
+            ids.push(Local.parse_job_id(&out).unwrap());
+        }
+        let state = |id: &String| {
+            let ids = std::slice::from_ref(id);
+            Local
+                .parse_states(&command::run(&Local.status(ids), t).unwrap(), ids)
+                .unwrap()[id]
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while live_jobs(&ids).map(|l| l.len()).unwrap_or(0) < 2 {
+            assert!(Instant::now() < deadline, "jobs never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let first = dirs[0].path().join("rdask-c-1-job.sh");
+        let inv = Local.cancel_by_name("rdask-c-1", &first, &[]).unwrap();
+        command::run_checked(&inv, t).unwrap();
+        while state(&ids[0]) != JobState::Gone {
+            assert!(Instant::now() < deadline, "the named job still runs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            state(&ids[1]),
+            JobState::Running,
+            "the other home's job was cancelled"
+        );
+        command::run_checked(&Local.cancel(&ids[1..], &[]), t).unwrap();
+    }
 
     /// A real round trip: start a script detached, see it run, cancel its group, see it gone.
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, is_number_with_index, BatchSystem, Invocation, JobState, Output, Site};
 use crate::config::{JobConfig, SystemKind};
 use crate::units::LsfUnit;
 
@@ -151,6 +151,15 @@ impl BatchSystem for Lsf {
 
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["LSB_JOBID"]
+    }
+
+    /// `123`, or one element of a job array `123[4]`.
+    fn is_job_id(&self, id: &str) -> bool {
+        is_number_with_index(id, false)
+    }
+
+    fn job_id_forms(&self) -> &'static str {
+        "a number such as 123, or 123[4] (array element)"
     }
 }
 

@@ -87,6 +87,15 @@ impl BatchSystem for Moab {
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["MOAB_JOBID", "PBS_JOBID"]
     }
+
+    /// `Moab.123` as msub prints it, or a PBS id (`123`, `123.server`, `123[4]`).
+    fn is_job_id(&self, id: &str) -> bool {
+        super::pbs::is_pbs_job_id(id.strip_prefix("Moab.").unwrap_or(id))
+    }
+
+    fn job_id_forms(&self) -> &'static str {
+        "Moab.123, 123 or 123.server"
+    }
 }
 
 /// The value of `name="..."` inside one XML start tag.

@@ -161,12 +161,20 @@ pub trait BatchSystem: Sync {
     /// Environment variables (in order) from which a process inside a job learns its job id.
     fn job_id_variables(&self) -> &'static [&'static str];
 
+    /// Whether `id` has the shape of one of this system's job ids. Ids go as arguments to
+    /// scancel, qdel, kill, ...: anything else (`--name=x`, `-1`) must never reach them.
+    fn is_job_id(&self, id: &str) -> bool;
+
+    /// The accepted shapes, for the error message ("123, 123_4 or 123.batch").
+    fn job_id_forms(&self) -> &'static str;
+
     /// The command that cancels every job named `name` (jobs whose id was never read: the
     /// submit command timed out, or the daemon died between recording a job and reading its
     /// id). None where the system has no such command here; `down --force
     /// --forget-unconfirmed` is then the way out. Cluster job names are unique
-    /// (`rdask-CLUSTER-SEQ`), so this cancels nothing else.
-    fn cancel_by_name(&self, _name: &str, _extra: &[String]) -> Option<Invocation> {
+    /// (`rdask-CLUSTER-SEQ`), so this cancels nothing else. `script` is the job's script
+    /// (absolute), for systems that find their jobs by it (local).
+    fn cancel_by_name(&self, _name: &str, _script: &Path, _extra: &[String]) -> Option<Invocation> {
         None
     }
 
@@ -212,6 +220,39 @@ pub(crate) fn fill_gone(
         seen.entry(id.clone()).or_insert(JobState::Gone);
     }
     seen
+}
+
+/// One or more ASCII digits.
+pub(crate) fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A server name inside a job id ("pbs01.cluster"): starts with a letter or digit, then
+/// letters, digits, '-', '_' and '.'.
+pub(crate) fn is_server_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `123` or `123[4]` (or `123[]`, an array's parent): PBS's and LSF's ids before the server.
+pub(crate) fn is_number_with_index(s: &str, empty_index: bool) -> bool {
+    match s.split_once('[') {
+        None => is_number(s),
+        Some((n, rest)) => {
+            let Some(index) = rest.strip_suffix(']') else {
+                return false;
+            };
+            is_number(n) && (is_number(index) || (empty_index && index.is_empty()))
+        }
+    }
+}
+
+/// A job name as a cancel-by-name argument: never an option (no leading '-'), one word.
+pub(crate) fn is_job_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && !name.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 /// The part of a job id before the first dot ("1234" of "1234.server"): PBS and Moab print
@@ -272,6 +313,20 @@ impl JobQueue {
         system(self.kind)
     }
 
+    /// Refuses ids that are not this system's, before any command sees them.
+    pub fn check_ids(&self, ids: &[String]) -> Result<()> {
+        let sys = self.system();
+        match ids.iter().find(|id| !sys.is_job_id(id)) {
+            None => Ok(()),
+            Some(bad) => Err(Error::invalid(format!(
+                "'{}' is not a {} job id: expected {}",
+                bad.escape_debug(),
+                self.kind,
+                sys.job_id_forms()
+            ))),
+        }
+    }
+
     /// Submits the script file and returns the job id the batch system gave it.
     pub fn submit(&self, script: &Path) -> Result<String> {
         let script = std::path::absolute(script)
@@ -299,8 +354,17 @@ impl JobQueue {
         Ok(true)
     }
 
-    /// Cancels the jobs. Jobs that already finished are not an error.
+    /// Cancels the jobs. Jobs that already finished are not an error. Ids are checked first;
+    /// a local id must be a job our local launcher started (see [`local::live_jobs`]).
     pub fn cancel(&self, ids: &[String]) -> Result<()> {
+        self.check_ids(ids)?;
+        let live;
+        let ids = if self.kind == SystemKind::Local {
+            live = local::live_jobs(ids)?;
+            &live[..]
+        } else {
+            ids
+        };
         if ids.is_empty() {
             return Ok(());
         }
@@ -312,9 +376,21 @@ impl JobQueue {
         Err(command::failure(&inv, &out).into())
     }
 
-    /// Cancels the jobs named `name`. `Ok(false)` when this system cannot cancel by name.
-    pub fn cancel_by_name(&self, name: &str) -> Result<bool> {
-        let Some(inv) = self.system().cancel_by_name(name, &self.cancel_extra) else {
+    /// Cancels the jobs named `name`, whose script is `script`. `Ok(false)` when this system
+    /// cannot cancel by name.
+    pub fn cancel_by_name(&self, name: &str, script: &Path) -> Result<bool> {
+        if !is_job_name(name) {
+            return Err(Error::invalid(format!(
+                "'{}' is not a job name to cancel by (one word, not starting with '-')",
+                name.escape_debug()
+            )));
+        }
+        let script = std::path::absolute(script)
+            .map_err(Error::io(format!("resolving {}", script.display())))?;
+        let Some(inv) = self
+            .system()
+            .cancel_by_name(name, &script, &self.cancel_extra)
+        else {
             return Ok(false);
         };
         let out = command::run(&inv, self.timeout)?;
@@ -327,7 +403,7 @@ impl JobQueue {
     /// Why pending jobs wait, where the batch system says so (empty elsewhere, or when the
     /// command fails: a reason is a courtesy, never worth an error).
     pub fn pending_reasons(&self, ids: &[String]) -> BTreeMap<String, String> {
-        let Some(inv) = (!ids.is_empty())
+        let Some(inv) = (!ids.is_empty() && self.check_ids(ids).is_ok())
             .then(|| self.system().pending_reasons(ids))
             .flatten()
         else {
@@ -344,6 +420,7 @@ impl JobQueue {
         if ids.is_empty() {
             return Ok(BTreeMap::new());
         }
+        self.check_ids(ids)?;
         let inv = self.system().status(ids);
         let out = command::run(&inv, self.timeout)?;
         self.system().parse_states(&out, ids).map_err(|why| {
@@ -365,6 +442,63 @@ mod tests {
             stdout: String::new(),
             stderr: stderr.into(),
         }))
+    }
+
+    /// Ids go as arguments to scancel, qdel, kill: an option or a pid like -1 must never get
+    /// there. Every id a submit parser reads is accepted by its system.
+    #[test]
+    fn job_ids_have_their_systems_shape() {
+        let accepted: &[(SystemKind, &[&str])] = &[
+            (
+                SystemKind::Slurm,
+                &["123", "123_4", "123.batch", "123.0", "12+1"],
+            ),
+            (
+                SystemKind::Pbs,
+                &["123", "123.server", "123[4].pbs-1.x", "123[]", "9.a_b"],
+            ),
+            (
+                SystemKind::Moab,
+                &["Moab.123", "123", "123.server", "123[4]"],
+            ),
+            (SystemKind::Sge, &["123", "123.4"]),
+            (SystemKind::Lsf, &["123", "123[4]"]),
+            (SystemKind::Oar, &["123"]),
+            (SystemKind::Htcondor, &["123", "123.0"]),
+            (SystemKind::Local, &["2", "31337"]),
+        ];
+        let refused = [
+            "", "-1", "--name=x", "-u", "1 2", "123\n", "x123", "123.", ".123", "123_", "123[",
+            "123[x]", "123.-s", "1;rm", "$(x)",
+        ];
+        for (kind, good) in accepted {
+            let sys = system(*kind);
+            for id in *good {
+                assert!(sys.is_job_id(id), "{kind}: {id} refused");
+            }
+            for id in refused {
+                assert!(!sys.is_job_id(id), "{kind}: {id:?} accepted");
+            }
+        }
+        assert!(!system(SystemKind::Local).is_job_id("1"));
+        assert!(!system(SystemKind::Sge).is_job_id("123[4]"));
+        assert!(!system(SystemKind::Oar).is_job_id("123.0"));
+
+        let q = JobQueue::new(&JobConfig {
+            system: SystemKind::Slurm,
+            ..JobConfig::default()
+        });
+        let err = q.cancel(&["123".into(), "--name=x".into()]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("'--name=x' is not a slurm job id"),
+            "{err}"
+        );
+        assert_eq!(q.states(&["-1".into()]).unwrap_err().exit_code(), 2);
+        let err = q
+            .cancel_by_name("--user=x", Path::new("/x/job.sh"))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::config::{JobConfig, SystemKind};
 use crate::error::{Error, Result};
 
-use super::command::shell_quote;
+use super::command::{shell_quote, shell_quote_expanding};
 
 /// The script for `ranks` ranks whose driver runs `driver` (words after `mpi`).
 pub fn render(cfg: &JobConfig, ranks: u32, driver: &[String], own_binary: &Path) -> Result<String> {
@@ -136,7 +136,7 @@ pub fn render(cfg: &JobConfig, ranks: u32, driver: &[String], own_binary: &Path)
         command.push_str(&format!(" --interface {}", shell_quote(i)));
     }
     if let Some(d) = &cfg.local_directory {
-        command.push_str(&format!(" --local-directory {d}"));
+        command.push_str(&format!(" --local-directory {}", shell_quote_expanding(d)));
     }
     command.push_str(&format!(" \\\n    {driver}"));
     let mut out = vec![cfg.shebang.clone()];

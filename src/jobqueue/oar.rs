@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, Output, Site};
 use crate::config::{JobConfig, SystemKind};
 
 pub struct Oar;
@@ -124,6 +124,14 @@ impl BatchSystem for Oar {
 
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["OAR_JOB_ID", "OAR_JOBID"]
+    }
+
+    fn is_job_id(&self, id: &str) -> bool {
+        is_number(id)
+    }
+
+    fn job_id_forms(&self) -> &'static str {
+        "a number such as 123"
     }
 }
 

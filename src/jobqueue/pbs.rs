@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, id_number, BatchSystem, Invocation, JobState, Output, Site};
+use super::{
+    fill_gone, id_number, is_number_with_index, is_server_name, BatchSystem, Invocation, JobState,
+    Output, Site,
+};
 use crate::config::{JobConfig, SystemKind};
 
 pub struct Pbs;
@@ -129,6 +132,15 @@ impl BatchSystem for Pbs {
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["PBS_JOBID"]
     }
+
+    /// `123`, `123.server`, array jobs `123[]` and tasks `123[4]`, with or without server.
+    fn is_job_id(&self, id: &str) -> bool {
+        is_pbs_job_id(id)
+    }
+
+    fn job_id_forms(&self) -> &'static str {
+        "123, 123.server, 123[].server or 123[4].server"
+    }
 }
 
 /// PBS states: Q queued, H held, W waiting, T transit, R running, E exiting, S/U suspended,
@@ -147,6 +159,14 @@ fn state_of(state: &str, exit: Option<i64>) -> JobState {
             Some(_) => JobState::Failed,
         },
         _ => JobState::Gone,
+    }
+}
+
+/// A PBS job id: `NUMBER[INDEX]` with an optional `.server` (Moab prints the same).
+pub(crate) fn is_pbs_job_id(id: &str) -> bool {
+    match id.split_once('.') {
+        Some((job, server)) => is_number_with_index(job, true) && is_server_name(server),
+        None => is_number_with_index(id, true),
     }
 }
 

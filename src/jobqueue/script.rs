@@ -172,12 +172,11 @@ pub fn render(cfg: &JobConfig, target: &Target, own_binary: &Path) -> Result<Str
 
     let (name, source) = match &cfg.template {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                Error::invalid(format!(
-                    "cannot read template {}: {e} (check --template)",
-                    p.display()
-                ))
-            })?;
+            let text = crate::config::read_small_file(
+                p,
+                "template",
+                crate::config::limits::MAX_CONFIG_FILE_BYTES,
+            )?;
             (p.display().to_string(), text)
         }
         None => {

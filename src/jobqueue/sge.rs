@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, Output, Site};
 use crate::config::{JobConfig, SystemKind};
 
 pub struct Sge;
@@ -105,6 +105,18 @@ impl BatchSystem for Sge {
         &["JOB_ID"]
     }
 
+    /// `123`, or one task of an array job `123.4`.
+    fn is_job_id(&self, id: &str) -> bool {
+        match id.split_once('.') {
+            Some((job, task)) => is_number(job) && is_number(task),
+            None => is_number(id),
+        }
+    }
+
+    fn job_id_forms(&self) -> &'static str {
+        "a number such as 123, or 123.4 (array task)"
+    }
+
     /// `qdel` takes job names as well as ids.
     /// `-w v`: would the job run in an empty cluster (queue, PE, resources)? Queues nothing.
     fn dry_run(&self, script: &Path, extra: &[String]) -> Option<Invocation> {
@@ -114,7 +126,7 @@ impl BatchSystem for Sge {
         Some(Invocation::new(argv))
     }
 
-    fn cancel_by_name(&self, name: &str, extra: &[String]) -> Option<Invocation> {
+    fn cancel_by_name(&self, name: &str, _script: &Path, extra: &[String]) -> Option<Invocation> {
         Some(self.cancel(&[name.to_string()], extra))
     }
 }

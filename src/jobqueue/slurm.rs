@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, Output, Site};
 use crate::config::{JobConfig, SystemKind};
 
 pub struct Slurm;
@@ -124,9 +124,33 @@ impl BatchSystem for Slurm {
         Some(Invocation::new(argv))
     }
 
-    fn cancel_by_name(&self, name: &str, extra: &[String]) -> Option<Invocation> {
+    /// `123`, an array task `123_4`, a heterogeneous component `123+1`, each with an optional
+    /// step: `123.batch`, `123.0`.
+    fn is_job_id(&self, id: &str) -> bool {
+        let (job, step) = match id.split_once('.') {
+            Some((job, step)) => (job, Some(step)),
+            None => (id, None),
+        };
+        let job_ok = match job.split_once(['_', '+']) {
+            Some((a, b)) => is_number(a) && is_number(b),
+            None => is_number(job),
+        };
+        job_ok
+            && step.is_none_or(|s| is_number(s) || matches!(s, "batch" | "extern" | "interactive"))
+    }
+
+    fn job_id_forms(&self) -> &'static str {
+        "a number such as 123, 123_4 (array task) or 123.batch (step)"
+    }
+
+    /// Only this user's jobs of that name: run as root (or an operator), `scancel --name`
+    /// alone would cancel every user's.
+    fn cancel_by_name(&self, name: &str, _script: &Path, extra: &[String]) -> Option<Invocation> {
         let mut argv = vec!["scancel".to_string()];
         argv.extend(extra.iter().cloned());
+        // SAFETY: getuid(2) cannot fail and touches no memory.
+        let uid = unsafe { libc::getuid() };
+        argv.push(format!("--user={uid}"));
         argv.push(format!("--name={name}"));
         Some(Invocation::new(argv))
     }

@@ -81,12 +81,20 @@ impl Secret {
         Ok(Secret(bytes))
     }
 
-    /// Reads a secret file (hex, whitespace trimmed). Errors name the file.
+    /// Reads a secret file (hex, whitespace trimmed). Errors name the file. The file must be
+    /// a small regular file that only its owner can read: whoever reads the secret can run
+    /// commands on every worker of the cluster, so a group- or world-readable one is refused
+    /// rather than trusted.
     pub fn load(path: &Path) -> Result<Secret> {
-        let text = std::fs::read_to_string(path).map_err(Error::io(format!(
+        let meta = std::fs::metadata(path).map_err(Error::io(format!(
             "reading the secret file {}",
             path.display()
         )))?;
+        if meta.is_file() {
+            check_private_mode(path, meta.permissions().mode())?;
+        }
+        // Refuses anything but a small regular file.
+        let text = crate::config::read_small_file(path, "secret file", MAX_SECRET_FILE_BYTES)?;
         Secret::from_hex(&text).map_err(|e| {
             Error::invalid(format!(
                 "the secret file {} is not valid: {e}",
@@ -148,6 +156,23 @@ impl Secret {
             ))),
         }
     }
+}
+
+/// A secret file holds 64 hex characters and maybe some whitespace.
+const MAX_SECRET_FILE_BYTES: u64 = 4096;
+
+/// Refuses a secret file that anyone but its owner may read or write.
+fn check_private_mode(path: &Path, mode: u32) -> Result<()> {
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "the secret file {} is readable or writable by others (mode {:03o}): whoever reads it \
+         can run commands on every worker of the cluster. Restrict it with `chmod 600 {0}` \
+         (and make a new secret if others may have read it)",
+        path.display(),
+        mode & 0o777
+    )))
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -248,6 +273,32 @@ mod tests {
         let err = Secret::load(&bad).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("bad-secret"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        Secret::generate().unwrap().save(&path).unwrap();
+        for mode in [0o640, 0o604, 0o644, 0o660, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = Secret::load(&path).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("secret")
+                    && msg.contains("chmod 600")
+                    && msg.contains(&format!("{mode:03o}")),
+                "{msg}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(Secret::load(&path).is_ok(), "{mode:o}");
+        }
+        // Not a regular file, or too big: refused without reading on.
+        let err = Secret::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,16 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
+    /// The bounds of `worker`'s own flags (docs/configuration.md#bounds-and-refused-values),
+    /// for programs that build options themselves: refused (exit 2) before any thread starts.
+    pub fn check(&self) -> Result<()> {
+        use crate::config::limits;
+        limits::check_threads(u64::from(self.nthreads))
+            .map_err(|why| Error::invalid(format!("worker threads: {why}")))?;
+        limits::check_worker_memory(self.memory_limit)
+            .map_err(|why| Error::invalid(format!("worker memory limit: {why}")))
+    }
+
     pub fn new(scheduler: impl Into<String>, secret: Secret) -> Self {
         WorkerOptions {
             scheduler: scheduler.into(),
@@ -140,6 +150,7 @@ pub fn run_with(registry: Registry) -> ! {
 /// Runs the worker until it is closed, its scheduler stays unreachable past the death
 /// timeout, or its memory forces a restart.
 pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
+    opts.check()?;
     // Chunks of up to 32 MiB come from the heap and freed ones are kept for the next task:
     // fresh memory is the most expensive thing a task can ask for (a page fault per 4 KiB,
     // and on some VMs a trip to the hypervisor), and array tasks allocate a few chunks each.
@@ -706,5 +717,29 @@ impl Session<'_> {
             writer.write_control(&msg).await?;
         }
         writer.flush().await
+    }
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    /// A program building options itself gets the same bounds as `worker`'s flags, before
+    /// any thread or connection: 100000 threads or a 1 MiB limit is exit 2, not a crash.
+    #[tokio::test]
+    async fn out_of_range_options_are_refused_before_anything_starts() {
+        let secret = Secret::generate().unwrap();
+        let mut opts = WorkerOptions::new("tcp://127.0.0.1:9", secret);
+        opts.nthreads = 100_000;
+        let err = run(opts.clone(), Registry::builtin()).await.unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("1 to 1024"), "{err}");
+        opts.nthreads = 2;
+        opts.memory_limit = 1 << 20;
+        let err = run(opts.clone(), Registry::builtin()).await.unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("64.0 MiB"), "{err}");
+        opts.memory_limit = 64 << 20;
+        assert!(opts.check().is_ok());
     }
 }
