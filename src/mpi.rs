@@ -146,7 +146,7 @@ impl World {
 
     /// The default scheduler file: in the current directory, named after the batch job.
     pub fn default_scheduler_file(&self) -> PathBuf {
-        let job = crate::sys::batch_job_id().unwrap_or_else(|| "local".to_string());
+        let job = crate::jobqueue::batch_job_id().unwrap_or_else(|| "local".to_string());
         let safe: String = job
             .chars()
             .map(|c| {

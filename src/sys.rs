@@ -1,9 +1,8 @@
 //! Facts about this process and host that the runtime reports: host name, resident memory,
-//! the address of a network interface, and the batch job we run in.
+//! the address of a network interface. (The batch job we run in is the deployer's to say:
+//! `jobqueue::batch_job_id`.)
 
 use std::net::{IpAddr, Ipv4Addr};
-
-use crate::config::SystemKind;
 
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
@@ -100,30 +99,6 @@ pub fn interface_address(name: &str) -> Result<IpAddr, String> {
             names.join(", ")
         )
     })
-}
-
-/// The batch job this process runs in, from the variables each batch system sets.
-pub fn batch_job_id() -> Option<String> {
-    for kind in SystemKind::ALL {
-        for var in crate::jobqueue::system(kind).job_id_variables() {
-            let Ok(value) = std::env::var(var) else {
-                continue;
-            };
-            if value.is_empty() {
-                continue;
-            }
-            if *var == "_CONDOR_JOB_AD" {
-                // HTCondor names a file holding the job ad; the id is its ClusterId.
-                let ad = std::fs::read_to_string(&value).unwrap_or_default();
-                if let Some(id) = ad.lines().find_map(|l| l.trim().strip_prefix("ClusterId")) {
-                    return Some(id.trim_start_matches([' ', '=']).trim().to_string());
-                }
-                continue;
-            }
-            return Some(value);
-        }
-    }
-    None
 }
 
 /// Seconds since the Unix epoch: the clock of the ledger, the scaler and worker lifetimes

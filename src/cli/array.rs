@@ -140,7 +140,7 @@ impl Signals {
 
 pub fn array(a: ArrayArgs) -> Result<i32> {
     let (expr, output) = prepare(&a)?;
-    super::runtime::runtime()?.block_on(async move {
+    crate::rt::runtime()?.block_on(async move {
         let mut signals = Signals::install()?;
         // A signal while the cluster starts drops the half-started cluster (its Drop stops
         // the workers already running).

@@ -77,7 +77,7 @@ pub fn bench(c: BenchCommand) -> Result<i32> {
         BenchCommand::Runtime(a) => a,
         BenchCommand::Array(a) => return super::bench_array::bench_array(a),
     };
-    let report = super::runtime::runtime()?.block_on(runtime_bench(&a))?;
+    let report = crate::rt::runtime()?.block_on(runtime_bench(&a))?;
     if a.json {
         println!(
             "{}",

@@ -89,7 +89,7 @@ fn floor(file: &str, chunk: usize) -> Result<f64> {
 pub fn bench_array(a: ArrayBenchArgs) -> Result<i32> {
     let file = a.file.display().to_string();
     let err = |e: String| Error::runtime(e);
-    super::runtime::runtime()?.block_on(async {
+    crate::rt::runtime()?.block_on(async {
         let cluster = LocalCluster::start(LocalClusterOptions {
             workers: a.workers,
             threads_per_worker: 1,

@@ -73,7 +73,7 @@ pub fn demo(a: DemoArgs) -> Result<i32> {
         .workers
         .unwrap_or_else(|| LocalClusterOptions::default().workers)
         .max(2);
-    super::runtime::runtime()?.block_on(async {
+    crate::rt::runtime()?.block_on(async {
         let started = Instant::now();
         let cluster = LocalCluster::start(LocalClusterOptions {
             workers,

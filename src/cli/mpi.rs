@@ -96,7 +96,7 @@ impl Exchange {
     /// Rank 0: tells every rank where the scheduler is.
     fn publish(&self, record: &mpi::SchedulerFile) -> Result<()> {
         let text = serde_json::to_string_pretty(record).expect("serialises");
-        super::runtime::write_private(self.file(), &text)?;
+        crate::files::write_private(self.file(), &text)?;
         #[cfg(feature = "mpi")]
         if let Exchange::Mpi {
             mpi,
@@ -127,7 +127,7 @@ impl Exchange {
                 let record: mpi::SchedulerFile = serde_json::from_str(&text).map_err(|e| {
                     Error::runtime(format!("rank 0 broadcast a malformed address: {e}"))
                 })?;
-                super::runtime::write_private(file, &text)?;
+                crate::files::write_private(file, &text)?;
                 Ok(record)
             }
         }
@@ -264,7 +264,7 @@ fn scheduler(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
         None => std::net::IpAddr::from([0, 0, 0, 0]),
     };
     let opts = SchedulerOptions::new((ip, 0).into(), secret.clone());
-    let rt = super::runtime::runtime()?;
+    let rt = crate::rt::runtime()?;
     let handle = rt.block_on(server::start(opts))?;
     // Published from this (main) thread: with MPI, a broadcast; the scheduler already runs
     // on the runtime's threads.
@@ -333,7 +333,7 @@ fn driver(a: MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
     // The shutdown carries the status: the scheduler tells it to every rank as it stops.
     let secret = Secret::from_hex(&sf.secret)?;
     let worker_ranks = world.size.saturating_sub(2) as u64;
-    let closed = super::runtime::runtime()?.block_on(async {
+    let closed = crate::rt::runtime()?.block_on(async {
         let client = connect_retrying(&sf.address, &secret, Duration::from_secs(10)).await?;
         // Every worker rank listens for the end on a connection of its own: wait (briefly)
         // until they all do, or one that is slow to start would miss it and wait out its
@@ -417,7 +417,7 @@ fn worker(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
     let parsed = WorkerCommand::try_parse_from(&argv).map_err(|e| Error::invalid(e.to_string()))?;
     let secret = Secret::from_hex(&sf.secret)?;
     let (program, child_args, n) = super::runtime::supervised_command(&parsed.args, &["worker"])?;
-    super::runtime::runtime()?.block_on(async {
+    crate::rt::runtime()?.block_on(async {
         // This rank's own connection hears the scheduler stop, with the driver's status: the
         // rank ends then, even if its worker process has not registered yet (it would
         // otherwise try to reach the stopped scheduler for its whole death timeout).

@@ -69,7 +69,7 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
     };
     let mut opts = SchedulerOptions::new((ip, a.port).into(), secret.clone());
     opts.contact_host = a.contact_address.clone();
-    runtime()?.block_on(async move {
+    crate::rt::runtime()?.block_on(async move {
         let handle = server::start(opts).await?;
         println!("scheduler at {}", handle.address);
         if let Some(file) = &a.scheduler_file {
@@ -78,7 +78,7 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
                 secret: secret.to_hex(),
             })
             .expect("serialises");
-            write_private(file, &text)?;
+            crate::files::write_private(file, &text)?;
             println!(
                 "scheduler file: {} (workers: rdask-jobqueue worker --scheduler-file {0})",
                 file.display()
@@ -117,24 +117,6 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
 fn made_secret_file(address: &str) -> PathBuf {
     let port = address.rsplit(':').next().unwrap_or("0");
     crate::paths::rdask_home().join(format!("scheduler-{port}.secret"))
-}
-
-/// Writes a file only its owner can read, atomically.
-pub fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(Error::io(format!("writing {}", tmp.display())))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(Error::io(format!("writing {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(Error::io(format!("renaming {}", tmp.display())))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -403,9 +385,11 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
     if !a.no_nanny {
         let (program, child_args, n) = supervised_command(&a, prefix)?;
         let forever = std::future::pending();
-        return Ok(runtime()?.block_on(worker::supervisor::supervise(
-            program, child_args, n, forever,
-        )));
+        return Ok(
+            crate::rt::runtime()?.block_on(worker::supervisor::supervise(
+                program, child_args, n, forever,
+            )),
+        );
     }
     let mut opts = WorkerOptions::new(address, secret);
     opts.retire_at = a.retire_at();
@@ -420,8 +404,10 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
     opts.local_directory = a.local_directory.unwrap_or_else(std::env::temp_dir);
     opts.interface = a.interface;
     let mut full = Registry::builtin();
+    // Array kernels are the array layer's; this binary's workers run them.
+    crate::array::kernels::register(&mut full);
     full.extend(registry);
-    match runtime()?.block_on(worker::run(opts, full))? {
+    match crate::rt::runtime()?.block_on(worker::run(opts, full))? {
         Exit::Closed => Ok(0),
         Exit::SchedulerGone(why) => {
             eprintln!("error: {why}");
@@ -439,13 +425,6 @@ pub fn supervised_command(a: &WorkerArgs, prefix: &[&str]) -> Result<(PathBuf, V
     let mut child_args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
     child_args.extend(a.child_args(nthreads));
     Ok((program, child_args, a.nworkers))
-}
-
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::io("starting the async runtime"))
 }
 
 #[cfg(test)]

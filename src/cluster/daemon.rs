@@ -69,7 +69,7 @@ pub fn run(name: &str) -> Result<i32> {
     if ledger.is_closed() {
         return Err(Error::runtime(format!("cluster `{name}` is closed")));
     }
-    let rt = crate::cli::runtime::runtime()?;
+    let rt = crate::rt::runtime()?;
     let bind_ip: std::net::IpAddr = rec
         .bind_host
         .parse()

@@ -290,7 +290,7 @@ impl ClusterDir {
     /// Rewrites `cluster.json` atomically (0600: it names the secret's neighbour).
     pub fn write_record(&self, rec: &ClusterRecord) -> Result<()> {
         let text = serde_json::to_string_pretty(rec).expect("a record serialises");
-        crate::cli::runtime::write_private(&self.record_path(), &text)
+        crate::files::write_private(&self.record_path(), &text)
     }
 
     pub fn secret(&self) -> Result<Secret> {

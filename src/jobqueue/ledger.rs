@@ -18,7 +18,6 @@
 //! One writer at a time: the daemon while it lives, `down --force` only once it is dead.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -641,33 +640,10 @@ fn submitting_job<'a>(d: &'a mut Data, seq: u64, path: &Path) -> Result<&'a mut 
 /// Temporary file in the same directory, fsync, rename over `path`, fsync the directory (so
 /// the rename itself survives a crash).
 fn write_atomically(path: &Path, data: &Data) -> Result<()> {
-    let context = || format!("writing the job ledger {}", path.display());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     let mut json = serde_json::to_vec_pretty(data)
-        .map_err(|e| Error::runtime(format!("{}: {e}", context())))?;
+        .map_err(|e| Error::runtime(format!("writing the job ledger {}: {e}", path.display())))?;
     json.push(b'\n');
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ledger.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(Error::io(context()))?;
-    tmp.write_all(&json).map_err(Error::io(context()))?;
-    tmp.as_file().sync_all().map_err(Error::io(context()))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        context: context(),
-        source: e.error,
-    })?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(format!(
-            "syncing the directory {} after {}",
-            dir.display(),
-            context()
-        )))?;
-    Ok(())
+    crate::files::write_atomic(path, &json, 0o600)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 
 pub mod command;
 pub mod htcondor;
+pub mod job_env;
+pub use job_env::batch_job_id;
 pub mod ledger;
 pub mod local;
 pub mod lsf;

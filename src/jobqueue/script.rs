@@ -78,10 +78,7 @@ pub fn worker_command(cfg: &JobConfig, target: &Target, own_binary: &Path) -> St
 
 /// Writes a job script and makes it executable (OAR and local jobs execute the file).
 pub fn write_executable(path: &Path, text: &str) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).map_err(Error::io(format!("writing {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(Error::io(format!("making {} executable", path.display())))
+    crate::files::write_atomic(path, text.as_bytes(), 0o755)
 }
 
 /// The generated directives after `job_directives_skip`, then the extra directives (which

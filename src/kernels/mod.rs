@@ -75,7 +75,6 @@ impl Registry {
             Ok(Bytes::copy_from_slice(&sum.to_le_bytes()))
         });
         r.register("command", command::run);
-        crate::array::kernels::register(&mut r);
         r
     }
 

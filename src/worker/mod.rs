@@ -79,7 +79,7 @@ impl WorkerOptions {
             death_timeout: Duration::from_secs(60),
             local_directory: std::env::temp_dir(),
             interface: None,
-            job_id: sys::batch_job_id(),
+            job_id: crate::jobqueue::batch_job_id(),
             memory: MemoryPolicy::default(),
             retire_at: None,
         }
