@@ -10,10 +10,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::error::{Error, Result};
-use crate::graph::{IdSet, TaskId, TaskSpec};
+use crate::graph::{IdSet, TaskSpec};
+use crate::ids::{TaskId, WorkerId};
 use crate::protocol::messages::{ClientToScheduler, Holder, SchedulerToClient, StatusReport};
 use crate::protocol::{self, Role, Secret};
-use crate::scheduler::state::WorkerId;
 use crate::worker::peer::PeerPool;
 
 /// Each key with the workers holding it.

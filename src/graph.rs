@@ -7,17 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A task's key. Clients allocate keys in their own range (the scheduler hands each client a
-/// prefix when it connects), so keys from different clients never collide and no string
-/// hashing sits on the hot path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TaskId(pub u64);
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "t{:x}", self.0)
-    }
-}
+pub use crate::ids::TaskId;
 
 /// One task: which kernel, with which arguments, on the results of which tasks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

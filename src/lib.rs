@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod graph;
+pub mod ids;
 pub mod jobqueue;
 pub mod kernels;
 pub mod local;

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{TaskId, TaskSpec};
-use crate::scheduler::state::{ClientId, TaskCounts, WorkerId};
+use crate::graph::TaskSpec;
+use crate::ids::{ClientId, TaskId, WorkerId};
 
 /// A worker's first message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,19 +144,6 @@ pub struct TaskCountsReport {
     pub processing: u64,
     pub memory: u64,
     pub erred: u64,
-}
-
-impl From<TaskCounts> for TaskCountsReport {
-    fn from(c: TaskCounts) -> Self {
-        TaskCountsReport {
-            released: c.released as u64,
-            waiting: c.waiting as u64,
-            queued: c.queued as u64,
-            processing: c.processing as u64,
-            memory: c.memory as u64,
-            erred: c.erred as u64,
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,10 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::state::{
-    self, Assignment, ClientId, Command, Config, DepLocation, Event, State, WorkerId, WorkerInfo,
-};
+use super::state::{self, Assignment, Command, Config, DepLocation, Event, State, WorkerInfo};
 use crate::error::{Error, Result};
+use crate::ids::{ClientId, WorkerId};
 use crate::protocol::messages::*;
 use crate::protocol::{self, encode_control, FrameWriter, Kind, Role, Secret, HANDSHAKE_TIMEOUT};
 

@@ -22,13 +22,12 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use crate::error::{Error, Result};
-use crate::graph::TaskId;
+use crate::ids::{TaskId, WorkerId};
 use crate::kernels::Registry;
 use crate::protocol::messages::{
     FinishedTask, Registration, SchedulerToWorker, WireTask, WorkerToScheduler,
 };
 use crate::protocol::{self, Role, Secret};
-use crate::scheduler::state::WorkerId;
 use crate::sys;
 use executor::{Done, Executor, Job};
 use peer::{PeerPool, Wanted, Writer};
