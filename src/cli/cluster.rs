@@ -139,6 +139,10 @@ pub struct UpArgs {
     /// (NAT, proxies, another network)
     #[arg(long, value_name = "HOST")]
     pub contact_address: Option<String>,
+    /// Most tasks one graph submission may carry [default: a tenth of this machine's memory
+    /// at 1 KiB per task]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_graph_tasks: Option<u64>,
     #[command(flatten)]
     pub scaler: ScalerArgs,
     #[command(flatten)]
@@ -306,6 +310,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
         bind_host,
         port: a.port,
         contact_address: a.contact_address.clone(),
+        max_graph_tasks: a.max_graph_tasks,
         created_at: cluster::now(),
         closed_at: None,
     };

@@ -34,7 +34,7 @@ use crate::jobqueue::scaler::{
 };
 use crate::jobqueue::{script, JobQueue, JobState, SubmitFailure};
 use crate::protocol::messages::StatusReport;
-use crate::scheduler::server::{self, SchedulerOptions};
+use crate::scheduler::server::{self, SchedulerHandle, SchedulerOptions, Stopped};
 
 /// What reaches the deployer loop.
 enum Msg {
@@ -74,6 +74,9 @@ pub fn run(name: &str) -> Result<i32> {
         .map_err(|_| Error::invalid(format!("bind address {}", rec.bind_host)))?;
     let mut opts = SchedulerOptions::new((bind_ip, rec.port).into(), secret.clone());
     opts.contact_host = rec.contact_address.clone();
+    if let Some(n) = rec.max_graph_tasks {
+        opts.config.max_graph_tasks = n as usize;
+    }
     let handle = rt.block_on(server::start(opts))?;
     // Our own client dials loopback when the scheduler listens everywhere.
     let local = if handle.local_addr.ip().is_unspecified() {
@@ -129,6 +132,8 @@ pub fn run(name: &str) -> Result<i32> {
         scaler,
         target: Target::Fixed { workers: 0 },
         client,
+        scheduler: &handle,
+        scheduler_failed: false,
         rt: &rt,
         tx,
         last_poll: None,
@@ -244,6 +249,9 @@ struct Deployer<'a> {
     queue: JobQueue,
     own_binary: PathBuf,
     client: Arc<Client>,
+    scheduler: &'a SchedulerHandle,
+    /// The scheduler's core failed (a bug): the jobs are left alone until `down`.
+    scheduler_failed: bool,
     rt: &'a tokio::runtime::Runtime,
     tx: mpsc::Sender<Msg>,
     last_poll: Option<Instant>,
@@ -262,8 +270,16 @@ impl Deployer<'_> {
     fn main_loop(&mut self, rx: mpsc::Receiver<Msg>) -> i32 {
         let mut interval_now = Duration::from_secs_f64(self.rec.interval.clamp(0.05, 86_400.0));
         loop {
-            if let Err(e) = self.tick() {
-                if self.client_lost() {
+            // After a scheduler failure there is nothing to observe: status and down are
+            // still served, and the jobs are left alone until someone decides.
+            let observed = if self.scheduler_failed {
+                Ok(())
+            } else {
+                self.tick()
+            };
+            if let Err(e) = observed {
+                // Our own bug (a failed scheduler core) is no reason to cancel the jobs.
+                if self.client_lost() && !self.scheduler_failure() {
                     // Someone shut the scheduler down: its workers are gone, so are our jobs.
                     self.note(format!(
                         "the scheduler stopped ({e}); shutting the cluster down"
@@ -366,6 +382,24 @@ impl Deployer<'_> {
         while self.errors.len() > 10 {
             self.errors.pop_front();
         }
+    }
+
+    /// Whether the scheduler ended by failing rather than by a shutdown; notes why once.
+    /// Its end is waited for a moment: the lost connection is seen before the supervisor
+    /// has reported how the core ended.
+    fn scheduler_failure(&mut self) -> bool {
+        let how = self.rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), self.scheduler.ended()).await
+        });
+        let Ok(Stopped::Failed(why)) = how else {
+            return false;
+        };
+        self.scheduler_failed = true;
+        tracing::error!("the scheduler failed: {why}");
+        self.note(format!(
+            "the scheduler failed ({why}); its jobs are left running: `down` cancels them"
+        ));
+        true
     }
 
     fn client_lost(&self) -> bool {

@@ -42,7 +42,8 @@ use super::secret::Secret;
 use super::ProtocolError;
 
 /// Version of the messages exchanged after the handshake. Both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2: the client's welcome carries the scheduler's per-submission task limit.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// First bytes on every connection. The last byte is the generation of the framing itself
 /// (frame header and handshake); it would change only if those changed, whereas ordinary
@@ -653,7 +654,8 @@ mod tests {
         match client {
             Err(ProtocolError::Rejected(reason)) => {
                 assert!(
-                    reason.contains("version 1") && reason.contains("version 99"),
+                    reason.contains(&format!("version {PROTOCOL_VERSION}"))
+                        && reason.contains("version 99"),
                     "{reason}"
                 );
             }
@@ -679,7 +681,7 @@ mod tests {
             Box::pin(async move {
                 w.write_raw(&MAGIC).await?;
                 w.write_control(&FutureMessage::Hello {
-                    version: 2,
+                    version: PROTOCOL_VERSION + 1,
                     features: vec!["zstd".into()],
                     token: "x".into(),
                 })
@@ -695,7 +697,8 @@ mod tests {
         assert!(
             matches!(
                 server,
-                Err(ProtocolError::VersionMismatch { ours: 1, theirs: 2 })
+                Err(ProtocolError::VersionMismatch { ours, theirs })
+                    if ours == PROTOCOL_VERSION && theirs == PROTOCOL_VERSION + 1
             ),
             "{server:?}"
         );

@@ -168,6 +168,8 @@ pub enum SchedulerToClient {
     Welcome {
         client: ClientId,
         key_base: u64,
+        /// Most tasks one `Submit` may carry: the client refuses a bigger graph itself.
+        max_graph_tasks: u64,
     },
     KeyReady {
         key: TaskId,

@@ -648,10 +648,7 @@ impl Session<'_> {
             // Recycled receive buffers and freed heap are given back before any result is
             // spilled.
             crate::protocol::hugebuf::trim_pool();
-            // SAFETY: malloc_trim only returns free heap memory to the OS.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            sys::release_free_memory();
             rss = sys::rss_bytes() as f64;
         }
         if rss > policy.spill * limit {
