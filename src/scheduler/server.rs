@@ -281,7 +281,7 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
 /// Connections still in their handshake, at most. Each holds its buffers (128 KiB) and a
 /// task until it proves itself or times out; anyone who can reach the port can open them, so
 /// their number must not be up to the caller: past the cap a new connection is closed at once
-/// (a real client retries, see `protocol::connect`'s callers), so 2,000 idle sockets cost the
+/// (a worker retries until its death timeout), so 2,000 idle sockets cost the
 /// scheduler 256 handshakes' worth of memory, not 2,000.
 pub const MAX_PENDING_HANDSHAKES: usize = 256;
 
