@@ -208,3 +208,75 @@ fn idle_strangers_cost_bounded_memory_and_log_lines() {
         "the log does not say lines were held back"
     );
 }
+
+/// A named cluster's scheduler listens on the network its workers use, not on every
+/// interface: here the contact address given (loopback), so the machine's other address
+/// refuses connections to it. `--scheduler-interface all` asks for every interface.
+#[test]
+fn a_cluster_listens_on_the_contact_address_only() {
+    let home = tempfile::Builder::new()
+        .prefix("rdask-home-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = common::bin();
+        c.env("RDASK_HOME", home.path()).args(args);
+        common::run(&mut c)
+    };
+    let up = |name: &str, extra: &[&str]| {
+        let mut args = vec!["up", "--name", name, "--system", "local", "--cores", "1"];
+        args.extend(["--memory", "500MiB", "--walltime", "00:10:00"]);
+        args.extend(extra);
+        let o = cmd(&args);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let rec: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(home.path().join("clusters").join(name).join("cluster.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        let address = rec["address"].as_str().unwrap().to_string();
+        let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+        (
+            rec["bind_host"].as_str().unwrap().to_string(),
+            address,
+            port,
+        )
+    };
+    // Another address of this machine, to dial the port on: the one its default route
+    // leaves from (a UDP connect sends nothing). None without a network; then only the
+    // record is checked.
+    let other = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|u| u.connect("192.0.2.1:9").and_then(|()| u.local_addr()))
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+
+    let (bind, address, port) = up("lo", &["--contact-address", "127.0.0.1"]);
+    assert_eq!(bind, "127.0.0.1");
+    assert_eq!(address, format!("tcp://127.0.0.1:{port}"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    if let Some(ip) = other {
+        assert!(
+            std::net::TcpStream::connect((ip, port)).is_err(),
+            "the scheduler answers on {ip} too"
+        );
+    }
+    let o = cmd(&["down", "--name", "lo"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+
+    let (bind, _, port) = up(
+        "all",
+        &[
+            "--contact-address",
+            "127.0.0.1",
+            "--scheduler-interface",
+            "all",
+        ],
+    );
+    assert_eq!(bind, "0.0.0.0");
+    if let Some(ip) = other {
+        assert!(std::net::TcpStream::connect((ip, port)).is_ok());
+    }
+    let o = cmd(&["down", "--name", "all"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+}

@@ -68,6 +68,51 @@ pub enum Stopped {
     Failed(String),
 }
 
+/// Where a cluster's scheduler listens when the user did not say: on the network its workers
+/// use, not on every interface of the login node.
+///
+/// `workers_interface` is the jobs' `interface` option (the network workers listen and dial
+/// on): when this host has it, its address. Otherwise the contact host — `contact` when given,
+/// else this host's name, which is what the published address names — resolved here: its
+/// first address that belongs to this host and is not loopback. A loopback address only when
+/// the user named it as the contact (workers on this host); a host name that resolves only to
+/// loopback here (Debian's `127.0.1.1` line) says nothing about the network other nodes
+/// reach us on, and neither does a contact address that is not ours (NAT), so then: every
+/// interface (None), as `--scheduler-interface all` asks explicitly.
+pub fn default_listen_address(
+    contact: Option<&str>,
+    workers_interface: Option<&str>,
+) -> Option<std::net::IpAddr> {
+    if let Some(ip) = workers_interface.and_then(|i| crate::sys::interface_address(i).ok()) {
+        return Some(ip);
+    }
+    let host = contact.map_or_else(crate::sys::hostname, str::to_string);
+    let resolved: Vec<std::net::IpAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .unwrap_or_default();
+    let is_ours = |ip: &std::net::IpAddr| std::net::TcpListener::bind((*ip, 0)).is_ok();
+    choose_listen_address(&resolved, contact.is_some(), is_ours)
+}
+
+/// The decision of [`default_listen_address`], without the lookups: `resolved` are the contact
+/// host's addresses, `is_ours` whether this host can listen on one.
+pub fn choose_listen_address(
+    resolved: &[std::net::IpAddr],
+    contact_given: bool,
+    is_ours: impl Fn(&std::net::IpAddr) -> bool,
+) -> Option<std::net::IpAddr> {
+    let ours = || {
+        resolved
+            .iter()
+            .filter(|ip| !ip.is_unspecified() && is_ours(ip))
+    };
+    ours()
+        .find(|ip| !ip.is_loopback())
+        .or_else(|| ours().find(|ip| contact_given && ip.is_loopback()))
+        .copied()
+}
+
 /// A running scheduler.
 pub struct SchedulerHandle {
     /// "tcp://host:port" for workers and clients.
@@ -700,9 +745,13 @@ impl Core {
                     WorkerToScheduler::Register(_) => return true,
                     WorkerToScheduler::Finished(done) => {
                         for f in &done {
+                            // Only connected clients: a report of made-up keys must not grow
+                            // the table (it is dropped when the client goes).
                             let client = f.task.0 >> KEY_BITS;
-                            *self.finished_by_client.entry(client).or_default() += 1;
-                            self.progress_dirty.insert(client);
+                            if self.clients.contains_key(&client) {
+                                *self.finished_by_client.entry(client).or_default() += 1;
+                                self.progress_dirty.insert(client);
+                            }
                         }
                         self.finished_total += done.len() as u64;
                         let finished = done
@@ -1081,6 +1130,47 @@ mod tests {
         handle.shutdown_with_status(Some(3));
         assert_eq!(handle.ended().await, Stopped::Shutdown(Some(3)));
         assert_eq!(handle.failure(), None);
+    }
+
+    #[test]
+    fn a_cluster_listens_on_its_workers_network_only() {
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+        let ours = |list: &'static [&'static str]| {
+            move |a: &std::net::IpAddr| {
+                list.iter()
+                    .any(|s| s.parse::<std::net::IpAddr>().unwrap() == *a)
+            }
+        };
+        // The host name resolves to its cluster address: that one.
+        assert_eq!(
+            choose_listen_address(&[ip("10.1.2.3")], false, ours(&["10.1.2.3", "127.0.0.1"])),
+            Some(ip("10.1.2.3"))
+        );
+        // Loopback first (Debian's /etc/hosts), then the real address: the real one.
+        assert_eq!(
+            choose_listen_address(
+                &[ip("127.0.1.1"), ip("10.1.2.3")],
+                false,
+                ours(&["10.1.2.3", "127.0.1.1"])
+            ),
+            Some(ip("10.1.2.3"))
+        );
+        // Only loopback for our own name: nothing known about the network; everywhere.
+        assert_eq!(
+            choose_listen_address(&[ip("127.0.1.1")], false, ours(&["127.0.1.1"])),
+            None
+        );
+        // A loopback contact the user gave: workers are on this host; loopback only.
+        assert_eq!(
+            choose_listen_address(&[ip("127.0.0.1")], true, ours(&["127.0.0.1"])),
+            Some(ip("127.0.0.1"))
+        );
+        // A contact address that is not ours (NAT, a proxy): everywhere.
+        assert_eq!(
+            choose_listen_address(&[ip("203.0.113.9")], true, ours(&["10.1.2.3"])),
+            None
+        );
+        assert_eq!(choose_listen_address(&[], true, ours(&["10.1.2.3"])), None);
     }
 
     #[test]
