@@ -161,6 +161,23 @@ pub fn run(name: &str) -> Result<i32> {
     Ok(code)
 }
 
+/// What the daemon does once its connection to the scheduler is lost.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterLoss {
+    /// Someone shut the scheduler down: its workers are gone, so the jobs go too.
+    EndCluster,
+    /// The scheduler failed (its own bug): no reason to cancel anyone's jobs; why.
+    KeepJobs(String),
+}
+
+/// Decides by how the scheduler ended (None: it did not say within the wait).
+fn after_scheduler_lost(how: Option<&Stopped>) -> AfterLoss {
+    match how {
+        Some(Stopped::Failed(why)) => AfterLoss::KeepJobs(why.clone()),
+        Some(Stopped::Shutdown(_)) | None => AfterLoss::EndCluster,
+    }
+}
+
 /// Takes the cluster's daemon lock for as long as the returned file lives.
 fn hold_lock(dir: &ClusterDir) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
@@ -391,7 +408,7 @@ impl Deployer<'_> {
         let how = self.rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(5), self.scheduler.ended()).await
         });
-        let Ok(Stopped::Failed(why)) = how else {
+        let AfterLoss::KeepJobs(why) = after_scheduler_lost(how.ok().as_ref()) else {
             return false;
         };
         self.scheduler_failed = true;
@@ -931,4 +948,22 @@ pub fn finish_jobs(
         rec.name,
         ids.len()
     ))
+}
+
+#[cfg(test)]
+mod scheduler_loss_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_requested_shutdown_ends_the_cluster() {
+        assert_eq!(
+            after_scheduler_lost(Some(&Stopped::Failed("boom".into()))),
+            AfterLoss::KeepJobs("boom".into())
+        );
+        assert_eq!(
+            after_scheduler_lost(Some(&Stopped::Shutdown(Some(0)))),
+            AfterLoss::EndCluster
+        );
+        assert_eq!(after_scheduler_lost(None), AfterLoss::EndCluster);
+    }
 }
