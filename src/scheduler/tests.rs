@@ -537,7 +537,12 @@ fn action() -> impl Strategy<Value = Action> {
 
 /// A random DAG: each task depends on up to three earlier tasks.
 fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
-    (1..40usize).prop_flat_map(|n| {
+    dag_of(1..40)
+}
+
+/// A random DAG of `n` tasks (a range).
+fn dag_of(n: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Vec<usize>>> {
+    n.prop_flat_map(|n| {
         proptest::collection::vec(
             proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
             n,
@@ -563,7 +568,11 @@ fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
 
 /// A random DAG's tasks in a random order: clients owe the scheduler no particular order.
 fn shuffled_graph() -> impl Strategy<Value = Vec<TaskSpec>> {
-    dag().prop_flat_map(|graph| {
+    shuffled(dag())
+}
+
+fn shuffled(dag: impl Strategy<Value = Vec<Vec<usize>>>) -> impl Strategy<Value = Vec<TaskSpec>> {
+    dag.prop_flat_map(|graph| {
         let tasks: Vec<TaskSpec> = graph
             .iter()
             .enumerate()
@@ -592,7 +601,11 @@ fn any_event() -> impl Strategy<Value = Event> {
         ..t(id.0, &deps.iter().map(|d| d.0).collect::<Vec<_>>())
     });
     prop_oneof![
-        2 => (client(), proptest::collection::vec(spec, 0..8), tasks())
+        // Valid graphs in any order (over the same 12 ids, so they overlap known tasks)...
+        3 => (client(), shuffled(dag_of(1..12)), tasks())
+            .prop_map(|(client, tasks, wanted)| Event::GraphSubmitted { client, tasks, wanted }),
+        // ... and anything at all.
+        1 => (client(), proptest::collection::vec(spec, 0..8), tasks())
             .prop_map(|(client, tasks, wanted)| Event::GraphSubmitted { client, tasks, wanted }),
         3 => (worker(), proptest::collection::vec((task(), 0..100u64, 0..1000u64), 0..4))
             .prop_map(|(worker, done)| Event::TasksFinished {
