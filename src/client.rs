@@ -219,6 +219,14 @@ impl Client {
     }
 
     fn send(&self, msg: ClientToScheduler) -> Result<()> {
+        if msg.ids_listed() as u64 > self.max_graph_tasks {
+            return Err(Error::invalid(format!(
+                "a request listing {} keys or workers is over the scheduler's limit of {} per \
+                 message; send it in parts",
+                msg.ids_listed(),
+                self.max_graph_tasks
+            )));
+        }
         let frame = protocol::encode_control(&msg).map_err(|e| match e {
             protocol::ProtocolError::Oversized { size, limit } => Error::invalid(format!(
                 "a message of {} MiB is over the limit of {} MiB per message; submit the \
@@ -378,14 +386,14 @@ impl Client {
 
     /// The scheduler may drop these results everywhere (and cancel them if still running).
     pub fn release(&self, keys: &[TaskId]) -> Result<()> {
-        {
-            let mut inner = self.shared.inner.lock().expect("client state");
-            for k in keys {
-                inner.ready.remove(k);
-                inner.erred.remove(k);
-            }
+        // Sent first: a release refused here (over the limit) leaves the results known.
+        self.send(ClientToScheduler::Release(keys.to_vec()))?;
+        let mut inner = self.shared.inner.lock().expect("client state");
+        for k in keys {
+            inner.ready.remove(k);
+            inner.erred.remove(k);
         }
-        self.send(ClientToScheduler::Release(keys.to_vec()))
+        Ok(())
     }
 
     /// Submits, gathers the wanted results, and releases them.

@@ -120,6 +120,21 @@ pub enum ClientToScheduler {
     },
 }
 
+impl ClientToScheduler {
+    /// How many ids the message lists (keys or workers; a graph's tasks are counted apart):
+    /// the scheduler answers per id, so a request's size is bounded like a graph's.
+    pub fn ids_listed(&self) -> usize {
+        match self {
+            ClientToScheduler::Submit { wanted, .. } => wanted.len(),
+            ClientToScheduler::Release(keys)
+            | ClientToScheduler::WhoHas(keys)
+            | ClientToScheduler::Replicate { keys, .. } => keys.len(),
+            ClientToScheduler::Retire(workers) => workers.len(),
+            ClientToScheduler::Status | ClientToScheduler::Shutdown { .. } => 0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerStatusReport {
     pub id: WorkerId,

@@ -831,6 +831,17 @@ impl Core {
                 self.clients.insert(id, out);
                 let _ = reply.send(id);
             }
+            // Each listed id costs an answer (a location, a retirement): a request may list
+            // no more of them than a graph may have tasks.
+            CoreMsg::FromClient { id, msg } if msg.ids_listed() as u64 > self.max_graph_tasks => {
+                let reason = format!(
+                    "a request listing {} keys or workers is over this scheduler's limit of {} \
+                     per message; send it in parts",
+                    msg.ids_listed(),
+                    self.max_graph_tasks
+                );
+                self.to_client(id, SchedulerToClient::GraphRejected { reason });
+            }
             CoreMsg::FromClient { id, msg } => match msg {
                 ClientToScheduler::Submit { tasks, wanted } => {
                     self.state.handle(Event::GraphSubmitted {
@@ -1242,6 +1253,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A request that lists more ids than that (each would get an answer) is refused too.
+        let keys: Vec<_> = graph(6).into_iter().map(|t| t.id).collect();
+        writer
+            .write_control(&ClientToScheduler::WhoHas(keys))
+            .await
+            .unwrap();
+        writer.flush().await.unwrap();
+        match reader.read_control().await.unwrap() {
+            SchedulerToClient::GraphRejected { reason } => {
+                assert!(
+                    reason.contains("listing 6") && reason.contains("limit of 5"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Our client refuses to send it.
+        let keys: Vec<_> = graph(6).into_iter().map(|t| t.id).collect();
+        let err = client.release(&keys).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid(_)) && err.to_string().contains("listing 6"),
+            "{err}"
+        );
         let size = protocol::MAX_CONTROL_FRAME + 1;
         let header = protocol::encode_header(Kind::Control, size).unwrap();
         writer.write_raw(&header).await.unwrap();
