@@ -280,3 +280,91 @@ fn a_cluster_listens_on_the_contact_address_only() {
     let o = cmd(&["down", "--name", "all"]);
     assert!(o.status.success(), "{}", common::stderr(&o));
 }
+
+/// A valid graph listed dependents first panicked the scheduler's core (and a named cluster's
+/// daemon then cancelled every job). Now it runs; bad graphs get a reason, to their sender
+/// only, and the scheduler process serves on.
+#[test]
+fn graphs_in_any_order_run_and_bad_ones_are_refused_to_their_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = scheduler(dir.path(), &[]);
+    let worker = common::bin()
+        .args([
+            "worker",
+            "--no-nanny",
+            "--nthreads",
+            "1",
+            "--scheduler-file",
+        ])
+        .arg(&s.file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _worker = Kill(worker);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Client::connect(&s.address, &s.secret).await.unwrap();
+        let other = Client::connect(&s.address, &s.secret).await.unwrap();
+        // A sum tree over 0..100, its tasks listed root first.
+        let leaves: Vec<_> = (0..100u64).map(|_| client.new_key()).collect();
+        let mut tasks: Vec<TaskSpec> = leaves
+            .iter()
+            .zip(0u64..)
+            .map(|(k, i)| TaskSpec::new(*k, "sum-u64", i.to_le_bytes().to_vec(), vec![]))
+            .collect();
+        let (inner, root) = rdask::graph::reduction_tree(leaves, 2, "sum-u64", || client.new_key());
+        tasks.extend(inner);
+        tasks.reverse();
+        let out = tokio::time::timeout(Duration::from_secs(60), client.compute(tasks, &[root]))
+            .await
+            .expect("the graph did not finish")
+            .unwrap();
+        assert_eq!(u64::from_le_bytes(out[0][..8].try_into().unwrap()), 4950);
+
+        // A cycle and a duplicate key: refused with the reason, to that client only.
+        let (a, b) = (other.new_key(), other.new_key());
+        let cycle = vec![
+            TaskSpec::new(a, "sum-u64", vec![], vec![b]),
+            TaskSpec::new(b, "sum-u64", vec![], vec![a]),
+        ];
+        other.submit(cycle, &[a]).unwrap();
+        let err = other.wait(&[a]).await.unwrap_err();
+        assert!(err.to_string().contains("cycle"), "{err}");
+        let c = other.new_key();
+        let twice = vec![
+            TaskSpec::new(c, "sum-u64", vec![], vec![]),
+            TaskSpec::new(c, "sum-u64", vec![], vec![]),
+        ];
+        other.submit(twice, &[c]).unwrap();
+        let err = other.wait(&[c]).await.unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+
+        // The first client never heard of it, and the scheduler still runs graphs.
+        let k = client.new_key();
+        let out = client
+            .compute(
+                vec![TaskSpec::new(
+                    k,
+                    "sum-u64",
+                    7u64.to_le_bytes().to_vec(),
+                    vec![],
+                )],
+                &[k],
+            )
+            .await
+            .unwrap();
+        assert_eq!(u64::from_le_bytes(out[0][..8].try_into().unwrap()), 7);
+    });
+    assert!(
+        s.child.try_wait().unwrap().is_none(),
+        "the scheduler exited"
+    );
+}
