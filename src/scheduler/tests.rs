@@ -873,3 +873,28 @@ fn a_released_graph_gives_its_room_back() {
     });
     assert!(matches!(&s.take_commands()[..], [Command::Compute { tasks, .. }] if tasks.len() == 1));
 }
+
+#[test]
+fn forgetting_many_dependents_of_one_input_is_one_pass() {
+    // `x - x.mean()` over many chunks: one input read by every task. Each forgotten
+    // dependent used to scan the input's whole list of dependents (quadratic: 100,000
+    // dependents took the core minutes, serving nobody meanwhile).
+    let mut sim = Sim::new();
+    sim.join(1);
+    let n = 100_000u64;
+    let mut tasks = vec![t(0, &[])];
+    tasks.extend((1..=n).map(|i| t(i, &[0])));
+    let wanted: Vec<u64> = (1..=n).collect();
+    sim.submit(tasks, &wanted);
+    sim.event(Event::Release {
+        client: CLIENT,
+        keys: (1..=n).map(TaskId).collect(),
+    });
+    assert_eq!(sim.s.counts(), TaskCounts::default());
+    // And as the client goes (the other way results are given up).
+    let mut tasks = vec![t(0, &[])];
+    tasks.extend((1..=n).map(|i| t(i, &[0])));
+    sim.submit(tasks, &wanted);
+    sim.event(Event::ClientGone { client: CLIENT });
+    assert_eq!(sim.s.counts(), TaskCounts::default());
+}
