@@ -219,13 +219,8 @@ impl Client {
     }
 
     fn send(&self, msg: ClientToScheduler) -> Result<()> {
-        if msg.ids_listed() as u64 > self.max_graph_tasks {
-            return Err(Error::invalid(format!(
-                "a request listing {} keys or workers is over the scheduler's limit of {} per \
-                 message; send it in parts",
-                msg.ids_listed(),
-                self.max_graph_tasks
-            )));
+        if let Some(reason) = msg.too_many_ids(self.max_graph_tasks) {
+            return Err(Error::invalid(reason));
         }
         let frame = protocol::encode_control(&msg).map_err(|e| match e {
             protocol::ProtocolError::Oversized { size, limit } => Error::invalid(format!(
@@ -250,7 +245,7 @@ impl Client {
     /// A graph over the scheduler's task limit is refused here, before anything is sent.
     pub fn submit(&self, tasks: Vec<TaskSpec>, wanted: &[TaskId]) -> Result<()> {
         if tasks.len() as u64 > self.max_graph_tasks {
-            return Err(Error::invalid(crate::scheduler::state::graph_too_large(
+            return Err(Error::invalid(crate::graph::too_many_tasks(
                 tasks.len(),
                 self.max_graph_tasks as usize,
             )));

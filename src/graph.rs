@@ -161,6 +161,16 @@ pub fn validate(tasks: &[TaskSpec], known: impl Fn(TaskId) -> bool) -> Result<()
     Ok(())
 }
 
+/// Why a graph over a scheduler's task limit is refused: the count, the limit, and the two
+/// ways out. The one wording of the client's own check and the scheduler's.
+pub fn too_many_tasks(tasks: usize, limit: usize) -> String {
+    format!(
+        "the graph has {tasks} tasks, more than this scheduler's limit of {limit} tasks per \
+         submission; submit it in parts, or raise the limit with --max-graph-tasks when \
+         starting the scheduler (or the cluster, `up --max-graph-tasks`)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -133,6 +133,18 @@ impl ClientToScheduler {
             ClientToScheduler::Status | ClientToScheduler::Shutdown { .. } => 0,
         }
     }
+
+    /// Why the message lists too many ids for a scheduler whose limit is `limit`, if it does:
+    /// the one wording of the client's own check and the scheduler's.
+    pub fn too_many_ids(&self, limit: u64) -> Option<String> {
+        let n = self.ids_listed();
+        (n as u64 > limit).then(|| {
+            format!(
+                "a request listing {n} keys or workers is over this scheduler's limit of \
+                 {limit} per message; send it in parts"
+            )
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

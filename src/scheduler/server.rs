@@ -834,12 +834,7 @@ impl Core {
             // Each listed id costs an answer (a location, a retirement): a request may list
             // no more of them than a graph may have tasks.
             CoreMsg::FromClient { id, msg } if msg.ids_listed() as u64 > self.max_graph_tasks => {
-                let reason = format!(
-                    "a request listing {} keys or workers is over this scheduler's limit of {} \
-                     per message; send it in parts",
-                    msg.ids_listed(),
-                    self.max_graph_tasks
-                );
+                let reason = msg.too_many_ids(self.max_graph_tasks).unwrap_or_default();
                 self.to_client(id, SchedulerToClient::GraphRejected { reason });
             }
             CoreMsg::FromClient { id, msg } => match msg {

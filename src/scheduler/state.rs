@@ -474,7 +474,7 @@ impl State {
 
     fn submit(&mut self, client: ClientId, tasks: Vec<TaskSpec>, wanted: Vec<TaskId>) {
         if tasks.len() > self.config.max_graph_tasks {
-            let reason = graph_too_large(tasks.len(), self.config.max_graph_tasks);
+            let reason = graph::too_many_tasks(tasks.len(), self.config.max_graph_tasks);
             self.out.push(Command::GraphRejected { client, reason });
             return;
         }
@@ -1415,13 +1415,4 @@ impl State {
         }
         Ok(())
     }
-}
-
-/// Why a graph over the limit is refused: the count, the limit, and the two ways out.
-pub fn graph_too_large(tasks: usize, limit: usize) -> String {
-    format!(
-        "the graph has {tasks} tasks, more than this scheduler's limit of {limit} tasks per \
-         submission; submit it in parts, or raise the limit with --max-graph-tasks when \
-         starting the scheduler (or the cluster, `up --max-graph-tasks`)"
-    )
 }
