@@ -10,10 +10,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::error::{Error, Result};
-use crate::graph::{IdSet, TaskId, TaskSpec};
+use crate::graph::{IdSet, TaskSpec};
+use crate::ids::{TaskId, WorkerId};
 use crate::protocol::messages::{ClientToScheduler, Holder, SchedulerToClient, StatusReport};
 use crate::protocol::{self, Role, Secret};
-use crate::scheduler::state::WorkerId;
 use crate::worker::peer::PeerPool;
 
 /// Each key with the workers holding it.
@@ -57,9 +57,13 @@ struct Shared {
 
 /// A connection to a scheduler.
 pub struct Client {
-    out: mpsc::UnboundedSender<ClientToScheduler>,
+    /// Encoded control frames: each message is encoded by the caller, where a message too
+    /// big to send is an error the caller sees (not a connection the writer drops).
+    out: mpsc::UnboundedSender<Vec<u8>>,
     shared: Arc<Shared>,
     key_base: u64,
+    /// The scheduler's per-submission task limit, from its welcome.
+    max_graph_tasks: u64,
     next_key: AtomicU64,
     pool: PeerPool,
     progress: watch::Receiver<u64>,
@@ -88,7 +92,11 @@ impl Client {
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::runtime("the scheduler closed the connection"))?;
-        let SchedulerToClient::Welcome { key_base, .. } = first.decode().map_err(Error::from)?
+        let SchedulerToClient::Welcome {
+            key_base,
+            max_graph_tasks,
+            ..
+        } = first.decode().map_err(Error::from)?
         else {
             return Err(Error::runtime("the scheduler did not welcome this client"));
         };
@@ -169,14 +177,14 @@ impl Client {
             drop(inner);
             reader_shared.changed.notify_waiters();
         });
-        let (out, mut out_rx) = mpsc::unbounded_channel::<ClientToScheduler>();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let writer_task = tokio::spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
-                if writer.write_control(&msg).await.is_err() {
+            while let Some(frame) = out_rx.recv().await {
+                if writer.write_encoded(&frame).await.is_err() {
                     return;
                 }
                 while let Ok(more) = out_rx.try_recv() {
-                    if writer.write_control(&more).await.is_err() {
+                    if writer.write_encoded(&more).await.is_err() {
                         return;
                     }
                 }
@@ -189,6 +197,7 @@ impl Client {
             out,
             shared,
             key_base,
+            max_graph_tasks,
             next_key: AtomicU64::new(0),
             pool: PeerPool::new(secret.clone()),
             progress,
@@ -210,13 +219,37 @@ impl Client {
     }
 
     fn send(&self, msg: ClientToScheduler) -> Result<()> {
+        if let Some(reason) = msg.too_many_ids(self.max_graph_tasks) {
+            return Err(Error::invalid(reason));
+        }
+        let frame = protocol::encode_control(&msg).map_err(|e| match e {
+            protocol::ProtocolError::Oversized { size, limit } => Error::invalid(format!(
+                "a message of {} MiB is over the limit of {} MiB per message; submit the \
+                 graph in parts",
+                size >> 20,
+                limit >> 20
+            )),
+            other => Error::from(other),
+        })?;
         self.out
-            .send(msg)
+            .send(frame)
             .map_err(|_| Error::runtime("the connection to the scheduler is closed"))
     }
 
+    /// The most tasks one [`Client::submit`] may carry (the scheduler's limit).
+    pub fn max_graph_tasks(&self) -> u64 {
+        self.max_graph_tasks
+    }
+
     /// Submits a graph in one batch; `wanted` are the results this client will ask for.
+    /// A graph over the scheduler's task limit is refused here, before anything is sent.
     pub fn submit(&self, tasks: Vec<TaskSpec>, wanted: &[TaskId]) -> Result<()> {
+        if tasks.len() as u64 > self.max_graph_tasks {
+            return Err(Error::invalid(crate::graph::too_many_tasks(
+                tasks.len(),
+                self.max_graph_tasks as usize,
+            )));
+        }
         self.send(ClientToScheduler::Submit {
             tasks,
             wanted: wanted.to_vec(),
@@ -348,14 +381,14 @@ impl Client {
 
     /// The scheduler may drop these results everywhere (and cancel them if still running).
     pub fn release(&self, keys: &[TaskId]) -> Result<()> {
-        {
-            let mut inner = self.shared.inner.lock().expect("client state");
-            for k in keys {
-                inner.ready.remove(k);
-                inner.erred.remove(k);
-            }
+        // Sent first: a release refused here (over the limit) leaves the results known.
+        self.send(ClientToScheduler::Release(keys.to_vec()))?;
+        let mut inner = self.shared.inner.lock().expect("client state");
+        for k in keys {
+            inner.ready.remove(k);
+            inner.erred.remove(k);
         }
-        self.send(ClientToScheduler::Release(keys.to_vec()))
+        Ok(())
     }
 
     /// Submits, gathers the wanted results, and releases them.

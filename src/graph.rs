@@ -7,17 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A task's key. Clients allocate keys in their own range (the scheduler hands each client a
-/// prefix when it connects), so keys from different clients never collide and no string
-/// hashing sits on the hot path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TaskId(pub u64);
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "t{:x}", self.0)
-    }
-}
+pub use crate::ids::TaskId;
 
 /// One task: which kernel, with which arguments, on the results of which tasks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +159,16 @@ pub fn validate(tasks: &[TaskSpec], known: impl Fn(TaskId) -> bool) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// Why a graph over a scheduler's task limit is refused: the count, the limit, and the two
+/// ways out. The one wording of the client's own check and the scheduler's.
+pub fn too_many_tasks(tasks: usize, limit: usize) -> String {
+    format!(
+        "the graph has {tasks} tasks, more than this scheduler's limit of {limit} tasks per \
+         submission; submit it in parts, or raise the limit with --max-graph-tasks when \
+         starting the scheduler (or the cluster, `up --max-graph-tasks`)"
+    )
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod graph;
+pub mod ids;
 pub mod jobqueue;
 pub mod kernels;
 pub mod local;

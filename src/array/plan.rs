@@ -26,7 +26,8 @@ use super::hdf5io::PendingOutput;
 use super::lazy::{Array, Op, Select};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::graph::{TaskId, TaskSpec};
+use crate::graph::TaskSpec;
+use crate::ids::TaskId;
 use crate::protocol::frame::MAX_CONTROL_FRAME;
 
 /// Partials merged by one combine task: bounds the inputs a task holds at once.

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::graph::{TaskId, TaskSpec};
+use crate::graph::TaskSpec;
+use crate::ids::TaskId;
 use crate::local::{LocalCluster, LocalClusterOptions};
 use crate::scheduler::state::{Command, Config, Event, Finished, State, WorkerInfo};
 

@@ -137,13 +137,20 @@ pub struct UpArgs {
     /// Scheduler port (0: any free port)
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Listen on this interface's address only (e.g. ib0) [default: all interfaces]
+    /// Listen on this interface's address only (e.g. ib0), or `all` for every interface
+    /// [default: the workers' network: the jobs' --interface, else the address the contact
+    /// host (--contact-address, else this host's name) has here; every interface if neither
+    /// is known]
     #[arg(long, value_name = "IFACE")]
     pub scheduler_interface: Option<String>,
     /// The host name or address workers dial, when they cannot reach this host by its name
     /// (NAT, proxies, another network)
     #[arg(long, value_name = "HOST")]
     pub contact_address: Option<String>,
+    /// Most tasks one graph submission may carry [default: a tenth of this machine's memory
+    /// at 1 KiB per task]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_graph_tasks: Option<u64>,
     #[command(flatten)]
     pub scaler: ScalerArgs,
     #[command(flatten)]
@@ -280,11 +287,16 @@ pub fn up(a: UpArgs) -> Result<i32> {
         ..ScalerConfig::default()
     };
     scaler.validate()?;
-    let bind_host = match &a.scheduler_interface {
+    let bind_host = match a.scheduler_interface.as_deref() {
+        Some("all") => "0.0.0.0".to_string(),
         Some(iface) => crate::sys::interface_address(iface)
             .map_err(Error::invalid)?
             .to_string(),
-        None => "0.0.0.0".to_string(),
+        None => crate::scheduler::server::default_listen_address(
+            a.contact_address.as_deref(),
+            loaded.interface.as_deref(),
+        )
+        .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
     };
     let planned = a.name.dir()?;
     check_job_script(&with_log_directory(loaded.clone(), &planned), &planned)?;
@@ -314,6 +326,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
         bind_host,
         port: a.port,
         contact_address: a.contact_address.clone(),
+        max_graph_tasks: a.max_graph_tasks,
         created_at: cluster::now(),
         closed_at: None,
     };

@@ -34,6 +34,10 @@ pub struct SchedulerArgs {
     /// a new one, written to the scheduler file or to $RDASK_HOME/scheduler-PORT.secret
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Most tasks one graph submission may carry [default: a tenth of this machine's memory
+    /// at 1 KiB per task]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_graph_tasks: Option<u64>,
 }
 
 /// What a worker or client needs to join: written by `scheduler --scheduler-file`.
@@ -69,6 +73,9 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
     };
     let mut opts = SchedulerOptions::new((ip, a.port).into(), secret.clone());
     opts.contact_host = a.contact_address.clone();
+    if let Some(n) = a.max_graph_tasks {
+        opts.config.max_graph_tasks = n as usize;
+    }
     crate::rt::runtime()?.block_on(async move {
         let handle = server::start(opts).await?;
         println!("scheduler at {}", handle.address);
@@ -108,7 +115,10 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
             _ = handle.stopped() => {}
             _ = tokio::signal::ctrl_c() => handle.shutdown(),
         }
-        Ok(0)
+        match handle.failure() {
+            Some(why) => Err(Error::runtime(format!("the scheduler failed: {why}"))),
+            None => Ok(0),
+        }
     })
 }
 

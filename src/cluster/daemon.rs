@@ -34,7 +34,7 @@ use crate::jobqueue::scaler::{
 };
 use crate::jobqueue::{script, JobQueue, JobState, SubmitFailure};
 use crate::protocol::messages::StatusReport;
-use crate::scheduler::server::{self, SchedulerOptions};
+use crate::scheduler::server::{self, SchedulerHandle, SchedulerOptions, Stopped};
 
 /// What reaches the deployer loop.
 enum Msg {
@@ -76,6 +76,9 @@ pub fn run(name: &str) -> Result<i32> {
         .map_err(|_| Error::invalid(format!("bind address {}", rec.bind_host)))?;
     let mut opts = SchedulerOptions::new((bind_ip, rec.port).into(), secret.clone());
     opts.contact_host = rec.contact_address.clone();
+    if let Some(n) = rec.max_graph_tasks {
+        opts.config.max_graph_tasks = n as usize;
+    }
     let handle = rt.block_on(server::start(opts))?;
     // Our own client dials loopback when the scheduler listens everywhere.
     let local = if handle.local_addr.ip().is_unspecified() {
@@ -131,6 +134,8 @@ pub fn run(name: &str) -> Result<i32> {
         scaler,
         target: Target::Fixed { workers: 0 },
         client,
+        scheduler: &handle,
+        scheduler_failed: false,
         rt: &rt,
         tx,
         last_poll: None,
@@ -157,6 +162,23 @@ pub fn run(name: &str) -> Result<i32> {
     });
     let _ = std::fs::remove_file(&socket);
     Ok(code)
+}
+
+/// What the daemon does once its connection to the scheduler is lost.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterLoss {
+    /// Someone shut the scheduler down: its workers are gone, so the jobs go too.
+    EndCluster,
+    /// The scheduler failed (its own bug): no reason to cancel anyone's jobs; why.
+    KeepJobs(String),
+}
+
+/// Decides by how the scheduler ended (None: it did not say within the wait).
+fn after_scheduler_lost(how: Option<&Stopped>) -> AfterLoss {
+    match how {
+        Some(Stopped::Failed(why)) => AfterLoss::KeepJobs(why.clone()),
+        Some(Stopped::Shutdown(_)) | None => AfterLoss::EndCluster,
+    }
 }
 
 /// Takes the cluster's daemon lock for as long as the returned file lives, and writes our pid
@@ -262,6 +284,9 @@ struct Deployer<'a> {
     queue: JobQueue,
     own_binary: PathBuf,
     client: Arc<Client>,
+    scheduler: &'a SchedulerHandle,
+    /// The scheduler's core failed (a bug): the jobs are left alone until `down`.
+    scheduler_failed: bool,
     rt: &'a tokio::runtime::Runtime,
     tx: mpsc::Sender<Msg>,
     last_poll: Option<Instant>,
@@ -283,8 +308,16 @@ impl Deployer<'_> {
     fn main_loop(&mut self, rx: mpsc::Receiver<Msg>) -> i32 {
         let mut interval_now = Duration::from_secs_f64(self.rec.interval.clamp(0.05, 86_400.0));
         loop {
-            if let Err(e) = self.tick() {
-                if self.client_lost() {
+            // After a scheduler failure there is nothing to observe: status and down are
+            // still served, and the jobs are left alone until someone decides.
+            let observed = if self.scheduler_failed {
+                Ok(())
+            } else {
+                self.tick()
+            };
+            if let Err(e) = observed {
+                // Our own bug (a failed scheduler core) is no reason to cancel the jobs.
+                if self.client_lost() && !self.scheduler_failure() {
                     // Someone shut the scheduler down: its workers are gone, so are our jobs.
                     self.note(format!(
                         "the scheduler stopped ({e}); shutting the cluster down"
@@ -392,6 +425,24 @@ impl Deployer<'_> {
         while self.errors.len() > 10 {
             self.errors.pop_front();
         }
+    }
+
+    /// Whether the scheduler ended by failing rather than by a shutdown; notes why once.
+    /// Its end is waited for a moment: the lost connection is seen before the supervisor
+    /// has reported how the core ended.
+    fn scheduler_failure(&mut self) -> bool {
+        let how = self.rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), self.scheduler.ended()).await
+        });
+        let AfterLoss::KeepJobs(why) = after_scheduler_lost(how.ok().as_ref()) else {
+            return false;
+        };
+        self.scheduler_failed = true;
+        tracing::error!("the scheduler failed: {why}");
+        self.note(format!(
+            "the scheduler failed ({why}); its jobs are left running: `down` cancels them"
+        ));
+        true
     }
 
     fn client_lost(&self) -> bool {
@@ -993,4 +1044,22 @@ pub fn finish_jobs(
         rec.name,
         ids.len()
     ))
+}
+
+#[cfg(test)]
+mod scheduler_loss_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_requested_shutdown_ends_the_cluster() {
+        assert_eq!(
+            after_scheduler_lost(Some(&Stopped::Failed("boom".into()))),
+            AfterLoss::KeepJobs("boom".into())
+        );
+        assert_eq!(
+            after_scheduler_lost(Some(&Stopped::Shutdown(Some(0)))),
+            AfterLoss::EndCluster
+        );
+        assert_eq!(after_scheduler_lost(None), AfterLoss::EndCluster);
+    }
 }

@@ -100,6 +100,10 @@ pub struct ClusterRecord {
     pub bind_host: String,
     pub port: u16,
     pub contact_address: Option<String>,
+    /// Most tasks one graph submission may carry (`up --max-graph-tasks`); None: sized to
+    /// the daemon's machine.
+    #[serde(default)]
+    pub max_graph_tasks: Option<u64>,
     pub created_at: f64,
     pub closed_at: Option<f64>,
 }

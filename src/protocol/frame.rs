@@ -236,6 +236,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Skips a body of `size` bytes without keeping it: after [`FrameReader::read_frame`]
+    /// refused a frame as oversized (its header is read, its body is next), the connection
+    /// can go on and the peer be told why, instead of being dropped.
+    pub async fn skip_body(&mut self, size: usize) -> Result<(), ProtocolError> {
+        let copied = tokio::io::copy(
+            &mut (&mut self.inner).take(size as u64),
+            &mut tokio::io::sink(),
+        )
+        .await?;
+        if copied < size as u64 {
+            return Err(truncated(copied as usize, size, "body"));
+        }
+        Ok(())
+    }
+
     /// Reads exactly `buf.len()` raw bytes outside any frame (the handshake's magic).
     pub(crate) async fn read_raw(&mut self, buf: &mut [u8]) -> Result<(), ProtocolError> {
         match self.inner.read_exact(buf).await {

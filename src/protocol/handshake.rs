@@ -42,7 +42,8 @@ use super::secret::Secret;
 use super::ProtocolError;
 
 /// Version of the messages exchanged after the handshake. Both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2: the client's welcome carries the scheduler's per-submission task limit.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// First bytes on every connection. The last byte is the generation of the framing itself
 /// (frame header and handshake); it would change only if those changed, whereas ordinary
@@ -653,7 +654,8 @@ mod tests {
         match client {
             Err(ProtocolError::Rejected(reason)) => {
                 assert!(
-                    reason.contains("version 1") && reason.contains("version 99"),
+                    reason.contains(&format!("version {PROTOCOL_VERSION}"))
+                        && reason.contains("version 99"),
                     "{reason}"
                 );
             }
@@ -679,7 +681,7 @@ mod tests {
             Box::pin(async move {
                 w.write_raw(&MAGIC).await?;
                 w.write_control(&FutureMessage::Hello {
-                    version: 2,
+                    version: PROTOCOL_VERSION + 1,
                     features: vec!["zstd".into()],
                     token: "x".into(),
                 })
@@ -695,7 +697,8 @@ mod tests {
         assert!(
             matches!(
                 server,
-                Err(ProtocolError::VersionMismatch { ours: 1, theirs: 2 })
+                Err(ProtocolError::VersionMismatch { ours, theirs })
+                    if ours == PROTOCOL_VERSION && theirs == PROTOCOL_VERSION + 1
             ),
             "{server:?}"
         );
@@ -703,6 +706,48 @@ mod tests {
             matches!(client, Err(ProtocolError::Rejected(_))),
             "{client:?}"
         );
+    }
+
+    /// The handshake's bytes, fixed like every other message's (see protocol::messages'
+    /// golden test): the magic, then each message as a whole control frame.
+    #[test]
+    fn handshake_messages_encode_to_their_golden_bytes() {
+        let hex = |m: &Message| -> String {
+            crate::protocol::encode_control(m)
+                .unwrap()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        assert_eq!(MAGIC, *b"RDASK\0\0\x01");
+        let hello = Message::Hello {
+            version: 2,
+            role: Role::Client,
+            client_nonce: [0xaa; 32],
+        };
+        assert_eq!(hex(&hello), format!("2300000000000201{}", "aa".repeat(32)));
+        let challenge = Message::Challenge {
+            server_nonce: [0xbb; 32],
+            server_proof: [0xcc; 32],
+        };
+        assert_eq!(
+            hex(&challenge),
+            format!("410000000001{}{}", "bb".repeat(32), "cc".repeat(32))
+        );
+        let proof = Message::Proof {
+            client_proof: [0xdd; 32],
+        };
+        assert_eq!(hex(&proof), format!("210000000002{}", "dd".repeat(32)));
+        assert_eq!(hex(&Message::Welcome), "010000000003");
+        let rejected = Message::Rejected {
+            reason: "no".into(),
+        };
+        assert_eq!(hex(&rejected), "040000000004026e6f");
+        // Any version's Hello starts with its version, readable without knowing the rest.
+        let body = &crate::protocol::encode_control(&hello).unwrap()[crate::protocol::HEADER_LEN..];
+        let (HelloVersion::Hello { version }, _) =
+            postcard::take_from_bytes::<HelloVersion>(body).unwrap();
+        assert_eq!(version, 2);
     }
 
     /// Feeds `bytes` to a server handshake and returns its result.

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{TaskId, TaskSpec};
-use crate::scheduler::state::{ClientId, TaskCounts, WorkerId};
+use crate::graph::TaskSpec;
+use crate::ids::{ClientId, TaskId, WorkerId};
 
 /// A worker's first message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +120,33 @@ pub enum ClientToScheduler {
     },
 }
 
+impl ClientToScheduler {
+    /// How many ids the message lists (keys or workers; a graph's tasks are counted apart):
+    /// the scheduler answers per id, so a request's size is bounded like a graph's.
+    pub fn ids_listed(&self) -> usize {
+        match self {
+            ClientToScheduler::Submit { wanted, .. } => wanted.len(),
+            ClientToScheduler::Release(keys)
+            | ClientToScheduler::WhoHas(keys)
+            | ClientToScheduler::Replicate { keys, .. } => keys.len(),
+            ClientToScheduler::Retire(workers) => workers.len(),
+            ClientToScheduler::Status | ClientToScheduler::Shutdown { .. } => 0,
+        }
+    }
+
+    /// Why the message lists too many ids for a scheduler whose limit is `limit`, if it does:
+    /// the one wording of the client's own check and the scheduler's.
+    pub fn too_many_ids(&self, limit: u64) -> Option<String> {
+        let n = self.ids_listed();
+        (n as u64 > limit).then(|| {
+            format!(
+                "a request listing {n} keys or workers is over this scheduler's limit of \
+                 {limit} per message; send it in parts"
+            )
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerStatusReport {
     pub id: WorkerId,
@@ -146,19 +173,6 @@ pub struct TaskCountsReport {
     pub erred: u64,
 }
 
-impl From<TaskCounts> for TaskCountsReport {
-    fn from(c: TaskCounts) -> Self {
-        TaskCountsReport {
-            released: c.released as u64,
-            waiting: c.waiting as u64,
-            queued: c.queued as u64,
-            processing: c.processing as u64,
-            memory: c.memory as u64,
-            erred: c.erred as u64,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub address: String,
@@ -181,6 +195,8 @@ pub enum SchedulerToClient {
     Welcome {
         client: ClientId,
         key_base: u64,
+        /// Most tasks one `Submit` may carry: the client refuses a bigger graph itself.
+        max_graph_tasks: u64,
     },
     KeyReady {
         key: TaskId,
@@ -219,4 +235,328 @@ pub enum PeerRequest {
 pub enum PeerResponse {
     Data { task: TaskId, nbytes: u64 },
     Missing { task: TaskId },
+}
+
+#[cfg(test)]
+mod tests {
+    //! Golden bytes: every message, encoded, must stay exactly these bytes. A failure here
+    //! means the wire format changed: if that is meant, bump `PROTOCOL_VERSION` (so peers of
+    //! the two versions refuse each other with a clear error) and paste the new bytes, which
+    //! the failure prints.
+
+    use super::*;
+    use crate::protocol::{decode_control, encode_control};
+    use proptest::prelude::*;
+    use std::fmt::Write;
+
+    fn t(n: u64) -> TaskId {
+        TaskId(n)
+    }
+
+    fn registration() -> Registration {
+        Registration {
+            name: "w".into(),
+            address: "h:1".into(),
+            nthreads: 2,
+            memory_limit: 1 << 30,
+            host: "h".into(),
+            pid: 7,
+            job_id: Some("42".into()),
+        }
+    }
+
+    fn dep() -> WireDep {
+        WireDep {
+            task: t(5),
+            nbytes: 300,
+            holders: vec![1, 2],
+        }
+    }
+
+    fn status() -> StatusReport {
+        StatusReport {
+            address: "tcp://h:1".into(),
+            workers: vec![WorkerStatusReport {
+                id: 1,
+                name: "w".into(),
+                address: "h:2".into(),
+                host: "h".into(),
+                job_id: None,
+                nthreads: 1,
+                memory_limit: 1000,
+                memory: 10,
+                state: "running".into(),
+                processing: 1,
+                results: 2,
+                held_bytes: 3,
+            }],
+            tasks: TaskCountsReport {
+                released: 1,
+                waiting: 2,
+                queued: 3,
+                processing: 4,
+                memory: 5,
+                erred: 6,
+            },
+            finished_total: 7,
+            bytes_received: 8,
+            bytes_sent: 9,
+            pending_work_us: 10,
+            clients: 1,
+        }
+    }
+
+    /// One sample of every message variant, encoded as a whole control frame (header too).
+    fn samples() -> Vec<(&'static str, Vec<u8>)> {
+        fn enc<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+            name: &'static str,
+            msg: T,
+        ) -> (&'static str, Vec<u8>) {
+            let frame = encode_control(&msg).unwrap();
+            // And back: what is written is what is read.
+            let back: T = decode_control(&frame[crate::protocol::HEADER_LEN..]).unwrap();
+            assert_eq!(back, msg, "{name}");
+            (name, frame)
+        }
+        vec![
+            enc("w.register", WorkerToScheduler::Register(registration())),
+            enc(
+                "w.finished",
+                WorkerToScheduler::Finished(vec![FinishedTask {
+                    task: t(1),
+                    nbytes: 8,
+                    duration_us: 130,
+                }]),
+            ),
+            enc(
+                "w.failed",
+                WorkerToScheduler::Failed {
+                    task: t(1),
+                    error: "e".into(),
+                },
+            ),
+            enc(
+                "w.missing",
+                WorkerToScheduler::Missing {
+                    task: t(1),
+                    missing: vec![(t(2), vec![3])],
+                },
+            ),
+            enc("w.replicas", WorkerToScheduler::Replicas(vec![(t(1), 8)])),
+            enc(
+                "w.heartbeat",
+                WorkerToScheduler::Heartbeat {
+                    memory: 1000,
+                    paused: true,
+                    executing: vec![t(1)],
+                },
+            ),
+            enc("w.retire_me", WorkerToScheduler::RetireMe),
+            enc(
+                "s2w.welcome",
+                SchedulerToWorker::Welcome {
+                    worker: 3,
+                    heartbeat_ms: 1000,
+                },
+            ),
+            enc(
+                "s2w.peers",
+                SchedulerToWorker::Peers(vec![(1, "h:2".into())]),
+            ),
+            enc("s2w.peer_gone", SchedulerToWorker::PeerGone(1)),
+            enc(
+                "s2w.compute",
+                SchedulerToWorker::Compute(vec![WireTask {
+                    task: t(9),
+                    kernel: "noop".into(),
+                    args: vec![1, 2],
+                    deps: vec![dep()],
+                    priority: (1, 2),
+                }]),
+            ),
+            enc("s2w.release", SchedulerToWorker::Release(vec![t(1), t(2)])),
+            enc("s2w.replicate", SchedulerToWorker::Replicate(vec![dep()])),
+            enc("s2w.close", SchedulerToWorker::Close),
+            enc(
+                "c.submit",
+                ClientToScheduler::Submit {
+                    tasks: vec![TaskSpec::new(t(2), "k", vec![0], vec![t(1)])],
+                    wanted: vec![t(2)],
+                },
+            ),
+            enc("c.release", ClientToScheduler::Release(vec![t(2)])),
+            enc("c.who_has", ClientToScheduler::WhoHas(vec![t(2)])),
+            enc("c.status", ClientToScheduler::Status),
+            enc("c.retire", ClientToScheduler::Retire(vec![1])),
+            enc(
+                "c.replicate",
+                ClientToScheduler::Replicate {
+                    keys: vec![t(2)],
+                    to: 1,
+                },
+            ),
+            enc(
+                "c.shutdown",
+                ClientToScheduler::Shutdown {
+                    exit_status: Some(3),
+                },
+            ),
+            enc(
+                "s2c.welcome",
+                SchedulerToClient::Welcome {
+                    client: 1,
+                    key_base: 1 << 40,
+                    max_graph_tasks: 2_000_000,
+                },
+            ),
+            enc(
+                "s2c.key_ready",
+                SchedulerToClient::KeyReady {
+                    key: t(2),
+                    nbytes: 8,
+                    holders: vec![Holder {
+                        worker: 1,
+                        address: "h:2".into(),
+                    }],
+                },
+            ),
+            enc(
+                "s2c.key_erred",
+                SchedulerToClient::KeyErred {
+                    key: t(2),
+                    error: "e".into(),
+                },
+            ),
+            enc(
+                "s2c.graph_rejected",
+                SchedulerToClient::GraphRejected { reason: "r".into() },
+            ),
+            enc(
+                "s2c.who_has",
+                SchedulerToClient::WhoHas(vec![(t(2), vec![])]),
+            ),
+            enc(
+                "s2c.progress",
+                SchedulerToClient::Progress { finished: 300 },
+            ),
+            enc("s2c.status", SchedulerToClient::Status(Box::new(status()))),
+            enc("s2c.worker_retired", SchedulerToClient::WorkerRetired(1)),
+            enc(
+                "s2c.shutting_down",
+                SchedulerToClient::ShuttingDown { exit_status: None },
+            ),
+            enc("peer.get", PeerRequest::Get(vec![t(1), t(2)])),
+            enc(
+                "peer.data",
+                PeerResponse::Data {
+                    task: t(1),
+                    nbytes: 1 << 20,
+                },
+            ),
+            enc("peer.missing", PeerResponse::Missing { task: t(1) }),
+        ]
+    }
+
+    #[rustfmt::skip]
+    const GOLDEN: &[(&str, &str)] = &[
+        ("w.register", "140000000000017703683a3102808080800401680701023432"),
+        ("w.finished", "0600000000010101088201"),
+        ("w.failed", "040000000002010165"),
+        ("w.missing", "0600000000030101020103"),
+        ("w.replicas", "040000000004010108"),
+        ("w.heartbeat", "060000000005e807010101"),
+        ("w.retire_me", "010000000006"),
+        ("s2w.welcome", "04000000000003e807"),
+        ("s2w.peers", "070000000001010103683a32"),
+        ("s2w.peer_gone", "02000000000201"),
+        ("s2w.compute", "1400000000030109046e6f6f700201020105ac020201020102"),
+        ("s2w.release", "040000000004020102"),
+        ("s2w.replicate", "0800000000050105ac02020102"),
+        ("s2w.close", "010000000006"),
+        ("c.submit", "0b00000000000102016b010001010102"),
+        ("c.release", "0300000000010102"),
+        ("c.who_has", "0300000000020102"),
+        ("c.status", "010000000003"),
+        ("c.retire", "0300000000040101"),
+        ("c.replicate", "040000000005010201"),
+        ("c.shutdown", "0300000000060106"),
+        ("s2c.welcome", "0b00000000000180808080802080897a"),
+        ("s2c.key_ready", "0900000000010208010103683a32"),
+        ("s2c.key_erred", "040000000002020165"),
+        ("s2c.graph_rejected", "0300000000030172"),
+        ("s2c.who_has", "040000000004010200"),
+        ("s2c.progress", "030000000005ac02"),
+        ("s2c.status", "300000000006097463703a2f2f683a310101017703683a3201680001e8070a0772756e6e696e670102030102030405060708090a01"),
+        ("s2c.worker_retired", "02000000000701"),
+        ("s2c.shutting_down", "02000000000800"),
+        ("peer.get", "040000000000020102"),
+        ("peer.data", "05000000000001808040"),
+        ("peer.missing", "02000000000101"),
+    ];
+
+    #[test]
+    fn every_message_encodes_to_its_golden_bytes() {
+        let actual: Vec<(&str, String)> = samples()
+            .into_iter()
+            .map(|(name, bytes)| {
+                let hex = bytes.iter().fold(String::new(), |mut s, b| {
+                    let _ = write!(s, "{b:02x}");
+                    s
+                });
+                (name, hex)
+            })
+            .collect();
+        let table: String = actual
+            .iter()
+            .map(|(n, h)| format!("        (\"{n}\", \"{h}\"),\n"))
+            .collect();
+        let expected: Vec<(&str, String)> =
+            GOLDEN.iter().map(|(n, h)| (*n, h.to_string())).collect();
+        assert_eq!(
+            actual, expected,
+            "the wire format changed; if meant, bump PROTOCOL_VERSION and use:\n{table}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Whatever bytes arrive in a control frame, decoding them is an error or a message,
+        /// never a panic, for every message type any side reads.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_control::<WorkerToScheduler>(&body);
+            let _ = decode_control::<SchedulerToWorker>(&body);
+            let _ = decode_control::<ClientToScheduler>(&body);
+            let _ = decode_control::<SchedulerToClient>(&body);
+            let _ = decode_control::<PeerRequest>(&body);
+            let _ = decode_control::<PeerResponse>(&body);
+        }
+
+        /// The same from valid messages with bytes flipped, cut or appended: inputs that get
+        /// deep into the decoders (plausible lengths and tags) rather than failing at byte 1.
+        #[test]
+        fn decoding_damaged_messages_never_panics(
+            pick in 0..34usize,
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in any::<prop::sample::Index>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let samples = samples();
+            let (_, frame) = &samples[pick % samples.len()];
+            let mut body = frame[crate::protocol::HEADER_LEN..].to_vec();
+            for (at, byte) in flips {
+                let i = at.index(body.len());
+                body[i] = byte;
+            }
+            body.truncate(cut.index(body.len() + 1));
+            body.extend(tail);
+            let _ = decode_control::<WorkerToScheduler>(&body);
+            let _ = decode_control::<SchedulerToWorker>(&body);
+            let _ = decode_control::<ClientToScheduler>(&body);
+            let _ = decode_control::<SchedulerToClient>(&body);
+            let _ = decode_control::<PeerRequest>(&body);
+            let _ = decode_control::<PeerResponse>(&body);
+        }
+    }
 }

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{Config, Observed, Worker, WorkerId};
+use super::state::{Config, Observed, Worker};
+use crate::ids::WorkerId;
 
 /// How many tasks a worker may have assigned (running plus queued on it).
 ///
@@ -43,8 +44,7 @@ pub(super) fn choose<'a>(
         let local: u64 = deps
             .iter()
             .filter(|(_, h)| h.contains(id))
-            .map(|(b, _)| *b)
-            .sum();
+            .fold(0u64, |sum, (b, _)| sum.saturating_add(*b));
         let w = &workers[id];
         let occupancy = w.processing.len() as f64 / w.info.nthreads.max(1) as f64;
         let better = local > best_key.0 || (local == best_key.0 && occupancy < best_key.1);

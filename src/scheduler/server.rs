@@ -7,20 +7,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 
-use super::state::{
-    self, Assignment, ClientId, Command, Config, DepLocation, Event, State, WorkerId, WorkerInfo,
-};
+use super::state::{self, Assignment, Command, Config, DepLocation, Event, State, WorkerInfo};
 use crate::error::{Error, Result};
+use crate::ids::{ClientId, WorkerId};
 use crate::protocol::messages::*;
 use crate::protocol::{self, encode_control, FrameWriter, Kind, Role, Secret, HANDSHAKE_TIMEOUT};
 
@@ -51,9 +50,67 @@ impl SchedulerOptions {
             secret,
             heartbeat: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(30),
-            config: Config::default(),
+            config: Config {
+                max_graph_tasks: state::default_max_graph_tasks(crate::sys::total_memory()),
+                ..Config::default()
+            },
         }
     }
+}
+
+/// How a scheduler ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Shut down on request, with the exit status the request carried, if any.
+    Shutdown(Option<i32>),
+    /// The core failed (a bug in the scheduler): why. Nobody asked it to stop, so whoever
+    /// runs it must not take this for a request to end the cluster.
+    Failed(String),
+}
+
+/// Where a cluster's scheduler listens when the user did not say: on the network its workers
+/// use, not on every interface of the login node.
+///
+/// `workers_interface` is the jobs' `interface` option (the network workers listen and dial
+/// on): when this host has it, its address. Otherwise the contact host — `contact` when given,
+/// else this host's name, which is what the published address names — resolved here: its
+/// first address that belongs to this host and is not loopback. A loopback address only when
+/// the user named it as the contact (workers on this host); a host name that resolves only to
+/// loopback here (Debian's `127.0.1.1` line) says nothing about the network other nodes
+/// reach us on, and neither does a contact address that is not ours (NAT), so then: every
+/// interface (None), as `--scheduler-interface all` asks explicitly.
+pub fn default_listen_address(
+    contact: Option<&str>,
+    workers_interface: Option<&str>,
+) -> Option<std::net::IpAddr> {
+    if let Some(ip) = workers_interface.and_then(|i| crate::sys::interface_address(i).ok()) {
+        return Some(ip);
+    }
+    let host = contact.map_or_else(crate::sys::hostname, str::to_string);
+    let resolved: Vec<std::net::IpAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .unwrap_or_default();
+    let is_ours = |ip: &std::net::IpAddr| std::net::TcpListener::bind((*ip, 0)).is_ok();
+    choose_listen_address(&resolved, contact.is_some(), is_ours)
+}
+
+/// The decision of [`default_listen_address`], without the lookups: `resolved` are the contact
+/// host's addresses, `is_ours` whether this host can listen on one.
+pub fn choose_listen_address(
+    resolved: &[std::net::IpAddr],
+    contact_given: bool,
+    is_ours: impl Fn(&std::net::IpAddr) -> bool,
+) -> Option<std::net::IpAddr> {
+    let ours = || {
+        resolved
+            .iter()
+            .filter(|ip| !ip.is_unspecified() && is_ours(ip))
+    };
+    ours()
+        .find(|ip| !ip.is_loopback())
+        .or_else(|| ours().find(|ip| contact_given && ip.is_loopback()))
+        .copied()
 }
 
 /// A running scheduler.
@@ -62,9 +119,9 @@ pub struct SchedulerHandle {
     pub address: String,
     pub local_addr: SocketAddr,
     core: mpsc::UnboundedSender<CoreMsg>,
-    /// None while serving; then the exit status the shutdown request carried, if any.
-    stopped: watch::Receiver<Option<Option<i32>>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// None while serving; then how it ended.
+    stopped: watch::Receiver<Option<Stopped>>,
+    tasks: Vec<AbortHandle>,
     counters: Arc<Counters>,
 }
 
@@ -85,21 +142,43 @@ impl SchedulerHandle {
     /// the lost connection for a failure (they would wait out their death timeout).
     /// Returns the exit status the client that shut it down passed along (the MPI-style
     /// runner's driver does), if any.
+    /// A core that failed gives None (and [`SchedulerHandle::failure`] says why).
     pub async fn stopped(&self) -> Option<i32> {
+        match self.ended().await {
+            Stopped::Shutdown(status) => status,
+            Stopped::Failed(_) => None,
+        }
+    }
+
+    /// Waits until the scheduler has stopped, as [`SchedulerHandle::stopped`], and says how.
+    pub async fn ended(&self) -> Stopped {
         let mut rx = self.stopped.clone();
-        let status = loop {
-            if let Some(status) = *rx.borrow() {
-                break status;
+        let how = loop {
+            if let Some(how) = rx.borrow().clone() {
+                break how;
             }
             if rx.changed().await.is_err() {
-                return None;
+                return Stopped::Failed("the scheduler's supervisor is gone".into());
             }
         };
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.counters.writers.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        status
+        how
+    }
+
+    /// Why the core failed, if it did (a bug); None while it serves or after a shutdown.
+    pub fn failure(&self) -> Option<String> {
+        match &*self.stopped.borrow() {
+            Some(Stopped::Failed(why)) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    fn inject_panic(&self) {
+        let _ = self.core.send(CoreMsg::Panic);
     }
 }
 
@@ -143,9 +222,18 @@ enum CoreMsg {
     ClientDisconnected {
         id: ClientId,
     },
+    /// A client sent a message over the frame limit; its body was skipped unread.
+    Oversized {
+        id: ClientId,
+        size: usize,
+        limit: usize,
+    },
     Shutdown {
         exit_status: Option<i32>,
     },
+    /// Stands for a bug in the core, to test that it is supervised.
+    #[cfg(test)]
+    Panic,
 }
 
 #[derive(Default)]
@@ -177,7 +265,9 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let (stopped_tx, stopped_rx) = watch::channel(None);
     let counters = Arc::new(Counters::default());
+    let max_graph_tasks = opts.config.max_graph_tasks as u64;
     let core = Core {
+        max_graph_tasks,
         state: State::new(opts.config.clone()),
         workers: HashMap::new(),
         clients: HashMap::new(),
@@ -193,23 +283,60 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         heartbeat_timeout: opts.heartbeat_timeout,
         exit_status: None,
     };
-    let core_task = tokio::spawn(core.run(core_rx, stopped_tx));
+    let core_task = tokio::spawn(core.run(core_rx));
+    let core_abort = core_task.abort_handle();
     let accept_task = tokio::spawn(accept_loop(
         listener,
         opts.secret.clone(),
         core_tx.clone(),
         counters.clone(),
     ));
+    let accept_abort = accept_task.abort_handle();
+    // The supervisor: a core that panics (a bug) is reported as a failure with its message,
+    // never as a shutdown, and the port closes (clients and workers are told by a refused
+    // connection rather than by a handshake that leads nowhere).
+    let supervisor = tokio::spawn(async move {
+        let how = match core_task.await {
+            Ok(status) => Stopped::Shutdown(status),
+            Err(e) if e.is_cancelled() => Stopped::Shutdown(None),
+            Err(e) => {
+                let why = panic_message(e.into_panic());
+                tracing::error!("the scheduler's core failed: {why}");
+                Stopped::Failed(why)
+            }
+        };
+        accept_abort.abort();
+        let _ = stopped_tx.send(Some(how));
+    });
     tracing::info!("scheduler listening on {address}");
     Ok(SchedulerHandle {
         address,
         local_addr,
         core: core_tx,
         stopped: stopped_rx,
-        tasks: vec![core_task, accept_task],
+        tasks: vec![
+            core_abort,
+            accept_task.abort_handle(),
+            supervisor.abort_handle(),
+        ],
         counters,
     })
 }
+
+/// Connections still in their handshake, at most. Each holds its buffers (128 KiB) and a
+/// task until it proves itself or times out; anyone who can reach the port can open them, so
+/// their number must not be up to the caller: past the cap a new connection is closed at once
+/// (a worker retries until its death timeout), so 2,000 idle sockets cost the
+/// scheduler 256 handshakes' worth of memory, not 2,000.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// After a burst of at least this many handshakes at once has drained, free heap is handed
+/// back to the system (their buffers would otherwise stay resident).
+const TRIM_AFTER_PENDING: usize = 32;
+
+/// Refused connections are logged one by one up to this many per minute, then summed up:
+/// someone opening connections in a loop must not fill the disk with our log.
+const WARNINGS_PER_MINUTE: u32 = 10;
 
 async fn accept_loop(
     listener: TcpListener,
@@ -217,6 +344,12 @@ async fn accept_loop(
     core: mpsc::UnboundedSender<CoreMsg>,
     counters: Arc<Counters>,
 ) {
+    let pending = Arc::new(AtomicUsize::new(0));
+    let surge = Arc::new(AtomicBool::new(false));
+    let warnings = Arc::new(Mutex::new(RateLimit::new(
+        WARNINGS_PER_MINUTE,
+        Duration::from_secs(60),
+    )));
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(s) => s,
@@ -226,18 +359,126 @@ async fn accept_loop(
                 continue;
             }
         };
+        let now_pending = pending.load(Ordering::Acquire);
+        if now_pending >= MAX_PENDING_HANDSHAKES {
+            drop(stream);
+            warn_limited(
+                &warnings,
+                format!(
+                    "refused a connection from {from}: {MAX_PENDING_HANDSHAKES} connections \
+                     are still in their handshake"
+                ),
+            );
+            continue;
+        }
+        pending.fetch_add(1, Ordering::AcqRel);
+        if now_pending + 1 >= TRIM_AFTER_PENDING {
+            surge.store(true, Ordering::Release);
+        }
         let (secret, core, counters) = (secret.clone(), core.clone(), counters.clone());
+        let (pending, surge, warnings) = (pending.clone(), surge.clone(), warnings.clone());
         tokio::spawn(async move {
-            match protocol::accept(stream, &secret, HANDSHAKE_TIMEOUT).await {
+            let accepted = protocol::accept(stream, &secret, HANDSHAKE_TIMEOUT).await;
+            // The last of a burst gives the burst's buffers back.
+            if pending.fetch_sub(1, Ordering::AcqRel) == 1 && surge.swap(false, Ordering::AcqRel) {
+                crate::sys::release_free_memory();
+            }
+            match accepted {
                 Ok((role, reader, writer)) => {
                     if let Err(e) = serve(role, reader, writer, core, counters).await {
                         tracing::debug!("connection from {from} ended: {e}");
                     }
                 }
                 // A failed handshake concerns this peer only; the scheduler serves on.
-                Err(e) => tracing::warn!("refused a connection from {from}: {e}"),
+                Err(e) => warn_limited(&warnings, format!("refused a connection from {from}: {e}")),
             }
         });
+    }
+}
+
+fn warn_limited(limit: &Mutex<RateLimit>, line: String) {
+    let verdict = limit
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .admit(Instant::now());
+    match verdict {
+        Admit::Log { suppressed: 0 } => tracing::warn!("{line}"),
+        Admit::LogLast => tracing::warn!(
+            "{line} (more such warnings this minute are counted, and the count is logged \
+             with the next one)"
+        ),
+        Admit::Log { suppressed } => tracing::warn!(
+            "{line} (and {suppressed} more such warnings in the last minute, not logged one by one)"
+        ),
+        Admit::Suppress => {}
+    }
+}
+
+/// What to do with one more warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admit {
+    /// Log it, with how many were held back since the last one logged.
+    Log {
+        suppressed: u64,
+    },
+    /// Log it, saying that the next ones in this window will not be.
+    LogLast,
+    Suppress,
+}
+
+/// At most `per_window` lines per window; the first line of a later window reports how many
+/// were held back. Sans-IO (the caller passes the time), so it is tested without waiting.
+#[derive(Debug)]
+struct RateLimit {
+    per_window: u32,
+    window: Duration,
+    started: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn new(per_window: u32, window: Duration) -> Self {
+        RateLimit {
+            per_window,
+            window,
+            started: None,
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    fn admit(&mut self, now: Instant) -> Admit {
+        if self
+            .started
+            .is_none_or(|s| now.duration_since(s) >= self.window)
+        {
+            self.started = Some(now);
+            self.logged = 0;
+        }
+        if self.logged + 1 == self.per_window && self.suppressed == 0 {
+            self.logged += 1;
+            Admit::LogLast
+        } else if self.logged < self.per_window {
+            self.logged += 1;
+            Admit::Log {
+                suppressed: std::mem::take(&mut self.suppressed),
+            }
+        } else {
+            self.suppressed += 1;
+            Admit::Suppress
+        }
+    }
+}
+
+/// The message a panic carried (a `&str` or a `String`, as `panic!` makes them).
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(s) => s.to_string(),
+            Err(_) => "a panic without a message".into(),
+        },
     }
 }
 
@@ -271,9 +512,14 @@ async fn serve(
             let (reply, id) = oneshot::channel();
             let _ = core.send(CoreMsg::WorkerConnected { reg, out, reply });
             let Ok(id) = id.await else { return Ok(()) };
-            let why = forward(&mut reader, &counters, |msg| {
-                let _ = core.send(CoreMsg::FromWorker { id, msg });
-            })
+            let why = forward(
+                &mut reader,
+                &counters,
+                |msg| {
+                    let _ = core.send(CoreMsg::FromWorker { id, msg });
+                },
+                |_, _| false,
+            )
             .await
             .err()
             .unwrap_or_else(|| "closed the connection".into());
@@ -285,9 +531,18 @@ async fn serve(
             let (reply, id) = oneshot::channel();
             let _ = core.send(CoreMsg::ClientConnected { out, reply });
             let Ok(id) = id.await else { return Ok(()) };
-            let result = forward(&mut reader, &counters, |msg| {
-                let _ = core.send(CoreMsg::FromClient { id, msg });
-            })
+            let result = forward(
+                &mut reader,
+                &counters,
+                |msg| {
+                    let _ = core.send(CoreMsg::FromClient { id, msg });
+                },
+                // A client that sent too much is told so and stays connected.
+                |size, limit| {
+                    let _ = core.send(CoreMsg::Oversized { id, size, limit });
+                    true
+                },
+            )
             .await;
             let _ = core.send(CoreMsg::ClientDisconnected { id });
             result.map_err(protocol::ProtocolError::Unexpected)?;
@@ -302,14 +557,23 @@ async fn serve(
 }
 
 /// Decodes the control messages of one connection and hands each to `deliver`, until the
-/// peer closes (Ok) or misbehaves (Err, with the reason). Counts the bytes received.
+/// peer closes (Ok) or misbehaves (Err, with the reason). Counts the bytes received. A frame
+/// over the limit goes to `oversized(size, limit)`: true skips its body (unread, so nothing
+/// is allocated for it) and goes on, false ends the connection.
 async fn forward<T: serde::de::DeserializeOwned>(
     reader: &mut protocol::FrameReader<tokio::net::tcp::OwnedReadHalf>,
     counters: &Counters,
     mut deliver: impl FnMut(T),
+    mut oversized: impl FnMut(usize, usize) -> bool,
 ) -> std::result::Result<(), String> {
     loop {
         match reader.read_frame().await {
+            Err(protocol::ProtocolError::Oversized { size, limit }) if oversized(size, limit) => {
+                reader.skip_body(size).await.map_err(|e| e.to_string())?;
+                counters
+                    .received
+                    .fetch_add((size + protocol::HEADER_LEN) as u64, Ordering::Relaxed);
+            }
             Ok(Some(frame)) if frame.kind == Kind::Control => {
                 let size = (frame.body.len() + protocol::HEADER_LEN) as u64;
                 counters.received.fetch_add(size, Ordering::Relaxed);
@@ -372,6 +636,8 @@ struct WorkerConn {
 
 struct Core {
     state: State,
+    /// Told to each client in its welcome, so it refuses a graph over the limit itself.
+    max_graph_tasks: u64,
     workers: HashMap<WorkerId, WorkerConn>,
     clients: HashMap<ClientId, Outbox<SchedulerToClient>>,
     next_worker: WorkerId,
@@ -389,11 +655,8 @@ struct Core {
 }
 
 impl Core {
-    async fn run(
-        mut self,
-        mut rx: mpsc::UnboundedReceiver<CoreMsg>,
-        stopped: watch::Sender<Option<Option<i32>>>,
-    ) {
+    /// Serves until a shutdown; returns the exit status it carried.
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) -> Option<i32> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
@@ -407,18 +670,22 @@ impl Core {
                         if !self.handle(msg) {
                             self.route();
                             self.close_everything();
-                            let _ = stopped.send(Some(self.exit_status));
-                            return;
+                            return self.exit_status;
                         }
                     }
                 }
-                _ = tick.tick() => self.expire_silent_workers(),
+                _ = tick.tick() => {
+                    self.expire_silent_workers();
+                    if self.state.compact() {
+                        crate::sys::release_free_memory();
+                    }
+                }
             }
             self.route();
             self.send_progress(false);
         }
         self.close_everything();
-        let _ = stopped.send(Some(self.exit_status));
+        self.exit_status
     }
 
     /// Applies one message; false when the scheduler must stop.
@@ -481,9 +748,13 @@ impl Core {
                     WorkerToScheduler::Register(_) => return true,
                     WorkerToScheduler::Finished(done) => {
                         for f in &done {
+                            // Only connected clients: a report of made-up keys must not grow
+                            // the table (it is dropped when the client goes).
                             let client = f.task.0 >> KEY_BITS;
-                            *self.finished_by_client.entry(client).or_default() += 1;
-                            self.progress_dirty.insert(client);
+                            if self.clients.contains_key(&client) {
+                                *self.finished_by_client.entry(client).or_default() += 1;
+                                self.progress_dirty.insert(client);
+                            }
                         }
                         self.finished_total += done.len() as u64;
                         let finished = done
@@ -558,9 +829,16 @@ impl Core {
                 let _ = out.send(Out::Msg(SchedulerToClient::Welcome {
                     client: id,
                     key_base: id << KEY_BITS,
+                    max_graph_tasks: self.max_graph_tasks,
                 }));
                 self.clients.insert(id, out);
                 let _ = reply.send(id);
+            }
+            // Each listed id costs an answer (a location, a retirement): a request may list
+            // no more of them than a graph may have tasks.
+            CoreMsg::FromClient { id, msg } if msg.ids_listed() as u64 > self.max_graph_tasks => {
+                let reason = msg.too_many_ids(self.max_graph_tasks).unwrap_or_default();
+                self.to_client(id, SchedulerToClient::GraphRejected { reason });
             }
             CoreMsg::FromClient { id, msg } => match msg {
                 ClientToScheduler::Submit { tasks, wanted } => {
@@ -601,8 +879,22 @@ impl Core {
             },
             CoreMsg::ClientDisconnected { id } => {
                 self.clients.remove(&id);
+                self.finished_by_client.remove(&id);
+                self.progress_dirty.remove(&id);
                 self.state.handle(Event::ClientGone { client: id });
             }
+            CoreMsg::Oversized { id, size, limit } => {
+                tracing::warn!("client {id} sent a message of {size} bytes (limit {limit})");
+                let reason = format!(
+                    "a message of {} MiB is over the scheduler's limit of {} MiB per message; \
+                     submit the graph in parts",
+                    size >> 20,
+                    limit >> 20
+                );
+                self.to_client(id, SchedulerToClient::GraphRejected { reason });
+            }
+            #[cfg(test)]
+            CoreMsg::Panic => panic!("injected fault"),
             CoreMsg::Shutdown { exit_status } => {
                 self.exit_status = exit_status.or(self.exit_status);
                 return false;
@@ -796,5 +1088,216 @@ fn wire_task(a: Assignment) -> WireTask {
         args: a.args,
         deps: a.deps.into_iter().map(wire_dep).collect(),
         priority: a.priority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::TaskSpec;
+
+    fn opts() -> SchedulerOptions {
+        SchedulerOptions::new("127.0.0.1:0".parse().unwrap(), Secret::generate().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_failing_core_is_reported_as_a_failure_not_a_shutdown() {
+        let o = opts();
+        let secret = o.secret.clone();
+        let handle = start(o).await.unwrap();
+        let client = crate::Client::connect(&handle.address, &secret)
+            .await
+            .unwrap();
+        assert_eq!(handle.failure(), None);
+        handle.inject_panic();
+        let how = tokio::time::timeout(Duration::from_secs(10), handle.ended())
+            .await
+            .unwrap();
+        assert_eq!(how, Stopped::Failed("injected fault".into()));
+        assert_eq!(handle.failure().as_deref(), Some("injected fault"));
+        // Its clients learn that the connection is gone, not that it was shut down.
+        assert_eq!(client.ended().await, None);
+        // And the port is closed rather than left to handshakes that lead nowhere.
+        let refused = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if tokio::net::TcpStream::connect(handle.local_addr)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(refused.is_ok(), "the port still accepts connections");
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_is_reported_as_one() {
+        let handle = start(opts()).await.unwrap();
+        handle.shutdown_with_status(Some(3));
+        assert_eq!(handle.ended().await, Stopped::Shutdown(Some(3)));
+        assert_eq!(handle.failure(), None);
+    }
+
+    #[test]
+    fn a_cluster_listens_on_its_workers_network_only() {
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+        let ours = |list: &'static [&'static str]| {
+            move |a: &std::net::IpAddr| {
+                list.iter()
+                    .any(|s| s.parse::<std::net::IpAddr>().unwrap() == *a)
+            }
+        };
+        // The host name resolves to its cluster address: that one.
+        assert_eq!(
+            choose_listen_address(&[ip("10.1.2.3")], false, ours(&["10.1.2.3", "127.0.0.1"])),
+            Some(ip("10.1.2.3"))
+        );
+        // Loopback first (Debian's /etc/hosts), then the real address: the real one.
+        assert_eq!(
+            choose_listen_address(
+                &[ip("127.0.1.1"), ip("10.1.2.3")],
+                false,
+                ours(&["10.1.2.3", "127.0.1.1"])
+            ),
+            Some(ip("10.1.2.3"))
+        );
+        // Only loopback for our own name: nothing known about the network; everywhere.
+        assert_eq!(
+            choose_listen_address(&[ip("127.0.1.1")], false, ours(&["127.0.1.1"])),
+            None
+        );
+        // A loopback contact the user gave: workers are on this host; loopback only.
+        assert_eq!(
+            choose_listen_address(&[ip("127.0.0.1")], true, ours(&["127.0.0.1"])),
+            Some(ip("127.0.0.1"))
+        );
+        // A contact address that is not ours (NAT, a proxy): everywhere.
+        assert_eq!(
+            choose_listen_address(&[ip("203.0.113.9")], true, ours(&["10.1.2.3"])),
+            None
+        );
+        assert_eq!(choose_listen_address(&[], true, ours(&["10.1.2.3"])), None);
+    }
+
+    #[test]
+    fn warnings_are_limited_per_window_and_summed_up_after() {
+        let t0 = Instant::now();
+        let mut limit = RateLimit::new(3, Duration::from_secs(60));
+        let verdicts: Vec<Admit> = (0..1000)
+            .map(|i| limit.admit(t0 + Duration::from_millis(i)))
+            .collect();
+        assert_eq!(
+            verdicts.iter().filter(|v| **v != Admit::Suppress).count(),
+            3
+        );
+        assert_eq!(verdicts[2], Admit::LogLast);
+        assert_eq!(
+            limit.admit(t0 + Duration::from_secs(61)),
+            Admit::Log { suppressed: 997 }
+        );
+        assert_eq!(
+            limit.admit(t0 + Duration::from_secs(62)),
+            Admit::Log { suppressed: 0 }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_over_the_limits_gets_a_reason_and_stays_connected() {
+        let mut o = opts();
+        o.config.max_graph_tasks = 5;
+        let secret = o.secret.clone();
+        let handle = start(o).await.unwrap();
+        let client = crate::Client::connect(&handle.address, &secret)
+            .await
+            .unwrap();
+        assert_eq!(client.max_graph_tasks(), 5);
+        let key = |i| crate::ids::TaskId(client.new_key().0 + i);
+        let graph = |n: u64| -> Vec<TaskSpec> {
+            (0..n)
+                .map(|i| TaskSpec::new(key(i), "noop", vec![], vec![]))
+                .collect()
+        };
+        // The client refuses it before sending, naming the limit.
+        let err = client.submit(graph(6), &[]).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+        assert!(err.to_string().contains("limit of 5 tasks"), "{err}");
+
+        // One that reaches the scheduler anyway (another client, or one that did not check)
+        // is refused with the reason; so is a frame over the frame limit, whose body the
+        // scheduler skips unread. The connection serves on after both.
+        let (mut reader, mut writer) = protocol::connect(&handle.address, &secret, Role::Client)
+            .await
+            .unwrap();
+        let SchedulerToClient::Welcome { .. } = reader.read_control().await.unwrap() else {
+            panic!("no welcome");
+        };
+        writer
+            .write_control(&ClientToScheduler::Submit {
+                tasks: graph(6),
+                wanted: vec![],
+            })
+            .await
+            .unwrap();
+        writer.flush().await.unwrap();
+        match reader.read_control().await.unwrap() {
+            SchedulerToClient::GraphRejected { reason } => {
+                assert!(
+                    reason.contains("6 tasks") && reason.contains("limit of 5"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // A request that lists more ids than that (each would get an answer) is refused too.
+        let keys: Vec<_> = graph(6).into_iter().map(|t| t.id).collect();
+        writer
+            .write_control(&ClientToScheduler::WhoHas(keys))
+            .await
+            .unwrap();
+        writer.flush().await.unwrap();
+        match reader.read_control().await.unwrap() {
+            SchedulerToClient::GraphRejected { reason } => {
+                assert!(
+                    reason.contains("listing 6") && reason.contains("limit of 5"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Our client refuses to send it.
+        let keys: Vec<_> = graph(6).into_iter().map(|t| t.id).collect();
+        let err = client.release(&keys).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid(_)) && err.to_string().contains("listing 6"),
+            "{err}"
+        );
+        let size = protocol::MAX_CONTROL_FRAME + 1;
+        let header = protocol::encode_header(Kind::Control, size).unwrap();
+        writer.write_raw(&header).await.unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(zeros.len());
+            writer.write_raw(&zeros[..n]).await.unwrap();
+            left -= n;
+        }
+        writer
+            .write_control(&ClientToScheduler::Status)
+            .await
+            .unwrap();
+        writer.flush().await.unwrap();
+        match reader.read_control().await.unwrap() {
+            SchedulerToClient::GraphRejected { reason } => {
+                assert!(reason.contains("limit of 256 MiB"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            reader.read_control().await.unwrap(),
+            SchedulerToClient::Status(_)
+        ));
     }
 }

@@ -18,12 +18,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use crate::graph::{self, IdMap, IdSet, TaskId, TaskSpec};
+use crate::graph::{self, IdMap, IdSet, TaskSpec};
+use crate::ids::{ClientId, TaskId, WorkerId};
+use crate::protocol::messages::TaskCountsReport;
 
 use super::placement;
-
-pub type WorkerId = u64;
-pub type ClientId = u64;
 
 /// What a worker tells about itself when it registers.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -259,6 +258,21 @@ pub struct Config {
     pub queued_memory_fraction: f64,
     /// Upper bound of tasks queued on one worker thread.
     pub max_queued_per_thread: usize,
+    /// Most tasks one submission may carry. Each known task costs the scheduler about
+    /// [`BYTES_PER_TASK`]; a graph past what the machine can hold must be refused with a
+    /// reason, not grow the scheduler until the kernel kills it (and every job with it).
+    /// The server sizes it to the machine ([`default_max_graph_tasks`]); unbounded here.
+    pub max_graph_tasks: usize,
+}
+
+/// What one known task costs the scheduler, resident, with its share of the submission's
+/// transient copies (frame, decoded specs): ~650 bytes measured for 3 M one-chunk tasks.
+pub const BYTES_PER_TASK: u64 = 1024;
+
+/// The per-submission task limit for a machine with `total_memory` bytes: one submission may
+/// take a tenth of it, and never fewer than 100,000 tasks (a small VM still runs real graphs).
+pub fn default_max_graph_tasks(total_memory: u64) -> usize {
+    (total_memory / 10 / BYTES_PER_TASK).max(100_000) as usize
 }
 
 impl Default for Config {
@@ -268,6 +282,7 @@ impl Default for Config {
             queued_work_us: 2_000.0,
             queued_memory_fraction: 0.25,
             max_queued_per_thread: 4096,
+            max_graph_tasks: usize::MAX,
         }
     }
 }
@@ -292,6 +307,20 @@ pub struct TaskCounts {
     pub processing: usize,
     pub memory: usize,
     pub erred: usize,
+}
+
+/// The wire form of the counts (the protocol knows nothing of the scheduler's types).
+impl From<TaskCounts> for TaskCountsReport {
+    fn from(c: TaskCounts) -> Self {
+        TaskCountsReport {
+            released: c.released as u64,
+            waiting: c.waiting as u64,
+            queued: c.queued as u64,
+            processing: c.processing as u64,
+            memory: c.memory as u64,
+            erred: c.erred as u64,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -380,17 +409,19 @@ impl State {
                 task,
                 missing,
             } => self.missing_data(worker, task, missing),
+            // The size is the task's, recorded when it finished (see `add_holder`).
             Event::ReplicaAdded {
                 worker,
                 task,
-                nbytes,
-            } => self.replica_added(worker, task, nbytes),
+                nbytes: _,
+            } => self.replica_added(worker, task),
             Event::Release { client, keys } => self.release_keys(client, keys),
             Event::ClientGone { client } => {
-                let keys: Vec<TaskId> = self.wanted.remove(&client).into_iter().flatten().collect();
-                for key in keys {
-                    self.unwant(client, key);
-                }
+                let mut keys: Vec<TaskId> =
+                    self.wanted.remove(&client).into_iter().flatten().collect();
+                // In key order: the cancellations sent to workers do not depend on hashing.
+                keys.sort_unstable();
+                self.unwant(client, keys);
             }
             Event::Replicate { keys, to } => {
                 if self
@@ -442,6 +473,11 @@ impl State {
     // ----- graphs -------------------------------------------------------------------------
 
     fn submit(&mut self, client: ClientId, tasks: Vec<TaskSpec>, wanted: Vec<TaskId>) {
+        if tasks.len() > self.config.max_graph_tasks {
+            let reason = graph::too_many_tasks(tasks.len(), self.config.max_graph_tasks);
+            self.out.push(Command::GraphRejected { client, reason });
+            return;
+        }
         let new: Vec<TaskSpec> = tasks
             .into_iter()
             .filter(|t| !self.tasks.contains_key(&t.id))
@@ -461,14 +497,12 @@ impl State {
         }
         self.generation += 1;
         let ranks = graph::order(&new);
+        // Wired only once every task is in: a client may list a dependent before its input
+        // (nothing asks for topological order), and validation guarantees each input is here
+        // by then, either known before or part of this graph.
+        let mut edges: Vec<(TaskId, TaskId)> = Vec::new();
         for spec in new {
-            for d in &spec.deps {
-                self.tasks
-                    .get_mut(d)
-                    .expect("validated")
-                    .dependents
-                    .push(spec.id);
-            }
+            edges.extend(spec.deps.iter().map(|d| (*d, spec.id)));
             let priority = (self.generation, ranks[&spec.id]);
             self.tasks.insert(
                 spec.id,
@@ -487,6 +521,13 @@ impl State {
                     suspicious: 0,
                 },
             );
+        }
+        for (input, dependent) in edges {
+            self.tasks
+                .get_mut(&input)
+                .expect("validated: every input is known or in the graph")
+                .dependents
+                .push(dependent);
         }
         for key in wanted {
             if !self.wanted.entry(client).or_default().insert(key) {
@@ -513,15 +554,15 @@ impl State {
             }
         }
         // Tasks of this graph that nothing wanted or needs would otherwise stay forever.
-        for id in new_ids {
-            if self
-                .tasks
-                .get(&id)
-                .is_some_and(|t| t.dependents.is_empty() && !t.needed())
-            {
-                self.forget_unreachable(id);
-            }
-        }
+        let unwanted: Vec<TaskId> = new_ids
+            .into_iter()
+            .filter(|id| {
+                self.tasks
+                    .get(id)
+                    .is_some_and(|t| t.dependents.is_empty() && !t.needed())
+            })
+            .collect();
+        self.forget_unreachable(unwanted);
     }
 
     /// Makes a released task compute: counts it as a pending reader of its inputs, activates
@@ -591,7 +632,7 @@ impl State {
         o.count += 1;
         match task.state.clone() {
             TaskState::Memory => {
-                self.add_holder(f.task, worker, f.nbytes);
+                self.add_holder(f.task, worker);
                 return;
             }
             TaskState::Released | TaskState::Erred(_) => {
@@ -610,7 +651,7 @@ impl State {
         task.state = TaskState::Memory;
         task.nbytes = f.nbytes;
         task.holders.clear();
-        self.add_holder(f.task, worker, f.nbytes);
+        self.add_holder(f.task, worker);
         let task = &self.tasks[&f.task];
         for client in task.wanted_by.clone() {
             let holders = vec![worker];
@@ -634,13 +675,17 @@ impl State {
         self.settle(f.task);
     }
 
-    fn add_holder(&mut self, task: TaskId, worker: WorkerId, nbytes: u64) {
+    /// Counts `worker` as a holder. A worker's bytes are counted at the task's recorded size
+    /// (set when it first finished), never at what a later report claims: what is added here
+    /// is exactly what `drop_data` and `remove_holder` subtract.
+    fn add_holder(&mut self, task: TaskId, worker: WorkerId) {
         let t = self.tasks.get_mut(&task).expect("present");
         if !t.holders.contains(&worker) {
             t.holders.push(worker);
+            let nbytes = t.nbytes;
             let w = self.workers.get_mut(&worker).expect("present");
             w.has.insert(task);
-            w.held_bytes += nbytes;
+            w.held_bytes = w.held_bytes.saturating_add(nbytes);
         }
     }
 
@@ -691,7 +736,7 @@ impl State {
         for h in std::mem::take(&mut task.holders) {
             if let Some(w) = self.workers.get_mut(&h) {
                 w.has.remove(&id);
-                w.held_bytes -= nbytes;
+                w.held_bytes = w.held_bytes.saturating_sub(nbytes);
             }
             self.release.entry(h).or_default().push(id);
         }
@@ -787,7 +832,7 @@ impl State {
         let lost = task.holders.is_empty();
         if let Some(w) = self.workers.get_mut(&worker) {
             w.has.remove(&id);
-            w.held_bytes -= nbytes;
+            w.held_bytes = w.held_bytes.saturating_sub(nbytes);
             // It may still hold the data (a peer merely failed to reach it): let it go.
             self.release.entry(worker).or_default().push(id);
         }
@@ -841,7 +886,7 @@ impl State {
         }
     }
 
-    fn replica_added(&mut self, worker: WorkerId, id: TaskId, nbytes: u64) {
+    fn replica_added(&mut self, worker: WorkerId, id: TaskId) {
         let in_memory = self
             .tasks
             .get(&id)
@@ -851,47 +896,64 @@ impl State {
             return;
         }
         // The retirement that asked for this copy is finished by the sweep.
-        self.add_holder(id, worker, nbytes);
+        self.add_holder(id, worker);
     }
 
     // ----- clients ------------------------------------------------------------------------
 
     fn release_keys(&mut self, client: ClientId, keys: Vec<TaskId>) {
-        for key in keys {
-            if self.wanted.get_mut(&client).is_some_and(|w| w.remove(&key)) {
-                self.unwant(client, key);
-            }
-        }
+        let keys: Vec<TaskId> = keys
+            .into_iter()
+            .filter(|key| self.wanted.get_mut(&client).is_some_and(|w| w.remove(key)))
+            .collect();
+        self.unwant(client, keys);
     }
 
-    fn unwant(&mut self, client: ClientId, key: TaskId) {
-        let Some(task) = self.tasks.get_mut(&key) else {
-            return;
-        };
-        task.wanted_by.retain(|c| *c != client);
-        self.settle(key);
-        self.forget_unreachable(key);
+    /// `client` no longer wants `keys`: work nobody needs stops, and tasks nothing can need
+    /// again are forgotten (all in one pass, see `forget_unreachable`).
+    fn unwant(&mut self, client: ClientId, keys: Vec<TaskId>) {
+        for key in &keys {
+            if let Some(task) = self.tasks.get_mut(key) {
+                task.wanted_by.retain(|c| *c != client);
+                self.settle(*key);
+            }
+        }
+        self.forget_unreachable(keys);
     }
 
     /// Forgets tasks that no client wants and no known task depends on, cascading to inputs.
-    fn forget_unreachable(&mut self, root: TaskId) {
-        let mut stack = vec![root];
-        while let Some(id) = stack.pop() {
-            let Some(task) = self.tasks.get(&id) else {
-                continue;
-            };
-            if task.needed() || task.state.is_active() || !task.dependents.is_empty() {
-                continue;
+    ///
+    /// In waves: a wave removes every task of it that can go, and only then prunes the
+    /// dependents lists of their inputs, once per input; the inputs make the next wave. An
+    /// input read by 100,000 tasks (`x - x.mean()`) is pruned in one pass, where pruning it
+    /// per removed dependent was quadratic and held the core for minutes. A task kept in a
+    /// wave because its list still named a dependent removed in that same wave is one of
+    /// the pruned inputs, so the next wave looks at it again.
+    fn forget_unreachable(&mut self, roots: impl IntoIterator<Item = TaskId>) {
+        let mut wave: Vec<TaskId> = roots.into_iter().collect();
+        while !wave.is_empty() {
+            let mut gone: IdSet<TaskId> = IdSet::default();
+            let mut inputs: IdSet<TaskId> = IdSet::default();
+            for id in wave.drain(..) {
+                let Some(task) = self.tasks.get(&id) else {
+                    continue;
+                };
+                if task.needed() || task.state.is_active() || !task.dependents.is_empty() {
+                    continue;
+                }
+                if task.state == TaskState::Memory {
+                    self.drop_data(id);
+                }
+                let task = self.tasks.remove(&id).expect("present");
+                gone.insert(id);
+                inputs.extend(task.deps);
             }
-            if task.state == TaskState::Memory {
-                self.drop_data(id);
+            for d in &inputs {
+                if let Some(dep) = self.tasks.get_mut(d) {
+                    dep.dependents.retain(|x| !gone.contains(x));
+                }
             }
-            let task = self.tasks.remove(&id).expect("present");
-            for d in task.deps {
-                let dep = self.tasks.get_mut(&d).expect("deps outlive dependents");
-                dep.dependents.retain(|x| *x != id);
-                stack.push(d);
-            }
+            wave.extend(inputs);
         }
     }
 
@@ -1145,6 +1207,55 @@ impl State {
             .processing
             .insert(id);
         self.compute.entry(worker).or_default().push(assignment);
+    }
+
+    // ----- memory -------------------------------------------------------------------------
+
+    /// Gives back the room of tasks and workers that are gone: hash maps and sets keep their
+    /// peak capacity forever, so after a 3 M-task graph is released the scheduler would
+    /// otherwise hold its memory until it exits. A collection shrinks once it is under a
+    /// quarter full (so a steady workload never reallocates); stale queue entries of tasks
+    /// that were forgotten go too. Returns whether anything was freed (the caller may then
+    /// hand the free heap back to the system).
+    pub fn compact(&mut self) -> bool {
+        fn shrink(len: usize, capacity: usize, shrink: impl FnOnce()) -> bool {
+            let worth = capacity > 1024 && len < capacity / 4;
+            if worth {
+                shrink();
+            }
+            worth
+        }
+        let mut freed = false;
+        // More entries than tasks: most are of forgotten tasks (a cheap test, run each tick).
+        if self.queue.len() > 1024 && self.queue.len() > 2 * self.tasks.len() {
+            let tasks = &self.tasks;
+            self.queue.retain(|Reverse((_, id))| {
+                tasks.get(id).is_some_and(|t| t.state == TaskState::Queued)
+            });
+        }
+        let queue = &mut self.queue;
+        freed |= shrink(queue.len(), queue.capacity(), || queue.shrink_to_fit());
+        let tasks = &mut self.tasks;
+        freed |= shrink(tasks.len(), tasks.capacity(), || tasks.shrink_to_fit());
+        for set in self.wanted.values_mut() {
+            freed |= shrink(set.len(), set.capacity(), || set.shrink_to_fit());
+        }
+        for w in self.workers.values_mut() {
+            let has = &mut w.has;
+            freed |= shrink(has.len(), has.capacity(), || has.shrink_to_fit());
+            let processing = &mut w.processing;
+            freed |= shrink(processing.len(), processing.capacity(), || {
+                processing.shrink_to_fit()
+            });
+        }
+        let out = &mut self.out;
+        freed |= shrink(out.len(), out.capacity(), || out.shrink_to_fit());
+        freed
+    }
+
+    /// Capacity of the task table, for tests of [`State::compact`].
+    pub fn task_capacity(&self) -> usize {
+        self.tasks.capacity()
     }
 
     // ----- queries ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::graph::TaskId;
+use crate::ids::TaskId;
 use crate::kernels::Kernel;
 
 pub struct Job {

@@ -22,13 +22,12 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use crate::error::{Error, Result};
-use crate::graph::TaskId;
+use crate::ids::{TaskId, WorkerId};
 use crate::kernels::Registry;
 use crate::protocol::messages::{
     FinishedTask, Registration, SchedulerToWorker, WireTask, WorkerToScheduler,
 };
 use crate::protocol::{self, Role, Secret};
-use crate::scheduler::state::WorkerId;
 use crate::sys;
 use executor::{Done, Executor, Job};
 use peer::{PeerPool, Wanted, Writer};
@@ -660,10 +659,7 @@ impl Session<'_> {
             // Recycled receive buffers and freed heap are given back before any result is
             // spilled.
             crate::protocol::hugebuf::trim_pool();
-            // SAFETY: malloc_trim only returns free heap memory to the OS.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            sys::release_free_memory();
             rss = sys::rss_bytes() as f64;
         }
         if rss > policy.spill * limit {

@@ -14,12 +14,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpListener;
 
 use super::store::Store;
-use crate::graph::TaskId;
+use crate::ids::{TaskId, WorkerId};
 use crate::protocol::messages::{PeerRequest, PeerResponse};
 use crate::protocol::{
     self, FrameReader, FrameWriter, Kind, ProtocolError, Role, Secret, HANDSHAKE_TIMEOUT,
 };
-use crate::scheduler::state::WorkerId;
 
 pub type Reader = FrameReader<OwnedReadHalf>;
 pub type Writer = FrameWriter<OwnedWriteHalf>;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use crate::graph::TaskId;
+use crate::ids::TaskId;
 
 enum Entry {
     Memory { data: Bytes, tick: u64 },
