@@ -206,13 +206,6 @@ impl Client {
         })
     }
 
-    /// Connects to the named cluster that `rdask-jobqueue up --name NAME` started, reading its
-    /// address and secret from `$RDASK_HOME/clusters/NAME/`.
-    pub async fn connect_named(name: &str) -> Result<Client> {
-        let (address, secret) = crate::cluster::address_and_secret(name)?;
-        Client::connect(&address, &secret).await
-    }
-
     /// A fresh key in this client's range.
     pub fn new_key(&self) -> TaskId {
         TaskId(self.key_base | self.next_key.fetch_add(1, Ordering::Relaxed))

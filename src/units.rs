@@ -418,6 +418,11 @@ fn parse_clock(t: &str) -> Result<u64, String> {
         .ok_or_else(|| "number too large".to_string())
 }
 
+/// [`parse_seconds`] as a command-line value parser (clap wants the error as text).
+pub fn seconds_arg(s: &str) -> std::result::Result<u64, String> {
+    parse_seconds(s).map_err(|e| e.0)
+}
+
 /// A duration in seconds for options like `--death-timeout`: a bare number is seconds
 /// ("60"), otherwise a duration ("90s", "2m", "1h30m").
 pub fn parse_seconds(text: &str) -> Result<u64, UnitError> {

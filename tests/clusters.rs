@@ -177,7 +177,7 @@ impl Cluster {
             .unwrap()
     }
 
-    /// A library client, connected as `Client::connect_named` does (from the cluster's files).
+    /// A library client, connected as `rdask::cluster::connect_named` does (from the cluster's files).
     async fn client(&self) -> Client {
         let address = self.record()["address"].as_str().unwrap().to_string();
         let secret = Secret::load(&self.dir().join("secret")).unwrap();

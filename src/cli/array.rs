@@ -335,7 +335,7 @@ async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
                 return Err(Error::invalid(why));
             }
         }
-        return Ok((Runner::Remote, Client::connect_named(&name).await?));
+        return Ok((Runner::Remote, crate::cluster::connect_named(&name).await?));
     }
     if let Some(path) = &a.scheduler_file {
         let (address, secret) = read_scheduler_file(path)?;

@@ -84,7 +84,7 @@ const MAX_SECONDS: f64 = 30.0 * 86_400.0;
 fn parse_secs(s: &str) -> std::result::Result<f64, String> {
     let v = match s.trim().parse::<f64>() {
         Ok(v) => v,
-        Err(_) => super::seconds_arg(s)? as f64,
+        Err(_) => crate::units::seconds_arg(s)? as f64,
     };
     if v.is_finite() && v > 0.0 && v <= MAX_SECONDS {
         Ok(v)
@@ -366,7 +366,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
         );
     }
     println!(
-        "  use it:  rdask-jobqueue array EXPR --cluster {} | Client::connect_named(\"{0}\") | rdask-jobqueue down{}",
+        "  use it:  rdask-jobqueue array EXPR --cluster {} | rdask::cluster::connect_named(\"{0}\") | rdask-jobqueue down{}",
         dir.name,
         name_flag(&dir.name)
     );
@@ -424,7 +424,7 @@ fn with_log_directory(mut cfg: JobConfig, dir: &ClusterDir) -> JobConfig {
 #[command(name = "worker")]
 struct WorkerCommandLine {
     #[command(flatten)]
-    _args: super::runtime::WorkerArgs,
+    _args: crate::worker::command_line::WorkerArgs,
 }
 
 /// Renders one job script as the daemon will and checks it before anything is written or

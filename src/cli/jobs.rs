@@ -25,7 +25,7 @@ pub struct TargetArgs {
 impl TargetArgs {
     fn target(&self) -> Result<Target> {
         if let Some(address) = &self.scheduler {
-            super::runtime::check_scheduler_address(address, "--scheduler")?;
+            crate::worker::command_line::check_scheduler_address(address, "--scheduler")?;
         }
         // Written into the worker command: one line, as every value in a script.
         if let Some(file) = &self.secret_file {

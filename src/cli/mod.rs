@@ -11,8 +11,6 @@ pub mod jobs;
 pub mod mpi;
 pub mod runtime;
 
-pub use runtime::worker_main;
-
 use clap::{Parser, Subcommand};
 
 use crate::error::Result;
@@ -73,32 +71,13 @@ pub enum Command {
     Bench(bench::BenchCommand),
 }
 
-/// Parses a flag given in seconds ("60") or as a duration ("90s", "2m").
-pub(crate) fn seconds_arg(s: &str) -> std::result::Result<u64, String> {
-    crate::units::parse_seconds(s).map_err(|e| e.0)
-}
-
-/// Logs go to stderr; `RDASK_LOG` (error, warn, info, debug, trace) overrides the level.
-pub fn init_logging(default: &str) {
-    let level = std::env::var("RDASK_LOG").unwrap_or_else(|_| default.to_string());
-    let level: tracing::Level = level.parse().unwrap_or(tracing::Level::WARN);
-    // Colours only on a terminal: daemon and job logs are files people grep.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-}
-
 /// Runs the parsed command; the returned code is the process's exit status.
 pub fn run(cli: Cli) -> Result<i32> {
     let daemon = matches!(
         cli.command,
         Command::Scheduler(_) | Command::Worker(_) | Command::ClusterDaemon(_)
     );
-    init_logging(if daemon { "info" } else { "warn" });
+    crate::rt::init_logging(if daemon { "info" } else { "warn" });
     match cli.command {
         Command::Up(a) => cluster::up(*a),
         Command::Scale(a) => cluster::scale(a),
@@ -116,6 +95,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Array(a) => array::array(a),
         Command::Mpi(a) => mpi::mpi(a),
         Command::Demo(a) => demo::demo(a),
-        Command::Worker(a) => runtime::worker(a, crate::kernels::Registry::empty(), &["worker"]),
+        Command::Worker(a) => {
+            // Array kernels are the array layer's: this binary's workers run them.
+            let mut kernels = crate::kernels::Registry::empty();
+            crate::array::kernels::register(&mut kernels);
+            runtime::worker(a, kernels, &["worker"])
+        }
     }
 }

@@ -32,16 +32,16 @@ pub struct MpiArgs {
     #[arg(long, value_name = "FILE")]
     pub scheduler_file: Option<PathBuf>,
     /// Threads per worker rank, 1 to 1024 [default: SLURM_CPUS_PER_TASK, else 1]
-    #[arg(long, value_name = "N", value_parser = super::runtime::threads_arg)]
+    #[arg(long, value_name = "N", value_parser = crate::worker::command_line::threads_arg)]
     pub nthreads: Option<u32>,
     /// Memory limit per worker rank (e.g. 4GiB; at least 64MiB; 0 for none)
-    #[arg(long, default_value = "0", value_parser = super::runtime::memory_limit_arg)]
+    #[arg(long, default_value = "0", value_parser = crate::worker::command_line::memory_limit_arg)]
     pub memory_limit: crate::units::ByteSize,
     /// Ranks exit this long after losing the scheduler (rank 0; 1 s to a day)
-    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = super::runtime::timeout_arg)]
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = crate::worker::command_line::timeout_arg)]
     pub death_timeout: u64,
     /// How long ranks wait for rank 0's scheduler file (1 s to a day)
-    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = super::runtime::timeout_arg)]
+    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = crate::worker::command_line::timeout_arg)]
     pub wait_timeout: u64,
     /// Network interface for the scheduler and the workers (e.g. ib0)
     #[arg(long)]
@@ -385,7 +385,7 @@ async fn connect_retrying(
 #[derive(Parser, Debug)]
 struct WorkerCommand {
     #[command(flatten)]
-    args: super::runtime::WorkerArgs,
+    args: crate::worker::command_line::WorkerArgs,
 }
 
 fn worker(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
@@ -416,7 +416,8 @@ fn worker(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
     }
     let parsed = WorkerCommand::try_parse_from(&argv).map_err(|e| Error::invalid(e.to_string()))?;
     let secret = Secret::from_hex(&sf.secret)?;
-    let (program, child_args, n) = super::runtime::supervised_command(&parsed.args, &["worker"])?;
+    let (program, child_args, n) =
+        crate::worker::command_line::supervised_command(&parsed.args, &["worker"])?;
     crate::rt::runtime()?.block_on(async {
         // This rank's own connection hears the scheduler stop, with the driver's status: the
         // rank ends then, even if its worker process has not registered yet (it would

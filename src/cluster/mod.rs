@@ -400,6 +400,14 @@ pub fn try_flock(file: &std::fs::File, how: libc::c_int) -> bool {
 }
 
 /// The scheduler address and secret of a running cluster, for clients.
+/// Connects a client to the named cluster that `rdask-jobqueue up --name NAME` started,
+/// reading its address and secret from `$RDASK_HOME/clusters/NAME/`. (The cluster layer
+/// knows where clusters keep their files; the client only knows addresses and secrets.)
+pub async fn connect_named(name: &str) -> Result<crate::client::Client> {
+    let (address, secret) = address_and_secret(name)?;
+    crate::client::Client::connect(&address, &secret).await
+}
+
 pub fn address_and_secret(name: &str) -> Result<(String, Secret)> {
     let dir = ClusterDir::new(name)?;
     let rec = dir.require_live()?;

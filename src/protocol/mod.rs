@@ -49,7 +49,7 @@ pub use frame::{
 pub use handshake::{
     client_handshake, server_handshake, Role, HANDSHAKE_TIMEOUT, MAGIC, PROTOCOL_VERSION,
 };
-pub use secret::{Secret, SECRET_ENV};
+pub use secret::{SchedulerFile, Secret, SECRET_ENV};
 
 /// Everything that can go wrong on the wire. Errors name what the peer did wrong so a log
 /// line is enough to tell a wrong secret from a version skew from a port scanner.

@@ -196,6 +196,13 @@ impl fmt::Display for Secret {
     }
 }
 
+/// What a worker or client needs to join: written by `scheduler --scheduler-file`.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+pub struct SchedulerFile {
+    pub address: String,
+    pub secret: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

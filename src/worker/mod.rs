@@ -6,6 +6,7 @@
 //! scheduler reader only send it events. Messages to the scheduler are batched: everything
 //! that happened in one turn of the loop goes out in one flush.
 
+pub mod command_line;
 pub mod executor;
 pub mod peer;
 pub mod store;
@@ -143,7 +144,7 @@ impl From<Done> for Internal {
 /// Runs a worker with the built-in kernels plus `registry`, as `rdask-jobqueue worker` does.
 /// A program that embeds its own kernels calls this from its `main`.
 pub fn run_with(registry: Registry) -> ! {
-    crate::cli::worker_main(registry)
+    command_line::worker_main(registry)
 }
 
 /// Runs the worker until it is closed, its scheduler stays unreachable past the death
