@@ -6,7 +6,6 @@
 //! See docs/architecture.md for the map.
 
 pub mod array;
-pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -3,9 +3,12 @@
 
 use clap::Parser;
 
+/// The commands: private to this binary (the library's API is `rdask`, not its flags).
+mod cli;
+
 fn main() {
-    let cli = rdask::cli::Cli::parse();
-    let code = match rdask::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    let code = match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");

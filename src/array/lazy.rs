@@ -168,6 +168,37 @@ pub fn auto_chunk_shape(shape: &[usize], base: Option<&[usize]>, itemsize: usize
 }
 
 impl Array {
+    /// The largest chunk (shape and dtype) of any array in this expression: the inputs' and
+    /// generators' chunks as well as the result's. What a worker must at least hold for one
+    /// task, so what a memory error names.
+    pub fn largest_chunk(&self) -> (Vec<usize>, DType) {
+        let n = &self.node;
+        let own: Vec<usize> = n
+            .chunks
+            .iter()
+            .map(|c| c.iter().copied().max().unwrap_or(0))
+            .collect();
+        let mut best = (own, n.dtype);
+        let size = |(s, d): &(Vec<usize>, DType)| s.iter().product::<usize>() * d.size();
+        let operands: Vec<&Array> = match &n.op {
+            Op::Read { .. } | Op::Generate(_) | Op::Scalar(_) => vec![],
+            Op::Cast(x)
+            | Op::Unary(_, x)
+            | Op::Transpose(x, _)
+            | Op::Slice(x, _)
+            | Op::Rechunk(x)
+            | Op::Reduce(x, _) => vec![x],
+            Op::Binary(_, x, y) | Op::Dot(x, y) => vec![x, y],
+        };
+        for x in operands {
+            let c = x.largest_chunk();
+            if size(&c) > size(&best) {
+                best = c;
+            }
+        }
+        best
+    }
+
     fn new(op: Op, shape: Vec<usize>, dtype: DType, chunks: Vec<Vec<usize>>) -> Array {
         Array {
             node: Arc::new(Node {

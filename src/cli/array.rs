@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 
-use crate::array::eval::{self, Context};
-use crate::array::hdf5io::{check_output, parse_target};
-use crate::array::plan::{self, Planned};
-use crate::array::{format, Array};
-use crate::client::Client;
-use crate::cluster::control::{self, Reply, Request};
-use crate::cluster::{self, ClusterDir};
-use crate::error::{Error, Result};
-use crate::jobqueue::scaler::Target;
-use crate::local::{LocalCluster, LocalClusterOptions};
-use crate::protocol::Secret;
-use crate::units::ByteSize;
+use rdask::array::eval::{self, Context};
+use rdask::array::hdf5io::{check_output, parse_target};
+use rdask::array::plan::{self, Planned};
+use rdask::array::{format, Array};
+use rdask::client::Client;
+use rdask::cluster::control::{self, Reply, Request};
+use rdask::cluster::{self, ClusterDir};
+use rdask::error::{Error, Result};
+use rdask::jobqueue::scaler::Target;
+use rdask::local::{LocalCluster, LocalClusterOptions};
+use rdask::protocol::Secret;
+use rdask::units::ByteSize;
 
 /// Results larger than this are not printed: store them with --output.
 pub const MAX_PRINT_BYTES: usize = 64 << 20;
@@ -140,7 +140,7 @@ impl Signals {
 
 pub fn array(a: ArrayArgs) -> Result<i32> {
     let (expr, output) = prepare(&a)?;
-    crate::rt::runtime()?.block_on(async move {
+    rdask::rt::runtime()?.block_on(async move {
         let mut signals = Signals::install()?;
         // A signal while the cluster starts drops the half-started cluster (its Drop stops
         // the workers already running).
@@ -190,7 +190,7 @@ fn explain_local_failure(e: Error, cluster: &LocalCluster, expr: &Array) -> Erro
     if restarts == 0 || matches!(e, Error::Invalid(_)) {
         return e;
     }
-    let (shape, dtype) = largest_chunk(expr);
+    let (shape, dtype) = expr.largest_chunk();
     let bytes = shape.iter().product::<usize>() * dtype.size();
     Error::runtime(format!(
         "{e}\nlocal workers exited {restarts} times for passing their memory limit of {} \
@@ -202,37 +202,6 @@ fn explain_local_failure(e: Error, cluster: &LocalCluster, expr: &Array) -> Erro
         ByteSize(bytes as u64).human(),
         dtype.name()
     ))
-}
-
-/// The largest chunk (shape and dtype) of any array in the expression: the inputs' and
-/// generators' chunks as well as the result's.
-fn largest_chunk(a: &Array) -> (Vec<usize>, crate::array::DType) {
-    use crate::array::lazy::Op;
-    let n = &a.node;
-    let own: Vec<usize> = n
-        .chunks
-        .iter()
-        .map(|c| c.iter().copied().max().unwrap_or(0))
-        .collect();
-    let mut best = (own, n.dtype);
-    let size = |(s, d): &(Vec<usize>, crate::array::DType)| s.iter().product::<usize>() * d.size();
-    let operands: Vec<&Array> = match &n.op {
-        Op::Read { .. } | Op::Generate(_) | Op::Scalar(_) => vec![],
-        Op::Cast(x)
-        | Op::Unary(_, x)
-        | Op::Transpose(x, _)
-        | Op::Slice(x, _)
-        | Op::Rechunk(x)
-        | Op::Reduce(x, _) => vec![x],
-        Op::Binary(_, x, y) | Op::Dot(x, y) => vec![x, y],
-    };
-    for x in operands {
-        let c = largest_chunk(x);
-        if size(&c) > size(&best) {
-            best = c;
-        }
-    }
-    best
 }
 
 /// Everything that can be checked before a cluster starts: inputs, expression, output.
@@ -335,7 +304,7 @@ async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
                 return Err(Error::invalid(why));
             }
         }
-        return Ok((Runner::Remote, crate::cluster::connect_named(&name).await?));
+        return Ok((Runner::Remote, rdask::cluster::connect_named(&name).await?));
     }
     if let Some(path) = &a.scheduler_file {
         let (address, secret) = read_scheduler_file(path)?;
@@ -356,7 +325,7 @@ async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
             .parse::<ByteSize>()
             .map_err(|e| Error::invalid(format!("--memory-limit: {}", e.0)))?
             .bytes(),
-        None => crate::sys::total_memory() / workers as u64,
+        None => rdask::sys::total_memory() / workers as u64,
     };
     let cluster = LocalCluster::start(LocalClusterOptions {
         workers,
@@ -589,8 +558,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            largest_chunk(&a),
-            (vec![200, 100], crate::array::DType::F64)
+            a.largest_chunk(),
+            (vec![200, 100], rdask::array::DType::F64)
         );
     }
 }

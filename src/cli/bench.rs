@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::graph::TaskSpec;
-use crate::ids::TaskId;
-use crate::local::{LocalCluster, LocalClusterOptions};
-use crate::scheduler::state::{Command, Config, Event, Finished, State, WorkerInfo};
+use rdask::client::Client;
+use rdask::error::{Error, Result};
+use rdask::graph::TaskSpec;
+use rdask::ids::TaskId;
+use rdask::local::{LocalCluster, LocalClusterOptions};
+use rdask::scheduler::state::{Command, Config, Event, Finished, State, WorkerInfo};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -78,7 +78,7 @@ pub fn bench(c: BenchCommand) -> Result<i32> {
         BenchCommand::Runtime(a) => a,
         BenchCommand::Array(a) => return super::bench_array::bench_array(a),
     };
-    let report = crate::rt::runtime()?.block_on(runtime_bench(&a))?;
+    let report = rdask::rt::runtime()?.block_on(runtime_bench(&a))?;
     if a.json {
         println!(
             "{}",
@@ -189,7 +189,7 @@ fn tree_graph(leaves: u64, mut key: impl FnMut() -> TaskId) -> (Vec<TaskSpec>, T
         .map(|_| TaskSpec::new(key(), "noop", vec![], vec![]))
         .collect();
     let leaf_ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
-    let (inner, root) = crate::graph::reduction_tree(leaf_ids, 2, "noop", &mut key);
+    let (inner, root) = rdask::graph::reduction_tree(leaf_ids, 2, "noop", &mut key);
     tasks.extend(inner);
     (tasks, root)
 }
@@ -323,7 +323,7 @@ async fn tcp_floor(bytes: u64) -> Result<f64> {
 /// thread with blocking calls, both buffers huge-page backed (as the workers' are) and
 /// touched before the clock starts.
 fn tcp_copy(len: usize) -> std::io::Result<f64> {
-    use crate::protocol::hugebuf::HugeBuf;
+    use rdask::protocol::hugebuf::HugeBuf;
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -361,11 +361,11 @@ async fn worker_footprint(opts: &LocalClusterOptions) -> Result<(f64, f64)> {
         };
         let cluster = LocalCluster::start(one).await?;
         let client = cluster.client().await?;
-        let program = crate::local::worker_program(None)?;
+        let program = rdask::local::worker_program(None)?;
         let started = Instant::now();
         let mut child = std::process::Command::new(program)
             .args(["worker", cluster.address(), "--no-nanny", "--nthreads", "1"])
-            .env(crate::protocol::SECRET_ENV, cluster.secret.to_hex())
+            .env(rdask::protocol::SECRET_ENV, cluster.secret.to_hex())
             .stderr(std::process::Stdio::null())
             .spawn()
             .map_err(|e| Error::runtime(format!("starting a worker: {e}")))?;
@@ -378,7 +378,7 @@ async fn worker_footprint(opts: &LocalClusterOptions) -> Result<(f64, f64)> {
         }
         starts.push(started.elapsed().as_secs_f64() * 1e3);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        rss = crate::sys::rss_of(&child.id().to_string()) as f64 / 1e6;
+        rss = rdask::sys::rss_of(&child.id().to_string()) as f64 / 1e6;
         client.shutdown()?;
         let _ = child.wait();
         cluster.close().await;

@@ -8,11 +8,11 @@ use std::time::Instant;
 use clap::Args;
 use serde::Serialize;
 
-use crate::array::block::{BinOp, Dim, ReduceOp};
-use crate::array::lazy::Select;
-use crate::array::{self, Array};
-use crate::error::{Error, Result};
-use crate::local::{LocalCluster, LocalClusterOptions};
+use rdask::array::block::{BinOp, Dim, ReduceOp};
+use rdask::array::lazy::Select;
+use rdask::array::{self, Array};
+use rdask::error::{Error, Result};
+use rdask::local::{LocalCluster, LocalClusterOptions};
 
 #[derive(Args, Debug)]
 pub struct ArrayBenchArgs {
@@ -89,7 +89,7 @@ fn floor(file: &str, chunk: usize) -> Result<f64> {
 pub fn bench_array(a: ArrayBenchArgs) -> Result<i32> {
     let file = a.file.display().to_string();
     let err = |e: String| Error::runtime(e);
-    crate::rt::runtime()?.block_on(async {
+    rdask::rt::runtime()?.block_on(async {
         let cluster = LocalCluster::start(LocalClusterOptions {
             workers: a.workers,
             threads_per_worker: 1,
@@ -174,7 +174,7 @@ pub fn bench_array(a: ArrayBenchArgs) -> Result<i32> {
         let peaks = cluster
             .worker_pids()
             .iter()
-            .map(|p| crate::sys::peak_rss_of(&p.to_string()) as f64 / 1048576.0)
+            .map(|p| rdask::sys::peak_rss_of(&p.to_string()) as f64 / 1048576.0)
             .collect();
         cluster.close().await;
         let report = Report {

@@ -1,7 +1,7 @@
 //! `up`, `scale`, `adapt`, `status`, `down`, `list`, `logs`: named clusters on a login node.
 //!
 //! Each command is a short conversation with the cluster's daemon over its control socket
-//! ([`crate::cluster::control`]); only `up` (which starts the daemon) and `down --force`
+//! ([`rdask::cluster::control`]); only `up` (which starts the daemon) and `down --force`
 //! (which cleans up after a dead one, from the ledger) act on their own.
 
 use std::io::IsTerminal;
@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::job_args::JobArgs;
-use crate::cluster::control::{self, ClusterStatus, JobView, Reply, Request};
-use crate::cluster::{self, ClusterDir, ClusterRecord, DEFAULT_NAME};
-use crate::config::JobConfig;
-use crate::error::{Error, Result};
-use crate::jobqueue::ledger::Ledger;
-use crate::jobqueue::scaler::{self, Blocked, ScalerConfig, Target};
-use crate::jobqueue::script;
-use crate::protocol::Secret;
-use crate::units::ByteSize;
+use rdask::cluster::control::{self, ClusterStatus, JobView, Reply, Request};
+use rdask::cluster::{self, ClusterDir, ClusterRecord, DEFAULT_NAME};
+use rdask::config::JobConfig;
+use rdask::error::{Error, Result};
+use rdask::jobqueue::ledger::Ledger;
+use rdask::jobqueue::scaler::{self, Blocked, ScalerConfig, Target};
+use rdask::jobqueue::script;
+use rdask::protocol::Secret;
+use rdask::units::ByteSize;
 
 /// How long a control request may take (status, scale); `down` has its own.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,7 +84,7 @@ const MAX_SECONDS: f64 = 30.0 * 86_400.0;
 fn parse_secs(s: &str) -> std::result::Result<f64, String> {
     let v = match s.trim().parse::<f64>() {
         Ok(v) => v,
-        Err(_) => crate::units::seconds_arg(s)? as f64,
+        Err(_) => rdask::units::seconds_arg(s)? as f64,
     };
     if v.is_finite() && v > 0.0 && v <= MAX_SECONDS {
         Ok(v)
@@ -289,10 +289,10 @@ pub fn up(a: UpArgs) -> Result<i32> {
     scaler.validate()?;
     let bind_host = match a.scheduler_interface.as_deref() {
         Some("all") => "0.0.0.0".to_string(),
-        Some(iface) => crate::sys::interface_address(iface)
+        Some(iface) => rdask::sys::interface_address(iface)
             .map_err(Error::invalid)?
             .to_string(),
-        None => crate::scheduler::server::default_listen_address(
+        None => rdask::scheduler::server::default_listen_address(
             a.contact_address.as_deref(),
             loaded.interface.as_deref(),
         )
@@ -424,7 +424,7 @@ fn with_log_directory(mut cfg: JobConfig, dir: &ClusterDir) -> JobConfig {
 #[command(name = "worker")]
 struct WorkerCommandLine {
     #[command(flatten)]
-    _args: crate::worker::command_line::WorkerArgs,
+    _args: rdask::worker::command_line::WorkerArgs,
 }
 
 /// Renders one job script as the daemon will and checks it before anything is written or
@@ -435,7 +435,7 @@ fn check_job_script(cfg: &JobConfig, dir: &ClusterDir) -> Result<()> {
     use clap::Parser;
     let own_binary = std::env::current_exe().map_err(Error::io("finding this program"))?;
     let mut cfg = cfg.clone();
-    cfg.job_name = crate::jobqueue::ledger::job_name(&dir.name, 0);
+    cfg.job_name = rdask::jobqueue::ledger::job_name(&dir.name, 0);
     // The scheduler's address is not known yet; any well-formed one checks the same.
     let target = script::Target {
         scheduler_address: "tcp://127.0.0.1:8786".into(),
@@ -467,10 +467,10 @@ fn check_job_script(cfg: &JobConfig, dir: &ClusterDir) -> Result<()> {
         )));
     }
     let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch directory"))?;
-    let file_name = crate::jobqueue::system(cfg.system).script_file_name();
+    let file_name = rdask::jobqueue::system(cfg.system).script_file_name();
     let path = scratch.path().join(format!("{}-{file_name}", cfg.job_name));
     script::write_executable(&path, &text)?;
-    match crate::jobqueue::JobQueue::new(&cfg).dry_run(&path) {
+    match rdask::jobqueue::JobQueue::new(&cfg).dry_run(&path) {
         Ok(_) => Ok(()),
         Err(Error::Command(f)) if f.status.starts_with("timed out") => {
             // A slow controller says nothing about the script: the daemon will see.
@@ -1195,7 +1195,7 @@ pub fn down(a: DownArgs) -> Result<i32> {
     let message = if ledger.is_closed() {
         format!("cluster `{}`: the ledger was already closed", dir.name)
     } else {
-        crate::cluster::daemon::finish_jobs(&rec, &mut ledger, a.forget_unconfirmed)?
+        rdask::cluster::daemon::finish_jobs(&rec, &mut ledger, a.forget_unconfirmed)?
     };
     rec.closed_at = rec.closed_at.or(Some(cluster::now()));
     dir.write_record(&rec)?;
@@ -1233,7 +1233,7 @@ fn lost_record(dir: &ClusterDir, problem: Option<String>) -> Error {
 /// scripts are the only list of jobs left. Cancels each by its name where the system can;
 /// the cluster stays open (exit 1): what ran cannot be proven finished without the ledger.
 fn cancel_without_ledger(dir: &ClusterDir, rec: &ClusterRecord, problem: &Error) -> Error {
-    let queue = crate::jobqueue::JobQueue::new(&rec.config);
+    let queue = rdask::jobqueue::JobQueue::new(&rec.config);
     let names = dir.scripted_job_names();
     let mut cancelled = Vec::new();
     let mut failed = Vec::new();
@@ -1383,7 +1383,7 @@ pub fn logs(a: LogsArgs) -> Result<i32> {
 }
 
 pub fn daemon(a: DaemonArgs) -> Result<i32> {
-    crate::cluster::daemon::run(&a.name.name)
+    rdask::cluster::daemon::run(&a.name.name)
 }
 
 #[cfg(test)]
@@ -1405,7 +1405,7 @@ mod tests {
     }
 
     fn a_status() -> ClusterStatus {
-        use crate::jobqueue::scaler::Failures;
+        use rdask::jobqueue::scaler::Failures;
         ClusterStatus {
             name: "x".into(),
             address: "tcp://vm:1".into(),
@@ -1460,8 +1460,8 @@ mod tests {
         assert!(summary.contains("job 350 ended (failed)"), "{summary}");
         // Paused: the reason and how to resume.
         s.blocked = Some(Blocked::Paused);
-        s.failures.paused = Some(crate::jobqueue::scaler::Pause {
-            reason: crate::jobqueue::scaler::PauseReason::StartFailures {
+        s.failures.paused = Some(rdask::jobqueue::scaler::Pause {
+            reason: rdask::jobqueue::scaler::PauseReason::StartFailures {
                 jobs: 3,
                 last_job: "350".into(),
             },

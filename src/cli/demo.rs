@@ -8,11 +8,11 @@ use std::time::Instant;
 use clap::Args;
 use ndarray::{s, Array2, ArrayD, Axis, IxDyn};
 
-use crate::array::block::{BinOp, ReduceOp};
-use crate::array::{self, Array, Data};
-use crate::error::{Error, Result};
-use crate::local::{LocalCluster, LocalClusterOptions};
-use crate::units::ByteSize;
+use rdask::array::block::{BinOp, ReduceOp};
+use rdask::array::{self, Array, Data};
+use rdask::error::{Error, Result};
+use rdask::local::{LocalCluster, LocalClusterOptions};
+use rdask::units::ByteSize;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  rdask-jobqueue demo --size 8192 --dir /tmp/rdask-demo")]
@@ -73,7 +73,7 @@ pub fn demo(a: DemoArgs) -> Result<i32> {
         .workers
         .unwrap_or_else(|| LocalClusterOptions::default().workers)
         .max(2);
-    crate::rt::runtime()?.block_on(async {
+    rdask::rt::runtime()?.block_on(async {
         let started = Instant::now();
         let cluster = LocalCluster::start(LocalClusterOptions {
             workers,
@@ -199,7 +199,7 @@ pub fn demo(a: DemoArgs) -> Result<i32> {
             .map(|p| {
                 format!(
                     "{:.0} MiB",
-                    crate::sys::peak_rss_of(&p.to_string()) as f64 / 1048576.0
+                    rdask::sys::peak_rss_of(&p.to_string()) as f64 / 1048576.0
                 )
             })
             .collect();

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use clap::Args;
 use toml::Value;
 
-use crate::config::{self, Env, Layer, Loaded, SystemKind};
-use crate::error::Result;
-use crate::units::{ByteSize, LsfUnit};
+use rdask::config::{self, Env, Layer, Loaded, SystemKind};
+use rdask::error::Result;
+use rdask::units::{ByteSize, LsfUnit};
 
 /// Checks a walltime but keeps its text: its meaning can depend on the system (LSF's HH:MM).
 fn walltime_text(s: &str) -> std::result::Result<String, String> {
@@ -86,13 +86,13 @@ pub struct JobArgs {
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub worker_extra_arg: Vec<String>,
     /// Seconds a worker waits for an unreachable scheduler before exiting [default: 60]
-    #[arg(long, value_name = "SECONDS", value_parser = crate::units::seconds_arg)]
+    #[arg(long, value_name = "SECONDS", value_parser = rdask::units::seconds_arg)]
     pub death_timeout: Option<u64>,
     /// Workers retire (handing their results to others) this long before the walltime; 0: never [default: 120, at most walltime/4]
-    #[arg(long, value_name = "SECONDS", value_parser = crate::units::seconds_arg)]
+    #[arg(long, value_name = "SECONDS", value_parser = rdask::units::seconds_arg)]
     pub lifetime_margin: Option<u64>,
     /// A job's workers retire up to this far apart [default: 60, at most half the margin]
-    #[arg(long, value_name = "SECONDS", value_parser = crate::units::seconds_arg)]
+    #[arg(long, value_name = "SECONDS", value_parser = rdask::units::seconds_arg)]
     pub lifetime_stagger: Option<u64>,
     /// Extra argument for the submit command (repeatable)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
@@ -113,7 +113,7 @@ pub struct JobArgs {
     #[arg(long, value_name = "COMMAND")]
     pub worker_command: Option<String>,
     /// Timeout for each batch-system command [default: 60]
-    #[arg(long, value_name = "SECONDS", value_parser = crate::units::seconds_arg)]
+    #[arg(long, value_name = "SECONDS", value_parser = rdask::units::seconds_arg)]
     pub command_timeout: Option<u64>,
 }
 

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::job_args::JobArgs;
-use crate::config::JobConfig;
-use crate::error::{Error, Result};
-use crate::jobqueue::script::{self, Target};
-use crate::jobqueue::{system, JobQueue, SubmitFailure};
+use rdask::config::JobConfig;
+use rdask::error::{Error, Result};
+use rdask::jobqueue::script::{self, Target};
+use rdask::jobqueue::{system, JobQueue, SubmitFailure};
 
 /// Where workers should connect; without these, placeholders are written and a warning says so.
 #[derive(Args, Clone, Debug, Default)]
@@ -25,11 +25,11 @@ pub struct TargetArgs {
 impl TargetArgs {
     fn target(&self) -> Result<Target> {
         if let Some(address) = &self.scheduler {
-            crate::worker::command_line::check_scheduler_address(address, "--scheduler")?;
+            rdask::worker::command_line::check_scheduler_address(address, "--scheduler")?;
         }
         // Written into the worker command: one line, as every value in a script.
         if let Some(file) = &self.secret_file {
-            crate::config::check_one_line(&file.display().to_string(), false)
+            rdask::config::check_one_line(&file.display().to_string(), false)
                 .map_err(|why| Error::invalid(format!("--secret-file: {why}")))?;
         }
         let scheduler_address = self.scheduler.clone().unwrap_or_else(|| {
@@ -111,12 +111,12 @@ pub fn job_script(a: JobScriptArgs) -> Result<i32> {
     let cfg = a.job.load()?.config;
     if a.mpi {
         let ranks = a.ranks.expect("clap requires --ranks with --mpi");
-        let text = crate::jobqueue::mpi_script::render(&cfg, ranks, &a.driver, &own_binary()?)?;
+        let text = rdask::jobqueue::mpi_script::render(&cfg, ranks, &a.driver, &own_binary()?)?;
         print!("{text}");
         return Ok(0);
     }
     if a.ranks.is_some() || !a.driver.is_empty() {
-        return Err(crate::error::Error::invalid(
+        return Err(rdask::error::Error::invalid(
             "--ranks and a driver command go with --mpi",
         ));
     }
@@ -138,7 +138,7 @@ pub fn jobs(c: JobsCommand) -> Result<i32> {
             let text = script::render(&cfg, &a.target.target()?, &own_binary()?)?;
             let dir = match &a.script_dir {
                 Some(d) => d.clone(),
-                None => crate::paths::rdask_home().join("scripts"),
+                None => rdask::paths::rdask_home().join("scripts"),
             };
             let id = submit_script(&cfg, &text, &dir)?;
             println!("{id}");

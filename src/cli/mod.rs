@@ -1,5 +1,5 @@
 //! The command line: one file per command group. Commands parse their flags, call the
-//! library, and print; errors travel up as [`crate::Error`] and become exit codes in main.rs.
+//! library, and print; errors travel up as [`rdask::Error`] and become exit codes in main.rs.
 
 pub mod array;
 pub mod bench;
@@ -13,7 +13,7 @@ pub mod runtime;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::Result;
+use rdask::error::Result;
 
 /// rdask-jobqueue: Dask's model in Rust for batch-scheduled HPC clusters.
 #[derive(Parser, Debug)]
@@ -77,7 +77,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         cli.command,
         Command::Scheduler(_) | Command::Worker(_) | Command::ClusterDaemon(_)
     );
-    crate::rt::init_logging(if daemon { "info" } else { "warn" });
+    rdask::rt::init_logging(if daemon { "info" } else { "warn" });
     match cli.command {
         Command::Up(a) => cluster::up(*a),
         Command::Scale(a) => cluster::scale(a),
@@ -97,8 +97,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Demo(a) => demo::demo(a),
         Command::Worker(a) => {
             // Array kernels are the array layer's: this binary's workers run them.
-            let mut kernels = crate::kernels::Registry::empty();
-            crate::array::kernels::register(&mut kernels);
+            let mut kernels = rdask::kernels::Registry::empty();
+            rdask::array::kernels::register(&mut kernels);
             runtime::worker(a, kernels, &["worker"])
         }
     }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::error::{Error, Result};
-use crate::mpi::{self, Role, World};
-use crate::protocol::Secret;
-use crate::scheduler::server::{self, SchedulerOptions};
+use rdask::error::{Error, Result};
+use rdask::mpi::{self, Role, World};
+use rdask::protocol::Secret;
+use rdask::scheduler::server::{self, SchedulerOptions};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
@@ -32,16 +32,16 @@ pub struct MpiArgs {
     #[arg(long, value_name = "FILE")]
     pub scheduler_file: Option<PathBuf>,
     /// Threads per worker rank, 1 to 1024 [default: SLURM_CPUS_PER_TASK, else 1]
-    #[arg(long, value_name = "N", value_parser = crate::worker::command_line::threads_arg)]
+    #[arg(long, value_name = "N", value_parser = rdask::worker::command_line::threads_arg)]
     pub nthreads: Option<u32>,
     /// Memory limit per worker rank (e.g. 4GiB; at least 64MiB; 0 for none)
-    #[arg(long, default_value = "0", value_parser = crate::worker::command_line::memory_limit_arg)]
-    pub memory_limit: crate::units::ByteSize,
+    #[arg(long, default_value = "0", value_parser = rdask::worker::command_line::memory_limit_arg)]
+    pub memory_limit: rdask::units::ByteSize,
     /// Ranks exit this long after losing the scheduler (rank 0; 1 s to a day)
-    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = crate::worker::command_line::timeout_arg)]
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = rdask::worker::command_line::timeout_arg)]
     pub death_timeout: u64,
     /// How long ranks wait for rank 0's scheduler file (1 s to a day)
-    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = crate::worker::command_line::timeout_arg)]
+    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = rdask::worker::command_line::timeout_arg)]
     pub wait_timeout: u64,
     /// Network interface for the scheduler and the workers (e.g. ib0)
     #[arg(long)]
@@ -75,7 +75,7 @@ enum Exchange {
     /// this rank's child processes.
     #[cfg(feature = "mpi")]
     Mpi {
-        mpi: crate::mpi::native::Mpi,
+        mpi: rdask::mpi::native::Mpi,
         file: PathBuf,
         /// On rank 0 until it has broadcast: if it fails before, it broadcasts an empty
         /// message at the end, so the other ranks (blocked in the broadcast) hear of it.
@@ -96,7 +96,7 @@ impl Exchange {
     /// Rank 0: tells every rank where the scheduler is.
     fn publish(&self, record: &mpi::SchedulerFile) -> Result<()> {
         let text = serde_json::to_string_pretty(record).expect("serialises");
-        crate::files::write_private(self.file(), &text)?;
+        rdask::files::write_private(self.file(), &text)?;
         #[cfg(feature = "mpi")]
         if let Exchange::Mpi {
             mpi,
@@ -127,7 +127,7 @@ impl Exchange {
                 let record: mpi::SchedulerFile = serde_json::from_str(&text).map_err(|e| {
                     Error::runtime(format!("rank 0 broadcast a malformed address: {e}"))
                 })?;
-                crate::files::write_private(file, &text)?;
+                rdask::files::write_private(file, &text)?;
                 Ok(record)
             }
         }
@@ -190,7 +190,7 @@ fn connect_world(a: &MpiArgs) -> (World, Exchange) {
     // with SLURM's PMI support"), and a process started by hand needs no MPI at all.
     #[cfg(feature = "mpi")]
     let native = mpi::launched_for_mpi(|k| std::env::var_os(k).is_some())
-        .then(crate::mpi::native::Mpi::init)
+        .then(rdask::mpi::native::Mpi::init)
         .flatten();
     #[cfg(feature = "mpi")]
     if let Some(native) = native {
@@ -260,11 +260,11 @@ pub fn mpi(a: MpiArgs) -> Result<i32> {
 fn scheduler(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
     let secret = Secret::generate()?;
     let ip = match &a.interface {
-        Some(iface) => crate::sys::interface_address(iface).map_err(Error::invalid)?,
+        Some(iface) => rdask::sys::interface_address(iface).map_err(Error::invalid)?,
         None => std::net::IpAddr::from([0, 0, 0, 0]),
     };
     let opts = SchedulerOptions::new((ip, 0).into(), secret.clone());
-    let rt = crate::rt::runtime()?;
+    let rt = rdask::rt::runtime()?;
     let handle = rt.block_on(server::start(opts))?;
     // Published from this (main) thread: with MPI, a broadcast; the scheduler already runs
     // on the runtime's threads.
@@ -316,7 +316,7 @@ fn driver(a: MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
                 .args(&program[1..])
                 .env("RDASK_SCHEDULER_FILE", &file)
                 .env("RDASK_SCHEDULER", &sf.address)
-                .env(crate::protocol::SECRET_ENV, &sf.secret)
+                .env(rdask::protocol::SECRET_ENV, &sf.secret)
                 .status();
             match status {
                 Ok(s) => s.code().unwrap_or_else(|| {
@@ -333,7 +333,7 @@ fn driver(a: MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
     // The shutdown carries the status: the scheduler tells it to every rank as it stops.
     let secret = Secret::from_hex(&sf.secret)?;
     let worker_ranks = world.size.saturating_sub(2) as u64;
-    let closed = crate::rt::runtime()?.block_on(async {
+    let closed = rdask::rt::runtime()?.block_on(async {
         let client = connect_retrying(&sf.address, &secret, Duration::from_secs(10)).await?;
         // Every worker rank listens for the end on a connection of its own: wait (briefly)
         // until they all do, or one that is slow to start would miss it and wait out its
@@ -370,10 +370,10 @@ async fn connect_retrying(
     address: &str,
     secret: &Secret,
     wait: Duration,
-) -> Result<crate::client::Client> {
+) -> Result<rdask::client::Client> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        match crate::client::Client::connect(address, secret).await {
+        match rdask::client::Client::connect(address, secret).await {
             Ok(c) => return Ok(c),
             Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -385,7 +385,7 @@ async fn connect_retrying(
 #[derive(Parser, Debug)]
 struct WorkerCommand {
     #[command(flatten)]
-    args: crate::worker::command_line::WorkerArgs,
+    args: rdask::worker::command_line::WorkerArgs,
 }
 
 fn worker(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
@@ -417,12 +417,12 @@ fn worker(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
     let parsed = WorkerCommand::try_parse_from(&argv).map_err(|e| Error::invalid(e.to_string()))?;
     let secret = Secret::from_hex(&sf.secret)?;
     let (program, child_args, n) =
-        crate::worker::command_line::supervised_command(&parsed.args, &["worker"])?;
-    crate::rt::runtime()?.block_on(async {
+        rdask::worker::command_line::supervised_command(&parsed.args, &["worker"])?;
+    rdask::rt::runtime()?.block_on(async {
         // This rank's own connection hears the scheduler stop, with the driver's status: the
         // rank ends then, even if its worker process has not registered yet (it would
         // otherwise try to reach the stopped scheduler for its whole death timeout).
-        let watcher = crate::client::Client::connect(&sf.address, &secret).await?;
+        let watcher = rdask::client::Client::connect(&sf.address, &secret).await?;
         let stop = async {
             // A lost connection (rank 0 died) is left to the death timeout, as the user set it.
             if watcher.ended().await.is_none() {
@@ -431,7 +431,7 @@ fn worker(a: &MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
         };
         // Supervised: a worker process that crashes or is killed is restarted by this rank,
         // so the launcher (which ends the whole job when a rank dies) never sees a rank die.
-        let code = crate::worker::supervisor::supervise(program, child_args, n, stop).await;
+        let code = rdask::worker::supervisor::supervise(program, child_args, n, stop).await;
         // Closed workers can end a moment before the scheduler's last word reaches us.
         let driver_status = tokio::time::timeout(Duration::from_secs(5), watcher.ended())
             .await

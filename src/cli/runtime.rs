@@ -1,14 +1,14 @@
 //! `scheduler`: the runtime's scheduler process. (`worker` is the worker layer's own
-//! command line: `crate::worker::command_line`.)
+//! command line: `rdask::worker::command_line`.)
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::error::{Error, Result};
-use crate::protocol::{SchedulerFile, Secret};
-use crate::scheduler::server::{self, SchedulerOptions};
-pub use crate::worker::command_line::{worker, WorkerArgs};
+use rdask::error::{Error, Result};
+use rdask::protocol::{SchedulerFile, Secret};
+use rdask::scheduler::server::{self, SchedulerOptions};
+pub use rdask::worker::command_line::{worker, WorkerArgs};
 
 #[derive(Args, Debug)]
 pub struct SchedulerArgs {
@@ -40,7 +40,7 @@ pub struct SchedulerArgs {
 pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
     // Whether the secret was made here and lives in no file yet: it is then written to one.
     let mut made_here = false;
-    let secret = match (&a.secret_file, std::env::var(crate::protocol::SECRET_ENV)) {
+    let secret = match (&a.secret_file, std::env::var(rdask::protocol::SECRET_ENV)) {
         // A new cluster's secret file is created on first use (mode 0600).
         (Some(f), _) if !f.exists() => {
             let s = Secret::generate()?;
@@ -55,7 +55,7 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
         }
     };
     let ip = match (&a.interface, &a.host) {
-        (Some(iface), _) => crate::sys::interface_address(iface).map_err(Error::invalid)?,
+        (Some(iface), _) => rdask::sys::interface_address(iface).map_err(Error::invalid)?,
         (None, Some(h)) => h
             .parse()
             .map_err(|_| Error::invalid(format!("--host {h}: not an IP address")))?,
@@ -66,7 +66,7 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
     if let Some(n) = a.max_graph_tasks {
         opts.config.max_graph_tasks = n as usize;
     }
-    crate::rt::runtime()?.block_on(async move {
+    rdask::rt::runtime()?.block_on(async move {
         let handle = server::start(opts).await?;
         println!("scheduler at {}", handle.address);
         if let Some(file) = &a.scheduler_file {
@@ -75,7 +75,7 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
                 secret: secret.to_hex(),
             })
             .expect("serialises");
-            crate::files::write_private(file, &text)?;
+            rdask::files::write_private(file, &text)?;
             println!(
                 "scheduler file: {} (workers: rdask-jobqueue worker --scheduler-file {0})",
                 file.display()
@@ -98,7 +98,7 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
                 "start workers with the same secret: rdask-jobqueue worker {} (with {} or \
                  --secret-file)",
                 handle.address,
-                crate::protocol::SECRET_ENV
+                rdask::protocol::SECRET_ENV
             );
         }
         tokio::select! {
@@ -116,5 +116,5 @@ pub fn scheduler(a: SchedulerArgs) -> Result<i32> {
 /// `$RDASK_HOME/scheduler-PORT.secret` (one per port, so two schedulers never share one).
 fn made_secret_file(address: &str) -> PathBuf {
     let port = address.rsplit(':').next().unwrap_or("0");
-    crate::paths::rdask_home().join(format!("scheduler-{port}.secret"))
+    rdask::paths::rdask_home().join(format!("scheduler-{port}.secret"))
 }
