@@ -186,9 +186,9 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
         .map_err(Error::io("installing the SIGTERM handler"))?;
     tokio::spawn(async move {
         term.recv().await;
-        // The lock stays held until the process exits: no spill commits after the clear.
-        let mut store = on_term.lock().expect("store");
-        store.clear().delete();
+        // A batch system follows SIGTERM with SIGKILL: wait for spills being written only
+        // briefly.
+        clear(&on_term, Duration::from_secs(2)).await;
         std::process::exit(143);
     });
     let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
@@ -199,7 +199,7 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
     let mut last_error = String::from("never connected");
     loop {
         if lost_since.elapsed() >= opts.death_timeout {
-            clear(&store).await;
+            clear(&store, SPILL_PATIENCE).await;
             return Ok(Exit::SchedulerGone(format!(
                 "the scheduler at {} was unreachable for {} s ({last_error}); exiting",
                 opts.scheduler,
@@ -254,7 +254,7 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
             .await;
         match outcome {
             Ok(exit) => {
-                clear(&store).await;
+                clear(&store, SPILL_PATIENCE).await;
                 return Ok(exit);
             }
             Err(reason) => {
@@ -262,18 +262,32 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
                 last_error = reason;
                 lost_since = Instant::now();
                 // The scheduler forgot this worker: its results and tasks are void.
-                clear(&store).await;
+                clear(&store, SPILL_PATIENCE).await;
             }
         }
     }
 }
 
-/// Forgets every result and deletes the spill files, without holding the store lock while
-/// deleting.
-async fn clear(store: &Mutex<Store>) {
-    let discard = store.lock().expect("store").clear();
-    let _ = tokio::task::spawn_blocking(move || discard.delete()).await;
+/// Forgets every result and deletes the spill files and directory, without holding the store
+/// lock while deleting. Spills still being written are waited for (up to `patience`): their
+/// commit deletes their files, and only then can the directory go.
+async fn clear(store: &Mutex<Store>, patience: Duration) {
+    let give_up = Instant::now() + patience;
+    loop {
+        let (discard, in_flight) = {
+            let mut store = store.lock().expect("store");
+            (store.clear(), store.spills_in_flight())
+        };
+        let _ = tokio::task::spawn_blocking(move || discard.delete()).await;
+        if in_flight == 0 || Instant::now() >= give_up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
+
+/// How long leaving waits for spills being written, so their files do not outlive the worker.
+const SPILL_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Deletes spill files off the event loop.
 fn discard(files: Discard) {

@@ -358,12 +358,7 @@ mod tests {
             assert_eq!(s.finish_spill(batch.write()).spilled, 1000);
             let _ = s.put(TaskId(2), Bytes::from_static(b"in memory"));
         }
-        let file = std::fs::read_dir(&spill_dir)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let file = the_spill_file(dir.path());
         std::fs::remove_file(&file).unwrap();
         let c_path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
         // SAFETY: mkfifo on a path of our own temporary directory.

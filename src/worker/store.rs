@@ -61,6 +61,8 @@ pub struct Store {
     on_disk: u64,
     /// Numbers spills; also in the file name, so two spills of one key never share a file.
     next_ticket: u64,
+    /// Batches started and not yet committed: their files may still appear on disk.
+    batches_in_flight: usize,
     spill_dir: PathBuf,
 }
 
@@ -243,6 +245,7 @@ impl Store {
             spilling: 0,
             on_disk: 0,
             next_ticket: 0,
+            batches_in_flight: 0,
             spill_dir,
         }
     }
@@ -271,6 +274,12 @@ impl Store {
 
     pub fn on_disk(&self) -> u64 {
         self.on_disk
+    }
+
+    /// Spill batches started and not committed yet. Until this is 0 a file may still appear
+    /// in the spill directory (and is deleted at the commit if its result is gone).
+    pub fn spills_in_flight(&self) -> usize {
+        self.batches_in_flight
     }
 
     /// Stores `data` as `id`'s result, replacing any earlier one.
@@ -367,6 +376,9 @@ impl Store {
             self.entries
                 .insert(id, Entry::Spilling { data, tick, ticket });
         }
+        if !items.is_empty() {
+            self.batches_in_flight += 1;
+        }
         (!items.is_empty()).then(|| SpillBatch {
             dir: self.spill_dir.clone(),
             items,
@@ -376,6 +388,7 @@ impl Store {
     /// Commits a written batch (see the module comment).
     pub fn finish_spill(&mut self, written: Written) -> SpillReport {
         let mut report = SpillReport::default();
+        self.batches_in_flight -= 1;
         for (id, ticket, path, result) in written.items {
             let (data, tick) = match self.entries.remove(&id) {
                 Some(Entry::Spilling {
@@ -553,6 +566,28 @@ mod tests {
     }
 
     #[test]
+    fn a_clear_while_spilling_leaves_nothing_once_the_spill_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill_dir = dir.path().join("spill");
+        let mut s = Store::new(spill_dir.clone());
+        let _ = s.put(TaskId(1), Bytes::from(vec![1u8; 10]));
+        let _ = s.put(TaskId(2), Bytes::from(vec![2u8; 10]));
+        assert_eq!(spill(&mut s, 10), 10);
+        let batch = s.start_spill(0).unwrap();
+        assert_eq!(s.spills_in_flight(), 1);
+        let written = batch.write();
+        // Cleared while the write is still to be committed: its file is not deleted yet,
+        // so neither is the directory.
+        s.clear().delete();
+        assert_eq!(files_in(&spill_dir), ["2-2.bin"]);
+        s.finish_spill(written).discard.delete();
+        assert_eq!(s.spills_in_flight(), 0);
+        assert!(files_in(&spill_dir).is_empty());
+        s.clear().delete();
+        assert!(!spill_dir.exists());
+    }
+
+    #[test]
     fn a_key_replaced_and_spilled_again_keeps_its_new_file() {
         // The first spill's commit must delete its own file, not the second one's.
         let dir = tempfile::tempdir().unwrap();
@@ -725,6 +760,7 @@ mod tests {
             }
             s.check_accounting();
             prop_assert_eq!(s.spilling(), 0);
+            prop_assert_eq!(s.spills_in_flight(), 0);
             for (k, v) in &model {
                 let read = get(&mut s, *k);
                 prop_assert_eq!(read.as_ref(), Some(v));
