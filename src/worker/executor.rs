@@ -31,6 +31,8 @@ pub struct Job {
 pub struct Done {
     pub task: TaskId,
     pub outcome: Outcome,
+    /// The kernel's run time, without reading spilled inputs back (the scheduler's estimate
+    /// of the task's cost must not depend on where its inputs happened to be).
     pub duration_us: u64,
 }
 
@@ -61,12 +63,13 @@ fn load(inputs: Vec<(TaskId, Located)>) -> Result<Vec<Bytes>, Outcome> {
         .collect()
 }
 
-/// Runs one job on the calling thread.
-fn run(job: Job) -> Outcome {
+/// Runs one job on the calling thread; returns the outcome and the kernel's run time (µs).
+fn run(job: Job) -> (Outcome, u64) {
     let inputs = match load(job.inputs) {
         Ok(inputs) => inputs,
-        Err(unreadable) => return unreadable,
+        Err(unreadable) => return (unreadable, 0),
     };
+    let started = Instant::now();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| (job.kernel)(&job.args, &inputs)))
         .unwrap_or_else(|panic| {
             let msg = panic
@@ -76,10 +79,12 @@ fn run(job: Job) -> Outcome {
                 .unwrap_or_else(|| "unknown panic".into());
             Err(format!("kernel panicked: {msg}"))
         });
-    match result {
+    let duration_us = started.elapsed().as_micros() as u64;
+    let outcome = match result {
         Ok(data) => Outcome::Computed(data),
         Err(error) => Outcome::Failed(error),
-    }
+    };
+    (outcome, duration_us)
 }
 
 pub struct Executor {
@@ -101,10 +106,8 @@ impl Executor {
                         Ok(job) => job,
                         Err(_) => return, // the worker is shutting down
                     };
-                    let started = Instant::now();
                     let task = job.task;
-                    let outcome = run(job);
-                    let duration_us = started.elapsed().as_micros() as u64;
+                    let (outcome, duration_us) = run(job);
                     if done
                         .send(T::from(Done {
                             task,
@@ -163,7 +166,7 @@ mod tests {
             args: vec![],
             inputs,
         };
-        match run(job) {
+        match run(job).0 {
             Outcome::Computed(data) => assert_eq!(&data[..], b"from disk and memory"),
             other => panic!("expected a result, got {other:?}"),
         }
@@ -182,7 +185,7 @@ mod tests {
             args: vec![],
             inputs: vec![(TaskId(1), store.locate(TaskId(1)).unwrap().unwrap())],
         };
-        match run(job) {
+        match run(job).0 {
             Outcome::InputUnreadable { input, error } => {
                 assert_eq!(input, TaskId(1));
                 assert!(error.contains("4 bytes, 10 were written"), "{error}");
@@ -199,7 +202,7 @@ mod tests {
             args: vec![],
             inputs: vec![],
         };
-        match run(job) {
+        match run(job).0 {
             Outcome::Failed(error) => assert_eq!(error, "kernel panicked: boom"),
             other => panic!("expected a failure, got {other:?}"),
         }

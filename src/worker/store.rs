@@ -89,20 +89,6 @@ pub struct SpilledFile {
 }
 
 impl SpilledFile {
-    pub fn read(self) -> io::Result<Bytes> {
-        let buffer = self.buffer();
-        self.read_into(buffer)
-    }
-
-    /// An empty buffer the size of the result. Allocate it on the thread that will use the
-    /// result, then fill it with [`SpilledFile::read_into`] on a blocking thread: glibc
-    /// gives each thread its own heap, and a short-lived blocking thread's heap would keep
-    /// every freed result resident (up to the trim threshold per heap) where the next read
-    /// cannot reuse it.
-    pub fn buffer(&self) -> Vec<u8> {
-        Vec::with_capacity(self.nbytes as usize)
-    }
-
     /// The result's size.
     pub fn len(&self) -> u64 {
         self.nbytes
@@ -119,8 +105,9 @@ impl SpilledFile {
         (&mut self.file).take(max as u64).read_to_end(buf)
     }
 
-    pub fn read_into(mut self, mut data: Vec<u8>) -> io::Result<Bytes> {
-        data.clear();
+    /// The whole result (blocking).
+    pub fn read(mut self) -> io::Result<Bytes> {
+        let mut data = Vec::with_capacity(self.nbytes as usize);
         (&mut self.file)
             .take(self.nbytes + 1)
             .read_to_end(&mut data)?;
