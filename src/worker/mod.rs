@@ -30,9 +30,9 @@ use crate::protocol::messages::{
 };
 use crate::protocol::{self, Role, Secret};
 use crate::sys;
-use executor::{Done, Executor, Job};
+use executor::{Done, Executor, Job, Outcome};
 use peer::{PeerPool, Wanted, Writer};
-use store::Store;
+use store::{Discard, Store};
 
 /// How a worker is started.
 #[derive(Clone, Debug)]
@@ -133,6 +133,8 @@ enum Internal {
         got: Vec<(TaskId, Bytes)>,
         missing: Vec<(TaskId, Vec<WorkerId>)>,
     },
+    /// A spill was committed: tasks held back while it was written may start.
+    Spilled,
 }
 
 impl From<Done> for Internal {
@@ -195,7 +197,9 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
         .map_err(Error::io("installing the SIGTERM handler"))?;
     tokio::spawn(async move {
         term.recv().await;
-        on_term.lock().expect("store").clear();
+        // A batch system follows SIGTERM with SIGKILL: wait for spills being written only
+        // briefly.
+        clear(&on_term, Duration::from_secs(2)).await;
         std::process::exit(143);
     });
     let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
@@ -206,7 +210,7 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
     let mut last_error = String::from("never connected");
     loop {
         if lost_since.elapsed() >= opts.death_timeout {
-            store.lock().expect("store").clear();
+            clear(&store, SPILL_PATIENCE).await;
             return Ok(Exit::SchedulerGone(format!(
                 "the scheduler at {} was unreachable for {} s ({last_error}); exiting",
                 opts.scheduler,
@@ -261,7 +265,7 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
             .await;
         match outcome {
             Ok(exit) => {
-                store.lock().expect("store").clear();
+                clear(&store, SPILL_PATIENCE).await;
                 return Ok(exit);
             }
             Err(reason) => {
@@ -269,10 +273,59 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
                 last_error = reason;
                 lost_since = Instant::now();
                 // The scheduler forgot this worker: its results and tasks are void.
-                store.lock().expect("store").clear();
+                clear(&store, SPILL_PATIENCE).await;
             }
         }
     }
+}
+
+/// Forgets every result and deletes the spill files and directory, without holding the store
+/// lock while deleting. Spills still being written are waited for (up to `patience`): their
+/// commit deletes their files, and only then can the directory go.
+async fn clear(store: &Mutex<Store>, patience: Duration) {
+    let give_up = Instant::now() + patience;
+    loop {
+        let (discard, in_flight) = {
+            let mut store = store.lock().expect("store");
+            (store.clear(), store.spills_in_flight())
+        };
+        let _ = tokio::task::spawn_blocking(move || discard.delete()).await;
+        if in_flight == 0 || Instant::now() >= give_up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// How long leaving waits for spills being written, so their files do not outlive the worker.
+const SPILL_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Deletes spill files off the event loop.
+fn discard(files: Discard) {
+    if !files.is_empty() {
+        tokio::task::spawn_blocking(move || files.delete());
+    }
+}
+
+/// Spills until at most `target` bytes of results stay in memory: picks the results under
+/// the store lock, writes their files on a blocking thread without it, and commits under it
+/// again (see `store.rs`). The results stay readable throughout. `done` hears when it is
+/// committed.
+fn spill(store: &Arc<Mutex<Store>>, target: u64, done: &UnboundedSender<Internal>) {
+    let Some(batch) = store.lock().expect("store").start_spill(target) else {
+        return;
+    };
+    let store = store.clone();
+    let done = done.clone();
+    tokio::task::spawn_blocking(move || {
+        let written = batch.write();
+        let report = store.lock().expect("store").finish_spill(written);
+        report.discard.delete();
+        for (task, e) in report.failed {
+            tracing::error!("cannot spill the result of {task} to disk (kept in memory): {e}");
+        }
+        let _ = done.send(Internal::Spilled);
+    });
 }
 
 struct Session<'a> {
@@ -427,13 +480,16 @@ impl Session<'_> {
                 }
                 SchedulerToWorker::Compute(tasks) => self.compute(tasks),
                 SchedulerToWorker::Release(keys) => {
+                    let mut files = Discard::default();
                     let mut store = self.store.lock().expect("store");
                     for k in keys {
-                        store.remove(k);
+                        files.extend(store.remove(k));
                         // Cancelled before it ran; a running copy's result is dropped on arrival.
                         self.pending.remove(&k);
                         self.missing_inputs.remove(&k);
                     }
+                    drop(store);
+                    discard(files);
                 }
                 SchedulerToWorker::Replicate(deps) => {
                     let wanted = deps
@@ -454,42 +510,58 @@ impl Session<'_> {
                 } else {
                     0.9 * self.mean_task_us + 0.1 * done.duration_us as f64
                 };
-                if self.pending.remove(&done.task).is_some() {
-                    match done.result {
-                        Ok(data) => {
+                if let Some(task) = self.pending.remove(&done.task) {
+                    match done.outcome {
+                        Outcome::Computed(data) => {
                             let nbytes = data.len() as u64;
-                            let mut store = self.store.lock().expect("store");
-                            store.put(done.task, data);
+                            let files = self.store.lock().expect("store").put(done.task, data);
+                            discard(files);
                             // Spill at once past the target rather than at the next check:
                             // results can arrive faster than the check runs.
-                            let target =
-                                (self.opts.memory.target * self.opts.memory_limit as f64) as u64;
-                            if self.opts.memory_limit > 0 && store.in_memory() > target {
-                                if let Err(e) = store.spill_to(target) {
-                                    tracing::error!("cannot spill to disk: {e}");
-                                }
+                            if let Some(target) = self.managed_target() {
+                                spill(&self.store, target, &self.tx);
                             }
-                            drop(store);
                             self.finished.push(FinishedTask {
                                 task: done.task,
                                 nbytes,
                                 duration_us: done.duration_us,
                             });
                         }
-                        Err(error) => self.outbox.push(WorkerToScheduler::Failed {
+                        Outcome::Failed(error) => self.outbox.push(WorkerToScheduler::Failed {
                             task: done.task,
                             error,
                         }),
+                        Outcome::InputUnreadable { input, error } => {
+                            tracing::error!(
+                                "cannot read back the spilled input {input} of {}: {error}",
+                                done.task
+                            );
+                            let holders = task
+                                .deps
+                                .iter()
+                                .find(|d| d.task == input)
+                                .map(|d| d.holders.clone())
+                                .unwrap_or_default();
+                            self.outbox.push(WorkerToScheduler::Missing {
+                                task: done.task,
+                                missing: vec![(input, holders)],
+                            });
+                        }
                     }
                 }
             }
+            // Nothing to record: the turn ends with feed_executor, which may now start tasks.
+            Internal::Spilled => {}
             Internal::Fetched { got, missing } => {
                 {
+                    let mut files = Discard::default();
                     let mut store = self.store.lock().expect("store");
                     for (dep, data) in got.iter() {
                         self.replicas.push((*dep, data.len() as u64));
-                        store.put(*dep, data.clone());
+                        files.extend(store.put(*dep, data.clone()));
                     }
+                    drop(store);
+                    discard(files);
                 }
                 for (dep, _) in &got {
                     for task in self.waiters.remove(dep).unwrap_or_default() {
@@ -587,6 +659,9 @@ impl Session<'_> {
         } else {
             threads
         };
+        if self.spill_backlog() {
+            return;
+        }
         while !self.paused && self.running.len() < depth {
             let Some(Reverse((_, id))) = self.ready.pop() else {
                 return;
@@ -604,13 +679,14 @@ impl Session<'_> {
                     .push(WorkerToScheduler::Failed { task: id, error });
                 continue;
             };
+            // Only located here (a spilled input's file opened): the executor thread reads it.
             let mut inputs = Vec::with_capacity(t.deps.len());
             let mut lost = Vec::new();
             {
                 let mut store = self.store.lock().expect("store");
                 for d in &t.deps {
-                    match store.get(d.task) {
-                        Ok(Some(data)) => inputs.push(data),
+                    match store.locate(d.task) {
+                        Ok(Some(located)) => inputs.push((d.task, located)),
                         _ => lost.push((d.task, d.holders.clone())),
                     }
                 }
@@ -633,6 +709,26 @@ impl Session<'_> {
         }
     }
 
+    /// True while results past the target are still being written to disk. Starting tasks
+    /// then would pile new results on top faster than the disk takes them (spills no longer
+    /// stall the loop, which used to be the brake), so they wait for the commit. Not a pause:
+    /// the scheduler goes on sending work, and a failed write (nothing left in flight) does
+    /// not hold tasks back.
+    fn spill_backlog(&self) -> bool {
+        let Some(target) = self.managed_target() else {
+            return false;
+        };
+        let store = self.store.lock().expect("store");
+        store.spilling() > 0 && store.in_memory() > target
+    }
+
+    /// Bytes of results the store may keep in memory (the target threshold); None without
+    /// a memory limit.
+    fn managed_target(&self) -> Option<u64> {
+        (self.opts.memory_limit > 0)
+            .then_some((self.opts.memory.target * self.opts.memory_limit as f64) as u64)
+    }
+
     fn heartbeat(&mut self) {
         self.outbox.push(WorkerToScheduler::Heartbeat {
             memory: sys::rss_bytes(),
@@ -648,12 +744,9 @@ impl Session<'_> {
             return false;
         }
         let policy = self.opts.memory;
-        let mut store = self.store.lock().expect("store");
-        let managed = store.in_memory() as f64;
-        if managed > policy.target * limit {
-            if let Err(e) = store.spill_to((policy.target * limit) as u64) {
-                tracing::error!("cannot spill to disk: {e}");
-            }
+        // Results already being written count as gone (see Store::start_spill).
+        if let Some(target) = self.managed_target() {
+            spill(&self.store, target, &self.tx);
         }
         let mut rss = sys::rss_bytes() as f64;
         if rss > policy.spill * limit {
@@ -664,13 +757,16 @@ impl Session<'_> {
             rss = sys::rss_bytes() as f64;
         }
         if rss > policy.spill * limit {
+            // RSS still includes results being written; they are counted as gone by
+            // start_spill, so the excess is measured against the same total.
             let excess = rss - policy.spill * limit;
-            let keep = (store.in_memory() as f64 - excess).max(0.0) as u64;
-            if let Err(e) = store.spill_to(keep) {
-                tracing::error!("cannot spill to disk: {e}");
-            }
+            let in_memory = self.store.lock().expect("store").in_memory();
+            spill(
+                &self.store,
+                (in_memory as f64 - excess).max(0.0) as u64,
+                &self.tx,
+            );
         }
-        drop(store);
         let rss = sys::rss_bytes() as f64;
         let paused = rss > policy.pause * limit;
         if paused != self.paused {

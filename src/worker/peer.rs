@@ -13,8 +13,9 @@ use bytes::Bytes;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpListener;
 
-use super::store::Store;
+use super::store::{Located, SpilledFile, Store};
 use crate::ids::{TaskId, WorkerId};
+use crate::protocol::frame::encode_header;
 use crate::protocol::messages::{PeerRequest, PeerResponse};
 use crate::protocol::{
     self, FrameReader, FrameWriter, Kind, ProtocolError, Role, Secret, HANDSHAKE_TIMEOUT,
@@ -63,9 +64,10 @@ async fn serve_connection(
         }
         let PeerRequest::Get(keys) = frame.decode()?;
         for key in keys {
-            let data = store.lock().expect("store").get(key).ok().flatten();
-            match data {
-                Some(data) => {
+            // The lock is held only to find the result (and open its file).
+            let located = store.lock().expect("store").locate(key);
+            match located {
+                Ok(Some(Located::Memory(data))) => {
                     writer
                         .write_control(&PeerResponse::Data {
                             task: key,
@@ -74,7 +76,14 @@ async fn serve_connection(
                         .await?;
                     writer.write_data(&data).await?;
                 }
-                None => {
+                Ok(Some(Located::Disk(file))) => send_spilled(&mut writer, key, file).await?,
+                Ok(None) => {
+                    writer
+                        .write_control(&PeerResponse::Missing { task: key })
+                        .await?
+                }
+                Err(e) => {
+                    tracing::error!("cannot open the spilled result {key}: {e}");
                     writer
                         .write_control(&PeerResponse::Missing { task: key })
                         .await?
@@ -82,6 +91,54 @@ async fn serve_connection(
             }
         }
         writer.flush().await?;
+    }
+    Ok(())
+}
+
+/// How much of a spilled result is read from disk at a time when serving it.
+const PIECE: usize = 1 << 20;
+
+/// Streams a spilled result from its file to a peer, a piece at a time, each read on a
+/// blocking thread: the store lock was released once the file was opened, and serving the
+/// result costs one piece of memory, not the whole result. The header announces the size the
+/// store wrote; a file that turns out shorter ends the connection (an error), and the peer
+/// tries the next holder.
+async fn send_spilled(
+    writer: &mut Writer,
+    key: TaskId,
+    mut file: SpilledFile,
+) -> Result<(), ProtocolError> {
+    let nbytes = file.len();
+    writer
+        .write_control(&PeerResponse::Data { task: key, nbytes })
+        .await?;
+    // The same bytes write_data puts on the wire: a data header, then the body.
+    writer
+        .write_raw(&encode_header(Kind::Data, nbytes as usize)?)
+        .await?;
+    let mut buf = Vec::with_capacity(PIECE.min(nbytes as usize));
+    let mut sent = 0u64;
+    while sent < nbytes {
+        let want = PIECE.min((nbytes - sent) as usize);
+        let (f, b, read) = tokio::task::spawn_blocking(move || {
+            let read = file.read_piece(&mut buf, want);
+            (file, buf, read)
+        })
+        .await
+        .map_err(|e| ProtocolError::Unexpected(format!("reading back {key}: {e}")))?;
+        (file, buf) = (f, b);
+        let n = read.map_err(|e| {
+            tracing::error!("cannot read back the spilled result {key}: {e}");
+            ProtocolError::Io(e)
+        })?;
+        if n == 0 {
+            tracing::error!("the spill file of {key} ends after {sent} of {nbytes} bytes");
+            return Err(ProtocolError::Unexpected(format!(
+                "the spill file of {key} is short"
+            )));
+        }
+        writer.write_raw(&buf[..n]).await?;
+        sent += n as u64;
     }
     Ok(())
 }
@@ -228,4 +285,120 @@ pub async fn fetch(
         }
     }
     (got, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// A store holding `spilled` on disk (key 1) and `in_memory` in memory (key 2), served on
+    /// a local port.
+    async fn serving(dir: &std::path::Path, spilled: Vec<u8>) -> (String, Secret) {
+        let mut s = Store::new(dir.join("spill"));
+        let _ = s.put(TaskId(1), Bytes::from(spilled));
+        let batch = s.start_spill(0).unwrap();
+        assert!(s.finish_spill(batch.write()).failed.is_empty());
+        let _ = s.put(TaskId(2), Bytes::from_static(b"in memory"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let secret = Secret::generate().unwrap();
+        tokio::spawn(serve(listener, secret.clone(), Arc::new(Mutex::new(s))));
+        (addr, secret)
+    }
+
+    fn the_spill_file(dir: &std::path::Path) -> std::path::PathBuf {
+        let mut files = std::fs::read_dir(dir.join("spill")).unwrap();
+        let file = files.next().unwrap().unwrap().path();
+        assert!(files.next().is_none());
+        file
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_spilled_result_larger_than_a_piece_is_streamed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(PIECE * 5 / 2) as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (addr, secret) = serving(dir.path(), data.clone()).await;
+        let got = PeerPool::new(secret)
+            .get(&addr, &[TaskId(2), TaskId(1), TaskId(3)])
+            .await
+            .unwrap();
+        assert_eq!(got[0].1.as_deref(), Some(&b"in memory"[..]));
+        assert_eq!(got[1].1.as_deref(), Some(&data[..]));
+        assert_eq!(got[2], (TaskId(3), None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_spill_file_breaks_the_connection_rather_than_passing_for_the_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, secret) = serving(dir.path(), vec![7u8; 1000]).await;
+        std::fs::write(the_spill_file(dir.path()), [7u8; 10]).unwrap();
+        let pool = PeerPool::new(secret);
+        assert!(pool.get(&addr, &[TaskId(1)]).await.is_err());
+        // The server goes on serving: a new connection gets what is intact.
+        let got = pool.get(&addr, &[TaskId(2)]).await.unwrap();
+        assert_eq!(got[0].1.as_deref(), Some(&b"in memory"[..]));
+    }
+
+    /// A spilled result whose read blocks (its file is a FIFO, like a read from a stalled
+    /// disk) must not hold the store lock: the worker's event loop and other peers go on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_unspill_holds_neither_the_store_lock_nor_other_peers() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill_dir = dir.path().join("spill");
+        let store = Arc::new(Mutex::new(Store::new(spill_dir.clone())));
+        {
+            let mut s = store.lock().unwrap();
+            let _ = s.put(TaskId(1), Bytes::from(vec![5u8; 1000]));
+            let batch = s.start_spill(0).unwrap();
+            assert_eq!(s.finish_spill(batch.write()).spilled, 1000);
+            let _ = s.put(TaskId(2), Bytes::from_static(b"in memory"));
+        }
+        let file = the_spill_file(dir.path());
+        std::fs::remove_file(&file).unwrap();
+        let c_path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo on a path of our own temporary directory.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // Holding a write end lets the server open it without blocking; reads then wait for
+        // what this test writes.
+        let mut fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file)
+            .unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let secret = Secret::generate().unwrap();
+        tokio::spawn(serve(listener, secret.clone(), store.clone()));
+        let slow = {
+            let pool = PeerPool::new(secret.clone());
+            let addr = addr.clone();
+            tokio::spawn(async move { pool.get(&addr, &[TaskId(1)]).await })
+        };
+        // Time for the request to reach the read (an assertion on the old code, which read
+        // under the lock, fails whenever it has).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            store.try_lock().is_ok(),
+            "the store lock is held while a spilled result is read"
+        );
+        let fast = tokio::time::timeout(
+            Duration::from_secs(10),
+            PeerPool::new(secret).get(&addr, &[TaskId(2)]),
+        )
+        .await
+        .expect("another peer is served while a spilled result is read")
+        .unwrap();
+        assert_eq!(fast[0].1.as_deref(), Some(&b"in memory"[..]));
+        assert!(!slow.is_finished());
+
+        fifo.write_all(&[5u8; 1000]).unwrap();
+        drop(fifo);
+        let slow = slow.await.unwrap().unwrap();
+        assert_eq!(slow[0].1.as_deref(), Some(&[5u8; 1000][..]));
+    }
 }
