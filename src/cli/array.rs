@@ -18,7 +18,6 @@ use rdask::cluster::{self, ClusterDir};
 use rdask::error::{Error, Result};
 use rdask::jobqueue::scaler::Target;
 use rdask::local::{LocalCluster, LocalClusterOptions};
-use rdask::protocol::Secret;
 use rdask::units::ByteSize;
 
 /// Results larger than this are not printed: store them with --output.
@@ -307,7 +306,7 @@ async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
         return Ok((Runner::Remote, rdask::cluster::connect_named(&name).await?));
     }
     if let Some(path) = &a.scheduler_file {
-        let (address, secret) = read_scheduler_file(path)?;
+        let (address, secret) = rdask::protocol::SchedulerFile::load(path)?;
         let client = Client::connect(&address, &secret).await?;
         return Ok((Runner::Remote, client));
     }
@@ -336,29 +335,6 @@ async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
     .await?;
     let client = cluster.client().await?;
     Ok((Runner::Local(cluster), client))
-}
-
-/// The scheduler file `scheduler --scheduler-file` writes: `{"address": .., "secret": ..}`.
-pub fn read_scheduler_file(path: &std::path::Path) -> Result<(String, Secret)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::invalid(format!("{}: not a scheduler file: {e}", path.display())))?;
-    let address = v["address"].as_str().ok_or_else(|| {
-        Error::invalid(format!(
-            "{}: no \"address\" in the scheduler file",
-            path.display()
-        ))
-    })?;
-    let secret = v["secret"].as_str().ok_or_else(|| {
-        Error::invalid(format!(
-            "{}: no \"secret\" in the scheduler file",
-            path.display()
-        ))
-    })?;
-    let secret =
-        Secret::from_hex(secret).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-    Ok((address.to_string(), secret))
 }
 
 async fn run(

@@ -203,6 +203,28 @@ pub struct SchedulerFile {
     pub secret: String,
 }
 
+impl SchedulerFile {
+    /// Reads one (`{"address": .., "secret": ..}`): the address and the secret to join with.
+    /// A missing file, one that is not JSON of that shape, or a bad secret is bad input.
+    pub fn load(path: &std::path::Path) -> Result<(String, Secret)> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid(format!(
+                "cannot read scheduler file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let file: SchedulerFile = serde_json::from_str(&text).map_err(|e| {
+            Error::invalid(format!(
+                "{} is not a scheduler file ({{\"address\": ..., \"secret\": ...}}): {e}",
+                path.display()
+            ))
+        })?;
+        let secret = Secret::from_hex(&file.secret)
+            .map_err(|e| Error::invalid(format!("scheduler file {}: {e}", path.display())))?;
+        Ok((file.address, secret))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -261,15 +261,10 @@ pub fn worker_main(registry: Registry) -> ! {
 pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32> {
     let (address, secret) = match &a.scheduler_file {
         Some(f) => {
-            let text = std::fs::read_to_string(f).map_err(|e| {
-                Error::invalid(format!("cannot read scheduler file {}: {e}", f.display()))
-            })?;
-            let sf: SchedulerFile = serde_json::from_str(&text).map_err(|e| {
-                Error::invalid(format!("scheduler file {} is not valid: {e}", f.display()))
-            })?;
+            let (address, secret) = SchedulerFile::load(f)?;
             let from = format!("the address in scheduler file {}", f.display());
-            check_scheduler_address(&sf.address, &from)?;
-            (sf.address, Secret::from_hex(&sf.secret)?)
+            check_scheduler_address(&address, &from)?;
+            (address, secret)
         }
         None => {
             let address = a.address.clone().expect("clap requires it");
