@@ -2,18 +2,20 @@
 //! fetches missing inputs from peers, serves its results, and keeps its memory under its
 //! limit with Dask's thresholds (see [`MemoryPolicy`]).
 //!
-//! One event loop owns all task bookkeeping; the executor threads, the fetch tasks and the
-//! scheduler reader only send it events. Messages to the scheduler are batched: everything
-//! that happened in one turn of the loop goes out in one flush.
+//! The task bookkeeping is a state machine without IO ([`state::WorkerState`]): events in,
+//! instructions and messages out. One event loop is its shell and the only caller; the
+//! executor threads, the fetch and spill tasks and the scheduler reader only send it events.
+//! Messages to the scheduler are batched: everything that happened in one turn of the loop
+//! goes out in one flush.
 
 pub mod command_line;
 pub mod executor;
 pub mod peer;
+pub mod state;
 pub mod store;
 pub mod supervisor;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,13 +27,12 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use crate::error::{Error, Result};
 use crate::ids::{TaskId, WorkerId};
 use crate::kernels::Registry;
-use crate::protocol::messages::{
-    FinishedTask, Registration, SchedulerToWorker, WireTask, WorkerToScheduler,
-};
+use crate::protocol::messages::{Registration, SchedulerToWorker, WorkerToScheduler};
 use crate::protocol::{self, Role, Secret};
 use crate::sys;
 use executor::{Done, Executor, Job, Outcome};
-use peer::{PeerPool, Wanted, Writer};
+use peer::{PeerPool, Writer};
+use state::{CannotStart, Instruction, Pressure, WorkerState};
 use store::{Discard, Store};
 
 /// How a worker is started.
@@ -248,17 +249,8 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
             executor: &executor,
             pool: pool.clone(),
             tx: tx.clone(),
-            pending: HashMap::new(),
-            ready: BinaryHeap::new(),
-            running: HashSet::new(),
-            missing_inputs: HashMap::new(),
-            waiters: HashMap::new(),
             directory: HashMap::new(),
-            finished: Vec::new(),
-            replicas: Vec::new(),
-            outbox: Vec::new(),
-            paused: false,
-            mean_task_us: f64::MAX,
+            state: WorkerState::new(),
         };
         let outcome = session
             .run(reader, writer, format!("{advertise_ip}:{port}"), &mut rx)
@@ -328,6 +320,8 @@ fn spill(store: &Arc<Mutex<Store>>, target: u64, done: &UnboundedSender<Internal
     });
 }
 
+/// The shell around [`WorkerState`]: owns the connection, the store, the executor and the
+/// peer pool, feeds the state machine events and carries out its instructions.
 struct Session<'a> {
     opts: &'a WorkerOptions,
     registry: &'a Registry,
@@ -335,21 +329,8 @@ struct Session<'a> {
     executor: &'a Executor,
     pool: PeerPool,
     tx: UnboundedSender<Internal>,
-    /// Tasks assigned and not finished: waiting for inputs, ready, or running.
-    pending: HashMap<TaskId, WireTask>,
-    ready: BinaryHeap<Reverse<((u64, u64), TaskId)>>,
-    running: HashSet<TaskId>,
-    /// Task -> inputs still being fetched.
-    missing_inputs: HashMap<TaskId, usize>,
-    /// Input being fetched -> tasks waiting for it.
-    waiters: HashMap<TaskId, Vec<TaskId>>,
     directory: HashMap<WorkerId, String>,
-    finished: Vec<FinishedTask>,
-    replicas: Vec<(TaskId, u64)>,
-    outbox: Vec<WorkerToScheduler>,
-    paused: bool,
-    /// Mean run time of recent tasks (µs), to size the executor's queue.
-    mean_task_us: f64,
+    state: WorkerState,
 }
 
 impl Session<'_> {
@@ -438,7 +419,7 @@ impl Session<'_> {
             tokio::select! {
                 _ = &mut retire, if !retire_asked => {
                     tracing::info!("lifetime reached: asking the scheduler to retire this worker");
-                    self.outbox.push(WorkerToScheduler::RetireMe);
+                    self.state.send(WorkerToScheduler::RetireMe);
                     retire_asked = true;
                 }
                 ev = rx.recv() => {
@@ -468,242 +449,120 @@ impl Session<'_> {
     }
 
     fn handle(&mut self, ev: Internal) -> std::result::Result<Option<Exit>, String> {
-        match ev {
+        let instruction = match ev {
             Internal::SchedulerLost(why) => return Err(why),
             Internal::FromScheduler(msg) => match msg {
-                SchedulerToWorker::Welcome { .. } => {}
-                SchedulerToWorker::Peers(peers) => self.directory.extend(peers),
+                SchedulerToWorker::Welcome { .. } => None,
+                SchedulerToWorker::Peers(peers) => {
+                    self.directory.extend(peers);
+                    None
+                }
                 SchedulerToWorker::PeerGone(id) => {
                     if let Some(addr) = self.directory.remove(&id) {
                         self.pool.forget(&addr);
                     }
+                    None
                 }
-                SchedulerToWorker::Compute(tasks) => self.compute(tasks),
-                SchedulerToWorker::Release(keys) => {
-                    let mut files = Discard::default();
-                    let mut store = self.store.lock().expect("store");
-                    for k in keys {
-                        files.extend(store.remove(k));
-                        // Cancelled before it ran; a running copy's result is dropped on arrival.
-                        self.pending.remove(&k);
-                        self.missing_inputs.remove(&k);
-                    }
-                    drop(store);
-                    discard(files);
+                SchedulerToWorker::Compute(tasks) => {
+                    let store = self.store.lock().expect("store");
+                    self.state.compute(tasks, |id| store.contains(id))
                 }
-                SchedulerToWorker::Replicate(deps) => {
-                    let wanted = deps
-                        .into_iter()
-                        .map(|d| Wanted {
-                            task: d.task,
-                            holders: d.holders,
-                        })
-                        .collect();
-                    self.start_fetch(wanted);
-                }
+                SchedulerToWorker::Release(keys) => Some(self.state.release(keys)),
+                SchedulerToWorker::Replicate(deps) => self.state.replicate(deps),
                 SchedulerToWorker::Close => return Ok(Some(Exit::Closed)),
             },
             Internal::Done(done) => {
-                self.running.remove(&done.task);
-                self.mean_task_us = if self.mean_task_us == f64::MAX {
-                    done.duration_us as f64
-                } else {
-                    0.9 * self.mean_task_us + 0.1 * done.duration_us as f64
-                };
-                if let Some(task) = self.pending.remove(&done.task) {
-                    match done.outcome {
-                        Outcome::Computed(data) => {
-                            let nbytes = data.len() as u64;
-                            let files = self.store.lock().expect("store").put(done.task, data);
-                            discard(files);
-                            // Spill at once past the target rather than at the next check:
-                            // results can arrive faster than the check runs.
-                            if let Some(target) = self.managed_target() {
-                                spill(&self.store, target, &self.tx);
-                            }
-                            self.finished.push(FinishedTask {
-                                task: done.task,
-                                nbytes,
-                                duration_us: done.duration_us,
-                            });
-                        }
-                        Outcome::Failed(error) => self.outbox.push(WorkerToScheduler::Failed {
-                            task: done.task,
-                            error,
-                        }),
-                        Outcome::InputUnreadable { input, error } => {
-                            tracing::error!(
-                                "cannot read back the spilled input {input} of {}: {error}",
-                                done.task
-                            );
-                            let holders = task
-                                .deps
-                                .iter()
-                                .find(|d| d.task == input)
-                                .map(|d| d.holders.clone())
-                                .unwrap_or_default();
-                            self.outbox.push(WorkerToScheduler::Missing {
-                                task: done.task,
-                                missing: vec![(input, holders)],
-                            });
-                        }
-                    }
+                if let Outcome::InputUnreadable { input, error } = &done.outcome {
+                    tracing::error!(
+                        "cannot read back the spilled input {input} of {}: {error}",
+                        done.task
+                    );
                 }
+                self.state.done(done.task, done.outcome, done.duration_us)
             }
             // Nothing to record: the turn ends with feed_executor, which may now start tasks.
-            Internal::Spilled => {}
-            Internal::Fetched { got, missing } => {
-                {
-                    let mut files = Discard::default();
-                    let mut store = self.store.lock().expect("store");
-                    for (dep, data) in got.iter() {
-                        self.replicas.push((*dep, data.len() as u64));
-                        files.extend(store.put(*dep, data.clone()));
-                    }
-                    drop(store);
-                    discard(files);
-                }
-                for (dep, _) in &got {
-                    for task in self.waiters.remove(dep).unwrap_or_default() {
-                        let Some(left) = self.missing_inputs.get_mut(&task) else {
-                            continue;
-                        };
-                        *left -= 1;
-                        if *left == 0 {
-                            self.missing_inputs.remove(&task);
-                            if let Some(t) = self.pending.get(&task) {
-                                self.ready.push(Reverse((t.priority, task)));
-                            }
-                        }
-                    }
-                }
-                for (dep, holders) in missing {
-                    let waiting = self.waiters.remove(&dep).unwrap_or_default();
-                    if waiting.is_empty() {
-                        // A replication (retirement copy) failed: the scheduler must know, or
-                        // it waits for the copy forever.
-                        let missing = vec![(dep, holders.clone())];
-                        self.outbox
-                            .push(WorkerToScheduler::Missing { task: dep, missing });
-                    }
-                    for task in waiting {
-                        if self.missing_inputs.remove(&task).is_some()
-                            && self.pending.remove(&task).is_some()
-                        {
-                            let missing = vec![(dep, holders.clone())];
-                            self.outbox
-                                .push(WorkerToScheduler::Missing { task, missing });
-                        }
-                    }
-                }
-            }
+            Internal::Spilled => None,
+            Internal::Fetched { got, missing } => self.state.fetched(got, missing),
+        };
+        if let Some(instruction) = instruction {
+            self.carry_out(instruction);
         }
         Ok(None)
     }
 
-    fn compute(&mut self, tasks: Vec<WireTask>) {
-        let mut to_fetch: Vec<Wanted> = Vec::new();
-        {
-            let store = self.store.lock().expect("store");
-            for t in tasks {
-                let mut missing = 0;
-                for d in &t.deps {
-                    if store.contains(d.task) {
-                        continue;
-                    }
-                    missing += 1;
-                    let waiters = self.waiters.entry(d.task).or_default();
-                    if waiters.is_empty() {
-                        to_fetch.push(Wanted {
-                            task: d.task,
-                            holders: d.holders.clone(),
-                        });
-                    }
-                    // A task cancelled and re-sent while this input is in flight must not be
-                    // counted twice.
-                    if !waiters.contains(&t.task) {
-                        waiters.push(t.task);
+    fn carry_out(&mut self, instruction: Instruction) {
+        match instruction {
+            Instruction::Fetch(wanted) => {
+                let pool = self.pool.clone();
+                let directory = self.directory.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let (got, missing) = peer::fetch(&pool, &directory, wanted).await;
+                    let _ = tx.send(Internal::Fetched { got, missing });
+                });
+            }
+            Instruction::Keep(results) => {
+                let mut files = Discard::default();
+                {
+                    let mut store = self.store.lock().expect("store");
+                    for (task, data) in results {
+                        files.extend(store.put(task, data));
                     }
                 }
-                if missing == 0 {
-                    self.ready.push(Reverse((t.priority, t.task)));
-                } else {
-                    self.missing_inputs.insert(t.task, missing);
+                discard(files);
+                // Spill at once past the target rather than at the next check: results can
+                // arrive faster than the check runs.
+                if let Some(target) = self.managed_target() {
+                    spill(&self.store, target, &self.tx);
                 }
-                self.pending.insert(t.task, t);
+            }
+            Instruction::Forget(keys) => {
+                let mut files = Discard::default();
+                {
+                    let mut store = self.store.lock().expect("store");
+                    for k in keys {
+                        files.extend(store.remove(k));
+                    }
+                }
+                discard(files);
             }
         }
-        self.start_fetch(to_fetch);
     }
 
-    fn start_fetch(&self, wanted: Vec<Wanted>) {
-        if wanted.is_empty() {
-            return;
-        }
-        let pool = self.pool.clone();
-        let directory = self.directory.clone();
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let (got, missing) = peer::fetch(&pool, &directory, wanted).await;
-            let _ = tx.send(Internal::Fetched { got, missing });
-        });
-    }
-
-    /// Starts ready tasks, best priority first, while threads are free and memory allows.
-    /// Tasks shorter than a thread wake-up are queued a few deep on the pool, so a thread
-    /// goes straight from one to the next instead of sleeping until the loop hands it work.
+    /// Starts what the state machine says may start.
     fn feed_executor(&mut self) {
-        let threads = self.opts.nthreads as usize;
-        let depth = if self.mean_task_us < 1000.0 {
-            threads * 16
-        } else {
-            threads
-        };
-        if self.spill_backlog() {
-            return;
-        }
-        while !self.paused && self.running.len() < depth {
-            let Some(Reverse((_, id))) = self.ready.pop() else {
-                return;
-            };
-            let Some(t) = self.pending.get(&id) else {
-                continue;
-            }; // cancelled
-            let Some(kernel) = self.registry.get(&t.kernel).cloned() else {
+        let backlog = self.spill_backlog();
+        while let Some(start) = self.state.next_to_start(self.opts.nthreads, backlog) {
+            let Some(kernel) = self.registry.get(&start.kernel).cloned() else {
                 let error = format!(
                     "unknown kernel '{}' on this worker ({:?})",
-                    t.kernel, self.registry
+                    start.kernel, self.registry
                 );
-                self.pending.remove(&id);
-                self.outbox
-                    .push(WorkerToScheduler::Failed { task: id, error });
+                self.state
+                    .cannot_start(start.task, CannotStart::UnknownKernel(error));
                 continue;
             };
             // Only located here (a spilled input's file opened): the executor thread reads it.
-            let mut inputs = Vec::with_capacity(t.deps.len());
+            let mut inputs = Vec::with_capacity(start.deps.len());
             let mut lost = Vec::new();
             {
                 let mut store = self.store.lock().expect("store");
-                for d in &t.deps {
+                for d in start.deps {
                     match store.locate(d.task) {
                         Ok(Some(located)) => inputs.push((d.task, located)),
-                        _ => lost.push((d.task, d.holders.clone())),
+                        _ => lost.push((d.task, d.holders)),
                     }
                 }
             }
             if !lost.is_empty() {
-                self.pending.remove(&id);
-                self.outbox.push(WorkerToScheduler::Missing {
-                    task: id,
-                    missing: lost,
-                });
+                self.state
+                    .cannot_start(start.task, CannotStart::InputsLost(lost));
                 continue;
             }
-            self.running.insert(id);
             self.executor.submit(Job {
-                task: id,
+                task: start.task,
                 kernel,
-                args: t.args.clone(),
+                args: start.args,
                 inputs,
             });
         }
@@ -722,67 +581,53 @@ impl Session<'_> {
         store.spilling() > 0 && store.in_memory() > target
     }
 
-    /// Bytes of results the store may keep in memory (the target threshold); None without
-    /// a memory limit.
+    /// Bytes of results the store may keep in memory; None without a memory limit.
     fn managed_target(&self) -> Option<u64> {
         (self.opts.memory_limit > 0)
-            .then_some((self.opts.memory.target * self.opts.memory_limit as f64) as u64)
+            .then_some(self.opts.memory.target_bytes(self.opts.memory_limit))
     }
 
     fn heartbeat(&mut self) {
-        self.outbox.push(WorkerToScheduler::Heartbeat {
-            memory: sys::rss_bytes(),
-            paused: self.paused,
-            executing: self.running.iter().copied().collect(),
-        });
+        self.state.heartbeat(sys::rss_bytes());
     }
 
     /// Applies the memory thresholds; true when the worker must restart.
     fn check_memory(&mut self) -> bool {
-        let limit = self.opts.memory_limit as f64;
-        if limit <= 0.0 {
+        let limit = self.opts.memory_limit;
+        if limit == 0 {
             return false;
         }
         let policy = self.opts.memory;
         // Results already being written count as gone (see Store::start_spill).
-        if let Some(target) = self.managed_target() {
-            spill(&self.store, target, &self.tx);
-        }
-        let mut rss = sys::rss_bytes() as f64;
-        if rss > policy.spill * limit {
+        spill(&self.store, policy.target_bytes(limit), &self.tx);
+        let mut rss = sys::rss_bytes();
+        if policy.over_spill(limit, rss) {
             // Recycled receive buffers and freed heap are given back before any result is
             // spilled.
             crate::protocol::hugebuf::trim_pool();
             sys::release_free_memory();
-            rss = sys::rss_bytes() as f64;
+            rss = sys::rss_bytes();
         }
-        if rss > policy.spill * limit {
-            // RSS still includes results being written; they are counted as gone by
-            // start_spill, so the excess is measured against the same total.
-            let excess = rss - policy.spill * limit;
-            let in_memory = self.store.lock().expect("store").in_memory();
-            spill(
-                &self.store,
-                (in_memory as f64 - excess).max(0.0) as u64,
-                &self.tx,
-            );
+        let in_memory = self.store.lock().expect("store").in_memory();
+        if let Some(keep) = policy.rss_keep(limit, rss, in_memory) {
+            spill(&self.store, keep, &self.tx);
         }
-        let rss = sys::rss_bytes() as f64;
-        let paused = rss > policy.pause * limit;
-        if paused != self.paused {
-            self.paused = paused;
+        let rss = sys::rss_bytes();
+        let pressure = policy.pressure(limit, rss);
+        let percent = 100.0 * rss as f64 / limit as f64;
+        if self.state.set_paused(pressure != Pressure::Normal) {
             tracing::info!(
-                "{} at {:.0}% of the memory limit",
-                if paused { "pausing" } else { "resuming" },
-                100.0 * rss / limit
+                "{} at {percent:.0}% of the memory limit",
+                if self.state.paused() {
+                    "pausing"
+                } else {
+                    "resuming"
+                },
             );
             self.heartbeat();
         }
-        if rss > policy.terminate * limit {
-            tracing::error!(
-                "memory at {:.0}% of the limit: restarting",
-                100.0 * rss / limit
-            );
+        if pressure == Pressure::Terminate {
+            tracing::error!("memory at {percent:.0}% of the limit: restarting");
             return true;
         }
         false
@@ -792,21 +637,7 @@ impl Session<'_> {
         &mut self,
         writer: &mut Writer,
     ) -> std::result::Result<(), protocol::ProtocolError> {
-        if !self.replicas.is_empty() {
-            writer
-                .write_control(&WorkerToScheduler::Replicas(std::mem::take(
-                    &mut self.replicas,
-                )))
-                .await?;
-        }
-        if !self.finished.is_empty() {
-            writer
-                .write_control(&WorkerToScheduler::Finished(std::mem::take(
-                    &mut self.finished,
-                )))
-                .await?;
-        }
-        for msg in std::mem::take(&mut self.outbox) {
+        for msg in self.state.take_messages() {
             writer.write_control(&msg).await?;
         }
         writer.flush().await

@@ -241,7 +241,7 @@ impl PeerPool {
 }
 
 /// One input to fetch: its key and who holds it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Wanted {
     pub task: TaskId,
     pub holders: Vec<WorkerId>,
