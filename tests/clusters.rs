@@ -1343,3 +1343,54 @@ fn up_checks_the_sge_job_script_first() {
 fn up_checks_the_local_job_script_first() {
     up_checks_the_job_script_first(&LOCAL);
 }
+
+/// A bug in the scheduler's core must not end the cluster: the daemon logs why, keeps its
+/// jobs (no cancel because of its own failure), and still answers `status` and `down`. The
+/// bug is stood in for by a debug-build fault (`RDASK_DEBUG_FAIL_SCHEDULER_AFTER_MS`: the
+/// core panics that long after it started), which release builds do not have.
+#[test]
+fn a_failing_scheduler_core_keeps_the_jobs_and_the_daemon_reachable() {
+    let mut c = Cluster::new(&LOCAL, "faulty");
+    c.env
+        .push(("RDASK_DEBUG_FAIL_SCHEDULER_AFTER_MS".into(), "6000".into()));
+    c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+    let pid = c.record()["pid"].as_u64().unwrap().to_string();
+    let ours = c.ledger_ids();
+    assert_eq!(ours.len(), 1);
+    wait_for(
+        "the daemon to see its scheduler fail",
+        Duration::from_secs(60),
+        || {
+            c.daemon_log()
+                .contains("the scheduler failed")
+                .then_some(())
+        },
+    );
+    // Give the deployer loop a few turns: a daemon that read the loss as a shutdown would
+    // now cancel the job and exit.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        process_alive(&pid),
+        "the daemon exited:\n{}",
+        c.daemon_log()
+    );
+    for job in c.ledger()["jobs"].as_array().unwrap() {
+        assert!(
+            job["end_reason"].is_null(),
+            "a job was ended because the scheduler failed: {job:#}"
+        );
+    }
+    assert_eq!(c.alive(&ours).len(), 1, "the worker job was cancelled");
+    let status = c.ok(&["status"]);
+    assert!(
+        status.contains("recent problems") && status.contains("injected fault"),
+        "{status}"
+    );
+    let down = c.ok(&["down"]);
+    wait_for(
+        "the daemon to exit after down",
+        Duration::from_secs(20),
+        || (!process_alive(&pid)).then_some(()),
+    );
+    assert!(c.alive(&ours).is_empty(), "{down}\n{}", c.daemon_log());
+}

@@ -80,6 +80,16 @@ pub fn run(name: &str) -> Result<i32> {
         opts.config.max_graph_tasks = n as usize;
     }
     let handle = rt.block_on(server::start(opts))?;
+    // Debug builds (the test suite's) can stand a bug in the scheduler's core, to show that
+    // the daemon keeps the cluster's jobs and stays reachable when it fails.
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("RDASK_DEBUG_FAIL_SCHEDULER_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let _guard = rt.enter();
+        handle.inject_panic_after(Duration::from_millis(ms));
+    }
     // Our own client dials loopback when the scheduler listens everywhere.
     let local = if handle.local_addr.ip().is_unspecified() {
         format!("tcp://127.0.0.1:{}", handle.local_addr.port())

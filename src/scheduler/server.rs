@@ -176,9 +176,16 @@ impl SchedulerHandle {
         }
     }
 
-    #[cfg(test)]
-    fn inject_panic(&self) {
-        let _ = self.core.send(CoreMsg::Panic);
+    /// Makes the core panic after `delay`, standing for a bug in it, so that tests can show
+    /// that its supervisor and whoever runs it survive one. Debug builds only (the test
+    /// suite's binaries); a release build has no way to do this.
+    #[cfg(any(test, debug_assertions))]
+    pub fn inject_panic_after(&self, delay: Duration) {
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = core.send(CoreMsg::Panic);
+        });
     }
 }
 
@@ -232,7 +239,7 @@ enum CoreMsg {
         exit_status: Option<i32>,
     },
     /// Stands for a bug in the core, to test that it is supervised.
-    #[cfg(test)]
+    #[cfg(any(test, debug_assertions))]
     Panic,
 }
 
@@ -893,7 +900,7 @@ impl Core {
                 );
                 self.to_client(id, SchedulerToClient::GraphRejected { reason });
             }
-            #[cfg(test)]
+            #[cfg(any(test, debug_assertions))]
             CoreMsg::Panic => panic!("injected fault"),
             CoreMsg::Shutdown { exit_status } => {
                 self.exit_status = exit_status.or(self.exit_status);
@@ -1109,7 +1116,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(handle.failure(), None);
-        handle.inject_panic();
+        handle.inject_panic_after(Duration::ZERO);
         let how = tokio::time::timeout(Duration::from_secs(10), handle.ended())
             .await
             .unwrap();
