@@ -10,7 +10,7 @@
 use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
 use serde::{Deserialize, Serialize};
 
-use super::data::{broadcast_shapes, map_data, sum_axes, DType, Data, Scalar};
+use super::data::{broadcast_shapes, map_data, sum_axes, with_data, DType, Data, Scalar};
 
 /// A strided range along one axis: `len` elements from `start`, `step` apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,6 +82,25 @@ pub enum UnaryOp {
     Log,
     Sin,
     Cos,
+    Tanh,
+    Arcsin,
+    Arccos,
+    Arctan,
+    Log10,
+    Log1p,
+    Expm1,
+    /// -1, 0 or 1 (NaN stays NaN); keeps the type.
+    Sign,
+    /// Keep the type; the identity on integers.
+    Floor,
+    Ceil,
+    /// To this many decimals, halves to even (NumPy's `round`); integers only with >= 0.
+    Round(i32),
+    /// `~`: bitwise not of integers, logical not of bools.
+    Invert,
+    /// These two give bools.
+    IsNan,
+    IsFinite,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +110,42 @@ pub enum BinOp {
     Mul,
     Div,
     Pow,
+    /// `//` and `%`, with Python's (and NumPy's) floor semantics: the remainder takes the
+    /// divisor's sign; an integer division by zero gives 0, as NumPy gives.
+    FloorDiv,
+    Mod,
+    /// `& | ^` on integers and bools (the planner refuses floats, as NumPy does).
+    BitAnd,
+    BitOr,
+    BitXor,
+    /// NumPy's `minimum`/`maximum`: a NaN on either side wins.
+    Minimum,
+    Maximum,
+}
+
+/// The comparison operators; their result is bool whatever the operands' type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    /// Python's result for ordered values; every comparison with a NaN is false but `!=`.
+    pub fn holds<T: PartialOrd>(self, x: &T, y: &T) -> bool {
+        match self {
+            CmpOp::Eq => x == y,
+            CmpOp::Ne => x != y,
+            CmpOp::Lt => x < y,
+            CmpOp::Le => x <= y,
+            CmpOp::Gt => x > y,
+            CmpOp::Ge => x >= y,
+        }
+    }
 }
 
 /// An HDF5 hyperslab to read on the worker that runs the task.
@@ -116,6 +171,10 @@ pub enum Block {
     Cast(Box<Block>, DType),
     Unary(UnaryOp, Box<Block>),
     Binary(BinOp, Box<Block>, Box<Block>),
+    /// Operands of one dtype (the planner casts), a bool result.
+    Compare(CmpOp, Box<Block>, Box<Block>),
+    /// `where(c, a, b)`: `c` bool, `a` and `b` of one dtype, all three broadcast.
+    Where(Box<Block>, Box<Block>, Box<Block>),
     Transpose(Box<Block>, Vec<usize>),
     Slice(Box<Block>, Vec<Dim>),
     Reshape(Box<Block>, Vec<usize>),
@@ -158,6 +217,16 @@ impl Block {
             Block::Unary(op, b) => unary(*op, b.evaluate(inputs, reader)?)?,
             Block::Binary(op, a, b) => binary(
                 *op,
+                a.evaluate(inputs, reader)?,
+                b.evaluate(inputs, reader)?,
+            )?,
+            Block::Compare(op, a, b) => compare(
+                *op,
+                a.evaluate(inputs, reader)?,
+                b.evaluate(inputs, reader)?,
+            )?,
+            Block::Where(c, a, b) => select(
+                c.evaluate(inputs, reader)?,
                 a.evaluate(inputs, reader)?,
                 b.evaluate(inputs, reader)?,
             )?,
@@ -212,6 +281,7 @@ fn place(out: &mut Data, offset: &[usize], part: Data) -> Result<(), String> {
         (Data::F32(o), Data::F32(p)) => put!(o, p),
         (Data::I64(o), Data::I64(p)) => put!(o, p),
         (Data::I32(o), Data::I32(p)) => put!(o, p),
+        (Data::Bool(o), Data::Bool(p)) => put!(o, p),
         _ => return Err("assemble: part of another dtype".into()),
     }
     Ok(())
@@ -251,6 +321,65 @@ pub trait Elem: ndarray::LinalgScalar + PartialOrd + Send + Sync + std::fmt::Deb
     fn neg(self) -> Self;
     fn abs(self) -> Self;
     fn is_nan(self) -> bool;
+    fn is_finite(self) -> bool;
+    fn sign(self) -> Self;
+    /// Python's `//` and `%` (see [`BinOp::FloorDiv`]).
+    fn floor_div(self, d: Self) -> Self;
+    fn floor_mod(self, d: Self) -> Self;
+    /// `& | ^ ~`; never called on floats ([`broadcast_op`] and the planner refuse them).
+    fn bit_and(self, o: Self) -> Self;
+    fn bit_or(self, o: Self) -> Self;
+    fn bit_xor(self, o: Self) -> Self;
+    fn invert(self) -> Self;
+    /// NumPy's `minimum`/`maximum`: a NaN on either side is the result.
+    fn minimum(self, o: Self) -> Self {
+        if self.is_nan() || o >= self {
+            self
+        } else {
+            o
+        }
+    }
+    fn maximum(self, o: Self) -> Self {
+        if self.is_nan() || o <= self {
+            self
+        } else {
+            o
+        }
+    }
+}
+
+/// NumPy's `divmod` of floats (npy_divmod in npymath): the quotient floored, the remainder
+/// with the divisor's sign, and the quotient corrected when `(a - mod) / b` lands just off
+/// an integer. By zero: `a / b` and NaN.
+macro_rules! float_divmod {
+    ($t:ty, $a:expr, $b:expr) => {{
+        let (a, b): ($t, $t) = ($a, $b);
+        let mut m = a % b;
+        if b == 0.0 {
+            (a / b, m)
+        } else {
+            let mut div = (a - m) / b;
+            if m != 0.0 {
+                if (b < 0.0) != (m < 0.0) {
+                    m += b;
+                    div -= 1.0;
+                }
+            } else {
+                m = (0.0 as $t).copysign(b);
+            }
+            let q = if div != 0.0 {
+                let f = div.floor();
+                if div - f > 0.5 {
+                    f + 1.0
+                } else {
+                    f
+                }
+            } else {
+                (0.0 as $t).copysign(a / b)
+            };
+            (q, m)
+        }
+    }};
 }
 
 macro_rules! float_elem {
@@ -274,6 +403,36 @@ macro_rules! float_elem {
             }
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
+            }
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            fn sign(self) -> Self {
+                if self > 0.0 {
+                    1.0
+                } else if self < 0.0 {
+                    -1.0
+                } else {
+                    self // 0, -0 or NaN
+                }
+            }
+            fn floor_div(self, d: Self) -> Self {
+                float_divmod!($t, self, d).0
+            }
+            fn floor_mod(self, d: Self) -> Self {
+                float_divmod!($t, self, d).1
+            }
+            fn bit_and(self, _: Self) -> Self {
+                <$t>::NAN
+            }
+            fn bit_or(self, _: Self) -> Self {
+                <$t>::NAN
+            }
+            fn bit_xor(self, _: Self) -> Self {
+                <$t>::NAN
+            }
+            fn invert(self) -> Self {
+                <$t>::NAN
             }
         }
     };
@@ -301,8 +460,101 @@ macro_rules! int_elem {
             fn is_nan(self) -> bool {
                 false
             }
+            fn is_finite(self) -> bool {
+                true
+            }
+            fn sign(self) -> Self {
+                self.signum()
+            }
+            fn floor_div(self, d: Self) -> Self {
+                if d == 0 {
+                    return 0;
+                }
+                // wrapping: MIN // -1 is MIN, as NumPy gives (with a warning).
+                let q = self.wrapping_div(d);
+                if self.wrapping_rem(d) != 0 && ((self < 0) != (d < 0)) {
+                    q.wrapping_sub(1)
+                } else {
+                    q
+                }
+            }
+            fn floor_mod(self, d: Self) -> Self {
+                if d == 0 {
+                    return 0;
+                }
+                let r = self.wrapping_rem(d);
+                if r != 0 && ((r < 0) != (d < 0)) {
+                    r + d
+                } else {
+                    r
+                }
+            }
+            fn bit_and(self, o: Self) -> Self {
+                self & o
+            }
+            fn bit_or(self, o: Self) -> Self {
+                self | o
+            }
+            fn bit_xor(self, o: Self) -> Self {
+                self ^ o
+            }
+            fn invert(self) -> Self {
+                !self
+            }
         }
     };
+}
+
+/// Bools (0 or 1 in a byte): the planner sends them only operations that keep them 0 or 1
+/// (`& | ^ ~`, minimum, maximum, comparisons, casts).
+impl Elem for u8 {
+    const IS_FLOAT: bool = false;
+    fn from_f64(x: f64) -> Self {
+        u8::from(x != 0.0)
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn pow(self, e: Self) -> Self {
+        self | (1 - e) // x ** 0 is 1, x ** 1 is x
+    }
+    fn neg(self) -> Self {
+        self
+    }
+    fn abs(self) -> Self {
+        self
+    }
+    fn is_nan(self) -> bool {
+        false
+    }
+    fn is_finite(self) -> bool {
+        true
+    }
+    fn sign(self) -> Self {
+        self
+    }
+    fn floor_div(self, d: Self) -> Self {
+        if d == 0 {
+            0
+        } else {
+            self
+        }
+    }
+    fn floor_mod(self, _: Self) -> Self {
+        0
+    }
+    fn bit_and(self, o: Self) -> Self {
+        self & o
+    }
+    fn bit_or(self, o: Self) -> Self {
+        self | o
+    }
+    fn bit_xor(self, o: Self) -> Self {
+        self ^ o
+    }
+    fn invert(self) -> Self {
+        self ^ 1
+    }
 }
 
 float_elem!(f64);
@@ -311,7 +563,9 @@ int_elem!(i64);
 int_elem!(i32);
 
 fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
-    let float_op = |f: fn(f64) -> f64, d: Data| -> Data {
+    // float32 is computed through f64 and rounded back: within NumPy's float32 functions'
+    // accuracy, and exact for floor, ceil and sign.
+    let float_op = |f: &dyn Fn(f64) -> f64, d: Data| -> Data {
         match d {
             Data::F32(mut a) => {
                 a.mapv_inplace(|x| f(x as f64) as f32);
@@ -326,14 +580,63 @@ fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
             }
         }
     };
+    let integral = !d.dtype().is_float();
     Ok(match op {
         UnaryOp::Neg => map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::neg); a }),
         UnaryOp::Abs => map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::abs); a }),
-        UnaryOp::Sqrt => float_op(f64::sqrt, d),
-        UnaryOp::Exp => float_op(f64::exp, d),
-        UnaryOp::Log => float_op(f64::ln, d),
-        UnaryOp::Sin => float_op(f64::sin, d),
-        UnaryOp::Cos => float_op(f64::cos, d),
+        UnaryOp::Sign => map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::sign); a }),
+        UnaryOp::Invert => {
+            if !integral {
+                return Err("ufunc 'invert' not supported for float arrays".into());
+            }
+            map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::invert); a })
+        }
+        UnaryOp::IsNan => Data::Bool(with_data!(d, a => a.mapv(|x| u8::from(Elem::is_nan(x))))),
+        UnaryOp::IsFinite => {
+            Data::Bool(with_data!(d, a => a.mapv(|x| u8::from(Elem::is_finite(x)))))
+        }
+        // Integers are whole already (NumPy 2 keeps their type).
+        UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round(0..) if integral => d,
+        UnaryOp::Round(decimals) if integral => {
+            return Err(format!(
+                "round to {decimals} decimals of an integer array is not supported; \
+                 cast first, e.g. x.astype('f8')"
+            ))
+        }
+        UnaryOp::Floor => float_op(&f64::floor, d),
+        UnaryOp::Ceil => float_op(&f64::ceil, d),
+        UnaryOp::Round(decimals) => match d {
+            // In the array's own type, as NumPy: x * 10**d rounded half to even, scaled back.
+            Data::F32(mut a) => {
+                let p = 10f32.powi(decimals.abs());
+                if decimals >= 0 {
+                    a.mapv_inplace(|x| (x * p).round_ties_even() / p);
+                } else {
+                    a.mapv_inplace(|x| (x / p).round_ties_even() * p);
+                }
+                Data::F32(a)
+            }
+            d => {
+                let p = 10f64.powi(decimals.abs());
+                if decimals >= 0 {
+                    float_op(&|x: f64| (x * p).round_ties_even() / p, d)
+                } else {
+                    float_op(&|x: f64| (x / p).round_ties_even() * p, d)
+                }
+            }
+        },
+        UnaryOp::Sqrt => float_op(&f64::sqrt, d),
+        UnaryOp::Exp => float_op(&f64::exp, d),
+        UnaryOp::Log => float_op(&f64::ln, d),
+        UnaryOp::Sin => float_op(&f64::sin, d),
+        UnaryOp::Cos => float_op(&f64::cos, d),
+        UnaryOp::Tanh => float_op(&f64::tanh, d),
+        UnaryOp::Arcsin => float_op(&f64::asin, d),
+        UnaryOp::Arccos => float_op(&f64::acos, d),
+        UnaryOp::Arctan => float_op(&f64::atan, d),
+        UnaryOp::Log10 => float_op(&f64::log10, d),
+        UnaryOp::Log1p => float_op(&f64::ln_1p, d),
+        UnaryOp::Expm1 => float_op(&f64::exp_m1, d),
     })
 }
 
@@ -361,6 +664,34 @@ macro_rules! with_op {
             }
             BinOp::Pow => {
                 let $f = |x: $t, y: $t| Elem::pow(x, y);
+                $body
+            }
+            BinOp::FloorDiv => {
+                let $f = |x: $t, y: $t| Elem::floor_div(x, y);
+                $body
+            }
+            BinOp::Mod => {
+                let $f = |x: $t, y: $t| Elem::floor_mod(x, y);
+                $body
+            }
+            BinOp::BitAnd => {
+                let $f = |x: $t, y: $t| Elem::bit_and(x, y);
+                $body
+            }
+            BinOp::BitOr => {
+                let $f = |x: $t, y: $t| Elem::bit_or(x, y);
+                $body
+            }
+            BinOp::BitXor => {
+                let $f = |x: $t, y: $t| Elem::bit_xor(x, y);
+                $body
+            }
+            BinOp::Minimum => {
+                let $f = |x: $t, y: $t| Elem::minimum(x, y);
+                $body
+            }
+            BinOp::Maximum => {
+                let $f = |x: $t, y: $t| Elem::maximum(x, y);
                 $body
             }
         }
@@ -476,6 +807,9 @@ fn broadcast_op<T: Elem>(op: BinOp, a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD
     if op == BinOp::Div && !T::IS_FLOAT {
         return Err("integer arrays are divided as floats; cast first".into());
     }
+    if matches!(op, BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor) && T::IS_FLOAT {
+        return Err("bitwise operators (& | ^) are not supported for float arrays".into());
+    }
     let shape = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| {
         format!(
             "operands could not be broadcast together with shapes {:?} {:?}",
@@ -511,9 +845,85 @@ fn binary(op: BinOp, a: Data, b: Data) -> Result<Data, String> {
         (Data::F32(a), Data::F32(b)) => Data::F32(broadcast_op(op, a, b)?),
         (Data::I64(a), Data::I64(b)) => Data::I64(broadcast_op(op, a, b)?),
         (Data::I32(a), Data::I32(b)) => Data::I32(broadcast_op(op, a, b)?),
+        (Data::Bool(a), Data::Bool(b)) => Data::Bool(broadcast_op(op, a, b)?),
         (a, b) => {
             return Err(format!(
                 "binary operation on {} and {} (the planner casts first)",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    })
+}
+
+/// `a op b` elementwise with broadcasting, as bools.
+fn compare(op: CmpOp, a: Data, b: Data) -> Result<Data, String> {
+    fn go<T: Elem>(op: CmpOp, a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD<u8>, String> {
+        let shape = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| {
+            format!(
+                "operands could not be broadcast together with shapes {:?} {:?}",
+                a.shape(),
+                b.shape()
+            )
+        })?;
+        let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        Ok(Zip::from(&av)
+            .and(&bv)
+            .map_collect(|x, y| u8::from(op.holds(x, y))))
+    }
+    Ok(Data::Bool(match (a, b) {
+        (Data::F64(a), Data::F64(b)) => go(op, a, b)?,
+        (Data::F32(a), Data::F32(b)) => go(op, a, b)?,
+        (Data::I64(a), Data::I64(b)) => go(op, a, b)?,
+        (Data::I32(a), Data::I32(b)) => go(op, a, b)?,
+        (Data::Bool(a), Data::Bool(b)) => go(op, a, b)?,
+        (a, b) => {
+            return Err(format!(
+                "comparison of {} and {} (the planner casts first)",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    }))
+}
+
+/// `where(c, a, b)`: `a` where `c` is true, else `b`, the three broadcast together.
+fn select(c: Data, a: Data, b: Data) -> Result<Data, String> {
+    let Data::Bool(c) = c else {
+        return Err(format!(
+            "where: condition of {} (the planner casts to bool)",
+            c.dtype()
+        ));
+    };
+    fn go<T: Elem>(c: ArrayD<u8>, a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD<T>, String> {
+        let shape = broadcast_shapes(a.shape(), b.shape())
+            .and_then(|s| broadcast_shapes(c.shape(), &s))
+            .ok_or_else(|| {
+                format!(
+                    "operands could not be broadcast together with shapes {:?} {:?} {:?}",
+                    c.shape(),
+                    a.shape(),
+                    b.shape()
+                )
+            })?;
+        let cv = c.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        Ok(Zip::from(&cv)
+            .and(&av)
+            .and(&bv)
+            .map_collect(|&c, &x, &y| if c != 0 { x } else { y }))
+    }
+    Ok(match (a, b) {
+        (Data::F64(a), Data::F64(b)) => Data::F64(go(c, a, b)?),
+        (Data::F32(a), Data::F32(b)) => Data::F32(go(c, a, b)?),
+        (Data::I64(a), Data::I64(b)) => Data::I64(go(c, a, b)?),
+        (Data::I32(a), Data::I32(b)) => Data::I32(go(c, a, b)?),
+        (Data::Bool(a), Data::Bool(b)) => Data::Bool(go(c, a, b)?),
+        (a, b) => {
+            return Err(format!(
+                "where of {} and {} (the planner casts first)",
                 a.dtype(),
                 b.dtype()
             ))
@@ -938,6 +1348,7 @@ fn pick_merge(a: Data, b: Data, min: bool) -> Result<Data, String> {
         (Data::F32(a), Data::F32(b)) => Data::F32(go(a, b, min)?),
         (Data::I64(a), Data::I64(b)) => Data::I64(go(a, b, min)?),
         (Data::I32(a), Data::I32(b)) => Data::I32(go(a, b, min)?),
+        (Data::Bool(a), Data::Bool(b)) => Data::Bool(go(a, b, min)?),
         _ => return Err("partials of different dtypes".into()),
     })
 }

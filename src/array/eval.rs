@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
-use super::block::{BinOp, Dim, ReduceOp, UnaryOp};
+use super::block::{BinOp, CmpOp, Dim, ReduceOp, UnaryOp};
 use super::data::{DType, Scalar};
 use super::expr::{self, BinOp as AstOp, IndexItem, Kind, Node, Span};
-use super::lazy::{Array, Select};
+use super::lazy::{Array, Operand, Select};
 
 /// An evaluation error: what is wrong, and where in the expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +90,55 @@ const FUNCTIONS: &[&str] = &[
     "absolute",
     "amin",
     "amax",
+    "tanh",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "log10",
+    "log1p",
+    "expm1",
+    "sign",
+    "floor",
+    "ceil",
+    "round",
+    "around",
+    "isnan",
+    "isfinite",
+    "invert",
+    "logical_not",
+    "minimum",
+    "maximum",
+    "clip",
+    "where",
 ];
+
+/// The unary functions: name, operation.
+const UNARY: &[(&str, UnaryOp)] = &[
+    ("sqrt", UnaryOp::Sqrt),
+    ("exp", UnaryOp::Exp),
+    ("log", UnaryOp::Log),
+    ("abs", UnaryOp::Abs),
+    ("absolute", UnaryOp::Abs),
+    ("sin", UnaryOp::Sin),
+    ("cos", UnaryOp::Cos),
+    ("negative", UnaryOp::Neg),
+    ("tanh", UnaryOp::Tanh),
+    ("arcsin", UnaryOp::Arcsin),
+    ("arccos", UnaryOp::Arccos),
+    ("arctan", UnaryOp::Arctan),
+    ("log10", UnaryOp::Log10),
+    ("log1p", UnaryOp::Log1p),
+    ("expm1", UnaryOp::Expm1),
+    ("sign", UnaryOp::Sign),
+    ("floor", UnaryOp::Floor),
+    ("ceil", UnaryOp::Ceil),
+    ("isnan", UnaryOp::IsNan),
+    ("isfinite", UnaryOp::IsFinite),
+    ("invert", UnaryOp::Invert),
+];
+
+/// dtype names usable as values (`x.astype(bool)`, `x.astype(np.float32)`).
+const DTYPES: &[&str] = &["bool", "bool_", "float64", "float32", "int64", "int32"];
 const METHODS: &[&str] = &[
     "sum",
     "mean",
@@ -102,6 +150,8 @@ const METHODS: &[&str] = &[
     "transpose",
     "astype",
     "rechunk",
+    "round",
+    "clip",
 ];
 
 /// Options every generator without `chunks=` gets.
@@ -139,7 +189,12 @@ fn eval(n: &Node, ctx: &Context) -> R<Value> {
             items.iter().map(|i| eval(i, ctx)).collect::<R<_>>()?,
         )),
         Kind::Neg(x) => match eval(x, ctx)? {
-            Value::Array(a) => Ok(Value::Array(a.unary(UnaryOp::Neg))),
+            Value::Array(a) => Ok(Value::Array(a.unary(UnaryOp::Neg).map_err(|m| {
+                EvalError {
+                    message: m,
+                    span: n.span,
+                }
+            })?)),
             Value::Number(Scalar::Int(i)) => match i.checked_neg() {
                 Some(v) => Ok(Value::Number(Scalar::Int(v))),
                 None => fail(n.span, "the integer result does not fit in 64 bits"),
@@ -148,6 +203,17 @@ fn eval(n: &Node, ctx: &Context) -> R<Value> {
             other => fail(x.span, format!("cannot negate {}", other.kind())),
         },
         Kind::Pos(x) => eval(x, ctx),
+        Kind::Invert(x) => match eval(x, ctx)? {
+            Value::Array(a) => Ok(Value::Array(a.unary(UnaryOp::Invert).map_err(|m| {
+                EvalError {
+                    message: m,
+                    span: n.span,
+                }
+            })?)),
+            Value::Number(Scalar::Int(i)) => Ok(Value::Number(Scalar::Int(!i))),
+            Value::Bool(b) => Ok(Value::Bool(!b)),
+            other => fail(x.span, format!("cannot invert (~) {}", other.kind())),
+        },
         Kind::Binary {
             op,
             lhs,
@@ -194,6 +260,12 @@ fn name_value(name: &str, span: Span, ctx: &Context) -> R<Value> {
         "None" => Value::None,
         "np" | "numpy" | "da" => Value::Module,
         "pi" => Value::Number(Scalar::Float(std::f64::consts::PI)),
+        "nan" | "inf" => Value::Number(Scalar::Float(if name == "nan" {
+            f64::NAN
+        } else {
+            f64::INFINITY
+        })),
+        "bool" | "float" | "int" => Value::Str(name.to_string()),
         "e" => Value::Number(Scalar::Float(std::f64::consts::E)),
         f if FUNCTIONS.contains(&f) => Value::Func(f.to_string()),
         _ => {
@@ -224,6 +296,10 @@ fn name_value(name: &str, span: Span, ctx: &Context) -> R<Value> {
 fn attribute(v: Value, name: &str, span: Span) -> R<Value> {
     match v {
         Value::Module if FUNCTIONS.contains(&name) => Ok(Value::Func(name.to_string())),
+        Value::Module if DTYPES.contains(&name) => Ok(Value::Str(name.to_string())),
+        Value::Module if name == "nan" => Ok(Value::Number(Scalar::Float(f64::NAN))),
+        Value::Module if name == "inf" => Ok(Value::Number(Scalar::Float(f64::INFINITY))),
+        Value::Module if name == "pi" => Ok(Value::Number(Scalar::Float(std::f64::consts::PI))),
         Value::Module if name == "random" => Ok(Value::Func("random".into())),
         Value::Module => fail(
             span,
@@ -253,17 +329,37 @@ fn attribute(v: Value, name: &str, span: Span) -> R<Value> {
     }
 }
 
-fn to_op(op: AstOp) -> Option<BinOp> {
-    Some(match op {
-        AstOp::Add => BinOp::Add,
-        AstOp::Sub => BinOp::Sub,
-        AstOp::Mul => BinOp::Mul,
-        AstOp::Div => BinOp::Div,
-        AstOp::Pow => BinOp::Pow,
-        AstOp::MatMul => return None,
-    })
+/// What an operator of the expression does.
+enum Operator {
+    Arith(BinOp),
+    Compare(CmpOp),
+    MatMul,
 }
 
+fn to_op(op: AstOp) -> Operator {
+    use Operator::{Arith, Compare};
+    match op {
+        AstOp::Add => Arith(BinOp::Add),
+        AstOp::Sub => Arith(BinOp::Sub),
+        AstOp::Mul => Arith(BinOp::Mul),
+        AstOp::Div => Arith(BinOp::Div),
+        AstOp::Pow => Arith(BinOp::Pow),
+        AstOp::FloorDiv => Arith(BinOp::FloorDiv),
+        AstOp::Mod => Arith(BinOp::Mod),
+        AstOp::BitAnd => Arith(BinOp::BitAnd),
+        AstOp::BitOr => Arith(BinOp::BitOr),
+        AstOp::BitXor => Arith(BinOp::BitXor),
+        AstOp::Eq => Compare(CmpOp::Eq),
+        AstOp::Ne => Compare(CmpOp::Ne),
+        AstOp::Lt => Compare(CmpOp::Lt),
+        AstOp::Le => Compare(CmpOp::Le),
+        AstOp::Gt => Compare(CmpOp::Gt),
+        AstOp::Ge => Compare(CmpOp::Ge),
+        AstOp::MatMul => Operator::MatMul,
+    }
+}
+
+/// Python's arithmetic on two numbers (ints exact, never wrapped).
 fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
     use Scalar::*;
     // Python ints do not wrap: a result beyond 64 bits is refused rather than wrapped.
@@ -272,6 +368,10 @@ fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
             .into(),
         span,
     };
+    let by_zero = matches!(op, BinOp::Div | BinOp::FloorDiv | BinOp::Mod) && b.as_f64() == 0.0;
+    if by_zero {
+        return fail(span, "division by zero");
+    }
     Ok(match (op, a, b) {
         (BinOp::Add, Int(x), Int(y)) => Int(x.checked_add(y).ok_or_else(too_large)?),
         (BinOp::Sub, Int(x), Int(y)) => Int(x.checked_sub(y).ok_or_else(too_large)?),
@@ -280,7 +380,20 @@ fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
             .ok()
             .and_then(|y| x.checked_pow(y))
             .ok_or_else(too_large)?),
-        (BinOp::Div, _, y) if y.as_f64() == 0.0 => return fail(span, "division by zero"),
+        (BinOp::FloorDiv, Int(x), Int(y)) => {
+            x.checked_div(y).ok_or_else(too_large)?;
+            Int(crate::array::block::Elem::floor_div(x, y))
+        }
+        (BinOp::Mod, Int(x), Int(y)) => Int(crate::array::block::Elem::floor_mod(x, y)),
+        (BinOp::BitAnd, Int(x), Int(y)) => Int(x & y),
+        (BinOp::BitOr, Int(x), Int(y)) => Int(x | y),
+        (BinOp::BitXor, Int(x), Int(y)) => Int(x ^ y),
+        (BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor, ..) => {
+            return fail(span, "& | ^ need integers, not floats")
+        }
+        (BinOp::Minimum | BinOp::Maximum, ..) => {
+            unreachable!("minimum/maximum of two numbers is computed by the caller")
+        }
         (op, x, y) => {
             let (x, y) = (x.as_f64(), y.as_f64());
             Float(match op {
@@ -289,6 +402,8 @@ fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
                 BinOp::Mul => x * y,
                 BinOp::Div => x / y,
                 BinOp::Pow => x.powf(y),
+                BinOp::FloorDiv => crate::array::block::Elem::floor_div(x, y),
+                _ => crate::array::block::Elem::floor_mod(x, y),
             })
         }
     })
@@ -299,14 +414,39 @@ fn binary(op: AstOp, l: Value, r: Value, op_span: Span, ls: Span, rs: Span) -> R
         message: m,
         span: op_span,
     };
-    let Some(bop) = to_op(op) else {
-        return match (l, r) {
-            (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.dot(&b).map_err(err)?)),
-            (l, r) => fail(
-                op_span,
-                format!("'@' needs two arrays, got {} and {}", l.kind(), r.kind()),
-            ),
-        };
+    let bop = match to_op(op) {
+        Operator::Arith(bop) => bop,
+        Operator::MatMul => {
+            return match (l, r) {
+                (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.dot(&b).map_err(err)?)),
+                (l, r) => fail(
+                    op_span,
+                    format!("'@' needs two arrays, got {} and {}", l.kind(), r.kind()),
+                ),
+            }
+        }
+        Operator::Compare(cop) => {
+            return match (l, r) {
+                (Value::Array(a), Value::Array(b)) => {
+                    Ok(Value::Array(a.compare(cop, &b).map_err(err)?))
+                }
+                (Value::Array(a), Value::Number(s)) => {
+                    Ok(Value::Array(a.compare_scalar(cop, s, false).map_err(err)?))
+                }
+                (Value::Number(s), Value::Array(a)) => {
+                    Ok(Value::Array(a.compare_scalar(cop, s, true).map_err(err)?))
+                }
+                (Value::Number(x), Value::Number(y)) => Ok(Value::Bool(match (x, y) {
+                    (Scalar::Int(x), Scalar::Int(y)) => cop.holds(&x, &y),
+                    (x, y) => cop.holds(&x.as_f64(), &y.as_f64()),
+                })),
+                (Value::Array(_) | Value::Number(_), other) => fail(
+                    rs,
+                    format!("cannot compare an array or number with {}", other.kind()),
+                ),
+                (other, _) => fail(ls, format!("cannot compare {}", other.kind())),
+            }
+        }
     };
     match (l, r) {
         (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.binary(bop, &b).map_err(err)?)),
@@ -521,23 +661,93 @@ fn call(
             args.done(shift + 1)?;
             return Ok(v);
         }
-        "sqrt" | "exp" | "log" | "abs" | "absolute" | "sin" | "cos" | "negative" => {
-            let op = match name.as_str() {
-                "sqrt" => UnaryOp::Sqrt,
-                "exp" => UnaryOp::Exp,
-                "log" => UnaryOp::Log,
-                "abs" | "absolute" => UnaryOp::Abs,
-                "sin" => UnaryOp::Sin,
-                "cos" => UnaryOp::Cos,
-                _ => UnaryOp::Neg,
+        "round" | "around" => {
+            let (v, s) = match &this {
+                Some(a) => (Value::Array(a.clone()), span),
+                None => args.required(0, "a")?,
             };
+            let decimals = match args.take(shift, "decimals") {
+                Some(d) => int_of(&d, "decimals")?,
+                None => 0,
+            };
+            args.done(shift + 1)?;
+            let decimals = i32::try_from(decimals).map_err(|_| EvalError {
+                message: format!("decimals={decimals} is out of range"),
+                span,
+            })?;
+            match v {
+                Value::Array(a) => Value::Array(a.unary(UnaryOp::Round(decimals)).map_err(err)?),
+                other => return fail(s, format!("round() needs an array, got {}", other.kind())),
+            }
+        }
+        "minimum" | "maximum" => {
+            let op = if name == "minimum" {
+                BinOp::Minimum
+            } else {
+                BinOp::Maximum
+            };
+            let a = args.required(0, "x1")?;
+            let b = args.required(1, "x2")?;
+            args.done(2)?;
+            match (a.0, b.0) {
+                (Value::Array(x), Value::Array(y)) => Value::Array(x.binary(op, &y).map_err(err)?),
+                (Value::Array(x), Value::Number(n)) | (Value::Number(n), Value::Array(x)) => {
+                    Value::Array(x.with_scalar(op, n, false).map_err(err)?)
+                }
+                (x, _) => {
+                    return fail(
+                        span,
+                        format!("{name}() needs an array, got {} only", x.kind()),
+                    )
+                }
+            }
+        }
+        "clip" => {
+            let a = subject(&mut args)?;
+            let lo = args
+                .take(shift, "a_min")
+                .or_else(|| args.take(usize::MAX, "min"));
+            let hi = args
+                .take(shift + 1, "a_max")
+                .or_else(|| args.take(usize::MAX, "max"));
+            args.done(shift + 2)?;
+            Value::Array(clip(a, lo, hi, span)?)
+        }
+        "where" => {
+            let c = array_of(args.required(0, "condition")?, "where's condition")?;
+            let operand = |v: (Value, Span)| match v.0 {
+                Value::Array(a) => Ok(Operand::Array(a)),
+                Value::Number(n) => Ok(Operand::Number(n)),
+                Value::Bool(b) => Ok(Operand::Number(Scalar::Int(i64::from(b)))),
+                other => fail(
+                    v.1,
+                    format!(
+                        "where's choices must be arrays or numbers, got {}",
+                        other.kind()
+                    ),
+                ),
+            };
+            let x = operand(args.required(1, "x")?)?;
+            let y = operand(args.required(2, "y")?)?;
+            args.done(3)?;
+            Value::Array(Array::where_(&c, x, y).map_err(err)?)
+        }
+        "logical_not" => {
+            let a = subject(&mut args)?;
+            args.done(1)?;
+            Value::Array(a.astype(DType::Bool).unary(UnaryOp::Invert).map_err(err)?)
+        }
+        f if UNARY.iter().any(|(n, _)| *n == f) => {
+            let op = UNARY.iter().find(|(n, _)| *n == f).expect("found").1;
             let (v, s) = args.required(0, "x")?;
             args.done(1)?;
             match v {
-                Value::Array(a) => Value::Array(a.unary(op)),
+                Value::Array(a) => Value::Array(a.unary(op).map_err(err)?),
                 Value::Number(x) => {
                     let x = x.as_f64();
-                    Value::Number(Scalar::Float(match op {
+                    let f = match op {
+                        UnaryOp::IsNan => return Ok(Value::Bool(x.is_nan())),
+                        UnaryOp::IsFinite => return Ok(Value::Bool(x.is_finite())),
                         UnaryOp::Sqrt => x.sqrt(),
                         UnaryOp::Exp => x.exp(),
                         UnaryOp::Log => x.ln(),
@@ -545,7 +755,20 @@ fn call(
                         UnaryOp::Sin => x.sin(),
                         UnaryOp::Cos => x.cos(),
                         UnaryOp::Neg => -x,
-                    }))
+                        UnaryOp::Tanh => x.tanh(),
+                        UnaryOp::Arcsin => x.asin(),
+                        UnaryOp::Arccos => x.acos(),
+                        UnaryOp::Arctan => x.atan(),
+                        UnaryOp::Log10 => x.log10(),
+                        UnaryOp::Log1p => x.ln_1p(),
+                        UnaryOp::Expm1 => x.exp_m1(),
+                        UnaryOp::Floor => x.floor(),
+                        UnaryOp::Ceil => x.ceil(),
+                        UnaryOp::Sign | UnaryOp::Round(_) | UnaryOp::Invert => {
+                            return fail(s, format!("{name}() needs an array here"))
+                        }
+                    };
+                    Value::Number(Scalar::Float(f))
                 }
                 other => {
                     return fail(
@@ -582,7 +805,7 @@ fn call(
             let Some(d) = d else {
                 return fail(
                     s,
-                    "unsupported dtype: use 'float64', 'float32', 'int64' or 'int32'",
+                    "unsupported dtype: use 'float64', 'float32', 'int64', 'int32' or 'bool'",
                 );
             };
             Value::Array(a.astype(d))
@@ -618,7 +841,7 @@ fn call(
             let dtype = match args.take(usize::MAX, "dtype") {
                 Some((Value::Str(t), s)) => DType::parse(&t).ok_or_else(|| EvalError {
                     message: format!(
-                        "unsupported dtype '{t}': use float64, float32, int64 or int32"
+                        "unsupported dtype '{t}': use float64, float32, int64, int32 or bool"
                     ),
                     span: s,
                 })?,
@@ -675,6 +898,43 @@ fn call(
         other => return fail(fspan, format!("unsupported function '{other}'")),
     };
     Ok(value)
+}
+
+/// `clip(a, lo, hi)` as NumPy defines it, `minimum(maximum(a, lo), hi)`, either bound
+/// optional. A Python int bound beyond an integer array's range clips nothing, as in NumPy 2
+/// (which compares such ints exactly rather than refusing them), so it is clamped to the range.
+fn clip(a: Array, lo: Option<(Value, Span)>, hi: Option<(Value, Span)>, span: Span) -> R<Array> {
+    let err = |m: String| EvalError { message: m, span };
+    let bound = |a: Array, b: Option<(Value, Span)>, op: BinOp| -> R<Array> {
+        match b {
+            None | Some((Value::None, _)) => Ok(a),
+            Some((Value::Array(b), _)) => a.binary(op, &b).map_err(err),
+            Some((Value::Number(n), _)) => {
+                let n = match (n, a.dtype()) {
+                    (Scalar::Int(i), DType::I32) => {
+                        Scalar::Int(i.clamp(i32::MIN as i64, i32::MAX as i64))
+                    }
+                    (n, _) => n,
+                };
+                a.with_scalar(op, n, false).map_err(err)
+            }
+            Some((other, s)) => fail(
+                s,
+                format!(
+                    "clip's bounds must be arrays, numbers or None, got {}",
+                    other.kind()
+                ),
+            ),
+        }
+    };
+    if matches!(
+        (&lo, &hi),
+        (None | Some((Value::None, _)), None | Some((Value::None, _)))
+    ) {
+        return fail(span, "One of max or min must be given");
+    }
+    let a = bound(a, lo, BinOp::Maximum)?;
+    bound(a, hi, BinOp::Minimum)
 }
 
 /// Python's slice semantics for one axis of length `len` (negative indices count from the

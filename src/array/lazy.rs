@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::block::{BinOp, Dim, Generator, ReduceOp, Reduction, UnaryOp};
+use super::block::{BinOp, CmpOp, Dim, Generator, ReduceOp, Reduction, UnaryOp};
 use super::data::{broadcast_shapes, DType, Scalar};
 use super::hdf5io;
 
@@ -81,6 +81,13 @@ fn check_grid(shape: &[usize], chunks: &[Vec<usize>], dtype: DType) -> ArrayResu
     check_layout(shape, &axes, dtype)
 }
 
+/// An operand of `where` (or of another function taking numbers too).
+#[derive(Clone, Debug)]
+pub enum Operand {
+    Array(Array),
+    Number(Scalar),
+}
+
 /// How one input axis is selected by a slice.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Select {
@@ -100,6 +107,10 @@ pub(crate) enum Op {
     Cast(Array),
     Unary(UnaryOp, Array),
     Binary(BinOp, Array, Array),
+    /// Operands cast to one type; the result is bool.
+    Compare(CmpOp, Array, Array),
+    /// Condition (bool), then the two choices (cast to one type).
+    Where(Array, Array, Array),
     Transpose(Array, Vec<usize>),
     Slice(Array, Vec<Select>),
     /// Same values, other chunks.
@@ -304,30 +315,117 @@ impl Array {
         )
     }
 
-    pub fn unary(&self, op: UnaryOp) -> Array {
+    /// An elementwise function, typed as NumPy 2 types it: float functions give float64
+    /// (float32 stays float32); floor, ceil, round, sign and abs keep the type; isnan and
+    /// isfinite give bool. What NumPy refuses (or would compute in float16 or int8, which
+    /// arrays here do not have) is refused, before anything runs.
+    pub fn unary(&self, op: UnaryOp) -> ArrayResult<Array> {
+        let dtype = self.dtype();
+        let is_bool = dtype == DType::Bool;
         let input = match op {
-            UnaryOp::Neg | UnaryOp::Abs => self.clone(),
-            _ => self.astype(self.dtype().float_of()),
+            UnaryOp::Neg if is_bool => {
+                return Err(
+                    "The numpy boolean negative, the `-` operator, is not supported, \
+                            use the `~` operator or the logical_not function instead"
+                        .into(),
+                )
+            }
+            UnaryOp::Sign if is_bool => {
+                return Err(
+                    "ufunc 'sign' did not contain a loop with signature matching \
+                            types <class 'numpy.dtypes.BoolDType'> -> None (NumPy has no sign \
+                            of bools; cast first, e.g. x.astype('i8'))"
+                        .into(),
+                )
+            }
+            UnaryOp::Invert if dtype.is_float() => {
+                return Err(format!(
+                    "ufunc 'invert' not supported for the input types ({dtype}): `~` takes \
+                     integers and bools"
+                ))
+            }
+            UnaryOp::Round(d) if !dtype.is_float() && (is_bool || d < 0) => {
+                return Err(format!(
+                    "round of a {dtype} array{} is not supported here (NumPy computes it in \
+                     {}); cast first, e.g. x.astype('f8')",
+                    if is_bool { "" } else { " to negative decimals" },
+                    if is_bool {
+                        "float16"
+                    } else {
+                        "a wider integer"
+                    },
+                ))
+            }
+            UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Sign
+            | UnaryOp::Invert
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round(_)
+            | UnaryOp::IsNan
+            | UnaryOp::IsFinite => self.clone(),
+            _ if is_bool => {
+                return Err(format!(
+                    "{op:?} of a bool array gives float16 in NumPy, which arrays here do not \
+                     have; cast first, e.g. x.astype('f8')"
+                )
+                .to_lowercase())
+            }
+            _ => self.astype(dtype.float_of()),
+        };
+        let out = match op {
+            UnaryOp::IsNan | UnaryOp::IsFinite => DType::Bool,
+            _ => input.dtype(),
         };
         let n = &input.node;
-        let (shape, dtype, chunks) = (n.shape.clone(), n.dtype, n.chunks.clone());
-        Array::new(Op::Unary(op, input), shape, dtype, chunks)
+        let (shape, chunks) = (n.shape.clone(), n.chunks.clone());
+        Ok(Array::new(Op::Unary(op, input), shape, out, chunks))
+    }
+
+    /// The type `op` computes in for operands promoted to `dtype`, or NumPy's refusal.
+    /// Bools add as `|` and multiply as `&` (True + True is True in NumPy).
+    fn binary_dtype(op: BinOp, dtype: DType) -> ArrayResult<(BinOp, DType)> {
+        let bitwise = matches!(op, BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor);
+        if bitwise && dtype.is_float() {
+            let name = match op {
+                BinOp::BitAnd => "bitwise_and",
+                BinOp::BitOr => "bitwise_or",
+                _ => "bitwise_xor",
+            };
+            return Err(format!(
+                "ufunc '{name}' not supported for the input types ({dtype}): & | ^ take \
+                 integers and bools"
+            ));
+        }
+        Ok(match (op, dtype) {
+            (BinOp::Div, d) if !d.is_float() => (op, DType::F64),
+            (BinOp::Add, DType::Bool) => (BinOp::BitOr, DType::Bool),
+            (BinOp::Mul, DType::Bool) => (BinOp::BitAnd, DType::Bool),
+            (BinOp::Sub, DType::Bool) => {
+                return Err(
+                    "numpy boolean subtract, the `-` operator, is not supported, use \
+                            the bitwise_xor, the `^` operator, or the logical_xor function \
+                            instead"
+                        .into(),
+                )
+            }
+            (BinOp::Pow | BinOp::FloorDiv | BinOp::Mod, DType::Bool) => {
+                return Err(
+                    "this operation on two bool arrays gives int8 in NumPy, which \
+                            arrays here do not have; cast first, e.g. x.astype('i8')"
+                        .into(),
+                )
+            }
+            _ => (op, dtype),
+        })
     }
 
     /// `self op other` with NumPy broadcasting and type promotion.
     pub fn binary(&self, op: BinOp, other: &Array) -> ArrayResult<Array> {
-        let shape = broadcast_shapes(self.shape(), other.shape()).ok_or_else(|| {
-            format!(
-                "operands could not be broadcast together with shapes {:?} and {:?}",
-                self.shape(),
-                other.shape()
-            )
-        })?;
-        let mut dtype = DType::promote(self.dtype(), other.dtype());
-        if op == BinOp::Div && !dtype.is_float() {
-            dtype = DType::F64;
-        }
-        let chunks = broadcast_chunks(&shape, self, other);
+        let shape = broadcast_all(&[self, other])?;
+        let (op, dtype) = Array::binary_dtype(op, DType::promote(self.dtype(), other.dtype()))?;
+        let chunks = broadcast_chunks(&shape, &[self, other]);
         // Broadcasting (n, 1) against (1, m) multiplies the operands' chunk counts.
         check_grid(&shape, &chunks, dtype)?;
         Ok(Array::new(
@@ -350,6 +448,7 @@ impl Array {
         } else {
             DType::with_scalar(self.dtype(), &value)?
         };
+        let (op, dtype) = Array::binary_dtype(op, dtype)?;
         if op == BinOp::Pow && !reversed && !dtype.is_float() && value.as_f64() < 0.0 {
             return Err("Integers to negative integer powers are not allowed \
                         (write the base as a float, e.g. x.astype('f8') ** -1)"
@@ -364,6 +463,64 @@ impl Array {
             n.shape.clone(),
             dtype,
             n.chunks.clone(),
+        ))
+    }
+
+    /// `self op other` compared elementwise (broadcast), a bool array.
+    pub fn compare(&self, op: CmpOp, other: &Array) -> ArrayResult<Array> {
+        let shape = broadcast_all(&[self, other])?;
+        let dtype = DType::promote(self.dtype(), other.dtype());
+        let chunks = broadcast_chunks(&shape, &[self, other]);
+        check_grid(&shape, &chunks, DType::Bool)?;
+        Ok(Array::new(
+            Op::Compare(op, self.astype(dtype), other.astype(dtype)),
+            shape,
+            DType::Bool,
+            chunks,
+        ))
+    }
+
+    /// `self op number` (`number op self` with `reversed`). Compared in the type NumPy 2
+    /// uses, except that an int beyond an int32 array's range is compared in int64 rather
+    /// than refused: NumPy 2 compares such Python ints exactly too.
+    pub fn compare_scalar(&self, op: CmpOp, value: Scalar, reversed: bool) -> ArrayResult<Array> {
+        let dtype = DType::with_scalar(self.dtype(), &value).unwrap_or(DType::I64);
+        let a = self.astype(dtype);
+        let s = Array::scalar(value, dtype);
+        let (l, r) = if reversed { (s, a) } else { (a, s) };
+        let n = &self.node;
+        Ok(Array::new(
+            Op::Compare(op, l, r),
+            n.shape.clone(),
+            DType::Bool,
+            n.chunks.clone(),
+        ))
+    }
+
+    /// `where(cond, a, b)`: `a` where `cond` (as bool) holds, else `b`; a number for `a` or
+    /// `b` is typed as NumPy 2 types Python numbers (NEP 50).
+    pub fn where_(cond: &Array, a: Operand, b: Operand) -> ArrayResult<Array> {
+        let dtype = match (&a, &b) {
+            (Operand::Array(x), Operand::Array(y)) => DType::promote(x.dtype(), y.dtype()),
+            (Operand::Array(x), Operand::Number(s)) | (Operand::Number(s), Operand::Array(x)) => {
+                DType::with_scalar(x.dtype(), s)?
+            }
+            (Operand::Number(Scalar::Int(_)), Operand::Number(Scalar::Int(_))) => DType::I64,
+            (Operand::Number(_), Operand::Number(_)) => DType::F64,
+        };
+        let typed = |o: Operand| match o {
+            Operand::Array(x) => x.astype(dtype),
+            Operand::Number(s) => Array::scalar(s, dtype),
+        };
+        let (a, b) = (typed(a), typed(b));
+        let shape = broadcast_all(&[cond, &a, &b])?;
+        let chunks = broadcast_chunks(&shape, &[cond, &a, &b]);
+        check_grid(&shape, &chunks, dtype)?;
+        Ok(Array::new(
+            Op::Where(cond.astype(DType::Bool), a, b),
+            shape,
+            dtype,
+            chunks,
         ))
     }
 
@@ -536,6 +693,13 @@ impl Array {
             ));
         }
         let dtype = DType::promote(self.dtype(), other.dtype());
+        if dtype == DType::Bool {
+            return Err(
+                "dot/@ of two bool arrays is not supported here; cast first, e.g. \
+                        x.astype('i8')"
+                    .into(),
+            );
+        }
         // One task per block product: (row blocks) x (inner blocks) x (column blocks).
         let (rows, inner, cols) = (&self.chunks()[0], &self.chunks()[1], &other.chunks()[1]);
         let longest = |c: &[usize]| c.iter().copied().max().unwrap_or(0);
@@ -584,12 +748,43 @@ fn grid_of(shape: &[usize], chunk: &[usize]) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// NumPy's broadcast of the operands' shapes, or its error.
+fn broadcast_all(operands: &[&Array]) -> ArrayResult<Vec<usize>> {
+    let mut shape = Some(vec![]);
+    for x in operands {
+        shape = shape.and_then(|s| broadcast_shapes(&s, x.shape()));
+    }
+    shape.ok_or_else(|| {
+        // NumPy's wording, shapes as Python tuples: "(10,) (24,) ()".
+        let shapes: Vec<String> = operands.iter().map(|x| python_tuple(x.shape())).collect();
+        format!(
+            "operands could not be broadcast together with shapes {}",
+            shapes.join(" ")
+        )
+    })
+}
+
+/// A shape as Python prints it: `()`, `(3,)`, `(3, 4)`.
+pub fn python_tuple(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// The chunks of a broadcast result: per axis, those of an operand that spans it.
-fn broadcast_chunks(shape: &[usize], a: &Array, b: &Array) -> Vec<Vec<usize>> {
+fn broadcast_chunks(shape: &[usize], operands: &[&Array]) -> Vec<Vec<usize>> {
     let n = shape.len();
     (0..n)
         .map(|ax| {
-            for x in [a, b] {
+            for &x in operands {
                 let pad = n - x.ndim();
                 if ax >= pad && x.shape()[ax - pad] == shape[ax] {
                     return x.chunks()[ax - pad].clone();

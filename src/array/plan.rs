@@ -198,6 +198,21 @@ impl<'k> Planner<'k> {
                 let by = self.block(y, &ry, deps);
                 Block::Binary(*op, Box::new(bx), Box::new(by))
             }
+            Op::Compare(op, x, y) => {
+                let rx = broadcast_region(region, &n.shape, x.shape());
+                let ry = broadcast_region(region, &n.shape, y.shape());
+                let bx = self.block(x, &rx, deps);
+                let by = self.block(y, &ry, deps);
+                Block::Compare(*op, Box::new(bx), Box::new(by))
+            }
+            Op::Where(c, x, y) => {
+                let mut part = |a: &Array| {
+                    let r = broadcast_region(region, &n.shape, a.shape());
+                    Box::new(self.block(a, &r, deps))
+                };
+                let (bc, bx, by) = (part(c), part(x), part(y));
+                Block::Where(bc, bx, by)
+            }
             Op::Transpose(x, perm) => {
                 let mut inner = vec![Dim::full(0); perm.len()];
                 for (i, &p) in perm.iter().enumerate() {

@@ -1,0 +1,230 @@
+//! Issue 17's operations checked against NumPy 2 (tests/arrays/semantics.py, with NumPy 2
+//! from RDASK_TEST_NUMPY2 or /tmp/np2 when there): values, dtypes (NumPy 2's rules: NEP 50
+//! scalars, floor/ceil/round keeping integer types) and refusals before anything runs.
+//! Arrays are generated (arange, ones) in chunks that do not divide their shapes.
+
+mod common;
+#[path = "arrays/numpy_ref.rs"]
+mod numpy_ref;
+
+use rdask::array::eval::{evaluate, Context};
+
+use numpy_ref::{compare_with_numpy, numpy, numpy2_path};
+
+/// Float, int64, int32, NaN/inf-holding, bool and 2-d operands.
+const OPERANDS: [(&str, &str); 6] = [
+    ("{F}", "arange(-9, 9, 0.75, chunks=(5,))"),
+    ("{I}", "arange(-12, 12, chunks=(5,))"),
+    ("{I4}", "arange(-12, 12, chunks=(5,)).astype('i4')"),
+    ("{N}", "np.log(arange(-2, 4, chunks=(4,)) * 1.0)"),
+    ("{B}", "(arange(10, chunks=(3,)) % 3 == 0)"),
+    (
+        "{M}",
+        "((ones((4, 6), chunks=(3, 4)) * arange(6)).T - arange(4) * 1.5)",
+    ),
+];
+
+fn expand(templates: &[&str]) -> Vec<String> {
+    templates
+        .iter()
+        .map(|t| {
+            OPERANDS
+                .iter()
+                .fold(t.to_string(), |s, (k, v)| s.replace(k, v))
+        })
+        .collect()
+}
+
+/// Compares with NumPy 2 when it is there; with NumPy 1.x the dtypes of some of these
+/// differ by design (value-based promotion, float results of floor on ints), so the test
+/// says so and checks nothing it cannot.
+fn check_all(templates: &[&str]) {
+    let exprs = expand(templates);
+    let exprs: Vec<&str> = exprs.iter().map(String::as_str).collect();
+    let path = numpy2_path();
+    let (version, answers) = numpy(&exprs, path.as_deref());
+    if !version.starts_with("2.") {
+        eprintln!("NumPy {version} is not NumPy 2 (set RDASK_TEST_NUMPY2): skipped");
+        return;
+    }
+    compare_with_numpy(&exprs, &answers);
+}
+
+#[test]
+fn comparisons_logic_and_bools_match_numpy_2() {
+    check_all(&[
+        "{F} > 0",
+        "{I} == 3",
+        "{I4} != {I}",
+        "{F} <= {I}",
+        "{M} >= 1.5",
+        "2 < {I4}",
+        "{I4} == 2**40",
+        "{I4} < 2**40",
+        "{I4} > 2.5",
+        "{N} == {N}",
+        "{N} != {N}",
+        "{N} < 1",
+        "({F} > 0) & ({F} < 3)",
+        "({I} < -5) | ({I} > 5)",
+        "({I} > 0) ^ ({I} % 2 == 0)",
+        "~({F} > 0)",
+        "{I} & 6",
+        "{I4} | {I4}",
+        "{I} ^ -1",
+        "~{I4}",
+        "{B} + {B}",
+        "{B} * ~{B}",
+        "{B} + 1",
+        "{B} * 1.5",
+        "{B} / {B}",
+        "{B}.sum()",
+        "{B}.mean()",
+        "{B}.min()",
+        "{B}.max()",
+        "abs({B})",
+        "np.floor({B})",
+        "({M} > 2).sum(axis=0)",
+        "{B}.astype('f4')",
+        "{B}.astype('i4')",
+        // What NumPy refuses, refused before running.
+        "{B} - {B}",
+        "-{B}",
+        "{F} & 1",
+        "{F} | {F}",
+        "{F} ^ {I}",
+        "~{F}",
+        "np.sign({B})",
+    ]);
+}
+
+#[test]
+fn where_clip_minimum_maximum_match_numpy_2() {
+    check_all(&[
+        "np.where({F} > 0, {F}, 0)",
+        "np.where({I} % 2 == 0, {I4}, {F})",
+        "np.where({B}, 1, 2)",
+        "np.where({B}, 1, 2.5)",
+        "np.where({B}, {I4}, 7)",
+        "np.where({M} > 2, {M}, arange(4))",
+        "np.where({I}, 1.5, {I4})",
+        "np.where({N} > 0, {N}, -1)",
+        "np.where({F} > 0, {F}, arange(5))",
+        "np.isnan({N})",
+        "np.isfinite({N})",
+        "np.isnan({I})",
+        "np.isfinite({B})",
+        "np.clip({F}, -2, 3)",
+        "{I4}.clip(0, 1.5)",
+        "np.clip({I4}, 0, 2**40)",
+        "np.clip({I}, None, 3)",
+        "{M}.clip(min=1)",
+        "np.clip({N}, -1, 1)",
+        "np.clip({F}, {I} * 0.5, 4)",
+        "np.minimum({F}, {I})",
+        "np.maximum({N}, 0)",
+        "np.minimum({I4}, 3)",
+        "np.maximum({M}, arange(4))",
+        "np.minimum({B}, {B})",
+        "np.maximum({N}, {N} * 0)",
+    ]);
+}
+
+#[test]
+fn rounding_and_float_functions_match_numpy_2() {
+    check_all(&[
+        "np.sign({F})",
+        "np.sign({I4})",
+        "np.sign({N})",
+        "np.floor({F})",
+        "np.ceil({F})",
+        "np.floor({I4})",
+        "np.ceil({I})",
+        "np.floor({F}.astype('f4'))",
+        "np.round({F})",
+        "np.round({F} * 1.37, 2)",
+        "{F}.round(1)",
+        "np.round({F} * 123.0, -1)",
+        "np.round({I4})",
+        "np.around({F})",
+        "np.tanh({F})",
+        "np.tanh({I4})",
+        "np.arcsin({F} / 10)",
+        "np.arccos({F} / 10)",
+        "np.arctan({F})",
+        "np.log10(abs({F}))",
+        "np.log10({N})",
+        "np.log1p(abs({F}))",
+        "np.expm1({F} / 4)",
+        "np.expm1({N})",
+    ]);
+}
+
+#[test]
+fn floor_division_and_modulo_match_numpy_2() {
+    check_all(&[
+        "{I} // 5",
+        "{I} % 5",
+        "{I} // -5",
+        "{I} % -5",
+        "-17 // {I4}",
+        "17 % {I}",
+        "{I} // 0",
+        "{I} % 0",
+        "{I4} // {I4}",
+        "{F} // 0.7",
+        "{F} % 0.7",
+        "{F} % -0.7",
+        "{F} // {I}",
+        "{F} % {I}",
+        "{N} % 2",
+        "{N} // 2",
+        "{I4} // 2.5",
+        "{F}.astype('f4') // 0.5",
+        "{F}.astype('f4') % 0.5",
+        "{M} // arange(1, 5)",
+        "{M} % arange(-4, 0)",
+    ]);
+}
+
+#[test]
+fn astype_to_every_dtype_matches_numpy_2() {
+    let mut templates = Vec::new();
+    for x in ["{F}", "{I}", "{I4}", "{B}", "{M}"] {
+        for d in [
+            "'f8'",
+            "'f4'",
+            "'i8'",
+            "'i4'",
+            "bool",
+            "'bool'",
+            "np.float32",
+        ] {
+            templates.push(format!("{x}.astype({d})"));
+        }
+    }
+    for d in ["'f8'", "'f4'", "bool"] {
+        templates.push(format!("{{N}}.astype({d})"));
+    }
+    let templates: Vec<&str> = templates.iter().map(String::as_str).collect();
+    check_all(&templates);
+}
+
+/// What NumPy computes in a type arrays here do not have (int8 and float16 results of bool
+/// operands): refused before running, with a message saying to cast.
+#[test]
+fn bool_results_in_int8_or_float16_are_refused_with_a_cast_to_use() {
+    for template in [
+        "{B} ** {B}",
+        "{B} // {B}",
+        "{B} % {B}",
+        "np.sqrt({B})",
+        "np.round({B})",
+    ] {
+        let expr = expand(&[template]).remove(0);
+        let e = evaluate(&expr, &Context::default()).unwrap_err();
+        assert!(e.contains("cast first"), "{expr}: {e}");
+    }
+    let e = evaluate("0 < arange(3) < 2", &Context::default()).unwrap_err();
+    assert!(e.contains("chained comparisons"), "{e}");
+}
