@@ -11,8 +11,10 @@ use rdask::array::eval::{evaluate, Context};
 
 use numpy_ref::{compare_with_numpy, numpy, numpy2_path};
 
-/// Float, int64, int32, NaN/inf-holding, bool and 2-d operands.
-const OPERANDS: [(&str, &str); 6] = [
+/// Float, int64, int32, NaN/inf-holding, bool and 2-d operands; {W} is 2-d with NaNs and
+/// a column of only NaNs (it must come before {M}, which it uses).
+const OPERANDS: [(&str, &str); 7] = [
+    ("{W}", "np.where(arange(4) == 3, np.nan, np.log({M} + 2))"),
     ("{F}", "arange(-9, 9, 0.75, chunks=(5,))"),
     ("{I}", "arange(-12, 12, chunks=(5,))"),
     ("{I4}", "arange(-12, 12, chunks=(5,)).astype('i4')"),
@@ -208,6 +210,84 @@ fn astype_to_every_dtype_matches_numpy_2() {
     }
     let templates: Vec<&str> = templates.iter().map(String::as_str).collect();
     check_all(&templates);
+}
+
+#[test]
+fn reductions_match_numpy_2() {
+    let mut t: Vec<String> = [
+        "{M}.prod()",
+        "{M}.prod(axis=0)",
+        "{M}.prod(axis=1, keepdims=True)",
+        "({F} + 0.1).prod()",
+        "{I}.prod()",
+        // 24! overflows int64: it wraps, as in NumPy.
+        "arange(1, 25, chunks=(5,)).prod()",
+        "{I4}.prod(axis=0)",
+        "np.prod({B})",
+        "zeros((0, 3)).prod(axis=0)",
+        "{B}.any()",
+        "{B}.all()",
+        "({M} > 0).all(axis=0)",
+        "({M} > 0).any(axis=1, keepdims=True)",
+        "np.any({F} > 8)",
+        "{I}.all()",
+        "({I} + 100).all()",
+        "np.all({N})",
+        "np.any({W}, axis=0)",
+        "zeros((0, 3)).any(axis=0)",
+        "zeros((0, 3)).all(axis=0)",
+        "zeros((0, 3)).all()",
+        "np.count_nonzero({I})",
+        "np.count_nonzero({M}, axis=0)",
+        "np.count_nonzero({B})",
+        "np.count_nonzero({N})",
+        "np.count_nonzero({W}, axis=1, keepdims=True)",
+        "np.nansum({F}.astype('f4'))",
+        "np.nanmean({F}.astype('f4') * 0.5)",
+        "np.nanmin(zeros((0, 3)))",
+        "np.nanmax(zeros((0, 3)), axis=0)",
+        "np.nanvar({W}, axis=0, ddof=5)",
+        "np.nanstd({W}, axis=1, ddof=1)",
+        "np.nanmean({W}, axis=0, keepdims=True)",
+    ]
+    .map(String::from)
+    .to_vec();
+    for x in [
+        "{F}",
+        "{I4}",
+        "{N}",
+        "{W}",
+        "{M}",
+        "{B}",
+        "(ones((3, 2)) * 2)",
+    ] {
+        for f in ["argmin", "argmax"] {
+            t.push(format!("np.{f}({x})"));
+            t.push(format!("{x}.{f}(axis=0)"));
+            t.push(format!("{x}.{f}(axis=-1, keepdims=True)"));
+        }
+    }
+    // The middle of a 3-d array, flat and along each axis, through chunks of every size.
+    let cube = "((ones((5, 4, 6), chunks=(2, 3, 4)) * (arange(6) % 4)) \
+                - (ones((6, 4, 5), chunks=(4, 3, 2)) * arange(5)).T)";
+    for f in ["argmin", "argmax"] {
+        t.push(format!("{cube}.{f}()"));
+        for ax in 0..3 {
+            t.push(format!("{cube}.{f}(axis={ax})"));
+        }
+        t.push(format!("np.{f}(zeros((0, 3)), axis=0)"));
+    }
+    for x in ["{N}", "{W}", "{F}", "{I}", "{I4}"] {
+        for f in ["nansum", "nanmean", "nanmin", "nanmax", "nanvar", "nanstd"] {
+            t.push(format!("np.{f}({x})"));
+        }
+    }
+    for f in ["nansum", "nanmean", "nanmin", "nanmax", "nanvar", "nanstd"] {
+        t.push(format!("np.{f}({{W}}, axis=0)"));
+        t.push(format!("np.{f}({{W}}, axis=1)"));
+    }
+    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+    check_all(&t);
 }
 
 /// What NumPy computes in a type arrays here do not have (int8 and float16 results of bool

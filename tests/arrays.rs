@@ -127,6 +127,17 @@ fn expressions() -> Vec<String> {
             "np.log10(abs({x}) + 1)",
             "np.log1p(abs({x}))",
             "np.expm1({x} / 10)",
+            "{x}.argmin()",
+            "{x}.argmax(axis=0)",
+            "np.argmin({x}, axis=1)",
+            "({x} > 0).any(axis=0)",
+            "({x} > -25).all(axis=1)",
+            "np.count_nonzero({x} > 0, axis=1)",
+            "np.nansum({x}, axis=0)",
+            "np.nanmean({x}, axis=1)",
+            "np.nanmax({x}, axis=0)",
+            "np.nanstd({x}, axis=0, ddof=1)",
+            "({x} / 10).prod(axis=0)",
         ] {
             e.push(t.replace("{x}", x));
         }

@@ -331,6 +331,8 @@ pub trait Elem: ndarray::LinalgScalar + PartialOrd + Send + Sync + std::fmt::Deb
     fn bit_or(self, o: Self) -> Self;
     fn bit_xor(self, o: Self) -> Self;
     fn invert(self) -> Self;
+    /// `self * o`, wrapping on integer overflow as NumPy does.
+    fn mul_wrap(self, o: Self) -> Self;
     /// NumPy's `minimum`/`maximum`: a NaN on either side is the result.
     fn minimum(self, o: Self) -> Self {
         if self.is_nan() || o >= self {
@@ -434,6 +436,9 @@ macro_rules! float_elem {
             fn invert(self) -> Self {
                 <$t>::NAN
             }
+            fn mul_wrap(self, o: Self) -> Self {
+                self * o
+            }
         }
     };
 }
@@ -501,6 +506,9 @@ macro_rules! int_elem {
             fn invert(self) -> Self {
                 !self
             }
+            fn mul_wrap(self, o: Self) -> Self {
+                self.wrapping_mul(o)
+            }
         }
     };
 }
@@ -554,6 +562,9 @@ impl Elem for u8 {
     }
     fn invert(self) -> Self {
         self ^ 1
+    }
+    fn mul_wrap(self, o: Self) -> Self {
+        self & o
     }
 }
 
@@ -1013,6 +1024,18 @@ pub enum ReduceOp {
     Mean,
     Var,
     Std,
+    /// Products wrap on integer overflow, as NumPy's do.
+    Prod,
+    /// Of the values' truth (non-zero, NaN included): True for no values for `all`.
+    Any,
+    All,
+    /// Min and max skipping NaN; NaN only where every value is NaN.
+    NanMin,
+    NanMax,
+    /// The index of the first minimum (maximum) along one axis, or in the flattened array;
+    /// a NaN counts as the extreme, as in NumPy.
+    ArgMin,
+    ArgMax,
 }
 
 impl ReduceOp {
@@ -1024,6 +1047,13 @@ impl ReduceOp {
             ReduceOp::Mean => "mean",
             ReduceOp::Var => "var",
             ReduceOp::Std => "std",
+            ReduceOp::Prod => "prod",
+            ReduceOp::Any => "any",
+            ReduceOp::All => "all",
+            ReduceOp::NanMin => "nanmin",
+            ReduceOp::NanMax => "nanmax",
+            ReduceOp::ArgMin => "argmin",
+            ReduceOp::ArgMax => "argmax",
         }
     }
 
@@ -1035,17 +1065,38 @@ impl ReduceOp {
             ReduceOp::Mean,
             ReduceOp::Var,
             ReduceOp::Std,
+            ReduceOp::Prod,
+            ReduceOp::Any,
+            ReduceOp::All,
+            ReduceOp::NanMin,
+            ReduceOp::NanMax,
+            ReduceOp::ArgMin,
+            ReduceOp::ArgMax,
         ]
         .into_iter()
         .find(|op| op.name() == s)
     }
 
+    /// NumPy's name of the operation in "zero-size array to reduction operation ... which
+    /// has no identity", for the reductions that have none.
+    pub fn without_identity(self) -> Option<&'static str> {
+        match self {
+            ReduceOp::Min => Some("minimum"),
+            ReduceOp::Max => Some("maximum"),
+            ReduceOp::NanMin => Some("fmin"),
+            ReduceOp::NanMax => Some("fmax"),
+            _ => None,
+        }
+    }
+
     /// NumPy's result dtype for this reduction of `input`.
     pub fn result_dtype(self, input: DType) -> DType {
         match self {
-            ReduceOp::Sum => input.sum_of(),
-            ReduceOp::Min | ReduceOp::Max => input,
+            ReduceOp::Sum | ReduceOp::Prod => input.sum_of(),
+            ReduceOp::Min | ReduceOp::Max | ReduceOp::NanMin | ReduceOp::NanMax => input,
             ReduceOp::Mean | ReduceOp::Var | ReduceOp::Std => input.float_of(),
+            ReduceOp::Any | ReduceOp::All => DType::Bool,
+            ReduceOp::ArgMin | ReduceOp::ArgMax => DType::I64,
         }
     }
 }
@@ -1061,6 +1112,12 @@ pub struct Reduction {
     pub out_dtype: DType,
     /// The finished chunk's shape (the reduced axes dropped unless keepdims).
     pub out_shape: Vec<usize>,
+    /// For argmin/argmax: the whole input's shape, and where this task's chunk starts in it
+    /// (set per chunk by the planner), so partials carry global indices.
+    #[serde(default)]
+    pub input_shape: Vec<usize>,
+    #[serde(default)]
+    pub origin: Vec<usize>,
 }
 
 /// A partial reduction over some chunks, reduced axes kept as size 1.
@@ -1074,6 +1131,110 @@ pub enum Partial {
         /// Sum of squared deviations from the mean; absent for a plain mean.
         m2: Option<ArrayD<f64>>,
     },
+    /// argmin/argmax: the best value so far and its global index.
+    Arg { values: Data, index: ArrayD<i64> },
+}
+
+/// Whether `v` at global index `g` beats the best so far, `b` at `bi`: the first NaN wins,
+/// then the extreme value, ties to the lower index (NumPy's first occurrence).
+fn beats<T: Elem>(v: T, g: i64, b: T, bi: i64, max: bool) -> bool {
+    if b.is_nan() {
+        return v.is_nan() && g < bi;
+    }
+    if v.is_nan() {
+        return true;
+    }
+    let better = if max { v > b } else { v < b };
+    better || (v == b && g < bi)
+}
+
+/// The partial argmin/argmax of one chunk: per output element, the best value and its
+/// global index (along the one reduced axis, or flat in C order when every axis is reduced).
+fn arg_partial<T: Elem>(a: &ArrayD<T>, r: &Reduction, max: bool) -> (ArrayD<T>, ArrayD<i64>) {
+    let out_shape: Vec<usize> = (0..a.ndim())
+        .map(|k| if r.axes.contains(&k) { 1 } else { a.shape()[k] })
+        .collect();
+    let mut best = ArrayD::from_elem(IxDyn(&out_shape), T::zero());
+    let mut index = ArrayD::from_elem(IxDyn(&out_shape), -1i64);
+    let mut strides = vec![1usize; r.input_shape.len()];
+    for k in (0..r.input_shape.len().saturating_sub(1)).rev() {
+        strides[k] = strides[k + 1] * r.input_shape[k + 1];
+    }
+    let origin = |k: usize| r.origin.get(k).copied().unwrap_or(0);
+    let mut at = vec![0usize; a.ndim()];
+    for (i, &v) in a.indexed_iter() {
+        let g = match r.axes.as_slice() {
+            [ax] if a.ndim() > 1 => origin(*ax) + i[*ax],
+            _ => (0..a.ndim())
+                .map(|k| (origin(k) + i[k]) * strides.get(k).copied().unwrap_or(1))
+                .sum(),
+        } as i64;
+        for (k, o) in at.iter_mut().enumerate() {
+            *o = if r.axes.contains(&k) { 0 } else { i[k] };
+        }
+        let (b, bi) = (&mut best[at.as_slice()], &mut index[at.as_slice()]);
+        if *bi < 0 || beats(v, g, *b, *bi, max) {
+            *b = v;
+            *bi = g;
+        }
+    }
+    (best, index)
+}
+
+/// Merges two argmin/argmax partials of one output.
+fn arg_merge(
+    a: Data,
+    ai: ArrayD<i64>,
+    b: Data,
+    bi: ArrayD<i64>,
+    max: bool,
+) -> Result<Partial, String> {
+    fn go<T: Elem>(
+        mut a: ArrayD<T>,
+        mut ai: ArrayD<i64>,
+        b: ArrayD<T>,
+        bi: ArrayD<i64>,
+        max: bool,
+    ) -> Result<(ArrayD<T>, ArrayD<i64>), String> {
+        if a.shape() != b.shape() || ai.shape() != bi.shape() {
+            return Err("partials of different shapes".into());
+        }
+        Zip::from(&mut a)
+            .and(&mut ai)
+            .and(&b)
+            .and(&bi)
+            .for_each(|x, xi, &y, &yi| {
+                if beats(y, yi, *x, *xi, max) {
+                    *x = y;
+                    *xi = yi;
+                }
+            });
+        Ok((a, ai))
+    }
+    let (values, index) = match (a, b) {
+        (Data::F64(a), Data::F64(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::F64(v), i)
+        }
+        (Data::F32(a), Data::F32(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::F32(v), i)
+        }
+        (Data::I64(a), Data::I64(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::I64(v), i)
+        }
+        (Data::I32(a), Data::I32(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::I32(v), i)
+        }
+        (Data::Bool(a), Data::Bool(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::Bool(v), i)
+        }
+        _ => return Err("partials of different dtypes".into()),
+    };
+    Ok(Partial::Arg { values, index })
 }
 
 fn fold_axes<T: Elem>(a: &ArrayD<T>, axes: &[usize], pick: fn(T, T) -> T) -> ArrayD<T> {
@@ -1088,6 +1249,37 @@ fn fold_axes<T: Elem>(a: &ArrayD<T>, axes: &[usize], pick: fn(T, T) -> T) -> Arr
             .insert_axis(Axis(ax));
     }
     out
+}
+
+/// Folds `a` over `axes` from `init` (so empty lanes give `init`), keeping the axes.
+fn fold_axes_from<T: Elem>(a: &ArrayD<T>, axes: &[usize], init: T, f: fn(T, T) -> T) -> ArrayD<T> {
+    let mut out = a.clone();
+    for &ax in axes {
+        out = out
+            .map_axis(Axis(ax), |lane| lane.iter().fold(init, |acc, &x| f(acc, x)))
+            .insert_axis(Axis(ax));
+    }
+    out
+}
+
+fn pick_nanmin<T: Elem>(acc: T, x: T) -> T {
+    if acc.is_nan() || x < acc {
+        x
+    } else {
+        acc
+    }
+}
+
+fn pick_nanmax<T: Elem>(acc: T, x: T) -> T {
+    if acc.is_nan() || x > acc {
+        x
+    } else {
+        acc
+    }
+}
+
+fn mul_wrap<T: Elem>(acc: T, x: T) -> T {
+    acc.mul_wrap(x)
 }
 
 fn pick_min<T: Elem>(acc: T, x: T) -> T {
@@ -1154,7 +1346,43 @@ impl Partial {
                 };
                 Partial::Values(map_data!(data.cast(acc), a => sum_keep(&a, &r.axes)))
             }
-            ReduceOp::Min | ReduceOp::Max => {
+            ReduceOp::ArgMin | ReduceOp::ArgMax => {
+                if data.is_empty() {
+                    return Err(format!(
+                        "attempt to get {} of an empty sequence",
+                        r.op.name()
+                    ));
+                }
+                let max = r.op == ReduceOp::ArgMax;
+                let index;
+                let values = map_data!(data, a => {
+                    let (v, i) = arg_partial(&a, r, max);
+                    index = i;
+                    v
+                });
+                Partial::Arg { values, index }
+            }
+            ReduceOp::Prod => {
+                let acc = if data.dtype().is_float() {
+                    DType::F64
+                } else {
+                    DType::I64
+                };
+                Partial::Values(map_data!(data.cast(acc), a => {
+                    fold_axes_from(&a, &r.axes, Elem::from_f64(1.0), mul_wrap)
+                }))
+            }
+            ReduceOp::Any | ReduceOp::All => {
+                let Data::Bool(a) = data.cast(DType::Bool) else {
+                    unreachable!("cast to bool")
+                };
+                Partial::Values(Data::Bool(if r.op == ReduceOp::Any {
+                    fold_axes_from(&a, &r.axes, 0, |x, y| x | y)
+                } else {
+                    fold_axes_from(&a, &r.axes, 1, |x, y| x & y)
+                }))
+            }
+            ReduceOp::Min | ReduceOp::Max | ReduceOp::NanMin | ReduceOp::NanMax => {
                 // Only a value computed from no elements is an error: min over axis 1 of a
                 // (0, 3) array is an empty result, as in NumPy.
                 let shape = data.shape();
@@ -1165,13 +1393,10 @@ impl Partial {
                 if data.is_empty() && outputs > 0 {
                     return Err(format!(
                         "zero-size array to reduction operation {} which has no identity",
-                        r.op.name()
+                        r.op.without_identity().unwrap_or(r.op.name())
                     ));
                 }
-                let min = r.op == ReduceOp::Min;
-                Partial::Values(map_data!(data, a => {
-                    fold_axes(&a, &r.axes, if min { pick_min } else { pick_max })
-                }))
+                Partial::Values(map_data!(data, a => fold_axes(&a, &r.axes, picker(r.op))))
             }
             ReduceOp::Mean | ReduceOp::Var | ReduceOp::Std => {
                 let x = data.into_f64();
@@ -1190,17 +1415,37 @@ impl Partial {
     /// Merges two partials of neighbouring chunks of the same output.
     pub fn merge(self, other: Partial, op: ReduceOp) -> Result<Partial, String> {
         Ok(match (self, other) {
-            (Partial::Values(a), Partial::Values(b)) => {
-                let bop = match op {
-                    ReduceOp::Sum => None,
-                    ReduceOp::Min => Some(pick_min as fn(f64, f64) -> f64),
-                    ReduceOp::Max => Some(pick_max as fn(f64, f64) -> f64),
+            (Partial::Values(a), Partial::Values(b)) => Partial::Values(match op {
+                ReduceOp::Sum => binary(BinOp::Add, a, b)?,
+                ReduceOp::Any => binary(BinOp::BitOr, a, b)?,
+                ReduceOp::All => binary(BinOp::BitAnd, a, b)?,
+                ReduceOp::Prod
+                | ReduceOp::Min
+                | ReduceOp::Max
+                | ReduceOp::NanMin
+                | ReduceOp::NanMax => pick_merge(a, b, op)?,
+                ReduceOp::Mean
+                | ReduceOp::Var
+                | ReduceOp::Std
+                | ReduceOp::ArgMin
+                | ReduceOp::ArgMax => return Err("mismatched partials".into()),
+            }),
+            (
+                Partial::Arg {
+                    values: a,
+                    index: ai,
+                },
+                Partial::Arg {
+                    values: b,
+                    index: bi,
+                },
+            ) => {
+                let max = match op {
+                    ReduceOp::ArgMin => false,
+                    ReduceOp::ArgMax => true,
                     _ => return Err("mismatched partials".into()),
                 };
-                match bop {
-                    None => Partial::Values(binary(BinOp::Add, a, b)?),
-                    Some(_) => Partial::Values(pick_merge(a, b, op == ReduceOp::Min)?),
-                }
+                arg_merge(a, ai, b, bi, max)?
             }
             (
                 Partial::Moments {
@@ -1244,6 +1489,7 @@ impl Partial {
     pub fn finish(self, r: &Reduction) -> Result<Data, String> {
         let data = match self {
             Partial::Values(d) => d.cast(r.out_dtype),
+            Partial::Arg { index, .. } => Data::I64(index),
             Partial::Moments { count, mean, m2 } => {
                 let v = match r.op {
                     ReduceOp::Mean => mean,
@@ -1280,6 +1526,11 @@ impl Partial {
                 out.push(0);
                 put(d, &mut out);
             }
+            Partial::Arg { values, index } => {
+                out.push(3);
+                put(values, &mut out);
+                put(&Data::I64(index.clone()), &mut out);
+            }
             Partial::Moments { count, mean, m2 } => {
                 out.push(if m2.is_some() { 2 } else { 1 });
                 out.extend_from_slice(&count.to_le_bytes());
@@ -1294,7 +1545,7 @@ impl Partial {
 
     pub fn decode(bytes: &[u8]) -> Result<Partial, String> {
         let tag = *bytes.first().ok_or("not a partial reduction")?;
-        let mut at = if tag == 0 { 1 } else { 9 };
+        let mut at = if tag == 0 || tag == 3 { 1 } else { 9 };
         let mut next = || -> Result<Data, String> {
             let len = u64::from_le_bytes(
                 bytes
@@ -1313,6 +1564,13 @@ impl Partial {
         };
         match tag {
             0 => Ok(Partial::Values(next()?)),
+            3 => {
+                let values = next()?;
+                match next()? {
+                    Data::I64(index) => Ok(Partial::Arg { values, index }),
+                    _ => Err("argmin/argmax indices must be int64".into()),
+                }
+            }
             1 | 2 => {
                 let count = f64::from_le_bytes(
                     bytes
@@ -1334,21 +1592,32 @@ impl Partial {
     }
 }
 
-fn pick_merge(a: Data, b: Data, min: bool) -> Result<Data, String> {
-    fn go<T: Elem>(mut a: ArrayD<T>, b: ArrayD<T>, min: bool) -> Result<ArrayD<T>, String> {
+/// The element function folding values for `op` (min, max, their NaN-skipping forms, prod).
+fn picker<T: Elem>(op: ReduceOp) -> fn(T, T) -> T {
+    match op {
+        ReduceOp::Min => pick_min,
+        ReduceOp::NanMin => pick_nanmin,
+        ReduceOp::NanMax => pick_nanmax,
+        ReduceOp::Prod => mul_wrap,
+        _ => pick_max,
+    }
+}
+
+fn pick_merge(a: Data, b: Data, op: ReduceOp) -> Result<Data, String> {
+    fn go<T: Elem>(mut a: ArrayD<T>, b: ArrayD<T>, op: ReduceOp) -> Result<ArrayD<T>, String> {
         if a.shape() != b.shape() {
             return Err("partials of different shapes".into());
         }
-        let pick = if min { pick_min } else { pick_max };
+        let pick = picker(op);
         a.zip_mut_with(&b, |x, &y| *x = pick(*x, y));
         Ok(a)
     }
     Ok(match (a, b) {
-        (Data::F64(a), Data::F64(b)) => Data::F64(go(a, b, min)?),
-        (Data::F32(a), Data::F32(b)) => Data::F32(go(a, b, min)?),
-        (Data::I64(a), Data::I64(b)) => Data::I64(go(a, b, min)?),
-        (Data::I32(a), Data::I32(b)) => Data::I32(go(a, b, min)?),
-        (Data::Bool(a), Data::Bool(b)) => Data::Bool(go(a, b, min)?),
+        (Data::F64(a), Data::F64(b)) => Data::F64(go(a, b, op)?),
+        (Data::F32(a), Data::F32(b)) => Data::F32(go(a, b, op)?),
+        (Data::I64(a), Data::I64(b)) => Data::I64(go(a, b, op)?),
+        (Data::I32(a), Data::I32(b)) => Data::I32(go(a, b, op)?),
+        (Data::Bool(a), Data::Bool(b)) => Data::Bool(go(a, b, op)?),
         _ => return Err("partials of different dtypes".into()),
     })
 }
@@ -1384,6 +1653,8 @@ mod tests {
                 ddof,
                 out_dtype: DType::F64,
                 out_shape: vec![2],
+                input_shape: vec![],
+                origin: vec![],
             };
             let v = Partial::of(x.clone(), &r)
                 .unwrap()
@@ -1404,6 +1675,8 @@ mod tests {
             ddof: 0.0,
             out_dtype: DType::F64,
             out_shape,
+            input_shape: vec![],
+            origin: vec![],
         };
         let r = red(vec![1], vec![0]);
         let m = Partial::of(empty.clone(), &r).unwrap().finish(&r).unwrap();
@@ -1445,6 +1718,8 @@ mod tests {
             ddof: 1.0,
             out_dtype: DType::F64,
             out_shape: vec![],
+            input_shape: vec![],
+            origin: vec![],
         };
         // Split into column halves, reduce each, merge.
         let halves = [
@@ -1465,6 +1740,8 @@ mod tests {
             ddof: 0.0,
             out_dtype: DType::I32,
             out_shape: vec![4],
+            input_shape: vec![],
+            origin: vec![],
         };
         let m = Partial::of(xi, &r).unwrap().finish(&r).unwrap();
         assert_eq!(m.dtype(), DType::I32);
@@ -1532,5 +1809,62 @@ mod tests {
             .contains("negative integer powers"));
         let c = Data::I64(ArrayD::from_elem(IxDyn(&[3]), 1));
         assert!(binary(BinOp::Add, a, c).unwrap_err().contains("broadcast"));
+    }
+
+    proptest::proptest! {
+        /// argmin/argmax over chunks (partials with their origins, merged in any grouping,
+        /// through the wire form) give the first index of the extreme, NaN first, as a
+        /// direct scan does; so do `//` and `%` of ints against Python's definition.
+        #[test]
+        fn chunked_argmin_argmax_find_the_first_extreme(
+            values in proptest::collection::vec(proptest::sample::select(vec![-1.0, 0.0, 2.0, 5.0, f64::NAN]), 1..40),
+            cut in 1usize..9,
+            max in proptest::bool::ANY,
+        ) {
+            let op = if max { ReduceOp::ArgMax } else { ReduceOp::ArgMin };
+            let r = |origin: usize| Reduction {
+                op,
+                axes: vec![0],
+                ddof: 0.0,
+                out_dtype: DType::I64,
+                out_shape: vec![],
+                input_shape: vec![values.len()],
+                origin: vec![origin],
+            };
+            let partials: Vec<Partial> = values
+                .chunks(cut)
+                .enumerate()
+                .map(|(k, c)| {
+                    let d = Data::F64(ArrayD::from_shape_vec(IxDyn(&[c.len()]), c.to_vec()).unwrap());
+                    let p = Partial::of(d, &r(k * cut)).unwrap();
+                    Partial::decode(&p.encode()).unwrap()
+                })
+                .collect();
+            // Merge right to left, so later chunks are met first.
+            let mut it = partials.into_iter().rev();
+            let first = it.next().unwrap();
+            let merged = it.fold(first, |acc, p| p.merge(acc, op).unwrap());
+            let got = merged.finish(&r(0)).unwrap().to_f64().into_raw_vec_and_offset().0[0] as usize;
+            let want = match values.iter().position(|v| v.is_nan()) {
+                Some(i) => i,
+                None => {
+                    let best = values.iter().copied().fold(values[0], |a, v| if (v > a) == max && v != a { v } else { a });
+                    values.iter().position(|&v| v == best).unwrap()
+                }
+            };
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn integer_floor_division_and_modulo_are_pythons(a in -50i64..50, b in -7i64..7) {
+            let (q, m) = (Elem::floor_div(a, b), Elem::floor_mod(a, b));
+            if b == 0 {
+                proptest::prop_assert_eq!((q, m), (0, 0));
+            } else {
+                proptest::prop_assert_eq!(q, (a as f64 / b as f64).floor() as i64);
+                proptest::prop_assert_eq!(q * b + m, a);
+                proptest::prop_assert!(m == 0 || (m < 0) == (b < 0));
+            }
+        }
     }
 }

@@ -110,6 +110,18 @@ const FUNCTIONS: &[&str] = &[
     "maximum",
     "clip",
     "where",
+    "prod",
+    "any",
+    "all",
+    "nanmin",
+    "nanmax",
+    "nansum",
+    "nanmean",
+    "nanvar",
+    "nanstd",
+    "count_nonzero",
+    "argmin",
+    "argmax",
 ];
 
 /// The unary functions: name, operation.
@@ -152,6 +164,11 @@ const METHODS: &[&str] = &[
     "rechunk",
     "round",
     "clip",
+    "prod",
+    "any",
+    "all",
+    "argmin",
+    "argmax",
 ];
 
 /// Options every generator without `chunks=` gets.
@@ -629,7 +646,7 @@ fn call(
         }
     };
     let err = |m: String| EvalError { message: m, span };
-    let reduce = |op: ReduceOp, args: &mut Args, a: Array| -> R<Value> {
+    let reduce = |op: ReduceOp, nan: bool, args: &mut Args, a: Array| -> R<Value> {
         let axis = match args.take(shift, "axis") {
             None | Some((Value::None, _)) => None,
             Some(v) => Some(ints_of(&v, "axis")?),
@@ -645,19 +662,33 @@ fn call(
             Some(v) => return fail(v.1, format!("{}() takes no ddof", op.name())),
             None => 0.0,
         };
-        a.reduce(op, axis.as_deref(), keepdims, ddof)
+        let reduced = if nan {
+            a.nan_reduce(op, axis.as_deref(), keepdims, ddof)
+        } else {
+            a.reduce(op, axis.as_deref(), keepdims, ddof)
+        };
+        reduced
             .map(Value::Array)
             .map_err(|m| EvalError { message: m, span })
     };
     let value = match name.as_str() {
-        "sum" | "mean" | "min" | "max" | "var" | "std" | "amin" | "amax" => {
-            let op = match name.as_str() {
-                "amin" => ReduceOp::Min,
-                "amax" => ReduceOp::Max,
-                n => ReduceOp::parse(n).expect("a reduction name"),
+        "sum" | "mean" | "min" | "max" | "var" | "std" | "amin" | "amax" | "prod" | "any"
+        | "all" | "nanmin" | "nanmax" | "nansum" | "nanmean" | "nanvar" | "nanstd"
+        | "count_nonzero" | "argmin" | "argmax" => {
+            let (op, nan) = match name.as_str() {
+                "amin" => (ReduceOp::Min, false),
+                "amax" => (ReduceOp::Max, false),
+                "count_nonzero" => (ReduceOp::Sum, false),
+                "nansum" | "nanmean" | "nanvar" | "nanstd" => {
+                    (ReduceOp::parse(&name[3..]).expect("a reduction name"), true)
+                }
+                n => (ReduceOp::parse(n).expect("a reduction name"), false),
             };
-            let a = subject(&mut args)?;
-            let v = reduce(op, &mut args, a)?;
+            let mut a = subject(&mut args)?;
+            if name == "count_nonzero" {
+                a = a.astype(DType::Bool);
+            }
+            let v = reduce(op, nan, &mut args, a)?;
             args.done(shift + 1)?;
             return Ok(v);
         }

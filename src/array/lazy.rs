@@ -635,16 +635,25 @@ impl Array {
                 axis.unwrap_or(&[])
             ));
         }
-        if matches!(op, ReduceOp::Min | ReduceOp::Max) && axes.iter().any(|&a| self.shape()[a] == 0)
-        {
-            return Err(format!(
-                "zero-size array to reduction operation {} which has no identity",
-                if op == ReduceOp::Min {
-                    "minimum"
-                } else {
-                    "maximum"
-                }
-            ));
+        if matches!(op, ReduceOp::ArgMin | ReduceOp::ArgMax) {
+            // NumPy takes one axis or None (the flattened array) here.
+            if axis.is_some_and(|a| a.len() != 1) {
+                return Err(format!(
+                    "{}: axis must be one integer or None, not {:?}",
+                    op.name(),
+                    axis.unwrap_or(&[])
+                ));
+            }
+            if self.shape().iter().product::<usize>() == 0 {
+                return Err(format!("attempt to get {} of an empty sequence", op.name()));
+            }
+        }
+        if let Some(name) = op.without_identity() {
+            if axes.iter().any(|&a| self.shape()[a] == 0) {
+                return Err(format!(
+                    "zero-size array to reduction operation {name} which has no identity"
+                ));
+            }
         }
         let n = &self.node;
         let mut shape = Vec::new();
@@ -665,6 +674,8 @@ impl Array {
             ddof,
             out_dtype: dtype,
             out_shape: vec![],
+            input_shape: n.shape.clone(),
+            origin: vec![],
         };
         Ok(Array::new(
             Op::Reduce(self.clone(), reduction),
@@ -672,6 +683,67 @@ impl Array {
             dtype,
             chunks,
         ))
+    }
+
+    /// NumPy's `nansum`, `nanmean`, `nanvar`, `nanstd` (`op` is the plain reduction): NaNs are
+    /// left out, built from plain operations (`where(isnan(x), 0, x)` and a count of the
+    /// values that are not NaN), so each partial stays exact. As NumPy: a slice of only NaNs
+    /// sums to 0 and has a nan mean; a variance with no degrees of freedom left is nan (not
+    /// the inf of `var`). Integer and bool arrays have no NaN: the plain reduction.
+    pub fn nan_reduce(
+        &self,
+        op: ReduceOp,
+        axis: Option<&[i64]>,
+        keepdims: bool,
+        ddof: f64,
+    ) -> ArrayResult<Array> {
+        if !self.dtype().is_float() {
+            return self.reduce(op, axis, keepdims, ddof);
+        }
+        let dtype = self.dtype();
+        let nan = self.unary(UnaryOp::IsNan)?;
+        let zeroed = Array::where_(
+            &nan,
+            Operand::Number(Scalar::Int(0)),
+            Operand::Array(self.clone()),
+        )?;
+        let count = |keep: bool| -> ArrayResult<Array> {
+            nan.unary(UnaryOp::Invert)?
+                .reduce(ReduceOp::Sum, axis, keep, 0.0)
+        };
+        let mean = |keep: bool| -> ArrayResult<Array> {
+            zeroed
+                .reduce(ReduceOp::Sum, axis, keep, 0.0)?
+                .binary(BinOp::Div, &count(keep)?.astype(dtype))
+        };
+        match op {
+            ReduceOp::Sum => zeroed.reduce(ReduceOp::Sum, axis, keepdims, 0.0),
+            ReduceOp::Mean => mean(keepdims),
+            ReduceOp::Var | ReduceOp::Std => {
+                let dev = self.binary(BinOp::Sub, &mean(true)?)?;
+                let dev =
+                    Array::where_(&nan, Operand::Number(Scalar::Int(0)), Operand::Array(dev))?;
+                let squares = dev.binary(BinOp::Mul, &dev)?;
+                let ss = squares.reduce(ReduceOp::Sum, axis, keepdims, 0.0)?;
+                let dof = count(keepdims)?.astype(DType::F64).with_scalar(
+                    BinOp::Sub,
+                    Scalar::Float(ddof),
+                    false,
+                )?;
+                let var = ss.binary(BinOp::Div, &dof.astype(dtype))?;
+                let var = Array::where_(
+                    &dof.compare_scalar(CmpOp::Le, Scalar::Int(0), false)?,
+                    Operand::Number(Scalar::Float(f64::NAN)),
+                    Operand::Array(var),
+                )?;
+                if op == ReduceOp::Std {
+                    var.unary(UnaryOp::Sqrt)
+                } else {
+                    Ok(var)
+                }
+            }
+            other => Err(format!("nan{} is not a reduction here", other.name())),
+        }
     }
 
     /// Matrix product of two 2-d arrays, blocked; partial products are summed as a tree.

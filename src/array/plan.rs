@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::block::{BinOp, Block, Dim, NoReads, Read, Reduction};
+use super::block::{BinOp, Block, Dim, NoReads, Read, ReduceOp, Reduction};
 use super::data::Data;
 use super::hdf5io::PendingOutput;
 use super::lazy::{Array, Op, Select};
@@ -288,7 +288,16 @@ impl<'k> Planner<'k> {
         for (idx, region) in chunk_regions(x.chunks()) {
             let mut deps = Deps::default();
             let b = self.block(x, &region, &mut deps);
-            let id = self.task(KERNEL_PARTIAL, encode(&(r, &b)), deps.ids);
+            let id = if matches!(r.op, ReduceOp::ArgMin | ReduceOp::ArgMax) {
+                // Partials of argmin/argmax carry global indices: each knows its offset.
+                let here = Reduction {
+                    origin: region.iter().map(|d| d.start as usize).collect(),
+                    ..r.clone()
+                };
+                self.task(KERNEL_PARTIAL, encode(&(&here, &b)), deps.ids)
+            } else {
+                self.task(KERNEL_PARTIAL, encode(&(r, &b)), deps.ids)
+            };
             let out_idx: Vec<usize> = idx
                 .iter()
                 .enumerate()

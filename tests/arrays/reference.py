@@ -42,7 +42,9 @@ def namespace(d):
     for name in ("sum", "mean", "min", "max", "var", "std", "sqrt", "exp", "log", "abs",
                  "sin", "cos", "dot", "transpose", "where", "clip", "minimum", "maximum",
                  "isnan", "isfinite", "sign", "floor", "ceil", "round", "tanh", "arcsin",
-                 "arccos", "arctan", "log10", "log1p", "expm1"):
+                 "arccos", "arctan", "log10", "log1p", "expm1", "argmin", "argmax",
+                 "count_nonzero", "nansum", "nanmean", "nanmin", "nanmax", "nanstd",
+                 "nanvar", "prod", "any", "all"):
         ns[name] = getattr(np, name)
     ns.update(np=np, ones=drop(np.ones), zeros=drop(np.zeros), full=drop(np.full),
               arange=drop(np.arange))
