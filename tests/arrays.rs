@@ -138,6 +138,10 @@ fn expressions() -> Vec<String> {
             "np.nanmax({x}, axis=0)",
             "np.nanstd({x}, axis=0, ddof=1)",
             "({x} / 10).prod(axis=0)",
+            "{x}.cumsum(axis=0)",
+            "np.cumsum({x}, axis=1)",
+            "({x} / 40).cumprod(axis=0)",
+            "{x}.T.cumsum(axis=-1)",
         ] {
             e.push(t.replace("{x}", x));
         }

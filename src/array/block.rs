@@ -175,6 +175,8 @@ pub enum Block {
     Compare(CmpOp, Box<Block>, Box<Block>),
     /// `where(c, a, b)`: `c` bool, `a` and `b` of one dtype, all three broadcast.
     Where(Box<Block>, Box<Block>, Box<Block>),
+    /// The running `op` (Add: cumsum, Mul: cumprod) along an axis of one chunk.
+    Scan(BinOp, usize, Box<Block>),
     Transpose(Box<Block>, Vec<usize>),
     Slice(Box<Block>, Vec<Dim>),
     Reshape(Box<Block>, Vec<usize>),
@@ -230,6 +232,7 @@ impl Block {
                 a.evaluate(inputs, reader)?,
                 b.evaluate(inputs, reader)?,
             )?,
+            Block::Scan(op, axis, b) => scan(*op, *axis, b.evaluate(inputs, reader)?)?,
             Block::Transpose(b, perm) => {
                 let d = b.evaluate(inputs, reader)?;
                 if perm.len() != d.shape().len() {
@@ -666,7 +669,7 @@ macro_rules! with_op {
                 $body
             }
             BinOp::Mul => {
-                let $f = |x: $t, y: $t| x * y;
+                let $f = |x: $t, y: $t| Elem::mul_wrap(x, y);
                 $body
             }
             BinOp::Div => {
@@ -865,6 +868,33 @@ fn binary(op: BinOp, a: Data, b: Data) -> Result<Data, String> {
             ))
         }
     })
+}
+
+/// The running sum (`Add`) or product (`Mul`, wrapping on integer overflow as NumPy) of a
+/// chunk along `axis`, in place.
+fn scan(op: BinOp, axis: usize, d: Data) -> Result<Data, String> {
+    if axis >= d.shape().len() {
+        return Err(format!(
+            "scan along axis {axis} of a chunk of shape {:?}",
+            d.shape()
+        ));
+    }
+    let mul = match op {
+        BinOp::Add => false,
+        BinOp::Mul => true,
+        other => return Err(format!("scan of {other:?} (only cumsum and cumprod)")),
+    };
+    Ok(map_data!(d, a => {
+        let mut a = into_row_major(a);
+        if mul {
+            a.accumulate_axis_inplace(Axis(axis), |&prev, cur| *cur = prev.mul_wrap(*cur));
+        } else {
+            // `+=` would need AddAssign, which the element trait does not ask for.
+            #[allow(clippy::assign_op_pattern)]
+            a.accumulate_axis_inplace(Axis(axis), |&prev, cur| *cur = prev + *cur);
+        }
+        a
+    }))
 }
 
 /// `a op b` elementwise with broadcasting, as bools.

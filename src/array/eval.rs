@@ -122,6 +122,8 @@ const FUNCTIONS: &[&str] = &[
     "count_nonzero",
     "argmin",
     "argmax",
+    "cumsum",
+    "cumprod",
 ];
 
 /// The unary functions: name, operation.
@@ -169,6 +171,8 @@ const METHODS: &[&str] = &[
     "all",
     "argmin",
     "argmax",
+    "cumsum",
+    "cumprod",
 ];
 
 /// Options every generator without `chunks=` gets.
@@ -710,6 +714,20 @@ fn call(
                 Value::Array(a) => Value::Array(a.unary(UnaryOp::Round(decimals)).map_err(err)?),
                 other => return fail(s, format!("round() needs an array, got {}", other.kind())),
             }
+        }
+        "cumsum" | "cumprod" => {
+            let a = subject(&mut args)?;
+            let axis = match args.take(shift, "axis") {
+                None | Some((Value::None, _)) => None,
+                Some(v) => Some(int_of(&v, "axis")?),
+            };
+            args.done(shift + 1)?;
+            let op = if name == "cumsum" {
+                BinOp::Add
+            } else {
+                BinOp::Mul
+            };
+            Value::Array(a.scan(op, axis).map_err(err)?)
         }
         "minimum" | "maximum" => {
             let op = if name == "minimum" {

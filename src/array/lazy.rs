@@ -116,6 +116,8 @@ pub(crate) enum Op {
     /// Same values, other chunks.
     Rechunk(Array),
     Reduce(Array, Reduction),
+    /// cumsum (`Add`) or cumprod (`Mul`) along an axis: per-chunk scans plus carried totals.
+    Scan(Array, BinOp, usize),
     Dot(Array, Array),
 }
 
@@ -744,6 +746,48 @@ impl Array {
             }
             other => Err(format!("nan{} is not a reduction here", other.name())),
         }
+    }
+
+    /// `cumsum` (`op` Add) or `cumprod` (Mul) along `axis`, typed as NumPy (ints and bools
+    /// in int64). Without an axis NumPy scans the flattened array: the same for 1-d arrays,
+    /// refused for others (flattening is a reshape, which is not available here).
+    pub fn scan(&self, op: BinOp, axis: Option<i64>) -> ArrayResult<Array> {
+        let name = if op == BinOp::Add {
+            "cumsum"
+        } else {
+            "cumprod"
+        };
+        let nd = self.ndim() as i64;
+        let axis = match axis {
+            None if nd <= 1 => 0,
+            None => {
+                return Err(format!(
+                    "{name} without an axis scans the flattened array, which is not \
+                     supported for {nd}-d arrays here; give an axis, e.g. {name}(x, axis=0)"
+                ))
+            }
+            Some(a) => a,
+        };
+        let k = if axis < 0 { axis + nd.max(1) } else { axis };
+        if k < 0 || k >= nd.max(1) {
+            return Err(format!(
+                "axis {axis} is out of bounds for array of dimension {nd}"
+            ));
+        }
+        let dtype = self.dtype().sum_of();
+        let x = if nd == 0 {
+            return Err(format!("{name} of a 0-d array is not supported here"));
+        } else {
+            self.astype(dtype)
+        };
+        let n = &x.node;
+        let (shape, chunks) = (n.shape.clone(), n.chunks.clone());
+        Ok(Array::new(
+            Op::Scan(x, op, k as usize),
+            shape,
+            dtype,
+            chunks,
+        ))
     }
 
     /// Matrix product of two 2-d arrays, blocked; partial products are summed as a tree.

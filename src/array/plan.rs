@@ -245,7 +245,7 @@ impl<'k> Planner<'k> {
                 }
             }
             Op::Rechunk(x) => self.block(x, region, deps),
-            Op::Reduce(..) | Op::Dot(..) => {
+            Op::Reduce(..) | Op::Dot(..) | Op::Scan(..) => {
                 let grid = self.materialize(a);
                 region_of_grid(&grid, &n.chunks, region, n.dtype, deps)
             }
@@ -261,6 +261,7 @@ impl<'k> Planner<'k> {
         let grid = match &a.node.op {
             Op::Reduce(x, r) => self.plan_reduce(a, x, r),
             Op::Dot(x, y) => self.plan_dot(a, x, y),
+            Op::Scan(x, op, axis) => self.plan_scan(x, *op, *axis),
             _ => self.plan_chunks(a),
         };
         self.materialized.insert(ptr, grid.clone());
@@ -277,6 +278,48 @@ impl<'k> Planner<'k> {
                 self.task(KERNEL_BLOCK, encode(&b), deps.ids)
             })
             .collect();
+        Grid { ids }
+    }
+
+    /// A blocked scan along `axis`: each chunk scanned on its own; the carry into chunk k
+    /// along the axis is the carry into k - 1 combined with the last slice of k - 1's scan
+    /// (a chain, one small task per chunk); each output chunk is its scan combined with its
+    /// carry, broadcast along the axis.
+    fn plan_scan(&mut self, x: &Array, op: BinOp, axis: usize) -> Grid {
+        let regions = chunk_regions(x.chunks());
+        let scans: Vec<TaskId> = regions
+            .iter()
+            .map(|(_, region)| {
+                let mut deps = Deps::default();
+                let b = Block::Scan(op, axis, Box::new(self.block(x, region, &mut deps)));
+                self.task(KERNEL_BLOCK, encode(&b), deps.ids)
+            })
+            .collect();
+        let mut carries: HashMap<Vec<usize>, TaskId> = HashMap::new();
+        let mut ids = Vec::with_capacity(regions.len());
+        // Row-major order visits chunk k - 1 along the axis before chunk k.
+        for (k, (idx, _)) in regions.iter().enumerate() {
+            if idx[axis] == 0 {
+                ids.push(scans[k]);
+                continue;
+            }
+            let mut before = idx.clone();
+            before[axis] -= 1;
+            let prev = flat_index(&before, x.chunks());
+            let mut last: Vec<Dim> = regions[prev].1.iter().map(|d| Dim::full(d.len)).collect();
+            last[axis] = Dim::range(regions[prev].1[axis].len - 1, 1);
+            let tail = Block::Slice(Box::new(Block::Input(0)), last);
+            let carry = match carries.get(&before) {
+                None => self.task(KERNEL_BLOCK, encode(&tail), vec![scans[prev]]),
+                Some(&c) => {
+                    let b = Block::Binary(op, Box::new(Block::Input(1)), Box::new(tail));
+                    self.task(KERNEL_BLOCK, encode(&b), vec![scans[prev], c])
+                }
+            };
+            carries.insert(idx.clone(), carry);
+            let out = Block::Binary(op, Box::new(Block::Input(0)), Box::new(Block::Input(1)));
+            ids.push(self.task(KERNEL_BLOCK, encode(&out), vec![scans[k], carry]));
+        }
         Grid { ids }
     }
 
