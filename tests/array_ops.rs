@@ -328,6 +328,64 @@ fn cumsum_and_cumprod_match_numpy_2() {
     assert!(e.contains("give an axis"), "{e}");
 }
 
+/// Shapes: negative steps, None / newaxis, integer indexing, squeeze, expand_dims,
+/// concatenate, stack, and .shape/.ndim/.size/.dtype inside expressions.
+#[test]
+fn shape_operations_match_numpy_2() {
+    let cube = "((ones((5, 4, 6), chunks=(2, 3, 4)) * (arange(6) % 4)) \
+                - (ones((6, 4, 5), chunks=(4, 3, 2)) * arange(5)).T)";
+    let t: Vec<String> = [
+        "{F}[::-1]",
+        "{F}[::-3]",
+        "{F}[20:3:-2]",
+        "{F}[-2::-5]",
+        "{F}[3:20:-1]",
+        "{F}[100:-100:-7]",
+        "{M}[::-1, ::2]",
+        "{M}[4:0:-3, -1]",
+        "{M}[::-1].sum(axis=0)",
+        "{M}.T[::-2, 1:]",
+        "{M}[None]",
+        "{M}[:, None, 2]",
+        "{M}[np.newaxis, ..., None]",
+        "{F}[None, ::-4, None]",
+        "{M}[-1, -2]",
+        "{M}[2]",
+        "CUBE[1, ::-1, 2:5]",
+        "CUBE[..., -1]",
+        "CUBE[::-2, None, :, ::-3]",
+        "np.squeeze({M}[:1, :, None])",
+        "np.squeeze(ones((1, 3, 1)), axis=0)",
+        "np.squeeze(ones((1, 3, 1)), axis=(0, -1))",
+        "{M}[None].squeeze()",
+        "np.squeeze({M}, axis=0)",
+        "np.expand_dims({F}, 0)",
+        "np.expand_dims({M}, -1)",
+        "np.expand_dims({M}, (0, 3))",
+        "np.expand_dims({F}, 2)",
+        "np.concatenate(({F}, {I}))",
+        "np.concatenate(({M}, {M} * 2, {M}[:1]), axis=0)",
+        "np.concatenate(({M}, {M}[:, :2]), axis=1)",
+        "np.concatenate(({M}, {M}[:, :2]), axis=-1)[::-1, 1:5]",
+        "np.concatenate(({I4}, {B}))",
+        "np.concatenate(({M}, {F}))",
+        "np.concatenate(({M}, {M}[:2]), axis=1)",
+        "np.stack(({F}, {F} * 2))",
+        "np.stack(({M}, {M} + 1, {M} - 1), axis=1)",
+        "np.stack(({M}, {M}), axis=-1)",
+        "np.stack(({F}, {I}[:3]))",
+        "arange({M}.size) + {M}.ndim",
+        "ones({M}.shape) * {M}.shape[0]",
+        "{I}.astype({M}.dtype)",
+        "zeros(({F}.shape[-1], 2))",
+    ]
+    .iter()
+    .map(|e| e.replace("CUBE", cube))
+    .collect();
+    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+    check_all(&t);
+}
+
 /// What NumPy computes in a type arrays here do not have (int8 and float16 results of bool
 /// operands): refused before running, with a message saying to cast.
 #[test]

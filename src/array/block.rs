@@ -180,6 +180,8 @@ pub enum Block {
     Transpose(Box<Block>, Vec<usize>),
     Slice(Box<Block>, Vec<Dim>),
     Reshape(Box<Block>, Vec<usize>),
+    /// The listed axes reversed.
+    Flip(Box<Block>, Vec<usize>),
     Matmul(Box<Block>, Box<Block>),
     /// An output of `shape` put together from parts placed at their offsets.
     Assemble {
@@ -246,6 +248,22 @@ impl Block {
             }
             Block::Slice(b, dims) => slice(b.evaluate(inputs, reader)?, dims)?,
             Block::Reshape(b, shape) => b.evaluate(inputs, reader)?.into_shape(shape)?,
+            Block::Flip(b, axes) => {
+                let d = b.evaluate(inputs, reader)?;
+                if axes.iter().any(|&a| a >= d.shape().len()) {
+                    return Err(format!(
+                        "flip of axes {axes:?} of a chunk of shape {:?}",
+                        d.shape()
+                    ));
+                }
+                map_data!(d, a => {
+                    let mut a = a;
+                    for &ax in axes {
+                        a.invert_axis(Axis(ax));
+                    }
+                    a
+                })
+            }
             Block::Matmul(a, b) => {
                 matmul(a.evaluate(inputs, reader)?, b.evaluate(inputs, reader)?)?
             }

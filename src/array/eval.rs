@@ -124,6 +124,10 @@ const FUNCTIONS: &[&str] = &[
     "argmax",
     "cumsum",
     "cumprod",
+    "squeeze",
+    "expand_dims",
+    "concatenate",
+    "stack",
 ];
 
 /// The unary functions: name, operation.
@@ -173,6 +177,7 @@ const METHODS: &[&str] = &[
     "argmax",
     "cumsum",
     "cumprod",
+    "squeeze",
 ];
 
 /// Options every generator without `chunks=` gets.
@@ -263,10 +268,22 @@ fn eval(n: &Node, ctx: &Context) -> R<Value> {
         }
         Kind::Index { value, items } => {
             let v = eval(value, ctx)?;
-            let Value::Array(a) = v else {
-                return fail(value.span, format!("cannot index {}", v.kind()));
-            };
-            index(&a, items, n.span, ctx)
+            match (v, items.as_slice()) {
+                (Value::Array(a), _) => index(&a, items, n.span, ctx),
+                // `x.shape[0]`: a tuple indexed by one int, as in Python.
+                (Value::Tuple(t), [IndexItem::Single(i)]) => {
+                    let k = int_of(&(eval(i, ctx)?, i.span), "a tuple index")?;
+                    let at = if k < 0 { k + t.len() as i64 } else { k };
+                    usize::try_from(at)
+                        .ok()
+                        .and_then(|at| t.get(at).cloned())
+                        .ok_or_else(|| EvalError {
+                            message: "tuple index out of range".into(),
+                            span: i.span,
+                        })
+                }
+                (v, _) => fail(value.span, format!("cannot index {}", v.kind())),
+            }
         }
     }
 }
@@ -281,6 +298,7 @@ fn name_value(name: &str, span: Span, ctx: &Context) -> R<Value> {
         "None" => Value::None,
         "np" | "numpy" | "da" => Value::Module,
         "pi" => Value::Number(Scalar::Float(std::f64::consts::PI)),
+        "newaxis" => Value::None,
         "nan" | "inf" => Value::Number(Scalar::Float(if name == "nan" {
             f64::NAN
         } else {
@@ -318,6 +336,7 @@ fn attribute(v: Value, name: &str, span: Span) -> R<Value> {
     match v {
         Value::Module if FUNCTIONS.contains(&name) => Ok(Value::Func(name.to_string())),
         Value::Module if DTYPES.contains(&name) => Ok(Value::Str(name.to_string())),
+        Value::Module if name == "newaxis" => Ok(Value::None),
         Value::Module if name == "nan" => Ok(Value::Number(Scalar::Float(f64::NAN))),
         Value::Module if name == "inf" => Ok(Value::Number(Scalar::Float(f64::INFINITY))),
         Value::Module if name == "pi" => Ok(Value::Number(Scalar::Float(std::f64::consts::PI))),
@@ -337,11 +356,23 @@ fn attribute(v: Value, name: &str, span: Span) -> R<Value> {
                 a.transpose(None)
                     .map_err(|m| EvalError { message: m, span })?,
             )),
+            "shape" => Ok(Value::Tuple(
+                a.shape()
+                    .iter()
+                    .map(|&n| Value::Number(Scalar::Int(n as i64)))
+                    .collect(),
+            )),
+            "ndim" => Ok(Value::Number(Scalar::Int(a.ndim() as i64))),
+            "size" => Ok(Value::Number(Scalar::Int(
+                a.shape().iter().product::<usize>() as i64,
+            ))),
+            "dtype" => Ok(Value::Str(a.dtype().name().to_string())),
             m if METHODS.contains(&m) => Ok(Value::Method(a, m.to_string())),
             _ => fail(
                 span,
                 format!(
-                    "arrays have no attribute '{name}' here (supported: T, {})",
+                    "arrays have no attribute '{name}' here (supported: T, shape, ndim, size, \
+                     dtype, {})",
                     METHODS.join(", ")
                 ),
             ),
@@ -715,6 +746,41 @@ fn call(
                 other => return fail(s, format!("round() needs an array, got {}", other.kind())),
             }
         }
+        "squeeze" => {
+            let a = subject(&mut args)?;
+            let axis = match args.take(shift, "axis") {
+                None | Some((Value::None, _)) => None,
+                Some(v) => Some(ints_of(&v, "axis")?),
+            };
+            args.done(shift + 1)?;
+            Value::Array(a.squeeze(axis.as_deref()).map_err(err)?)
+        }
+        "expand_dims" => {
+            let a = subject(&mut args)?;
+            let axis = ints_of(&args.required(1, "axis")?, "axis")?;
+            args.done(2)?;
+            Value::Array(a.expand_dims(&axis).map_err(err)?)
+        }
+        "concatenate" | "stack" => {
+            let (list, ls) = args.required(0, "arrays")?;
+            let axis = match args.take(1, "axis") {
+                Some(v) => int_of(&v, "axis")?,
+                None => 0,
+            };
+            args.done(2)?;
+            let Value::Tuple(items) = list else {
+                return fail(ls, format!("{name}() needs a tuple or list of arrays"));
+            };
+            let arrays = items
+                .into_iter()
+                .map(|v| array_of((v, ls), "each item"))
+                .collect::<R<Vec<_>>>()?;
+            Value::Array(if name == "stack" {
+                Array::stack(&arrays, axis).map_err(err)?
+            } else {
+                Array::concatenate(&arrays, axis).map_err(err)?
+            })
+        }
         "cumsum" | "cumprod" => {
             let a = subject(&mut args)?;
             let axis = match args.take(shift, "axis") {
@@ -987,37 +1053,57 @@ fn clip(a: Array, lo: Option<(Value, Span)>, hi: Option<(Value, Span)>, span: Sp
 }
 
 /// Python's slice semantics for one axis of length `len` (negative indices count from the
-/// end; out-of-range bounds are clamped).
+/// end; out-of-range bounds are clamped): the selected elements as an ascending range, and
+/// whether a negative step takes them in reverse.
 fn slice_dim(
     start: Option<i64>,
     stop: Option<i64>,
     step: Option<i64>,
     len: u64,
     span: Span,
-) -> R<Dim> {
+) -> R<(Dim, bool)> {
     let step = step.unwrap_or(1);
-    if step <= 0 {
-        return fail(
-            span,
-            "slice steps must be positive here (negative steps are not supported)",
-        );
+    if step == 0 {
+        return fail(span, "slice step cannot be zero");
     }
-    let len_i = len as i64;
-    let clamp = |v: i64| -> i64 {
-        let v = if v < 0 { v + len_i } else { v };
-        v.clamp(0, len_i)
+    let n = len as i64;
+    if step > 0 {
+        let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n);
+        let s = start.map(clamp).unwrap_or(0);
+        let e = stop.map(clamp).unwrap_or(n);
+        let count = if e > s { (e - s + step - 1) / step } else { 0 };
+        let dim = Dim {
+            start: s as u64,
+            len: count as u64,
+            step: step as u64,
+        };
+        return Ok((dim, false));
+    }
+    // Negative steps: bounds clamp to [-1, n - 1], -1 meaning "before the first".
+    let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(-1, n - 1);
+    let s = start.map(clamp).unwrap_or(n - 1);
+    let e = stop.map(clamp).unwrap_or(-1);
+    let back = -step;
+    let count = if s > e { (s - e - 1) / back + 1 } else { 0 };
+    let lowest = if count > 0 { s - (count - 1) * back } else { 0 };
+    let dim = Dim {
+        start: lowest as u64,
+        len: count as u64,
+        step: back as u64,
     };
-    let s = start.map(clamp).unwrap_or(0);
-    let e = stop.map(clamp).unwrap_or(len_i);
-    let n = if e > s { (e - s + step - 1) / step } else { 0 };
-    Ok(Dim {
-        start: s as u64,
-        len: n as u64,
-        step: step as u64,
-    })
+    Ok((dim, true))
+}
+
+/// What one index item makes of the result's axes.
+enum Out {
+    /// `None` / `np.newaxis`: a new axis of length 1.
+    New,
+    /// A slice: an axis of the sliced array, reversed for a negative step.
+    Range { flip: bool },
 }
 
 fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> {
+    let err = |m: String| EvalError { message: m, span };
     let int_at = |n: &Option<Node>| -> R<Option<i64>> {
         match n {
             None => Ok(None),
@@ -1030,9 +1116,22 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
             }
         }
     };
-    let explicit = items
+    // Evaluate single items once: None adds an axis, an int consumes one.
+    let mut singles: Vec<Option<Value>> = Vec::with_capacity(items.len());
+    for item in items {
+        singles.push(match item {
+            IndexItem::Single(n) => Some(eval(n, ctx)?),
+            _ => None,
+        });
+    }
+    let consuming = items
         .iter()
-        .filter(|i| !matches!(i, IndexItem::Ellipsis))
+        .zip(&singles)
+        .filter(|(i, v)| match i {
+            IndexItem::Ellipsis => false,
+            IndexItem::Single(_) => !matches!(v, Some(Value::None)),
+            IndexItem::Slice { .. } => true,
+        })
         .count();
     if items
         .iter()
@@ -1043,13 +1142,16 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
         return fail(span, "an index can only have a single ellipsis ('...')");
     }
     let mut select = Vec::new();
-    for item in items {
+    let mut outs = Vec::new();
+    for (item, single) in items.iter().zip(singles) {
         let axis = select.len();
-        match item {
-            IndexItem::Ellipsis => {
-                let fill = a.ndim().saturating_sub(explicit);
+        match (item, single) {
+            (IndexItem::Single(_), Some(Value::None)) => outs.push(Out::New),
+            (IndexItem::Ellipsis, _) => {
+                let fill = a.ndim().saturating_sub(consuming);
                 for k in 0..fill {
                     select.push(Select::Range(Dim::full(a.shape()[axis + k] as u64)));
+                    outs.push(Out::Range { flip: false });
                 }
             }
             _ if axis >= a.ndim() => {
@@ -1058,8 +1160,7 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
                     format!("too many indices for an array of {} dimensions", a.ndim()),
                 )
             }
-            IndexItem::Single(n) => {
-                let v = eval(n, ctx)?;
+            (IndexItem::Single(n), Some(v)) => {
                 let i = int_of(&(v, n.span), "an index")?;
                 let len = a.shape()[axis] as i64;
                 let k = if i < 0 { i + len } else { i };
@@ -1071,8 +1172,8 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
                 }
                 select.push(Select::Index(k as u64));
             }
-            IndexItem::Slice { start, stop, step } => {
-                let d = slice_dim(
+            (IndexItem::Slice { start, stop, step }, _) => {
+                let (d, flip) = slice_dim(
                     int_at(start)?,
                     int_at(stop)?,
                     int_at(step)?,
@@ -1080,13 +1181,38 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
                     span,
                 )?;
                 select.push(Select::Range(d));
+                outs.push(Out::Range { flip });
             }
+            (IndexItem::Single(_), None) => unreachable!("singles are evaluated"),
         }
     }
-    Ok(Value::Array(
-        a.slice(&select)
-            .map_err(|m| EvalError { message: m, span })?,
-    ))
+    let sliced = a.slice(&select).map_err(err)?;
+    // The sliced array's axes: one per Range item, then the axes no item reached.
+    let ranges = outs
+        .iter()
+        .filter(|o| matches!(o, Out::Range { .. }))
+        .count();
+    let flips: Vec<usize> = outs
+        .iter()
+        .filter(|o| matches!(o, Out::Range { .. }))
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Out::Range { flip: true }))
+        .map(|(k, _)| k)
+        .collect();
+    let flipped = sliced.flip(&flips);
+    if !outs.iter().any(|o| matches!(o, Out::New)) {
+        return Ok(Value::Array(flipped));
+    }
+    let mut next = 0..flipped.ndim();
+    let mut map: Vec<Option<usize>> = outs
+        .iter()
+        .map(|o| match o {
+            Out::New => None,
+            Out::Range { .. } => next.next(),
+        })
+        .collect();
+    map.extend((ranges..flipped.ndim()).map(Some));
+    Ok(Value::Array(flipped.regroup(&map).map_err(err)?))
 }
 
 #[cfg(test)]
@@ -1189,9 +1315,12 @@ mod tests {
             .unwrap_err()
             .contains("unexpected keyword"));
         assert!(evaluate("1 + 2", &c).unwrap_err().contains("not an array"));
-        assert!(evaluate("x[::-1]", &c)
+        assert!(evaluate("x[::0]", &c)
             .unwrap_err()
-            .contains("negative steps"));
+            .contains("slice step cannot be zero"));
+        assert!(evaluate("x[None, 0, None, 0, 0]", &c)
+            .unwrap_err()
+            .contains("too many indices"));
         assert!(evaluate("x.astype('u8')", &c)
             .unwrap_err()
             .contains("unsupported dtype"));

@@ -112,6 +112,13 @@ pub(crate) enum Op {
     /// Condition (bool), then the two choices (cast to one type).
     Where(Array, Array, Array),
     Transpose(Array, Vec<usize>),
+    /// Length-1 axes added or removed: per output axis, the input axis it is (None: a new
+    /// axis of length 1); input axes no output axis names have length 1.
+    Regroup(Array, Vec<Option<usize>>),
+    /// The axes listed reversed (negative slice steps).
+    Flip(Array, Vec<usize>),
+    /// The operands one after another along an axis (each output chunk inside one operand).
+    Concat(Vec<Array>, usize),
     Slice(Array, Vec<Select>),
     /// Same values, other chunks.
     Rechunk(Array),
@@ -549,6 +556,135 @@ impl Array {
         ))
     }
 
+    /// Length-1 axes added (`None` in `map`) or dropped (input axes `map` leaves out, which
+    /// must have length 1): `x[None]`, `expand_dims`, `squeeze`.
+    pub fn regroup(&self, map: &[Option<usize>]) -> ArrayResult<Array> {
+        let n = &self.node;
+        for ax in 0..self.ndim() {
+            if !map.contains(&Some(ax)) && n.shape[ax] != 1 {
+                return Err(format!(
+                    "cannot select an axis to squeeze out which has size not equal to one \
+                     (axis {ax} has size {})",
+                    n.shape[ax]
+                ));
+            }
+        }
+        let shape = map.iter().map(|m| m.map_or(1, |a| n.shape[a])).collect();
+        let chunks = map
+            .iter()
+            .map(|m| m.map_or(vec![1], |a| n.chunks[a].clone()))
+            .collect();
+        Ok(Array::new(
+            Op::Regroup(self.clone(), map.to_vec()),
+            shape,
+            n.dtype,
+            chunks,
+        ))
+    }
+
+    /// NumPy's `squeeze`: the given length-1 axes (all of them without `axis`) removed.
+    pub fn squeeze(&self, axis: Option<&[i64]>) -> ArrayResult<Array> {
+        let axes = match axis {
+            None => (0..self.ndim()).filter(|&a| self.shape()[a] == 1).collect(),
+            Some(list) => normalize_axes(list, self.ndim())?,
+        };
+        let map: Vec<Option<usize>> = (0..self.ndim())
+            .filter(|a| !axes.contains(a))
+            .map(Some)
+            .collect();
+        self.regroup(&map)
+    }
+
+    /// NumPy's `expand_dims`: new length-1 axes at the given positions of the result.
+    pub fn expand_dims(&self, axis: &[i64]) -> ArrayResult<Array> {
+        let out_nd = self.ndim() + axis.len();
+        let new = normalize_axes(axis, out_nd)?;
+        let mut input = 0..self.ndim();
+        let map: Vec<Option<usize>> = (0..out_nd)
+            .map(|k| if new.contains(&k) { None } else { input.next() })
+            .collect();
+        self.regroup(&map)
+    }
+
+    /// The listed axes reversed (what a negative slice step adds to a positive one).
+    pub fn flip(&self, axes: &[usize]) -> Array {
+        if axes.is_empty() {
+            return self.clone();
+        }
+        let n = &self.node;
+        let mut chunks = n.chunks.clone();
+        for &a in axes {
+            chunks[a].reverse();
+        }
+        Array::new(
+            Op::Flip(self.clone(), axes.to_vec()),
+            n.shape.clone(),
+            n.dtype,
+            chunks,
+        )
+    }
+
+    /// NumPy's `concatenate` along `axis`; the types promoted together.
+    pub fn concatenate(arrays: &[Array], axis: i64) -> ArrayResult<Array> {
+        let first = arrays
+            .first()
+            .ok_or("need at least one array to concatenate")?;
+        let nd = first.ndim();
+        if nd == 0 {
+            return Err("zero-dimensional arrays cannot be concatenated".into());
+        }
+        let ax = normalize_axes(&[axis], nd)?[0];
+        let mut dtype = first.dtype();
+        for (i, a) in arrays.iter().enumerate() {
+            if a.ndim() != nd {
+                return Err(format!(
+                    "all the input arrays must have same number of dimensions, but the array \
+                     at index 0 has {nd} dimension(s) and the array at index {i} has {} \
+                     dimension(s)",
+                    a.ndim()
+                ));
+            }
+            for k in (0..nd).filter(|&k| k != ax) {
+                if a.shape()[k] != first.shape()[k] {
+                    return Err(format!(
+                        "all the input array dimensions except for the concatenation axis \
+                         must match exactly, but along dimension {k}, the array at index 0 \
+                         has size {} and the array at index {i} has size {}",
+                        first.shape()[k],
+                        a.shape()[k]
+                    ));
+                }
+            }
+            dtype = DType::promote(dtype, a.dtype());
+        }
+        let mut shape = first.shape().to_vec();
+        shape[ax] = arrays.iter().map(|a| a.shape()[ax]).sum();
+        let mut chunks = first.chunks().to_vec();
+        chunks[ax] = arrays
+            .iter()
+            .flat_map(|a| a.chunks()[ax].iter().copied().filter(|&c| c > 0))
+            .collect();
+        if chunks[ax].is_empty() {
+            chunks[ax] = vec![0];
+        }
+        check_grid(&shape, &chunks, dtype)?;
+        let parts = arrays.iter().map(|a| a.astype(dtype)).collect();
+        Ok(Array::new(Op::Concat(parts, ax), shape, dtype, chunks))
+    }
+
+    /// NumPy's `stack`: the arrays (of one shape) along a new axis.
+    pub fn stack(arrays: &[Array], axis: i64) -> ArrayResult<Array> {
+        let first = arrays.first().ok_or("need at least one array to stack")?;
+        if arrays.iter().any(|a| a.shape() != first.shape()) {
+            return Err("all input arrays must have the same shape".into());
+        }
+        let expanded = arrays
+            .iter()
+            .map(|a| a.expand_dims(&[axis]))
+            .collect::<ArrayResult<Vec<_>>>()?;
+        Array::concatenate(&expanded, axis)
+    }
+
     /// Basic slicing: one selection per leading axis (missing trailing axes are taken whole).
     pub fn slice(&self, select: &[Select]) -> ArrayResult<Array> {
         if select.len() > self.ndim() {
@@ -835,6 +971,24 @@ impl Array {
             vec![self.chunks()[0].clone(), other.chunks()[1].clone()],
         ))
     }
+}
+
+/// Axes as NumPy takes them (negative from the end), checked in range and distinct.
+fn normalize_axes(list: &[i64], nd: usize) -> ArrayResult<Vec<usize>> {
+    let mut out = Vec::with_capacity(list.len());
+    for &a in list {
+        let k = if a < 0 { a + nd as i64 } else { a };
+        if k < 0 || k >= nd as i64 {
+            return Err(format!(
+                "axis {a} is out of bounds for array of dimension {nd}"
+            ));
+        }
+        if out.contains(&(k as usize)) {
+            return Err("repeated axis".into());
+        }
+        out.push(k as usize);
+    }
+    Ok(out)
 }
 
 fn check_chunks(c: &[usize], shape: &[usize]) -> ArrayResult<Vec<usize>> {

@@ -245,6 +245,73 @@ impl<'k> Planner<'k> {
                 }
             }
             Op::Rechunk(x) => self.block(x, region, deps),
+            Op::Regroup(x, map) => {
+                let mut inner = vec![Dim::full(1); x.ndim()];
+                for (k, m) in map.iter().enumerate() {
+                    if let Some(a) = m {
+                        inner[*a] = region[k];
+                    }
+                }
+                let b = self.block(x, &inner, deps);
+                Block::Reshape(Box::new(b), region.iter().map(|d| d.len as usize).collect())
+            }
+            Op::Flip(x, axes) => {
+                // Output coordinate i along a flipped axis of length n is input n - 1 - i.
+                let mut inner = region.to_vec();
+                for &a in axes {
+                    let d = region[a];
+                    let n = n.shape[a] as u64;
+                    if let Some(last) = d.last() {
+                        inner[a] = Dim {
+                            start: n - 1 - last,
+                            len: d.len,
+                            step: d.step,
+                        };
+                    }
+                }
+                Block::Flip(Box::new(self.block(x, &inner, deps)), axes.clone())
+            }
+            Op::Concat(parts, ax) => {
+                // Output chunks never straddle two operands; a planned region (a slice of
+                // this array) may, and is assembled from the operands it touches.
+                let d = region[*ax];
+                let mut pieces = Vec::new();
+                let mut at = 0u64;
+                for p in parts {
+                    let len = p.shape()[*ax] as u64;
+                    let first = d.start.max(at);
+                    let first = if first > d.start {
+                        d.start + (first - d.start).div_ceil(d.step) * d.step
+                    } else {
+                        first
+                    };
+                    let end = at + len;
+                    if d.len > 0 && first < end && first <= d.last().unwrap_or(0) {
+                        let last = d.last().unwrap_or(0).min(end - 1);
+                        let count = (last - first) / d.step + 1;
+                        let out_off = ((first - d.start) / d.step) as usize;
+                        let mut inner = region.to_vec();
+                        inner[*ax] = Dim {
+                            start: first - at,
+                            len: count,
+                            step: d.step,
+                        };
+                        let mut offset = vec![0; region.len()];
+                        offset[*ax] = out_off;
+                        pieces.push((offset, self.block(p, &inner, deps)));
+                    }
+                    at = end;
+                }
+                if pieces.len() == 1 {
+                    pieces.remove(0).1
+                } else {
+                    Block::Assemble {
+                        shape: region.iter().map(|d| d.len as usize).collect(),
+                        dtype: n.dtype,
+                        parts: pieces,
+                    }
+                }
+            }
             Op::Reduce(..) | Op::Dot(..) | Op::Scan(..) => {
                 let grid = self.materialize(a);
                 region_of_grid(&grid, &n.chunks, region, n.dtype, deps)

@@ -44,7 +44,8 @@ def namespace(d):
                  "isnan", "isfinite", "sign", "floor", "ceil", "round", "tanh", "arcsin",
                  "arccos", "arctan", "log10", "log1p", "expm1", "argmin", "argmax",
                  "count_nonzero", "nansum", "nanmean", "nanmin", "nanmax", "nanstd",
-                 "nanvar", "prod", "any", "all", "cumsum", "cumprod"):
+                 "nanvar", "prod", "any", "all", "cumsum", "cumprod", "squeeze",
+                 "expand_dims", "concatenate", "stack"):
         ns[name] = getattr(np, name)
     ns.update(np=np, ones=drop(np.ones), zeros=drop(np.zeros), full=drop(np.full),
               arange=drop(np.arange))
