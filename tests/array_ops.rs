@@ -386,6 +386,43 @@ fn shape_operations_match_numpy_2() {
     check_all(&t);
 }
 
+/// reshape in C order: chunked along the first axis in whole slabs of both shapes (the
+/// input's chunks along other axes do not matter), -1 inferred, length-1 axes only added
+/// or removed without moving data, and NumPy's refusals.
+#[test]
+fn reshape_matches_numpy_2() {
+    let cube = "((ones((5, 4, 6), chunks=(2, 3, 4)) * (arange(6) % 4)) \
+                - (ones((6, 4, 5), chunks=(4, 3, 2)) * arange(5)).T)";
+    let t: Vec<String> = [
+        "{F}.reshape((4, 6))",
+        "{F}.reshape(2, -1, 3)",
+        "{F}.reshape((2, 3, 4))[1, ::-1]",
+        "np.reshape({I}, (6, 4)).sum(axis=0)",
+        "{M}.reshape(4, 6)",
+        "{M}.reshape(-1)",
+        "{M}.reshape((2, 12))",
+        "{M}.reshape((3, 2, 4))",
+        "{M}.reshape(1, 24, 1)",
+        "{M}[None].reshape(6, 4)",
+        "{M}.T.reshape(8, 3)",
+        "CUBE.reshape(20, 6)",
+        "CUBE.reshape(6, 20)",
+        "CUBE.reshape(120)",
+        "CUBE.reshape(2, 60)[:, ::7]",
+        "CUBE.reshape((10, 2, 6)).cumsum(axis=0)",
+        "ones((1, 1)).reshape(())",
+        "zeros((0, 3)).reshape(3, 0)",
+        "{F}.reshape(5, 5)",
+        "{F}.reshape(-1, -1)",
+        "{F}.reshape(7, -1)",
+    ]
+    .iter()
+    .map(|e| e.replace("CUBE", cube))
+    .collect();
+    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+    check_all(&t);
+}
+
 /// What NumPy computes in a type arrays here do not have (int8 and float16 results of bool
 /// operands): refused before running, with a message saying to cast.
 #[test]

@@ -236,6 +236,10 @@ fn expressions() -> Vec<String> {
             "np.stack((f64, f64.T.T), axis=-1)",
             "np.stack((b32, b32 * 2))",
             "f64[f64.shape[0] - 1] * f64.ndim",
+            "f64.reshape(23, 37)",
+            "i32.reshape(-1)[::5]",
+            "c3.reshape(6, 20).sum(axis=1)",
+            "v.reshape(5, 10).T",
         ]
         .map(String::from),
     );

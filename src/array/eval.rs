@@ -128,6 +128,7 @@ const FUNCTIONS: &[&str] = &[
     "expand_dims",
     "concatenate",
     "stack",
+    "reshape",
 ];
 
 /// The unary functions: name, operation.
@@ -178,6 +179,7 @@ const METHODS: &[&str] = &[
     "cumsum",
     "cumprod",
     "squeeze",
+    "reshape",
 ];
 
 /// Options every generator without `chunks=` gets.
@@ -754,6 +756,20 @@ fn call(
             };
             args.done(shift + 1)?;
             Value::Array(a.squeeze(axis.as_deref()).map_err(err)?)
+        }
+        "reshape" => {
+            let a = subject(&mut args)?;
+            // x.reshape(2, 3) and x.reshape((2, 3)) both work, as in NumPy.
+            let shape = if this.is_some() && args.positional.len() > 1 {
+                let dims = std::mem::take(&mut args.positional);
+                dims.iter()
+                    .map(|d| int_of(d, "shape"))
+                    .collect::<R<Vec<_>>>()?
+            } else {
+                ints_of(&args.required(shift, "shape")?, "shape")?
+            };
+            args.done(shift + 1)?;
+            Value::Array(a.reshape(&shape).map_err(err)?)
         }
         "expand_dims" => {
             let a = subject(&mut args)?;

@@ -119,6 +119,9 @@ pub(crate) enum Op {
     Flip(Array, Vec<usize>),
     /// The operands one after another along an axis (each output chunk inside one operand).
     Concat(Vec<Array>, usize),
+    /// The same values in C order in another shape, chunked along the first axis only, in
+    /// blocks that are whole slabs of the input's first axis too.
+    Reshape(Array),
     Slice(Array, Vec<Select>),
     /// Same values, other chunks.
     Rechunk(Array),
@@ -624,6 +627,93 @@ impl Array {
         )
     }
 
+    /// NumPy's `reshape` (C order; one -1 inferred). Length-1 axes only added or removed
+    /// keep the chunks; otherwise the result is chunked along its first axis in blocks that
+    /// are whole slabs of the input's first axis too (a flat range both sides agree on: the
+    /// least common multiple of the two slab sizes), each block read as one region. Refused
+    /// when that unit is larger than a chunk may be.
+    pub fn reshape(&self, shape: &[i64]) -> ArrayResult<Array> {
+        let size: usize = self.shape().iter().product();
+        let unknown = shape.iter().filter(|&&d| d == -1).count();
+        if unknown > 1 {
+            return Err("can only specify one unknown dimension".into());
+        }
+        if let Some(&bad) = shape.iter().find(|&&d| d < -1) {
+            return Err(format!("negative dimensions not allowed (got {bad})"));
+        }
+        let known: usize = shape
+            .iter()
+            .filter(|&&d| d >= 0)
+            .map(|&d| d as usize)
+            .product();
+        let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        if unknown == 1 {
+            if known == 0 || size % known != 0 {
+                return Err(format!(
+                    "cannot reshape array of size {size} into shape {}",
+                    python_tuple_signed(shape)
+                ));
+            }
+            let k = shape.iter().position(|&d| d == -1).expect("one -1");
+            out[k] = size / known;
+        } else if known != size {
+            return Err(format!(
+                "cannot reshape array of size {size} into shape {}",
+                python_tuple_signed(shape)
+            ));
+        }
+        // Only length-1 axes differ: no data moves.
+        let a: Vec<usize> = self.shape().iter().copied().filter(|&n| n != 1).collect();
+        let b: Vec<usize> = out.iter().copied().filter(|&n| n != 1).collect();
+        if a == b && size > 0 {
+            let mut input = (0..self.ndim()).filter(|&k| self.shape()[k] != 1);
+            let map: Vec<Option<usize>> = out
+                .iter()
+                .map(|&n| if n == 1 { None } else { input.next() })
+                .collect();
+            return self.regroup(&map);
+        }
+        let slab_in: usize = self.shape().iter().skip(1).product();
+        let slab_out: usize = out.iter().skip(1).product();
+        let chunks = if out.is_empty() || size == 0 || self.ndim() == 0 {
+            out.iter().map(|&n| vec![n]).collect()
+        } else {
+            let unit = lcm(slab_in.max(1), slab_out.max(1));
+            let unit_rows = unit / slab_out.max(1);
+            // Blocks of about the input's chunk size, in whole units.
+            let chunk_elems: usize = self
+                .chunks()
+                .iter()
+                .map(|c| c.iter().copied().max().unwrap_or(1))
+                .product();
+            let rows = (chunk_elems / slab_out.max(1) / unit_rows).max(1) * unit_rows;
+            if rows
+                .saturating_mul(slab_out)
+                .saturating_mul(self.dtype().size())
+                > MAX_CHUNK_BYTES
+            {
+                return Err(format!(
+                    "reshape of {} into {} needs chunks of at least {unit} elements (whole \
+                     slabs of both shapes), over the {} MiB chunk limit; reshape in steps, \
+                     or keep the trailing axes",
+                    python_tuple(self.shape()),
+                    python_tuple(&out),
+                    MAX_CHUNK_BYTES >> 20
+                ));
+            }
+            let mut c = vec![regular_chunks(out[0], rows)];
+            c.extend(out.iter().skip(1).map(|&n| vec![n]));
+            c
+        };
+        check_grid(&out, &chunks, self.dtype())?;
+        Ok(Array::new(
+            Op::Reshape(self.clone()),
+            out,
+            self.dtype(),
+            chunks,
+        ))
+    }
+
     /// NumPy's `concatenate` along `axis`; the types promoted together.
     pub fn concatenate(arrays: &[Array], axis: i64) -> ArrayResult<Array> {
         let first = arrays
@@ -1034,6 +1124,32 @@ fn broadcast_all(operands: &[&Array]) -> ArrayResult<Vec<usize>> {
     })
 }
 
+fn lcm(a: usize, b: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    a / gcd(a, b) * b
+}
+
+/// A shape as written, -1 included, as Python prints it.
+fn python_tuple_signed(shape: &[i64]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// A shape as Python prints it: `()`, `(3,)`, `(3, 4)`.
 pub fn python_tuple(shape: &[usize]) -> String {
     match shape {
@@ -1251,6 +1367,24 @@ mod tests {
             let d = Dim { start: start.min(total - 1), len, step };
             proptest::prop_assert_eq!(sliced_chunks(&chunks, d), sliced_chunks_by_element(&chunks, d));
         }
+    }
+
+    #[test]
+    fn reshapes_whose_common_unit_exceeds_a_chunk_are_refused() {
+        // 10007 and 99991 are prime: a block that is whole slabs of both shapes is the whole
+        // 8 GB array.
+        let x = Array::ones(&[99991, 10007], None).unwrap();
+        let e = x.reshape(&[10007, 99991]).unwrap_err();
+        assert!(e.contains("over the 512 MiB chunk limit"), "{e}");
+        // Merging the trailing axes needs only whole rows.
+        let flat = x.reshape(&[-1]).unwrap();
+        assert_eq!(flat.shape(), &[99991 * 10007]);
+        assert!(flat.chunks()[0][0] % 10007 == 0);
+        let e = x.reshape(&[3, -1]).unwrap_err();
+        assert!(
+            e.contains("cannot reshape array of size 1000609937 into shape (3, -1)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -312,7 +312,7 @@ impl<'k> Planner<'k> {
                     }
                 }
             }
-            Op::Reduce(..) | Op::Dot(..) | Op::Scan(..) => {
+            Op::Reduce(..) | Op::Dot(..) | Op::Scan(..) | Op::Reshape(..) => {
                 let grid = self.materialize(a);
                 region_of_grid(&grid, &n.chunks, region, n.dtype, deps)
             }
@@ -329,6 +329,7 @@ impl<'k> Planner<'k> {
             Op::Reduce(x, r) => self.plan_reduce(a, x, r),
             Op::Dot(x, y) => self.plan_dot(a, x, y),
             Op::Scan(x, op, axis) => self.plan_scan(x, *op, *axis),
+            Op::Reshape(x) => self.plan_reshape(a, x),
             _ => self.plan_chunks(a),
         };
         self.materialized.insert(ptr, grid.clone());
@@ -387,6 +388,36 @@ impl<'k> Planner<'k> {
             let out = Block::Binary(op, Box::new(Block::Input(0)), Box::new(Block::Input(1)));
             ids.push(self.task(KERNEL_BLOCK, encode(&out), vec![scans[k], carry]));
         }
+        Grid { ids }
+    }
+
+    /// Each output chunk (whole but for the first axis) is a flat range of whole slabs of
+    /// the input's first axis: one region of the input, reshaped.
+    fn plan_reshape(&mut self, out: &Array, x: &Array) -> Grid {
+        let slab_out: usize = out.shape().iter().skip(1).product();
+        let slab_in: usize = x.shape().iter().skip(1).product();
+        let ids = chunk_regions(out.chunks())
+            .into_iter()
+            .map(|(_, region)| {
+                let mut deps = Deps::default();
+                let inner: Vec<Dim> = if x.ndim() == 0 || out.ndim() == 0 {
+                    x.shape().iter().map(|&n| Dim::full(n as u64)).collect()
+                } else {
+                    let (j0, rows) = (region[0].start as usize, region[0].len as usize);
+                    let (i0, i1) = (
+                        j0 * slab_out / slab_in.max(1),
+                        (j0 + rows) * slab_out / slab_in.max(1),
+                    );
+                    std::iter::once(Dim::range(i0 as u64, (i1 - i0) as u64))
+                        .chain(x.shape().iter().skip(1).map(|&n| Dim::full(n as u64)))
+                        .collect()
+                };
+                let b = self.block(x, &inner, &mut deps);
+                let shape = region.iter().map(|d| d.len as usize).collect();
+                let b = Block::Reshape(Box::new(b), shape);
+                self.task(KERNEL_BLOCK, encode(&b), deps.ids)
+            })
+            .collect();
         Grid { ids }
     }
 
