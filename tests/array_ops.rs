@@ -423,6 +423,25 @@ fn reshape_matches_numpy_2() {
     check_all(&t);
 }
 
+/// dot/@ with vectors: matrix-vector, vector-matrix and vector-vector, in chunks that do not
+/// line up between the operands.
+#[test]
+fn vector_products_match_numpy_2() {
+    check_all(&[
+        "{M} @ arange(4, chunks=(3,))",
+        "np.dot({M}, arange(4) * 0.5)",
+        "arange(6, chunks=(4,)) @ {M}",
+        "{M}.T @ {F}[:6]",
+        "{F} @ {F}",
+        "np.dot({I}, {I4})",
+        "{I4} @ {I4}",
+        "{F}[::-1] @ {I}",
+        "np.dot({M}, {F})",
+        "np.dot({F}[:5], {F}[:4])",
+        "np.dot({F}[:5], {M})",
+    ]);
+}
+
 /// What NumPy computes in a type arrays here do not have (int8 and float16 results of bool
 /// operands): refused before running, with a message saying to cast.
 #[test]

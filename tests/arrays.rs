@@ -240,6 +240,10 @@ fn expressions() -> Vec<String> {
             "i32.reshape(-1)[::5]",
             "c3.reshape(6, 20).sum(axis=1)",
             "v.reshape(5, 10).T",
+            "f64 @ b32.astype('f8')",
+            "b32 @ f32.T",
+            "v @ v",
+            "np.dot(i64[:, 0], i32[:, 1])",
         ]
         .map(String::from),
     );

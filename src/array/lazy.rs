@@ -1016,20 +1016,62 @@ impl Array {
         ))
     }
 
-    /// Matrix product of two 2-d arrays, blocked; partial products are summed as a tree.
+    /// `dot`/`@` of 1-d and 2-d operands, as NumPy: a vector on the left is a row, on the
+    /// right a column, and that axis is dropped from the result (vector . vector is 0-d).
+    /// Through the blocked matrix product, so the same chunking and limits apply.
     pub fn dot(&self, other: &Array) -> ArrayResult<Array> {
-        if self.ndim() != 2 || other.ndim() != 2 {
+        let (l, r) = (self.ndim(), other.ndim());
+        if !(1..=2).contains(&l) || !(1..=2).contains(&r) {
             return Err(format!(
-                "dot/@ needs two 2-d arrays here, got shapes {:?} and {:?}",
-                self.shape(),
-                other.shape()
+                "dot/@ needs 1-d or 2-d operands here, got shapes {} and {}",
+                python_tuple(self.shape()),
+                python_tuple(other.shape())
             ));
         }
+        let inner_l = self.shape()[l - 1];
+        let inner_r = other.shape()[0];
+        if inner_l != inner_r {
+            return Err(format!(
+                "shapes {} and {} not aligned: {} (dim {}) != {} (dim 0)",
+                python_tuple(self.shape()),
+                python_tuple(other.shape()),
+                inner_l,
+                l - 1,
+                inner_r
+            ));
+        }
+        let a = if l == 1 {
+            self.expand_dims(&[0])?
+        } else {
+            self.clone()
+        };
+        let b = if r == 1 {
+            other.expand_dims(&[1])?
+        } else {
+            other.clone()
+        };
+        let product = a.dot2(&b)?;
+        let mut drop = Vec::new();
+        if l == 1 {
+            drop.push(0);
+        }
+        if r == 1 {
+            drop.push(1);
+        }
+        if drop.is_empty() {
+            Ok(product)
+        } else {
+            product.squeeze(Some(&drop))
+        }
+    }
+
+    /// Matrix product of two 2-d arrays, blocked; partial products are summed as a tree.
+    fn dot2(&self, other: &Array) -> ArrayResult<Array> {
         if self.shape()[1] != other.shape()[0] {
             return Err(format!(
-                "shapes {:?} and {:?} not aligned: {} (dim 1) != {} (dim 0)",
-                self.shape(),
-                other.shape(),
+                "shapes {} and {} not aligned: {} (dim 1) != {} (dim 0)",
+                python_tuple(self.shape()),
+                python_tuple(other.shape()),
                 self.shape()[1],
                 other.shape()[0]
             ));
