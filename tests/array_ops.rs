@@ -442,6 +442,43 @@ fn vector_products_match_numpy_2() {
     ]);
 }
 
+/// median and percentile ('linear') along an axis, each task holding whole lanes; without
+/// an axis over the flattened array; NaN lanes give NaN.
+#[test]
+fn median_and_percentile_match_numpy_2() {
+    let cube = "((ones((5, 4, 6), chunks=(2, 3, 4)) * (arange(6) % 4)) \
+                - (ones((6, 4, 5), chunks=(4, 3, 2)) * arange(5)).T)";
+    let mut t: Vec<String> = [
+        "np.median({F})",
+        "np.median({I})",
+        "np.median({I4}[:7])",
+        "np.median({M}, axis=0)",
+        "np.median({M}, axis=1)",
+        "np.median({M}, axis=-1)",
+        "np.median({M})",
+        "np.median({W}, axis=0)",
+        "np.median({N})",
+        "np.percentile({F}, 30)",
+        "np.percentile({F}, 0)",
+        "np.percentile({F}, 100)",
+        "np.percentile({M}, 37.5, axis=0)",
+        "np.percentile({M}, 90, axis=1)",
+        "np.percentile({I4}, 12.5)",
+        "np.percentile({W}, 50, axis=1)",
+        "np.percentile({F}, 101)",
+        "np.median(zeros((0, 3)), axis=0)",
+        "np.percentile({F}.astype('f4'), 50)",
+    ]
+    .map(String::from)
+    .to_vec();
+    for ax in 0..3 {
+        t.push(format!("np.median({cube}, axis={ax})"));
+        t.push(format!("np.percentile({cube}, 75, axis={ax})"));
+    }
+    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+    check_all(&t);
+}
+
 /// What NumPy computes in a type arrays here do not have (int8 and float16 results of bool
 /// operands): refused before running, with a message saying to cast.
 #[test]

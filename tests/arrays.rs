@@ -244,6 +244,10 @@ fn expressions() -> Vec<String> {
             "b32 @ f32.T",
             "v @ v",
             "np.dot(i64[:, 0], i32[:, 1])",
+            "np.median(f64, axis=0)",
+            "np.percentile(i32, 25, axis=1)",
+            "np.median(c3, axis=1)",
+            "np.percentile(v, 99)",
         ]
         .map(String::from),
     );

@@ -177,6 +177,9 @@ pub enum Block {
     Where(Box<Block>, Box<Block>, Box<Block>),
     /// The running `op` (Add: cumsum, Mul: cumprod) along an axis of one chunk.
     Scan(BinOp, usize, Box<Block>),
+    /// The median (None) or a percentile (0 to 100) along an axis the chunk holds whole; the
+    /// axis is dropped; the result in `DType` (float64, or float32 for float32 input).
+    Quantile(Option<f64>, usize, DType, Box<Block>),
     Transpose(Box<Block>, Vec<usize>),
     Slice(Box<Block>, Vec<Dim>),
     Reshape(Box<Block>, Vec<usize>),
@@ -235,6 +238,21 @@ impl Block {
                 b.evaluate(inputs, reader)?,
             )?,
             Block::Scan(op, axis, b) => scan(*op, *axis, b.evaluate(inputs, reader)?)?,
+            Block::Quantile(q, axis, dtype, b) => {
+                let d = b.evaluate(inputs, reader)?;
+                if *axis >= d.shape().len() {
+                    return Err(format!(
+                        "quantile along axis {axis} of a chunk of shape {:?}",
+                        d.shape()
+                    ));
+                }
+                let x = d.into_f64();
+                let out = x.map_axis(Axis(*axis), |lane| {
+                    let mut v: Vec<f64> = lane.iter().copied().collect();
+                    quantile(&mut v, *q)
+                });
+                Data::F64(out).cast(*dtype)
+            }
             Block::Transpose(b, perm) => {
                 let d = b.evaluate(inputs, reader)?;
                 if perm.len() != d.shape().len() {
@@ -886,6 +904,33 @@ fn binary(op: BinOp, a: Data, b: Data) -> Result<Data, String> {
             ))
         }
     })
+}
+
+/// NumPy's median (`q` None: the mean of the middle two) or percentile `q` with its default
+/// 'linear' method, of `v` (reordered); NaN if any value is NaN, as NumPy.
+pub fn quantile(v: &mut [f64], q: Option<f64>) -> f64 {
+    if v.is_empty() || v.iter().any(|x| x.is_nan()) {
+        return f64::NAN;
+    }
+    v.sort_unstable_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let n = v.len();
+    match q {
+        None if n % 2 == 1 => v[n / 2],
+        None => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        Some(q) => {
+            let pos = q / 100.0 * (n - 1) as f64;
+            let lo = (pos.floor() as usize).min(n - 1);
+            let hi = (lo + 1).min(n - 1);
+            let t = pos - lo as f64;
+            let (a, b) = (v[lo], v[hi]);
+            // NumPy's _lerp: from the nearer end, for accuracy.
+            if t >= 0.5 {
+                b - (b - a) * (1.0 - t)
+            } else {
+                a + (b - a) * t
+            }
+        }
+    }
 }
 
 /// The running sum (`Add`) or product (`Mul`, wrapping on integer overflow as NumPy) of a

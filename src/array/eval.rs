@@ -129,6 +129,8 @@ const FUNCTIONS: &[&str] = &[
     "concatenate",
     "stack",
     "reshape",
+    "median",
+    "percentile",
 ];
 
 /// The unary functions: name, operation.
@@ -756,6 +758,22 @@ fn call(
             };
             args.done(shift + 1)?;
             Value::Array(a.squeeze(axis.as_deref()).map_err(err)?)
+        }
+        "median" | "percentile" => {
+            let a = subject(&mut args)?;
+            let q = if name == "percentile" {
+                let v = args.required(1, "q")?;
+                Some(number_of(&v, "q (one number here)")?.as_f64())
+            } else {
+                None
+            };
+            let pos = if name == "percentile" { 2 } else { 1 };
+            let axis = match args.take(pos, "axis") {
+                None | Some((Value::None, _)) => None,
+                Some(v) => Some(int_of(&v, "axis (one axis or None here)")?),
+            };
+            args.done(pos + 1)?;
+            Value::Array(a.quantile(q, axis).map_err(err)?)
         }
         "reshape" => {
             let a = subject(&mut args)?;

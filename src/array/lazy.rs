@@ -119,6 +119,8 @@ pub(crate) enum Op {
     Flip(Array, Vec<usize>),
     /// The operands one after another along an axis (each output chunk inside one operand).
     Concat(Vec<Array>, usize),
+    /// Median (None) or percentile along an axis: each chunk needs the axis whole.
+    Quantile(Array, Option<f64>, usize),
     /// The same values in C order in another shape, chunked along the first axis only, in
     /// blocks that are whole slabs of the input's first axis too.
     Reshape(Array),
@@ -712,6 +714,50 @@ impl Array {
             self.dtype(),
             chunks,
         ))
+    }
+
+    /// NumPy's `median` (`q` None) or `percentile(x, q)` along `axis` ('linear' method):
+    /// float64 (float32 kept), NaN where a lane holds NaN. Each task holds its chunk's lanes
+    /// whole along the axis; without an axis the flattened array is one lane.
+    pub fn quantile(&self, q: Option<f64>, axis: Option<i64>) -> ArrayResult<Array> {
+        if let Some(q) = q {
+            if !(0.0..=100.0).contains(&q) {
+                return Err("Percentiles must be in the range [0, 100]".into());
+            }
+        }
+        let Some(axis) = axis else {
+            let flat = if self.ndim() == 1 {
+                self.clone()
+            } else {
+                self.reshape(&[-1])?
+            };
+            return flat.quantile(q, Some(0));
+        };
+        let ax = normalize_axes(&[axis], self.ndim().max(1))?[0];
+        if self.ndim() == 0 {
+            return Err("median/percentile of a 0-d array is not supported here".into());
+        }
+        let len = self.shape()[ax];
+        if len == 0 && q.is_some() {
+            return Err(format!(
+                "index -1 is out of bounds for axis {ax} with size 0 (percentile of no values)"
+            ));
+        }
+        let dtype = self.dtype().float_of();
+        let x = self.astype(dtype);
+        let mut need: Vec<usize> = x
+            .chunks()
+            .iter()
+            .map(|c| c.iter().copied().max().unwrap_or(1))
+            .collect();
+        need[ax] = len.max(1);
+        check_regular(x.shape(), &need, dtype)?;
+        let n = &x.node;
+        let mut shape = n.shape.clone();
+        let mut chunks = n.chunks.clone();
+        shape.remove(ax);
+        chunks.remove(ax);
+        Ok(Array::new(Op::Quantile(x, q, ax), shape, dtype, chunks))
     }
 
     /// NumPy's `concatenate` along `axis`; the types promoted together.

@@ -245,6 +245,12 @@ impl<'k> Planner<'k> {
                 }
             }
             Op::Rechunk(x) => self.block(x, region, deps),
+            Op::Quantile(x, q, ax) => {
+                let mut inner = region.to_vec();
+                inner.insert(*ax, Dim::full(x.shape()[*ax] as u64));
+                let b = self.block(x, &inner, deps);
+                Block::Quantile(*q, *ax, n.dtype, Box::new(b))
+            }
             Op::Regroup(x, map) => {
                 let mut inner = vec![Dim::full(1); x.ndim()];
                 for (k, m) in map.iter().enumerate() {

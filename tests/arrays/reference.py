@@ -45,7 +45,8 @@ def namespace(d):
                  "arccos", "arctan", "log10", "log1p", "expm1", "argmin", "argmax",
                  "count_nonzero", "nansum", "nanmean", "nanmin", "nanmax", "nanstd",
                  "nanvar", "prod", "any", "all", "cumsum", "cumprod", "squeeze",
-                 "expand_dims", "concatenate", "stack", "reshape"):
+                 "expand_dims", "concatenate", "stack", "reshape", "median",
+                 "percentile"):
         ns[name] = getattr(np, name)
     ns.update(np=np, ones=drop(np.ones), zeros=drop(np.zeros), full=drop(np.full),
               arange=drop(np.arange))
