@@ -50,7 +50,7 @@ fn options(workers: usize, memory_limit: u64) -> LocalClusterOptions {
 fn context(dir: &Path) -> Context {
     let file = dir.join("inputs.h5").display().to_string();
     let mut ctx = Context::default();
-    for name in ["f64", "f32", "i64", "i32", "b32", "c3", "v"] {
+    for name in ["f64", "f32", "i64", "i32", "b32", "c3", "v", "b"] {
         ctx.inputs.insert(
             name.to_string(),
             Array::from_hdf5(&file, &format!("/{name}"), None).unwrap(),
@@ -91,6 +91,104 @@ fn expressions() -> Vec<String> {
             e.push(t.replace("{x}", x));
         }
     }
+    // Issue 17's elementwise operations: comparisons, logic, where, clip, minimum/maximum,
+    // floor division and modulo (by zero too), rounding and the float functions.
+    for x in ["f64", "f32", "i64", "i32"] {
+        for t in [
+            "{x} > 0",
+            "({x} > -3) & ({x} <= 4)",
+            "({x} < -20) | ({x} >= 20)",
+            "({x} != 0) ^ ({x} == {x}.T.T)",
+            "~({x} > 0)",
+            "np.where({x} > 0, {x}, 0)",
+            "np.where({x} < 0, {x}, f64)",
+            "np.minimum({x}, {x}.mean(axis=0))",
+            "np.maximum({x}, 1)",
+            "np.clip({x}, -5, 5)",
+            "{x}.clip(0)",
+            "{x} // 4",
+            "{x} % 4",
+            "{x} // -3",
+            "{x} % -3",
+            "{x} % 0",
+            "{x} // 2.5",
+            "np.sign({x})",
+            "np.isnan({x})",
+            "np.isfinite({x})",
+            "{x}.astype(bool)",
+            "{x}.astype('f4')",
+            "{x}.astype('i4')",
+            "{x}.astype('i8')",
+            "{x}.astype('f8')",
+            "np.tanh({x} / 10)",
+            "np.arctan({x})",
+            "np.arcsin({x} / 100)",
+            "np.arccos({x} / 100)",
+            "np.log10(abs({x}) + 1)",
+            "np.log1p(abs({x}))",
+            "np.expm1({x} / 10)",
+            "{x}.argmin()",
+            "{x}.argmax(axis=0)",
+            "np.argmin({x}, axis=1)",
+            "({x} > 0).any(axis=0)",
+            "({x} > -25).all(axis=1)",
+            "np.count_nonzero({x} > 0, axis=1)",
+            "np.nansum({x}, axis=0)",
+            "np.nanmean({x}, axis=1)",
+            "np.nanmax({x}, axis=0)",
+            "np.nanstd({x}, axis=0, ddof=1)",
+            "({x} / 10).prod(axis=0)",
+            "{x}.cumsum(axis=0)",
+            "np.cumsum({x}, axis=1)",
+            "({x} / 40).cumprod(axis=0)",
+            "{x}.T.cumsum(axis=-1)",
+        ] {
+            e.push(t.replace("{x}", x));
+        }
+    }
+    for x in ["f64", "f32"] {
+        for t in [
+            "np.floor({x})",
+            "np.ceil({x})",
+            "np.round({x})",
+            "np.round({x}, 1)",
+            "{x}.round(-1)",
+        ] {
+            e.push(t.replace("{x}", x));
+        }
+    }
+    for x in ["i64", "i32"] {
+        for t in ["~{x}", "{x} & 7", "{x} | b32", "{x} ^ -1", "{x} // 0"] {
+            e.push(t.replace("{x}", x));
+        }
+    }
+    e.extend(
+        [
+            "b",
+            "~b",
+            "b & (f64 > 0)",
+            "b | (i32 < 0)",
+            "b ^ b.T.T",
+            "b + b",
+            "b * (f32 > 0)",
+            "b + 1",
+            "b * 2.5",
+            "b / 2",
+            "b.sum()",
+            "b.sum(axis=0)",
+            "b.mean(axis=1)",
+            "b.max(axis=1)",
+            "b.min()",
+            "b.astype('f4') * 2",
+            "b.astype('i4') - 1",
+            "np.where(b, f64, i32)",
+            "np.where(i32, 1, 2.5)",
+            "np.minimum(b, f64 > 0)",
+            "abs(b)",
+            "np.isnan(np.log(f64))",
+        ]
+        .map(String::from),
+    );
     for ax in ["", "axis=0", "axis=1", "axis=2", "axis=(0, 2)"] {
         for op in ["sum", "mean", "max", "std"] {
             e.push(format!("c3.{op}({ax})"));
@@ -124,6 +222,32 @@ fn expressions() -> Vec<String> {
             "f64.dot(f64.T + 1).sum()",
             "(f64 + f64.T.T) - f64.mean(axis=0)",
             "f64[:20].dot(f64[:20].T)",
+            "f64[::-1]",
+            "f64[30:2:-3, ::-2]",
+            "i32[::-1].sum(axis=0)",
+            "f32.T[::-2, 5]",
+            "c3[::-1, None, 1:3, ::-2]",
+            "v[::-7]",
+            "f64[None, :, None] + 1",
+            "np.squeeze(f64[:1])",
+            "np.expand_dims(v, 0) * 2",
+            "np.concatenate((f64, f32), axis=0)",
+            "np.concatenate((f64, i32[:, :5]), axis=1)",
+            "np.stack((f64, f64.T.T), axis=-1)",
+            "np.stack((b32, b32 * 2))",
+            "f64[f64.shape[0] - 1] * f64.ndim",
+            "f64.reshape(23, 37)",
+            "i32.reshape(-1)[::5]",
+            "c3.reshape(6, 20).sum(axis=1)",
+            "v.reshape(5, 10).T",
+            "f64 @ b32.astype('f8')",
+            "b32 @ f32.T",
+            "v @ v",
+            "np.dot(i64[:, 0], i32[:, 1])",
+            "np.median(f64, axis=0)",
+            "np.percentile(i32, 25, axis=1)",
+            "np.median(c3, axis=1)",
+            "np.percentile(v, 99)",
         ]
         .map(String::from),
     );
@@ -179,6 +303,8 @@ fn stored_results_read_back_with_h5py_and_existing_files_keep_their_datasets() {
         ("i32 + b32", "/ints"),
         ("f32[::2, 3:]", "/sliced"),
         ("f64.sum(axis=1)", "/rowsums"),
+        // bool as h5py stores it (an enum of int8), read and written.
+        ("(f64 > 0) & ~b", "/mask"),
     ];
     for (i, (expr, dataset)) in cases.iter().enumerate() {
         let o = run(bin()
@@ -188,6 +314,7 @@ fn stored_results_read_back_with_h5py_and_existing_files_keep_their_datasets() {
             .args(["--input", &format!("i32={inputs}:/i32")])
             .args(["--input", &format!("b32={inputs}:/b32")])
             .args(["--input", &format!("c3={inputs}:/c3")])
+            .args(["--input", &format!("b={inputs}:/b")])
             .args(["--output", &format!("{out_file}:{dataset}")]));
         assert!(o.status.success(), "{expr}: {}", stderr(&o));
         assert!(stdout(&o).contains("stored"), "{}", stdout(&o));

@@ -10,7 +10,7 @@
 use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
 use serde::{Deserialize, Serialize};
 
-use super::data::{broadcast_shapes, map_data, sum_axes, DType, Data, Scalar};
+use super::data::{broadcast_shapes, map_data, sum_axes, with_data, DType, Data, Scalar};
 
 /// A strided range along one axis: `len` elements from `start`, `step` apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,6 +82,25 @@ pub enum UnaryOp {
     Log,
     Sin,
     Cos,
+    Tanh,
+    Arcsin,
+    Arccos,
+    Arctan,
+    Log10,
+    Log1p,
+    Expm1,
+    /// -1, 0 or 1 (NaN stays NaN); keeps the type.
+    Sign,
+    /// Keep the type; the identity on integers.
+    Floor,
+    Ceil,
+    /// To this many decimals, halves to even (NumPy's `round`); integers only with >= 0.
+    Round(i32),
+    /// `~`: bitwise not of integers, logical not of bools.
+    Invert,
+    /// These two give bools.
+    IsNan,
+    IsFinite,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +110,42 @@ pub enum BinOp {
     Mul,
     Div,
     Pow,
+    /// `//` and `%`, with Python's (and NumPy's) floor semantics: the remainder takes the
+    /// divisor's sign; an integer division by zero gives 0, as NumPy gives.
+    FloorDiv,
+    Mod,
+    /// `& | ^` on integers and bools (the planner refuses floats, as NumPy does).
+    BitAnd,
+    BitOr,
+    BitXor,
+    /// NumPy's `minimum`/`maximum`: a NaN on either side wins.
+    Minimum,
+    Maximum,
+}
+
+/// The comparison operators; their result is bool whatever the operands' type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    /// Python's result for ordered values; every comparison with a NaN is false but `!=`.
+    pub fn holds<T: PartialOrd>(self, x: &T, y: &T) -> bool {
+        match self {
+            CmpOp::Eq => x == y,
+            CmpOp::Ne => x != y,
+            CmpOp::Lt => x < y,
+            CmpOp::Le => x <= y,
+            CmpOp::Gt => x > y,
+            CmpOp::Ge => x >= y,
+        }
+    }
 }
 
 /// An HDF5 hyperslab to read on the worker that runs the task.
@@ -116,9 +171,20 @@ pub enum Block {
     Cast(Box<Block>, DType),
     Unary(UnaryOp, Box<Block>),
     Binary(BinOp, Box<Block>, Box<Block>),
+    /// Operands of one dtype (the planner casts), a bool result.
+    Compare(CmpOp, Box<Block>, Box<Block>),
+    /// `where(c, a, b)`: `c` bool, `a` and `b` of one dtype, all three broadcast.
+    Where(Box<Block>, Box<Block>, Box<Block>),
+    /// The running `op` (Add: cumsum, Mul: cumprod) along an axis of one chunk.
+    Scan(BinOp, usize, Box<Block>),
+    /// The median (None) or a percentile (0 to 100) along an axis the chunk holds whole; the
+    /// axis is dropped; the result in `DType` (float64, or float32 for float32 input).
+    Quantile(Option<f64>, usize, DType, Box<Block>),
     Transpose(Box<Block>, Vec<usize>),
     Slice(Box<Block>, Vec<Dim>),
     Reshape(Box<Block>, Vec<usize>),
+    /// The listed axes reversed.
+    Flip(Box<Block>, Vec<usize>),
     Matmul(Box<Block>, Box<Block>),
     /// An output of `shape` put together from parts placed at their offsets.
     Assemble {
@@ -161,6 +227,32 @@ impl Block {
                 a.evaluate(inputs, reader)?,
                 b.evaluate(inputs, reader)?,
             )?,
+            Block::Compare(op, a, b) => compare(
+                *op,
+                a.evaluate(inputs, reader)?,
+                b.evaluate(inputs, reader)?,
+            )?,
+            Block::Where(c, a, b) => select(
+                c.evaluate(inputs, reader)?,
+                a.evaluate(inputs, reader)?,
+                b.evaluate(inputs, reader)?,
+            )?,
+            Block::Scan(op, axis, b) => scan(*op, *axis, b.evaluate(inputs, reader)?)?,
+            Block::Quantile(q, axis, dtype, b) => {
+                let d = b.evaluate(inputs, reader)?;
+                if *axis >= d.shape().len() {
+                    return Err(format!(
+                        "quantile along axis {axis} of a chunk of shape {:?}",
+                        d.shape()
+                    ));
+                }
+                let x = d.into_f64();
+                let out = x.map_axis(Axis(*axis), |lane| {
+                    let mut v: Vec<f64> = lane.iter().copied().collect();
+                    quantile(&mut v, *q)
+                });
+                Data::F64(out).cast(*dtype)
+            }
             Block::Transpose(b, perm) => {
                 let d = b.evaluate(inputs, reader)?;
                 if perm.len() != d.shape().len() {
@@ -174,6 +266,22 @@ impl Block {
             }
             Block::Slice(b, dims) => slice(b.evaluate(inputs, reader)?, dims)?,
             Block::Reshape(b, shape) => b.evaluate(inputs, reader)?.into_shape(shape)?,
+            Block::Flip(b, axes) => {
+                let d = b.evaluate(inputs, reader)?;
+                if axes.iter().any(|&a| a >= d.shape().len()) {
+                    return Err(format!(
+                        "flip of axes {axes:?} of a chunk of shape {:?}",
+                        d.shape()
+                    ));
+                }
+                map_data!(d, a => {
+                    let mut a = a;
+                    for &ax in axes {
+                        a.invert_axis(Axis(ax));
+                    }
+                    a
+                })
+            }
             Block::Matmul(a, b) => {
                 matmul(a.evaluate(inputs, reader)?, b.evaluate(inputs, reader)?)?
             }
@@ -212,6 +320,7 @@ fn place(out: &mut Data, offset: &[usize], part: Data) -> Result<(), String> {
         (Data::F32(o), Data::F32(p)) => put!(o, p),
         (Data::I64(o), Data::I64(p)) => put!(o, p),
         (Data::I32(o), Data::I32(p)) => put!(o, p),
+        (Data::Bool(o), Data::Bool(p)) => put!(o, p),
         _ => return Err("assemble: part of another dtype".into()),
     }
     Ok(())
@@ -251,6 +360,67 @@ pub trait Elem: ndarray::LinalgScalar + PartialOrd + Send + Sync + std::fmt::Deb
     fn neg(self) -> Self;
     fn abs(self) -> Self;
     fn is_nan(self) -> bool;
+    fn is_finite(self) -> bool;
+    fn sign(self) -> Self;
+    /// Python's `//` and `%` (see [`BinOp::FloorDiv`]).
+    fn floor_div(self, d: Self) -> Self;
+    fn floor_mod(self, d: Self) -> Self;
+    /// `& | ^ ~`; never called on floats ([`broadcast_op`] and the planner refuse them).
+    fn bit_and(self, o: Self) -> Self;
+    fn bit_or(self, o: Self) -> Self;
+    fn bit_xor(self, o: Self) -> Self;
+    fn invert(self) -> Self;
+    /// `self * o`, wrapping on integer overflow as NumPy does.
+    fn mul_wrap(self, o: Self) -> Self;
+    /// NumPy's `minimum`/`maximum`: a NaN on either side is the result.
+    fn minimum(self, o: Self) -> Self {
+        if self.is_nan() || o >= self {
+            self
+        } else {
+            o
+        }
+    }
+    fn maximum(self, o: Self) -> Self {
+        if self.is_nan() || o <= self {
+            self
+        } else {
+            o
+        }
+    }
+}
+
+/// NumPy's `divmod` of floats (npy_divmod in npymath): the quotient floored, the remainder
+/// with the divisor's sign, and the quotient corrected when `(a - mod) / b` lands just off
+/// an integer. By zero: `a / b` and NaN.
+macro_rules! float_divmod {
+    ($t:ty, $a:expr, $b:expr) => {{
+        let (a, b): ($t, $t) = ($a, $b);
+        let mut m = a % b;
+        if b == 0.0 {
+            (a / b, m)
+        } else {
+            let mut div = (a - m) / b;
+            if m != 0.0 {
+                if (b < 0.0) != (m < 0.0) {
+                    m += b;
+                    div -= 1.0;
+                }
+            } else {
+                m = (0.0 as $t).copysign(b);
+            }
+            let q = if div != 0.0 {
+                let f = div.floor();
+                if div - f > 0.5 {
+                    f + 1.0
+                } else {
+                    f
+                }
+            } else {
+                (0.0 as $t).copysign(a / b)
+            };
+            (q, m)
+        }
+    }};
 }
 
 macro_rules! float_elem {
@@ -274,6 +444,39 @@ macro_rules! float_elem {
             }
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
+            }
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            fn sign(self) -> Self {
+                if self > 0.0 {
+                    1.0
+                } else if self < 0.0 {
+                    -1.0
+                } else {
+                    self // 0, -0 or NaN
+                }
+            }
+            fn floor_div(self, d: Self) -> Self {
+                float_divmod!($t, self, d).0
+            }
+            fn floor_mod(self, d: Self) -> Self {
+                float_divmod!($t, self, d).1
+            }
+            fn bit_and(self, _: Self) -> Self {
+                <$t>::NAN
+            }
+            fn bit_or(self, _: Self) -> Self {
+                <$t>::NAN
+            }
+            fn bit_xor(self, _: Self) -> Self {
+                <$t>::NAN
+            }
+            fn invert(self) -> Self {
+                <$t>::NAN
+            }
+            fn mul_wrap(self, o: Self) -> Self {
+                self * o
             }
         }
     };
@@ -301,8 +504,107 @@ macro_rules! int_elem {
             fn is_nan(self) -> bool {
                 false
             }
+            fn is_finite(self) -> bool {
+                true
+            }
+            fn sign(self) -> Self {
+                self.signum()
+            }
+            fn floor_div(self, d: Self) -> Self {
+                if d == 0 {
+                    return 0;
+                }
+                // wrapping: MIN // -1 is MIN, as NumPy gives (with a warning).
+                let q = self.wrapping_div(d);
+                if self.wrapping_rem(d) != 0 && ((self < 0) != (d < 0)) {
+                    q.wrapping_sub(1)
+                } else {
+                    q
+                }
+            }
+            fn floor_mod(self, d: Self) -> Self {
+                if d == 0 {
+                    return 0;
+                }
+                let r = self.wrapping_rem(d);
+                if r != 0 && ((r < 0) != (d < 0)) {
+                    r + d
+                } else {
+                    r
+                }
+            }
+            fn bit_and(self, o: Self) -> Self {
+                self & o
+            }
+            fn bit_or(self, o: Self) -> Self {
+                self | o
+            }
+            fn bit_xor(self, o: Self) -> Self {
+                self ^ o
+            }
+            fn invert(self) -> Self {
+                !self
+            }
+            fn mul_wrap(self, o: Self) -> Self {
+                self.wrapping_mul(o)
+            }
         }
     };
+}
+
+/// Bools (0 or 1 in a byte): the planner sends them only operations that keep them 0 or 1
+/// (`& | ^ ~`, minimum, maximum, comparisons, casts).
+impl Elem for u8 {
+    const IS_FLOAT: bool = false;
+    fn from_f64(x: f64) -> Self {
+        u8::from(x != 0.0)
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn pow(self, e: Self) -> Self {
+        self | (1 - e) // x ** 0 is 1, x ** 1 is x
+    }
+    fn neg(self) -> Self {
+        self
+    }
+    fn abs(self) -> Self {
+        self
+    }
+    fn is_nan(self) -> bool {
+        false
+    }
+    fn is_finite(self) -> bool {
+        true
+    }
+    fn sign(self) -> Self {
+        self
+    }
+    fn floor_div(self, d: Self) -> Self {
+        if d == 0 {
+            0
+        } else {
+            self
+        }
+    }
+    fn floor_mod(self, _: Self) -> Self {
+        0
+    }
+    fn bit_and(self, o: Self) -> Self {
+        self & o
+    }
+    fn bit_or(self, o: Self) -> Self {
+        self | o
+    }
+    fn bit_xor(self, o: Self) -> Self {
+        self ^ o
+    }
+    fn invert(self) -> Self {
+        self ^ 1
+    }
+    fn mul_wrap(self, o: Self) -> Self {
+        self & o
+    }
 }
 
 float_elem!(f64);
@@ -311,7 +613,9 @@ int_elem!(i64);
 int_elem!(i32);
 
 fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
-    let float_op = |f: fn(f64) -> f64, d: Data| -> Data {
+    // float32 is computed through f64 and rounded back: within NumPy's float32 functions'
+    // accuracy, and exact for floor, ceil and sign.
+    let float_op = |f: &dyn Fn(f64) -> f64, d: Data| -> Data {
         match d {
             Data::F32(mut a) => {
                 a.mapv_inplace(|x| f(x as f64) as f32);
@@ -326,14 +630,63 @@ fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
             }
         }
     };
+    let integral = !d.dtype().is_float();
     Ok(match op {
         UnaryOp::Neg => map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::neg); a }),
         UnaryOp::Abs => map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::abs); a }),
-        UnaryOp::Sqrt => float_op(f64::sqrt, d),
-        UnaryOp::Exp => float_op(f64::exp, d),
-        UnaryOp::Log => float_op(f64::ln, d),
-        UnaryOp::Sin => float_op(f64::sin, d),
-        UnaryOp::Cos => float_op(f64::cos, d),
+        UnaryOp::Sign => map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::sign); a }),
+        UnaryOp::Invert => {
+            if !integral {
+                return Err("ufunc 'invert' not supported for float arrays".into());
+            }
+            map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::invert); a })
+        }
+        UnaryOp::IsNan => Data::Bool(with_data!(d, a => a.mapv(|x| u8::from(Elem::is_nan(x))))),
+        UnaryOp::IsFinite => {
+            Data::Bool(with_data!(d, a => a.mapv(|x| u8::from(Elem::is_finite(x)))))
+        }
+        // Integers are whole already (NumPy 2 keeps their type).
+        UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round(0..) if integral => d,
+        UnaryOp::Round(decimals) if integral => {
+            return Err(format!(
+                "round to {decimals} decimals of an integer array is not supported; \
+                 cast first, e.g. x.astype('f8')"
+            ))
+        }
+        UnaryOp::Floor => float_op(&f64::floor, d),
+        UnaryOp::Ceil => float_op(&f64::ceil, d),
+        UnaryOp::Round(decimals) => match d {
+            // In the array's own type, as NumPy: x * 10**d rounded half to even, scaled back.
+            Data::F32(mut a) => {
+                let p = 10f32.powi(decimals.abs());
+                if decimals >= 0 {
+                    a.mapv_inplace(|x| (x * p).round_ties_even() / p);
+                } else {
+                    a.mapv_inplace(|x| (x / p).round_ties_even() * p);
+                }
+                Data::F32(a)
+            }
+            d => {
+                let p = 10f64.powi(decimals.abs());
+                if decimals >= 0 {
+                    float_op(&|x: f64| (x * p).round_ties_even() / p, d)
+                } else {
+                    float_op(&|x: f64| (x / p).round_ties_even() * p, d)
+                }
+            }
+        },
+        UnaryOp::Sqrt => float_op(&f64::sqrt, d),
+        UnaryOp::Exp => float_op(&f64::exp, d),
+        UnaryOp::Log => float_op(&f64::ln, d),
+        UnaryOp::Sin => float_op(&f64::sin, d),
+        UnaryOp::Cos => float_op(&f64::cos, d),
+        UnaryOp::Tanh => float_op(&f64::tanh, d),
+        UnaryOp::Arcsin => float_op(&f64::asin, d),
+        UnaryOp::Arccos => float_op(&f64::acos, d),
+        UnaryOp::Arctan => float_op(&f64::atan, d),
+        UnaryOp::Log10 => float_op(&f64::log10, d),
+        UnaryOp::Log1p => float_op(&f64::ln_1p, d),
+        UnaryOp::Expm1 => float_op(&f64::exp_m1, d),
     })
 }
 
@@ -352,7 +705,7 @@ macro_rules! with_op {
                 $body
             }
             BinOp::Mul => {
-                let $f = |x: $t, y: $t| x * y;
+                let $f = |x: $t, y: $t| Elem::mul_wrap(x, y);
                 $body
             }
             BinOp::Div => {
@@ -361,6 +714,34 @@ macro_rules! with_op {
             }
             BinOp::Pow => {
                 let $f = |x: $t, y: $t| Elem::pow(x, y);
+                $body
+            }
+            BinOp::FloorDiv => {
+                let $f = |x: $t, y: $t| Elem::floor_div(x, y);
+                $body
+            }
+            BinOp::Mod => {
+                let $f = |x: $t, y: $t| Elem::floor_mod(x, y);
+                $body
+            }
+            BinOp::BitAnd => {
+                let $f = |x: $t, y: $t| Elem::bit_and(x, y);
+                $body
+            }
+            BinOp::BitOr => {
+                let $f = |x: $t, y: $t| Elem::bit_or(x, y);
+                $body
+            }
+            BinOp::BitXor => {
+                let $f = |x: $t, y: $t| Elem::bit_xor(x, y);
+                $body
+            }
+            BinOp::Minimum => {
+                let $f = |x: $t, y: $t| Elem::minimum(x, y);
+                $body
+            }
+            BinOp::Maximum => {
+                let $f = |x: $t, y: $t| Elem::maximum(x, y);
                 $body
             }
         }
@@ -476,6 +857,9 @@ fn broadcast_op<T: Elem>(op: BinOp, a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD
     if op == BinOp::Div && !T::IS_FLOAT {
         return Err("integer arrays are divided as floats; cast first".into());
     }
+    if matches!(op, BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor) && T::IS_FLOAT {
+        return Err("bitwise operators (& | ^) are not supported for float arrays".into());
+    }
     let shape = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| {
         format!(
             "operands could not be broadcast together with shapes {:?} {:?}",
@@ -511,9 +895,139 @@ fn binary(op: BinOp, a: Data, b: Data) -> Result<Data, String> {
         (Data::F32(a), Data::F32(b)) => Data::F32(broadcast_op(op, a, b)?),
         (Data::I64(a), Data::I64(b)) => Data::I64(broadcast_op(op, a, b)?),
         (Data::I32(a), Data::I32(b)) => Data::I32(broadcast_op(op, a, b)?),
+        (Data::Bool(a), Data::Bool(b)) => Data::Bool(broadcast_op(op, a, b)?),
         (a, b) => {
             return Err(format!(
                 "binary operation on {} and {} (the planner casts first)",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    })
+}
+
+/// NumPy's median (`q` None: the mean of the middle two) or percentile `q` with its default
+/// 'linear' method, of `v` (reordered); NaN if any value is NaN, as NumPy.
+pub fn quantile(v: &mut [f64], q: Option<f64>) -> f64 {
+    if v.is_empty() || v.iter().any(|x| x.is_nan()) {
+        return f64::NAN;
+    }
+    v.sort_unstable_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let n = v.len();
+    match q {
+        None if n % 2 == 1 => v[n / 2],
+        None => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        Some(q) => {
+            let pos = q / 100.0 * (n - 1) as f64;
+            let lo = (pos.floor() as usize).min(n - 1);
+            let hi = (lo + 1).min(n - 1);
+            let t = pos - lo as f64;
+            let (a, b) = (v[lo], v[hi]);
+            // NumPy's _lerp: from the nearer end, for accuracy.
+            if t >= 0.5 {
+                b - (b - a) * (1.0 - t)
+            } else {
+                a + (b - a) * t
+            }
+        }
+    }
+}
+
+/// The running sum (`Add`) or product (`Mul`, wrapping on integer overflow as NumPy) of a
+/// chunk along `axis`, in place.
+fn scan(op: BinOp, axis: usize, d: Data) -> Result<Data, String> {
+    if axis >= d.shape().len() {
+        return Err(format!(
+            "scan along axis {axis} of a chunk of shape {:?}",
+            d.shape()
+        ));
+    }
+    let mul = match op {
+        BinOp::Add => false,
+        BinOp::Mul => true,
+        other => return Err(format!("scan of {other:?} (only cumsum and cumprod)")),
+    };
+    Ok(map_data!(d, a => {
+        let mut a = into_row_major(a);
+        if mul {
+            a.accumulate_axis_inplace(Axis(axis), |&prev, cur| *cur = prev.mul_wrap(*cur));
+        } else {
+            // `+=` would need AddAssign, which the element trait does not ask for.
+            #[allow(clippy::assign_op_pattern)]
+            a.accumulate_axis_inplace(Axis(axis), |&prev, cur| *cur = prev + *cur);
+        }
+        a
+    }))
+}
+
+/// `a op b` elementwise with broadcasting, as bools.
+fn compare(op: CmpOp, a: Data, b: Data) -> Result<Data, String> {
+    fn go<T: Elem>(op: CmpOp, a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD<u8>, String> {
+        let shape = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| {
+            format!(
+                "operands could not be broadcast together with shapes {:?} {:?}",
+                a.shape(),
+                b.shape()
+            )
+        })?;
+        let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        Ok(Zip::from(&av)
+            .and(&bv)
+            .map_collect(|x, y| u8::from(op.holds(x, y))))
+    }
+    Ok(Data::Bool(match (a, b) {
+        (Data::F64(a), Data::F64(b)) => go(op, a, b)?,
+        (Data::F32(a), Data::F32(b)) => go(op, a, b)?,
+        (Data::I64(a), Data::I64(b)) => go(op, a, b)?,
+        (Data::I32(a), Data::I32(b)) => go(op, a, b)?,
+        (Data::Bool(a), Data::Bool(b)) => go(op, a, b)?,
+        (a, b) => {
+            return Err(format!(
+                "comparison of {} and {} (the planner casts first)",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    }))
+}
+
+/// `where(c, a, b)`: `a` where `c` is true, else `b`, the three broadcast together.
+fn select(c: Data, a: Data, b: Data) -> Result<Data, String> {
+    let Data::Bool(c) = c else {
+        return Err(format!(
+            "where: condition of {} (the planner casts to bool)",
+            c.dtype()
+        ));
+    };
+    fn go<T: Elem>(c: ArrayD<u8>, a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD<T>, String> {
+        let shape = broadcast_shapes(a.shape(), b.shape())
+            .and_then(|s| broadcast_shapes(c.shape(), &s))
+            .ok_or_else(|| {
+                format!(
+                    "operands could not be broadcast together with shapes {:?} {:?} {:?}",
+                    c.shape(),
+                    a.shape(),
+                    b.shape()
+                )
+            })?;
+        let cv = c.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast")?;
+        Ok(Zip::from(&cv)
+            .and(&av)
+            .and(&bv)
+            .map_collect(|&c, &x, &y| if c != 0 { x } else { y }))
+    }
+    Ok(match (a, b) {
+        (Data::F64(a), Data::F64(b)) => Data::F64(go(c, a, b)?),
+        (Data::F32(a), Data::F32(b)) => Data::F32(go(c, a, b)?),
+        (Data::I64(a), Data::I64(b)) => Data::I64(go(c, a, b)?),
+        (Data::I32(a), Data::I32(b)) => Data::I32(go(c, a, b)?),
+        (Data::Bool(a), Data::Bool(b)) => Data::Bool(go(c, a, b)?),
+        (a, b) => {
+            return Err(format!(
+                "where of {} and {} (the planner casts first)",
                 a.dtype(),
                 b.dtype()
             ))
@@ -603,6 +1117,18 @@ pub enum ReduceOp {
     Mean,
     Var,
     Std,
+    /// Products wrap on integer overflow, as NumPy's do.
+    Prod,
+    /// Of the values' truth (non-zero, NaN included): True for no values for `all`.
+    Any,
+    All,
+    /// Min and max skipping NaN; NaN only where every value is NaN.
+    NanMin,
+    NanMax,
+    /// The index of the first minimum (maximum) along one axis, or in the flattened array;
+    /// a NaN counts as the extreme, as in NumPy.
+    ArgMin,
+    ArgMax,
 }
 
 impl ReduceOp {
@@ -614,6 +1140,13 @@ impl ReduceOp {
             ReduceOp::Mean => "mean",
             ReduceOp::Var => "var",
             ReduceOp::Std => "std",
+            ReduceOp::Prod => "prod",
+            ReduceOp::Any => "any",
+            ReduceOp::All => "all",
+            ReduceOp::NanMin => "nanmin",
+            ReduceOp::NanMax => "nanmax",
+            ReduceOp::ArgMin => "argmin",
+            ReduceOp::ArgMax => "argmax",
         }
     }
 
@@ -625,17 +1158,38 @@ impl ReduceOp {
             ReduceOp::Mean,
             ReduceOp::Var,
             ReduceOp::Std,
+            ReduceOp::Prod,
+            ReduceOp::Any,
+            ReduceOp::All,
+            ReduceOp::NanMin,
+            ReduceOp::NanMax,
+            ReduceOp::ArgMin,
+            ReduceOp::ArgMax,
         ]
         .into_iter()
         .find(|op| op.name() == s)
     }
 
+    /// NumPy's name of the operation in "zero-size array to reduction operation ... which
+    /// has no identity", for the reductions that have none.
+    pub fn without_identity(self) -> Option<&'static str> {
+        match self {
+            ReduceOp::Min => Some("minimum"),
+            ReduceOp::Max => Some("maximum"),
+            ReduceOp::NanMin => Some("fmin"),
+            ReduceOp::NanMax => Some("fmax"),
+            _ => None,
+        }
+    }
+
     /// NumPy's result dtype for this reduction of `input`.
     pub fn result_dtype(self, input: DType) -> DType {
         match self {
-            ReduceOp::Sum => input.sum_of(),
-            ReduceOp::Min | ReduceOp::Max => input,
+            ReduceOp::Sum | ReduceOp::Prod => input.sum_of(),
+            ReduceOp::Min | ReduceOp::Max | ReduceOp::NanMin | ReduceOp::NanMax => input,
             ReduceOp::Mean | ReduceOp::Var | ReduceOp::Std => input.float_of(),
+            ReduceOp::Any | ReduceOp::All => DType::Bool,
+            ReduceOp::ArgMin | ReduceOp::ArgMax => DType::I64,
         }
     }
 }
@@ -651,6 +1205,12 @@ pub struct Reduction {
     pub out_dtype: DType,
     /// The finished chunk's shape (the reduced axes dropped unless keepdims).
     pub out_shape: Vec<usize>,
+    /// For argmin/argmax: the whole input's shape, and where this task's chunk starts in it
+    /// (set per chunk by the planner), so partials carry global indices.
+    #[serde(default)]
+    pub input_shape: Vec<usize>,
+    #[serde(default)]
+    pub origin: Vec<usize>,
 }
 
 /// A partial reduction over some chunks, reduced axes kept as size 1.
@@ -664,6 +1224,110 @@ pub enum Partial {
         /// Sum of squared deviations from the mean; absent for a plain mean.
         m2: Option<ArrayD<f64>>,
     },
+    /// argmin/argmax: the best value so far and its global index.
+    Arg { values: Data, index: ArrayD<i64> },
+}
+
+/// Whether `v` at global index `g` beats the best so far, `b` at `bi`: the first NaN wins,
+/// then the extreme value, ties to the lower index (NumPy's first occurrence).
+fn beats<T: Elem>(v: T, g: i64, b: T, bi: i64, max: bool) -> bool {
+    if b.is_nan() {
+        return v.is_nan() && g < bi;
+    }
+    if v.is_nan() {
+        return true;
+    }
+    let better = if max { v > b } else { v < b };
+    better || (v == b && g < bi)
+}
+
+/// The partial argmin/argmax of one chunk: per output element, the best value and its
+/// global index (along the one reduced axis, or flat in C order when every axis is reduced).
+fn arg_partial<T: Elem>(a: &ArrayD<T>, r: &Reduction, max: bool) -> (ArrayD<T>, ArrayD<i64>) {
+    let out_shape: Vec<usize> = (0..a.ndim())
+        .map(|k| if r.axes.contains(&k) { 1 } else { a.shape()[k] })
+        .collect();
+    let mut best = ArrayD::from_elem(IxDyn(&out_shape), T::zero());
+    let mut index = ArrayD::from_elem(IxDyn(&out_shape), -1i64);
+    let mut strides = vec![1usize; r.input_shape.len()];
+    for k in (0..r.input_shape.len().saturating_sub(1)).rev() {
+        strides[k] = strides[k + 1] * r.input_shape[k + 1];
+    }
+    let origin = |k: usize| r.origin.get(k).copied().unwrap_or(0);
+    let mut at = vec![0usize; a.ndim()];
+    for (i, &v) in a.indexed_iter() {
+        let g = match r.axes.as_slice() {
+            [ax] if a.ndim() > 1 => origin(*ax) + i[*ax],
+            _ => (0..a.ndim())
+                .map(|k| (origin(k) + i[k]) * strides.get(k).copied().unwrap_or(1))
+                .sum(),
+        } as i64;
+        for (k, o) in at.iter_mut().enumerate() {
+            *o = if r.axes.contains(&k) { 0 } else { i[k] };
+        }
+        let (b, bi) = (&mut best[at.as_slice()], &mut index[at.as_slice()]);
+        if *bi < 0 || beats(v, g, *b, *bi, max) {
+            *b = v;
+            *bi = g;
+        }
+    }
+    (best, index)
+}
+
+/// Merges two argmin/argmax partials of one output.
+fn arg_merge(
+    a: Data,
+    ai: ArrayD<i64>,
+    b: Data,
+    bi: ArrayD<i64>,
+    max: bool,
+) -> Result<Partial, String> {
+    fn go<T: Elem>(
+        mut a: ArrayD<T>,
+        mut ai: ArrayD<i64>,
+        b: ArrayD<T>,
+        bi: ArrayD<i64>,
+        max: bool,
+    ) -> Result<(ArrayD<T>, ArrayD<i64>), String> {
+        if a.shape() != b.shape() || ai.shape() != bi.shape() {
+            return Err("partials of different shapes".into());
+        }
+        Zip::from(&mut a)
+            .and(&mut ai)
+            .and(&b)
+            .and(&bi)
+            .for_each(|x, xi, &y, &yi| {
+                if beats(y, yi, *x, *xi, max) {
+                    *x = y;
+                    *xi = yi;
+                }
+            });
+        Ok((a, ai))
+    }
+    let (values, index) = match (a, b) {
+        (Data::F64(a), Data::F64(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::F64(v), i)
+        }
+        (Data::F32(a), Data::F32(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::F32(v), i)
+        }
+        (Data::I64(a), Data::I64(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::I64(v), i)
+        }
+        (Data::I32(a), Data::I32(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::I32(v), i)
+        }
+        (Data::Bool(a), Data::Bool(b)) => {
+            let (v, i) = go(a, ai, b, bi, max)?;
+            (Data::Bool(v), i)
+        }
+        _ => return Err("partials of different dtypes".into()),
+    };
+    Ok(Partial::Arg { values, index })
 }
 
 fn fold_axes<T: Elem>(a: &ArrayD<T>, axes: &[usize], pick: fn(T, T) -> T) -> ArrayD<T> {
@@ -678,6 +1342,37 @@ fn fold_axes<T: Elem>(a: &ArrayD<T>, axes: &[usize], pick: fn(T, T) -> T) -> Arr
             .insert_axis(Axis(ax));
     }
     out
+}
+
+/// Folds `a` over `axes` from `init` (so empty lanes give `init`), keeping the axes.
+fn fold_axes_from<T: Elem>(a: &ArrayD<T>, axes: &[usize], init: T, f: fn(T, T) -> T) -> ArrayD<T> {
+    let mut out = a.clone();
+    for &ax in axes {
+        out = out
+            .map_axis(Axis(ax), |lane| lane.iter().fold(init, |acc, &x| f(acc, x)))
+            .insert_axis(Axis(ax));
+    }
+    out
+}
+
+fn pick_nanmin<T: Elem>(acc: T, x: T) -> T {
+    if acc.is_nan() || x < acc {
+        x
+    } else {
+        acc
+    }
+}
+
+fn pick_nanmax<T: Elem>(acc: T, x: T) -> T {
+    if acc.is_nan() || x > acc {
+        x
+    } else {
+        acc
+    }
+}
+
+fn mul_wrap<T: Elem>(acc: T, x: T) -> T {
+    acc.mul_wrap(x)
 }
 
 fn pick_min<T: Elem>(acc: T, x: T) -> T {
@@ -744,7 +1439,43 @@ impl Partial {
                 };
                 Partial::Values(map_data!(data.cast(acc), a => sum_keep(&a, &r.axes)))
             }
-            ReduceOp::Min | ReduceOp::Max => {
+            ReduceOp::ArgMin | ReduceOp::ArgMax => {
+                if data.is_empty() {
+                    return Err(format!(
+                        "attempt to get {} of an empty sequence",
+                        r.op.name()
+                    ));
+                }
+                let max = r.op == ReduceOp::ArgMax;
+                let index;
+                let values = map_data!(data, a => {
+                    let (v, i) = arg_partial(&a, r, max);
+                    index = i;
+                    v
+                });
+                Partial::Arg { values, index }
+            }
+            ReduceOp::Prod => {
+                let acc = if data.dtype().is_float() {
+                    DType::F64
+                } else {
+                    DType::I64
+                };
+                Partial::Values(map_data!(data.cast(acc), a => {
+                    fold_axes_from(&a, &r.axes, Elem::from_f64(1.0), mul_wrap)
+                }))
+            }
+            ReduceOp::Any | ReduceOp::All => {
+                let Data::Bool(a) = data.cast(DType::Bool) else {
+                    unreachable!("cast to bool")
+                };
+                Partial::Values(Data::Bool(if r.op == ReduceOp::Any {
+                    fold_axes_from(&a, &r.axes, 0, |x, y| x | y)
+                } else {
+                    fold_axes_from(&a, &r.axes, 1, |x, y| x & y)
+                }))
+            }
+            ReduceOp::Min | ReduceOp::Max | ReduceOp::NanMin | ReduceOp::NanMax => {
                 // Only a value computed from no elements is an error: min over axis 1 of a
                 // (0, 3) array is an empty result, as in NumPy.
                 let shape = data.shape();
@@ -755,13 +1486,10 @@ impl Partial {
                 if data.is_empty() && outputs > 0 {
                     return Err(format!(
                         "zero-size array to reduction operation {} which has no identity",
-                        r.op.name()
+                        r.op.without_identity().unwrap_or(r.op.name())
                     ));
                 }
-                let min = r.op == ReduceOp::Min;
-                Partial::Values(map_data!(data, a => {
-                    fold_axes(&a, &r.axes, if min { pick_min } else { pick_max })
-                }))
+                Partial::Values(map_data!(data, a => fold_axes(&a, &r.axes, picker(r.op))))
             }
             ReduceOp::Mean | ReduceOp::Var | ReduceOp::Std => {
                 let x = data.into_f64();
@@ -780,17 +1508,37 @@ impl Partial {
     /// Merges two partials of neighbouring chunks of the same output.
     pub fn merge(self, other: Partial, op: ReduceOp) -> Result<Partial, String> {
         Ok(match (self, other) {
-            (Partial::Values(a), Partial::Values(b)) => {
-                let bop = match op {
-                    ReduceOp::Sum => None,
-                    ReduceOp::Min => Some(pick_min as fn(f64, f64) -> f64),
-                    ReduceOp::Max => Some(pick_max as fn(f64, f64) -> f64),
+            (Partial::Values(a), Partial::Values(b)) => Partial::Values(match op {
+                ReduceOp::Sum => binary(BinOp::Add, a, b)?,
+                ReduceOp::Any => binary(BinOp::BitOr, a, b)?,
+                ReduceOp::All => binary(BinOp::BitAnd, a, b)?,
+                ReduceOp::Prod
+                | ReduceOp::Min
+                | ReduceOp::Max
+                | ReduceOp::NanMin
+                | ReduceOp::NanMax => pick_merge(a, b, op)?,
+                ReduceOp::Mean
+                | ReduceOp::Var
+                | ReduceOp::Std
+                | ReduceOp::ArgMin
+                | ReduceOp::ArgMax => return Err("mismatched partials".into()),
+            }),
+            (
+                Partial::Arg {
+                    values: a,
+                    index: ai,
+                },
+                Partial::Arg {
+                    values: b,
+                    index: bi,
+                },
+            ) => {
+                let max = match op {
+                    ReduceOp::ArgMin => false,
+                    ReduceOp::ArgMax => true,
                     _ => return Err("mismatched partials".into()),
                 };
-                match bop {
-                    None => Partial::Values(binary(BinOp::Add, a, b)?),
-                    Some(_) => Partial::Values(pick_merge(a, b, op == ReduceOp::Min)?),
-                }
+                arg_merge(a, ai, b, bi, max)?
             }
             (
                 Partial::Moments {
@@ -834,6 +1582,7 @@ impl Partial {
     pub fn finish(self, r: &Reduction) -> Result<Data, String> {
         let data = match self {
             Partial::Values(d) => d.cast(r.out_dtype),
+            Partial::Arg { index, .. } => Data::I64(index),
             Partial::Moments { count, mean, m2 } => {
                 let v = match r.op {
                     ReduceOp::Mean => mean,
@@ -870,6 +1619,11 @@ impl Partial {
                 out.push(0);
                 put(d, &mut out);
             }
+            Partial::Arg { values, index } => {
+                out.push(3);
+                put(values, &mut out);
+                put(&Data::I64(index.clone()), &mut out);
+            }
             Partial::Moments { count, mean, m2 } => {
                 out.push(if m2.is_some() { 2 } else { 1 });
                 out.extend_from_slice(&count.to_le_bytes());
@@ -884,7 +1638,7 @@ impl Partial {
 
     pub fn decode(bytes: &[u8]) -> Result<Partial, String> {
         let tag = *bytes.first().ok_or("not a partial reduction")?;
-        let mut at = if tag == 0 { 1 } else { 9 };
+        let mut at = if tag == 0 || tag == 3 { 1 } else { 9 };
         let mut next = || -> Result<Data, String> {
             let len = u64::from_le_bytes(
                 bytes
@@ -903,6 +1657,13 @@ impl Partial {
         };
         match tag {
             0 => Ok(Partial::Values(next()?)),
+            3 => {
+                let values = next()?;
+                match next()? {
+                    Data::I64(index) => Ok(Partial::Arg { values, index }),
+                    _ => Err("argmin/argmax indices must be int64".into()),
+                }
+            }
             1 | 2 => {
                 let count = f64::from_le_bytes(
                     bytes
@@ -924,20 +1685,32 @@ impl Partial {
     }
 }
 
-fn pick_merge(a: Data, b: Data, min: bool) -> Result<Data, String> {
-    fn go<T: Elem>(mut a: ArrayD<T>, b: ArrayD<T>, min: bool) -> Result<ArrayD<T>, String> {
+/// The element function folding values for `op` (min, max, their NaN-skipping forms, prod).
+fn picker<T: Elem>(op: ReduceOp) -> fn(T, T) -> T {
+    match op {
+        ReduceOp::Min => pick_min,
+        ReduceOp::NanMin => pick_nanmin,
+        ReduceOp::NanMax => pick_nanmax,
+        ReduceOp::Prod => mul_wrap,
+        _ => pick_max,
+    }
+}
+
+fn pick_merge(a: Data, b: Data, op: ReduceOp) -> Result<Data, String> {
+    fn go<T: Elem>(mut a: ArrayD<T>, b: ArrayD<T>, op: ReduceOp) -> Result<ArrayD<T>, String> {
         if a.shape() != b.shape() {
             return Err("partials of different shapes".into());
         }
-        let pick = if min { pick_min } else { pick_max };
+        let pick = picker(op);
         a.zip_mut_with(&b, |x, &y| *x = pick(*x, y));
         Ok(a)
     }
     Ok(match (a, b) {
-        (Data::F64(a), Data::F64(b)) => Data::F64(go(a, b, min)?),
-        (Data::F32(a), Data::F32(b)) => Data::F32(go(a, b, min)?),
-        (Data::I64(a), Data::I64(b)) => Data::I64(go(a, b, min)?),
-        (Data::I32(a), Data::I32(b)) => Data::I32(go(a, b, min)?),
+        (Data::F64(a), Data::F64(b)) => Data::F64(go(a, b, op)?),
+        (Data::F32(a), Data::F32(b)) => Data::F32(go(a, b, op)?),
+        (Data::I64(a), Data::I64(b)) => Data::I64(go(a, b, op)?),
+        (Data::I32(a), Data::I32(b)) => Data::I32(go(a, b, op)?),
+        (Data::Bool(a), Data::Bool(b)) => Data::Bool(go(a, b, op)?),
         _ => return Err("partials of different dtypes".into()),
     })
 }
@@ -973,6 +1746,8 @@ mod tests {
                 ddof,
                 out_dtype: DType::F64,
                 out_shape: vec![2],
+                input_shape: vec![],
+                origin: vec![],
             };
             let v = Partial::of(x.clone(), &r)
                 .unwrap()
@@ -993,6 +1768,8 @@ mod tests {
             ddof: 0.0,
             out_dtype: DType::F64,
             out_shape,
+            input_shape: vec![],
+            origin: vec![],
         };
         let r = red(vec![1], vec![0]);
         let m = Partial::of(empty.clone(), &r).unwrap().finish(&r).unwrap();
@@ -1034,6 +1811,8 @@ mod tests {
             ddof: 1.0,
             out_dtype: DType::F64,
             out_shape: vec![],
+            input_shape: vec![],
+            origin: vec![],
         };
         // Split into column halves, reduce each, merge.
         let halves = [
@@ -1054,6 +1833,8 @@ mod tests {
             ddof: 0.0,
             out_dtype: DType::I32,
             out_shape: vec![4],
+            input_shape: vec![],
+            origin: vec![],
         };
         let m = Partial::of(xi, &r).unwrap().finish(&r).unwrap();
         assert_eq!(m.dtype(), DType::I32);
@@ -1121,5 +1902,62 @@ mod tests {
             .contains("negative integer powers"));
         let c = Data::I64(ArrayD::from_elem(IxDyn(&[3]), 1));
         assert!(binary(BinOp::Add, a, c).unwrap_err().contains("broadcast"));
+    }
+
+    proptest::proptest! {
+        /// argmin/argmax over chunks (partials with their origins, merged in any grouping,
+        /// through the wire form) give the first index of the extreme, NaN first, as a
+        /// direct scan does; so do `//` and `%` of ints against Python's definition.
+        #[test]
+        fn chunked_argmin_argmax_find_the_first_extreme(
+            values in proptest::collection::vec(proptest::sample::select(vec![-1.0, 0.0, 2.0, 5.0, f64::NAN]), 1..40),
+            cut in 1usize..9,
+            max in proptest::bool::ANY,
+        ) {
+            let op = if max { ReduceOp::ArgMax } else { ReduceOp::ArgMin };
+            let r = |origin: usize| Reduction {
+                op,
+                axes: vec![0],
+                ddof: 0.0,
+                out_dtype: DType::I64,
+                out_shape: vec![],
+                input_shape: vec![values.len()],
+                origin: vec![origin],
+            };
+            let partials: Vec<Partial> = values
+                .chunks(cut)
+                .enumerate()
+                .map(|(k, c)| {
+                    let d = Data::F64(ArrayD::from_shape_vec(IxDyn(&[c.len()]), c.to_vec()).unwrap());
+                    let p = Partial::of(d, &r(k * cut)).unwrap();
+                    Partial::decode(&p.encode()).unwrap()
+                })
+                .collect();
+            // Merge right to left, so later chunks are met first.
+            let mut it = partials.into_iter().rev();
+            let first = it.next().unwrap();
+            let merged = it.fold(first, |acc, p| p.merge(acc, op).unwrap());
+            let got = merged.finish(&r(0)).unwrap().to_f64().into_raw_vec_and_offset().0[0] as usize;
+            let want = match values.iter().position(|v| v.is_nan()) {
+                Some(i) => i,
+                None => {
+                    let best = values.iter().copied().fold(values[0], |a, v| if (v > a) == max && v != a { v } else { a });
+                    values.iter().position(|&v| v == best).unwrap()
+                }
+            };
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn integer_floor_division_and_modulo_are_pythons(a in -50i64..50, b in -7i64..7) {
+            let (q, m) = (Elem::floor_div(a, b), Elem::floor_mod(a, b));
+            if b == 0 {
+                proptest::prop_assert_eq!((q, m), (0, 0));
+            } else {
+                proptest::prop_assert_eq!(q, (a as f64 / b as f64).floor() as i64);
+                proptest::prop_assert_eq!(q * b + m, a);
+                proptest::prop_assert!(m == 0 || (m < 0) == (b < 0));
+            }
+        }
     }
 }

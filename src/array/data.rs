@@ -17,6 +17,8 @@ pub enum DType {
     F32,
     I64,
     I32,
+    /// NumPy's `bool`. Held as one byte per element, 0 or 1 (see [`Data::Bool`]).
+    Bool,
 }
 
 impl DType {
@@ -26,6 +28,7 @@ impl DType {
             DType::F32 => "float32",
             DType::I64 => "int64",
             DType::I32 => "int32",
+            DType::Bool => "bool",
         }
     }
 
@@ -33,6 +36,7 @@ impl DType {
         match self {
             DType::F64 | DType::I64 => 8,
             DType::F32 | DType::I32 => 4,
+            DType::Bool => 1,
         }
     }
 
@@ -40,14 +44,23 @@ impl DType {
         matches!(self, DType::F64 | DType::F32)
     }
 
+    /// Integers and bool: the types bitwise operators (`& | ^ ~`) take.
+    pub fn is_integral(self) -> bool {
+        !self.is_float()
+    }
+
+    /// All the dtypes, for messages and tests.
+    pub const ALL: [DType; 5] = [DType::F64, DType::F32, DType::I64, DType::I32, DType::Bool];
+
     /// Parses NumPy's names and codes: float64/f8/f64/double, float32/f4/f32, int64/i8/i64,
-    /// int32/i4/i32.
+    /// int32/i4/i32, bool/?/b1.
     pub fn parse(s: &str) -> Option<DType> {
         Some(match s.trim_start_matches(['<', '=']) {
             "float64" | "f8" | "f64" | "double" | "float" => DType::F64,
             "float32" | "f4" | "f32" | "single" => DType::F32,
             "int64" | "i8" | "i64" | "int" => DType::I64,
             "int32" | "i4" | "i32" => DType::I32,
+            "bool" | "bool_" | "?" | "b1" => DType::Bool,
             _ => return None,
         })
     }
@@ -57,9 +70,7 @@ impl DType {
     }
 
     fn from_code(c: u8) -> Option<DType> {
-        [DType::F64, DType::F32, DType::I64, DType::I32]
-            .into_iter()
-            .find(|d| d.code() == c)
+        DType::ALL.into_iter().find(|d| d.code() == c)
     }
 
     /// NumPy's result type of two arrays: the smallest type that holds both
@@ -68,6 +79,8 @@ impl DType {
         use DType::*;
         match (a, b) {
             (x, y) if x == y => x,
+            // bool is below every number: it takes the other operand's type.
+            (Bool, x) | (x, Bool) => x,
             (F64, _) | (_, F64) => F64,
             (F32, I32 | I64) | (I32 | I64, F32) => F64,
             (I64, _) | (_, I64) => I64,
@@ -82,6 +95,9 @@ impl DType {
     /// refuses it (OverflowError) rather than wrapped.
     pub fn with_scalar(array: DType, scalar: &Scalar) -> Result<DType, String> {
         match scalar {
+            // A bool array meets a number of a higher kind: NumPy's default int or float.
+            Scalar::Int(_) if array == DType::Bool => Ok(DType::I64),
+            Scalar::Float(_) if array == DType::Bool => Ok(DType::F64),
             Scalar::Int(i) => {
                 array.check_fits(*i)?;
                 Ok(array)
@@ -111,10 +127,10 @@ impl DType {
         }
     }
 
-    /// The type NumPy's `sum` gives: ints widen to int64.
+    /// The type NumPy's `sum` gives: ints (and bools) widen to int64.
     pub fn sum_of(self) -> DType {
         match self {
-            DType::I32 | DType::I64 => DType::I64,
+            DType::I32 | DType::I64 | DType::Bool => DType::I64,
             f => f,
         }
     }
@@ -149,6 +165,10 @@ pub enum Data {
     F32(ArrayD<f32>),
     I64(ArrayD<i64>),
     I32(ArrayD<i32>),
+    /// NumPy's bool, one byte per element, always 0 or 1: a byte rather than Rust's `bool`
+    /// so that the generic kernels (which need arithmetic on their element type) run on it
+    /// unchanged; the planner maps `+`/`*` on bools to `|`/`&`, so no 2 ever appears.
+    Bool(ArrayD<u8>),
 }
 
 /// Runs `$body` with `$a` bound to the inner array, whatever the dtype, and wraps an array
@@ -160,6 +180,7 @@ macro_rules! map_data {
             Data::F32($a) => Data::F32($body),
             Data::I64($a) => Data::I64($body),
             Data::I32($a) => Data::I32($body),
+            Data::Bool($a) => Data::Bool($body),
         }
     };
 }
@@ -172,6 +193,7 @@ macro_rules! with_data {
             Data::F32($a) => $body,
             Data::I64($a) => $body,
             Data::I32($a) => $body,
+            Data::Bool($a) => $body,
         }
     };
 }
@@ -189,6 +211,7 @@ impl Data {
             Data::F32(_) => DType::F32,
             Data::I64(_) => DType::I64,
             Data::I32(_) => DType::I32,
+            Data::Bool(_) => DType::Bool,
         }
     }
 
@@ -219,6 +242,7 @@ impl Data {
             (DType::I64, Scalar::Float(f)) => Data::I64(ArrayD::from_elem(dim, f as i64)),
             (DType::I32, Scalar::Int(i)) => Data::I32(ArrayD::from_elem(dim, i as i32)),
             (DType::I32, Scalar::Float(f)) => Data::I32(ArrayD::from_elem(dim, f as i32)),
+            (DType::Bool, v) => Data::Bool(ArrayD::from_elem(dim, u8::from(v.as_f64() != 0.0))),
         }
     }
 
@@ -234,6 +258,8 @@ impl Data {
             DType::F32 => Data::F32(with_data!(self, a => a.mapv(|x| x as f32))),
             DType::I64 => Data::I64(with_data!(self, a => a.mapv(|x| x as i64))),
             DType::I32 => Data::I32(with_data!(self, a => a.mapv(|x| x as i32))),
+            // Non-zero is True, NaN included (as NumPy).
+            DType::Bool => Data::Bool(with_data!(self, a => a.mapv(nonzero))),
         }
     }
 
@@ -330,8 +356,20 @@ impl Data {
             DType::I32 => {
                 Data::I32(ArrayD::from_shape_vec(dim, vec(body, i32::from_le_bytes)).map_err(wrap)?)
             }
+            DType::Bool => {
+                let bytes = vec(body, |[b]: [u8; 1]| b);
+                if bytes.iter().any(|&b| b > 1) {
+                    return Err("bool chunk holds a byte other than 0 or 1".into());
+                }
+                Data::Bool(ArrayD::from_shape_vec(dim, bytes).map_err(wrap)?)
+            }
         })
     }
+}
+
+/// NumPy's truth value of a number: anything but zero (NaN included) is True.
+fn nonzero<T: Default + PartialEq>(x: T) -> u8 {
+    u8::from(x != T::default())
 }
 
 /// NumPy's broadcast of two shapes, or None when they do not broadcast.
@@ -413,7 +451,7 @@ mod tests {
     #[test]
     fn chunks_round_trip_every_dtype() {
         let a = ArrayD::from_shape_fn(IxDyn(&[3, 2]), |i| (i[0] * 2 + i[1]) as f64 - 1.5);
-        for d in [DType::F64, DType::F32, DType::I64, DType::I32] {
+        for d in DType::ALL {
             let data = Data::F64(a.clone()).cast(d);
             assert_eq!(Data::decode(&data.encode()).unwrap(), data);
         }

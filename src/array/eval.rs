@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
-use super::block::{BinOp, Dim, ReduceOp, UnaryOp};
+use super::block::{BinOp, CmpOp, Dim, ReduceOp, UnaryOp};
 use super::data::{DType, Scalar};
 use super::expr::{self, BinOp as AstOp, IndexItem, Kind, Node, Span};
-use super::lazy::{Array, Select};
+use super::lazy::{Array, Operand, Select};
 
 /// An evaluation error: what is wrong, and where in the expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +90,76 @@ const FUNCTIONS: &[&str] = &[
     "absolute",
     "amin",
     "amax",
+    "tanh",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "log10",
+    "log1p",
+    "expm1",
+    "sign",
+    "floor",
+    "ceil",
+    "round",
+    "around",
+    "isnan",
+    "isfinite",
+    "invert",
+    "logical_not",
+    "minimum",
+    "maximum",
+    "clip",
+    "where",
+    "prod",
+    "any",
+    "all",
+    "nanmin",
+    "nanmax",
+    "nansum",
+    "nanmean",
+    "nanvar",
+    "nanstd",
+    "count_nonzero",
+    "argmin",
+    "argmax",
+    "cumsum",
+    "cumprod",
+    "squeeze",
+    "expand_dims",
+    "concatenate",
+    "stack",
+    "reshape",
+    "median",
+    "percentile",
 ];
+
+/// The unary functions: name, operation.
+const UNARY: &[(&str, UnaryOp)] = &[
+    ("sqrt", UnaryOp::Sqrt),
+    ("exp", UnaryOp::Exp),
+    ("log", UnaryOp::Log),
+    ("abs", UnaryOp::Abs),
+    ("absolute", UnaryOp::Abs),
+    ("sin", UnaryOp::Sin),
+    ("cos", UnaryOp::Cos),
+    ("negative", UnaryOp::Neg),
+    ("tanh", UnaryOp::Tanh),
+    ("arcsin", UnaryOp::Arcsin),
+    ("arccos", UnaryOp::Arccos),
+    ("arctan", UnaryOp::Arctan),
+    ("log10", UnaryOp::Log10),
+    ("log1p", UnaryOp::Log1p),
+    ("expm1", UnaryOp::Expm1),
+    ("sign", UnaryOp::Sign),
+    ("floor", UnaryOp::Floor),
+    ("ceil", UnaryOp::Ceil),
+    ("isnan", UnaryOp::IsNan),
+    ("isfinite", UnaryOp::IsFinite),
+    ("invert", UnaryOp::Invert),
+];
+
+/// dtype names usable as values (`x.astype(bool)`, `x.astype(np.float32)`).
+const DTYPES: &[&str] = &["bool", "bool_", "float64", "float32", "int64", "int32"];
 const METHODS: &[&str] = &[
     "sum",
     "mean",
@@ -102,6 +171,17 @@ const METHODS: &[&str] = &[
     "transpose",
     "astype",
     "rechunk",
+    "round",
+    "clip",
+    "prod",
+    "any",
+    "all",
+    "argmin",
+    "argmax",
+    "cumsum",
+    "cumprod",
+    "squeeze",
+    "reshape",
 ];
 
 /// Options every generator without `chunks=` gets.
@@ -139,7 +219,12 @@ fn eval(n: &Node, ctx: &Context) -> R<Value> {
             items.iter().map(|i| eval(i, ctx)).collect::<R<_>>()?,
         )),
         Kind::Neg(x) => match eval(x, ctx)? {
-            Value::Array(a) => Ok(Value::Array(a.unary(UnaryOp::Neg))),
+            Value::Array(a) => Ok(Value::Array(a.unary(UnaryOp::Neg).map_err(|m| {
+                EvalError {
+                    message: m,
+                    span: n.span,
+                }
+            })?)),
             Value::Number(Scalar::Int(i)) => match i.checked_neg() {
                 Some(v) => Ok(Value::Number(Scalar::Int(v))),
                 None => fail(n.span, "the integer result does not fit in 64 bits"),
@@ -148,6 +233,17 @@ fn eval(n: &Node, ctx: &Context) -> R<Value> {
             other => fail(x.span, format!("cannot negate {}", other.kind())),
         },
         Kind::Pos(x) => eval(x, ctx),
+        Kind::Invert(x) => match eval(x, ctx)? {
+            Value::Array(a) => Ok(Value::Array(a.unary(UnaryOp::Invert).map_err(|m| {
+                EvalError {
+                    message: m,
+                    span: n.span,
+                }
+            })?)),
+            Value::Number(Scalar::Int(i)) => Ok(Value::Number(Scalar::Int(!i))),
+            Value::Bool(b) => Ok(Value::Bool(!b)),
+            other => fail(x.span, format!("cannot invert (~) {}", other.kind())),
+        },
         Kind::Binary {
             op,
             lhs,
@@ -176,10 +272,22 @@ fn eval(n: &Node, ctx: &Context) -> R<Value> {
         }
         Kind::Index { value, items } => {
             let v = eval(value, ctx)?;
-            let Value::Array(a) = v else {
-                return fail(value.span, format!("cannot index {}", v.kind()));
-            };
-            index(&a, items, n.span, ctx)
+            match (v, items.as_slice()) {
+                (Value::Array(a), _) => index(&a, items, n.span, ctx),
+                // `x.shape[0]`: a tuple indexed by one int, as in Python.
+                (Value::Tuple(t), [IndexItem::Single(i)]) => {
+                    let k = int_of(&(eval(i, ctx)?, i.span), "a tuple index")?;
+                    let at = if k < 0 { k + t.len() as i64 } else { k };
+                    usize::try_from(at)
+                        .ok()
+                        .and_then(|at| t.get(at).cloned())
+                        .ok_or_else(|| EvalError {
+                            message: "tuple index out of range".into(),
+                            span: i.span,
+                        })
+                }
+                (v, _) => fail(value.span, format!("cannot index {}", v.kind())),
+            }
         }
     }
 }
@@ -194,6 +302,13 @@ fn name_value(name: &str, span: Span, ctx: &Context) -> R<Value> {
         "None" => Value::None,
         "np" | "numpy" | "da" => Value::Module,
         "pi" => Value::Number(Scalar::Float(std::f64::consts::PI)),
+        "newaxis" => Value::None,
+        "nan" | "inf" => Value::Number(Scalar::Float(if name == "nan" {
+            f64::NAN
+        } else {
+            f64::INFINITY
+        })),
+        "bool" | "float" | "int" => Value::Str(name.to_string()),
         "e" => Value::Number(Scalar::Float(std::f64::consts::E)),
         f if FUNCTIONS.contains(&f) => Value::Func(f.to_string()),
         _ => {
@@ -224,6 +339,11 @@ fn name_value(name: &str, span: Span, ctx: &Context) -> R<Value> {
 fn attribute(v: Value, name: &str, span: Span) -> R<Value> {
     match v {
         Value::Module if FUNCTIONS.contains(&name) => Ok(Value::Func(name.to_string())),
+        Value::Module if DTYPES.contains(&name) => Ok(Value::Str(name.to_string())),
+        Value::Module if name == "newaxis" => Ok(Value::None),
+        Value::Module if name == "nan" => Ok(Value::Number(Scalar::Float(f64::NAN))),
+        Value::Module if name == "inf" => Ok(Value::Number(Scalar::Float(f64::INFINITY))),
+        Value::Module if name == "pi" => Ok(Value::Number(Scalar::Float(std::f64::consts::PI))),
         Value::Module if name == "random" => Ok(Value::Func("random".into())),
         Value::Module => fail(
             span,
@@ -240,11 +360,23 @@ fn attribute(v: Value, name: &str, span: Span) -> R<Value> {
                 a.transpose(None)
                     .map_err(|m| EvalError { message: m, span })?,
             )),
+            "shape" => Ok(Value::Tuple(
+                a.shape()
+                    .iter()
+                    .map(|&n| Value::Number(Scalar::Int(n as i64)))
+                    .collect(),
+            )),
+            "ndim" => Ok(Value::Number(Scalar::Int(a.ndim() as i64))),
+            "size" => Ok(Value::Number(Scalar::Int(
+                a.shape().iter().product::<usize>() as i64,
+            ))),
+            "dtype" => Ok(Value::Str(a.dtype().name().to_string())),
             m if METHODS.contains(&m) => Ok(Value::Method(a, m.to_string())),
             _ => fail(
                 span,
                 format!(
-                    "arrays have no attribute '{name}' here (supported: T, {})",
+                    "arrays have no attribute '{name}' here (supported: T, shape, ndim, size, \
+                     dtype, {})",
                     METHODS.join(", ")
                 ),
             ),
@@ -253,17 +385,37 @@ fn attribute(v: Value, name: &str, span: Span) -> R<Value> {
     }
 }
 
-fn to_op(op: AstOp) -> Option<BinOp> {
-    Some(match op {
-        AstOp::Add => BinOp::Add,
-        AstOp::Sub => BinOp::Sub,
-        AstOp::Mul => BinOp::Mul,
-        AstOp::Div => BinOp::Div,
-        AstOp::Pow => BinOp::Pow,
-        AstOp::MatMul => return None,
-    })
+/// What an operator of the expression does.
+enum Operator {
+    Arith(BinOp),
+    Compare(CmpOp),
+    MatMul,
 }
 
+fn to_op(op: AstOp) -> Operator {
+    use Operator::{Arith, Compare};
+    match op {
+        AstOp::Add => Arith(BinOp::Add),
+        AstOp::Sub => Arith(BinOp::Sub),
+        AstOp::Mul => Arith(BinOp::Mul),
+        AstOp::Div => Arith(BinOp::Div),
+        AstOp::Pow => Arith(BinOp::Pow),
+        AstOp::FloorDiv => Arith(BinOp::FloorDiv),
+        AstOp::Mod => Arith(BinOp::Mod),
+        AstOp::BitAnd => Arith(BinOp::BitAnd),
+        AstOp::BitOr => Arith(BinOp::BitOr),
+        AstOp::BitXor => Arith(BinOp::BitXor),
+        AstOp::Eq => Compare(CmpOp::Eq),
+        AstOp::Ne => Compare(CmpOp::Ne),
+        AstOp::Lt => Compare(CmpOp::Lt),
+        AstOp::Le => Compare(CmpOp::Le),
+        AstOp::Gt => Compare(CmpOp::Gt),
+        AstOp::Ge => Compare(CmpOp::Ge),
+        AstOp::MatMul => Operator::MatMul,
+    }
+}
+
+/// Python's arithmetic on two numbers (ints exact, never wrapped).
 fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
     use Scalar::*;
     // Python ints do not wrap: a result beyond 64 bits is refused rather than wrapped.
@@ -272,6 +424,10 @@ fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
             .into(),
         span,
     };
+    let by_zero = matches!(op, BinOp::Div | BinOp::FloorDiv | BinOp::Mod) && b.as_f64() == 0.0;
+    if by_zero {
+        return fail(span, "division by zero");
+    }
     Ok(match (op, a, b) {
         (BinOp::Add, Int(x), Int(y)) => Int(x.checked_add(y).ok_or_else(too_large)?),
         (BinOp::Sub, Int(x), Int(y)) => Int(x.checked_sub(y).ok_or_else(too_large)?),
@@ -280,7 +436,20 @@ fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
             .ok()
             .and_then(|y| x.checked_pow(y))
             .ok_or_else(too_large)?),
-        (BinOp::Div, _, y) if y.as_f64() == 0.0 => return fail(span, "division by zero"),
+        (BinOp::FloorDiv, Int(x), Int(y)) => {
+            x.checked_div(y).ok_or_else(too_large)?;
+            Int(crate::array::block::Elem::floor_div(x, y))
+        }
+        (BinOp::Mod, Int(x), Int(y)) => Int(crate::array::block::Elem::floor_mod(x, y)),
+        (BinOp::BitAnd, Int(x), Int(y)) => Int(x & y),
+        (BinOp::BitOr, Int(x), Int(y)) => Int(x | y),
+        (BinOp::BitXor, Int(x), Int(y)) => Int(x ^ y),
+        (BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor, ..) => {
+            return fail(span, "& | ^ need integers, not floats")
+        }
+        (BinOp::Minimum | BinOp::Maximum, ..) => {
+            unreachable!("minimum/maximum of two numbers is computed by the caller")
+        }
         (op, x, y) => {
             let (x, y) = (x.as_f64(), y.as_f64());
             Float(match op {
@@ -289,6 +458,8 @@ fn scalar_op(op: BinOp, a: Scalar, b: Scalar, span: Span) -> R<Scalar> {
                 BinOp::Mul => x * y,
                 BinOp::Div => x / y,
                 BinOp::Pow => x.powf(y),
+                BinOp::FloorDiv => crate::array::block::Elem::floor_div(x, y),
+                _ => crate::array::block::Elem::floor_mod(x, y),
             })
         }
     })
@@ -299,14 +470,39 @@ fn binary(op: AstOp, l: Value, r: Value, op_span: Span, ls: Span, rs: Span) -> R
         message: m,
         span: op_span,
     };
-    let Some(bop) = to_op(op) else {
-        return match (l, r) {
-            (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.dot(&b).map_err(err)?)),
-            (l, r) => fail(
-                op_span,
-                format!("'@' needs two arrays, got {} and {}", l.kind(), r.kind()),
-            ),
-        };
+    let bop = match to_op(op) {
+        Operator::Arith(bop) => bop,
+        Operator::MatMul => {
+            return match (l, r) {
+                (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.dot(&b).map_err(err)?)),
+                (l, r) => fail(
+                    op_span,
+                    format!("'@' needs two arrays, got {} and {}", l.kind(), r.kind()),
+                ),
+            }
+        }
+        Operator::Compare(cop) => {
+            return match (l, r) {
+                (Value::Array(a), Value::Array(b)) => {
+                    Ok(Value::Array(a.compare(cop, &b).map_err(err)?))
+                }
+                (Value::Array(a), Value::Number(s)) => {
+                    Ok(Value::Array(a.compare_scalar(cop, s, false).map_err(err)?))
+                }
+                (Value::Number(s), Value::Array(a)) => {
+                    Ok(Value::Array(a.compare_scalar(cop, s, true).map_err(err)?))
+                }
+                (Value::Number(x), Value::Number(y)) => Ok(Value::Bool(match (x, y) {
+                    (Scalar::Int(x), Scalar::Int(y)) => cop.holds(&x, &y),
+                    (x, y) => cop.holds(&x.as_f64(), &y.as_f64()),
+                })),
+                (Value::Array(_) | Value::Number(_), other) => fail(
+                    rs,
+                    format!("cannot compare an array or number with {}", other.kind()),
+                ),
+                (other, _) => fail(ls, format!("cannot compare {}", other.kind())),
+            }
+        }
     };
     match (l, r) {
         (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.binary(bop, &b).map_err(err)?)),
@@ -489,7 +685,7 @@ fn call(
         }
     };
     let err = |m: String| EvalError { message: m, span };
-    let reduce = |op: ReduceOp, args: &mut Args, a: Array| -> R<Value> {
+    let reduce = |op: ReduceOp, nan: bool, args: &mut Args, a: Array| -> R<Value> {
         let axis = match args.take(shift, "axis") {
             None | Some((Value::None, _)) => None,
             Some(v) => Some(ints_of(&v, "axis")?),
@@ -505,39 +701,202 @@ fn call(
             Some(v) => return fail(v.1, format!("{}() takes no ddof", op.name())),
             None => 0.0,
         };
-        a.reduce(op, axis.as_deref(), keepdims, ddof)
+        let reduced = if nan {
+            a.nan_reduce(op, axis.as_deref(), keepdims, ddof)
+        } else {
+            a.reduce(op, axis.as_deref(), keepdims, ddof)
+        };
+        reduced
             .map(Value::Array)
             .map_err(|m| EvalError { message: m, span })
     };
     let value = match name.as_str() {
-        "sum" | "mean" | "min" | "max" | "var" | "std" | "amin" | "amax" => {
-            let op = match name.as_str() {
-                "amin" => ReduceOp::Min,
-                "amax" => ReduceOp::Max,
-                n => ReduceOp::parse(n).expect("a reduction name"),
+        "sum" | "mean" | "min" | "max" | "var" | "std" | "amin" | "amax" | "prod" | "any"
+        | "all" | "nanmin" | "nanmax" | "nansum" | "nanmean" | "nanvar" | "nanstd"
+        | "count_nonzero" | "argmin" | "argmax" => {
+            let (op, nan) = match name.as_str() {
+                "amin" => (ReduceOp::Min, false),
+                "amax" => (ReduceOp::Max, false),
+                "count_nonzero" => (ReduceOp::Sum, false),
+                "nansum" | "nanmean" | "nanvar" | "nanstd" => {
+                    (ReduceOp::parse(&name[3..]).expect("a reduction name"), true)
+                }
+                n => (ReduceOp::parse(n).expect("a reduction name"), false),
             };
-            let a = subject(&mut args)?;
-            let v = reduce(op, &mut args, a)?;
+            let mut a = subject(&mut args)?;
+            if name == "count_nonzero" {
+                a = a.astype(DType::Bool);
+            }
+            let v = reduce(op, nan, &mut args, a)?;
             args.done(shift + 1)?;
             return Ok(v);
         }
-        "sqrt" | "exp" | "log" | "abs" | "absolute" | "sin" | "cos" | "negative" => {
-            let op = match name.as_str() {
-                "sqrt" => UnaryOp::Sqrt,
-                "exp" => UnaryOp::Exp,
-                "log" => UnaryOp::Log,
-                "abs" | "absolute" => UnaryOp::Abs,
-                "sin" => UnaryOp::Sin,
-                "cos" => UnaryOp::Cos,
-                _ => UnaryOp::Neg,
+        "round" | "around" => {
+            let (v, s) = match &this {
+                Some(a) => (Value::Array(a.clone()), span),
+                None => args.required(0, "a")?,
             };
+            let decimals = match args.take(shift, "decimals") {
+                Some(d) => int_of(&d, "decimals")?,
+                None => 0,
+            };
+            args.done(shift + 1)?;
+            let decimals = i32::try_from(decimals).map_err(|_| EvalError {
+                message: format!("decimals={decimals} is out of range"),
+                span,
+            })?;
+            match v {
+                Value::Array(a) => Value::Array(a.unary(UnaryOp::Round(decimals)).map_err(err)?),
+                other => return fail(s, format!("round() needs an array, got {}", other.kind())),
+            }
+        }
+        "squeeze" => {
+            let a = subject(&mut args)?;
+            let axis = match args.take(shift, "axis") {
+                None | Some((Value::None, _)) => None,
+                Some(v) => Some(ints_of(&v, "axis")?),
+            };
+            args.done(shift + 1)?;
+            Value::Array(a.squeeze(axis.as_deref()).map_err(err)?)
+        }
+        "median" | "percentile" => {
+            let a = subject(&mut args)?;
+            let q = if name == "percentile" {
+                let v = args.required(1, "q")?;
+                Some(number_of(&v, "q (one number here)")?.as_f64())
+            } else {
+                None
+            };
+            let pos = if name == "percentile" { 2 } else { 1 };
+            let axis = match args.take(pos, "axis") {
+                None | Some((Value::None, _)) => None,
+                Some(v) => Some(int_of(&v, "axis (one axis or None here)")?),
+            };
+            args.done(pos + 1)?;
+            Value::Array(a.quantile(q, axis).map_err(err)?)
+        }
+        "reshape" => {
+            let a = subject(&mut args)?;
+            // x.reshape(2, 3) and x.reshape((2, 3)) both work, as in NumPy.
+            let shape = if this.is_some() && args.positional.len() > 1 {
+                let dims = std::mem::take(&mut args.positional);
+                dims.iter()
+                    .map(|d| int_of(d, "shape"))
+                    .collect::<R<Vec<_>>>()?
+            } else {
+                ints_of(&args.required(shift, "shape")?, "shape")?
+            };
+            args.done(shift + 1)?;
+            Value::Array(a.reshape(&shape).map_err(err)?)
+        }
+        "expand_dims" => {
+            let a = subject(&mut args)?;
+            let axis = ints_of(&args.required(1, "axis")?, "axis")?;
+            args.done(2)?;
+            Value::Array(a.expand_dims(&axis).map_err(err)?)
+        }
+        "concatenate" | "stack" => {
+            let (list, ls) = args.required(0, "arrays")?;
+            let axis = match args.take(1, "axis") {
+                Some(v) => int_of(&v, "axis")?,
+                None => 0,
+            };
+            args.done(2)?;
+            let Value::Tuple(items) = list else {
+                return fail(ls, format!("{name}() needs a tuple or list of arrays"));
+            };
+            let arrays = items
+                .into_iter()
+                .map(|v| array_of((v, ls), "each item"))
+                .collect::<R<Vec<_>>>()?;
+            Value::Array(if name == "stack" {
+                Array::stack(&arrays, axis).map_err(err)?
+            } else {
+                Array::concatenate(&arrays, axis).map_err(err)?
+            })
+        }
+        "cumsum" | "cumprod" => {
+            let a = subject(&mut args)?;
+            let axis = match args.take(shift, "axis") {
+                None | Some((Value::None, _)) => None,
+                Some(v) => Some(int_of(&v, "axis")?),
+            };
+            args.done(shift + 1)?;
+            let op = if name == "cumsum" {
+                BinOp::Add
+            } else {
+                BinOp::Mul
+            };
+            Value::Array(a.scan(op, axis).map_err(err)?)
+        }
+        "minimum" | "maximum" => {
+            let op = if name == "minimum" {
+                BinOp::Minimum
+            } else {
+                BinOp::Maximum
+            };
+            let a = args.required(0, "x1")?;
+            let b = args.required(1, "x2")?;
+            args.done(2)?;
+            match (a.0, b.0) {
+                (Value::Array(x), Value::Array(y)) => Value::Array(x.binary(op, &y).map_err(err)?),
+                (Value::Array(x), Value::Number(n)) | (Value::Number(n), Value::Array(x)) => {
+                    Value::Array(x.with_scalar(op, n, false).map_err(err)?)
+                }
+                (x, _) => {
+                    return fail(
+                        span,
+                        format!("{name}() needs an array, got {} only", x.kind()),
+                    )
+                }
+            }
+        }
+        "clip" => {
+            let a = subject(&mut args)?;
+            let lo = args
+                .take(shift, "a_min")
+                .or_else(|| args.take(usize::MAX, "min"));
+            let hi = args
+                .take(shift + 1, "a_max")
+                .or_else(|| args.take(usize::MAX, "max"));
+            args.done(shift + 2)?;
+            Value::Array(clip(a, lo, hi, span)?)
+        }
+        "where" => {
+            let c = array_of(args.required(0, "condition")?, "where's condition")?;
+            let operand = |v: (Value, Span)| match v.0 {
+                Value::Array(a) => Ok(Operand::Array(a)),
+                Value::Number(n) => Ok(Operand::Number(n)),
+                Value::Bool(b) => Ok(Operand::Number(Scalar::Int(i64::from(b)))),
+                other => fail(
+                    v.1,
+                    format!(
+                        "where's choices must be arrays or numbers, got {}",
+                        other.kind()
+                    ),
+                ),
+            };
+            let x = operand(args.required(1, "x")?)?;
+            let y = operand(args.required(2, "y")?)?;
+            args.done(3)?;
+            Value::Array(Array::where_(&c, x, y).map_err(err)?)
+        }
+        "logical_not" => {
+            let a = subject(&mut args)?;
+            args.done(1)?;
+            Value::Array(a.astype(DType::Bool).unary(UnaryOp::Invert).map_err(err)?)
+        }
+        f if UNARY.iter().any(|(n, _)| *n == f) => {
+            let op = UNARY.iter().find(|(n, _)| *n == f).expect("found").1;
             let (v, s) = args.required(0, "x")?;
             args.done(1)?;
             match v {
-                Value::Array(a) => Value::Array(a.unary(op)),
+                Value::Array(a) => Value::Array(a.unary(op).map_err(err)?),
                 Value::Number(x) => {
                     let x = x.as_f64();
-                    Value::Number(Scalar::Float(match op {
+                    let f = match op {
+                        UnaryOp::IsNan => return Ok(Value::Bool(x.is_nan())),
+                        UnaryOp::IsFinite => return Ok(Value::Bool(x.is_finite())),
                         UnaryOp::Sqrt => x.sqrt(),
                         UnaryOp::Exp => x.exp(),
                         UnaryOp::Log => x.ln(),
@@ -545,7 +904,20 @@ fn call(
                         UnaryOp::Sin => x.sin(),
                         UnaryOp::Cos => x.cos(),
                         UnaryOp::Neg => -x,
-                    }))
+                        UnaryOp::Tanh => x.tanh(),
+                        UnaryOp::Arcsin => x.asin(),
+                        UnaryOp::Arccos => x.acos(),
+                        UnaryOp::Arctan => x.atan(),
+                        UnaryOp::Log10 => x.log10(),
+                        UnaryOp::Log1p => x.ln_1p(),
+                        UnaryOp::Expm1 => x.exp_m1(),
+                        UnaryOp::Floor => x.floor(),
+                        UnaryOp::Ceil => x.ceil(),
+                        UnaryOp::Sign | UnaryOp::Round(_) | UnaryOp::Invert => {
+                            return fail(s, format!("{name}() needs an array here"))
+                        }
+                    };
+                    Value::Number(Scalar::Float(f))
                 }
                 other => {
                     return fail(
@@ -582,7 +954,7 @@ fn call(
             let Some(d) = d else {
                 return fail(
                     s,
-                    "unsupported dtype: use 'float64', 'float32', 'int64' or 'int32'",
+                    "unsupported dtype: use 'float64', 'float32', 'int64', 'int32' or 'bool'",
                 );
             };
             Value::Array(a.astype(d))
@@ -618,7 +990,7 @@ fn call(
             let dtype = match args.take(usize::MAX, "dtype") {
                 Some((Value::Str(t), s)) => DType::parse(&t).ok_or_else(|| EvalError {
                     message: format!(
-                        "unsupported dtype '{t}': use float64, float32, int64 or int32"
+                        "unsupported dtype '{t}': use float64, float32, int64, int32 or bool"
                     ),
                     span: s,
                 })?,
@@ -677,38 +1049,95 @@ fn call(
     Ok(value)
 }
 
+/// `clip(a, lo, hi)` as NumPy defines it, `minimum(maximum(a, lo), hi)`, either bound
+/// optional. A Python int bound beyond an integer array's range clips nothing, as in NumPy 2
+/// (which compares such ints exactly rather than refusing them), so it is clamped to the range.
+fn clip(a: Array, lo: Option<(Value, Span)>, hi: Option<(Value, Span)>, span: Span) -> R<Array> {
+    let err = |m: String| EvalError { message: m, span };
+    let bound = |a: Array, b: Option<(Value, Span)>, op: BinOp| -> R<Array> {
+        match b {
+            None | Some((Value::None, _)) => Ok(a),
+            Some((Value::Array(b), _)) => a.binary(op, &b).map_err(err),
+            Some((Value::Number(n), _)) => {
+                let n = match (n, a.dtype()) {
+                    (Scalar::Int(i), DType::I32) => {
+                        Scalar::Int(i.clamp(i32::MIN as i64, i32::MAX as i64))
+                    }
+                    (n, _) => n,
+                };
+                a.with_scalar(op, n, false).map_err(err)
+            }
+            Some((other, s)) => fail(
+                s,
+                format!(
+                    "clip's bounds must be arrays, numbers or None, got {}",
+                    other.kind()
+                ),
+            ),
+        }
+    };
+    if matches!(
+        (&lo, &hi),
+        (None | Some((Value::None, _)), None | Some((Value::None, _)))
+    ) {
+        return fail(span, "One of max or min must be given");
+    }
+    let a = bound(a, lo, BinOp::Maximum)?;
+    bound(a, hi, BinOp::Minimum)
+}
+
 /// Python's slice semantics for one axis of length `len` (negative indices count from the
-/// end; out-of-range bounds are clamped).
+/// end; out-of-range bounds are clamped): the selected elements as an ascending range, and
+/// whether a negative step takes them in reverse.
 fn slice_dim(
     start: Option<i64>,
     stop: Option<i64>,
     step: Option<i64>,
     len: u64,
     span: Span,
-) -> R<Dim> {
+) -> R<(Dim, bool)> {
     let step = step.unwrap_or(1);
-    if step <= 0 {
-        return fail(
-            span,
-            "slice steps must be positive here (negative steps are not supported)",
-        );
+    if step == 0 {
+        return fail(span, "slice step cannot be zero");
     }
-    let len_i = len as i64;
-    let clamp = |v: i64| -> i64 {
-        let v = if v < 0 { v + len_i } else { v };
-        v.clamp(0, len_i)
+    let n = len as i64;
+    if step > 0 {
+        let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n);
+        let s = start.map(clamp).unwrap_or(0);
+        let e = stop.map(clamp).unwrap_or(n);
+        let count = if e > s { (e - s + step - 1) / step } else { 0 };
+        let dim = Dim {
+            start: s as u64,
+            len: count as u64,
+            step: step as u64,
+        };
+        return Ok((dim, false));
+    }
+    // Negative steps: bounds clamp to [-1, n - 1], -1 meaning "before the first".
+    let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(-1, n - 1);
+    let s = start.map(clamp).unwrap_or(n - 1);
+    let e = stop.map(clamp).unwrap_or(-1);
+    let back = -step;
+    let count = if s > e { (s - e - 1) / back + 1 } else { 0 };
+    let lowest = if count > 0 { s - (count - 1) * back } else { 0 };
+    let dim = Dim {
+        start: lowest as u64,
+        len: count as u64,
+        step: back as u64,
     };
-    let s = start.map(clamp).unwrap_or(0);
-    let e = stop.map(clamp).unwrap_or(len_i);
-    let n = if e > s { (e - s + step - 1) / step } else { 0 };
-    Ok(Dim {
-        start: s as u64,
-        len: n as u64,
-        step: step as u64,
-    })
+    Ok((dim, true))
+}
+
+/// What one index item makes of the result's axes.
+enum Out {
+    /// `None` / `np.newaxis`: a new axis of length 1.
+    New,
+    /// A slice: an axis of the sliced array, reversed for a negative step.
+    Range { flip: bool },
 }
 
 fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> {
+    let err = |m: String| EvalError { message: m, span };
     let int_at = |n: &Option<Node>| -> R<Option<i64>> {
         match n {
             None => Ok(None),
@@ -721,9 +1150,22 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
             }
         }
     };
-    let explicit = items
+    // Evaluate single items once: None adds an axis, an int consumes one.
+    let mut singles: Vec<Option<Value>> = Vec::with_capacity(items.len());
+    for item in items {
+        singles.push(match item {
+            IndexItem::Single(n) => Some(eval(n, ctx)?),
+            _ => None,
+        });
+    }
+    let consuming = items
         .iter()
-        .filter(|i| !matches!(i, IndexItem::Ellipsis))
+        .zip(&singles)
+        .filter(|(i, v)| match i {
+            IndexItem::Ellipsis => false,
+            IndexItem::Single(_) => !matches!(v, Some(Value::None)),
+            IndexItem::Slice { .. } => true,
+        })
         .count();
     if items
         .iter()
@@ -734,13 +1176,16 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
         return fail(span, "an index can only have a single ellipsis ('...')");
     }
     let mut select = Vec::new();
-    for item in items {
+    let mut outs = Vec::new();
+    for (item, single) in items.iter().zip(singles) {
         let axis = select.len();
-        match item {
-            IndexItem::Ellipsis => {
-                let fill = a.ndim().saturating_sub(explicit);
+        match (item, single) {
+            (IndexItem::Single(_), Some(Value::None)) => outs.push(Out::New),
+            (IndexItem::Ellipsis, _) => {
+                let fill = a.ndim().saturating_sub(consuming);
                 for k in 0..fill {
                     select.push(Select::Range(Dim::full(a.shape()[axis + k] as u64)));
+                    outs.push(Out::Range { flip: false });
                 }
             }
             _ if axis >= a.ndim() => {
@@ -749,8 +1194,7 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
                     format!("too many indices for an array of {} dimensions", a.ndim()),
                 )
             }
-            IndexItem::Single(n) => {
-                let v = eval(n, ctx)?;
+            (IndexItem::Single(n), Some(v)) => {
                 let i = int_of(&(v, n.span), "an index")?;
                 let len = a.shape()[axis] as i64;
                 let k = if i < 0 { i + len } else { i };
@@ -762,8 +1206,8 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
                 }
                 select.push(Select::Index(k as u64));
             }
-            IndexItem::Slice { start, stop, step } => {
-                let d = slice_dim(
+            (IndexItem::Slice { start, stop, step }, _) => {
+                let (d, flip) = slice_dim(
                     int_at(start)?,
                     int_at(stop)?,
                     int_at(step)?,
@@ -771,13 +1215,38 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
                     span,
                 )?;
                 select.push(Select::Range(d));
+                outs.push(Out::Range { flip });
             }
+            (IndexItem::Single(_), None) => unreachable!("singles are evaluated"),
         }
     }
-    Ok(Value::Array(
-        a.slice(&select)
-            .map_err(|m| EvalError { message: m, span })?,
-    ))
+    let sliced = a.slice(&select).map_err(err)?;
+    // The sliced array's axes: one per Range item, then the axes no item reached.
+    let ranges = outs
+        .iter()
+        .filter(|o| matches!(o, Out::Range { .. }))
+        .count();
+    let flips: Vec<usize> = outs
+        .iter()
+        .filter(|o| matches!(o, Out::Range { .. }))
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Out::Range { flip: true }))
+        .map(|(k, _)| k)
+        .collect();
+    let flipped = sliced.flip(&flips);
+    if !outs.iter().any(|o| matches!(o, Out::New)) {
+        return Ok(Value::Array(flipped));
+    }
+    let mut next = 0..flipped.ndim();
+    let mut map: Vec<Option<usize>> = outs
+        .iter()
+        .map(|o| match o {
+            Out::New => None,
+            Out::Range { .. } => next.next(),
+        })
+        .collect();
+    map.extend((ranges..flipped.ndim()).map(Some));
+    Ok(Value::Array(flipped.regroup(&map).map_err(err)?))
 }
 
 #[cfg(test)]
@@ -880,9 +1349,12 @@ mod tests {
             .unwrap_err()
             .contains("unexpected keyword"));
         assert!(evaluate("1 + 2", &c).unwrap_err().contains("not an array"));
-        assert!(evaluate("x[::-1]", &c)
+        assert!(evaluate("x[::0]", &c)
             .unwrap_err()
-            .contains("negative steps"));
+            .contains("slice step cannot be zero"));
+        assert!(evaluate("x[None, 0, None, 0, 0]", &c)
+            .unwrap_err()
+            .contains("too many indices"));
         assert!(evaluate("x.astype('u8')", &c)
             .unwrap_err()
             .contains("unsupported dtype"));

@@ -6,9 +6,13 @@
 //! precedence, so an expression copied from a notebook means the same thing here:
 //!
 //! ```text
+//! expr    := bitor (('==' | '!=' | '<' | '<=' | '>' | '>=') bitor)?   no chains: a < b < c
+//! bitor   := bitxor ('|' bitxor)*
+//! bitxor  := bitand ('^' bitand)*
+//! bitand  := sum ('&' sum)*
 //! sum     := product (('+' | '-') product)*
-//! product := unary (('*' | '/' | '@') unary)*
-//! unary   := ('-' | '+') unary | power
+//! product := unary (('*' | '/' | '//' | '%' | '@') unary)*
+//! unary   := ('-' | '+' | '~') unary | power
 //! power   := postfix ('**' unary)?          so -x**2 is -(x**2), and 2**-1 parses
 //! postfix := atom ('.' NAME | '(' args ')' | '[' items ']')*
 //! atom    := NUMBER | STRING | NAME | '(' ... ')' | '[' ... ']'
@@ -41,15 +45,26 @@ pub struct Node {
     pub span: Span,
 }
 
-/// The binary operators: exactly the arithmetic ones NumPy arrays support and we implement.
+/// The binary operators: the arithmetic, bitwise and comparison ones NumPy arrays support.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinOp {
     Add,
     Sub,
     Mul,
     Div,
+    FloorDiv,
+    Mod,
     Pow,
     MatMul,
+    BitAnd,
+    BitOr,
+    BitXor,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
 }
 
 impl BinOp {
@@ -60,8 +75,19 @@ impl BinOp {
             BinOp::Sub => "-",
             BinOp::Mul => "*",
             BinOp::Div => "/",
+            BinOp::FloorDiv => "//",
+            BinOp::Mod => "%",
             BinOp::Pow => "**",
             BinOp::MatMul => "@",
+            BinOp::BitAnd => "&",
+            BinOp::BitOr => "|",
+            BinOp::BitXor => "^",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
         }
     }
 }
@@ -80,6 +106,8 @@ pub enum Kind {
     Tuple(Vec<Node>),
     Neg(Box<Node>),
     Pos(Box<Node>),
+    /// `~x`.
+    Invert(Box<Node>),
     /// `span` covers both operands; `op_span` is the operator, for errors such as mismatched
     /// shapes that are about the operation rather than the operands.
     Binary {
@@ -130,7 +158,7 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-const OPERATORS: &str = "operators are + - * / ** @";
+const OPERATORS: &str = "operators are + - * / // % ** @ & | ^ ~ == != < <= > >=";
 /// Deeper trees are refused rather than risk overflowing the stack wherever the tree is later
 /// walked or dropped (recursively). Long operator chains count, since `a + b + c + ...` builds
 /// a tree as deep as it is long.
@@ -218,14 +246,13 @@ enum Tok {
 }
 
 /// Longest first, so `**` is not read as two `*`.
-const PUNCT: [&str; 15] = [
-    "...", "**", "(", ")", "[", "]", ",", ":", ".", "=", "+", "-", "*", "/", "@",
+const PUNCT: [&str; 27] = [
+    "...", "**", "//", "==", "!=", "<=", ">=", "(", ")", "[", "]", ",", ":", ".", "=", "+", "-",
+    "*", "/", "@", "%", "&", "|", "^", "~", "<", ">",
 ];
-/// Python operators we do not implement, recognised so the error can name them.
-const UNSUPPORTED: [&str; 19] = [
-    "//", "==", "!=", "<=", ">=", "<<", ">>", "%", "<", ">", "&", "|", "^", "~", "and", "or",
-    "not", "in", "is",
-];
+/// Python operators we do not implement, recognised so the error can name them (before
+/// PUNCT, so `<<` is not read as `<`).
+const UNSUPPORTED: [&str; 7] = ["<<", ">>", "and", "or", "not", "in", "is"];
 
 /// Splits `src` into tokens, ending with `End` (placed after the last non-blank character, so
 /// its caret never lands on an empty trailing line) or with the first error, as `Bad`.
@@ -420,12 +447,59 @@ impl Parser<'_> {
         Ok(())
     }
 
+    /// A comparison, not chained: Python would read `a < b < c` as `(a < b) and (b < c)`,
+    /// which arrays refuse ("the truth value of an array is ambiguous").
     fn expr(&mut self) -> PResult<Node> {
+        let ops = [
+            ("==", BinOp::Eq),
+            ("!=", BinOp::Ne),
+            ("<=", BinOp::Le),
+            (">=", BinOp::Ge),
+            ("<", BinOp::Lt),
+            (">", BinOp::Gt),
+        ];
+        let lhs = self.bitor()?;
+        let Some(&(_, op)) = ops.iter().find(|(s, _)| self.at(s)) else {
+            return Ok(lhs);
+        };
+        let op_span = self.bump();
+        self.deeper()?;
+        let rhs = self.bitor()?;
+        self.depth -= 1;
+        if ops.iter().any(|(s, _)| self.at(s)) {
+            return Err(self.here(
+                "chained comparisons like a < b < c are not supported (NumPy arrays refuse \
+                 them too); write (a < b) & (b < c)"
+                    .into(),
+            ));
+        }
+        Ok(binary(op, op_span, lhs, rhs))
+    }
+
+    fn bitor(&mut self) -> PResult<Node> {
+        self.binary(&[("|", BinOp::BitOr)], Self::bitxor)
+    }
+
+    fn bitxor(&mut self) -> PResult<Node> {
+        self.binary(&[("^", BinOp::BitXor)], Self::bitand)
+    }
+
+    fn bitand(&mut self) -> PResult<Node> {
+        self.binary(&[("&", BinOp::BitAnd)], Self::sum)
+    }
+
+    fn sum(&mut self) -> PResult<Node> {
         self.binary(&[("+", BinOp::Add), ("-", BinOp::Sub)], Self::product)
     }
 
     fn product(&mut self) -> PResult<Node> {
-        let ops = [("*", BinOp::Mul), ("/", BinOp::Div), ("@", BinOp::MatMul)];
+        let ops = [
+            ("*", BinOp::Mul),
+            ("//", BinOp::FloorDiv),
+            ("/", BinOp::Div),
+            ("%", BinOp::Mod),
+            ("@", BinOp::MatMul),
+        ];
         self.binary(&ops, Self::unary)
     }
 
@@ -447,8 +521,18 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> PResult<Node> {
-        let make: fn(Box<Node>) -> Kind = if self.at("-") { Kind::Neg } else { Kind::Pos };
-        let Some(op_span) = self.eat("-").or_else(|| self.eat("+")) else {
+        let make: fn(Box<Node>) -> Kind = if self.at("-") {
+            Kind::Neg
+        } else if self.at("~") {
+            Kind::Invert
+        } else {
+            Kind::Pos
+        };
+        let Some(op_span) = self
+            .eat("-")
+            .or_else(|| self.eat("+"))
+            .or_else(|| self.eat("~"))
+        else {
             return self.power();
         };
         self.deeper()?;
@@ -651,6 +735,7 @@ mod tests {
             Kind::Tuple(items) => ("tuple", items.iter().map(sexp).collect()),
             Kind::Neg(x) => ("neg", vec![sexp(x)]),
             Kind::Pos(x) => ("pos", vec![sexp(x)]),
+            Kind::Invert(x) => ("~", vec![sexp(x)]),
             Kind::Binary { op, lhs, rhs, .. } => (op.symbol(), vec![sexp(lhs), sexp(rhs)]),
             Kind::Attribute { value, name } => (".", vec![sexp(value), name.clone()]),
             Kind::Call { func, args, kwargs } => {
@@ -705,6 +790,30 @@ mod tests {
             ("-x.T ** 2", "(neg (** (. x T) 2))"),
             ("(a + b) * c", "(* (+ a b) c)"),
             ("x.a.b(1)[0].c", "(. (index (call (. (. x a) b) 1) 0) c)"),
+        ]);
+    }
+
+    /// Python's precedence: comparisons below `|`, below `^`, below `&`, below `+ -`, below
+    /// `* / // % @`, below unary `- + ~`, below `**`.
+    #[test]
+    fn comparison_and_bitwise_precedence_is_pythons() {
+        check(&[
+            ("x > 0 & y", "(> x (& 0 y))"),
+            ("(x > 0) & (y < 1)", "(& (> x 0) (< y 1))"),
+            ("a | b ^ c & d", "(| a (^ b (& c d)))"),
+            ("a & b + c", "(& a (+ b c))"),
+            ("a == b | c", "(== a (| b c))"),
+            ("x // 2 % 3", "(% (// x 2) 3)"),
+            ("-x // 2", "(// (neg x) 2)"),
+            ("a + b % c", "(+ a (% b c))"),
+            ("~x & y", "(& (~ x) y)"),
+            ("~x ** 2", "(~ (** x 2))"),
+            ("~~x", "(~ (~ x))"),
+            ("x != 1", "(!= x 1)"),
+            ("x <= 1", "(<= x 1)"),
+            ("x >= 1", "(>= x 1)"),
+            ("f(a=x == 1)", "(call f a=(== x 1))"),
+            ("x[x > 0:]", "(index x (: (> x 0) _ _))"),
         ]);
     }
 
@@ -801,9 +910,12 @@ mod tests {
         }
     }
 
+    const CHAINED: &str = "chained comparisons like a < b < c are not supported (NumPy arrays \
+                           refuse them too); write (a < b) & (b < c)";
+
     #[test]
     fn errors_say_what_and_where() {
-        let ops = "is not supported; operators are + - * / ** @";
+        let ops = "is not supported; operators are + - * / // % ** @ & | ^ ~ == != < <= > >=";
         let cases: &[(&str, &str, usize, usize)] = &[
             ("", "empty expression", 0, 0),
             (" \n ", "empty expression", 0, 3),
@@ -828,13 +940,14 @@ mod tests {
             ("x .5", "unexpected '.5' after the end of the expression", 2, 4),
             ("x)", "unmatched ')'", 1, 2),
             ("x ) %", "unmatched ')'", 2, 3),
-            ("x % 2", &format!("'%' {ops}"), 2, 3),
-            ("x // 2", &format!("'//' {ops}"), 2, 4),
-            ("x == y", &format!("'==' {ops}"), 2, 4),
-            ("x < y", &format!("'<' {ops}"), 2, 3),
-            ("~x", &format!("'~' {ops}"), 0, 1),
+            ("x << 2", &format!("'<<' {ops}"), 2, 4),
+            ("x >> 2", &format!("'>>' {ops}"), 2, 4),
             ("x and y", &format!("'and' {ops}"), 2, 5),
-            ("(x %", &format!("'%' {ops}"), 3, 4),
+            ("not x", &format!("'not' {ops}"), 0, 3),
+            ("(x <<", &format!("'<<' {ops}"), 3, 5),
+            ("x ! y", "unexpected character '!'", 2, 3),
+            ("0 < x < 1", CHAINED, 6, 7),
+            ("x == y == z", CHAINED, 7, 9),
             ("f(axis=0, x)", "positional argument follows keyword argument", 10, 11),
             ("f(a=1, a=2)", "keyword argument 'a' given twice", 7, 8),
             ("f(x.y=1)", "keyword argument names must be plain names, like axis=0", 2, 5),
@@ -929,7 +1042,8 @@ mod tests {
         fn expression_like_text_never_panics(
             parts in proptest::collection::vec(proptest::sample::select(vec![
                 "x", "f", "1", "2.5", "1e", "_", ".", "...", "(", ")", "[", "]", ",", ":", "=", "+",
-                "-", "*", "**", "/", "//", "@", "%", "'s'", "'", " ", "\n", "\t", "é",
+                "-", "*", "**", "/", "//", "@", "%", "'s'", "'", " ", "\n", "\t", "é", "<", "==",
+                "&", "|", "^", "~", ">=", "!=",
             ]), 0..40),
             start in 0usize..200,
             len in 0usize..50,

@@ -65,6 +65,8 @@ fn dtype_of(desc: &TypeDescriptor) -> Option<DType> {
         TypeDescriptor::Integer(_) => DType::I32,
         TypeDescriptor::Unsigned(IntSize::U1 | IntSize::U2) => DType::I32,
         TypeDescriptor::Unsigned(IntSize::U4) => DType::I64,
+        // h5py's bool: an enum of int8 with FALSE = 0 and TRUE = 1.
+        TypeDescriptor::Boolean => DType::Bool,
         _ => return None,
     })
 }
@@ -251,7 +253,10 @@ impl Reader for FileReader {
         };
         macro_rules! read {
             ($t:ty, $v:ident) => {
-                Data::$v(if r.dims.is_empty() {
+                Data::$v(read!($t))
+            };
+            ($t:ty) => {
+                if r.dims.is_empty() {
                     reader
                         .read_dyn::<$t>()
                         .map_err(h5err(&what))?
@@ -263,7 +268,7 @@ impl Reader for FileReader {
                         .map_err(h5err(&what))?
                 } else {
                     let shape: Vec<usize> = r.dims.iter().map(|d| d.len as usize).collect();
-                    let mut out = ndarray::ArrayD::<$t>::zeros(IxDyn(&shape));
+                    let mut out = ndarray::ArrayD::<$t>::default(IxDyn(&shape));
                     for (offset, dims) in &pieces {
                         let part = reader
                             .read_slice::<$t, _, IxDyn>(hyperslab(dims))
@@ -275,7 +280,7 @@ impl Reader for FileReader {
                         .assign(&part);
                     }
                     out
-                })
+                }
             };
         }
         Ok(match r.dtype {
@@ -283,6 +288,7 @@ impl Reader for FileReader {
             DType::F32 => read!(f32, F32),
             DType::I64 => read!(i64, I64),
             DType::I32 => read!(i32, I32),
+            DType::Bool => Data::Bool(read!(bool).mapv(u8::from)),
         })
     }
 }
@@ -388,14 +394,27 @@ pub fn write_chunk(file: &str, dataset: &str, offset: &[usize], data: &Data) -> 
             .map(|(&o, &n)| Dim::range(o as u64, n as u64))
             .collect();
         let writer = ds.as_writer();
-        with_data!(data, a => {
-            let a = a.as_standard_layout();
+        // Bools are written as h5py writes them (an enum of int8), which HDF5 will not
+        // convert from bytes: hand it Rust bools.
+        if let Data::Bool(a) = data {
+            let a = a.mapv(|b| b != 0);
             if dims.is_empty() {
                 writer.write(&a).map_err(h5err(file))?;
             } else {
-                writer.write_slice(&a, hyperslab(&dims)).map_err(h5err(file))?;
+                writer
+                    .write_slice(&a, hyperslab(&dims))
+                    .map_err(h5err(file))?;
             }
-        });
+        } else {
+            with_data!(data, a => {
+                let a = a.as_standard_layout();
+                if dims.is_empty() {
+                    writer.write(&a).map_err(h5err(file))?;
+                } else {
+                    writer.write_slice(&a, hyperslab(&dims)).map_err(h5err(file))?;
+                }
+            });
+        }
         drop(ds);
         f.close().map_err(h5err(file))
     })();
@@ -475,6 +494,7 @@ impl PendingOutput {
             DType::F32 => make!(f32),
             DType::I64 => make!(i64),
             DType::I32 => make!(i32),
+            DType::Bool => make!(bool),
         }
         f.close().map_err(h5err(file))?;
         Ok(out)

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::block::{BinOp, Dim, Generator, ReduceOp, Reduction, UnaryOp};
+use super::block::{BinOp, CmpOp, Dim, Generator, ReduceOp, Reduction, UnaryOp};
 use super::data::{broadcast_shapes, DType, Scalar};
 use super::hdf5io;
 
@@ -81,6 +81,13 @@ fn check_grid(shape: &[usize], chunks: &[Vec<usize>], dtype: DType) -> ArrayResu
     check_layout(shape, &axes, dtype)
 }
 
+/// An operand of `where` (or of another function taking numbers too).
+#[derive(Clone, Debug)]
+pub enum Operand {
+    Array(Array),
+    Number(Scalar),
+}
+
 /// How one input axis is selected by a slice.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Select {
@@ -100,11 +107,29 @@ pub(crate) enum Op {
     Cast(Array),
     Unary(UnaryOp, Array),
     Binary(BinOp, Array, Array),
+    /// Operands cast to one type; the result is bool.
+    Compare(CmpOp, Array, Array),
+    /// Condition (bool), then the two choices (cast to one type).
+    Where(Array, Array, Array),
     Transpose(Array, Vec<usize>),
+    /// Length-1 axes added or removed: per output axis, the input axis it is (None: a new
+    /// axis of length 1); input axes no output axis names have length 1.
+    Regroup(Array, Vec<Option<usize>>),
+    /// The axes listed reversed (negative slice steps).
+    Flip(Array, Vec<usize>),
+    /// The operands one after another along an axis (each output chunk inside one operand).
+    Concat(Vec<Array>, usize),
+    /// Median (None) or percentile along an axis: each chunk needs the axis whole.
+    Quantile(Array, Option<f64>, usize),
+    /// The same values in C order in another shape, chunked along the first axis only, in
+    /// blocks that are whole slabs of the input's first axis too.
+    Reshape(Array),
     Slice(Array, Vec<Select>),
     /// Same values, other chunks.
     Rechunk(Array),
     Reduce(Array, Reduction),
+    /// cumsum (`Add`) or cumprod (`Mul`) along an axis: per-chunk scans plus carried totals.
+    Scan(Array, BinOp, usize),
     Dot(Array, Array),
 }
 
@@ -335,30 +360,117 @@ impl Array {
         )
     }
 
-    pub fn unary(&self, op: UnaryOp) -> Array {
+    /// An elementwise function, typed as NumPy 2 types it: float functions give float64
+    /// (float32 stays float32); floor, ceil, round, sign and abs keep the type; isnan and
+    /// isfinite give bool. What NumPy refuses (or would compute in float16 or int8, which
+    /// arrays here do not have) is refused, before anything runs.
+    pub fn unary(&self, op: UnaryOp) -> ArrayResult<Array> {
+        let dtype = self.dtype();
+        let is_bool = dtype == DType::Bool;
         let input = match op {
-            UnaryOp::Neg | UnaryOp::Abs => self.clone(),
-            _ => self.astype(self.dtype().float_of()),
+            UnaryOp::Neg if is_bool => {
+                return Err(
+                    "The numpy boolean negative, the `-` operator, is not supported, \
+                            use the `~` operator or the logical_not function instead"
+                        .into(),
+                )
+            }
+            UnaryOp::Sign if is_bool => {
+                return Err(
+                    "ufunc 'sign' did not contain a loop with signature matching \
+                            types <class 'numpy.dtypes.BoolDType'> -> None (NumPy has no sign \
+                            of bools; cast first, e.g. x.astype('i8'))"
+                        .into(),
+                )
+            }
+            UnaryOp::Invert if dtype.is_float() => {
+                return Err(format!(
+                    "ufunc 'invert' not supported for the input types ({dtype}): `~` takes \
+                     integers and bools"
+                ))
+            }
+            UnaryOp::Round(d) if !dtype.is_float() && (is_bool || d < 0) => {
+                return Err(format!(
+                    "round of a {dtype} array{} is not supported here (NumPy computes it in \
+                     {}); cast first, e.g. x.astype('f8')",
+                    if is_bool { "" } else { " to negative decimals" },
+                    if is_bool {
+                        "float16"
+                    } else {
+                        "a wider integer"
+                    },
+                ))
+            }
+            UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Sign
+            | UnaryOp::Invert
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round(_)
+            | UnaryOp::IsNan
+            | UnaryOp::IsFinite => self.clone(),
+            _ if is_bool => {
+                return Err(format!(
+                    "{op:?} of a bool array gives float16 in NumPy, which arrays here do not \
+                     have; cast first, e.g. x.astype('f8')"
+                )
+                .to_lowercase())
+            }
+            _ => self.astype(dtype.float_of()),
+        };
+        let out = match op {
+            UnaryOp::IsNan | UnaryOp::IsFinite => DType::Bool,
+            _ => input.dtype(),
         };
         let n = &input.node;
-        let (shape, dtype, chunks) = (n.shape.clone(), n.dtype, n.chunks.clone());
-        Array::new(Op::Unary(op, input), shape, dtype, chunks)
+        let (shape, chunks) = (n.shape.clone(), n.chunks.clone());
+        Ok(Array::new(Op::Unary(op, input), shape, out, chunks))
+    }
+
+    /// The type `op` computes in for operands promoted to `dtype`, or NumPy's refusal.
+    /// Bools add as `|` and multiply as `&` (True + True is True in NumPy).
+    fn binary_dtype(op: BinOp, dtype: DType) -> ArrayResult<(BinOp, DType)> {
+        let bitwise = matches!(op, BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor);
+        if bitwise && dtype.is_float() {
+            let name = match op {
+                BinOp::BitAnd => "bitwise_and",
+                BinOp::BitOr => "bitwise_or",
+                _ => "bitwise_xor",
+            };
+            return Err(format!(
+                "ufunc '{name}' not supported for the input types ({dtype}): & | ^ take \
+                 integers and bools"
+            ));
+        }
+        Ok(match (op, dtype) {
+            (BinOp::Div, d) if !d.is_float() => (op, DType::F64),
+            (BinOp::Add, DType::Bool) => (BinOp::BitOr, DType::Bool),
+            (BinOp::Mul, DType::Bool) => (BinOp::BitAnd, DType::Bool),
+            (BinOp::Sub, DType::Bool) => {
+                return Err(
+                    "numpy boolean subtract, the `-` operator, is not supported, use \
+                            the bitwise_xor, the `^` operator, or the logical_xor function \
+                            instead"
+                        .into(),
+                )
+            }
+            (BinOp::Pow | BinOp::FloorDiv | BinOp::Mod, DType::Bool) => {
+                return Err(
+                    "this operation on two bool arrays gives int8 in NumPy, which \
+                            arrays here do not have; cast first, e.g. x.astype('i8')"
+                        .into(),
+                )
+            }
+            _ => (op, dtype),
+        })
     }
 
     /// `self op other` with NumPy broadcasting and type promotion.
     pub fn binary(&self, op: BinOp, other: &Array) -> ArrayResult<Array> {
-        let shape = broadcast_shapes(self.shape(), other.shape()).ok_or_else(|| {
-            format!(
-                "operands could not be broadcast together with shapes {:?} and {:?}",
-                self.shape(),
-                other.shape()
-            )
-        })?;
-        let mut dtype = DType::promote(self.dtype(), other.dtype());
-        if op == BinOp::Div && !dtype.is_float() {
-            dtype = DType::F64;
-        }
-        let chunks = broadcast_chunks(&shape, self, other);
+        let shape = broadcast_all(&[self, other])?;
+        let (op, dtype) = Array::binary_dtype(op, DType::promote(self.dtype(), other.dtype()))?;
+        let chunks = broadcast_chunks(&shape, &[self, other]);
         // Broadcasting (n, 1) against (1, m) multiplies the operands' chunk counts.
         check_grid(&shape, &chunks, dtype)?;
         Ok(Array::new(
@@ -381,6 +493,7 @@ impl Array {
         } else {
             DType::with_scalar(self.dtype(), &value)?
         };
+        let (op, dtype) = Array::binary_dtype(op, dtype)?;
         if op == BinOp::Pow && !reversed && !dtype.is_float() && value.as_f64() < 0.0 {
             return Err("Integers to negative integer powers are not allowed \
                         (write the base as a float, e.g. x.astype('f8') ** -1)"
@@ -395,6 +508,64 @@ impl Array {
             n.shape.clone(),
             dtype,
             n.chunks.clone(),
+        ))
+    }
+
+    /// `self op other` compared elementwise (broadcast), a bool array.
+    pub fn compare(&self, op: CmpOp, other: &Array) -> ArrayResult<Array> {
+        let shape = broadcast_all(&[self, other])?;
+        let dtype = DType::promote(self.dtype(), other.dtype());
+        let chunks = broadcast_chunks(&shape, &[self, other]);
+        check_grid(&shape, &chunks, DType::Bool)?;
+        Ok(Array::new(
+            Op::Compare(op, self.astype(dtype), other.astype(dtype)),
+            shape,
+            DType::Bool,
+            chunks,
+        ))
+    }
+
+    /// `self op number` (`number op self` with `reversed`). Compared in the type NumPy 2
+    /// uses, except that an int beyond an int32 array's range is compared in int64 rather
+    /// than refused: NumPy 2 compares such Python ints exactly too.
+    pub fn compare_scalar(&self, op: CmpOp, value: Scalar, reversed: bool) -> ArrayResult<Array> {
+        let dtype = DType::with_scalar(self.dtype(), &value).unwrap_or(DType::I64);
+        let a = self.astype(dtype);
+        let s = Array::scalar(value, dtype);
+        let (l, r) = if reversed { (s, a) } else { (a, s) };
+        let n = &self.node;
+        Ok(Array::new(
+            Op::Compare(op, l, r),
+            n.shape.clone(),
+            DType::Bool,
+            n.chunks.clone(),
+        ))
+    }
+
+    /// `where(cond, a, b)`: `a` where `cond` (as bool) holds, else `b`; a number for `a` or
+    /// `b` is typed as NumPy 2 types Python numbers (NEP 50).
+    pub fn where_(cond: &Array, a: Operand, b: Operand) -> ArrayResult<Array> {
+        let dtype = match (&a, &b) {
+            (Operand::Array(x), Operand::Array(y)) => DType::promote(x.dtype(), y.dtype()),
+            (Operand::Array(x), Operand::Number(s)) | (Operand::Number(s), Operand::Array(x)) => {
+                DType::with_scalar(x.dtype(), s)?
+            }
+            (Operand::Number(Scalar::Int(_)), Operand::Number(Scalar::Int(_))) => DType::I64,
+            (Operand::Number(_), Operand::Number(_)) => DType::F64,
+        };
+        let typed = |o: Operand| match o {
+            Operand::Array(x) => x.astype(dtype),
+            Operand::Number(s) => Array::scalar(s, dtype),
+        };
+        let (a, b) = (typed(a), typed(b));
+        let shape = broadcast_all(&[cond, &a, &b])?;
+        let chunks = broadcast_chunks(&shape, &[cond, &a, &b]);
+        check_grid(&shape, &chunks, dtype)?;
+        Ok(Array::new(
+            Op::Where(cond.astype(DType::Bool), a, b),
+            shape,
+            dtype,
+            chunks,
         ))
     }
 
@@ -419,6 +590,266 @@ impl Array {
             n.dtype,
             perm.iter().map(|&p| n.chunks[p].clone()).collect(),
         ))
+    }
+
+    /// Length-1 axes added (`None` in `map`) or dropped (input axes `map` leaves out, which
+    /// must have length 1): `x[None]`, `expand_dims`, `squeeze`.
+    pub fn regroup(&self, map: &[Option<usize>]) -> ArrayResult<Array> {
+        let n = &self.node;
+        for ax in 0..self.ndim() {
+            if !map.contains(&Some(ax)) && n.shape[ax] != 1 {
+                return Err(format!(
+                    "cannot select an axis to squeeze out which has size not equal to one \
+                     (axis {ax} has size {})",
+                    n.shape[ax]
+                ));
+            }
+        }
+        let shape = map.iter().map(|m| m.map_or(1, |a| n.shape[a])).collect();
+        let chunks = map
+            .iter()
+            .map(|m| m.map_or(vec![1], |a| n.chunks[a].clone()))
+            .collect();
+        Ok(Array::new(
+            Op::Regroup(self.clone(), map.to_vec()),
+            shape,
+            n.dtype,
+            chunks,
+        ))
+    }
+
+    /// NumPy's `squeeze`: the given length-1 axes (all of them without `axis`) removed.
+    pub fn squeeze(&self, axis: Option<&[i64]>) -> ArrayResult<Array> {
+        let axes = match axis {
+            None => (0..self.ndim()).filter(|&a| self.shape()[a] == 1).collect(),
+            Some(list) => normalize_axes(list, self.ndim())?,
+        };
+        let map: Vec<Option<usize>> = (0..self.ndim())
+            .filter(|a| !axes.contains(a))
+            .map(Some)
+            .collect();
+        self.regroup(&map)
+    }
+
+    /// NumPy's `expand_dims`: new length-1 axes at the given positions of the result.
+    pub fn expand_dims(&self, axis: &[i64]) -> ArrayResult<Array> {
+        let out_nd = self.ndim() + axis.len();
+        let new = normalize_axes(axis, out_nd)?;
+        let mut input = 0..self.ndim();
+        let map: Vec<Option<usize>> = (0..out_nd)
+            .map(|k| if new.contains(&k) { None } else { input.next() })
+            .collect();
+        self.regroup(&map)
+    }
+
+    /// The listed axes reversed (what a negative slice step adds to a positive one).
+    pub fn flip(&self, axes: &[usize]) -> Array {
+        if axes.is_empty() {
+            return self.clone();
+        }
+        let n = &self.node;
+        let mut chunks = n.chunks.clone();
+        for &a in axes {
+            chunks[a].reverse();
+        }
+        Array::new(
+            Op::Flip(self.clone(), axes.to_vec()),
+            n.shape.clone(),
+            n.dtype,
+            chunks,
+        )
+    }
+
+    /// NumPy's `reshape` (C order; one -1 inferred). Length-1 axes only added or removed
+    /// keep the chunks; otherwise the result is chunked along its first axis in blocks that
+    /// are whole slabs of the input's first axis too (a flat range both sides agree on: the
+    /// least common multiple of the two slab sizes), each block read as one region. Refused
+    /// when that unit is larger than a chunk may be.
+    pub fn reshape(&self, shape: &[i64]) -> ArrayResult<Array> {
+        let size: usize = self.shape().iter().product();
+        let unknown = shape.iter().filter(|&&d| d == -1).count();
+        if unknown > 1 {
+            return Err("can only specify one unknown dimension".into());
+        }
+        if let Some(&bad) = shape.iter().find(|&&d| d < -1) {
+            return Err(format!("negative dimensions not allowed (got {bad})"));
+        }
+        let known: usize = shape
+            .iter()
+            .filter(|&&d| d >= 0)
+            .map(|&d| d as usize)
+            .product();
+        let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        if unknown == 1 {
+            if known == 0 || size % known != 0 {
+                return Err(format!(
+                    "cannot reshape array of size {size} into shape {}",
+                    python_tuple_signed(shape)
+                ));
+            }
+            let k = shape.iter().position(|&d| d == -1).expect("one -1");
+            out[k] = size / known;
+        } else if known != size {
+            return Err(format!(
+                "cannot reshape array of size {size} into shape {}",
+                python_tuple_signed(shape)
+            ));
+        }
+        // Only length-1 axes differ: no data moves.
+        let a: Vec<usize> = self.shape().iter().copied().filter(|&n| n != 1).collect();
+        let b: Vec<usize> = out.iter().copied().filter(|&n| n != 1).collect();
+        if a == b && size > 0 {
+            let mut input = (0..self.ndim()).filter(|&k| self.shape()[k] != 1);
+            let map: Vec<Option<usize>> = out
+                .iter()
+                .map(|&n| if n == 1 { None } else { input.next() })
+                .collect();
+            return self.regroup(&map);
+        }
+        let slab_in: usize = self.shape().iter().skip(1).product();
+        let slab_out: usize = out.iter().skip(1).product();
+        let chunks = if out.is_empty() || size == 0 || self.ndim() == 0 {
+            out.iter().map(|&n| vec![n]).collect()
+        } else {
+            let unit = lcm(slab_in.max(1), slab_out.max(1));
+            let unit_rows = unit / slab_out.max(1);
+            // Blocks of about the input's chunk size, in whole units.
+            let chunk_elems: usize = self
+                .chunks()
+                .iter()
+                .map(|c| c.iter().copied().max().unwrap_or(1))
+                .product();
+            let rows = (chunk_elems / slab_out.max(1) / unit_rows).max(1) * unit_rows;
+            if rows
+                .saturating_mul(slab_out)
+                .saturating_mul(self.dtype().size())
+                > MAX_CHUNK_BYTES
+            {
+                return Err(format!(
+                    "reshape of {} into {} needs chunks of at least {unit} elements (whole \
+                     slabs of both shapes), over the {} MiB chunk limit; reshape in steps, \
+                     or keep the trailing axes",
+                    python_tuple(self.shape()),
+                    python_tuple(&out),
+                    MAX_CHUNK_BYTES >> 20
+                ));
+            }
+            let mut c = vec![regular_chunks(out[0], rows)];
+            c.extend(out.iter().skip(1).map(|&n| vec![n]));
+            c
+        };
+        check_grid(&out, &chunks, self.dtype())?;
+        Ok(Array::new(
+            Op::Reshape(self.clone()),
+            out,
+            self.dtype(),
+            chunks,
+        ))
+    }
+
+    /// NumPy's `median` (`q` None) or `percentile(x, q)` along `axis` ('linear' method):
+    /// float64 (float32 kept), NaN where a lane holds NaN. Each task holds its chunk's lanes
+    /// whole along the axis; without an axis the flattened array is one lane.
+    pub fn quantile(&self, q: Option<f64>, axis: Option<i64>) -> ArrayResult<Array> {
+        if let Some(q) = q {
+            if !(0.0..=100.0).contains(&q) {
+                return Err("Percentiles must be in the range [0, 100]".into());
+            }
+        }
+        let Some(axis) = axis else {
+            let flat = if self.ndim() == 1 {
+                self.clone()
+            } else {
+                self.reshape(&[-1])?
+            };
+            return flat.quantile(q, Some(0));
+        };
+        let ax = normalize_axes(&[axis], self.ndim().max(1))?[0];
+        if self.ndim() == 0 {
+            return Err("median/percentile of a 0-d array is not supported here".into());
+        }
+        let len = self.shape()[ax];
+        if len == 0 && q.is_some() {
+            return Err(format!(
+                "index -1 is out of bounds for axis {ax} with size 0 (percentile of no values)"
+            ));
+        }
+        let dtype = self.dtype().float_of();
+        let x = self.astype(dtype);
+        let mut need: Vec<usize> = x
+            .chunks()
+            .iter()
+            .map(|c| c.iter().copied().max().unwrap_or(1))
+            .collect();
+        need[ax] = len.max(1);
+        check_regular(x.shape(), &need, dtype)?;
+        let n = &x.node;
+        let mut shape = n.shape.clone();
+        let mut chunks = n.chunks.clone();
+        shape.remove(ax);
+        chunks.remove(ax);
+        Ok(Array::new(Op::Quantile(x, q, ax), shape, dtype, chunks))
+    }
+
+    /// NumPy's `concatenate` along `axis`; the types promoted together.
+    pub fn concatenate(arrays: &[Array], axis: i64) -> ArrayResult<Array> {
+        let first = arrays
+            .first()
+            .ok_or("need at least one array to concatenate")?;
+        let nd = first.ndim();
+        if nd == 0 {
+            return Err("zero-dimensional arrays cannot be concatenated".into());
+        }
+        let ax = normalize_axes(&[axis], nd)?[0];
+        let mut dtype = first.dtype();
+        for (i, a) in arrays.iter().enumerate() {
+            if a.ndim() != nd {
+                return Err(format!(
+                    "all the input arrays must have same number of dimensions, but the array \
+                     at index 0 has {nd} dimension(s) and the array at index {i} has {} \
+                     dimension(s)",
+                    a.ndim()
+                ));
+            }
+            for k in (0..nd).filter(|&k| k != ax) {
+                if a.shape()[k] != first.shape()[k] {
+                    return Err(format!(
+                        "all the input array dimensions except for the concatenation axis \
+                         must match exactly, but along dimension {k}, the array at index 0 \
+                         has size {} and the array at index {i} has size {}",
+                        first.shape()[k],
+                        a.shape()[k]
+                    ));
+                }
+            }
+            dtype = DType::promote(dtype, a.dtype());
+        }
+        let mut shape = first.shape().to_vec();
+        shape[ax] = arrays.iter().map(|a| a.shape()[ax]).sum();
+        let mut chunks = first.chunks().to_vec();
+        chunks[ax] = arrays
+            .iter()
+            .flat_map(|a| a.chunks()[ax].iter().copied().filter(|&c| c > 0))
+            .collect();
+        if chunks[ax].is_empty() {
+            chunks[ax] = vec![0];
+        }
+        check_grid(&shape, &chunks, dtype)?;
+        let parts = arrays.iter().map(|a| a.astype(dtype)).collect();
+        Ok(Array::new(Op::Concat(parts, ax), shape, dtype, chunks))
+    }
+
+    /// NumPy's `stack`: the arrays (of one shape) along a new axis.
+    pub fn stack(arrays: &[Array], axis: i64) -> ArrayResult<Array> {
+        let first = arrays.first().ok_or("need at least one array to stack")?;
+        if arrays.iter().any(|a| a.shape() != first.shape()) {
+            return Err("all input arrays must have the same shape".into());
+        }
+        let expanded = arrays
+            .iter()
+            .map(|a| a.expand_dims(&[axis]))
+            .collect::<ArrayResult<Vec<_>>>()?;
+        Array::concatenate(&expanded, axis)
     }
 
     /// Basic slicing: one selection per leading axis (missing trailing axes are taken whole).
@@ -509,16 +940,25 @@ impl Array {
                 axis.unwrap_or(&[])
             ));
         }
-        if matches!(op, ReduceOp::Min | ReduceOp::Max) && axes.iter().any(|&a| self.shape()[a] == 0)
-        {
-            return Err(format!(
-                "zero-size array to reduction operation {} which has no identity",
-                if op == ReduceOp::Min {
-                    "minimum"
-                } else {
-                    "maximum"
-                }
-            ));
+        if matches!(op, ReduceOp::ArgMin | ReduceOp::ArgMax) {
+            // NumPy takes one axis or None (the flattened array) here.
+            if axis.is_some_and(|a| a.len() != 1) {
+                return Err(format!(
+                    "{}: axis must be one integer or None, not {:?}",
+                    op.name(),
+                    axis.unwrap_or(&[])
+                ));
+            }
+            if self.shape().iter().product::<usize>() == 0 {
+                return Err(format!("attempt to get {} of an empty sequence", op.name()));
+            }
+        }
+        if let Some(name) = op.without_identity() {
+            if axes.iter().any(|&a| self.shape()[a] == 0) {
+                return Err(format!(
+                    "zero-size array to reduction operation {name} which has no identity"
+                ));
+            }
         }
         let n = &self.node;
         let mut shape = Vec::new();
@@ -539,6 +979,8 @@ impl Array {
             ddof,
             out_dtype: dtype,
             out_shape: vec![],
+            input_shape: n.shape.clone(),
+            origin: vec![],
         };
         Ok(Array::new(
             Op::Reduce(self.clone(), reduction),
@@ -548,25 +990,177 @@ impl Array {
         ))
     }
 
-    /// Matrix product of two 2-d arrays, blocked; partial products are summed as a tree.
-    pub fn dot(&self, other: &Array) -> ArrayResult<Array> {
-        if self.ndim() != 2 || other.ndim() != 2 {
+    /// NumPy's `nansum`, `nanmean`, `nanvar`, `nanstd` (`op` is the plain reduction): NaNs are
+    /// left out, built from plain operations (`where(isnan(x), 0, x)` and a count of the
+    /// values that are not NaN), so each partial stays exact. As NumPy: a slice of only NaNs
+    /// sums to 0 and has a nan mean; a variance with no degrees of freedom left is nan (not
+    /// the inf of `var`). Integer and bool arrays have no NaN: the plain reduction.
+    pub fn nan_reduce(
+        &self,
+        op: ReduceOp,
+        axis: Option<&[i64]>,
+        keepdims: bool,
+        ddof: f64,
+    ) -> ArrayResult<Array> {
+        if !self.dtype().is_float() {
+            return self.reduce(op, axis, keepdims, ddof);
+        }
+        let dtype = self.dtype();
+        let nan = self.unary(UnaryOp::IsNan)?;
+        let zeroed = Array::where_(
+            &nan,
+            Operand::Number(Scalar::Int(0)),
+            Operand::Array(self.clone()),
+        )?;
+        let count = |keep: bool| -> ArrayResult<Array> {
+            nan.unary(UnaryOp::Invert)?
+                .reduce(ReduceOp::Sum, axis, keep, 0.0)
+        };
+        let mean = |keep: bool| -> ArrayResult<Array> {
+            zeroed
+                .reduce(ReduceOp::Sum, axis, keep, 0.0)?
+                .binary(BinOp::Div, &count(keep)?.astype(dtype))
+        };
+        match op {
+            ReduceOp::Sum => zeroed.reduce(ReduceOp::Sum, axis, keepdims, 0.0),
+            ReduceOp::Mean => mean(keepdims),
+            ReduceOp::Var | ReduceOp::Std => {
+                let dev = self.binary(BinOp::Sub, &mean(true)?)?;
+                let dev =
+                    Array::where_(&nan, Operand::Number(Scalar::Int(0)), Operand::Array(dev))?;
+                let squares = dev.binary(BinOp::Mul, &dev)?;
+                let ss = squares.reduce(ReduceOp::Sum, axis, keepdims, 0.0)?;
+                let dof = count(keepdims)?.astype(DType::F64).with_scalar(
+                    BinOp::Sub,
+                    Scalar::Float(ddof),
+                    false,
+                )?;
+                let var = ss.binary(BinOp::Div, &dof.astype(dtype))?;
+                let var = Array::where_(
+                    &dof.compare_scalar(CmpOp::Le, Scalar::Int(0), false)?,
+                    Operand::Number(Scalar::Float(f64::NAN)),
+                    Operand::Array(var),
+                )?;
+                if op == ReduceOp::Std {
+                    var.unary(UnaryOp::Sqrt)
+                } else {
+                    Ok(var)
+                }
+            }
+            other => Err(format!("nan{} is not a reduction here", other.name())),
+        }
+    }
+
+    /// `cumsum` (`op` Add) or `cumprod` (Mul) along `axis`, typed as NumPy (ints and bools
+    /// in int64). Without an axis NumPy scans the flattened array: the same for 1-d arrays,
+    /// refused for others (flattening is a reshape, which is not available here).
+    pub fn scan(&self, op: BinOp, axis: Option<i64>) -> ArrayResult<Array> {
+        let name = if op == BinOp::Add {
+            "cumsum"
+        } else {
+            "cumprod"
+        };
+        let nd = self.ndim() as i64;
+        let axis = match axis {
+            None if nd <= 1 => 0,
+            None => {
+                return Err(format!(
+                    "{name} without an axis scans the flattened array, which is not \
+                     supported for {nd}-d arrays here; give an axis, e.g. {name}(x, axis=0)"
+                ))
+            }
+            Some(a) => a,
+        };
+        let k = if axis < 0 { axis + nd.max(1) } else { axis };
+        if k < 0 || k >= nd.max(1) {
             return Err(format!(
-                "dot/@ needs two 2-d arrays here, got shapes {:?} and {:?}",
-                self.shape(),
-                other.shape()
+                "axis {axis} is out of bounds for array of dimension {nd}"
             ));
         }
+        let dtype = self.dtype().sum_of();
+        let x = if nd == 0 {
+            return Err(format!("{name} of a 0-d array is not supported here"));
+        } else {
+            self.astype(dtype)
+        };
+        let n = &x.node;
+        let (shape, chunks) = (n.shape.clone(), n.chunks.clone());
+        Ok(Array::new(
+            Op::Scan(x, op, k as usize),
+            shape,
+            dtype,
+            chunks,
+        ))
+    }
+
+    /// `dot`/`@` of 1-d and 2-d operands, as NumPy: a vector on the left is a row, on the
+    /// right a column, and that axis is dropped from the result (vector . vector is 0-d).
+    /// Through the blocked matrix product, so the same chunking and limits apply.
+    pub fn dot(&self, other: &Array) -> ArrayResult<Array> {
+        let (l, r) = (self.ndim(), other.ndim());
+        if !(1..=2).contains(&l) || !(1..=2).contains(&r) {
+            return Err(format!(
+                "dot/@ needs 1-d or 2-d operands here, got shapes {} and {}",
+                python_tuple(self.shape()),
+                python_tuple(other.shape())
+            ));
+        }
+        let inner_l = self.shape()[l - 1];
+        let inner_r = other.shape()[0];
+        if inner_l != inner_r {
+            return Err(format!(
+                "shapes {} and {} not aligned: {} (dim {}) != {} (dim 0)",
+                python_tuple(self.shape()),
+                python_tuple(other.shape()),
+                inner_l,
+                l - 1,
+                inner_r
+            ));
+        }
+        let a = if l == 1 {
+            self.expand_dims(&[0])?
+        } else {
+            self.clone()
+        };
+        let b = if r == 1 {
+            other.expand_dims(&[1])?
+        } else {
+            other.clone()
+        };
+        let product = a.dot2(&b)?;
+        let mut drop = Vec::new();
+        if l == 1 {
+            drop.push(0);
+        }
+        if r == 1 {
+            drop.push(1);
+        }
+        if drop.is_empty() {
+            Ok(product)
+        } else {
+            product.squeeze(Some(&drop))
+        }
+    }
+
+    /// Matrix product of two 2-d arrays, blocked; partial products are summed as a tree.
+    fn dot2(&self, other: &Array) -> ArrayResult<Array> {
         if self.shape()[1] != other.shape()[0] {
             return Err(format!(
-                "shapes {:?} and {:?} not aligned: {} (dim 1) != {} (dim 0)",
-                self.shape(),
-                other.shape(),
+                "shapes {} and {} not aligned: {} (dim 1) != {} (dim 0)",
+                python_tuple(self.shape()),
+                python_tuple(other.shape()),
                 self.shape()[1],
                 other.shape()[0]
             ));
         }
         let dtype = DType::promote(self.dtype(), other.dtype());
+        if dtype == DType::Bool {
+            return Err(
+                "dot/@ of two bool arrays is not supported here; cast first, e.g. \
+                        x.astype('i8')"
+                    .into(),
+            );
+        }
         // One task per block product: (row blocks) x (inner blocks) x (column blocks).
         let (rows, inner, cols) = (&self.chunks()[0], &self.chunks()[1], &other.chunks()[1]);
         let longest = |c: &[usize]| c.iter().copied().max().unwrap_or(0);
@@ -586,6 +1180,24 @@ impl Array {
             vec![self.chunks()[0].clone(), other.chunks()[1].clone()],
         ))
     }
+}
+
+/// Axes as NumPy takes them (negative from the end), checked in range and distinct.
+fn normalize_axes(list: &[i64], nd: usize) -> ArrayResult<Vec<usize>> {
+    let mut out = Vec::with_capacity(list.len());
+    for &a in list {
+        let k = if a < 0 { a + nd as i64 } else { a };
+        if k < 0 || k >= nd as i64 {
+            return Err(format!(
+                "axis {a} is out of bounds for array of dimension {nd}"
+            ));
+        }
+        if out.contains(&(k as usize)) {
+            return Err("repeated axis".into());
+        }
+        out.push(k as usize);
+    }
+    Ok(out)
 }
 
 fn check_chunks(c: &[usize], shape: &[usize]) -> ArrayResult<Vec<usize>> {
@@ -615,12 +1227,69 @@ fn grid_of(shape: &[usize], chunk: &[usize]) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// NumPy's broadcast of the operands' shapes, or its error.
+fn broadcast_all(operands: &[&Array]) -> ArrayResult<Vec<usize>> {
+    let mut shape = Some(vec![]);
+    for x in operands {
+        shape = shape.and_then(|s| broadcast_shapes(&s, x.shape()));
+    }
+    shape.ok_or_else(|| {
+        // NumPy's wording, shapes as Python tuples: "(10,) (24,) ()".
+        let shapes: Vec<String> = operands.iter().map(|x| python_tuple(x.shape())).collect();
+        format!(
+            "operands could not be broadcast together with shapes {}",
+            shapes.join(" ")
+        )
+    })
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    a / gcd(a, b) * b
+}
+
+/// A shape as written, -1 included, as Python prints it.
+fn python_tuple_signed(shape: &[i64]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A shape as Python prints it: `()`, `(3,)`, `(3, 4)`.
+pub fn python_tuple(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// The chunks of a broadcast result: per axis, those of an operand that spans it.
-fn broadcast_chunks(shape: &[usize], a: &Array, b: &Array) -> Vec<Vec<usize>> {
+fn broadcast_chunks(shape: &[usize], operands: &[&Array]) -> Vec<Vec<usize>> {
     let n = shape.len();
     (0..n)
         .map(|ax| {
-            for x in [a, b] {
+            for &x in operands {
                 let pad = n - x.ndim();
                 if ax >= pad && x.shape()[ax - pad] == shape[ax] {
                     return x.chunks()[ax - pad].clone();
@@ -817,6 +1486,24 @@ mod tests {
             let d = Dim { start: start.min(total - 1), len, step };
             proptest::prop_assert_eq!(sliced_chunks(&chunks, d), sliced_chunks_by_element(&chunks, d));
         }
+    }
+
+    #[test]
+    fn reshapes_whose_common_unit_exceeds_a_chunk_are_refused() {
+        // 10007 and 99991 are prime: a block that is whole slabs of both shapes is the whole
+        // 8 GB array.
+        let x = Array::ones(&[99991, 10007], None).unwrap();
+        let e = x.reshape(&[10007, 99991]).unwrap_err();
+        assert!(e.contains("over the 512 MiB chunk limit"), "{e}");
+        // Merging the trailing axes needs only whole rows.
+        let flat = x.reshape(&[-1]).unwrap();
+        assert_eq!(flat.shape(), &[99991 * 10007]);
+        assert!(flat.chunks()[0][0] % 10007 == 0);
+        let e = x.reshape(&[3, -1]).unwrap_err();
+        assert!(
+            e.contains("cannot reshape array of size 1000609937 into shape (3, -1)"),
+            "{e}"
+        );
     }
 
     #[test]

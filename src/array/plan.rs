@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::block::{BinOp, Block, Dim, NoReads, Read, Reduction};
+use super::block::{BinOp, Block, Dim, NoReads, Read, ReduceOp, Reduction};
 use super::data::Data;
 use super::hdf5io::PendingOutput;
 use super::lazy::{Array, Op, Select};
@@ -199,6 +199,21 @@ impl<'k> Planner<'k> {
                 let by = self.block(y, &ry, deps);
                 Block::Binary(*op, Box::new(bx), Box::new(by))
             }
+            Op::Compare(op, x, y) => {
+                let rx = broadcast_region(region, &n.shape, x.shape());
+                let ry = broadcast_region(region, &n.shape, y.shape());
+                let bx = self.block(x, &rx, deps);
+                let by = self.block(y, &ry, deps);
+                Block::Compare(*op, Box::new(bx), Box::new(by))
+            }
+            Op::Where(c, x, y) => {
+                let mut part = |a: &Array| {
+                    let r = broadcast_region(region, &n.shape, a.shape());
+                    Box::new(self.block(a, &r, deps))
+                };
+                let (bc, bx, by) = (part(c), part(x), part(y));
+                Block::Where(bc, bx, by)
+            }
             Op::Transpose(x, perm) => {
                 let mut inner = vec![Dim::full(0); perm.len()];
                 for (i, &p) in perm.iter().enumerate() {
@@ -231,7 +246,80 @@ impl<'k> Planner<'k> {
                 }
             }
             Op::Rechunk(x) => self.block(x, region, deps),
-            Op::Reduce(..) | Op::Dot(..) => {
+            Op::Quantile(x, q, ax) => {
+                let mut inner = region.to_vec();
+                inner.insert(*ax, Dim::full(x.shape()[*ax] as u64));
+                let b = self.block(x, &inner, deps);
+                Block::Quantile(*q, *ax, n.dtype, Box::new(b))
+            }
+            Op::Regroup(x, map) => {
+                let mut inner = vec![Dim::full(1); x.ndim()];
+                for (k, m) in map.iter().enumerate() {
+                    if let Some(a) = m {
+                        inner[*a] = region[k];
+                    }
+                }
+                let b = self.block(x, &inner, deps);
+                Block::Reshape(Box::new(b), region.iter().map(|d| d.len as usize).collect())
+            }
+            Op::Flip(x, axes) => {
+                // Output coordinate i along a flipped axis of length n is input n - 1 - i.
+                let mut inner = region.to_vec();
+                for &a in axes {
+                    let d = region[a];
+                    let n = n.shape[a] as u64;
+                    if let Some(last) = d.last() {
+                        inner[a] = Dim {
+                            start: n - 1 - last,
+                            len: d.len,
+                            step: d.step,
+                        };
+                    }
+                }
+                Block::Flip(Box::new(self.block(x, &inner, deps)), axes.clone())
+            }
+            Op::Concat(parts, ax) => {
+                // Output chunks never straddle two operands; a planned region (a slice of
+                // this array) may, and is assembled from the operands it touches.
+                let d = region[*ax];
+                let mut pieces = Vec::new();
+                let mut at = 0u64;
+                for p in parts {
+                    let len = p.shape()[*ax] as u64;
+                    let first = d.start.max(at);
+                    let first = if first > d.start {
+                        d.start + (first - d.start).div_ceil(d.step) * d.step
+                    } else {
+                        first
+                    };
+                    let end = at + len;
+                    if d.len > 0 && first < end && first <= d.last().unwrap_or(0) {
+                        let last = d.last().unwrap_or(0).min(end - 1);
+                        let count = (last - first) / d.step + 1;
+                        let out_off = ((first - d.start) / d.step) as usize;
+                        let mut inner = region.to_vec();
+                        inner[*ax] = Dim {
+                            start: first - at,
+                            len: count,
+                            step: d.step,
+                        };
+                        let mut offset = vec![0; region.len()];
+                        offset[*ax] = out_off;
+                        pieces.push((offset, self.block(p, &inner, deps)));
+                    }
+                    at = end;
+                }
+                if pieces.len() == 1 {
+                    pieces.remove(0).1
+                } else {
+                    Block::Assemble {
+                        shape: region.iter().map(|d| d.len as usize).collect(),
+                        dtype: n.dtype,
+                        parts: pieces,
+                    }
+                }
+            }
+            Op::Reduce(..) | Op::Dot(..) | Op::Scan(..) | Op::Reshape(..) => {
                 let grid = self.materialize(a);
                 region_of_grid(&grid, &n.chunks, region, n.dtype, deps)
             }
@@ -247,6 +335,8 @@ impl<'k> Planner<'k> {
         let grid = match &a.node.op {
             Op::Reduce(x, r) => self.plan_reduce(a, x, r),
             Op::Dot(x, y) => self.plan_dot(a, x, y),
+            Op::Scan(x, op, axis) => self.plan_scan(x, *op, *axis),
+            Op::Reshape(x) => self.plan_reshape(a, x),
             _ => self.plan_chunks(a),
         };
         self.materialized.insert(ptr, grid.clone());
@@ -266,6 +356,78 @@ impl<'k> Planner<'k> {
         Grid { ids }
     }
 
+    /// A blocked scan along `axis`: each chunk scanned on its own; the carry into chunk k
+    /// along the axis is the carry into k - 1 combined with the last slice of k - 1's scan
+    /// (a chain, one small task per chunk); each output chunk is its scan combined with its
+    /// carry, broadcast along the axis.
+    fn plan_scan(&mut self, x: &Array, op: BinOp, axis: usize) -> Grid {
+        let regions = chunk_regions(x.chunks());
+        let scans: Vec<TaskId> = regions
+            .iter()
+            .map(|(_, region)| {
+                let mut deps = Deps::default();
+                let b = Block::Scan(op, axis, Box::new(self.block(x, region, &mut deps)));
+                self.task(KERNEL_BLOCK, encode(&b), deps.ids)
+            })
+            .collect();
+        let mut carries: HashMap<Vec<usize>, TaskId> = HashMap::new();
+        let mut ids = Vec::with_capacity(regions.len());
+        // Row-major order visits chunk k - 1 along the axis before chunk k.
+        for (k, (idx, _)) in regions.iter().enumerate() {
+            if idx[axis] == 0 {
+                ids.push(scans[k]);
+                continue;
+            }
+            let mut before = idx.clone();
+            before[axis] -= 1;
+            let prev = flat_index(&before, x.chunks());
+            let mut last: Vec<Dim> = regions[prev].1.iter().map(|d| Dim::full(d.len)).collect();
+            last[axis] = Dim::range(regions[prev].1[axis].len - 1, 1);
+            let tail = Block::Slice(Box::new(Block::Input(0)), last);
+            let carry = match carries.get(&before) {
+                None => self.task(KERNEL_BLOCK, encode(&tail), vec![scans[prev]]),
+                Some(&c) => {
+                    let b = Block::Binary(op, Box::new(Block::Input(1)), Box::new(tail));
+                    self.task(KERNEL_BLOCK, encode(&b), vec![scans[prev], c])
+                }
+            };
+            carries.insert(idx.clone(), carry);
+            let out = Block::Binary(op, Box::new(Block::Input(0)), Box::new(Block::Input(1)));
+            ids.push(self.task(KERNEL_BLOCK, encode(&out), vec![scans[k], carry]));
+        }
+        Grid { ids }
+    }
+
+    /// Each output chunk (whole but for the first axis) is a flat range of whole slabs of
+    /// the input's first axis: one region of the input, reshaped.
+    fn plan_reshape(&mut self, out: &Array, x: &Array) -> Grid {
+        let slab_out: usize = out.shape().iter().skip(1).product();
+        let slab_in: usize = x.shape().iter().skip(1).product();
+        let ids = chunk_regions(out.chunks())
+            .into_iter()
+            .map(|(_, region)| {
+                let mut deps = Deps::default();
+                let inner: Vec<Dim> = if x.ndim() == 0 || out.ndim() == 0 {
+                    x.shape().iter().map(|&n| Dim::full(n as u64)).collect()
+                } else {
+                    let (j0, rows) = (region[0].start as usize, region[0].len as usize);
+                    let (i0, i1) = (
+                        j0 * slab_out / slab_in.max(1),
+                        (j0 + rows) * slab_out / slab_in.max(1),
+                    );
+                    std::iter::once(Dim::range(i0 as u64, (i1 - i0) as u64))
+                        .chain(x.shape().iter().skip(1).map(|&n| Dim::full(n as u64)))
+                        .collect()
+                };
+                let b = self.block(x, &inner, &mut deps);
+                let shape = region.iter().map(|d| d.len as usize).collect();
+                let b = Block::Reshape(Box::new(b), shape);
+                self.task(KERNEL_BLOCK, encode(&b), deps.ids)
+            })
+            .collect();
+        Grid { ids }
+    }
+
     fn plan_reduce(&mut self, out: &Array, x: &Array, r: &Reduction) -> Grid {
         let keepdims = out.ndim() == x.ndim();
         let out_chunks = out.chunks().to_vec();
@@ -274,7 +436,16 @@ impl<'k> Planner<'k> {
         for (idx, region) in chunk_regions(x.chunks()) {
             let mut deps = Deps::default();
             let b = self.block(x, &region, &mut deps);
-            let id = self.task(KERNEL_PARTIAL, encode(&(r, &b)), deps.ids);
+            let id = if matches!(r.op, ReduceOp::ArgMin | ReduceOp::ArgMax) {
+                // Partials of argmin/argmax carry global indices: each knows its offset.
+                let here = Reduction {
+                    origin: region.iter().map(|d| d.start as usize).collect(),
+                    ..r.clone()
+                };
+                self.task(KERNEL_PARTIAL, encode(&(&here, &b)), deps.ids)
+            } else {
+                self.task(KERNEL_PARTIAL, encode(&(r, &b)), deps.ids)
+            };
             let out_idx: Vec<usize> = idx
                 .iter()
                 .enumerate()

@@ -26,6 +26,8 @@ def make(d):
         ints = rng.integers(-50, 50, size=SHAPE)
         f.create_dataset("i64", data=ints.astype("i8"), chunks=(10, 7))
         f.create_dataset("i32", data=ints.astype("i4"), chunks=(10, 7))
+        # h5py stores bools as an HDF5 enum of int8 (FALSE = 0, TRUE = 1).
+        f.create_dataset("b", data=ints % 3 == 0, chunks=(10, 7))
         f.create_dataset("b32", data=rng.integers(-5, 5, size=(23,)).astype("i4"))
         f.create_dataset("c3", data=rng.normal(size=(6, 5, 4)), chunks=(4, 2, 3))
         f.create_dataset("v", data=rng.normal(size=(50,)), chunks=(7,))
@@ -35,10 +37,16 @@ def make(d):
 
 def namespace(d):
     with h5py.File(f"{d}/inputs.h5", "r") as f:
-        ns = {k: f[k][()] for k in ("f64", "f32", "i64", "i32", "b32", "c3", "v")}
+        ns = {k: f[k][()] for k in ("f64", "f32", "i64", "i32", "b32", "c3", "v", "b")}
     drop = lambda fn: (lambda *a, chunks=None, seed=None, **k: fn(*a, **k))
     for name in ("sum", "mean", "min", "max", "var", "std", "sqrt", "exp", "log", "abs",
-                 "sin", "cos", "dot", "transpose"):
+                 "sin", "cos", "dot", "transpose", "where", "clip", "minimum", "maximum",
+                 "isnan", "isfinite", "sign", "floor", "ceil", "round", "tanh", "arcsin",
+                 "arccos", "arctan", "log10", "log1p", "expm1", "argmin", "argmax",
+                 "count_nonzero", "nansum", "nanmean", "nanmin", "nanmax", "nanstd",
+                 "nanvar", "prod", "any", "all", "cumsum", "cumprod", "squeeze",
+                 "expand_dims", "concatenate", "stack", "reshape", "median",
+                 "percentile"):
         ns[name] = getattr(np, name)
     ns.update(np=np, ones=drop(np.ones), zeros=drop(np.zeros), full=drop(np.full),
               arange=drop(np.arange))
@@ -57,13 +65,14 @@ def same(ours, want, what):
     if ours["dtype"] != want.dtype.name:
         return f"{what}: dtype {ours['dtype']} != numpy {want.dtype.name}"
     got = np.asarray(ours["data"], dtype=want.dtype).reshape(want.shape)
-    if want.dtype.kind in "iu":
+    if want.dtype.kind in "iub":
         ok = np.array_equal(got, want)
     else:
         # Sums in another order differ by rounding relative to the largest magnitude.
         tol = 1e-5 if want.dtype == np.float32 else 1e-10
-        scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
-        ok = np.allclose(got, want, rtol=tol, atol=tol * scale)
+        finite = np.abs(want[np.isfinite(want)]) if want.size else want
+        scale = max(1.0, float(np.max(finite))) if finite.size else 1.0
+        ok = np.allclose(got, want, rtol=tol, atol=tol * scale, equal_nan=True)
     return None if ok else f"{what}: values differ, max |diff| {np.max(np.abs(got - want))}"
 
 
