@@ -1,5 +1,5 @@
 //! Issue 17's operations checked against NumPy 2 (tests/arrays/semantics.py, with NumPy 2
-//! from RDASK_TEST_NUMPY2 or /tmp/np2 when there): values, dtypes (NumPy 2's rules: NEP 50
+//! from RDASK_TEST_NUMPY2, which tests/run.sh installs and sets): values, dtypes (NumPy 2's rules: NEP 50
 //! scalars, floor/ceil/round keeping integer types) and refusals before anything runs.
 //! Arrays are generated (arange, ones) in chunks that do not divide their shapes.
 
@@ -46,7 +46,13 @@ fn check_all(templates: &[&str]) {
     let path = numpy2_path();
     let (version, answers) = numpy(&exprs, path.as_deref());
     if !version.starts_with("2.") {
-        eprintln!("NumPy {version} is not NumPy 2 (set RDASK_TEST_NUMPY2): skipped");
+        // The test command (tests/run.sh) installs NumPy 2 and sets the variable: there a
+        // missing NumPy 2 is a failure, never a silent pass.
+        assert!(
+            std::env::var_os("RDASK_TEST_NUMPY2").is_none(),
+            "RDASK_TEST_NUMPY2 is set but gives NumPy {version}, not NumPy 2"
+        );
+        eprintln!("NumPy {version} is not NumPy 2 (set RDASK_TEST_NUMPY2): NOT RUN");
         return;
     }
     compare_with_numpy(&exprs, &answers);

@@ -21,7 +21,7 @@ use rdask::array::{self, Array, DType};
 use rdask::{LocalCluster, LocalClusterOptions};
 
 use common::{bin, run, stderr};
-use numpy_ref::{compare_with_numpy, numpy};
+use numpy_ref::{compare_with_numpy, numpy, numpy2_path};
 
 fn python() -> String {
     std::env::var("RDASK_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
@@ -162,7 +162,7 @@ fn python_ints_follow_nep_50() {
         "arange(3).astype('f4') + 2**40",
     ];
     let all: Vec<&str> = refused.iter().chain(&valued).copied().collect();
-    let (version, answers) = numpy(&all, None);
+    let (version, answers) = numpy(&all, numpy2_path().as_deref());
     if version.split('.').next().unwrap().parse::<u32>().unwrap() >= 2 {
         compare_with_numpy(&all, &answers);
     } else {

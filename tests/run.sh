@@ -19,6 +19,15 @@ bash tests/env/up.sh
 export RDASK_TEST_SLURM=1 RDASK_TEST_SGE=1 RDASK_TEST_SGE_QUEUE=all.q
 # numpy and h5py, the independent reference in tests, are Debian's.
 export RDASK_TEST_PYTHON=/usr/bin/python3
+# NumPy 2, the reference for NumPy 2's promotion rules (NEP 50) and the newer operations,
+# into target/ with pip (Debian 12 has 1.24; h5py stays on Debian's). With the variable set,
+# the tests that need it fail rather than skip when it is not NumPy 2.
+export RDASK_TEST_NUMPY2=$PWD/target/numpy2
+if ! PYTHONPATH=$RDASK_TEST_NUMPY2 /usr/bin/python3 -c 'import numpy, sys; sys.exit(not numpy.__version__.startswith("2."))' 2>/dev/null; then
+    echo "== pip install numpy==2.4.6 --target target/numpy2"
+    /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --target "$RDASK_TEST_NUMPY2" 'numpy==2.4.6'
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --check

@@ -133,6 +133,29 @@ pub(crate) enum Op {
     Dot(Array, Array),
 }
 
+impl Op {
+    /// The arrays this operation reads (in order).
+    pub(crate) fn operands(&self) -> Vec<&Array> {
+        match self {
+            Op::Read { .. } | Op::Generate(_) | Op::Scalar(_) => vec![],
+            Op::Cast(x)
+            | Op::Unary(_, x)
+            | Op::Transpose(x, _)
+            | Op::Regroup(x, _)
+            | Op::Flip(x, _)
+            | Op::Quantile(x, _, _)
+            | Op::Reshape(x)
+            | Op::Slice(x, _)
+            | Op::Rechunk(x)
+            | Op::Reduce(x, _)
+            | Op::Scan(x, _, _) => vec![x],
+            Op::Binary(_, x, y) | Op::Compare(_, x, y) | Op::Dot(x, y) => vec![x, y],
+            Op::Where(c, x, y) => vec![c, x, y],
+            Op::Concat(xs, _) => xs.iter().collect(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Node {
     pub op: Op,
@@ -205,17 +228,7 @@ impl Array {
             .collect();
         let mut best = (own, n.dtype);
         let size = |(s, d): &(Vec<usize>, DType)| s.iter().product::<usize>() * d.size();
-        let operands: Vec<&Array> = match &n.op {
-            Op::Read { .. } | Op::Generate(_) | Op::Scalar(_) => vec![],
-            Op::Cast(x)
-            | Op::Unary(_, x)
-            | Op::Transpose(x, _)
-            | Op::Slice(x, _)
-            | Op::Rechunk(x)
-            | Op::Reduce(x, _) => vec![x],
-            Op::Binary(_, x, y) | Op::Dot(x, y) => vec![x, y],
-        };
-        for x in operands {
+        for x in n.op.operands() {
             let c = x.largest_chunk();
             if size(&c) > size(&best) {
                 best = c;

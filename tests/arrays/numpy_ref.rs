@@ -18,13 +18,10 @@ pub fn python() -> String {
 }
 
 /// Where a NumPy 2 is installed for the reference (a PYTHONPATH entry): RDASK_TEST_NUMPY2,
-/// else /tmp/np2 when it exists. h5py need not load with it: semantics.py does not use it.
+/// which tests/run.sh sets after installing one. h5py need not load with it: semantics.py
+/// does not use it.
 pub fn numpy2_path() -> Option<String> {
-    std::env::var("RDASK_TEST_NUMPY2").ok().or_else(|| {
-        std::path::Path::new("/tmp/np2")
-            .is_dir()
-            .then(|| "/tmp/np2".into())
-    })
+    std::env::var("RDASK_TEST_NUMPY2").ok()
 }
 
 /// NumPy's answer for one expression.

@@ -24,6 +24,8 @@ PACKAGES=(
   libhdf5-dev hdf5-tools pkg-config
   # Python reference for HDF5/array tests (Debian's /usr/bin/python3).
   python3-numpy python3-h5py
+  # pip, for NumPy 2 as the reference for its promotion rules (Debian 12 has NumPy 1.24).
+  python3-pip
   # ps/pgrep/pkill, used by the env scripts and the tests.
   procps
 )
