@@ -137,7 +137,7 @@ impl HugeBuf {
         // [map + offset, map + offset + len) lies inside it; madvise(MADV_HUGEPAGE) changes no
         // contents, only how the kernel backs the pages. It is a hint: failure (huge pages
         // disabled) only means ordinary pages, so the result is ignored. No safe form exists:
-        // std and nix (without its mman feature, which would be unsafe too) have none.
+        // std has none, and nix's mman wrappers are no safer (unsafe fns as well).
         unsafe {
             libc::madvise(map.add(offset).cast(), len, libc::MADV_HUGEPAGE);
         }
