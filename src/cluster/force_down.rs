@@ -48,7 +48,7 @@ pub enum Plan {
     AskDaemon { timeout: Duration },
     /// The daemon is dead and `--force` was not given: an error that says so (and what is
     /// wrong with the record, if anything).
-    DaemonDead { record_problem: Option<String> },
+    DaemonDead,
     /// The daemon is dead and `--force` was given: close the cluster from its ledger.
     CleanUp,
 }
@@ -67,17 +67,7 @@ pub fn plan(found: &Found) -> Plan {
             },
         },
         (_, false) if found.force => Plan::CleanUp,
-        (record, false) => Plan::DaemonDead {
-            record_problem: problem_of(record),
-        },
-    }
-}
-
-fn problem_of(record: &RecordState) -> Option<String> {
-    match record {
-        RecordState::Read { .. } => None,
-        RecordState::Missing => Some("its record is missing".to_string()),
-        RecordState::Unreadable(why) => Some(why.clone()),
+        (_, false) => Plan::DaemonDead,
     }
 }
 
@@ -115,11 +105,12 @@ pub fn down(
         force,
     };
     let record_problem = match &record {
+        RecordState::Read { .. } => None,
         RecordState::Missing => Some(format!(
             "its record {} is missing",
             dir.record_path().display()
         )),
-        other => problem_of(other),
+        RecordState::Unreadable(why) => Some(why.clone()),
     };
     match plan(&found) {
         Plan::NoSuchCluster => {
@@ -132,7 +123,7 @@ pub fn down(
             )));
         }
         Plan::AlreadyDown => return Ok(Outcome::AlreadyDown),
-        Plan::DaemonDead { .. } => {
+        Plan::DaemonDead => {
             return Err(match record_problem {
                 Some(problem) => Error::runtime(format!(
                     "cluster `{}`: {problem}; its daemon is not running; `rdask-jobqueue down \
@@ -338,17 +329,13 @@ mod tests {
         assert_eq!(plan(&found(closed, false, true, true)), Plan::CleanUp);
         assert_eq!(
             plan(&found(open.clone(), false, true, false)),
-            Plan::DaemonDead {
-                record_problem: None
-            }
+            Plan::DaemonDead
         );
         assert_eq!(plan(&found(open, false, false, true)), Plan::CleanUp);
         // No record but a ledger or scripts left: not "no such cluster".
         assert_eq!(
             plan(&found(RecordState::Missing, false, true, false)),
-            Plan::DaemonDead {
-                record_problem: Some("its record is missing".into())
-            }
+            Plan::DaemonDead
         );
         assert_eq!(
             plan(&found(RecordState::Missing, false, true, true)),
@@ -365,9 +352,7 @@ mod tests {
                 false,
                 false
             )),
-            Plan::DaemonDead {
-                record_problem: Some("x".into())
-            }
+            Plan::DaemonDead
         );
     }
 }
