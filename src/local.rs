@@ -282,10 +282,11 @@ impl Workers {
         for s in &mut self.slots {
             s.restart_at = None;
             if let Some(c) = &s.child {
-                // SAFETY: kill(2) on our own unreaped child.
-                unsafe {
-                    libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-                }
+                // Our own unreaped child: its pid cannot have been recycled yet.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
         }
         let deadline = Instant::now() + grace;

@@ -2,17 +2,14 @@
 //! the address of a network interface. (The batch job we run in is the deployer's to say:
 //! `jobqueue::batch_job_id`.)
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
+#[cfg(test)]
+use std::net::Ipv4Addr;
 
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// This machine's memory (MemTotal), or 4 GiB when /proc/meminfo cannot be read.
@@ -32,7 +29,9 @@ pub fn total_memory() -> u64 {
 /// otherwise stays resident in the allocator's arenas: a scheduler that held a 3 M-task graph,
 /// or buffers for thousands of connections, would keep that size until it exits.
 pub fn release_free_memory() {
-    // SAFETY: malloc_trim only returns free heap memory to the OS.
+    // SAFETY: malloc_trim(3) takes no pointer and touches only the allocator's own free
+    // lists, under the allocator's locks, so it is sound from any thread at any time; no safe
+    // wrapper exists (nix has none). Its return value only says whether memory was released.
     unsafe {
         libc::malloc_trim(0);
     }
@@ -53,8 +52,10 @@ pub fn rss_of(pid: &str) -> u64 {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096);
     pages * page.max(1) as u64
 }
 
@@ -72,34 +73,18 @@ pub fn peak_rss_of(pid: &str) -> u64 {
 
 /// The IPv4 address of a network interface such as `ib0` or `eth0`.
 pub fn interface_address(name: &str) -> Result<IpAddr, String> {
+    let addrs =
+        nix::ifaddrs::getifaddrs().map_err(|e| format!("cannot list network interfaces: {e}"))?;
     let mut found = None;
     let mut names = Vec::new();
-    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates a list we walk read-only and free with freeifaddrs.
-    unsafe {
-        if libc::getifaddrs(&mut addrs) != 0 {
-            return Err(format!(
-                "cannot list network interfaces: {}",
-                std::io::Error::last_os_error()
-            ));
+    for ifa in addrs {
+        let Some(sin) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) else {
+            continue;
+        };
+        if ifa.interface_name == name && found.is_none() {
+            found = Some(IpAddr::V4(sin.ip()));
         }
-        let mut cur = addrs;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            let ifname = std::ffi::CStr::from_ptr(ifa.ifa_name)
-                .to_string_lossy()
-                .into_owned();
-            if !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
-                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                if ifname == name && found.is_none() {
-                    found = Some(IpAddr::V4(ip));
-                }
-                names.push(ifname);
-            }
-            cur = ifa.ifa_next;
-        }
-        libc::freeifaddrs(addrs);
+        names.push(ifa.interface_name);
     }
     names.sort();
     names.dedup();
@@ -109,6 +94,24 @@ pub fn interface_address(name: &str) -> Result<IpAddr, String> {
             names.join(", ")
         )
     })
+}
+
+/// A Unix time as this host's wall clock (hours, minutes, seconds in its time zone), or None
+/// when the C library cannot convert it.
+pub fn local_clock(unix: f64) -> Option<(u32, u32, u32)> {
+    let t = unix as libc::time_t;
+    let mut tm = std::mem::MaybeUninit::<libc::tm>::uninit();
+    // SAFETY: localtime_r(3) reads `t` and writes only into `tm`, memory we own and sized for
+    // it; it is the reentrant form (no shared static buffer), so concurrent calls are sound.
+    // `tm` is read only when it returned non-null, i.e. filled it in. Neither std nor nix
+    // converts to local time (it needs the C library's time-zone rules).
+    let tm = unsafe {
+        if libc::localtime_r(&t, tm.as_mut_ptr()).is_null() {
+            return None;
+        }
+        tm.assume_init()
+    };
+    Some((tm.tm_hour as u32, tm.tm_min as u32, tm.tm_sec as u32))
 }
 
 /// Seconds since the Unix epoch: the clock of the ledger, the scaler and worker lifetimes
@@ -134,6 +137,8 @@ mod tests {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         );
         let err = interface_address("nosuch0").unwrap_err();
+        let (h, m, s) = local_clock(0.0).unwrap();
+        assert!(h < 24 && m < 60 && s < 61);
         assert!(err.contains("nosuch0") && err.contains("lo"), "{err}");
     }
 }

@@ -85,7 +85,7 @@ impl ByteSize {
     pub fn exact(self) -> String {
         let n = self.0;
         for (unit, label) in [(1u64 << 40, "TiB"), (GIB, "GiB"), (MIB, "MiB")] {
-            if n >= unit && n % unit == 0 {
+            if n >= unit && n.is_multiple_of(unit) {
                 return format!("{}{label}", n / unit);
             }
         }

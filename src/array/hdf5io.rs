@@ -384,7 +384,7 @@ pub fn write_chunk(file: &str, dataset: &str, offset: &[usize], data: &Data) -> 
             ),
             _ => format!("opening the write lock {}: {e}", lock_path.display()),
         })?;
-    flock(&lock, libc::LOCK_EX)?;
+    flock(&lock)?;
     let result = (|| {
         let f = hdf5::File::open_rw(file).map_err(h5err(file))?;
         let ds = f.dataset(dataset).map_err(h5err(file))?;
@@ -418,20 +418,18 @@ pub fn write_chunk(file: &str, dataset: &str, offset: &[usize], data: &Data) -> 
         drop(ds);
         f.close().map_err(h5err(file))
     })();
-    let _ = flock(&lock, libc::LOCK_UN);
+    let _ = lock.unlock();
     result
 }
 
-fn flock(f: &std::fs::File, op: libc::c_int) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
+/// Waits for the exclusive lock (flock(2) on Linux, as other processes take it); a signal
+/// interrupting the wait is not a failure.
+fn flock(f: &std::fs::File) -> Result<(), String> {
     loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("locking the output for writing: {e}"));
+        match f.lock() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("locking the output for writing: {e}")),
         }
     }
 }

@@ -181,7 +181,7 @@ pub fn regular_chunks(len: usize, chunk: usize) -> Vec<usize> {
         return vec![0];
     }
     let mut out = vec![chunk; len / chunk];
-    if len % chunk > 0 {
+    if !len.is_multiple_of(chunk) {
         out.push(len % chunk);
     }
     out

@@ -5,7 +5,6 @@
 //! (which cleans up after a dead one, from the ledger) act on their own.
 
 use std::io::IsTerminal;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,19 +12,16 @@ use clap::Args;
 
 use super::job_args::JobArgs;
 use rdask::cluster::control::{self, ClusterStatus, JobView, Reply, Request};
-use rdask::cluster::{self, ClusterDir, ClusterRecord, DEFAULT_NAME};
-use rdask::config::JobConfig;
+use rdask::cluster::lifecycle::{self, name_flag, with_log_directory};
+use rdask::cluster::process::tail;
+use rdask::cluster::{self, force_down, ClusterDir, ClusterRecord, DEFAULT_NAME};
 use rdask::error::{Error, Result};
 use rdask::jobqueue::ledger::Ledger;
 use rdask::jobqueue::scaler::{self, Blocked, ScalerConfig, Target};
-use rdask::jobqueue::script;
-use rdask::protocol::Secret;
 use rdask::units::ByteSize;
 
 /// How long a control request may take (status, scale); `down` has its own.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `down` waits for the daemon: its workers, the cancels, the batch system's view.
-const DOWN_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Args, Debug, Clone)]
 pub struct NameArg {
@@ -299,21 +295,14 @@ pub fn up(a: UpArgs) -> Result<i32> {
         .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
     };
     let planned = a.name.dir()?;
-    check_job_script(&with_log_directory(loaded.clone(), &planned), &planned)?;
-    // The cluster's directory, then (its path canonical now that it exists) its `up` lock,
-    // before anything is written: of two `up` of one name exactly one goes on; the other
-    // leaves the winner's record, secret and daemon alone.
-    create_private_dir(&a.name.dir()?.root)?;
-    let dir = a.name.dir()?;
-    let _starting = lock_for_up(&dir)?;
-    make_room(&dir)?;
-
-    // The cluster's own places, absolute: the jobs read them from compute nodes.
-    for d in [&dir.logs_dir(), &dir.scripts_dir()] {
-        create_private_dir(d)?;
+    if let Some(warning) =
+        lifecycle::check_job_script(&with_log_directory(loaded.clone(), &planned), &planned)?
+    {
+        eprintln!("warning: {warning}");
     }
+    let starting = lifecycle::begin(&a.name.name)?;
+    let dir = starting.dir.clone();
     let loaded = with_log_directory(loaded, &dir);
-    Secret::generate()?.save(&dir.secret_path())?;
     let rec = ClusterRecord {
         name: dir.name.clone(),
         address: None,
@@ -330,18 +319,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
         created_at: cluster::now(),
         closed_at: None,
     };
-    dir.write_record(&rec)?;
-    let pid = spawn_daemon(&dir)?;
-    let rec = match wait_until_serving(&dir, pid) {
-        Ok(r) => r,
-        Err(e) => {
-            // Nothing was submitted yet: leave a record that says it is closed.
-            let mut closed = rec;
-            closed.closed_at = Some(cluster::now());
-            let _ = dir.write_record(&closed);
-            return Err(e);
-        }
-    };
+    let (rec, pid) = starting.launch(rec)?;
     let address = rec.address.clone().unwrap_or_default();
     println!(
         "cluster `{}` is up: scheduler at {address} ({}, daemon pid {pid})",
@@ -400,271 +378,6 @@ fn initial_target(a: &UpArgs, processes: usize) -> Option<Target> {
         }),
         (None, None) => None,
     }
-}
-
-/// ` --name N`, unless N is the default.
-fn name_flag(name: &str) -> String {
-    if name == DEFAULT_NAME {
-        String::new()
-    } else {
-        format!(" --name {name}")
-    }
-}
-
-/// The jobs' log directory: the one configured, else the cluster's `logs/`; absolute, since
-/// the jobs read it from compute nodes.
-fn with_log_directory(mut cfg: JobConfig, dir: &ClusterDir) -> JobConfig {
-    let l = cfg.log_directory.take().unwrap_or_else(|| dir.logs_dir());
-    cfg.log_directory = Some(std::path::absolute(&l).unwrap_or(l));
-    cfg
-}
-
-/// The worker's own command line, to check the arguments a job script gives it.
-#[derive(clap::Parser, Debug)]
-#[command(name = "worker")]
-struct WorkerCommandLine {
-    #[command(flatten)]
-    _args: rdask::worker::command_line::WorkerArgs,
-}
-
-/// Renders one job script as the daemon will and checks it before anything is written or
-/// started, so that what would kill every job fails `up` at once (exit 2) rather than after
-/// its `--wait`: the template, the worker's arguments (by the worker's own parser), and where
-/// the system has one, a dry-run submission (a bad partition, queue or resource request).
-fn check_job_script(cfg: &JobConfig, dir: &ClusterDir) -> Result<()> {
-    use clap::Parser;
-    let own_binary = std::env::current_exe().map_err(Error::io("finding this program"))?;
-    let mut cfg = cfg.clone();
-    cfg.job_name = rdask::jobqueue::ledger::job_name(&dir.name, 0);
-    // The scheduler's address is not known yet; any well-formed one checks the same.
-    let target = script::Target {
-        scheduler_address: "tcp://127.0.0.1:8786".into(),
-        secret_file: Some(dir.secret_path()),
-    };
-    let text = script::render(&cfg, &target, &own_binary)
-        .map_err(|e| Error::invalid(format!("the job script cannot be rendered: {e}")))?;
-    // The arguments after the worker command, as the job's shell splits them.
-    let bare = JobConfig {
-        worker_command: Some(String::new()),
-        ..cfg.clone()
-    };
-    let line = script::worker_command(&bare, &target, &own_binary);
-    let words = shell_words::split(line.trim()).map_err(|e| {
-        Error::invalid(format!(
-            "the worker command's arguments cannot be split as a shell would ({e}): {line}"
-        ))
-    })?;
-    if let Err(e) =
-        WorkerCommandLine::try_parse_from(std::iter::once("worker".to_string()).chain(words))
-    {
-        let why = e.to_string();
-        let why = why.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        return Err(Error::invalid(format!(
-            "the workers would refuse the arguments the job script gives them: {}; check \
-             --worker-extra-arg and the options behind them (the worker command: {})",
-            why.trim_start_matches("error: "),
-            line.trim()
-        )));
-    }
-    let scratch = tempfile::tempdir().map_err(Error::io("creating a scratch directory"))?;
-    let file_name = rdask::jobqueue::system(cfg.system).script_file_name();
-    let path = scratch.path().join(format!("{}-{file_name}", cfg.job_name));
-    script::write_executable(&path, &text)?;
-    match rdask::jobqueue::JobQueue::new(&cfg).dry_run(&path) {
-        Ok(_) => Ok(()),
-        Err(Error::Command(f)) if f.status.starts_with("timed out") => {
-            // A slow controller says nothing about the script: the daemon will see.
-            eprintln!("warning: the dry-run submission timed out; going on");
-            Ok(())
-        }
-        Err(Error::Command(f)) => Err(Error::invalid(format!(
-            "{} refuses the job script (`{}` {}): {}",
-            cfg.system,
-            f.command,
-            f.status,
-            [f.stderr.trim(), f.stdout.trim()]
-                .into_iter()
-                .filter(|t| !t.is_empty())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))),
-        Err(e) => Err(e),
-    }
-}
-
-/// Takes the cluster's `up` lock, held until `up` returns; another `up` of the same name
-/// holding it is invalid input (exit 2), and nothing is written.
-fn lock_for_up(dir: &ClusterDir) -> Result<std::fs::File> {
-    let path = dir.up_lock_path();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(Error::io(format!("opening {}", path.display())))?;
-    if !cluster::try_flock(&file, libc::LOCK_EX) {
-        return Err(Error::invalid(format!(
-            "another `rdask-jobqueue up{}` is starting cluster `{}` right now; use it once it \
-             is up, or choose another --name",
-            name_flag(&dir.name),
-            dir.name
-        )));
-    }
-    Ok(file)
-}
-
-/// Refuses a live cluster of the same name; clears a finished one's record.
-fn make_room(dir: &ClusterDir) -> Result<()> {
-    if let Some(live) = dir.live_daemon() {
-        let address = dir
-            .read_record()
-            .ok()
-            .flatten()
-            .and_then(|r| r.address)
-            .unwrap_or_else(|| "?".into());
-        return Err(Error::invalid(format!(
-            "cluster `{}` is already up (daemon pid {}, scheduler {address}); use \
-             `scale`/`adapt`/`status`, `down{}` first, or choose another --name",
-            dir.name,
-            live.pid.map_or("?".to_string(), |p| p.to_string()),
-            name_flag(&dir.name)
-        )));
-    }
-    // A record that cannot be read is an error here too: nothing is replaced blindly.
-    let old = dir.read_record()?;
-    // Dead (or closed, or its record lost): its ledger must show every job finished before
-    // anything is replaced.
-    let ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
-    let alive = ledger.unfinished_ids();
-    let submitting = ledger.submitting_names();
-    if !alive.is_empty() || !submitting.is_empty() {
-        return Err(Error::invalid(format!(
-            "cluster `{}`'s daemon is dead but its ledger still lists jobs that may be alive \
-             ({}); run `rdask-jobqueue down --force{}` first",
-            dir.name,
-            alive
-                .iter()
-                .chain(&submitting)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            name_flag(&dir.name)
-        )));
-    }
-    // Keep the old ledger beside the new one, for the record.
-    if dir.ledger_path().exists() {
-        let stamp = old.map_or_else(cluster::now, |o| o.closed_at.unwrap_or(o.created_at)) as u64;
-        let kept = dir.root.join(format!("ledger-{stamp}.json"));
-        std::fs::rename(dir.ledger_path(), &kept).map_err(Error::io(format!(
-            "keeping the old ledger as {}",
-            kept.display()
-        )))?;
-    }
-    Ok(())
-}
-
-fn create_private_dir(d: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(d)
-        .map_err(Error::io(format!("creating {}", d.display())))?;
-    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
-        .map_err(Error::io(format!("setting the mode of {}", d.display())))
-}
-
-/// Starts `cluster-daemon` detached: its own session (no terminal, survives the shell and
-/// its hang-up), stdin from /dev/null, stdout and stderr appended to the daemon's log.
-fn spawn_daemon(dir: &ClusterDir) -> Result<u32> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.daemon_log())
-        .map_err(Error::io(format!("opening {}", dir.daemon_log().display())))?;
-    let err = log
-        .try_clone()
-        .map_err(Error::io("duplicating the log file"))?;
-    let exe = std::env::current_exe().map_err(Error::io("finding this program"))?;
-    let mut cmd = std::process::Command::new(exe);
-    // Started inside a batch job, the daemon must not hand that job's context to the jobs it
-    // submits: sbatch reads SLURM_* variables such as SLURM_MEM_PER_CPU as defaults (then
-    // `--mem` conflicts with them). SLURM_CONF says where SLURM is, and stays.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("SLURM_") && k != "SLURM_CONF" {
-            cmd.env_remove(&*k);
-        }
-    }
-    cmd.args(["cluster-daemon", "--name", &dir.name])
-        .env("RDASK_HOME", cluster::home())
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(err);
-    // SAFETY: setsid is async-signal-safe, called between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(Error::io("starting the cluster daemon"))?;
-    Ok(child.id())
-}
-
-/// Waits until the daemon published its address and answers on its socket.
-fn wait_until_serving(dir: &ClusterDir, pid: u32) -> Result<ClusterRecord> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(rec) = dir.read_record()? {
-            if rec.pid == Some(pid)
-                && rec.address.is_some()
-                && control::request(dir, &Request::Ping, Duration::from_secs(2)).is_ok()
-            {
-                return Ok(rec);
-            }
-        }
-        if !process_exists(pid) || Instant::now() > deadline {
-            let log = tail(&dir.daemon_log(), 15);
-            let _ = kill(pid, libc::SIGKILL);
-            return Err(Error::runtime(format!(
-                "the cluster daemon did not start{}; its log ({}):\n{log}",
-                if process_exists(pid) {
-                    " within 30 s"
-                } else {
-                    ""
-                },
-                dir.daemon_log().display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn process_exists(pid: u32) -> bool {
-    // Our own child until `up` exits: reap it if it ended, so it does not linger as a zombie.
-    let mut status = 0;
-    // SAFETY: waitpid with WNOHANG on a pid we spawned.
-    let reaped = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
-    reaped == 0 || (reaped < 0 && std::path::Path::new(&format!("/proc/{pid}")).exists())
-}
-
-fn kill(pid: u32, sig: libc::c_int) -> bool {
-    // SAFETY: kill(2) has no memory effects.
-    unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
-}
-
-fn tail(path: &std::path::Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    let from = if lines == 0 {
-        0
-    } else {
-        all.len().saturating_sub(lines)
-    };
-    all[from..].join("\n")
 }
 
 fn describe_target(t: &Target, processes: usize) -> String {
@@ -1010,13 +723,10 @@ pub fn render_status(s: &ClusterStatus) -> String {
 
 /// A Unix time as the local wall clock: "12:03:10".
 fn clock(unix: f64) -> String {
-    let t = unix as libc::time_t;
-    // SAFETY: an all-zero `tm` is valid; localtime_r writes only into it.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return format!("{unix:.0} (Unix time)");
+    match rdask::sys::local_clock(unix) {
+        Some((h, m, s)) => format!("{h:02}:{m:02}:{s:02}"),
+        None => format!("{unix:.0} (Unix time)"),
     }
-    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
 }
 
 fn describe_blocked(b: &Blocked) -> String {
@@ -1085,204 +795,15 @@ fn first_line(s: &str) -> &str {
 
 pub fn down(a: DownArgs) -> Result<i32> {
     let dir = a.name.dir()?;
-    // The record as far as it can be read: a missing or corrupt one must not hide a live
-    // daemon, which is found through its lock whatever the record says.
-    let (rec, record_problem) = match dir.read_record() {
-        Ok(Some(r)) => (Some(r), None),
-        Ok(None) => (None, None),
-        Err(e) => (None, Some(e.to_string())),
-    };
-    let live = dir.live_daemon();
-    let traces = dir.ledger_path().exists() || !dir.scripted_job_names().is_empty();
-    if rec.is_none() && record_problem.is_none() && live.is_none() && !traces {
-        // No record, no daemon, no job: no cluster of this name.
-        dir.require_record()?;
+    let outcome = force_down::down(&dir, a.force, a.forget_unconfirmed, |w| {
+        eprintln!("warning: {w}")
+    })?;
+    match outcome {
+        force_down::Outcome::AlreadyDown => println!("cluster `{}` is already down", dir.name),
+        force_down::Outcome::DaemonClosed(message) => println!("{message}; daemon stopped"),
+        force_down::Outcome::ClosedFromLedger(message) => println!("{message}"),
     }
-    let record_problem = match (&rec, record_problem) {
-        (None, None) => Some(format!(
-            "its record {} is missing",
-            dir.record_path().display()
-        )),
-        (_, p) => p,
-    };
-    if let (Some(r), None) = (&rec, live) {
-        if r.closed_at.is_some() && !a.force {
-            println!("cluster `{}` is already down", dir.name);
-            return Ok(0);
-        }
-    }
-    if let Some(live) = live {
-        let timeout = if a.force {
-            Duration::from_secs(30)
-        } else {
-            DOWN_TIMEOUT
-        };
-        match control::request(&dir, &Request::Down, timeout) {
-            Ok(Reply::Ok { message }) => {
-                wait_for_exit(&dir, Duration::from_secs(10));
-                // The daemon rewrote its record (a lost one included) as it closed.
-                println!("{message}; daemon stopped");
-                return Ok(0);
-            }
-            Ok(_) if !a.force => {
-                return Err(Error::runtime(
-                    "the daemon gave an unexpected answer to `down`; `down --force` stops it",
-                ))
-            }
-            Err(e) if !a.force => {
-                return Err(Error::runtime(format!(
-                    "{e}; `rdask-jobqueue down --force{}` stops the daemon and cancels the jobs \
-                     from the ledger",
-                    name_flag(&dir.name)
-                )))
-            }
-            Ok(_) => eprintln!("warning: unexpected answer; stopping the daemon"),
-            Err(e) => {
-                eprintln!("warning: {e}; stopping the daemon and cleaning up from the ledger")
-            }
-        }
-        // Forced: the daemon did not finish the job; stop it so only we write the ledger.
-        let Some(pid) = live.pid else {
-            return Err(Error::runtime(format!(
-                "cluster `{}`'s daemon holds {} but its pid cannot be read; stop it by hand \
-                 (`fuser {0}`), then run `down --force` again",
-                dir.name,
-                dir.lock_path().display()
-            )));
-        };
-        kill(pid, libc::SIGTERM);
-        if !wait_for_exit(&dir, Duration::from_secs(10)) {
-            kill(pid, libc::SIGKILL);
-            if !wait_for_exit(&dir, Duration::from_secs(5)) {
-                return Err(Error::runtime(format!(
-                    "cluster `{}`'s daemon (pid {pid}) did not stop; nothing was cancelled",
-                    dir.name
-                )));
-            }
-        }
-    } else if !a.force {
-        if let Some(problem) = &record_problem {
-            return Err(Error::runtime(format!(
-                "cluster `{}`: {problem}; its daemon is not running; `rdask-jobqueue down \
-                 --force{}` says which jobs may be alive",
-                dir.name,
-                name_flag(&dir.name)
-            )));
-        }
-        return Err(Error::runtime(format!(
-            "cluster `{}`'s daemon is not running; `rdask-jobqueue down --force{}` cancels its \
-             jobs from the ledger",
-            dir.name,
-            name_flag(&dir.name)
-        )));
-    }
-    // The daemon is gone: from here we are the ledger's only writer.
-    let Some(mut rec) = rec else {
-        return Err(lost_record(&dir, record_problem));
-    };
-    let ledger = if !dir.ledger_path().exists() && !dir.scripted_job_names().is_empty() {
-        Err(Error::runtime(format!(
-            "its job ledger {} is missing",
-            dir.ledger_path().display()
-        )))
-    } else {
-        Ledger::open(&dir.ledger_path(), &dir.name)
-    };
-    let mut ledger = match ledger {
-        Ok(l) => l,
-        Err(e) => return Err(cancel_without_ledger(&dir, &rec, &e)),
-    };
-    let message = if ledger.is_closed() {
-        format!("cluster `{}`: the ledger was already closed", dir.name)
-    } else {
-        rdask::cluster::daemon::finish_jobs(&rec, &mut ledger, a.forget_unconfirmed)?
-    };
-    rec.closed_at = rec.closed_at.or(Some(cluster::now()));
-    dir.write_record(&rec)?;
-    let _ = std::fs::remove_file(dir.socket_path());
-    println!("{message}");
     Ok(0)
-}
-
-/// `down --force` without a readable record, the daemon dead: without the record the batch
-/// system of the jobs is unknown, so nothing can be cancelled; say which jobs there are.
-fn lost_record(dir: &ClusterDir, problem: Option<String>) -> Error {
-    let problem = problem.unwrap_or_default();
-    let jobs = match Ledger::open(&dir.ledger_path(), &dir.name) {
-        Ok(l) => l
-            .unfinished()
-            .map(|j| j.job_id.clone().unwrap_or_else(|| j.name.clone()))
-            .collect::<Vec<_>>(),
-        Err(_) => dir.scripted_job_names(),
-    };
-    Error::runtime(format!(
-        "cluster `{}`: {problem}; without it the batch system of its jobs is unknown, so \
-         nothing was cancelled. {}Cancel them with the batch system's own command (scancel, \
-         qdel, ...), then restore the record or remove {}",
-        dir.name,
-        if jobs.is_empty() {
-            "It lists no job that may be alive. ".to_string()
-        } else {
-            format!("Jobs that may be alive: {}. ", jobs.join(" "))
-        },
-        dir.root.display()
-    ))
-}
-
-/// `down --force` when the ledger is missing or unreadable: the daemon is dead, so the job
-/// scripts are the only list of jobs left. Cancels each by its name where the system can;
-/// the cluster stays open (exit 1): what ran cannot be proven finished without the ledger.
-fn cancel_without_ledger(dir: &ClusterDir, rec: &ClusterRecord, problem: &Error) -> Error {
-    let queue = rdask::jobqueue::JobQueue::new(&rec.config);
-    let names = dir.scripted_job_names();
-    let mut cancelled = Vec::new();
-    let mut failed = Vec::new();
-    let mut by_name = true;
-    for name in &names {
-        match queue.cancel_by_name(name, &dir.job_script(rec.config.system, name)) {
-            Ok(true) => cancelled.push(name.as_str()),
-            Ok(false) => {
-                by_name = false;
-                break;
-            }
-            Err(e) => failed.push(format!("{name} ({e})")),
-        }
-    }
-    let done = if !by_name {
-        format!(
-            "{} cannot cancel jobs by name: look for jobs named rdask-{}-* in the queue and \
-             cancel them by hand",
-            rec.system, dir.name
-        )
-    } else if names.is_empty() {
-        "no job script was found either".to_string()
-    } else {
-        let mut s = format!(
-            "cancelled by name every job it wrote a script for: {}",
-            cancelled.join(" ")
-        );
-        if !failed.is_empty() {
-            s.push_str(&format!("; failed: {}", failed.join("; ")));
-        }
-        s
-    };
-    Error::runtime(format!(
-        "cluster `{}`: {problem}; {done}. The cluster stays open: restore the ledger, or move \
-         it away once the queue shows no rdask-{}-* job",
-        dir.name, dir.name
-    ))
-}
-
-/// Waits until the cluster's daemon has let go of its lock (it exited); true if it did.
-fn wait_for_exit(dir: &ClusterDir, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while dir.live_daemon().is_some() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
 }
 
 #[derive(serde::Serialize)]

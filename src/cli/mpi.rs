@@ -162,7 +162,10 @@ impl Exchange {
                     eprintln!(
                         "warning: MPI_Finalize did not return within {FINALIZE_WAIT:?}; exiting"
                     );
-                    // SAFETY: _exit ends the process without running anything else.
+                    // SAFETY: _exit(2) takes no pointer and ends the process at once, without
+                    // atexit handlers or destructors: the main thread may be stuck inside
+                    // MPI_Finalize, whose handlers std::process::exit would run and could hang
+                    // in. Nothing after it runs, so no Rust invariant can be observed broken.
                     unsafe { libc::_exit(code) }
                 });
                 drop(mpi);

@@ -60,7 +60,7 @@ const JOB_OUTPUT_LINES: usize = 5;
 
 pub fn run(name: &str) -> Result<i32> {
     // Everything the daemon creates (socket, scripts' siblings) is the owner's only.
-    unsafe { libc::umask(0o077) };
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let dir = ClusterDir::new(name)?;
     let mut rec = dir.require_record()?;
     let secret = dir.secret()?;
@@ -205,7 +205,7 @@ fn hold_lock(dir: &ClusterDir) -> Result<std::fs::File> {
     // A command checking liveness holds a shared lock for an instant: wait that out, but not
     // another daemon.
     let deadline = Instant::now() + Duration::from_secs(2);
-    while !super::try_flock(&file, libc::LOCK_EX) {
+    while file.try_lock().is_err() {
         if Instant::now() > deadline {
             return Err(Error::runtime(format!(
                 "another daemon of cluster `{}` holds {}",

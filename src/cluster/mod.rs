@@ -18,6 +18,9 @@
 
 pub mod control;
 pub mod daemon;
+pub mod force_down;
+pub mod lifecycle;
+pub mod process;
 
 use std::path::PathBuf;
 
@@ -156,7 +159,8 @@ impl ClusterDir {
     /// spelling of `$RDASK_HOME`, and a pid reused by another process is never taken for it.
     pub fn live_daemon(&self) -> Option<LiveDaemon> {
         let file = std::fs::File::open(self.lock_path()).ok()?;
-        if try_flock(&file, libc::LOCK_SH) {
+        // std's file locks are flock(2) on Linux: per open file, released at close.
+        if file.try_lock_shared().is_ok() {
             // Nobody holds it (ours is released when `file` closes).
             return None;
         }
@@ -391,14 +395,6 @@ pub struct LiveDaemon {
     pub pid: Option<u32>,
 }
 
-/// Tries to take `how` (LOCK_SH or LOCK_EX) on `file` without waiting; true if taken. The
-/// lock lasts until the file is closed (in this process and any that inherited it).
-pub fn try_flock(file: &std::fs::File, how: libc::c_int) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor `file` owns.
-    unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) == 0 }
-}
-
 /// The scheduler address and secret of a running cluster, for clients.
 /// Connects a client to the named cluster that `rdask-jobqueue up --name NAME` started,
 /// reading its address and secret from `$RDASK_HOME/clusters/NAME/`. (The cluster layer
@@ -447,7 +443,7 @@ mod tests {
             .write(true)
             .open(dir.lock_path())
             .unwrap();
-        assert!(try_flock(&held, libc::LOCK_EX));
+        held.try_lock().unwrap();
         assert_eq!(dir.live_daemon(), Some(LiveDaemon { pid: Some(4242) }));
         drop(held);
         assert_eq!(dir.live_daemon(), None);

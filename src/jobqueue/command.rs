@@ -51,7 +51,7 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
         })?;
     let stdout = reader(child.stdout.take().expect("piped"));
     let stderr = reader(child.stderr.take().expect("piped"));
-    let pid = child.id() as libc::pid_t;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (done_tx, done_rx) = mpsc::channel();
     let waiter = thread::spawn(move || {
         let status = child.wait();
@@ -60,11 +60,9 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
     });
     let timed_out = done_rx.recv_timeout(timeout).is_err();
     if timed_out {
-        // SAFETY: kill(2) on the process group of a child we have not reaped yet: the waiter
-        // thread is still blocked in wait(), so the group id cannot have been recycled.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
+        // The process group of a child we have not reaped yet: the waiter thread is still
+        // blocked in wait(), so the group id cannot have been recycled.
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
     }
     let status = waiter
         .join()

@@ -148,8 +148,7 @@ impl BatchSystem for Slurm {
     fn cancel_by_name(&self, name: &str, _script: &Path, extra: &[String]) -> Option<Invocation> {
         let mut argv = vec!["scancel".to_string()];
         argv.extend(extra.iter().cloned());
-        // SAFETY: getuid(2) cannot fail and touches no memory.
-        let uid = unsafe { libc::getuid() };
+        let uid = nix::unistd::getuid();
         argv.push(format!("--user={uid}"));
         argv.push(format!("--name={name}"));
         Some(Invocation::new(argv))

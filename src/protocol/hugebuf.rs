@@ -92,7 +92,9 @@ impl Pool {
 
 fn unmap_all(maps: Vec<(usize, usize)>) {
     for (map, len) in maps {
-        // SAFETY: each entry is a whole mapping made by HugeBuf::new and owned by nobody else.
+        // SAFETY: each entry is a whole mapping (start and length as mmap returned them) that
+        // HugeBuf::map made and the pool owns alone: the HugeBuf that used it was dropped, so
+        // no slice into it is alive, and munmap of it cannot pull memory from under anyone.
         unsafe {
             libc::munmap(map as *mut libc::c_void, len);
         }
@@ -110,9 +112,14 @@ pub struct HugeBuf {
     len: usize,
 }
 
-// SAFETY: the mapping is owned exclusively by this value and never aliased mutably once
-// shared (Bytes only hands out shared slices).
+// SAFETY: the raw pointer is the only thing that keeps HugeBuf from being Send on its own.
+// The mapping it points to is owned exclusively by this value (no other HugeBuf or pool entry
+// names it while it lives), and anonymous memory is not tied to the thread that mapped it, so
+// moving the owner to another thread is sound.
 unsafe impl Send for HugeBuf {}
+// SAFETY: through `&HugeBuf` only `as_ref` is reachable, which hands out shared `&[u8]`;
+// writing needs `&mut self` (`as_mut_slice`), so shared references on several threads only
+// ever read. Once inside `Bytes` nothing gets `&mut` again.
 unsafe impl Sync for HugeBuf {}
 
 impl HugeBuf {
@@ -126,8 +133,11 @@ impl HugeBuf {
             None => (Self::map(need)?, need),
         };
         let offset = (HUGE - (map as usize % HUGE)) % HUGE;
-        // SAFETY: the advised range lies inside the mapping. The advice is a hint; failure
-        // (huge pages disabled) only means ordinary pages.
+        // SAFETY: offset < HUGE and the mapping is len + HUGE bytes long, so the advised range
+        // [map + offset, map + offset + len) lies inside it; madvise(MADV_HUGEPAGE) changes no
+        // contents, only how the kernel backs the pages. It is a hint: failure (huge pages
+        // disabled) only means ordinary pages, so the result is ignored. No safe form exists:
+        // std has none, and nix's mman wrappers are no safer (unsafe fns as well).
         unsafe {
             libc::madvise(map.add(offset).cast(), len, libc::MADV_HUGEPAGE);
         }
@@ -140,7 +150,9 @@ impl HugeBuf {
     }
 
     fn map(map_len: usize) -> io::Result<*mut u8> {
-        // SAFETY: a fresh private anonymous mapping; we check the result.
+        // SAFETY: a null hint, no file (fd -1, offset 0) and MAP_PRIVATE | MAP_ANONYMOUS ask
+        // the kernel for fresh zeroed memory at an address of its choosing, so no existing
+        // memory can be replaced; MAP_FAILED is checked below before the pointer is used.
         let map = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -158,8 +170,9 @@ impl HugeBuf {
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: offset + len <= map_len; the memory is initialised (by the kernel or by an
-        // earlier use).
+        // SAFETY: offset + len <= map_len (new() sized the mapping len + HUGE), so the slice
+        // lies inside the mapping this value owns alone; the bytes are initialised (zeroed by
+        // the kernel, or written by an earlier use); `&mut self` makes the borrow unique.
         unsafe { std::slice::from_raw_parts_mut(self.map.add(self.offset), self.len) }
     }
 
@@ -170,7 +183,8 @@ impl HugeBuf {
 
 impl AsRef<[u8]> for HugeBuf {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: as in as_mut_slice.
+        // SAFETY: the same in-bounds, initialised range as as_mut_slice; a shared borrow of
+        // self rules out a live `&mut` to it for as long as the slice lives.
         unsafe { std::slice::from_raw_parts(self.map.add(self.offset), self.len) }
     }
 }

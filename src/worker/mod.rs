@@ -164,7 +164,9 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
     } else {
         256 << 20
     };
-    // SAFETY: mallopt only tunes the allocator.
+    // SAFETY: mallopt(3) takes no pointer and only sets two glibc allocator parameters (under
+    // the allocator's lock); any value is valid for both, so it is sound at any time. Neither
+    // std nor nix wraps it.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, keep as libc::c_int);

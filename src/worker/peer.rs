@@ -291,7 +291,6 @@ pub async fn fetch(
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::os::unix::ffi::OsStrExt;
 
     /// A store holding `spilled` on disk (key 1) and `in_memory` in memory (key 2), served on
     /// a local port.
@@ -359,9 +358,7 @@ mod tests {
         }
         let file = the_spill_file(dir.path());
         std::fs::remove_file(&file).unwrap();
-        let c_path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
-        // SAFETY: mkfifo on a path of our own temporary directory.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         // Holding a write end lets the server open it without blocking; reads then wait for
         // what this test writes.
         let mut fifo = std::fs::OpenOptions::new()

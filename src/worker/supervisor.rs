@@ -146,10 +146,11 @@ async fn wait_any(
 async fn stop_all(children: &mut [Option<Child>]) {
     for c in children.iter().flatten() {
         if let Some(pid) = c.id() {
-            // SAFETY: kill(2) on our own unreaped child.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
+            // Our own unreaped child: its pid cannot have been recycled yet.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
