@@ -47,16 +47,14 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("SLURM_PROCID", "SLURM_NTASKS", "SLURM (srun)"),
 ];
 
-/// Variables that identify one launch (job step, MPI job, PMIx namespace).
-const LAUNCH_VARS: &[&str] = &[
-    "SLURM_JOB_ID",
+/// Variables of the launchers that identify one launch within a batch job (job step, MPI
+/// job, PMIx namespace). The batch job's own id variables are the batch-system descriptions'
+/// (`jobqueue::job_env::launch_job_id_variables`).
+const LAUNCHER_VARS: &[&str] = &[
     "SLURM_STEP_ID",
     "PMIX_NAMESPACE",
     "OMPI_MCA_ess_base_jobid",
     "OMPI_MCA_orte_ess_jobid",
-    "PBS_JOBID",
-    "LSB_JOBID",
-    "JOB_ID",
     "PMI_JOBID",
 ];
 
@@ -72,8 +70,10 @@ pub fn launched_for_mpi(is_set: impl Fn(&str) -> bool) -> bool {
 /// Reads the world from `env` (a lookup, so tests need not touch the process environment).
 pub fn discover(env: impl Fn(&str) -> Option<String>) -> World {
     let launch_id = {
-        let parts: Vec<String> = LAUNCH_VARS
+        let batch_job = crate::jobqueue::job_env::launch_job_id_variables();
+        let parts: Vec<String> = batch_job
             .iter()
+            .chain(LAUNCHER_VARS)
             .filter_map(|k| env(k).map(|v| format!("{k}={v}")))
             .collect();
         if parts.is_empty() {

@@ -472,7 +472,9 @@ fn check_job_script(cfg: &JobConfig, dir: &ClusterDir) -> Result<()> {
     script::write_executable(&path, &text)?;
     match rdask::jobqueue::JobQueue::new(&cfg).dry_run(&path) {
         Ok(_) => Ok(()),
-        Err(Error::Command(f)) if f.status.starts_with("timed out") => {
+        Err(Error::Command(f))
+            if matches!(f.status, rdask::error::CommandStatus::TimedOut { .. }) =>
+        {
             // A slow controller says nothing about the script: the daemon will see.
             eprintln!("warning: the dry-run submission timed out; going on");
             Ok(())
