@@ -288,6 +288,26 @@ mod tests {
             .contains("world of 1"));
     }
 
+    /// The launch id carries the batch job's id (the batch systems' own variables) and the
+    /// launcher's: two jobs, or two steps of one job, never share one.
+    #[test]
+    fn the_launch_id_names_the_batch_job_and_the_step() {
+        let id = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "3")];
+            all.extend_from_slice(pairs);
+            discover(env(&all)).launch_id
+        };
+        for var in ["SLURM_JOB_ID", "PBS_JOBID", "JOB_ID", "LSB_JOBID"] {
+            assert_ne!(id(&[(var, "1")]), id(&[(var, "2")]), "{var}");
+            assert!(id(&[(var, "1")]).contains(&format!("{var}=1")));
+        }
+        assert_ne!(
+            id(&[("SLURM_JOB_ID", "1"), ("SLURM_STEP_ID", "0")]),
+            id(&[("SLURM_JOB_ID", "1"), ("SLURM_STEP_ID", "1")])
+        );
+        assert_eq!(id(&[]), "none");
+    }
+
     #[test]
     fn a_rank_outside_the_world_is_refused() {
         for (rank, size) in [("5", "4"), ("4", "4"), ("0", "0")] {

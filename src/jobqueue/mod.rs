@@ -685,4 +685,56 @@ mod tests {
         // The rule the daemon used for every system took Moab's own ids for job "Moab".
         assert_ne!(id_number("Moab.123"), id_number("123.torque01"));
     }
+
+    /// Each system's formats and template, asked of its description (script.rs and
+    /// mpi_script.rs matched on the system for them).
+    #[test]
+    fn each_system_formats_memory_and_walltime_its_own_way() {
+        let site = Site {
+            lsf_unit: LsfUnit::MB,
+        };
+        let mem: ByteSize = "16GiB".parse().unwrap();
+        let wall = Walltime(36 * 3600 + 5 * 60 + 7);
+        let table: &[(SystemKind, &str, &str, &str)] = &[
+            (SystemKind::Slurm, "slurm.sh.j2", "16G", "1-12:05:07"),
+            (SystemKind::Pbs, "pbs.sh.j2", "16GB", "36:05:07"),
+            (SystemKind::Moab, "moab.sh.j2", "16GB", "36:05:07"),
+            (SystemKind::Sge, "sge.sh.j2", "16GiB", "36:05:07"),
+            (SystemKind::Lsf, "lsf.sh.j2", "17180", "36:06"),
+            (SystemKind::Oar, "oar.sh.j2", "16GiB", "36:05:07"),
+            (SystemKind::Htcondor, "htcondor.sub.j2", "16384", "36:05:07"),
+            (SystemKind::Local, "local.sh.j2", "16GiB", "36:05:07"),
+        ];
+        for (kind, template, memory, walltime) in table {
+            let sys = system(*kind);
+            assert_eq!(sys.kind(), *kind);
+            let (name, text) = sys.template();
+            assert_eq!(name, *template, "{kind}");
+            assert!(text.contains("{{ worker_command }}") || text.contains("htcondor_arguments"));
+            assert_eq!(sys.format_memory(mem, &site), *memory, "{kind}");
+            assert_eq!(sys.format_walltime(wall), *walltime, "{kind}");
+        }
+    }
+
+    /// The MPI runner's launch id and scheduler-file name come from the variable each system
+    /// sets on every rank; systems without an MPI launcher have none.
+    #[test]
+    fn launch_variables_belong_to_the_systems_with_an_mpi_launcher() {
+        let cfg = JobConfig::default();
+        let site = Site::discover(&cfg);
+        for kind in SystemKind::ALL {
+            let sys = system(kind);
+            let mpi = sys.mpi_job(&cfg, 4, &site).is_some();
+            let var = sys.launch_job_id_variable();
+            match kind {
+                SystemKind::Htcondor | SystemKind::Oar => assert!(!mpi && var.is_none()),
+                // A local launch is named by its scheduler file alone.
+                SystemKind::Local => assert!(mpi && var.is_none()),
+                _ => {
+                    assert!(mpi, "{kind}");
+                    assert!(sys.job_id_variables().contains(&var.unwrap()), "{kind}");
+                }
+            }
+        }
+    }
 }
