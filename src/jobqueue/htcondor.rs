@@ -230,4 +230,23 @@ mod tests {
             r#""-c 'echo it''s ""x""'""#
         );
     }
+
+    #[test]
+    fn every_job_status_code_has_its_place() {
+        use JobState::*;
+        let table = [
+            (1, Pending),
+            (5, Pending),
+            (2, Running),
+            (6, Running),
+            (7, Running),
+            (3, Cancelled),
+            (4, Completed),
+            (0, Gone),
+            (8, Gone),
+        ];
+        for (code, state) in table {
+            assert_eq!(state_of(code), state, "{code}");
+        }
+    }
 }

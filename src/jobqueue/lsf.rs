@@ -260,4 +260,25 @@ mod tests {
             Some(LsfUnit::GB)
         );
     }
+
+    #[test]
+    fn every_bjobs_stat_has_its_place() {
+        use JobState::*;
+        let table = [
+            ("PEND", Pending),
+            ("PSUSP", Pending),
+            ("WAIT", Pending),
+            ("PROV", Pending),
+            ("RUN", Running),
+            ("USUSP", Running),
+            ("SSUSP", Running),
+            ("DONE", Completed),
+            ("EXIT", Failed),
+            ("ZOMBI", Gone),
+            ("UNKWN", Gone),
+        ];
+        for (stat, state) in table {
+            assert_eq!(state_of(stat), state, "{stat}");
+        }
+    }
 }

@@ -180,4 +180,48 @@ mod tests {
             [JobState::Running, JobState::Pending, JobState::Gone]
         );
     }
+
+    #[test]
+    fn every_showq_state_has_its_place() {
+        use JobState::*;
+        for s in [
+            "Idle",
+            "Hold",
+            "UserHold",
+            "SystemHold",
+            "BatchHold",
+            "Deferred",
+            "Staging",
+            "Blocked",
+            "NotQueued",
+        ] {
+            assert_eq!(state_of(s), Pending, "{s}");
+        }
+        for s in ["Running", "Starting", "Suspended"] {
+            assert_eq!(state_of(s), Running, "{s}");
+        }
+        assert_eq!(state_of("Completed"), Completed);
+        assert_eq!(state_of("Removed"), Cancelled);
+        assert_eq!(state_of("Vacated"), Cancelled);
+        assert_eq!(state_of("Unknown"), Gone);
+    }
+
+    /// A showq id matches the ledger's whichever way it is spelt.
+    #[test]
+    fn showq_ids_match_every_spelling() {
+        let xml = r#"<Data><queue option="active"><job JobID="Moab.77" State="Running"></job><job JobID="78" State="Idle"></job></queue></Data>"#;
+        let ids: Vec<String> = ["77.torque01", "Moab.78"].map(String::from).to_vec();
+        let s = Moab
+            .parse_states(
+                &Output {
+                    code: Some(0),
+                    stdout: xml.into(),
+                    stderr: String::new(),
+                },
+                &ids,
+            )
+            .unwrap();
+        assert_eq!(s["77.torque01"], JobState::Running);
+        assert_eq!(s["Moab.78"], JobState::Pending);
+    }
 }

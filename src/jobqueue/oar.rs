@@ -181,4 +181,27 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn every_oar_state_has_its_place() {
+        use JobState::*;
+        for s in [
+            "Waiting",
+            "Hold",
+            "toLaunch",
+            "toAckReservation",
+            "Launching",
+        ] {
+            assert_eq!(state_of(s, None), Pending, "{s}");
+        }
+        for s in ["Running", "Finishing", "Suspended", "Resuming"] {
+            assert_eq!(state_of(s, None), Running, "{s}");
+        }
+        assert_eq!(state_of("Terminated", Some(0)), Completed);
+        assert_eq!(state_of("Terminated", None), Completed);
+        assert_eq!(state_of("Terminated", Some(1)), Failed);
+        assert_eq!(state_of("Error", None), Failed);
+        assert_eq!(state_of("toError", None), Failed);
+        assert_eq!(state_of("Unknown", None), Gone);
+    }
 }

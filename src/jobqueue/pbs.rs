@@ -257,4 +257,24 @@ mod tests {
         };
         assert_eq!(Pbs.parse_job_id(&out).as_deref(), Some("1234.pbsserver"));
     }
+
+    /// Every job_state letter, and a finished job's exit status (PBS adds 256 to a signal's
+    /// number: a killed job is cancelled).
+    #[test]
+    fn every_job_state_has_its_place() {
+        use JobState::*;
+        for s in ["Q", "H", "W", "T", "M"] {
+            assert_eq!(state_of(s, None), Pending, "{s}");
+        }
+        for s in ["R", "E", "S", "U", "B"] {
+            assert_eq!(state_of(s, None), Running, "{s}");
+        }
+        for s in ["F", "X"] {
+            assert_eq!(state_of(s, Some(0)), Completed);
+            assert_eq!(state_of(s, Some(1)), Failed);
+            assert_eq!(state_of(s, Some(265)), Cancelled);
+            assert_eq!(state_of(s, None), Cancelled);
+        }
+        assert_eq!(state_of("Z", None), Gone);
+    }
 }

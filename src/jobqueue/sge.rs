@@ -240,4 +240,28 @@ job-ID  prior   name       user         state submit/start at     queue         
         };
         assert!(!Sge.cancel_failure_is_harmless(&other));
     }
+
+    /// qstat's state letters: an error wins, a deletion counts only once it stops running.
+    #[test]
+    fn every_state_letter_has_its_place() {
+        use JobState::*;
+        let table = [
+            ("qw", Pending),
+            ("hqw", Pending),
+            ("r", Running),
+            ("t", Running),
+            ("Rr", Running),
+            ("s", Running),
+            ("S", Running),
+            ("T", Running),
+            ("dr", Running),
+            ("d", Cancelled),
+            ("dqw", Cancelled),
+            ("Eqw", Failed),
+            ("", Gone),
+        ];
+        for (letters, state) in table {
+            assert_eq!(state_of(letters), state, "{letters}");
+        }
+    }
 }

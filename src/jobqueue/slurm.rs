@@ -298,4 +298,55 @@ mod tests {
             .parse_states(&out(1, "", "Unable to contact slurm controller"), &ids)
             .is_err());
     }
+
+    /// Every state squeue prints maps to one of ours (docs/batch-systems.md#slurm).
+    #[test]
+    fn every_squeue_state_has_its_place() {
+        use JobState::*;
+        let table = [
+            (
+                Pending,
+                &[
+                    "PENDING",
+                    "CONFIGURING",
+                    "REQUEUED",
+                    "REQUEUE_HOLD",
+                    "REQUEUE_FED",
+                    "RESV_DEL_HOLD",
+                    "SPECIAL_EXIT",
+                ][..],
+            ),
+            (
+                Running,
+                &[
+                    "RUNNING",
+                    "COMPLETING",
+                    "SUSPENDED",
+                    "STOPPED",
+                    "SIGNALING",
+                    "STAGE_OUT",
+                    "RESIZING",
+                ],
+            ),
+            (Completed, &["COMPLETED"]),
+            (Cancelled, &["CANCELLED", "PREEMPTED", "REVOKED"]),
+            (
+                Failed,
+                &[
+                    "FAILED",
+                    "TIMEOUT",
+                    "NODE_FAIL",
+                    "BOOT_FAIL",
+                    "DEADLINE",
+                    "OUT_OF_MEMORY",
+                ],
+            ),
+            (Gone, &["", "SOMETHING_NEW"]),
+        ];
+        for (state, words) in table {
+            for w in words {
+                assert_eq!(state_of(w), state, "{w}");
+            }
+        }
+    }
 }
