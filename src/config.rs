@@ -170,6 +170,16 @@ pub struct JobConfig {
     pub command_timeout: u64,
 }
 
+/// The one memory rule: the `--memory-limit` of each of `processes` worker processes sharing
+/// `memory`, the memory a batch job (or an MPI rank) is granted, is an equal share of all of
+/// it, as dask-jobqueue gives. No headroom is held back: a worker holds itself under its
+/// limit (it spills at 60%, pauses at 80% and restarts at 95%), so the grant is never
+/// reached by the worker's own data. Worker job scripts and the MPI runner's script
+/// (`job-script --mpi`, one worker per rank) both take their limit from here.
+pub fn worker_memory_limit(memory: ByteSize, processes: u32) -> ByteSize {
+    ByteSize(memory.0 / u64::from(processes.max(1)))
+}
+
 impl Default for JobConfig {
     fn default() -> Self {
         JobConfig {
@@ -214,9 +224,9 @@ impl JobConfig {
         (self.cores / self.processes.max(1)).max(1)
     }
 
-    /// The memory limit of each worker process: job memory / processes.
+    /// The memory limit of each worker process of a worker job (see [`worker_memory_limit`]).
     pub fn memory_per_process(&self) -> ByteSize {
-        ByteSize(self.memory.0 / u64::from(self.processes.max(1)))
+        worker_memory_limit(self.memory, self.processes)
     }
 
     /// The worker's `--lifetime` and `--lifetime-stagger`, in seconds, or None when workers

@@ -3,13 +3,40 @@
 
 use std::fmt;
 
+/// How a failed external command ended. Decisions match on it (a command that never
+/// started did nothing; one killed at its deadline may have done anything); the messages
+/// are its `Display`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandStatus {
+    /// It never ran: the program is missing or not executable (the reason, with a hint).
+    CouldNotStart(String),
+    /// It ran and exited with this code.
+    Exited(i32),
+    /// It was killed by a signal that was not ours.
+    Signalled,
+    /// It ran past its deadline and we killed it (and its process group).
+    TimedOut { after_secs: u64 },
+}
+
+impl fmt::Display for CommandStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandStatus::CouldNotStart(why) => write!(f, "could not start: {why}"),
+            CommandStatus::Exited(code) => write!(f, "exit status {code}"),
+            CommandStatus::Signalled => f.write_str("killed by a signal"),
+            CommandStatus::TimedOut { after_secs } => {
+                write!(f, "timed out after {after_secs} s and was killed")
+            }
+        }
+    }
+}
+
 /// A failed external command (sbatch, qsub, ...), with everything needed to understand it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandFailure {
     /// The command line as it was run.
     pub command: String,
-    /// "exit status 1", "killed by signal 9", "timed out after 60 s", "could not start: ...".
-    pub status: String,
+    pub status: CommandStatus,
     pub stdout: String,
     pub stderr: String,
 }

@@ -47,16 +47,14 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("SLURM_PROCID", "SLURM_NTASKS", "SLURM (srun)"),
 ];
 
-/// Variables that identify one launch (job step, MPI job, PMIx namespace).
-const LAUNCH_VARS: &[&str] = &[
-    "SLURM_JOB_ID",
+/// Variables of the launchers that identify one launch within a batch job (job step, MPI
+/// job, PMIx namespace). The batch job's own id variables are the batch-system descriptions'
+/// (`jobqueue::job_env::launch_job_id_variables`).
+const LAUNCHER_VARS: &[&str] = &[
     "SLURM_STEP_ID",
     "PMIX_NAMESPACE",
     "OMPI_MCA_ess_base_jobid",
     "OMPI_MCA_orte_ess_jobid",
-    "PBS_JOBID",
-    "LSB_JOBID",
-    "JOB_ID",
     "PMI_JOBID",
 ];
 
@@ -72,8 +70,10 @@ pub fn launched_for_mpi(is_set: impl Fn(&str) -> bool) -> bool {
 /// Reads the world from `env` (a lookup, so tests need not touch the process environment).
 pub fn discover(env: impl Fn(&str) -> Option<String>) -> World {
     let launch_id = {
-        let parts: Vec<String> = LAUNCH_VARS
+        let batch_job = crate::jobqueue::job_env::launch_job_id_variables();
+        let parts: Vec<String> = batch_job
             .iter()
+            .chain(LAUNCHER_VARS)
             .filter_map(|k| env(k).map(|v| format!("{k}={v}")))
             .collect();
         if parts.is_empty() {
@@ -286,6 +286,26 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("world of 1"));
+    }
+
+    /// The launch id carries the batch job's id (the batch systems' own variables) and the
+    /// launcher's: two jobs, or two steps of one job, never share one.
+    #[test]
+    fn the_launch_id_names_the_batch_job_and_the_step() {
+        let id = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "3")];
+            all.extend_from_slice(pairs);
+            discover(env(&all)).launch_id
+        };
+        for var in ["SLURM_JOB_ID", "PBS_JOBID", "JOB_ID", "LSB_JOBID"] {
+            assert_ne!(id(&[(var, "1")]), id(&[(var, "2")]), "{var}");
+            assert!(id(&[(var, "1")]).contains(&format!("{var}=1")));
+        }
+        assert_ne!(
+            id(&[("SLURM_JOB_ID", "1"), ("SLURM_STEP_ID", "0")]),
+            id(&[("SLURM_JOB_ID", "1"), ("SLURM_STEP_ID", "1")])
+        );
+        assert_eq!(id(&[]), "none");
     }
 
     #[test]

@@ -187,6 +187,13 @@ fn round_trip(sys: System) {
             "{}: unclear error: {err}",
             sys.name
         );
+        // Read from the command's typed exit status: a refusal, not a maybe-queued job.
+        assert!(
+            err.contains("rejected the job to queue nosuchqueue")
+                && !err.contains("may have been submitted"),
+            "{}: not worded as a rejection: {err}",
+            sys.name
+        );
         let after: Vec<_> = std::fs::read_dir(&scripts).unwrap().collect();
         assert_eq!(
             before.len(),

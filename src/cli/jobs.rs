@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::job_args::JobArgs;
 use rdask::config::JobConfig;
-use rdask::error::{Error, Result};
+use rdask::error::{CommandStatus, Error, Result};
 use rdask::jobqueue::script::{self, Target};
 use rdask::jobqueue::{system, JobQueue, SubmitFailure};
 
@@ -187,7 +187,7 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
     // local) fails with ETXTBSY while any process holds it open for writing. The TempPath
     // still deletes the script if the submission fails.
     let script = file.into_temp_path();
-    match JobQueue::new(cfg).submit(&path).map_err(SubmitFailure::of) {
+    match JobQueue::new(cfg).submit(&path) {
         Ok(id) => {
             // Keep the script: OAR and local jobs read it when they start.
             script
@@ -198,7 +198,7 @@ pub fn submit_script(cfg: &JobConfig, text: &str, dir: &Path) -> Result<String> 
         // `script` is dropped here, which deletes it. Some systems do not say what
         // they rejected (PBS: "qsub: Unknown queue"), so the error names the request.
         Err(SubmitFailure::Refused(Error::Command(failure)))
-            if failure.status.starts_with("exit status") =>
+            if matches!(failure.status, CommandStatus::Exited(_)) =>
         {
             let queue = cfg
                 .queue

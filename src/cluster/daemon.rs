@@ -577,13 +577,13 @@ impl Deployer<'_> {
         if self.ledger.job(reported).is_some() {
             return Some(reported.to_string());
         }
-        let number = crate::jobqueue::id_number(reported);
+        let number = self.queue.canonical_id(reported);
         self.ledger
             .jobs()
             .iter()
             .rev()
             .filter_map(|j| j.job_id.as_deref())
-            .find(|id| crate::jobqueue::id_number(id) == number)
+            .find(|id| self.queue.canonical_id(id) == number)
             .map(str::to_string)
     }
 
@@ -769,7 +769,7 @@ impl Deployer<'_> {
                     .into_iter()
                     .map(|(seq, name, written)| {
                         let job = scope.spawn(move || match written {
-                            Ok(path) => queue.submit(&path).map_err(SubmitFailure::of),
+                            Ok(path) => queue.submit(&path),
                             Err(e) => Err(SubmitFailure::Refused(e)),
                         });
                         (seq, name, job)

@@ -84,9 +84,13 @@ pub fn check_job_script(cfg: &JobConfig, dir: &ClusterDir) -> Result<Option<Stri
     match crate::jobqueue::JobQueue::new(&cfg).dry_run(&path) {
         Ok(_) => Ok(None),
         // A slow controller says nothing about the script: the daemon will see.
-        Err(Error::Command(f)) if f.status.starts_with("timed out") => Ok(Some(
-            "the dry-run submission timed out; going on".to_string(),
-        )),
+        Err(Error::Command(f))
+            if matches!(f.status, crate::error::CommandStatus::TimedOut { .. }) =>
+        {
+            Ok(Some(
+                "the dry-run submission timed out; going on".to_string(),
+            ))
+        }
         Err(Error::Command(f)) => Err(Error::invalid(format!(
             "{} refuses the job script (`{}` {}): {}",
             cfg.system,

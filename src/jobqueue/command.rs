@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{Invocation, Output};
-use crate::error::{CommandFailure, Error, Result};
+use crate::error::{CommandFailure, CommandStatus, Error, Result};
 
 /// Runs the command and returns what it printed, whatever its exit status. Fails only when it
 /// cannot start or does not finish within `timeout`.
@@ -22,9 +22,15 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
         .split_first()
         .expect("a command line is never empty");
     let stdin = match &inv.stdin {
-        Some(path) => Stdio::from(
-            std::fs::File::open(path).map_err(Error::io(format!("opening {}", path.display())))?,
-        ),
+        Some(path) => Stdio::from(std::fs::File::open(path).map_err(|e| {
+            // Without its input the command never starts (LSF's `bsub < script`).
+            Error::from(CommandFailure {
+                command: display(inv),
+                status: CommandStatus::CouldNotStart(format!("opening {}: {e}", path.display())),
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        })?),
         None => Stdio::null(),
     };
     // Its own process group, so a timeout can kill whatever it started too (a wrapper
@@ -44,7 +50,7 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
             };
             Error::from(CommandFailure {
                 command: display(inv),
-                status: format!("could not start: {e}{hint}"),
+                status: CommandStatus::CouldNotStart(format!("{e}{hint}")),
                 stdout: String::new(),
                 stderr: String::new(),
             })
@@ -80,7 +86,9 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output> {
     if timed_out {
         return Err(CommandFailure {
             command: display(inv),
-            status: format!("timed out after {} s and was killed", timeout.as_secs()),
+            status: CommandStatus::TimedOut {
+                after_secs: timeout.as_secs(),
+            },
             stdout: out.stdout,
             stderr: out.stderr,
         }
@@ -104,8 +112,8 @@ pub fn failure(inv: &Invocation, out: &Output) -> CommandFailure {
     CommandFailure {
         command: display(inv),
         status: match out.code {
-            Some(c) => format!("exit status {c}"),
-            None => "killed by a signal".into(),
+            Some(c) => CommandStatus::Exited(c),
+            None => CommandStatus::Signalled,
         },
         stdout: out.stdout.clone(),
         stderr: out.stderr.clone(),

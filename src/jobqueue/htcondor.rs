@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, id_number, is_number, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, Output, Site};
 use crate::config::{JobConfig, SystemKind};
+use crate::units::ByteSize;
 
 pub struct Htcondor;
 
@@ -23,9 +24,21 @@ impl BatchSystem for Htcondor {
         "job.sub"
     }
 
+    fn template(&self) -> (&'static str, &'static str) {
+        (
+            "htcondor.sub.j2",
+            include_str!("../../templates/htcondor.sub.j2"),
+        )
+    }
+
+    /// `RequestMemory` is a number of MiB, rounded down.
+    fn format_memory(&self, memory: ByteSize, _site: &Site) -> String {
+        memory.htcondor_mib().to_string()
+    }
+
     /// The requests dask-jobqueue's HTCondorJob makes, as plain numbers: cpus, memory in MiB
     /// and disk in KiB, both rounded down as HTCondor's `floor()` expressions there do.
-    fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
+    fn header_lines(&self, cfg: &JobConfig, site: &Site) -> Vec<String> {
         let mut h = vec![
             "Universe = vanilla".to_string(),
             format!("JobBatchName = \"{}\"", cfg.job_name),
@@ -33,7 +46,7 @@ impl BatchSystem for Htcondor {
             format!("RequestCpus = {}", cfg.job_cpu.unwrap_or(cfg.cores)),
             format!(
                 "RequestMemory = {}",
-                cfg.job_mem.unwrap_or(cfg.memory).htcondor_mib()
+                self.format_memory(cfg.job_mem.unwrap_or(cfg.memory), site)
             ),
         ];
         if let Some(disk) = cfg.disk {
@@ -116,16 +129,22 @@ impl BatchSystem for Htcondor {
             };
             let status = ad.get("JobStatus").and_then(|s| s.as_i64()).unwrap_or(0);
             let cluster = cluster.to_string();
-            if let Some(id) = ids.iter().find(|i| id_number(i) == cluster) {
+            if let Some(id) = ids.iter().find(|i| self.canonical_id(i) == cluster) {
                 seen.insert(id.clone(), state_of(status));
             }
         }
         Ok(fill_gone(ids, seen))
     }
 
+    /// None holds the id itself: see [`BatchSystem::job_id_from_env`].
     fn job_id_variables(&self) -> &'static [&'static str] {
-        // The worker reads ClusterId from the job ad file this variable names.
-        &["_CONDOR_JOB_AD"]
+        &[]
+    }
+
+    /// `_CONDOR_JOB_AD` names a file holding the job's ad; the id is its `ClusterId`.
+    fn job_id_from_env(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        let path = env("_CONDOR_JOB_AD").filter(|p| !p.is_empty())?;
+        cluster_id(&std::fs::read_to_string(path).ok()?)
     }
 
     /// A cluster `123`, or one process of it `123.0`.
@@ -139,6 +158,14 @@ impl BatchSystem for Htcondor {
     fn job_id_forms(&self) -> &'static str {
         "a cluster number such as 123, or 123.0"
     }
+}
+
+/// The `ClusterId = 1234` line of a job ad.
+fn cluster_id(ad: &str) -> Option<String> {
+    ad.lines()
+        .find_map(|l| l.trim().strip_prefix("ClusterId"))
+        .map(|rest| rest.trim_start_matches([' ', '=']).trim().to_string())
+        .filter(|id| is_number(id))
 }
 
 /// JobStatus codes: 1 idle, 2 running, 3 removed, 4 completed, 5 held, 6 transferring
@@ -202,5 +229,24 @@ mod tests {
             sh_arguments("echo it's \"x\""),
             r#""-c 'echo it''s ""x""'""#
         );
+    }
+
+    #[test]
+    fn every_job_status_code_has_its_place() {
+        use JobState::*;
+        let table = [
+            (1, Pending),
+            (5, Pending),
+            (2, Running),
+            (6, Running),
+            (7, Running),
+            (3, Cancelled),
+            (4, Completed),
+            (0, Gone),
+            (8, Gone),
+        ];
+        for (code, state) in table {
+            assert_eq!(state_of(code), state, "{code}");
+        }
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, BatchSystem, Invocation, JobState, MpiJob, Output, Site};
 use crate::config::{JobConfig, SystemKind};
 
 pub struct Local;
@@ -43,6 +43,19 @@ impl BatchSystem for Local {
 
     fn directive_prefix(&self) -> &'static str {
         "#LOCAL"
+    }
+
+    fn template(&self) -> (&'static str, &'static str) {
+        ("local.sh.j2", include_str!("../../templates/local.sh.j2"))
+    }
+
+    /// No batch system: `mpirun` starts every rank on this machine.
+    fn mpi_job(&self, _cfg: &JobConfig, ranks: u32, _site: &Site) -> Option<MpiJob> {
+        Some(MpiJob {
+            header: Vec::new(),
+            setup: Vec::new(),
+            launcher: format!("mpirun -np {ranks}"),
+        })
     }
 
     /// A local job has no batch directives; the lines only document what it was given.
@@ -127,6 +140,11 @@ impl BatchSystem for Local {
 
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["RDASK_LOCAL_JOB_ID"]
+    }
+
+    /// Only the processes our launcher started, never a pid someone typed.
+    fn cancellable(&self, ids: &[String]) -> crate::error::Result<Vec<String>> {
+        live_jobs(ids)
     }
 
     /// A process id above 1 (0 and -1 would address our own group or every process).

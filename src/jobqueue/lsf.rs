@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, is_number_with_index, BatchSystem, Invocation, JobState, Output, Site};
+use super::{
+    fill_gone, is_number_with_index, BatchSystem, Invocation, JobState, MpiJob, Output, Site,
+};
 use crate::config::{JobConfig, SystemKind};
-use crate::units::LsfUnit;
+use crate::units::{ByteSize, LsfUnit, Walltime};
 
 pub struct Lsf;
 
@@ -45,6 +47,41 @@ impl BatchSystem for Lsf {
         "#BSUB"
     }
 
+    fn template(&self) -> (&'static str, &'static str) {
+        ("lsf.sh.j2", include_str!("../../templates/lsf.sh.j2"))
+    }
+
+    /// In the site's `LSF_UNIT_FOR_LIMITS`.
+    fn format_memory(&self, memory: ByteSize, site: &Site) -> String {
+        memory.lsf(site.lsf_unit)
+    }
+
+    /// `HH:MM`: LSF's -W takes no seconds.
+    fn format_walltime(&self, walltime: Walltime) -> String {
+        walltime.lsf()
+    }
+
+    /// `cores` slots per rank, all of a rank's on one host (`span[ptile=cores]`).
+    fn mpi_job(&self, cfg: &JobConfig, ranks: u32, site: &Site) -> Option<MpiJob> {
+        let cores = cfg.cores.max(1);
+        let mut header = vec![format!("#BSUB -J {}", cfg.job_name)];
+        if let Some(q) = &cfg.queue {
+            header.push(format!("#BSUB -q {q}"));
+        }
+        if let Some(a) = &cfg.account {
+            header.push(format!("#BSUB -P {a}"));
+        }
+        header.push(format!("#BSUB -n {}", ranks * cores));
+        header.push(format!("#BSUB -R \"span[ptile={cores}]\""));
+        header.push(format!("#BSUB -M {}", self.format_memory(cfg.memory, site)));
+        header.push(format!("#BSUB -W {}", self.format_walltime(cfg.walltime)));
+        Some(MpiJob {
+            header,
+            setup: Vec::new(),
+            launcher: format!("mpirun -np {ranks}"),
+        })
+    }
+
     /// dask-jobqueue's LSFJob header.
     fn header_lines(&self, cfg: &JobConfig, site: &Site) -> Vec<String> {
         let mut h = vec![format!("#BSUB -J {}", cfg.job_name)];
@@ -66,9 +103,9 @@ impl BatchSystem for Lsf {
         }
         h.push(format!(
             "#BSUB -M {}",
-            cfg.job_mem.unwrap_or(cfg.memory).lsf(site.lsf_unit)
+            self.format_memory(cfg.job_mem.unwrap_or(cfg.memory), site)
         ));
-        h.push(format!("#BSUB -W {}", cfg.walltime.lsf()));
+        h.push(format!("#BSUB -W {}", self.format_walltime(cfg.walltime)));
         h
     }
 
@@ -153,6 +190,10 @@ impl BatchSystem for Lsf {
         &["LSB_JOBID"]
     }
 
+    fn launch_job_id_variable(&self) -> Option<&'static str> {
+        Some("LSB_JOBID")
+    }
+
     /// `123`, or one element of a job array `123[4]`.
     fn is_job_id(&self, id: &str) -> bool {
         is_number_with_index(id, false)
@@ -218,5 +259,26 @@ mod tests {
             unit_from_conf("LSF_UNIT_FOR_LIMITS=KB\nLSF_UNIT_FOR_LIMITS=GB\n"),
             Some(LsfUnit::GB)
         );
+    }
+
+    #[test]
+    fn every_bjobs_stat_has_its_place() {
+        use JobState::*;
+        let table = [
+            ("PEND", Pending),
+            ("PSUSP", Pending),
+            ("WAIT", Pending),
+            ("PROV", Pending),
+            ("RUN", Running),
+            ("USUSP", Running),
+            ("SSUSP", Running),
+            ("DONE", Completed),
+            ("EXIT", Failed),
+            ("ZOMBI", Gone),
+            ("UNKWN", Gone),
+        ];
+        for (stat, state) in table {
+            assert_eq!(state_of(stat), state, "{stat}");
+        }
     }
 }

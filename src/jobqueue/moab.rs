@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, id_number, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, id_number, BatchSystem, Invocation, JobState, MpiJob, Output, Site};
 use crate::config::{JobConfig, SystemKind};
+use crate::units::ByteSize;
 
 pub struct Moab;
 
@@ -17,8 +18,21 @@ impl BatchSystem for Moab {
         "#PBS"
     }
 
+    fn template(&self) -> (&'static str, &'static str) {
+        ("moab.sh.j2", include_str!("../../templates/moab.sh.j2"))
+    }
+
+    fn format_memory(&self, memory: ByteSize, _site: &Site) -> String {
+        super::pbs::pbs_memory(memory)
+    }
+
+    /// Moab over Torque reads `#PBS` directives: PBS's header.
     fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
         super::pbs::pbs_header(cfg)
+    }
+
+    fn mpi_job(&self, cfg: &JobConfig, ranks: u32, _site: &Site) -> Option<MpiJob> {
+        Some(super::pbs::pbs_mpi_job(cfg, ranks))
     }
 
     fn submit(&self, script: &Path, extra: &[String]) -> Invocation {
@@ -76,7 +90,7 @@ impl BatchSystem for Moab {
             };
             if let Some(id) = ids
                 .iter()
-                .find(|i| id_number(i.trim_start_matches("Moab.")) == id_number(job))
+                .find(|i| self.canonical_id(i) == self.canonical_id(job))
             {
                 seen.insert(id.clone(), state_of(state));
             }
@@ -86,6 +100,18 @@ impl BatchSystem for Moab {
 
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["MOAB_JOBID", "PBS_JOBID"]
+    }
+
+    /// Torque's mother superior gives every task it starts PBS_JOBID; MOAB_JOBID only the
+    /// job script's shell.
+    fn launch_job_id_variable(&self) -> Option<&'static str> {
+        Some("PBS_JOBID")
+    }
+
+    /// msub prints `Moab.1234`, Torque's PBS_JOBID says `1234.torque01`, showq `1234`:
+    /// all are job 1234.
+    fn canonical_id<'a>(&self, id: &'a str) -> &'a str {
+        id_number(id.strip_prefix("Moab.").unwrap_or(id))
     }
 
     /// `Moab.123` as msub prints it, or a PBS id (`123`, `123.server`, `123[4]`).
@@ -153,5 +179,49 @@ mod tests {
             s.values().copied().collect::<Vec<_>>(),
             [JobState::Running, JobState::Pending, JobState::Gone]
         );
+    }
+
+    #[test]
+    fn every_showq_state_has_its_place() {
+        use JobState::*;
+        for s in [
+            "Idle",
+            "Hold",
+            "UserHold",
+            "SystemHold",
+            "BatchHold",
+            "Deferred",
+            "Staging",
+            "Blocked",
+            "NotQueued",
+        ] {
+            assert_eq!(state_of(s), Pending, "{s}");
+        }
+        for s in ["Running", "Starting", "Suspended"] {
+            assert_eq!(state_of(s), Running, "{s}");
+        }
+        assert_eq!(state_of("Completed"), Completed);
+        assert_eq!(state_of("Removed"), Cancelled);
+        assert_eq!(state_of("Vacated"), Cancelled);
+        assert_eq!(state_of("Unknown"), Gone);
+    }
+
+    /// A showq id matches the ledger's whichever way it is spelt.
+    #[test]
+    fn showq_ids_match_every_spelling() {
+        let xml = r#"<Data><queue option="active"><job JobID="Moab.77" State="Running"></job><job JobID="78" State="Idle"></job></queue></Data>"#;
+        let ids: Vec<String> = ["77.torque01", "Moab.78"].map(String::from).to_vec();
+        let s = Moab
+            .parse_states(
+                &Output {
+                    code: Some(0),
+                    stdout: xml.into(),
+                    stderr: String::new(),
+                },
+                &ids,
+            )
+            .unwrap();
+        assert_eq!(s["77.torque01"], JobState::Running);
+        assert_eq!(s["Moab.78"], JobState::Pending);
     }
 }

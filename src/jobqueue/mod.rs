@@ -29,8 +29,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{JobConfig, SystemKind};
-use crate::error::{Error, Result};
-use crate::units::LsfUnit;
+use crate::error::{CommandFailure, CommandStatus, Error, Result};
+use crate::units::{ByteSize, LsfUnit, Walltime};
 
 /// A batch job's state, the same for every system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,7 +119,20 @@ impl Site {
     }
 }
 
-/// How one batch system is spoken to. Pure: argv in, text out; [`JobQueue`] does the IO.
+/// What the MPI-style runner's batch script needs from a system (`job-script --mpi`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MpiJob {
+    /// The directive lines: all ranks in one allocation, `cores` and `memory` per rank.
+    pub header: Vec<String>,
+    /// Shell lines before the launch (PBS starts jobs in $HOME: `cd "$PBS_O_WORKDIR"`).
+    pub setup: Vec<String>,
+    /// The command that starts every rank ("srun --kill-on-bad-exit=1", "mpirun -np 8").
+    pub launcher: String,
+}
+
+/// How one batch system is spoken to and written for: the one place that knows a system's
+/// directives, formats, commands, ids and states. Pure: argv in, text out; [`JobQueue`] does
+/// the IO (the exceptions say so: LSF's lsf.conf, HTCondor's job ad, local's /proc).
 pub trait BatchSystem: Sync {
     fn kind(&self) -> SystemKind;
 
@@ -132,15 +145,43 @@ pub trait BatchSystem: Sync {
         "job.sh"
     }
 
+    /// The built-in template, as shipped in templates/: its file name and its text.
+    fn template(&self) -> (&'static str, &'static str);
+
+    /// A memory request as this system's directives spell it (the template's
+    /// `memory_request`, and the header's). Exact bytes where the system has no unit of its own.
+    fn format_memory(&self, memory: ByteSize, _site: &Site) -> String {
+        memory.exact()
+    }
+
+    /// A walltime as this system's directives spell it (the template's `walltime`).
+    fn format_walltime(&self, walltime: Walltime) -> String {
+        walltime.hhmmss()
+    }
+
     /// The directive lines generated from the configuration, in dask-jobqueue's order, before
     /// `job_directives_skip` filters them. Extra directives are added by the caller.
     fn header_lines(&self, cfg: &JobConfig, site: &Site) -> Vec<String>;
+
+    /// The MPI-style runner's header and launcher for `ranks` ranks of `cfg.cores` cores and
+    /// `cfg.memory` each; None where we support no MPI launcher on this system.
+    fn mpi_job(&self, _cfg: &JobConfig, _ranks: u32, _site: &Site) -> Option<MpiJob> {
+        None
+    }
 
     /// The command that submits the script at `script` (an absolute path).
     fn submit(&self, script: &Path, extra: &[String]) -> Invocation;
 
     /// Finds the job id in the submit command's output.
     fn parse_job_id(&self, out: &Output) -> Option<String>;
+
+    /// Whether a submit command that exited badly may still have queued the job: it lost
+    /// its controller mid-way ("Socket timed out on send/recv operation" can come after the
+    /// job was queued). Otherwise the system refused it and there is no job.
+    fn submit_may_have_queued(&self, out: &Output) -> bool {
+        let said = format!("{} {}", out.stderr, out.stdout).to_ascii_lowercase();
+        said.contains("timed out") || said.contains("timeout")
+    }
 
     /// The command that cancels the given jobs.
     fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation;
@@ -160,8 +201,40 @@ pub trait BatchSystem: Sync {
         ids: &[String],
     ) -> std::result::Result<BTreeMap<String, JobState>, String>;
 
-    /// Environment variables (in order) from which a process inside a job learns its job id.
+    /// Environment variables (in order) whose value is the id of the job a process runs in.
     fn job_id_variables(&self) -> &'static [&'static str];
+
+    /// The id of the job this process runs in, from its environment (`env` looks a variable
+    /// up): the first non-empty of [`BatchSystem::job_id_variables`].
+    fn job_id_from_env(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        self.job_id_variables()
+            .iter()
+            .filter_map(|var| env(var))
+            .find(|v| !v.is_empty())
+    }
+
+    /// The job-id variable that every process of a job sees, the job script's shell and each
+    /// rank a launcher starts on any node: it names the MPI script's scheduler file and is
+    /// part of the MPI runner's launch id. None where the MPI runner has no such variable.
+    fn launch_job_id_variable(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The part of a job id that names the job whatever the spelling: a worker reports the id
+    /// its environment holds, a status command prints another, the submit command a third
+    /// (PBS: "1234.server" vs "1234.server.domain"; Moab: "Moab.1234" vs "1234.torque").
+    /// By default the part before the first dot.
+    fn canonical_id<'a>(&self, id: &'a str) -> &'a str {
+        id_number(id)
+    }
+
+    /// The ids among `ids` that a cancel should signal; an error when one must not be touched.
+    /// Batch systems check ownership themselves, so all of them; local jobs are processes,
+    /// and only those our launcher started qualify (see [`local::live_jobs`], which reads
+    /// /proc).
+    fn cancellable(&self, ids: &[String]) -> Result<Vec<String>> {
+        Ok(ids.to_vec())
+    }
 
     /// Whether `id` has the shape of one of this system's job ids. Ids go as arguments to
     /// scancel, qdel, kill, ...: anything else (`--name=x`, `-1`) must never reach them.
@@ -263,7 +336,8 @@ pub(crate) fn id_number(id: &str) -> &str {
     id.split('.').next().unwrap_or(id)
 }
 
-/// What a failed submission says about whether a job exists.
+/// What a failed submission says about whether a job exists. Decided once, where the submit
+/// command's outcome is read ([`SubmitFailure::of_command`]); callers match on it.
 #[derive(Debug)]
 pub enum SubmitFailure {
     /// Certainly no job: the command never started, or it ran and refused the job.
@@ -274,20 +348,27 @@ pub enum SubmitFailure {
 }
 
 impl SubmitFailure {
-    pub fn of(e: Error) -> SubmitFailure {
-        match &e {
-            Error::Command(f) if f.status.starts_with("could not start") => {
-                SubmitFailure::Refused(e)
-            }
-            Error::Command(f) if f.status.starts_with("exit status") => {
-                let said = format!("{} {}", f.stderr, f.stdout).to_ascii_lowercase();
-                if said.contains("timed out") || said.contains("timeout") {
-                    SubmitFailure::Uncertain(e)
-                } else {
-                    SubmitFailure::Refused(e)
-                }
-            }
-            _ => SubmitFailure::Uncertain(e),
+    /// Whether the failed submit command `failure` may have queued a job, from how it ended
+    /// and, for one that exited badly, from what the system said (`may_have_queued`, its
+    /// description's reading of the output).
+    pub fn of_command(failure: CommandFailure, may_have_queued: bool) -> SubmitFailure {
+        let certain_none = match failure.status {
+            CommandStatus::CouldNotStart(_) => true,
+            CommandStatus::Exited(_) => !may_have_queued,
+            // Killed mid-way (by us at the deadline, or by someone): it may have got through.
+            CommandStatus::TimedOut { .. } | CommandStatus::Signalled => false,
+        };
+        if certain_none {
+            SubmitFailure::Refused(failure.into())
+        } else {
+            SubmitFailure::Uncertain(failure.into())
+        }
+    }
+
+    /// The error, whichever it is.
+    pub fn into_error(self) -> Error {
+        match self {
+            SubmitFailure::Refused(e) | SubmitFailure::Uncertain(e) => e,
         }
     }
 }
@@ -315,6 +396,12 @@ impl JobQueue {
         system(self.kind)
     }
 
+    /// The part of `id` that names its job whatever the spelling (see
+    /// [`BatchSystem::canonical_id`]): a worker's reported id and the ledger's compare by it.
+    pub fn canonical_id<'a>(&self, id: &'a str) -> &'a str {
+        self.system().canonical_id(id)
+    }
+
     /// Refuses ids that are not this system's, before any command sees them.
     pub fn check_ids(&self, ids: &[String]) -> Result<()> {
         let sys = self.system();
@@ -329,18 +416,34 @@ impl JobQueue {
         }
     }
 
-    /// Submits the script file and returns the job id the batch system gave it.
-    pub fn submit(&self, script: &Path) -> Result<String> {
+    /// Submits the script file and returns the job id the batch system gave it; on failure,
+    /// whether a job may exist anyway.
+    pub fn submit(&self, script: &Path) -> std::result::Result<String, SubmitFailure> {
+        // Nothing has run yet: any failure here certainly queued nothing.
         let script = std::path::absolute(script)
-            .map_err(Error::io(format!("resolving {}", script.display())))?;
-        let inv = self.system().submit(&script, &self.submit_extra);
-        let out = command::run_checked(&inv, self.timeout)?;
-        self.system().parse_job_id(&out).ok_or_else(|| {
-            Error::runtime(format!(
+            .map_err(Error::io(format!("resolving {}", script.display())))
+            .map_err(SubmitFailure::Refused)?;
+        let sys = self.system();
+        let inv = sys.submit(&script, &self.submit_extra);
+        let out = match command::run(&inv, self.timeout) {
+            Ok(out) => out,
+            Err(Error::Command(f)) => return Err(SubmitFailure::of_command(*f, false)),
+            // Waiting for it failed: it ran, and may have queued the job.
+            Err(e) => return Err(SubmitFailure::Uncertain(e)),
+        };
+        if out.code != Some(0) {
+            let may_have_queued = sys.submit_may_have_queued(&out);
+            return Err(SubmitFailure::of_command(
+                command::failure(&inv, &out),
+                may_have_queued,
+            ));
+        }
+        sys.parse_job_id(&out).ok_or_else(|| {
+            SubmitFailure::Uncertain(Error::runtime(format!(
                 "`{}` succeeded but printed no job id we can read: {:?}",
                 inv.argv.join(" "),
                 out.stdout.trim()
-            ))
+            )))
         })
     }
 
@@ -360,13 +463,7 @@ impl JobQueue {
     /// a local id must be a job our local launcher started (see [`local::live_jobs`]).
     pub fn cancel(&self, ids: &[String]) -> Result<()> {
         self.check_ids(ids)?;
-        let live;
-        let ids = if self.kind == SystemKind::Local {
-            live = local::live_jobs(ids)?;
-            &live[..]
-        } else {
-            ids
-        };
+        let ids = &self.system().cancellable(ids)?[..];
         if ids.is_empty() {
             return Ok(());
         }
@@ -437,13 +534,13 @@ mod tests {
     use super::*;
     use crate::error::CommandFailure;
 
-    fn failed(status: &str, stderr: &str) -> Error {
-        Error::Command(Box::new(CommandFailure {
+    fn failed(status: CommandStatus, stderr: &str) -> CommandFailure {
+        CommandFailure {
             command: "sbatch --parsable job.sh".into(),
-            status: status.into(),
+            status,
             stdout: String::new(),
             stderr: stderr.into(),
-        }))
+        }
     }
 
     /// Ids go as arguments to scancel, qdel, kill: an option or a pid like -1 must never get
@@ -503,25 +600,141 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
     }
 
+    /// The outcome of a failed submit is decided once, from how the command ended (typed)
+    /// and what the system said, read by its description.
     #[test]
     fn only_certain_refusals_mean_no_job() {
-        let refused = |e| matches!(SubmitFailure::of(e), SubmitFailure::Refused(_));
-        assert!(refused(failed(
-            "exit status 1",
+        let slurm = system(SystemKind::Slurm);
+        let refused = |status: CommandStatus, stderr: &str| {
+            let out = Output {
+                code: Some(1),
+                stdout: String::new(),
+                stderr: stderr.into(),
+            };
+            let may = slurm.submit_may_have_queued(&out);
+            matches!(
+                SubmitFailure::of_command(failed(status, stderr), may),
+                SubmitFailure::Refused(_)
+            )
+        };
+        assert!(refused(
+            CommandStatus::Exited(1),
             "sbatch: error: invalid partition specified"
-        )));
-        assert!(refused(failed(
-            "could not start: No such file or directory",
+        ));
+        assert!(refused(
+            CommandStatus::CouldNotStart("No such file or directory".into()),
             ""
-        )));
+        ));
         // The controller may have queued it before the reply was lost.
-        assert!(!refused(failed(
-            "exit status 1",
+        assert!(!refused(
+            CommandStatus::Exited(1),
             "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
-        )));
-        assert!(!refused(failed("timed out after 60 s and was killed", "")));
-        assert!(!refused(Error::runtime(
-            "`sbatch` succeeded but printed no job id we can read"
-        )));
+        ));
+        assert!(!refused(CommandStatus::TimedOut { after_secs: 60 }, ""));
+        assert!(!refused(CommandStatus::Signalled, ""));
+    }
+
+    /// `bsub < script` with a script that cannot be opened never started: no job, certainly
+    /// (it was "maybe a job", and so kept `submitting` in a cluster's ledger).
+    #[test]
+    fn a_submit_whose_input_cannot_be_opened_queued_nothing() {
+        let q = JobQueue::new(&JobConfig {
+            system: SystemKind::Lsf,
+            ..JobConfig::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        match q.submit(&dir.path().join("no-such-job.sh")) {
+            Err(SubmitFailure::Refused(Error::Command(f))) => {
+                assert!(matches!(f.status, CommandStatus::CouldNotStart(_)), "{f}");
+                assert!(f.to_string().contains("no-such-job.sh"), "{f}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A successful command that printed no id: a job may exist.
+        let local = JobQueue::new(&JobConfig::default());
+        let script = dir.path().join("job.sh");
+        std::fs::write(&script, "true\n").unwrap();
+        let mut inv = local.system().submit(&script, &[]);
+        inv.argv = vec!["true".into()];
+        let out = command::run(&inv, Duration::from_secs(5)).unwrap();
+        assert_eq!(local.system().parse_job_id(&out), None);
+    }
+
+    /// Every system's spellings of one job compare equal by its canonical id, and other jobs'
+    /// do not: a worker reporting `PBS_JOBID=1234.torque01` belongs to Moab's `Moab.1234`.
+    #[test]
+    fn canonical_ids_join_the_spellings_of_one_job() {
+        let same: &[(SystemKind, &[&str])] = &[
+            (SystemKind::Slurm, &["123", "123.batch", "123.0"]),
+            (SystemKind::Pbs, &["123.srv", "123.srv.example.org", "123"]),
+            (SystemKind::Moab, &["Moab.123", "123.torque01", "123"]),
+            (SystemKind::Htcondor, &["123", "123.0"]),
+            (SystemKind::Sge, &["123", "123.4"]),
+            (SystemKind::Lsf, &["123"]),
+            (SystemKind::Oar, &["123"]),
+            (SystemKind::Local, &["123"]),
+        ];
+        for (kind, spellings) in same {
+            let sys = system(*kind);
+            for id in *spellings {
+                assert_eq!(sys.canonical_id(id), "123", "{kind}: {id}");
+            }
+            assert_ne!(sys.canonical_id("1234"), sys.canonical_id(spellings[0]));
+        }
+        assert_eq!(system(SystemKind::Lsf).canonical_id("123[4]"), "123[4]");
+        // The rule the daemon used for every system took Moab's own ids for job "Moab".
+        assert_ne!(id_number("Moab.123"), id_number("123.torque01"));
+    }
+
+    /// Each system's formats and template, asked of its description (script.rs and
+    /// mpi_script.rs matched on the system for them).
+    #[test]
+    fn each_system_formats_memory_and_walltime_its_own_way() {
+        let site = Site {
+            lsf_unit: LsfUnit::MB,
+        };
+        let mem: ByteSize = "16GiB".parse().unwrap();
+        let wall = Walltime(36 * 3600 + 5 * 60 + 7);
+        let table: &[(SystemKind, &str, &str, &str)] = &[
+            (SystemKind::Slurm, "slurm.sh.j2", "16G", "1-12:05:07"),
+            (SystemKind::Pbs, "pbs.sh.j2", "16GB", "36:05:07"),
+            (SystemKind::Moab, "moab.sh.j2", "16GB", "36:05:07"),
+            (SystemKind::Sge, "sge.sh.j2", "16GiB", "36:05:07"),
+            (SystemKind::Lsf, "lsf.sh.j2", "17180", "36:06"),
+            (SystemKind::Oar, "oar.sh.j2", "16GiB", "36:05:07"),
+            (SystemKind::Htcondor, "htcondor.sub.j2", "16384", "36:05:07"),
+            (SystemKind::Local, "local.sh.j2", "16GiB", "36:05:07"),
+        ];
+        for (kind, template, memory, walltime) in table {
+            let sys = system(*kind);
+            assert_eq!(sys.kind(), *kind);
+            let (name, text) = sys.template();
+            assert_eq!(name, *template, "{kind}");
+            assert!(text.contains("{{ worker_command }}") || text.contains("htcondor_arguments"));
+            assert_eq!(sys.format_memory(mem, &site), *memory, "{kind}");
+            assert_eq!(sys.format_walltime(wall), *walltime, "{kind}");
+        }
+    }
+
+    /// The MPI runner's launch id and scheduler-file name come from the variable each system
+    /// sets on every rank; systems without an MPI launcher have none.
+    #[test]
+    fn launch_variables_belong_to_the_systems_with_an_mpi_launcher() {
+        let cfg = JobConfig::default();
+        let site = Site::discover(&cfg);
+        for kind in SystemKind::ALL {
+            let sys = system(kind);
+            let mpi = sys.mpi_job(&cfg, 4, &site).is_some();
+            let var = sys.launch_job_id_variable();
+            match kind {
+                SystemKind::Htcondor | SystemKind::Oar => assert!(!mpi && var.is_none()),
+                // A local launch is named by its scheduler file alone.
+                SystemKind::Local => assert!(mpi && var.is_none()),
+                _ => {
+                    assert!(mpi, "{kind}");
+                    assert!(sys.job_id_variables().contains(&var.unwrap()), "{kind}");
+                }
+            }
+        }
     }
 }

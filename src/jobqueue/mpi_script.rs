@@ -5,10 +5,11 @@
 
 use std::path::Path;
 
-use crate::config::{JobConfig, SystemKind};
+use crate::config::{worker_memory_limit, JobConfig};
 use crate::error::{Error, Result};
 
 use super::command::{shell_quote, shell_quote_expanding};
+use super::{system, Site};
 
 /// The script for `ranks` ranks whose driver runs `driver` (words after `mpi`).
 pub fn render(cfg: &JobConfig, ranks: u32, driver: &[String], own_binary: &Path) -> Result<String> {
@@ -17,106 +18,29 @@ pub fn render(cfg: &JobConfig, ranks: u32, driver: &[String], own_binary: &Path)
             "--ranks {ranks}: the MPI-style runner needs at least 3 ranks (scheduler, driver, one worker)"
         )));
     }
+    let sys = system(cfg.system);
     let cores = cfg.cores.max(1);
-    // A worker rank's memory limit: 90% of what the batch system grants the rank, leaving
-    // room for the process itself.
-    let limit = format!("{}MiB", (cfg.memory.bytes() / 10 * 9) >> 20);
-    let name = &cfg.job_name;
-    let mut header: Vec<String> = Vec::new();
-    let mut setup: Vec<String> = Vec::new();
-    let (launcher, sched_file) = match cfg.system {
-        SystemKind::Slurm => {
-            header.push(format!("#SBATCH -J {name}"));
-            if let Some(q) = &cfg.queue {
-                header.push(format!("#SBATCH -p {q}"));
-            }
-            if let Some(a) = &cfg.account {
-                header.push(format!("#SBATCH -A {a}"));
-            }
-            header.push(format!("#SBATCH --ntasks={ranks}"));
-            header.push(format!("#SBATCH --cpus-per-task={cores}"));
-            let per_cpu = crate::units::ByteSize(cfg.memory.bytes().div_ceil(cores as u64));
-            header.push(format!("#SBATCH --mem-per-cpu={}", per_cpu.slurm()));
-            header.push(format!("#SBATCH -t {}", cfg.walltime.slurm()));
-            (
-                "srun --kill-on-bad-exit=1".to_string(),
-                "rdask-scheduler-$SLURM_JOB_ID.json",
-            )
-        }
-        SystemKind::Pbs | SystemKind::Moab => {
-            header.push(format!("#PBS -N {name}"));
-            if let Some(q) = &cfg.queue {
-                header.push(format!("#PBS -q {q}"));
-            }
-            if let Some(a) = &cfg.account {
-                header.push(format!("#PBS -A {a}"));
-            }
-            header.push(format!(
-                "#PBS -l select={ranks}:ncpus={cores}:mpiprocs=1:mem={}",
-                cfg.memory.pbs()
-            ));
-            header.push(format!("#PBS -l walltime={}", cfg.walltime.hhmmss()));
-            setup.push("cd \"$PBS_O_WORKDIR\"".into());
-            (
-                format!("mpirun -np {ranks}"),
-                "rdask-scheduler-$PBS_JOBID.json",
-            )
-        }
-        SystemKind::Sge => {
-            header.push(format!("#$ -N {name}"));
-            if let Some(q) = &cfg.queue {
-                header.push(format!("#$ -q {q}"));
-            }
-            if let Some(a) = &cfg.account {
-                header.push(format!("#$ -P {a}"));
-            }
-            // Grid Engine counts slots; one rank per slot here, with `cores` threads each
-            // only if the parallel environment grants that many cores per slot.
-            header.push(format!("#$ -pe mpi {ranks}"));
-            header.push(format!("#$ -l h_rt={}", cfg.walltime.hhmmss()));
-            header.push("#$ -cwd".into());
-            header.push("#$ -j y".into());
-            (
-                "mpirun -np \"$NSLOTS\"".into(),
-                "rdask-scheduler-$JOB_ID.json",
-            )
-        }
-        SystemKind::Lsf => {
-            let unit = super::Site::discover(cfg).lsf_unit;
-            header.push(format!("#BSUB -J {name}"));
-            if let Some(q) = &cfg.queue {
-                header.push(format!("#BSUB -q {q}"));
-            }
-            if let Some(a) = &cfg.account {
-                header.push(format!("#BSUB -P {a}"));
-            }
-            header.push(format!("#BSUB -n {}", ranks * cores));
-            header.push(format!("#BSUB -R \"span[ptile={cores}]\""));
-            header.push(format!("#BSUB -M {}", cfg.memory.lsf(unit)));
-            header.push(format!("#BSUB -W {}", cfg.walltime.lsf()));
-            (
-                format!("mpirun -np {ranks}"),
-                "rdask-scheduler-$LSB_JOBID.json",
-            )
-        }
-        SystemKind::Local => (format!("mpirun -np {ranks}"), "rdask-scheduler-local.json"),
-        other => {
-            return Err(Error::invalid(format!(
-                "--mpi: {} has no MPI launcher we support; use slurm, pbs, moab, sge, lsf or local",
-                other.name()
-            )))
-        }
+    // One worker per rank, so the rank's whole memory is its limit (the one rule).
+    let limit = worker_memory_limit(cfg.memory, 1).exact();
+    let Some(job) = sys.mpi_job(cfg, ranks, &Site::discover(cfg)) else {
+        return Err(Error::invalid(format!(
+            "--mpi: {} has no MPI launcher we support; use slurm, pbs, moab, sge, lsf or local",
+            cfg.system.name()
+        )));
     };
-    header.extend(cfg.job_extra_directive.iter().map(|d| {
-        let prefix = match cfg.system {
-            SystemKind::Slurm => "#SBATCH",
-            SystemKind::Pbs | SystemKind::Moab => "#PBS",
-            SystemKind::Sge => "#$",
-            SystemKind::Lsf => "#BSUB",
-            _ => "#",
-        };
-        format!("{prefix} {d}")
-    }));
+    let launcher = job.launcher;
+    let sched_file = match sys.launch_job_id_variable() {
+        Some(var) => format!("rdask-scheduler-${var}.json"),
+        None => "rdask-scheduler-local.json".to_string(),
+    };
+    let mut header = job.header;
+    let prefix = sys.directive_prefix();
+    header.extend(
+        cfg.job_extra_directive
+            .iter()
+            .map(|d| format!("{prefix} {d}")),
+    );
+    let setup = job.setup;
     let driver = if driver.is_empty() {
         "array 'x.mean(axis=0)' --input x=data.h5:/x --output result.h5:/mean0 --overwrite --quiet"
             .to_string()
@@ -156,7 +80,7 @@ pub fn render(cfg: &JobConfig, ranks: u32, driver: &[String], own_binary: &Path)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::JobConfig;
+    use crate::config::SystemKind;
 
     fn cfg(system: SystemKind) -> JobConfig {
         JobConfig {
@@ -164,54 +88,182 @@ mod tests {
             cores: 4,
             memory: "16GiB".parse().unwrap(),
             queue: Some("debug".into()),
+            lsf_units: Some(crate::units::LsfUnit::MB),
+            job_extra_directive: vec!["extra".into()],
             ..JobConfig::default()
         }
     }
 
+    const BIN: &str = "/opt/rdask-jobqueue";
+
+    /// The header (the lines between the shebang and the blank line) and the launch line.
+    fn parts(system: SystemKind, ranks: u32) -> (Vec<String>, String) {
+        let s = render(&cfg(system), ranks, &[], Path::new(BIN)).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        let blank = lines.iter().position(|l| l.is_empty()).unwrap();
+        let launch = lines
+            .iter()
+            .find(|l| l.contains(" mpi --scheduler-file"))
+            .unwrap();
+        (
+            lines[1..blank].iter().map(|l| l.to_string()).collect(),
+            launch.to_string(),
+        )
+    }
+
+    fn launch(launcher: &str, file: &str) -> String {
+        format!(
+            "{launcher} {BIN} mpi --scheduler-file \"$PWD/{file}\" --nthreads 4 \
+             --memory-limit 16GiB --death-timeout 60 \\"
+        )
+    }
+
     #[test]
-    fn scripts_launch_the_ranks_with_the_systems_launcher() {
-        let bin = Path::new("/opt/rdask-jobqueue");
+    fn slurm_runs_one_task_per_rank_with_memory_per_cpu() {
+        let (header, line) = parts(SystemKind::Slurm, 8);
+        assert_eq!(
+            header,
+            [
+                "#SBATCH -J rdask-worker",
+                "#SBATCH -p debug",
+                "#SBATCH --ntasks=8",
+                "#SBATCH --cpus-per-task=4",
+                "#SBATCH --mem-per-cpu=4G",
+                "#SBATCH -t 00:30:00",
+                "#SBATCH extra",
+            ]
+        );
+        assert_eq!(
+            line,
+            launch(
+                "srun --kill-on-bad-exit=1",
+                "rdask-scheduler-$SLURM_JOB_ID.json"
+            )
+        );
+    }
+
+    #[test]
+    fn pbs_and_moab_ask_one_chunk_per_rank_and_start_where_submitted() {
+        for kind in [SystemKind::Pbs, SystemKind::Moab] {
+            let (header, line) = parts(kind, 8);
+            assert_eq!(
+                header,
+                [
+                    "#PBS -N rdask-worker",
+                    "#PBS -q debug",
+                    "#PBS -l select=8:ncpus=4:mpiprocs=1:mem=16GB",
+                    "#PBS -l walltime=00:30:00",
+                    "#PBS extra",
+                ],
+                "{kind}"
+            );
+            assert_eq!(
+                line,
+                launch("mpirun -np 8", "rdask-scheduler-$PBS_JOBID.json")
+            );
+            let s = render(&cfg(kind), 8, &[], Path::new(BIN)).unwrap();
+            assert!(s.contains("\ncd \"$PBS_O_WORKDIR\"\n"), "{s}");
+        }
+    }
+
+    #[test]
+    fn grid_engine_takes_one_slot_per_rank() {
+        let (header, line) = parts(SystemKind::Sge, 6);
+        assert_eq!(
+            header,
+            [
+                "#$ -N rdask-worker",
+                "#$ -q debug",
+                "#$ -pe mpi 6",
+                "#$ -l h_rt=00:30:00",
+                "#$ -cwd",
+                "#$ -j y",
+                "#$ extra",
+            ]
+        );
+        assert_eq!(
+            line,
+            launch("mpirun -np \"$NSLOTS\"", "rdask-scheduler-$JOB_ID.json")
+        );
+    }
+
+    #[test]
+    fn lsf_asks_all_slots_in_ranks_of_cores_in_the_sites_unit() {
+        let (header, line) = parts(SystemKind::Lsf, 4);
+        assert_eq!(
+            header,
+            [
+                "#BSUB -J rdask-worker",
+                "#BSUB -q debug",
+                "#BSUB -n 16",
+                "#BSUB -R \"span[ptile=4]\"",
+                "#BSUB -M 17180",
+                "#BSUB -W 00:30",
+                "#BSUB extra",
+            ]
+        );
+        assert_eq!(
+            line,
+            launch("mpirun -np 4", "rdask-scheduler-$LSB_JOBID.json")
+        );
+    }
+
+    #[test]
+    fn local_runs_mpirun_with_no_directives() {
+        let (header, line) = parts(SystemKind::Local, 3);
+        // Extra directives take the system's prefix, as in worker job scripts.
+        assert_eq!(header, ["#LOCAL extra"]);
+        assert_eq!(line, launch("mpirun -np 3", "rdask-scheduler-local.json"));
+    }
+
+    #[test]
+    fn systems_without_a_launcher_and_too_few_ranks_are_refused() {
+        for kind in [SystemKind::Htcondor, SystemKind::Oar] {
+            let err = render(&cfg(kind), 4, &[], Path::new(BIN)).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains("no MPI launcher"), "{err}");
+        }
+        let err = render(&cfg(SystemKind::Slurm), 2, &[], Path::new(BIN)).unwrap_err();
+        assert!(err.to_string().contains("at least 3 ranks"), "{err}");
+    }
+
+    #[test]
+    fn the_driver_is_quoted_word_by_word() {
         let driver = vec![
             "array".to_string(),
             "x.sum()".into(),
             "--input".into(),
             "x=a b.h5:/x".into(),
         ];
-        let s = render(&cfg(SystemKind::Slurm), 8, &driver, bin).unwrap();
-        assert!(
-            s.contains("#SBATCH --ntasks=8\n#SBATCH --cpus-per-task=4\n"),
-            "{s}"
-        );
-        assert!(s.contains("#SBATCH -p debug"));
-        assert!(
-            s.contains("srun --kill-on-bad-exit=1 /opt/rdask-jobqueue mpi"),
-            "{s}"
-        );
-        assert!(s.contains("--nthreads 4"));
+        let s = render(&cfg(SystemKind::Slurm), 8, &driver, Path::new(BIN)).unwrap();
         assert!(s.contains("array 'x.sum()' --input 'x=a b.h5:/x'"), "{s}");
-        let p = render(&cfg(SystemKind::Pbs), 8, &[], bin).unwrap();
-        assert!(
-            p.contains("#PBS -l select=8:ncpus=4:mpiprocs=1:mem=16GB"),
-            "{p}"
+    }
+
+    /// One memory rule: a worker rank's limit is what a worker job's single worker process
+    /// gets from the same memory (it was 90% here, in MiB, and all of it there).
+    #[test]
+    fn a_worker_ranks_limit_is_the_worker_jobs_rule() {
+        let c = JobConfig {
+            processes: 1,
+            ..cfg(SystemKind::Slurm)
+        };
+        let s = render(&c, 3, &[], Path::new(BIN)).unwrap();
+        let job = crate::jobqueue::script::worker_command(
+            &c,
+            &crate::jobqueue::script::Target {
+                scheduler_address: "tcp://h:1".into(),
+                secret_file: None,
+            },
+            Path::new(BIN),
         );
-        assert!(p.contains("mpirun -np 8"));
-        let g = render(&cfg(SystemKind::Sge), 6, &[], bin).unwrap();
-        assert!(
-            g.contains("#$ -pe mpi 6") && g.contains("mpirun -np \"$NSLOTS\""),
-            "{g}"
-        );
-        let l = render(&cfg(SystemKind::Lsf), 4, &[], bin).unwrap();
-        assert!(
-            l.contains("#BSUB -n 16") && l.contains("span[ptile=4]"),
-            "{l}"
-        );
-        assert!(render(&cfg(SystemKind::Slurm), 2, &[], bin)
-            .unwrap_err()
-            .to_string()
-            .contains("at least 3 ranks"));
-        assert!(render(&cfg(SystemKind::Htcondor), 4, &[], bin)
-            .unwrap_err()
-            .to_string()
-            .contains("no MPI launcher"));
+        let limit = |text: &str| {
+            text.split("--memory-limit ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string)
+                .unwrap()
+        };
+        assert_eq!(limit(&s), limit(&job));
+        assert_eq!(limit(&s), c.memory.exact());
     }
 }

@@ -17,6 +17,10 @@ impl BatchSystem for Oar {
         "#OAR"
     }
 
+    fn template(&self) -> (&'static str, &'static str) {
+        ("oar.sh.j2", include_str!("../../templates/oar.sh.j2"))
+    }
+
     /// dask-jobqueue's OARJob header. The resources must stay on one `-l` line, else OAR takes
     /// them as alternatives of a moldable job.
     fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
@@ -33,7 +37,7 @@ impl BatchSystem for Oar {
             .unwrap_or_else(|| format!("/nodes=1/core={}", cfg.job_cpu.unwrap_or(cfg.cores)));
         h.push(format!(
             "#OAR -l {resources},walltime={}",
-            cfg.walltime.hhmmss()
+            self.format_walltime(cfg.walltime)
         ));
         if let Some(dir) = &cfg.log_directory {
             let (dir, name) = (dir.display(), &cfg.job_name);
@@ -176,5 +180,28 @@ mod tests {
                 JobState::Gone
             ]
         );
+    }
+
+    #[test]
+    fn every_oar_state_has_its_place() {
+        use JobState::*;
+        for s in [
+            "Waiting",
+            "Hold",
+            "toLaunch",
+            "toAckReservation",
+            "Launching",
+        ] {
+            assert_eq!(state_of(s, None), Pending, "{s}");
+        }
+        for s in ["Running", "Finishing", "Suspended", "Resuming"] {
+            assert_eq!(state_of(s, None), Running, "{s}");
+        }
+        assert_eq!(state_of("Terminated", Some(0)), Completed);
+        assert_eq!(state_of("Terminated", None), Completed);
+        assert_eq!(state_of("Terminated", Some(1)), Failed);
+        assert_eq!(state_of("Error", None), Failed);
+        assert_eq!(state_of("toError", None), Failed);
+        assert_eq!(state_of("Unknown", None), Gone);
     }
 }

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{
-    fill_gone, id_number, is_number_with_index, is_server_name, BatchSystem, Invocation, JobState,
+    fill_gone, is_number_with_index, is_server_name, BatchSystem, Invocation, JobState, MpiJob,
     Output, Site,
 };
 use crate::config::{JobConfig, SystemKind};
+use crate::units::ByteSize;
 
 pub struct Pbs;
 
@@ -25,7 +26,7 @@ pub fn pbs_header(cfg: &JobConfig) -> Vec<String> {
         None => format!(
             "select=1:ncpus={}:mem={}",
             cfg.job_cpu.unwrap_or(cfg.cores),
-            cfg.job_mem.unwrap_or(cfg.memory).pbs()
+            pbs_memory(cfg.job_mem.unwrap_or(cfg.memory))
         ),
     };
     h.push(format!("#PBS -l {resources}"));
@@ -38,6 +39,34 @@ pub fn pbs_header(cfg: &JobConfig) -> Vec<String> {
 }
 
 /// Whether every complaint of a PBS client is about ids it does not know.
+/// PBS's (and Torque's, so Moab's) memory request: a whole number of the largest fitting unit.
+pub(crate) fn pbs_memory(memory: ByteSize) -> String {
+    memory.pbs()
+}
+
+/// The MPI runner's PBS header (also Moab's, which reads `#PBS` directives): one chunk per
+/// rank. PBS starts the job in $HOME, so the script changes to where it was submitted.
+pub(crate) fn pbs_mpi_job(cfg: &JobConfig, ranks: u32) -> MpiJob {
+    let cores = cfg.cores.max(1);
+    let mut header = vec![format!("#PBS -N {}", cfg.job_name)];
+    if let Some(q) = &cfg.queue {
+        header.push(format!("#PBS -q {q}"));
+    }
+    if let Some(a) = &cfg.account {
+        header.push(format!("#PBS -A {a}"));
+    }
+    header.push(format!(
+        "#PBS -l select={ranks}:ncpus={cores}:mpiprocs=1:mem={}",
+        pbs_memory(cfg.memory)
+    ));
+    header.push(format!("#PBS -l walltime={}", cfg.walltime.hhmmss()));
+    MpiJob {
+        header,
+        setup: vec!["cd \"$PBS_O_WORKDIR\"".into()],
+        launcher: format!("mpirun -np {ranks}"),
+    }
+}
+
 pub(crate) fn only_unknown_ids(stderr: &str) -> bool {
     let mut lines = stderr.lines().filter(|l| !l.trim().is_empty()).peekable();
     lines.peek().is_some()
@@ -53,8 +82,20 @@ impl BatchSystem for Pbs {
         "#PBS"
     }
 
+    fn template(&self) -> (&'static str, &'static str) {
+        ("pbs.sh.j2", include_str!("../../templates/pbs.sh.j2"))
+    }
+
+    fn format_memory(&self, memory: ByteSize, _site: &Site) -> String {
+        pbs_memory(memory)
+    }
+
     fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
         pbs_header(cfg)
+    }
+
+    fn mpi_job(&self, cfg: &JobConfig, ranks: u32, _site: &Site) -> Option<MpiJob> {
+        Some(pbs_mpi_job(cfg, ranks))
     }
 
     fn submit(&self, script: &Path, extra: &[String]) -> Invocation {
@@ -120,7 +161,7 @@ impl BatchSystem for Pbs {
                 // Report under the id the caller used, which may lack the server's domain.
                 let id = ids
                     .iter()
-                    .find(|i| id_number(i) == id_number(full_id))
+                    .find(|i| self.canonical_id(i) == self.canonical_id(full_id))
                     .cloned()
                     .unwrap_or_else(|| full_id.clone());
                 seen.insert(id, state);
@@ -131,6 +172,10 @@ impl BatchSystem for Pbs {
 
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["PBS_JOBID"]
+    }
+
+    fn launch_job_id_variable(&self) -> Option<&'static str> {
+        Some("PBS_JOBID")
     }
 
     /// `123`, `123.server`, array jobs `123[]` and tasks `123[4]`, with or without server.
@@ -211,5 +256,25 @@ mod tests {
             stderr: String::new(),
         };
         assert_eq!(Pbs.parse_job_id(&out).as_deref(), Some("1234.pbsserver"));
+    }
+
+    /// Every job_state letter, and a finished job's exit status (PBS adds 256 to a signal's
+    /// number: a killed job is cancelled).
+    #[test]
+    fn every_job_state_has_its_place() {
+        use JobState::*;
+        for s in ["Q", "H", "W", "T", "M"] {
+            assert_eq!(state_of(s, None), Pending, "{s}");
+        }
+        for s in ["R", "E", "S", "U", "B"] {
+            assert_eq!(state_of(s, None), Running, "{s}");
+        }
+        for s in ["F", "X"] {
+            assert_eq!(state_of(s, Some(0)), Completed);
+            assert_eq!(state_of(s, Some(1)), Failed);
+            assert_eq!(state_of(s, Some(265)), Cancelled);
+            assert_eq!(state_of(s, None), Cancelled);
+        }
+        assert_eq!(state_of("Z", None), Gone);
     }
 }

@@ -16,19 +16,7 @@ use crate::error::{Error, Result};
 
 /// The built-in template of each system, as shipped in templates/.
 pub fn builtin_template(kind: SystemKind) -> (&'static str, &'static str) {
-    match kind {
-        SystemKind::Slurm => ("slurm.sh.j2", include_str!("../../templates/slurm.sh.j2")),
-        SystemKind::Pbs => ("pbs.sh.j2", include_str!("../../templates/pbs.sh.j2")),
-        SystemKind::Sge => ("sge.sh.j2", include_str!("../../templates/sge.sh.j2")),
-        SystemKind::Lsf => ("lsf.sh.j2", include_str!("../../templates/lsf.sh.j2")),
-        SystemKind::Oar => ("oar.sh.j2", include_str!("../../templates/oar.sh.j2")),
-        SystemKind::Htcondor => (
-            "htcondor.sub.j2",
-            include_str!("../../templates/htcondor.sub.j2"),
-        ),
-        SystemKind::Moab => ("moab.sh.j2", include_str!("../../templates/moab.sh.j2")),
-        SystemKind::Local => ("local.sh.j2", include_str!("../../templates/local.sh.j2")),
-    }
+    system(kind).template()
 }
 
 /// Where the workers of a job connect to.
@@ -124,22 +112,13 @@ pub fn render(cfg: &JobConfig, target: &Target, own_binary: &Path) -> Result<Str
             .map(|p| Value::from(p.display().to_string()))
             .unwrap_or(Value::from(()))
     };
-    let memory_request = match cfg.system {
-        SystemKind::Slurm => cfg.job_mem.unwrap_or(cfg.memory).slurm(),
-        SystemKind::Pbs | SystemKind::Moab => cfg.job_mem.unwrap_or(cfg.memory).pbs(),
-        SystemKind::Lsf => cfg.job_mem.unwrap_or(cfg.memory).lsf(site.lsf_unit),
-        SystemKind::Htcondor => cfg.job_mem.unwrap_or(cfg.memory).htcondor_mib().to_string(),
-        _ => cfg.job_mem.unwrap_or(cfg.memory).exact(),
-    };
-    let walltime = match cfg.system {
-        SystemKind::Slurm => cfg.walltime.slurm(),
-        SystemKind::Lsf => cfg.walltime.lsf(),
-        _ => cfg.walltime.hhmmss(),
-    };
+    let sys = system(cfg.system);
+    let memory_request = sys.format_memory(cfg.job_mem.unwrap_or(cfg.memory), &site);
+    let walltime = sys.format_walltime(cfg.walltime);
     let ctx = minijinja::context! {
         system => cfg.system.name(),
         shebang => cfg.shebang.clone(),
-        directive_prefix => system(cfg.system).directive_prefix(),
+        directive_prefix => sys.directive_prefix(),
         header => generated,
         extra_directives => extra,
         prologue => cfg.prologue.clone(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, MpiJob, Output, Site};
 use crate::config::{JobConfig, SystemKind};
 
 pub struct Sge;
@@ -19,6 +19,31 @@ impl BatchSystem for Sge {
 
     /// dask-jobqueue's SGEJob header. Memory is not turned into a request: sites differ
     /// (h_vmem, mem_free, m_mem_free), so users state it in `resource_spec`.
+    fn template(&self) -> (&'static str, &'static str) {
+        ("sge.sh.j2", include_str!("../../templates/sge.sh.j2"))
+    }
+
+    /// Grid Engine counts slots: one rank per slot of the `mpi` parallel environment, with
+    /// `cores` threads each only if the environment grants that many cores per slot.
+    fn mpi_job(&self, cfg: &JobConfig, ranks: u32, _site: &Site) -> Option<MpiJob> {
+        let mut header = vec![format!("#$ -N {}", cfg.job_name)];
+        if let Some(q) = &cfg.queue {
+            header.push(format!("#$ -q {q}"));
+        }
+        if let Some(a) = &cfg.account {
+            header.push(format!("#$ -P {a}"));
+        }
+        header.push(format!("#$ -pe mpi {ranks}"));
+        header.push(format!("#$ -l h_rt={}", self.format_walltime(cfg.walltime)));
+        header.push("#$ -cwd".into());
+        header.push("#$ -j y".into());
+        Some(MpiJob {
+            header,
+            setup: Vec::new(),
+            launcher: "mpirun -np \"$NSLOTS\"".into(),
+        })
+    }
+
     fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
         let mut h = vec![format!("#$ -N {}", cfg.job_name)];
         if let Some(q) = &cfg.queue {
@@ -30,7 +55,7 @@ impl BatchSystem for Sge {
         if let Some(spec) = &cfg.resource_spec {
             h.push(format!("#$ -l {spec}"));
         }
-        h.push(format!("#$ -l h_rt={}", cfg.walltime.hhmmss()));
+        h.push(format!("#$ -l h_rt={}", self.format_walltime(cfg.walltime)));
         if let Some(dir) = &cfg.log_directory {
             h.push(format!("#$ -e {}/", dir.display()));
             h.push(format!("#$ -o {}/", dir.display()));
@@ -103,6 +128,10 @@ impl BatchSystem for Sge {
 
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["JOB_ID"]
+    }
+
+    fn launch_job_id_variable(&self) -> Option<&'static str> {
+        Some("JOB_ID")
     }
 
     /// `123`, or one task of an array job `123.4`.
@@ -210,5 +239,29 @@ job-ID  prior   name       user         state submit/start at     queue         
             stderr: "error: commlib error\n".into(),
         };
         assert!(!Sge.cancel_failure_is_harmless(&other));
+    }
+
+    /// qstat's state letters: an error wins, a deletion counts only once it stops running.
+    #[test]
+    fn every_state_letter_has_its_place() {
+        use JobState::*;
+        let table = [
+            ("qw", Pending),
+            ("hqw", Pending),
+            ("r", Running),
+            ("t", Running),
+            ("Rr", Running),
+            ("s", Running),
+            ("S", Running),
+            ("T", Running),
+            ("dr", Running),
+            ("d", Cancelled),
+            ("dqw", Cancelled),
+            ("Eqw", Failed),
+            ("", Gone),
+        ];
+        for (letters, state) in table {
+            assert_eq!(state_of(letters), state, "{letters}");
+        }
     }
 }

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, Output, Site};
+use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, MpiJob, Output, Site};
 use crate::config::{JobConfig, SystemKind};
+use crate::units::{ByteSize, Walltime};
 
 pub struct Slurm;
 
@@ -17,8 +18,20 @@ impl BatchSystem for Slurm {
         "#SBATCH"
     }
 
+    fn template(&self) -> (&'static str, &'static str) {
+        ("slurm.sh.j2", include_str!("../../templates/slurm.sh.j2"))
+    }
+
+    fn format_memory(&self, memory: ByteSize, _site: &Site) -> String {
+        memory.slurm()
+    }
+
+    fn format_walltime(&self, walltime: Walltime) -> String {
+        walltime.slurm()
+    }
+
     /// dask-jobqueue's SLURMJob header: one task on one node with all the job's cores.
-    fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
+    fn header_lines(&self, cfg: &JobConfig, site: &Site) -> Vec<String> {
         let mut h = vec![format!("#SBATCH -J {}", cfg.job_name)];
         if let Some(dir) = &cfg.log_directory {
             let (dir, name) = (dir.display(), &cfg.job_name);
@@ -39,10 +52,36 @@ impl BatchSystem for Slurm {
         ));
         h.push(format!(
             "#SBATCH --mem={}",
-            cfg.job_mem.unwrap_or(cfg.memory).slurm()
+            self.format_memory(cfg.job_mem.unwrap_or(cfg.memory), site)
         ));
-        h.push(format!("#SBATCH -t {}", cfg.walltime.slurm()));
+        h.push(format!("#SBATCH -t {}", self.format_walltime(cfg.walltime)));
         h
+    }
+
+    /// One task per rank with `cores` CPUs each; memory per CPU, so it follows the ranks to
+    /// whichever nodes SLURM spreads them over.
+    fn mpi_job(&self, cfg: &JobConfig, ranks: u32, site: &Site) -> Option<MpiJob> {
+        let cores = cfg.cores.max(1);
+        let mut header = vec![format!("#SBATCH -J {}", cfg.job_name)];
+        if let Some(q) = &cfg.queue {
+            header.push(format!("#SBATCH -p {q}"));
+        }
+        if let Some(a) = &cfg.account {
+            header.push(format!("#SBATCH -A {a}"));
+        }
+        header.push(format!("#SBATCH --ntasks={ranks}"));
+        header.push(format!("#SBATCH --cpus-per-task={cores}"));
+        let per_cpu = ByteSize(cfg.memory.bytes().div_ceil(u64::from(cores)));
+        header.push(format!(
+            "#SBATCH --mem-per-cpu={}",
+            self.format_memory(per_cpu, site)
+        ));
+        header.push(format!("#SBATCH -t {}", self.format_walltime(cfg.walltime)));
+        Some(MpiJob {
+            header,
+            setup: Vec::new(),
+            launcher: "srun --kill-on-bad-exit=1".into(),
+        })
     }
 
     fn submit(&self, script: &Path, extra: &[String]) -> Invocation {
@@ -114,6 +153,10 @@ impl BatchSystem for Slurm {
 
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["SLURM_JOB_ID", "SLURM_JOBID"]
+    }
+
+    fn launch_job_id_variable(&self) -> Option<&'static str> {
+        Some("SLURM_JOB_ID")
     }
 
     /// Checks partition, account, limits and the directives; queues nothing.
@@ -253,5 +296,56 @@ mod tests {
         assert!(Slurm
             .parse_states(&out(1, "", "Unable to contact slurm controller"), &ids)
             .is_err());
+    }
+
+    /// Every state squeue prints maps to one of ours (docs/batch-systems.md#slurm).
+    #[test]
+    fn every_squeue_state_has_its_place() {
+        use JobState::*;
+        let table = [
+            (
+                Pending,
+                &[
+                    "PENDING",
+                    "CONFIGURING",
+                    "REQUEUED",
+                    "REQUEUE_HOLD",
+                    "REQUEUE_FED",
+                    "RESV_DEL_HOLD",
+                    "SPECIAL_EXIT",
+                ][..],
+            ),
+            (
+                Running,
+                &[
+                    "RUNNING",
+                    "COMPLETING",
+                    "SUSPENDED",
+                    "STOPPED",
+                    "SIGNALING",
+                    "STAGE_OUT",
+                    "RESIZING",
+                ],
+            ),
+            (Completed, &["COMPLETED"]),
+            (Cancelled, &["CANCELLED", "PREEMPTED", "REVOKED"]),
+            (
+                Failed,
+                &[
+                    "FAILED",
+                    "TIMEOUT",
+                    "NODE_FAIL",
+                    "BOOT_FAIL",
+                    "DEADLINE",
+                    "OUT_OF_MEMORY",
+                ],
+            ),
+            (Gone, &["", "SOMETHING_NEW"]),
+        ];
+        for (state, words) in table {
+            for w in words {
+                assert_eq!(state_of(w), state, "{w}");
+            }
+        }
     }
 }
