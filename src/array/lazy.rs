@@ -694,7 +694,7 @@ impl Array {
             .product();
         let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
         if unknown == 1 {
-            if known == 0 || size % known != 0 {
+            if known == 0 || !size.is_multiple_of(known) {
                 return Err(format!(
                     "cannot reshape array of size {size} into shape {}",
                     python_tuple_signed(shape)
@@ -1511,7 +1511,7 @@ mod tests {
         // Merging the trailing axes needs only whole rows.
         let flat = x.reshape(&[-1]).unwrap();
         assert_eq!(flat.shape(), &[99991 * 10007]);
-        assert!(flat.chunks()[0][0] % 10007 == 0);
+        assert!(flat.chunks()[0][0].is_multiple_of(10007));
         let e = x.reshape(&[3, -1]).unwrap_err();
         assert!(
             e.contains("cannot reshape array of size 1000609937 into shape (3, -1)"),
