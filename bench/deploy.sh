@@ -9,6 +9,7 @@
 # goes to bench/results/deploy.json.
 #
 #   bash bench/deploy.sh            # N=10; needs the test environment's SLURM (tests/env/up.sh)
+#   RDASK_BIN=/path/to/rdask-jobqueue REPEAT=5 bash bench/deploy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10}
@@ -16,8 +17,13 @@ REPEAT=${REPEAT:-9}
 mkdir -p bench/results
 bash tests/env/up.sh >/dev/null
 bash bench/setup.sh >/dev/null
-cargo build --release --quiet
-bin=$PWD/target/release/rdask-jobqueue
+# RDASK_BIN: a binary built elsewhere (e.g. for bench/ab.sh's old/new comparisons).
+if [[ -n ${RDASK_BIN:-} ]]; then
+    bin=$RDASK_BIN
+else
+    cargo build --release --quiet
+    bin=$PWD/target/release/rdask-jobqueue
+fi
 work=$(mktemp -d /tmp/rdask-deploy-XXXXXX)
 trap 'RDASK_HOME=$work/home "$bin" down --force --name bench >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
