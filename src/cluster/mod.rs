@@ -18,6 +18,7 @@
 
 pub mod control;
 pub mod daemon;
+pub mod deployer;
 
 use std::path::PathBuf;
 
