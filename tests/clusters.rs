@@ -952,7 +952,26 @@ fn status_answers_while_sbatch_hangs() {
         assert!(!errors.contains("rdask-hang-0"), "{status:#}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    c.ok(&["down"]);
+    // `down` waits for the hanging submission (it may queue a job); `status` still answers.
+    let down = c
+        .command()
+        .arg("down")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = Instant::now();
+    let status = c.status();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "`status` took {:?} while `down` waited for sbatch\n{}",
+        asked.elapsed(),
+        c.daemon_log()
+    );
+    assert_eq!(status["jobs"][0]["state"], "submitting", "{status:#}");
+    let o = down.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}{}", stderr(&o), c.daemon_log());
     let ledger = c.ledger();
     assert_eq!(ledger["closed"], true, "{ledger:#}");
     assert_eq!(ledger["jobs"][0]["state"], "not_submitted", "{ledger:#}");
