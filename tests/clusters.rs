@@ -920,8 +920,17 @@ fn status_answers_while_sbatch_hangs() {
         "#!/bin/sh\ncase \"$*\" in *--test-only*) exec /usr/bin/sbatch \"$@\";; esac\n: > \"$0.started\"\nexec sleep 120\n",
     )
     .unwrap();
+    // And a slow scancel: `down` cancels by name what the hanging sbatch may have queued.
+    let scancel = bin_dir.join("scancel");
+    std::fs::write(
+        &scancel,
+        "#!/bin/sh\n: > \"$0.started\"\nsleep 15\nexec /usr/bin/scancel \"$@\"\n",
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for fake in [&sbatch, &scancel] {
+        std::fs::set_permissions(fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
     c.env.push(("PATH".into(), path));
     c.up(&["--command-timeout", "20", "--scale", "1"]);
@@ -970,6 +979,25 @@ fn status_answers_while_sbatch_hangs() {
         c.daemon_log()
     );
     assert_eq!(status["jobs"][0]["state"], "submitting", "{status:#}");
+    // Then `down` cancels by name (scancel hangs a while): `status` still answers.
+    let cancelling = bin_dir.join("scancel.started");
+    let waiting = Instant::now();
+    while !cancelling.exists() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "down never cancelled by name\n{}",
+            c.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let asked = Instant::now();
+    c.status();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "`status` took {:?} while `down` cancelled\n{}",
+        asked.elapsed(),
+        c.daemon_log()
+    );
     let o = down.wait_with_output().unwrap();
     assert!(o.status.success(), "{}{}", stderr(&o), c.daemon_log());
     let ledger = c.ledger();

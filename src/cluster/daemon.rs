@@ -65,6 +65,8 @@ enum Msg {
         ids: Vec<String>,
         outcome: CancelOutcome,
     },
+    /// `down`'s cancels and wait are done: their outcome and the ledger they wrote.
+    Finished(Box<(Result<String>, Ledger)>),
 }
 
 type SubmitOutcome = (u64, String, std::result::Result<String, SubmitFailure>);
@@ -465,6 +467,8 @@ impl Deployer<'_> {
                     Msg::Submitted(outcomes) => self.on_submitted(outcomes),
                     Msg::Polled(polled) => self.on_polled(polled),
                     Msg::Cancelled { ids, outcome } => self.on_cancelled(ids, outcome),
+                    // Only sent while going down, which never returns to this loop.
+                    Msg::Finished(_) => {}
                 }
             }
         }
@@ -964,29 +968,76 @@ impl Deployer<'_> {
 
     /// Waits for the submit commands still running (each ends by its timeout at the latest)
     /// and records their outcome: a job they queue must be in the ledger before the ledger
-    /// is cancelled and closed. Meanwhile `status` is still answered, other requests are not
-    /// (the cluster is going down).
+    /// is cancelled and closed.
     fn await_submissions(&mut self, rx: &mpsc::Receiver<Msg>) {
         let timeout = Duration::from_secs(self.rec.config.command_timeout.max(1));
         let deadline = Instant::now() + timeout + Duration::from_secs(5);
         while !self.in_flight.is_empty() {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(Msg::Submitted(outcomes)) => self.on_submitted(outcomes),
-                Ok(Msg::Control(Request::Status, reply)) => {
+            match self.recv_going_down(rx, Some(deadline)) {
+                Some(Msg::Submitted(outcomes)) => self.on_submitted(outcomes),
+                Some(_) => {}
+                // Still running past its own timeout: `down` cancels by name what it left.
+                None => break,
+            }
+        }
+    }
+
+    /// While the cluster goes down: answers `status` (other requests are told the cluster
+    /// is going down) and returns the next message of any other kind; None at `deadline`
+    /// or once every sender is gone.
+    fn recv_going_down(
+        &mut self,
+        rx: &mpsc::Receiver<Msg>,
+        deadline: Option<Instant>,
+    ) -> Option<Msg> {
+        loop {
+            let msg = match deadline {
+                Some(d) => rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                    .ok()?,
+                None => rx.recv().ok()?,
+            };
+            match msg {
+                Msg::Control(Request::Status, reply) => {
                     let _ = reply.send(self.status());
                 }
-                Ok(Msg::Control(_, reply)) => {
+                Msg::Control(_, reply) => {
                     let _ = reply.send(Reply::Error {
                         message: "the cluster is going down".into(),
                         invalid: false,
                     });
                 }
-                Ok(Msg::Polled(_)) => self.polling = false,
-                Ok(Msg::Cancelled { .. }) => self.cancelling = false,
-                Ok(Msg::Retired { .. } | Msg::Signal) => {}
-                // Still running past its own timeout: `down` cancels by name what it left.
-                Err(_) => break,
+                other => return Some(other),
+            }
+        }
+    }
+
+    /// [`finish_jobs`] (cancels, then up to [`DOWN_WAIT`] of polls) on a thread of its own,
+    /// with a copy of the ledger that comes back when it is done: meanwhile `status` is
+    /// answered (with the jobs as they were when `down` began).
+    fn finish_off_loop(&mut self, rx: &mpsc::Receiver<Msg>) -> Result<String> {
+        let rec = self.rec.clone();
+        let mut ledger = self.ledger.clone();
+        let tx = self.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rdask-down".into())
+            .spawn(move || {
+                let result = finish_jobs(&rec, &mut ledger, false);
+                let _ = tx.send(Msg::Finished(Box::new((result, ledger))));
+            });
+        if spawned.is_err() {
+            return finish_jobs(&self.rec, &mut self.ledger, false);
+        }
+        loop {
+            match self.recv_going_down(rx, None) {
+                Some(Msg::Finished(done)) => {
+                    let (result, ledger) = *done;
+                    self.ledger = ledger;
+                    return result;
+                }
+                Some(_) => {}
+                // Cannot happen while we hold a sender; say so rather than hang.
+                None => return Err(Error::runtime("the shutdown thread was lost")),
             }
         }
     }
@@ -1072,7 +1123,7 @@ impl Deployer<'_> {
     fn shutdown(&mut self, rx: &mpsc::Receiver<Msg>) -> Result<String> {
         let _ = self.client.shutdown();
         self.await_submissions(rx);
-        let result = finish_jobs(&self.rec, &mut self.ledger, false);
+        let result = self.finish_off_loop(rx);
         if result.is_ok() {
             self.rec.closed_at = Some(now());
             self.dir.write_record(&self.rec)?;
