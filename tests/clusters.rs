@@ -900,6 +900,116 @@ fn a_submission_that_times_out_is_cancelled_by_name_and_redone() {
     );
 }
 
+/// Batch commands run off the daemon's loop: while `sbatch` hangs (here up to its 20 s
+/// timeout), `status` still answers (the bound is generous: a liveness check, not a speed
+/// claim), and `down` afterwards waits for the submission, cancels by name whatever it may
+/// have queued and leaves nothing in the queue.
+#[test]
+fn status_answers_while_sbatch_hangs() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let mut c = Cluster::new(&SLURM, "hang");
+    // An sbatch that says it started, then hangs without submitting (`up`'s dry run,
+    // `--test-only`, passes through).
+    let bin_dir = c.home.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let sbatch = bin_dir.join("sbatch");
+    std::fs::write(
+        &sbatch,
+        "#!/bin/sh\ncase \"$*\" in *--test-only*) exec /usr/bin/sbatch \"$@\";; esac\n: > \"$0.started\"\nexec sleep 120\n",
+    )
+    .unwrap();
+    // And a slow scancel: `down` cancels by name what the hanging sbatch may have queued.
+    let scancel = bin_dir.join("scancel");
+    std::fs::write(
+        &scancel,
+        "#!/bin/sh\n: > \"$0.started\"\nsleep 15\nexec /usr/bin/scancel \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for fake in [&sbatch, &scancel] {
+        std::fs::set_permissions(fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    c.env.push(("PATH".into(), path));
+    c.up(&["--command-timeout", "20", "--scale", "1"]);
+    let started = bin_dir.join("sbatch.started");
+    let waiting = Instant::now();
+    while !started.exists() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "sbatch never ran\n{}",
+            c.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let status = c.status();
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "`status` took {:?} while sbatch hung\n{}",
+            asked.elapsed(),
+            c.daemon_log()
+        );
+        // Answered while the submission is still out: no outcome recorded yet.
+        let job = &status["jobs"][0];
+        assert_eq!(job["name"], "rdask-hang-0", "{status:#}");
+        assert_eq!(job["state"], "submitting", "{status:#}");
+        let errors = status["errors"].to_string();
+        assert!(!errors.contains("rdask-hang-0"), "{status:#}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // `down` waits for the hanging submission (it may queue a job); `status` still answers.
+    let down = c
+        .command()
+        .arg("down")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = Instant::now();
+    let status = c.status();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "`status` took {:?} while `down` waited for sbatch\n{}",
+        asked.elapsed(),
+        c.daemon_log()
+    );
+    assert_eq!(status["jobs"][0]["state"], "submitting", "{status:#}");
+    // Then `down` cancels by name (scancel hangs a while): `status` still answers.
+    let cancelling = bin_dir.join("scancel.started");
+    let waiting = Instant::now();
+    while !cancelling.exists() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "down never cancelled by name\n{}",
+            c.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let asked = Instant::now();
+    c.status();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "`status` took {:?} while `down` cancelled\n{}",
+        asked.elapsed(),
+        c.daemon_log()
+    );
+    let o = down.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}{}", stderr(&o), c.daemon_log());
+    let ledger = c.ledger();
+    assert_eq!(ledger["closed"], true, "{ledger:#}");
+    assert_eq!(ledger["jobs"][0]["state"], "not_submitted", "{ledger:#}");
+    let queue = Command::new("squeue")
+        .args(["--noheader", "--name=rdask-hang-0", "--format=%i %T"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&queue).trim(), "", "{}", c.daemon_log());
+}
+
 /// A worker command that dies at once (a bad `--worker-command`, interface, argument or
 /// memory all look like this): no storm of jobs. The daemon backs off after each job that
 /// ended before a worker connected and pauses after 3 in a row; `up --wait` stops at the

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ClusterDir;
 use crate::error::{Error, Result};
-use crate::jobqueue::ledger::{JobRecord, LedgerState};
+use crate::jobqueue::ledger::JobRecord;
 use crate::jobqueue::scaler::{Blocked, Failures, Target};
 use crate::protocol::messages::TaskCountsReport;
 
@@ -86,11 +86,7 @@ impl JobView {
         now: f64,
     ) -> JobView {
         // Connected workers prove a job runs, even before the next poll of the batch system.
-        let state = if job.state == LedgerState::Pending && !workers.is_empty() {
-            LedgerState::Running
-        } else {
-            job.state
-        };
+        let state = super::deployer::state_with_workers(job.state, !workers.is_empty());
         JobView {
             job_id: job.job_id.clone(),
             name: job.name.clone(),

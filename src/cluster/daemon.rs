@@ -1,9 +1,10 @@
 //! The cluster daemon (`rdask-jobqueue cluster-daemon --name N`, started detached by `up`):
 //! the scheduler in-process, a control socket, and the deployer loop.
 //!
-//! The deployer is a thin loop on the main thread; every decision is the [`Scaler`]'s and
-//! every job is the [`Ledger`]'s. Each turn it polls the batch states of all unfinished jobs
-//! in one call (every `poll_interval`), asks the scheduler for its workers (each reporting its
+//! The deployer is a thin loop on the main thread; the scaling policy is the [`Scaler`]'s,
+//! every other decision is a pure function of [`super::deployer`], and every job is the
+//! [`Ledger`]'s. Each turn it starts a poll of the batch states of all unfinished jobs in
+//! one call (every `poll_interval`), asks the scheduler for its workers (each reporting its
 //! batch job id) and load, builds an [`Observation`] and carries out the [`Decision`]s:
 //! - Submit: record the job (`begin_submit`) *before* running the submit command and its id
 //!   (`submitted`) *after*, so `down --force` can always find it.
@@ -11,9 +12,17 @@
 //! - Retire: retire the job's workers through the scheduler (their unique results are copied
 //!   to survivors first), and only then cancel the job.
 //!
-//! Control requests and finished retirements arrive on one channel, so the loop is the only
-//! writer of the ledger (the rule the ledger states) and needs no locks. Async work (the
-//! scheduler, the socket, retirements) runs on a tokio runtime beside it.
+//! Batch commands (submit, poll, cancel) may hang up to their timeout (60 s by default), so
+//! they run on threads of their own and report back as messages: the loop never waits for
+//! one, and `status` is answered while `sbatch` hangs. At most one poll and one cancel round
+//! run at a time; a submission in flight is `submitting` in the ledger (so the scaler counts
+//! it) but not yet uncertain (so nothing cancels it by name).
+//!
+//! Control requests, command outcomes and finished retirements arrive on one channel, so the
+//! loop is the only writer of the ledger (the rule the ledger states) and needs no locks.
+//! Async work (the scheduler, the socket, retirements) runs on a tokio runtime beside it.
+//! Every timeout is measured on the monotonic clock ([`Instant`]); the wall clock is only
+//! for what the ledger keeps and `status` shows.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -25,6 +34,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 use super::control::{ClusterStatus, JobView, Reply, Request, WorkerView};
+use super::deployer::{self, ByName, CancelOutcome, Uncertain, UncertainSince};
 use super::{now, ClusterDir, ClusterRecord};
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -46,6 +56,27 @@ enum Msg {
     },
     /// SIGTERM or SIGINT: shut down as `down` would.
     Signal,
+    /// Submit commands came back: `(seq, name, outcome)` each.
+    Submitted(Vec<SubmitOutcome>),
+    /// A poll came back: uncertain entries cancelled by name, then the batch states.
+    Polled(Polled),
+    /// A round of cancels came back.
+    Cancelled {
+        ids: Vec<String>,
+        outcome: CancelOutcome,
+    },
+    /// `down`'s cancels and wait are done: their outcome and the ledger they wrote.
+    Finished(Box<(Result<String>, Ledger)>),
+}
+
+type SubmitOutcome = (u64, String, std::result::Result<String, SubmitFailure>);
+
+/// What a poll thread found.
+struct Polled {
+    /// Uncertain entries `(seq, name)` and what cancelling each by name did.
+    by_name: Vec<(u64, String, ByName)>,
+    /// The batch states of the unfinished jobs, and why the pending ones wait.
+    states: Result<(BTreeMap<String, JobState>, BTreeMap<String, String>)>,
 }
 
 /// How long retiring one job's workers may take before the job is cancelled anyway.
@@ -142,6 +173,10 @@ pub fn run(name: &str) -> Result<i32> {
         rec,
         ledger,
         scaler,
+        in_flight: BTreeSet::new(),
+        polling: false,
+        cancelling: false,
+        uncertain_since: UncertainSince::default(),
         target: Target::Fixed { workers: 0 },
         client,
         scheduler: &handle,
@@ -306,6 +341,14 @@ struct Deployer<'a> {
     pending_reasons: BTreeMap<String, String>,
     /// Jobs we decided to cancel whose cancel command has not succeeded yet.
     to_cancel: BTreeSet<String>,
+    /// Submissions (ledger seqs) whose submit command is running.
+    in_flight: BTreeSet<u64>,
+    /// A poll is running.
+    polling: bool,
+    /// A round of cancels is running.
+    cancelling: bool,
+    /// Since when each uncertain submission has been uncertain (monotonic).
+    uncertain_since: UncertainSince,
     /// Jobs seen finished since the last tick: the scaler judges each once (a job that died
     /// before its workers connected counts towards the back-off and the pause).
     just_ended: Vec<String>,
@@ -332,7 +375,7 @@ impl Deployer<'_> {
                     self.note(format!(
                         "the scheduler stopped ({e}); shutting the cluster down"
                     ));
-                    return match self.shutdown() {
+                    return match self.shutdown(&rx) {
                         Ok(_) => 0,
                         Err(_) => 1,
                     };
@@ -379,8 +422,9 @@ impl Deployer<'_> {
                         break;
                     }
                     Msg::Control(Request::AdaptOff, reply) => {
-                        let counted = self.last_tick.as_ref().map_or(0, |t| t.counted_jobs);
-                        self.target = Target::fixed_jobs(counted, self.processes());
+                        let (target, counted) =
+                            deployer::adapt_off(self.last_tick.as_ref(), self.processes());
+                        self.target = target;
                         let _ = reply.send(Reply::Ok {
                             message: format!("adapt off; keeping {counted} jobs"),
                         });
@@ -395,7 +439,7 @@ impl Deployer<'_> {
                         let _ = reply.send(self.status());
                     }
                     Msg::Control(Request::Down, reply) => {
-                        let result = self.shutdown();
+                        let result = self.shutdown(&rx);
                         let ok = result.is_ok();
                         let _ = reply.send(match result {
                             Ok(m) => Reply::Ok { message: m },
@@ -408,7 +452,7 @@ impl Deployer<'_> {
                     }
                     Msg::Signal => {
                         tracing::info!("signal: shutting down");
-                        return match self.shutdown() {
+                        return match self.shutdown(&rx) {
                             Ok(_) => 0,
                             Err(_) => 1,
                         };
@@ -420,6 +464,11 @@ impl Deployer<'_> {
                         self.to_cancel.insert(job_id);
                         self.flush_cancels();
                     }
+                    Msg::Submitted(outcomes) => self.on_submitted(outcomes),
+                    Msg::Polled(polled) => self.on_polled(polled),
+                    Msg::Cancelled { ids, outcome } => self.on_cancelled(ids, outcome),
+                    // Only sent while going down, which never returns to this loop.
+                    Msg::Finished(_) => {}
                 }
             }
         }
@@ -472,22 +521,86 @@ impl Deployer<'_> {
         })
     }
 
-    /// Asks the batch system for every unfinished job's state, in one call.
-    fn poll_states(&mut self) -> Result<()> {
-        self.last_poll = Some(Instant::now());
-        self.resolve_uncertain();
-        let ids = self.ledger.unfinished_ids();
-        if ids.is_empty() {
-            return Ok(());
+    /// Starts a poll on a thread of its own: whatever may be queued under the name of an
+    /// uncertain submission is cancelled by name, then every unfinished job's state is asked
+    /// for in one call. Its outcome comes back as [`Msg::Polled`].
+    fn start_poll(&mut self) {
+        if self.polling {
+            return;
         }
-        let states = self.queue.states(&ids)?;
-        let pending: Vec<String> = states
-            .iter()
-            .filter(|(_, s)| **s == JobState::Pending)
-            .map(|(id, _)| id.clone())
-            .collect();
-        self.pending_reasons = self.queue.pending_reasons(&pending);
-        let changed = self.ledger.update_states(&states, now())?;
+        self.polling = true;
+        self.last_poll = Some(Instant::now());
+        let uncertain: Vec<(u64, String, PathBuf)> =
+            deployer::uncertain(self.ledger.jobs(), &self.in_flight)
+                .into_iter()
+                .map(|(seq, name)| {
+                    let script = self.dir.job_script(self.rec.config.system, &name);
+                    (seq, name, script)
+                })
+                .collect();
+        let ids = self.ledger.unfinished_ids();
+        let queue = self.queue.clone();
+        let tx = self.tx.clone();
+        self.polling = self.background("poll", move || {
+            let by_name = uncertain
+                .into_iter()
+                .map(|(seq, name, script)| {
+                    let done = match queue.cancel_by_name(&name, &script) {
+                        Ok(true) => ByName::Cancelled,
+                        Ok(false) => ByName::Unsupported,
+                        Err(e) => ByName::Failed(e.to_string()),
+                    };
+                    (seq, name, done)
+                })
+                .collect();
+            let states = if ids.is_empty() {
+                Ok(Default::default())
+            } else {
+                queue.states(&ids).map(|states| {
+                    let pending: Vec<String> = states
+                        .iter()
+                        .filter(|(_, s)| **s == JobState::Pending)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    let reasons = queue.pending_reasons(&pending);
+                    (states, reasons)
+                })
+            };
+            let _ = tx.send(Msg::Polled(Polled { by_name, states }));
+        });
+    }
+
+    /// Runs `work` (batch commands) on a thread of its own, off the loop. False (noted) if
+    /// no thread could start: `work` never runs and its outcome never comes.
+    fn background(&mut self, what: &str, work: impl FnOnce() + Send + 'static) -> bool {
+        let spawned = std::thread::Builder::new()
+            .name(format!("rdask-{what}"))
+            .spawn(work);
+        if let Err(e) = &spawned {
+            self.note(format!("starting a thread for the {what}: {e}"));
+        }
+        spawned.is_ok()
+    }
+
+    /// A poll came back: uncertain submissions judged, then the batch states recorded.
+    fn on_polled(&mut self, polled: Polled) {
+        self.polling = false;
+        self.resolve_uncertain(polled.by_name);
+        let (states, reasons) = match polled.states {
+            Ok(v) => v,
+            Err(e) => {
+                self.note(format!("polling job states: {e}"));
+                return;
+            }
+        };
+        self.pending_reasons = reasons;
+        let changed = match self.ledger.update_states(&states, now()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.note(format!("polling job states: {e}"));
+                return;
+            }
+        };
         for id in changed {
             let Some(j) = self.ledger.job(&id) else {
                 continue;
@@ -498,7 +611,6 @@ impl Deployer<'_> {
                 self.explain_end(&id);
             }
         }
-        Ok(())
     }
 
     /// A job that ended before any of its workers connected, not by our scale-down or
@@ -540,67 +652,38 @@ impl Deployer<'_> {
     /// accepted late, the entry is closed as not submitted, and the scaler submits afresh.
     /// Where the system cannot cancel by name the entry stays, shown in `status`, until
     /// `down --force --forget-unconfirmed` after a look at the queue.
-    fn resolve_uncertain(&mut self) {
-        let settle = 2.0 * self.rec.config.command_timeout.max(1) as f64 + 5.0;
-        let t = now();
-        let stuck: Vec<(u64, String, f64)> = self
-            .ledger
-            .jobs()
-            .iter()
-            .filter(|j| j.state == LedgerState::Submitting)
-            .map(|j| (j.seq, j.name.clone(), j.recorded_at))
-            .collect();
-        for (seq, name, since) in stuck {
-            let script = self.dir.job_script(self.rec.config.system, &name);
-            match self.queue.cancel_by_name(&name, &script) {
-                Ok(true) if t - since >= settle => {
+    fn resolve_uncertain(&mut self, by_name: Vec<(u64, String, ByName)>) {
+        let settle = deployer::settle_time(self.rec.config.command_timeout);
+        let now_mono = Instant::now();
+        let uncertain = deployer::uncertain(self.ledger.jobs(), &self.in_flight);
+        let waited = self.uncertain_since.observe(&uncertain, now_mono);
+        for (seq, name, done) in by_name {
+            // Resolved meanwhile (only a poll resolves them, but stay safe).
+            let Some(waited) = waited.get(&seq) else {
+                continue;
+            };
+            match deployer::judge_uncertain(&done, *waited, settle) {
+                Uncertain::GiveUp => {
                     let why = "its submission was never confirmed; cancelled by name";
-                    if let Err(e) = self.ledger.submit_failed(seq, why, t) {
+                    if let Err(e) = self.ledger.submit_failed(seq, why, now()) {
                         self.note(format!("job {name}: {e}"));
                     }
                 }
-                Ok(true) => {}
-                Ok(false) => self.note(format!(
+                Uncertain::Wait => {}
+                Uncertain::AskUser => self.note(format!(
                     "job {name}: its submission was never confirmed and {} cannot cancel by name; \
                      look for it in the queue, cancel it by hand, then `rdask-jobqueue down --force \
                      --forget-unconfirmed --name {}`",
                     self.rec.system, self.dir.name
                 )),
-                Err(e) => self.note(format!("cancelling job {name} by name: {e}")),
+                Uncertain::Retry(e) => self.note(format!("cancelling job {name} by name: {e}")),
             }
         }
     }
 
-    /// The ledger's id of the job a worker reports: the same id, or the same number (PBS and
-    /// Moab ids carry server names that a job's environment may spell differently).
-    fn ledger_id(&self, reported: &str) -> Option<String> {
-        if self.ledger.job(reported).is_some() {
-            return Some(reported.to_string());
-        }
-        let number = self.queue.canonical_id(reported);
-        self.ledger
-            .jobs()
-            .iter()
-            .rev()
-            .filter_map(|j| j.job_id.as_deref())
-            .find(|id| self.queue.canonical_id(id) == number)
-            .map(str::to_string)
-    }
-
     /// The scheduler's workers grouped by the ledger's id of the job each one reports.
     fn workers_by_job(&self, status: &StatusReport) -> BTreeMap<String, Vec<WorkerObservation>> {
-        let mut by_job: BTreeMap<String, Vec<WorkerObservation>> = BTreeMap::new();
-        for w in &status.workers {
-            let Some(id) = w.job_id.as_deref().and_then(|id| self.ledger_id(id)) else {
-                continue;
-            };
-            by_job.entry(id).or_default().push(WorkerObservation {
-                name: w.name.clone(),
-                held_bytes: w.held_bytes,
-                retiring: w.state == "retiring",
-            });
-        }
-        by_job
+        deployer::workers_by_job(self.ledger.jobs(), &status.workers, self.queue.system())
     }
 
     /// What the scheduler's workers say about our jobs: each job's workers, and the ledger
@@ -611,14 +694,14 @@ impl Deployer<'_> {
         let by_job = self.workers_by_job(status);
         for id in by_job.keys() {
             let result = self.ledger.workers_seen(id, t).and_then(|_| {
-                let stale = self
-                    .ledger
-                    .job(id)
-                    .is_some_and(|j| matches!(j.state, LedgerState::Pending | LedgerState::Gone));
-                if stale {
-                    self.ledger.set_state(id, JobState::Running, t)?;
+                let Some(state) = self.ledger.job(id).map(|j| j.state) else {
+                    return Ok(());
+                };
+                let proven = deployer::state_with_workers(state, true);
+                match proven.batch_state() {
+                    Some(s) if proven != state => self.ledger.set_state(id, s, t).map(|_| ()),
+                    _ => Ok(()),
                 }
-                Ok(())
             });
             if let Err(e) = result {
                 self.note(format!("recording the workers of job {id}: {e}"));
@@ -632,9 +715,7 @@ impl Deployer<'_> {
             .last_poll
             .is_none_or(|t| t.elapsed().as_secs_f64() >= self.rec.poll_interval);
         if poll_due {
-            if let Err(e) = self.poll_states() {
-                self.note(format!("polling job states: {e}"));
-            }
+            self.start_poll();
         }
         let status = self.scheduler_status()?;
         let mut by_job = self.note_workers(&status);
@@ -728,10 +809,10 @@ impl Deployer<'_> {
         Ok(())
     }
 
-    /// `n` jobs: recorded (one ledger write), written, submitted side by side (a submit
-    /// command takes ~10 ms on an idle controller; `scale 100` should not queue them one by
-    /// one), each recorded again with its id or its failure. Failures count for the scaler's
-    /// back-off and show in `status`.
+    /// `n` jobs: recorded (one ledger write), written, and submitted off the loop
+    /// ([`submit_all`]); each is recorded again with its id or its failure when the commands
+    /// come back ([`Msg::Submitted`]). Failures count for the scaler's back-off and show in
+    /// `status`.
     fn submit(&mut self, n: usize) {
         let named = match self.ledger.begin_submits(n, now()) {
             Ok(v) => v,
@@ -758,37 +839,30 @@ impl Deployer<'_> {
                 (seq, name, written)
             })
             .collect();
-        let queue = &self.queue;
-        let mut outcomes: Vec<(u64, String, std::result::Result<String, SubmitFailure>)> =
-            Vec::with_capacity(scripts.len());
-        let mut scripts = scripts.into_iter().peekable();
-        while scripts.peek().is_some() {
-            let batch: Vec<_> = scripts.by_ref().take(PARALLEL_SUBMITS).collect();
-            outcomes.extend(std::thread::scope(|scope| {
-                let running: Vec<_> = batch
-                    .into_iter()
-                    .map(|(seq, name, written)| {
-                        let job = scope.spawn(move || match written {
-                            Ok(path) => queue.submit(&path),
-                            Err(e) => Err(SubmitFailure::Refused(e)),
-                        });
-                        (seq, name, job)
-                    })
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|(seq, name, job)| {
-                        let outcome = job.join().unwrap_or_else(|_| {
-                            Err(SubmitFailure::Uncertain(Error::runtime(
-                                "the submitting thread panicked",
-                            )))
-                        });
-                        (seq, name, outcome)
-                    })
-                    .collect::<Vec<_>>()
-            }));
+        let seqs: Vec<(u64, String)> = scripts.iter().map(|(s, n, _)| (*s, n.clone())).collect();
+        self.in_flight.extend(seqs.iter().map(|(seq, _)| *seq));
+        let queue = self.queue.clone();
+        let tx = self.tx.clone();
+        let started = self.background("submit", move || {
+            let _ = tx.send(Msg::Submitted(submit_all(&queue, scripts)));
+        });
+        if !started {
+            // No command ran: certainly not submitted.
+            let failed = seqs
+                .into_iter()
+                .map(|(seq, name)| {
+                    let why = Error::runtime("no thread could start to submit it");
+                    (seq, name, Err(SubmitFailure::Refused(why)))
+                })
+                .collect();
+            self.on_submitted(failed);
         }
+    }
+
+    /// Submit commands came back: each job recorded with its id or its failure.
+    fn on_submitted(&mut self, outcomes: Vec<SubmitOutcome>) {
         for (seq, name, outcome) in outcomes {
+            self.in_flight.remove(&seq);
             let ok = outcome.is_ok();
             self.submit_failures += u32::from(!ok);
             self.submit_successes += u32::from(ok);
@@ -801,8 +875,10 @@ impl Deployer<'_> {
                     self.note(format!("submitting {name}: {e}"));
                     self.ledger.submit_failed(seq, &e.to_string(), now())
                 }
-                // It may be queued: it stays `submitting` until resolved by name.
+                // It may be queued: it stays `submitting` until resolved by name, counting
+                // from now to settle.
                 Err(SubmitFailure::Uncertain(e)) => {
+                    self.uncertain_since.start(seq, Instant::now());
                     self.note(format!(
                         "submitting {name}: {e}; it may be queued anyway: it will be cancelled by name"
                     ));
@@ -813,29 +889,24 @@ impl Deployer<'_> {
                 self.note(format!("recording job {name}: {e}"));
             }
         }
+        // See the new jobs' states soon.
+        self.last_poll = None;
     }
 
     /// Retires the workers (their unique results move to survivors), then the job is
     /// cancelled when the retirement reports back.
     fn retire(&mut self, job_id: String, workers: Vec<String>) {
-        // Names need not be unique across jobs (`--name w` gives every job w-0, w-1): the job
-        // decides which workers these are.
         let ids: Vec<_> = self
             .last_status
             .as_ref()
             .map(|s| {
-                s.workers
-                    .iter()
-                    .filter(|w| {
-                        workers.contains(&w.name)
-                            && w.job_id
-                                .as_deref()
-                                .and_then(|id| self.ledger_id(id))
-                                .as_deref()
-                                == Some(job_id.as_str())
-                    })
-                    .map(|w| w.id)
-                    .collect()
+                deployer::workers_to_retire(
+                    self.ledger.jobs(),
+                    &s.workers,
+                    &job_id,
+                    &workers,
+                    self.queue.system(),
+                )
             })
             .unwrap_or_default();
         if ids.is_empty() {
@@ -855,28 +926,31 @@ impl Deployer<'_> {
         });
     }
 
-    /// Cancels every job we decided to end that is not seen finished yet: in one call, or
-    /// one by one when the call fails, so that one bad id cannot hold the others back.
+    /// Cancels every job we decided to end that is not seen finished yet, on a thread of its
+    /// own: in one call, or one by one when the call fails ([`deployer::cancel_with_fallback`]).
+    /// One round at a time; what is decided meanwhile goes in the next.
     fn flush_cancels(&mut self) {
-        self.to_cancel
-            .retain(|id| self.ledger.job(id).is_some_and(|j| !j.state.is_finished()));
-        if self.to_cancel.is_empty() {
+        let ids = deployer::still_to_cancel(self.ledger.jobs(), &self.to_cancel);
+        self.to_cancel = ids.iter().cloned().collect();
+        if ids.is_empty() || self.cancelling {
             return;
         }
-        let ids: Vec<String> = self.to_cancel.iter().cloned().collect();
-        let failed: Vec<String> = match self.queue.cancel(&ids) {
-            Ok(()) => Vec::new(),
-            Err(_) if ids.len() > 1 => ids
-                .iter()
-                .filter(|id| self.queue.cancel(std::slice::from_ref(*id)).is_err())
-                .cloned()
-                .collect(),
-            Err(e) => {
-                self.note(format!("cancelling {}: {e} (retrying)", ids[0]));
-                ids.clone()
-            }
-        };
-        let done: Vec<&String> = ids.iter().filter(|id| !failed.contains(id)).collect();
+        self.cancelling = true;
+        let queue = self.queue.clone();
+        let tx = self.tx.clone();
+        self.cancelling = self.background("cancel", move || {
+            let outcome = deployer::cancel_with_fallback(&ids, |batch| queue.cancel(batch));
+            let _ = tx.send(Msg::Cancelled { ids, outcome });
+        });
+    }
+
+    /// A round of cancels came back: the failed ones stay to be retried next turn.
+    fn on_cancelled(&mut self, ids: Vec<String>, outcome: CancelOutcome) {
+        self.cancelling = false;
+        let done: Vec<&String> = ids
+            .iter()
+            .filter(|id| !outcome.failed.contains(id))
+            .collect();
         if !done.is_empty() {
             tracing::info!(
                 "cancelled jobs {}",
@@ -887,10 +961,93 @@ impl Deployer<'_> {
             );
             self.last_poll = None;
         }
-        if !failed.is_empty() && ids.len() > 1 {
-            self.note(format!("cancelling {} failed (retrying)", failed.join(" ")));
+        for id in done {
+            self.to_cancel.remove(id);
         }
-        self.to_cancel = failed.into_iter().collect();
+        match outcome.error {
+            Some(e) => self.note(format!("cancelling {}: {e} (retrying)", ids[0])),
+            None if !outcome.failed.is_empty() => self.note(format!(
+                "cancelling {} failed (retrying)",
+                outcome.failed.join(" ")
+            )),
+            None => {}
+        }
+    }
+
+    /// Waits for the submit commands still running (each ends by its timeout at the latest)
+    /// and records their outcome: a job they queue must be in the ledger before the ledger
+    /// is cancelled and closed.
+    fn await_submissions(&mut self, rx: &mpsc::Receiver<Msg>) {
+        let timeout = Duration::from_secs(self.rec.config.command_timeout.max(1));
+        let deadline = Instant::now() + timeout + Duration::from_secs(5);
+        while !self.in_flight.is_empty() {
+            match self.recv_going_down(rx, Some(deadline)) {
+                Some(Msg::Submitted(outcomes)) => self.on_submitted(outcomes),
+                Some(_) => {}
+                // Still running past its own timeout: `down` cancels by name what it left.
+                None => break,
+            }
+        }
+    }
+
+    /// While the cluster goes down: answers `status` (other requests are told the cluster
+    /// is going down) and returns the next message of any other kind; None at `deadline`
+    /// or once every sender is gone.
+    fn recv_going_down(
+        &mut self,
+        rx: &mpsc::Receiver<Msg>,
+        deadline: Option<Instant>,
+    ) -> Option<Msg> {
+        loop {
+            let msg = match deadline {
+                Some(d) => rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                    .ok()?,
+                None => rx.recv().ok()?,
+            };
+            match msg {
+                Msg::Control(Request::Status, reply) => {
+                    let _ = reply.send(self.status());
+                }
+                Msg::Control(_, reply) => {
+                    let _ = reply.send(Reply::Error {
+                        message: "the cluster is going down".into(),
+                        invalid: false,
+                    });
+                }
+                other => return Some(other),
+            }
+        }
+    }
+
+    /// [`finish_jobs`] (cancels, then up to [`DOWN_WAIT`] of polls) on a thread of its own,
+    /// with a copy of the ledger that comes back when it is done: meanwhile `status` is
+    /// answered (with the jobs as they were when `down` began).
+    fn finish_off_loop(&mut self, rx: &mpsc::Receiver<Msg>) -> Result<String> {
+        let rec = self.rec.clone();
+        let mut ledger = self.ledger.clone();
+        let tx = self.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rdask-down".into())
+            .spawn(move || {
+                let result = finish_jobs(&rec, &mut ledger, false);
+                let _ = tx.send(Msg::Finished(Box::new((result, ledger))));
+            });
+        if spawned.is_err() {
+            return finish_jobs(&self.rec, &mut self.ledger, false);
+        }
+        loop {
+            match self.recv_going_down(rx, None) {
+                Some(Msg::Finished(done)) => {
+                    let (result, ledger) = *done;
+                    self.ledger = ledger;
+                    return result;
+                }
+                Some(_) => {}
+                // Cannot happen while we hold a sender; say so rather than hang.
+                None => return Err(Error::runtime("the shutdown thread was lost")),
+            }
+        }
     }
 
     fn status(&self) -> Reply {
@@ -971,15 +1128,54 @@ impl Deployer<'_> {
     /// `down`: workers first (closed by the scheduler, so they exit cleanly), then every
     /// unfinished job cancelled, then the ledger closed once the batch system shows them
     /// finished. If a cancel fails the ledger stays open for `down --force` to finish.
-    fn shutdown(&mut self) -> Result<String> {
+    fn shutdown(&mut self, rx: &mpsc::Receiver<Msg>) -> Result<String> {
         let _ = self.client.shutdown();
-        let result = finish_jobs(&self.rec, &mut self.ledger, false);
+        self.await_submissions(rx);
+        let result = self.finish_off_loop(rx);
         if result.is_ok() {
             self.rec.closed_at = Some(now());
             self.dir.write_record(&self.rec)?;
         }
         result
     }
+}
+
+/// Runs the submit commands of `scripts` (each `(seq, name, written script)`), side by side
+/// in groups of [`PARALLEL_SUBMITS`] (a submit command takes ~10 ms on an idle controller;
+/// `scale 100` should not queue them one by one). Called off the deployer's loop.
+fn submit_all(
+    queue: &JobQueue,
+    scripts: Vec<(u64, String, std::result::Result<PathBuf, Error>)>,
+) -> Vec<SubmitOutcome> {
+    let mut outcomes: Vec<SubmitOutcome> = Vec::with_capacity(scripts.len());
+    let mut scripts = scripts.into_iter().peekable();
+    while scripts.peek().is_some() {
+        let batch: Vec<_> = scripts.by_ref().take(PARALLEL_SUBMITS).collect();
+        outcomes.extend(std::thread::scope(|scope| {
+            let running: Vec<_> = batch
+                .into_iter()
+                .map(|(seq, name, written)| {
+                    let job = scope.spawn(move || match written {
+                        Ok(path) => queue.submit(&path),
+                        Err(e) => Err(SubmitFailure::Refused(e)),
+                    });
+                    (seq, name, job)
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|(seq, name, job)| {
+                    let outcome = job.join().unwrap_or_else(|_| {
+                        Err(SubmitFailure::Uncertain(Error::runtime(
+                            "the submitting thread panicked",
+                        )))
+                    });
+                    (seq, name, outcome)
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    outcomes
 }
 
 /// Cancels every unfinished job of the ledger (by id, and by name those still being

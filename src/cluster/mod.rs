@@ -18,6 +18,7 @@
 
 pub mod control;
 pub mod daemon;
+pub mod deployer;
 pub mod force_down;
 pub mod lifecycle;
 pub mod process;

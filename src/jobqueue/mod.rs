@@ -392,7 +392,8 @@ impl JobQueue {
         }
     }
 
-    fn system(&self) -> &'static dyn BatchSystem {
+    /// This queue's batch-system description (pure: formats, id forms, parsers).
+    pub fn system(&self) -> &'static dyn BatchSystem {
         system(self.kind)
     }
 
