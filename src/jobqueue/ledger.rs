@@ -9,9 +9,9 @@
 //! everything the cluster ever started even when the daemon is dead.
 //!
 //! This file owns the *changes*: what each step of a job's life does to the ledger and which
-//! steps are refused. The records themselves are in [`record`]; how they are kept on disk (an
+//! steps are refused. The records themselves are in `record.rs`; how they are kept on disk (an
 //! append-only log of JSON lines with an fsync per change, compacted atomically, tolerant of a
-//! torn last line) is in [`log`]. Each change is applied to a copy first and only adopted once
+//! torn last line) is in `log.rs`. Each change is applied to a copy first and only adopted once
 //! it is on disk: the ledger in memory never claims more than the file does. Times are plain
 //! seconds (the daemon passes Unix time); nothing here reads a clock, so the same numbers can
 //! be handed to the scaler.

@@ -2,7 +2,7 @@
 //! ([`LedgerState`]) and why it ended ([`EndReason`]), and the names jobs are submitted under.
 //!
 //! Why a file of its own: these are the *vocabulary* of the ledger, shared with the daemon,
-//! `status` and `down --force`; how they are kept on disk ([`super::log`]) and how they change
+//! `status` and `down --force`; how they are kept on disk (`super::log`) and how they change
 //! ([`super::Ledger`]) are separate concerns that can change without touching them.
 
 use serde::{Deserialize, Serialize};
