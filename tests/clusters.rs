@@ -57,6 +57,13 @@ struct Cluster {
     env: Vec<(String, String)>,
 }
 
+/// A ledger read as `down --force` reads it (the file is a log of JSON lines), as JSON:
+/// `closed` and every job record; empty when there is no file yet.
+fn read_ledger(path: &std::path::Path, cluster: &str) -> Value {
+    let l = rdask::jobqueue::ledger::Ledger::open(path, cluster).unwrap();
+    serde_json::json!({"jobs": l.jobs(), "closed": l.is_closed()})
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.cmd(&["down", "--force"]);
@@ -166,10 +173,7 @@ impl Cluster {
 
     /// The ledger as the daemon wrote it (empty before the first job).
     fn ledger(&self) -> Value {
-        match std::fs::read_to_string(self.dir().join("ledger.json")) {
-            Ok(text) => serde_json::from_str(&text).unwrap(),
-            Err(_) => serde_json::json!({"jobs": [], "closed": false}),
-        }
+        read_ledger(&self.dir().join("ledger.json"), &self.name)
     }
 
     fn record(&self) -> Value {
@@ -831,10 +835,7 @@ fn the_adaptive_batch_example_runs_on_slurm() {
         stderr(&check)
     );
     // Every worker job the daemon submitted from inside the job has ended.
-    let ledger: Value = serde_json::from_str(
-        &std::fs::read_to_string(home.join("clusters/adaptive/ledger.json")).unwrap(),
-    )
-    .unwrap();
+    let ledger = read_ledger(&home.join("clusters/adaptive/ledger.json"), "adaptive");
     assert_eq!(ledger["closed"], true);
     let ids: BTreeSet<String> = ledger["jobs"]
         .as_array()
