@@ -4,6 +4,8 @@
 # nothing). Prints each round and the medians with the new/old ratio.
 #
 #   bash bench/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]       # default 3 rounds
+# Each binary must be named rdask-jobqueue (workers are started as that program, found beside
+# it), so keep the two builds in two directories.
 #
 # Build the old one from a worktree of the old commit, e.g.
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && cargo build --release)
