@@ -497,7 +497,11 @@ fn wait_for_workers(dir: &ClusterDir, workers: usize, timeout: Duration) -> Resu
     let mut last_line = String::new();
     loop {
         let s = status_of(dir)?;
-        let connected = s.workers.iter().filter(|w| w.state != "retiring").count();
+        let connected = s
+            .workers
+            .iter()
+            .filter(|w| w.state != rdask::protocol::messages::WorkerState::Retiring)
+            .count();
         let msg = jobs_summary(&s);
         if connected < workers && s.failures.paused.is_some() {
             // Nothing more will be submitted: waiting out the timeout would only hide why.

@@ -55,7 +55,7 @@ pub struct WorkerView {
     pub nthreads: u32,
     pub memory: u64,
     pub memory_limit: u64,
-    pub state: String,
+    pub state: crate::protocol::messages::WorkerState,
     pub processing: u64,
     pub results: u64,
     pub held_bytes: u64,

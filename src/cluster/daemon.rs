@@ -1108,7 +1108,7 @@ impl Deployer<'_> {
                     nthreads: w.nthreads,
                     memory: w.memory,
                     memory_limit: w.memory_limit,
-                    state: w.state.clone(),
+                    state: w.state,
                     processing: w.processing,
                     results: w.results,
                     held_bytes: w.held_bytes,

@@ -18,7 +18,7 @@ use crate::ids::WorkerId;
 use crate::jobqueue::ledger::{JobRecord, LedgerState};
 use crate::jobqueue::scaler::{Target, Tick, WorkerObservation};
 use crate::jobqueue::BatchSystem;
-use crate::protocol::messages::WorkerStatusReport;
+use crate::protocol::messages::{WorkerState, WorkerStatusReport};
 
 // ---- The running rule -------------------------------------------------------------------
 
@@ -65,7 +65,7 @@ pub fn workers_by_job(
         by_job.entry(id).or_default().push(WorkerObservation {
             name: w.name.clone(),
             held_bytes: w.held_bytes,
-            retiring: w.state == "retiring",
+            retiring: w.state == WorkerState::Retiring,
         });
     }
     by_job
@@ -276,7 +276,7 @@ mod tests {
             nthreads: 1,
             memory_limit: 0,
             memory: 0,
-            state: "running".into(),
+            state: WorkerState::Running,
             processing: 0,
             results: 0,
             held_bytes: 0,

@@ -147,6 +147,29 @@ impl ClientToScheduler {
     }
 }
 
+/// What a worker is doing, as the scheduler reports it. An enum on the wire (not a word to
+/// compare): the deployer decides by it (a job whose workers all retire is ending).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Takes tasks.
+    Running,
+    /// Over its pause threshold: takes no new tasks until its memory falls.
+    Paused,
+    /// Handing its results over before it closes.
+    Retiring,
+}
+
+impl std::fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WorkerState::Running => "running",
+            WorkerState::Paused => "paused",
+            WorkerState::Retiring => "retiring",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerStatusReport {
     pub id: WorkerId,
@@ -157,7 +180,7 @@ pub struct WorkerStatusReport {
     pub nthreads: u32,
     pub memory_limit: u64,
     pub memory: u64,
-    pub state: String,
+    pub state: WorkerState,
     pub processing: u64,
     pub results: u64,
     pub held_bytes: u64,
@@ -285,7 +308,7 @@ mod tests {
                 nthreads: 1,
                 memory_limit: 1000,
                 memory: 10,
-                state: "running".into(),
+                state: WorkerState::Running,
                 processing: 1,
                 results: 2,
                 held_bytes: 3,
@@ -486,7 +509,7 @@ mod tests {
         ("s2c.graph_rejected", "0300000000030172"),
         ("s2c.who_has", "040000000004010200"),
         ("s2c.progress", "030000000005ac02"),
-        ("s2c.status", "300000000006097463703a2f2f683a310101017703683a3201680001e8070a0772756e6e696e670102030102030405060708090a01"),
+        ("s2c.status", "290000000006097463703a2f2f683a310101017703683a3201680001e8070a000102030102030405060708090a01"),
         ("s2c.worker_retired", "02000000000701"),
         ("s2c.shutting_down", "02000000000800"),
         ("peer.get", "040000000000020102"),

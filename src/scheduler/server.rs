@@ -1045,7 +1045,11 @@ impl Core {
                     nthreads: info.nthreads,
                     memory_limit: info.memory_limit,
                     memory,
-                    state: format!("{status:?}").to_lowercase(),
+                    state: match status {
+                        super::state::WorkerStatus::Running => WorkerState::Running,
+                        super::state::WorkerStatus::Paused => WorkerState::Paused,
+                        super::state::WorkerStatus::Retiring => WorkerState::Retiring,
+                    },
                     processing: processing as u64,
                     results: results as u64,
                     held_bytes,
