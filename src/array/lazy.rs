@@ -697,7 +697,7 @@ impl Array {
             if known == 0 || !size.is_multiple_of(known) {
                 return Err(format!(
                     "cannot reshape array of size {size} into shape {}",
-                    python_tuple_signed(shape)
+                    python_tuple(shape)
                 ));
             }
             let k = shape.iter().position(|&d| d == -1).expect("one -1");
@@ -705,7 +705,7 @@ impl Array {
         } else if known != size {
             return Err(format!(
                 "cannot reshape array of size {size} into shape {}",
-                python_tuple_signed(shape)
+                python_tuple(shape)
             ));
         }
         // Only length-1 axes differ: no data moves.
@@ -1267,23 +1267,8 @@ fn lcm(a: usize, b: usize) -> usize {
     a / gcd(a, b) * b
 }
 
-/// A shape as written, -1 included, as Python prints it.
-fn python_tuple_signed(shape: &[i64]) -> String {
-    match shape {
-        [n] => format!("({n},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// A shape as Python prints it: `()`, `(3,)`, `(3, 4)`.
-pub fn python_tuple(shape: &[usize]) -> String {
+/// A shape as Python prints it: `()`, `(3,)`, `(3, 4)` (also as written, -1 included).
+pub fn python_tuple<T: std::fmt::Display>(shape: &[T]) -> String {
     match shape {
         [n] => format!("({n},)"),
         _ => format!(
