@@ -123,9 +123,37 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Seconds since the Unix epoch on a clock that never jumps: the wall clock read once, at
+/// this process's first call, then advanced by the monotonic clock. The cluster daemon's
+/// timeouts (a job's startup, workers that never connect, back-off, pause) compare times
+/// from this clock with the times it recorded, so a step of the system clock (NTP, an
+/// administrator) can neither fire nor stall them; what it records and shows stays the wall
+/// clock's time unless that clock is stepped while the daemon runs.
+pub fn steady_unix_now() -> f64 {
+    static ANCHOR: std::sync::OnceLock<(f64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = ANCHOR.get_or_init(|| (unix_now(), std::time::Instant::now()));
+    wall + at.elapsed().as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_steady_clock_starts_at_the_wall_clock_and_never_goes_back() {
+        let first = steady_unix_now();
+        assert!(
+            (first - unix_now()).abs() < 1.0,
+            "{first} vs {}",
+            unix_now()
+        );
+        let mut last = first;
+        for _ in 0..1000 {
+            let t = steady_unix_now();
+            assert!(t >= last);
+            last = t;
+        }
+    }
 
     #[test]
     fn reads_this_process() {

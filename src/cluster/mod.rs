@@ -81,8 +81,9 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// Seconds since the Unix epoch: the clock of the ledger and the scaler.
-pub use crate::sys::unix_now as now;
+/// Seconds since the Unix epoch on a clock that never jumps (see [`crate::sys::steady_unix_now`]):
+/// the clock of the ledger and the scaler, so their timeouts are monotonic within a daemon.
+pub use crate::sys::steady_unix_now as now;
 
 /// What `cluster.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
