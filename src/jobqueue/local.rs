@@ -203,14 +203,29 @@ pub fn classify(pid: &str, stat: Option<&str>, environ: Option<&[u8]>) -> Proces
     }
 }
 
+/// How long a process may take between being started by the launcher and carrying its mark.
+const MARK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The ids among `ids` that are live local jobs; an error names any live process that is not
 /// one (someone else's, or not started by our launcher), and then nothing is cancelled.
 pub fn live_jobs(ids: &[String]) -> crate::error::Result<Vec<String>> {
     let mut live = Vec::new();
-    for id in ids {
+    let look = |id: &str| {
         let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).ok();
         let environ = std::fs::read(format!("/proc/{id}/environ")).ok();
-        match classify(id, stat.as_deref(), environ.as_deref()) {
+        classify(id, stat.as_deref(), environ.as_deref())
+    };
+    for id in ids {
+        let mut verdict = look(id);
+        // A job the launcher has only just started carries its mark once its shell execs the
+        // job script, moments after its pid was printed (/proc shows the environment of the
+        // last exec): look again for a while before calling it someone else's.
+        let deadline = std::time::Instant::now() + MARK_WAIT;
+        while verdict == Process::Foreign && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            verdict = look(id);
+        }
+        match verdict {
             Process::Gone => {}
             Process::OurJob => live.push(id.clone()),
             Process::Foreign => {
@@ -296,6 +311,24 @@ mod tests {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the process was signalled"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// `down` right after a scale-up: the job's pid is printed before its shell execs the job
+    /// script, and only then does /proc show its mark. Such a job is ours, not a stranger.
+    #[test]
+    fn a_job_still_getting_its_mark_is_ours() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.3; exec env RDASK_LOCAL_JOB_ID=$$ sleep 300"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        assert_eq!(
+            live_jobs(std::slice::from_ref(&pid)).unwrap(),
+            [pid.clone()]
         );
         child.kill().unwrap();
         child.wait().unwrap();
