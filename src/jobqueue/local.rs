@@ -326,10 +326,8 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id().to_string();
-        assert_eq!(
-            live_jobs(std::slice::from_ref(&pid)).unwrap(),
-            [pid.clone()]
-        );
+        let ids = [pid];
+        assert_eq!(live_jobs(&ids).unwrap(), ids);
         child.kill().unwrap();
         child.wait().unwrap();
     }
