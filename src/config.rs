@@ -17,6 +17,9 @@ use toml::Value;
 use crate::error::{Error, Result};
 use crate::units::{self, ByteSize, LsfUnit, Walltime};
 
+/// `config import`: dask-jobqueue's jobqueue.yaml into this file format.
+pub mod import;
+
 /// The accepted range of every number a user gives: job options here (checked where a value
 /// enters, whatever its source), and the same constants for `worker` and `mpi` flags. Values
 /// outside are typos or overflows, and refusing them keeps the arithmetic on them (per-process
@@ -729,13 +732,18 @@ fn find_config_file(explicit: Option<&Path>, env: &Env) -> Result<Option<PathBuf
             return Ok(Some(PathBuf::from(p)));
         }
     }
+    Ok(default_config_path(env).filter(|p| p.is_file()))
+}
+
+/// The user file's default place, `$XDG_CONFIG_HOME/rdask/jobqueue.toml` or
+/// `~/.config/rdask/jobqueue.toml`, whether it exists or not (`config import` writes there).
+pub fn default_config_path(env: &Env) -> Option<PathBuf> {
     let base = match (env.get("XDG_CONFIG_HOME"), env.get("HOME")) {
         (Some(x), _) if !x.is_empty() => PathBuf::from(x),
         (_, Some(h)) => Path::new(h).join(".config"),
-        _ => return Ok(None),
+        _ => return None,
     };
-    let p = base.join("rdask").join("jobqueue.toml");
-    Ok(p.is_file().then_some(p))
+    Some(base.join("rdask").join("jobqueue.toml"))
 }
 
 /// The process environment, captured so that loading is a pure function in tests.

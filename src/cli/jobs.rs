@@ -68,6 +68,28 @@ pub struct JobScriptArgs {
 pub enum ConfigCommand {
     /// Print the merged configuration as TOML, each value commented with its source
     Show(Box<JobArgs>),
+    /// Turn dask-jobqueue's jobqueue.yaml into this tool's configuration file
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    rdask-jobqueue config import ~/.config/dask/jobqueue.yaml\n  \
+    rdask-jobqueue config import jobqueue.yaml --output site.toml && rdask-jobqueue job-script --config site.toml\n  \
+    rdask-jobqueue config import jobqueue.yaml --output -      # print it instead\n\n\
+    Each jobqueue.<system> section becomes a [<system>] table; every key that could not be\n\
+    mapped is named on stderr with the reason. See docs/configuration.md#migrating-from-dask-jobqueue.")]
+pub struct ImportArgs {
+    /// dask-jobqueue's YAML configuration (jobqueue: slurm: ... sections)
+    #[arg(value_name = "YAML")]
+    pub file: PathBuf,
+    /// Where to write the TOML, `-` for stdout [default: $XDG_CONFIG_HOME/rdask/jobqueue.toml,
+    /// else ~/.config/rdask/jobqueue.toml]
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Replace the output file if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,8 +148,82 @@ pub fn job_script(a: JobScriptArgs) -> Result<i32> {
 }
 
 pub fn config(c: ConfigCommand) -> Result<i32> {
-    let ConfigCommand::Show(job) = c;
-    print!("{}", job.load()?.show());
+    match c {
+        ConfigCommand::Show(job) => {
+            print!("{}", job.load()?.show());
+            Ok(0)
+        }
+        ConfigCommand::Import(a) => config_import(a),
+    }
+}
+
+/// `config import`: read, map, check that the result loads for every system it has, and
+/// only then write it (atomically; an existing file only with --force).
+fn config_import(a: ImportArgs) -> Result<i32> {
+    use rdask::config::{self, import};
+    let text = config::read_small_file(
+        &a.file,
+        "dask-jobqueue configuration",
+        config::limits::MAX_CONFIG_FILE_BYTES,
+    )?;
+    let imported = import::import(&text, &a.file.display().to_string())?;
+    import::check_loads(&imported.toml, &imported.systems)?;
+    let output = match &a.output {
+        Some(p) => Some(p.clone()),
+        None => Some(
+            config::default_config_path(&config::Env::from_process()).ok_or_else(|| {
+                Error::invalid(
+                    "no default place for the configuration file (neither XDG_CONFIG_HOME nor \
+                     HOME is set): give --output FILE",
+                )
+            })?,
+        ),
+    }
+    .filter(|p| p.as_os_str() != "-");
+    let tables = imported
+        .systems
+        .iter()
+        .map(|s| format!("[{s}]"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match &output {
+        None => print!("{}", imported.toml),
+        Some(path) => {
+            if path.exists() && !a.force {
+                return Err(Error::invalid(format!(
+                    "{} exists already: give --force to replace it, or --output OTHER_FILE \
+                     (nothing was written)",
+                    path.display()
+                )));
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(Error::io(format!("creating {}", dir.display())))?;
+            }
+            rdask::files::write_atomic(path, imported.toml.as_bytes(), 0o644)?;
+            eprintln!(
+                "wrote {} with {tables} from {}",
+                path.display(),
+                a.file.display()
+            );
+        }
+    }
+    if !imported.notes.is_empty() {
+        eprintln!("not imported as is ({}):", imported.notes.len());
+        for n in &imported.notes {
+            eprintln!("  {}: {}", n.key, n.why);
+        }
+    }
+    if let Some(path) = &output {
+        let system = match imported.systems.as_slice() {
+            [_] => String::new(),
+            _ => " --system SYSTEM".into(),
+        };
+        eprintln!(
+            "check it: rdask-jobqueue job-script --config {}{system}",
+            path.display()
+        );
+    }
     Ok(0)
 }
 
