@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use toml::Value;
 
 use crate::error::{Error, Result};
-use crate::units::{self, ByteSize, LsfUnit, Walltime};
+use crate::units::{self, ByteSize, LsfUnit, SizeAsWritten, Walltime};
 
 /// `config import`: dask-jobqueue's jobqueue.yaml into this file format.
 pub mod import;
@@ -148,7 +148,7 @@ pub struct JobConfig {
     pub account: Option<String>,
     pub walltime: Walltime,
     pub job_cpu: Option<u32>,
-    pub job_mem: Option<ByteSize>,
+    pub job_mem: Option<SizeAsWritten>,
     pub resource_spec: Option<String>,
     pub job_extra_directive: Vec<String>,
     pub job_directives_skip: Vec<String>,
@@ -227,6 +227,13 @@ impl JobConfig {
         (self.cores / self.processes.max(1)).max(1)
     }
 
+    /// The memory a job asks for in bytes: `job_mem` when given, else `memory`. For systems
+    /// that want a bare number; the others take `job_mem` as written
+    /// ([`crate::jobqueue::BatchSystem::memory_request`]).
+    pub fn requested_memory(&self) -> ByteSize {
+        self.job_mem.as_ref().map_or(self.memory, |m| m.bytes)
+    }
+
     /// The memory limit of each worker process of a worker job (see [`worker_memory_limit`]).
     pub fn memory_per_process(&self) -> ByteSize {
         worker_memory_limit(self.memory, self.processes)
@@ -282,6 +289,8 @@ pub enum Kind {
     /// Seconds: a number, or a duration such as "90s".
     Seconds,
     Size,
+    /// A size kept as written (a request passed to the batch system), checked as a size.
+    SizeAsWritten,
     Walltime,
     System,
     LsfUnit,
@@ -314,7 +323,7 @@ keys! {
     "account": Text => "account or project to charge (-A, -P or --project)",
     "walltime": Walltime => "wall-clock limit of each job",
     "job_cpu": Count => "cores to request when it differs from cores",
-    "job_mem": Size => "memory to request when it differs from memory",
+    "job_mem": SizeAsWritten => "memory to request when it differs from memory (passed as written: 100G)",
     "resource_spec": Text => "raw resource request (PBS -l, SGE -l, OAR -l)",
     "job_extra_directive": Lines => "extra header directives, never skipped",
     "job_directives_skip": Lines => "drop generated directives containing these strings",
@@ -426,7 +435,7 @@ fn check_range(spec: &KeySpec, n: u64) -> std::result::Result<(), String> {
         return Ok(());
     }
     let show = |v: u64| match spec.kind {
-        Kind::Size => ByteSize(v).human(),
+        Kind::Size | Kind::SizeAsWritten => ByteSize(v).human(),
         Kind::Seconds => format!("{v} s"),
         _ => v.to_string(),
     };
@@ -535,6 +544,13 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
             };
             check_range(spec, size.0)?;
             Ok(Value::String(size.exact()))
+        }
+        Kind::SizeAsWritten => {
+            let t = text(&value)?;
+            let size: SizeAsWritten = t.parse().map_err(|e: units::UnitError| e.0)?;
+            check_one_line(&size.text, false)?;
+            check_range(spec, size.bytes.0)?;
+            Ok(Value::String(size.text))
         }
         Kind::Walltime => {
             // Checked here, but kept as written: "00:30" means HH:MM to LSF (see `load`).
@@ -1287,7 +1303,7 @@ mod tests {
                 Kind::Text if spec.name == "shebang" => Value::String("#!/bin/sh".into()),
                 Kind::Text | Kind::Path => Value::String("x".into()),
                 Kind::Count | Kind::Seconds => Value::Integer(2),
-                Kind::Size => Value::String("1GiB".into()),
+                Kind::Size | Kind::SizeAsWritten => Value::String("1GiB".into()),
                 Kind::Walltime => Value::String("01:00:00".into()),
                 Kind::System => Value::String("slurm".into()),
                 Kind::LsfUnit => Value::String("MB".into()),

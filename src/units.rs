@@ -201,6 +201,56 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A size as the user wrote it ("100G", "120GB"), with its bytes. Explicit per-job requests
+/// (`job_mem`) reach the batch system as written where its directive reads that spelling,
+/// as dask-jobqueue passes them: reformatting "100G" from its decimal bytes gave SLURM
+/// `--mem=94G`. The bytes are for checks and for systems that want a bare number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SizeAsWritten {
+    /// The text, trimmed.
+    pub text: String,
+    pub bytes: ByteSize,
+}
+
+impl FromStr for SizeAsWritten {
+    type Err = UnitError;
+
+    fn from_str(text: &str) -> Result<Self, UnitError> {
+        Ok(SizeAsWritten {
+            text: text.trim().to_string(),
+            bytes: text.parse()?,
+        })
+    }
+}
+
+impl fmt::Display for SizeAsWritten {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for SizeAsWritten {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for SizeAsWritten {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Int(n) => n.to_string(),
+            Raw::Text(t) => t,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The unit LSF reads `-M` in (`LSF_UNIT_FOR_LIMITS` in lsf.conf; KB when unset).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LsfUnit {

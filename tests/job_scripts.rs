@@ -945,3 +945,107 @@ fn up_refuses_bad_worker_options_before_creating_anything() {
         );
     }
 }
+
+/// Explicit per-job requests reach the batch system as the user wrote them, where its
+/// directive reads that spelling (dask-jobqueue passes `job_mem` verbatim): `--job-mem 100G`
+/// is `--mem=100G`, not `94G` from its decimal bytes. Only a spelling the system cannot read
+/// is converted, as `memory` always is. `job_cpu` and `resource_spec` are never rewritten.
+#[test]
+fn explicit_requests_pass_through_as_written_on_every_system() {
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "slurm",
+            &["--job-mem", "100G", "--job-cpu", "6"],
+            &["#SBATCH --mem=100G", "#SBATCH --cpus-per-task=6"],
+        ),
+        ("slurm", &["--job-mem", "120GB"], &["#SBATCH --mem=120GB"]),
+        ("slurm", &["--job-mem", "512m"], &["#SBATCH --mem=512m"]),
+        // sbatch refuses `20GiB`: converted with SLURM's rounding.
+        ("slurm", &["--job-mem", "20GiB"], &["#SBATCH --mem=20G"]),
+        (
+            "pbs",
+            &["--job-mem", "100gb", "--job-cpu", "6"],
+            &["#PBS -l select=1:ncpus=6:mem=100gb"],
+        ),
+        (
+            "pbs",
+            &["--job-mem", "20GiB"],
+            &["#PBS -l select=1:ncpus=1:mem=20GB"],
+        ),
+        (
+            "pbs",
+            &["--resource-spec", "select=1:ncpus=4:mem=16gb:model=skl"],
+            &["#PBS -l select=1:ncpus=4:mem=16gb:model=skl"],
+        ),
+        (
+            "moab",
+            &["--job-mem", "64GB", "--job-cpu", "3"],
+            &["#PBS -l select=1:ncpus=3:mem=64GB"],
+        ),
+        (
+            "sge",
+            &["--resource-spec", "h_vmem=12G,mem_req=12G"],
+            &["#$ -l h_vmem=12G,mem_req=12G"],
+        ),
+        // LSF's -M is a bare number in LSF_UNIT_FOR_LIMITS: converted, as dask-jobqueue
+        // converts its `mem`.
+        (
+            "lsf",
+            &["--job-mem", "8GB", "--lsf-units", "MB", "--job-cpu", "6"],
+            &["#BSUB -M 8000", "#BSUB -n 6"],
+        ),
+        (
+            "oar",
+            &["--resource-spec", "/nodes=2/core=4"],
+            &["#OAR -l /nodes=2/core=4,walltime=00:30:00"],
+        ),
+        (
+            "oar",
+            &[
+                "--job-cpu",
+                "4",
+                "--job-mem",
+                "8GiB",
+                "--memory-per-core-property-name",
+                "memcore",
+            ],
+            &[
+                "#OAR -l /nodes=1/core=4,walltime=00:30:00",
+                "#OAR -p memcore>=2048",
+            ],
+        ),
+        (
+            "htcondor",
+            &["--job-mem", "8GiB", "--job-cpu", "6"],
+            &["RequestMemory = 8192", "RequestCpus = 6"],
+        ),
+        (
+            "local",
+            &["--job-mem", "100G", "--job-cpu", "3"],
+            &["#LOCAL name=rdask-worker cores=3 memory=100G walltime=00:30:00"],
+        ),
+    ];
+    for (system, args, want) in cases {
+        let out = run(bin()
+            .arg("job-script")
+            .args(["--system", system])
+            .args(*args)
+            .args(FIXED));
+        assert!(out.status.success(), "{system} {args:?}: {}", stderr(&out));
+        let script = stdout(&out);
+        for line in *want {
+            assert!(
+                script.lines().any(|l| l == *line),
+                "{system} {args:?}: no line `{line}` in\n{script}"
+            );
+        }
+    }
+    // The merged configuration keeps the text as written too.
+    let out = run(bin().args(["config", "show", "--job-mem", "100G"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("job_mem = \"100G\""),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -9,7 +9,7 @@ use toml::Value;
 
 use rdask::config::{self, Env, Layer, Loaded, SystemKind};
 use rdask::error::Result;
-use rdask::units::{ByteSize, LsfUnit};
+use rdask::units::{ByteSize, LsfUnit, SizeAsWritten};
 
 /// Checks a walltime but keeps its text: its meaning can depend on the system (LSF's HH:MM).
 fn walltime_text(s: &str) -> std::result::Result<String, String> {
@@ -46,9 +46,10 @@ pub struct JobArgs {
     /// Cores to request, when it differs from --cores
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub job_cpu: Option<u32>,
-    /// Memory to request, when it differs from --memory
+    /// Memory to request, when it differs from --memory: passed as written where the system
+    /// reads that spelling (SLURM 100G or 120GB, PBS 100gb), else converted like --memory
     #[arg(long, value_name = "SIZE")]
-    pub job_mem: Option<ByteSize>,
+    pub job_mem: Option<SizeAsWritten>,
     /// Raw resource request (PBS -l, SGE -l, OAR -l), replacing the generated one
     #[arg(long, value_name = "SPEC")]
     pub resource_spec: Option<String>,
@@ -139,7 +140,7 @@ impl JobArgs {
         put("account", self.account.as_deref().map(text));
         put("walltime", self.walltime.as_deref().map(text));
         put("job_cpu", self.job_cpu.map(|n| Value::Integer(n.into())));
-        put("job_mem", self.job_mem.map(|m| text(&m.exact())));
+        put("job_mem", self.job_mem.as_ref().map(|m| text(&m.text)));
         put("resource_spec", self.resource_spec.as_deref().map(text));
         for (name, v) in [
             ("job_extra_directive", &self.job_extra_directive),

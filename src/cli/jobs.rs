@@ -47,11 +47,20 @@ impl TargetArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    rdask-jobqueue job-script --system slurm --cores 8 --processes 4 --memory 28GB --walltime 00:02:00\n  \
+    rdask-jobqueue job-script --name big --system slurm --queue debug   # what `up --name big ...` submits first\n  \
+    rdask-jobqueue job-script --name big      # cluster `big` runs: its next job, as its daemon writes it")]
 pub struct JobScriptArgs {
     #[command(flatten)]
     pub job: JobArgs,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Print the script cluster NAME submits: when it runs, its next job exactly as its
+    /// daemon writes it (its configuration, address, job name, logs); else the first job
+    /// `up --name NAME` with these options would submit
+    #[arg(long, value_name = "NAME", conflicts_with = "mpi")]
+    pub name: Option<String>,
     /// Print a script that runs the MPI-style runner in one allocation instead (cores and
     /// memory are then per rank; see docs/mpi.md)
     #[arg(long, requires = "ranks")]
@@ -142,9 +151,63 @@ pub fn job_script(a: JobScriptArgs) -> Result<i32> {
             "--ranks and a driver command go with --mpi",
         ));
     }
+    if let Some(name) = &a.name {
+        print!("{}", cluster_job_script(&a, name)?);
+        return Ok(0);
+    }
     let text = script::render(&cfg, &a.target.target()?, &own_binary()?)?;
     print!("{text}");
     Ok(0)
+}
+
+/// `job-script --name NAME`: the script the cluster's daemon writes for its next job when it
+/// runs (from its record and ledger: the options given here cannot change it), else the
+/// first one `up --name NAME` with these options would write. The scheduler's address is
+/// chosen when `up` starts the daemon, so before that it is `--scheduler` or a placeholder.
+fn cluster_job_script(a: &JobScriptArgs, name: &str) -> Result<String> {
+    use rdask::cluster::{lifecycle, ClusterDir};
+    let dir = ClusterDir::new(name)?;
+    let running = dir
+        .read_record()?
+        .filter(|rec| rec.closed_at.is_none() && dir.live_daemon().is_some());
+    if let Some(rec) = running {
+        let given = a.job.config.is_some()
+            || !a.job.layer().values.is_empty()
+            || a.target.scheduler.is_some()
+            || a.target.secret_file.is_some();
+        if given {
+            return Err(Error::invalid(format!(
+                "cluster `{name}` is running with the options it was started with; drop the \
+                 job options to see its next job's script (or `down` it and `up` again with \
+                 them)"
+            )));
+        }
+        let seq = lifecycle::next_job_seq(&dir)?;
+        let address = rec.address.clone().unwrap_or_default();
+        return lifecycle::job_script(&rec.config, &address, &dir, seq, &own_binary()?);
+    }
+    let cfg = lifecycle::with_log_directory(a.job.load()?.config, &dir);
+    let address = match &a.target.scheduler {
+        Some(address) => {
+            rdask::worker::command_line::check_scheduler_address(address, "--scheduler")?;
+            address.clone()
+        }
+        None => {
+            eprintln!(
+                "note: cluster `{name}` is not running; its scheduler's address is chosen when \
+                 `up` starts it, so the script shows tcp://SCHEDULER:8786 (run this again once \
+                 it is up for the real one)"
+            );
+            "tcp://SCHEDULER:8786".into()
+        }
+    };
+    if a.target.secret_file.is_some() {
+        return Err(Error::invalid(
+            "--secret-file with --name: a cluster's jobs read its own secret \
+             ($RDASK_HOME/clusters/NAME/secret)",
+        ));
+    }
+    lifecycle::job_script(&cfg, &address, &dir, 0, &own_binary()?)
 }
 
 pub fn config(c: ConfigCommand) -> Result<i32> {

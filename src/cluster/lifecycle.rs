@@ -29,6 +29,34 @@ pub fn with_log_directory(mut cfg: JobConfig, dir: &ClusterDir) -> JobConfig {
     cfg
 }
 
+/// The script of cluster job number `seq`, as the daemon writes it to
+/// `jobs/rdask-NAME-SEQ-job.sh` and submits it: the cluster's configuration `cfg` (with its
+/// log directory, [`with_log_directory`]) under that job's name (`rdask-NAME-SEQ`: `up`
+/// names every job so, to find one whose submission was never confirmed), workers
+/// connecting to `address` with the cluster's secret. `job-script --name` prints it.
+pub fn job_script(
+    cfg: &JobConfig,
+    address: &str,
+    dir: &ClusterDir,
+    seq: u64,
+    own_binary: &Path,
+) -> Result<String> {
+    let mut cfg = cfg.clone();
+    cfg.job_name = crate::jobqueue::ledger::job_name(&dir.name, seq);
+    let target = script::Target {
+        scheduler_address: address.to_string(),
+        secret_file: Some(dir.secret_path()),
+    };
+    script::render(&cfg, &target, own_binary)
+}
+
+/// The sequence number the cluster's next job gets: one past the highest its ledger holds
+/// (0 for a cluster that never submitted one, as a fresh `up` starts).
+pub fn next_job_seq(dir: &ClusterDir) -> Result<u64> {
+    let ledger = Ledger::open(&dir.ledger_path(), &dir.name)?;
+    Ok(ledger.jobs().iter().map(|j| j.seq + 1).max().unwrap_or(0))
+}
+
 /// The worker's own command line, to check the arguments a job script gives it.
 #[derive(clap::Parser, Debug)]
 #[command(name = "worker")]

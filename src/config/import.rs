@@ -57,12 +57,16 @@ const RENAMED: &[(&str, &str)] = &[
     ("header-skip", "job-directives-skip"),
 ];
 
+/// dask-jobqueue's job name when its configuration gives none (its jobqueue.yaml).
+const DASK_JOB_NAME: &str = "dask-worker";
+
 /// dask-jobqueue's names that differ from ours.
 const NAMES: &[(&str, &str)] = &[
     ("name", "job_name"),
     ("project", "account"),
     ("job-extra-directives", "job_extra_directive"),
     ("job-script-prologue", "prologue"),
+    ("job-script-epilogue", "epilogue"),
     ("ncpus", "job_cpu"),
     ("mem", "job_mem"),
 ];
@@ -383,6 +387,7 @@ fn map_section(system: SystemKind, s: &Section, notes: &mut Vec<Note>) -> Vec<Ma
             }
             "job-extra-directives"
             | "job-script-prologue"
+            | "job-script-epilogue"
             | "job-directives-skip"
             | "submit-command-extra"
             | "cancel-command-extra" => {
@@ -459,6 +464,15 @@ fn map_section(system: SystemKind, s: &Section, notes: &mut Vec<Note>) -> Vec<Ma
         };
         put(&mut out, notes, name, spec.name, v);
     }
+    // dask-jobqueue's shipped defaults fill what a section leaves out; the only one that
+    // differs from ours is the job name, which users see in their queue.
+    if s.get("name").is_none() {
+        out.push(Mapped {
+            key: "job_name",
+            value: Value::String(DASK_JOB_NAME.into()),
+            from: "dask-jobqueue's default name".into(),
+        });
+    }
     // dask-jobqueue splits the cores into several processes when `processes` is unset.
     if s.get("processes").is_none() {
         note(
@@ -483,6 +497,10 @@ fn map_section(system: SystemKind, s: &Section, notes: &mut Vec<Note>) -> Vec<Ma
     out
 }
 
+/// Puts a value under our key (the YAML key's name, ours, the value), or a note if the
+/// value is refused: `map_section`'s `put`.
+type Put<'a> = dyn Fn(&mut Vec<Mapped>, &mut Vec<Note>, &str, &str, Value) + 'a;
+
 /// Splits dask-worker's extra arguments: `--lifetime` and `--lifetime-stagger` become our
 /// lifetime options, the ones our worker has stay, the others are notes.
 #[allow(clippy::too_many_arguments)]
@@ -493,7 +511,7 @@ fn worker_args(
     args: &[String],
     out: &mut Vec<Mapped>,
     notes: &mut Vec<Note>,
-    put: &dyn Fn(&mut Vec<Mapped>, &mut Vec<Note>, &str, &str, Value),
+    put: &Put,
 ) {
     let path = format!("{}.{name}", s.path);
     let mut kept: Vec<String> = Vec::new();

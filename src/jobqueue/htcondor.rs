@@ -44,10 +44,7 @@ impl BatchSystem for Htcondor {
             format!("JobBatchName = \"{}\"", cfg.job_name),
             "MY.JobId = \"$(ClusterId).$(ProcId)\"".into(),
             format!("RequestCpus = {}", cfg.job_cpu.unwrap_or(cfg.cores)),
-            format!(
-                "RequestMemory = {}",
-                self.format_memory(cfg.job_mem.unwrap_or(cfg.memory), site)
-            ),
+            format!("RequestMemory = {}", self.memory_request(cfg, site)),
         ];
         if let Some(disk) = cfg.disk {
             h.push(format!("RequestDisk = {}", disk.htcondor_kib()));

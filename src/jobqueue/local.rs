@@ -64,7 +64,9 @@ impl BatchSystem for Local {
             "#LOCAL name={} cores={} memory={} walltime={}",
             cfg.job_name,
             cfg.job_cpu.unwrap_or(cfg.cores),
-            cfg.job_mem.unwrap_or(cfg.memory).exact(),
+            cfg.job_mem
+                .as_ref()
+                .map_or_else(|| cfg.memory.exact(), |m| m.text.clone()),
             cfg.walltime.hhmmss()
         )]
     }

@@ -101,10 +101,7 @@ impl BatchSystem for Lsf {
         if ncpus > 1 {
             h.push("#BSUB -R \"span[hosts=1]\"".into());
         }
-        h.push(format!(
-            "#BSUB -M {}",
-            self.format_memory(cfg.job_mem.unwrap_or(cfg.memory), site)
-        ));
+        h.push(format!("#BSUB -M {}", self.memory_request(cfg, site)));
         h.push(format!("#BSUB -W {}", self.format_walltime(cfg.walltime)));
         h
     }

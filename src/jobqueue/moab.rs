@@ -26,6 +26,10 @@ impl BatchSystem for Moab {
         super::pbs::pbs_memory(memory)
     }
 
+    fn memory_request(&self, cfg: &JobConfig, _site: &Site) -> String {
+        super::pbs::pbs_memory_request(cfg)
+    }
+
     /// Moab over Torque reads `#PBS` directives: PBS's header.
     fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {
         super::pbs::pbs_header(cfg)

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{JobConfig, SystemKind};
 use crate::error::{CommandFailure, CommandStatus, Error, Result};
-use crate::units::{ByteSize, LsfUnit, Walltime};
+use crate::units::{ByteSize, LsfUnit, SizeAsWritten, Walltime};
 
 /// A batch job's state, the same for every system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,6 +152,23 @@ pub trait BatchSystem: Sync {
     /// `memory_request`, and the header's). Exact bytes where the system has no unit of its own.
     fn format_memory(&self, memory: ByteSize, _site: &Site) -> String {
         memory.exact()
+    }
+
+    /// An explicit memory request (`job_mem`) as the directive gets it: as the user wrote it
+    /// where this system reads that spelling (SLURM `100G`, PBS `100gb`), as dask-jobqueue
+    /// passes it; else converted from its bytes like `memory` (LSF's bare number in
+    /// `LSF_UNIT_FOR_LIMITS`, as dask-jobqueue converts its `mem`; HTCondor's MiB).
+    fn format_job_mem(&self, request: &SizeAsWritten, site: &Site) -> String {
+        self.format_memory(request.bytes, site)
+    }
+
+    /// The memory a job asks for, as its directive spells it (the template's
+    /// `memory_request`): `job_mem` ([`BatchSystem::format_job_mem`]), else `memory`.
+    fn memory_request(&self, cfg: &JobConfig, site: &Site) -> String {
+        match &cfg.job_mem {
+            Some(request) => self.format_job_mem(request, site),
+            None => self.format_memory(cfg.memory, site),
+        }
     }
 
     /// A walltime as this system's directives spell it (the template's `walltime`).

@@ -46,7 +46,7 @@ impl BatchSystem for Oar {
         }
         // The memory property's name is site-specific, so it is only asked for when named.
         if let Some(property) = &cfg.memory_per_core_property_name {
-            let memory = cfg.job_mem.unwrap_or(cfg.memory);
+            let memory = cfg.requested_memory();
             let mib = memory.oar_mib_per_core(cfg.job_cpu.unwrap_or(cfg.cores));
             h.push(format!("#OAR -p {property}>={mib}"));
         }

@@ -26,7 +26,7 @@ pub fn pbs_header(cfg: &JobConfig) -> Vec<String> {
         None => format!(
             "select=1:ncpus={}:mem={}",
             cfg.job_cpu.unwrap_or(cfg.cores),
-            pbs_memory(cfg.job_mem.unwrap_or(cfg.memory))
+            pbs_memory_request(cfg)
         ),
     };
     h.push(format!("#PBS -l {resources}"));
@@ -38,7 +38,24 @@ pub fn pbs_header(cfg: &JobConfig) -> Vec<String> {
     h
 }
 
-/// Whether every complaint of a PBS client is about ids it does not know.
+/// The `mem=` of a job: `job_mem` as written when PBS reads that spelling (`100gb`,
+/// `512mb`, bytes), else converted like `memory`.
+pub(crate) fn pbs_memory_request(cfg: &JobConfig) -> String {
+    match &cfg.job_mem {
+        Some(request) if pbs_reads_as_size(&request.text) => request.text.clone(),
+        Some(request) => pbs_memory(request.bytes),
+        None => pbs_memory(cfg.memory),
+    }
+}
+
+/// PBS's size spelling: a whole number, then b, kb, mb, gb, tb or pb (any case, binary
+/// units) or nothing (bytes, as ours).
+fn pbs_reads_as_size(text: &str) -> bool {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let unit = text[digits..].to_ascii_lowercase();
+    digits > 0 && matches!(unit.as_str(), "" | "b" | "kb" | "mb" | "gb" | "tb" | "pb")
+}
+
 /// PBS's (and Torque's, so Moab's) memory request: a whole number of the largest fitting unit.
 pub(crate) fn pbs_memory(memory: ByteSize) -> String {
     memory.pbs()
@@ -88,6 +105,10 @@ impl BatchSystem for Pbs {
 
     fn format_memory(&self, memory: ByteSize, _site: &Site) -> String {
         pbs_memory(memory)
+    }
+
+    fn memory_request(&self, cfg: &JobConfig, _site: &Site) -> String {
+        pbs_memory_request(cfg)
     }
 
     fn header_lines(&self, cfg: &JobConfig, _site: &Site) -> Vec<String> {

@@ -113,7 +113,7 @@ pub fn render(cfg: &JobConfig, target: &Target, own_binary: &Path) -> Result<Str
             .unwrap_or(Value::from(()))
     };
     let sys = system(cfg.system);
-    let memory_request = sys.format_memory(cfg.job_mem.unwrap_or(cfg.memory), &site);
+    let memory_request = sys.memory_request(cfg, &site);
     let walltime = sys.format_walltime(cfg.walltime);
     let ctx = minijinja::context! {
         system => cfg.system.name(),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, MpiJob, Output, Site};
 use crate::config::{JobConfig, SystemKind};
-use crate::units::{ByteSize, Walltime};
+use crate::units::{ByteSize, SizeAsWritten, Walltime};
 
 pub struct Slurm;
 
@@ -24,6 +24,17 @@ impl BatchSystem for Slurm {
 
     fn format_memory(&self, memory: ByteSize, _site: &Site) -> String {
         memory.slurm()
+    }
+
+    /// sbatch reads `--mem=100G` and `--mem=120GB` (a whole number and K, M, G or T, binary;
+    /// what follows the letter is ignored), so those go as written; `20GiB` or `1.5G` it
+    /// refuses, and a bare number means MB to it but bytes to us: those are converted.
+    fn format_job_mem(&self, request: &SizeAsWritten, site: &Site) -> String {
+        if reads_as_mem(&request.text) {
+            request.text.clone()
+        } else {
+            self.format_memory(request.bytes, site)
+        }
     }
 
     fn format_walltime(&self, walltime: Walltime) -> String {
@@ -50,10 +61,7 @@ impl BatchSystem for Slurm {
             "#SBATCH --cpus-per-task={}",
             cfg.job_cpu.unwrap_or(cfg.cores)
         ));
-        h.push(format!(
-            "#SBATCH --mem={}",
-            self.format_memory(cfg.job_mem.unwrap_or(cfg.memory), site)
-        ));
+        h.push(format!("#SBATCH --mem={}", self.memory_request(cfg, site)));
         h.push(format!("#SBATCH -t {}", self.format_walltime(cfg.walltime)));
         h
     }
@@ -233,6 +241,18 @@ fn state_of(s: &str) -> JobState {
         }
         _ => JobState::Gone,
     }
+}
+
+/// Whether sbatch reads `text` as `--mem` the way the user means it: digits, then K, M, G or
+/// T, optionally followed by B (sbatch ignores it).
+fn reads_as_mem(text: &str) -> bool {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let unit = text[digits..].to_ascii_uppercase();
+    digits > 0
+        && matches!(
+            unit.as_str(),
+            "K" | "M" | "G" | "T" | "KB" | "MB" | "GB" | "TB"
+        )
 }
 
 #[cfg(test)]
