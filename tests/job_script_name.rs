@@ -1,6 +1,8 @@
 //! `job-script --name NAME` prints exactly the script `up --name NAME` submits: compared
 //! with the script the cluster's daemon wrote and submitted (`jobs/rdask-NAME-SEQ-job.sh`),
-//! on `local` and, when the test command enables it, on the real SLURM.
+//! on `local`, through the stand-in commands of PBS, LSF, OAR, HTCondor and Moab
+//! (tests/standins: not the real systems), and, when the test command enables it, on the
+//! real SLURM.
 
 mod common;
 use common::*;
@@ -12,6 +14,8 @@ use std::process::{Command, Output};
 struct Home {
     dir: tempfile::TempDir,
     name: &'static str,
+    /// Extra environment for every command (a stand-in's PATH), so also for the daemon.
+    env: Vec<(String, String)>,
 }
 
 impl Home {
@@ -21,13 +25,31 @@ impl Home {
             .prefix("rdask-jsn-")
             .tempdir_in("/tmp")
             .unwrap();
-        Home { dir, name }
+        Home {
+            dir,
+            name,
+            env: Vec::new(),
+        }
+    }
+
+    /// Commands of the stand-in for `system` first on PATH, its state under this home.
+    fn with_standin(mut self, system: &str) -> Home {
+        let path = format!(
+            "{}:{}",
+            repo().join("tests/standins").join(system).display(),
+            std::env::var("PATH").unwrap()
+        );
+        let state = self.dir.path().join("standin").display().to_string();
+        self.env.push(("PATH".into(), path));
+        self.env.push(("RDASK_STANDIN_STATE".into(), state));
+        self
     }
 
     fn command(&self) -> Command {
         let mut c = bin();
         c.env("RDASK_HOME", self.dir.path())
             .current_dir(self.dir.path());
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -48,13 +70,16 @@ impl Home {
         (stdout(&o), stderr(&o))
     }
 
-    fn submitted_script(&self, seq: u64) -> std::path::PathBuf {
+    /// Where the daemon writes the script of job `seq` (HTCondor's is a `.sub`).
+    fn submitted_script(&self, system: &str, seq: u64) -> std::path::PathBuf {
+        let kind: rdask::config::SystemKind = system.parse().unwrap();
+        let file = rdask::jobqueue::system(kind).script_file_name();
         self.dir
             .path()
             .join("clusters")
             .join(self.name)
             .join("jobs")
-            .join(format!("rdask-{}-{seq}-job.sh", self.name))
+            .join(format!("rdask-{}-{seq}-{file}", self.name))
     }
 }
 
@@ -69,7 +94,10 @@ fn args(v: &[String]) -> Vec<&str> {
 }
 
 fn the_script_shown_is_the_script_submitted(system: &str, options: &[&str]) {
-    let home = Home::new("jsn");
+    the_script_shown_is_the_script_submitted_in(Home::new("jsn"), system, options)
+}
+
+fn the_script_shown_is_the_script_submitted_in(home: Home, system: &str, options: &[&str]) {
     let name = ["--name", home.name];
     let with = |head: &[&str]| -> Vec<String> {
         head.iter()
@@ -111,7 +139,7 @@ fn the_script_shown_is_the_script_submitted(system: &str, options: &[&str]) {
         "--name",
         home.name,
     ]);
-    let submitted = std::fs::read_to_string(home.submitted_script(0)).unwrap();
+    let submitted = std::fs::read_to_string(home.submitted_script(system, 0)).unwrap();
     assert_eq!(submitted, shown);
 
     // The next one is the same under the next name; options cannot change a running cluster.
@@ -121,7 +149,7 @@ fn the_script_shown_is_the_script_submitted(system: &str, options: &[&str]) {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("is running"), "{}", stderr(&o));
     home.ok(&["down", "--name", home.name]);
-    assert!(Path::new(&home.submitted_script(0)).exists());
+    assert!(Path::new(&home.submitted_script(system, 0)).exists());
 }
 
 #[test]
@@ -139,6 +167,26 @@ fn job_script_with_a_name_is_what_up_submits_locally() {
     );
 }
 
+/// Not the real systems: their stand-in commands, which queue and run the jobs locally. The
+/// daemon drives them through the same code as SLURM.
+#[test]
+fn job_script_with_a_name_is_what_up_submits_through_the_standins() {
+    for system in ["pbs", "lsf", "oar", "htcondor", "moab"] {
+        the_script_shown_is_the_script_submitted_in(
+            Home::new("jsn").with_standin(system),
+            system,
+            &[
+                "--cores",
+                "1",
+                "--memory",
+                "256MiB",
+                "--walltime",
+                "00:05:00",
+            ],
+        );
+    }
+}
+
 #[test]
 fn job_script_with_a_name_is_what_up_submits_on_slurm() {
     if real_system_enabled("slurm") {
@@ -147,6 +195,26 @@ fn job_script_with_a_name_is_what_up_submits_on_slurm() {
             &[
                 "--queue",
                 "debug",
+                "--cores",
+                "1",
+                "--memory",
+                "400MiB",
+                "--walltime",
+                "00:05:00",
+            ],
+        );
+    }
+}
+
+#[test]
+fn job_script_with_a_name_is_what_up_submits_on_grid_engine() {
+    if real_system_enabled("sge") {
+        let queue = std::env::var("RDASK_TEST_SGE_QUEUE").unwrap_or_else(|_| "all.q".into());
+        the_script_shown_is_the_script_submitted(
+            "sge",
+            &[
+                "--queue",
+                &queue,
                 "--cores",
                 "1",
                 "--memory",
