@@ -1049,3 +1049,39 @@ fn explicit_requests_pass_through_as_written_on_every_system() {
         stdout(&out)
     );
 }
+
+/// The real sbatch accepts every `--mem=` we write for `job_mem`, as written or converted.
+#[test]
+fn the_real_sbatch_accepts_the_job_mem_we_write() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (job_mem, line) in [
+        ("1G", "#SBATCH --mem=1G"),
+        ("1GB", "#SBATCH --mem=1GB"),
+        ("512m", "#SBATCH --mem=512m"),
+        ("2GiB", "#SBATCH --mem=2G"),
+        ("1.5GB", "#SBATCH --mem=2G"),
+    ] {
+        let out = run(bin()
+            .args(["job-script", "--system", "slurm", "--queue", "debug"])
+            .args(["--job-mem", job_mem])
+            .args(FIXED));
+        assert!(out.status.success(), "{job_mem}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.lines().any(|l| l == line), "{job_mem}: {script}");
+        let path = dir.path().join("job.sh");
+        std::fs::write(&path, &script).unwrap();
+        let test = std::process::Command::new("sbatch")
+            .arg("--test-only")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            test.status.success(),
+            "{job_mem}: sbatch --test-only refused `{line}`: {}",
+            String::from_utf8_lossy(&test.stderr)
+        );
+    }
+}

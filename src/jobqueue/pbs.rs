@@ -241,6 +241,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn job_mem_goes_as_written_only_in_pbs_size_spelling() {
+        let cfg = |job_mem: &str| JobConfig {
+            job_mem: Some(job_mem.parse().unwrap()),
+            ..JobConfig::default()
+        };
+        assert_eq!(pbs_memory_request(&cfg("100gb")), "100gb");
+        assert_eq!(pbs_memory_request(&cfg("64GB")), "64GB");
+        assert_eq!(pbs_memory_request(&cfg("4000000000")), "4000000000");
+        // Not PBS's spelling: converted as `memory` is.
+        assert_eq!(pbs_memory_request(&cfg("20GiB")), "20GB");
+        assert_eq!(pbs_memory_request(&cfg("1.5GB")), "1431MB");
+        assert_eq!(pbs_memory_request(&JobConfig::default()), "4096MB");
+    }
+
+    #[test]
     fn reads_json_states_with_exit_codes() {
         let ids: Vec<String> = [
             "1000.pbsserver",

@@ -259,6 +259,26 @@ fn reads_as_mem(text: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// What sbatch 22.05 was seen to accept (`--test-only`) goes as written; what it refused
+    /// (`1.5G`, `20GiB`, `100 GB`) or reads in another unit (a bare number: MB) does not.
+    #[test]
+    fn job_mem_goes_as_written_only_in_a_spelling_sbatch_reads_alike() {
+        for ok in ["100G", "120GB", "512m", "64Mb", "2T", "900K"] {
+            assert!(reads_as_mem(ok), "{ok}");
+        }
+        for converted in ["1.5G", "20GiB", "100 GB", "4000", "G", "", "12XB", "-1G"] {
+            assert!(!reads_as_mem(converted), "{converted:?}");
+        }
+        let site = Site {
+            lsf_unit: crate::units::LsfUnit::KB,
+        };
+        let request = |t: &str| t.parse::<SizeAsWritten>().unwrap();
+        assert_eq!(Slurm.format_job_mem(&request("100G"), &site), "100G");
+        assert_eq!(Slurm.format_job_mem(&request("20GiB"), &site), "20G");
+        // 4000000000 bytes, not 4000000000 MB.
+        assert_eq!(Slurm.format_job_mem(&request("4000000000"), &site), "4G");
+    }
+
     #[test]
     fn pending_reasons_are_read_and_none_is_no_reason() {
         let o = out(0, "12 Resources\n13 None\n14 QOSMaxJobsPerUserLimit\n", "");
