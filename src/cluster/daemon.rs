@@ -823,19 +823,21 @@ impl Deployer<'_> {
                 return;
             }
         };
-        let target = script::Target {
-            scheduler_address: self.rec.address.clone().unwrap_or_default(),
-            secret_file: Some(self.dir.secret_path()),
-        };
+        let address = self.rec.address.clone().unwrap_or_default();
         let scripts: Vec<(u64, String, std::result::Result<PathBuf, Error>)> = named
             .into_iter()
             .map(|(seq, name)| {
-                let mut cfg = self.rec.config.clone();
-                cfg.job_name = name.clone();
+                // The one rendering of a cluster's job, also what `job-script --name` prints.
                 let path = self.dir.job_script(self.rec.config.system, &name);
-                let written = script::render(&cfg, &target, &self.own_binary)
-                    .and_then(|text| script::write_executable(&path, &text))
-                    .map(|()| path);
+                let written = super::lifecycle::job_script(
+                    &self.rec.config,
+                    &address,
+                    &self.dir,
+                    seq,
+                    &self.own_binary,
+                )
+                .and_then(|text| script::write_executable(&path, &text))
+                .map(|()| path);
                 (seq, name, written)
             })
             .collect();

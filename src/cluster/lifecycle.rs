@@ -73,15 +73,16 @@ struct WorkerCommandLine {
 pub fn check_job_script(cfg: &JobConfig, dir: &ClusterDir) -> Result<Option<String>> {
     use clap::Parser;
     let own_binary = std::env::current_exe().map_err(Error::io("finding this program"))?;
+    // The scheduler's address is not known yet; any well-formed one checks the same.
+    let address = "tcp://127.0.0.1:8786";
+    let text = job_script(cfg, address, dir, 0, &own_binary)
+        .map_err(|e| Error::invalid(format!("the job script cannot be rendered: {e}")))?;
     let mut cfg = cfg.clone();
     cfg.job_name = crate::jobqueue::ledger::job_name(&dir.name, 0);
-    // The scheduler's address is not known yet; any well-formed one checks the same.
     let target = script::Target {
-        scheduler_address: "tcp://127.0.0.1:8786".into(),
+        scheduler_address: address.into(),
         secret_file: Some(dir.secret_path()),
     };
-    let text = script::render(&cfg, &target, &own_binary)
-        .map_err(|e| Error::invalid(format!("the job script cannot be rendered: {e}")))?;
     // The arguments after the worker command, as the job's shell splits them.
     let bare = JobConfig {
         worker_command: Some(String::new()),
