@@ -896,6 +896,114 @@ mod tests {
         assert!(why.iter().any(|w| w.contains("a newline")), "{why:?}");
     }
 
+    /// Any mix of dask-jobqueue's keys and odd values: the import never panics, every value
+    /// it writes passed our checks, and the file it writes loads unless the whole is
+    /// inconsistent, which is then an input error (exit 2), never a crash.
+    mod any_yaml {
+        use super::*;
+        use proptest::prelude::*;
+
+        const KEYS: &[&str] = &[
+            "name",
+            "cores",
+            "memory",
+            "processes",
+            "queue",
+            "account",
+            "project",
+            "walltime",
+            "job-cpu",
+            "job_mem",
+            "ncpus",
+            "mem",
+            "resource-spec",
+            "job-extra",
+            "job-extra-directives",
+            "env-extra",
+            "job-script-prologue",
+            "header-skip",
+            "job-directives-skip",
+            "worker-extra-args",
+            "extra",
+            "interface",
+            "local-directory",
+            "log-directory",
+            "death-timeout",
+            "python",
+            "shebang",
+            "nanny",
+            "scheduler-options",
+            "lsf-units",
+            "disk",
+            "use-stdin",
+            "unknown-key",
+        ];
+        const VALUES: &[&str] = &[
+            "null",
+            "0",
+            "1",
+            "4",
+            "-3",
+            "100000",
+            "true",
+            "1.5",
+            "'8GB'",
+            "'28 GB'",
+            "'100G'",
+            "'00:30'",
+            "'01:00:00'",
+            "'25:61:00'",
+            "'MB'",
+            "''",
+            "[]",
+            "{}",
+            "['--lifetime', '55m']",
+            "['--lifetime-stagger', 'x', '--resources']",
+            "['-x', 2]",
+            "{-C geyser: null}",
+            "{a: [1]}",
+            "'#!/bin/sh'",
+            "'a\\nb'",
+            "'/scratch/$USER'",
+            "'dask-worker'",
+            "[[1]]",
+        ];
+
+        fn section() -> impl Strategy<Value = Vec<(usize, usize)>> {
+            proptest::collection::vec((0..KEYS.len(), 0..VALUES.len()), 0..12)
+        }
+
+        proptest! {
+            #[test]
+            fn the_import_never_panics_and_what_it_writes_loads(
+                system in 0..SystemKind::ALL.len(),
+                entries in section(),
+            ) {
+                let system = SystemKind::ALL[system];
+                let mut yaml = format!("jobqueue:\n  {system}:\n");
+                let mut seen = std::collections::BTreeSet::new();
+                for (k, v) in entries {
+                    if seen.insert(k) {
+                        yaml.push_str(&format!("    {}: {}\n", KEYS[k], VALUES[v]));
+                    }
+                }
+                match import(&yaml, "any.yaml") {
+                    Ok(i) => {
+                        prop_assert_eq!(&i.systems, &vec![system]);
+                        // Only keys that disagree with each other (more processes than
+                        // cores, too little memory per process) may stop it: each value
+                        // alone was checked.
+                        if let Err(e) = check_loads(&i.toml, &i.systems) {
+                            prop_assert_eq!(e.exit_code(), 2, "{}", e);
+                            prop_assert!(e.to_string().contains(" with --"), "{}", e);
+                        }
+                    }
+                    Err(e) => prop_assert_eq!(e.exit_code(), 2, "{}", e),
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_input_is_an_error_naming_the_file() {
         for (yaml, needle) in [
