@@ -935,6 +935,107 @@ fn a_submission_that_times_out_is_cancelled_by_name_and_redone() {
     );
 }
 
+/// `job_arrays = false` keeps the old path: a scale-up of several jobs is one submission per
+/// job, each under its own name, with plain ids; `down` leaves none of them.
+#[test]
+fn without_job_arrays_a_scale_up_goes_job_by_job() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let c = Cluster::new(&SLURM, "perjob");
+    c.up(&[
+        "--job-arrays",
+        "false",
+        "--scale",
+        "3",
+        "--wait",
+        "--wait-timeout",
+        "120",
+    ]);
+    let ids = c.wait_for_workers(3, Duration::from_secs(30));
+    assert!(
+        ids.iter().all(|id| id.bytes().all(|b| b.is_ascii_digit())),
+        "{ids:?}"
+    );
+    let ledger = c.ledger();
+    let names: BTreeSet<&str> = ledger["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 3, "{ledger:#}");
+    c.ok(&["down"]);
+    assert_eq!(
+        alive_in_queue("slurm", &c.ledger_ids()),
+        Vec::<String>::new()
+    );
+}
+
+/// An array whose submit command queued it and then timed out: every element stays
+/// `submitting`, the array is cancelled by its one name (once per poll, not per element),
+/// its elements are closed as not submitted once the controller has settled, and a fresh
+/// array takes their place.
+#[test]
+fn an_array_whose_submission_times_out_is_cancelled_by_name_and_redone() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let mut c = Cluster::new(&SLURM, "slowarr");
+    let bin_dir = c.home.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let sbatch = bin_dir.join("sbatch");
+    std::fs::write(
+        &sbatch,
+        "#!/bin/sh\ncase \"$*\" in *--test-only*) exec /usr/bin/sbatch \"$@\";; esac\nif [ ! -e \"$0.once\" ]; then : > \"$0.once\"; /usr/bin/sbatch \"$@\" >/dev/null; exec sleep 30; fi\nexec /usr/bin/sbatch \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    c.env.push(("PATH".into(), path));
+    c.up(&["--command-timeout", "2", "--scale", "3"]);
+    let ids = c.wait_for_workers(3, Duration::from_secs(120));
+    let ledger = c.ledger();
+    let jobs = ledger["jobs"].as_array().unwrap();
+    for first in &jobs[..3] {
+        assert_eq!(first["name"], "rdask-slowarr-0", "{ledger:#}");
+        assert_eq!(first["state"], "not_submitted", "{ledger:#}");
+        assert!(
+            first["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cancelled by name"),
+            "{ledger:#}"
+        );
+    }
+    // The redone array: one name, three elements, the workers' jobs.
+    assert!(
+        jobs[3..].iter().all(|j| j["name"] == "rdask-slowarr-3"),
+        "{ledger:#}"
+    );
+    assert!(ids.iter().all(|id| id.contains('_')), "{ids:?}");
+    let queue = Command::new("squeue")
+        .args([
+            "--noheader",
+            "--array",
+            "--name=rdask-slowarr-0",
+            "--format=%i %T",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&queue).contains("RUNNING") && !stdout(&queue).contains("PENDING"),
+        "{}",
+        stdout(&queue)
+    );
+    c.ok(&["down"]);
+    assert_eq!(
+        alive_in_queue("slurm", &c.ledger_ids()),
+        Vec::<String>::new()
+    );
+}
+
 /// Batch commands run off the daemon's loop: while `sbatch` hangs (here up to its 20 s
 /// timeout), `status` still answers (the bound is generous: a liveness check, not a speed
 /// claim), and `down` afterwards waits for the submission, cancels by name whatever it may

@@ -18,6 +18,7 @@ pub mod moab;
 pub mod mpi_script;
 pub mod oar;
 pub mod pbs;
+pub mod pools;
 pub mod scaler;
 pub mod script;
 pub mod sge;
