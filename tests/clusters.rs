@@ -51,7 +51,7 @@ const PBS_STANDIN: System = System {
     name: "pbs",
     up_flags: &["--queue", "workq"],
     standin: Some("pbs"),
-    array_separator: None,
+    array_separator: Some('['),
 };
 
 /// A cluster under a private `RDASK_HOME`; dropped, it is taken down by force so a failing
