@@ -10,6 +10,15 @@
 #
 #   bash bench/deploy.sh            # N=10; needs the test environment's SLURM (tests/env/up.sh)
 #   RDASK_BIN=/path/to/rdask-jobqueue REPEAT=5 bash bench/deploy.sh
+#
+# Job arrays (MODE=arrays runs only this part; MODE=all, the default, runs both), three ways
+# in one run, rotating which goes first each round (ARRAY_REPEAT rounds, default 5):
+#   floor          one `sbatch --array=0-(M-1)` of M trivial jobs, until every one has started
+#   array          `scale M --wait` (a scale-up is one array submission), until M connected
+#   per-job        the same with `--job-arrays false` (one sbatch per job, 16 at once)
+# M = ARRAY_N, default 64; both clusters allow M pending jobs. Medians to
+# bench/results/deploy-arrays.json.
+#   MODE=arrays bash bench/deploy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10}
@@ -26,6 +35,10 @@ else
 fi
 work=$(mktemp -d /tmp/rdask-deploy-XXXXXX)
 trap 'RDASK_HOME=$work/home "$bin" down --force --name bench >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+MODE=${MODE:-all}
+ARRAY_N=${ARRAY_N:-64}
+ARRAY_REPEAT=${ARRAY_REPEAT:-5}
 
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc -l; }
@@ -47,6 +60,66 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? 
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), SLURM $(sinfo --version | awk '{print $2}'); $(date -u +%FT%TZ)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- job arrays: floor, scale M by one array, scale M job by job --------------------------
+# One measured run of `scale M --wait` on a cluster that is up (its start is not compared),
+# then scale 0 and down, unmeasured. $1: the cluster's name, $2: --job-arrays true/false.
+scale_run() {
+    "$bin" up --name "$1" --system slurm --queue debug --cores 1 --memory 500MiB \
+        --walltime 00:10:00 --max-pending-jobs "$ARRAY_N" --job-arrays "$2" >/dev/null
+    settle
+    local t0
+    t0=$(now)
+    "$bin" scale "$ARRAY_N" --name "$1" --wait --wait-timeout 300 >/dev/null 2>&1
+    since "$t0"
+    "$bin" scale 0 --name "$1" >/dev/null
+    while (( $(alive "rdask-$1-") > 0 )); do sleep 0.05; done
+    "$bin" down --name "$1" >/dev/null
+}
+floor_array_run() {
+    local marks=$work/array-floor-$1 t0
+    mkdir -p "$marks"
+    settle
+    t0=$(now)
+    sbatch --parsable --quiet -J rdask-afloor -p debug -c 1 --mem=500M -t 00:10:00 \
+        --array=0-$((ARRAY_N - 1)) -o /dev/null \
+        --wrap "touch $marks/\$SLURM_ARRAY_TASK_ID; sleep 60" >/dev/null
+    while (( $(ls "$marks" | wc -l) < ARRAY_N )); do sleep 0.005; done
+    since "$t0"
+    scancel --name rdask-afloor
+    while (( $(alive rdask-afloor) > 0 )); do sleep 0.05; done
+}
+if [[ $MODE == all || $MODE == arrays ]]; then
+    afloor=() ; aarray=() ; aperjob=()
+    export RDASK_HOME=$work/home
+    trap 'for c in bench arr perjob; do RDASK_HOME=$work/home "$bin" down --force --name $c >/dev/null 2>&1 || true; done; scancel --name rdask-afloor 2>/dev/null || true; rm -rf "$work"' EXIT
+    for r in $(seq "$ARRAY_REPEAT"); do
+        order=(floor array perjob)
+        shift_by=$(( (r - 1) % 3 ))
+        order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+        for what in "${order[@]}"; do
+            case $what in
+                floor) afloor+=("$(floor_array_run "$r")") ;;
+                array) aarray+=("$(scale_run arr true)") ;;
+                perjob) aperjob+=("$(scale_run perjob false)") ;;
+            esac
+        done
+        echo "round $r: floor ${afloor[-1]} array ${aarray[-1]} per-job ${aperjob[-1]}" >&2
+    done
+    unset RDASK_HOME
+    python3 - "$ARRAY_N" "${afloor[*]}" "${aarray[*]}" "${aperjob[*]}" <<'PY' | tee bench/results/deploy-arrays.txt
+import json, statistics, sys
+m = int(sys.argv[1])
+runs = {k: list(map(float, v.split())) for k, v in zip(["floor", "array", "per_job"], sys.argv[2:5])}
+med = {k: statistics.median(v) for k, v in runs.items()}
+print(f"M = {m} workers (1 core, 500 MiB each, one per job), median of {len(runs['floor'])} rounds   seconds")
+print(f"{'floor: one sbatch --array until all started':<52} {med['floor']:>7.2f}")
+print(f"{'rdask: scale M --wait, one array':<52} {med['array']:>7.2f}   {med['array'] / med['floor']:.2f}x the floor")
+print(f"{'rdask: scale M --wait, job_arrays = false':<52} {med['per_job']:>7.2f}   array is {med['per_job'] / med['array']:.2f}x faster")
+json.dump({"m": m, "median_s": med, "runs": runs}, open("bench/results/deploy-arrays.json", "w"), indent=2)
+PY
+    [[ $MODE == arrays ]] && exit 0
+fi
 
 floor=() ; scale=() ; scale0=() ; down=()
 export RDASK_HOME=$work/home

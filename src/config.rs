@@ -171,6 +171,9 @@ pub struct JobConfig {
     pub memory_per_core_property_name: Option<String>,
     pub worker_command: Option<String>,
     pub command_timeout: u64,
+    /// A scale-up of several jobs is one job array where the system has them (false: one
+    /// submission per job, the old path).
+    pub job_arrays: bool,
 }
 
 /// The one memory rule: the `--memory-limit` of each of `processes` worker processes sharing
@@ -217,6 +220,7 @@ impl Default for JobConfig {
             memory_per_core_property_name: None,
             worker_command: None,
             command_timeout: 60,
+            job_arrays: true,
         }
     }
 }
@@ -297,6 +301,8 @@ pub enum Kind {
     Path,
     /// A list of strings (repeatable flag; a TOML array; newline-separated in the environment).
     Lines,
+    /// true or false (also yes/no, 1/0 as text, from the environment).
+    Bool,
 }
 
 /// One configuration key: its name (TOML key; the flag is the same in kebab-case; the
@@ -346,6 +352,7 @@ keys! {
     "memory_per_core_property_name": Text => "OAR resource property for memory per core (site-specific; none by default)",
     "worker_command": Text => "command that starts a worker (default: this binary's `worker`)",
     "command_timeout": Seconds => "timeout for each batch-system command (sbatch, qstat, ...)",
+    "job_arrays": Bool => "a scale-up of several jobs is one job array (false: one submission per job)",
 }
 
 /// Older names still accepted, mapped to the key they mean.
@@ -566,6 +573,15 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
             let u: LsfUnit = text(&value)?.parse().map_err(|e: units::UnitError| e.0)?;
             Ok(Value::String(format!("{u:?}")))
         }
+        Kind::Bool => match &value {
+            Value::Boolean(_) => Ok(value),
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => Ok(Value::Boolean(true)),
+                "false" | "no" | "0" => Ok(Value::Boolean(false)),
+                _ => Err(format!("expected true or false, got '{s}'")),
+            },
+            other => Err(format!("expected true or false, got {}", other.type_str())),
+        },
         Kind::Lines => match value {
             Value::String(ref s) => {
                 check_key_text(spec, s)?;
@@ -965,6 +981,33 @@ mod tests {
         assert_eq!(loaded.values["cores"].1, Source::Default);
     }
 
+    /// `job_arrays = false` forces one submission per job; it reads from TOML, the
+    /// environment's text and flags, and anything else is refused naming the key.
+    #[test]
+    fn job_arrays_is_a_switch() {
+        assert!(JobConfig::default().job_arrays);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "job_arrays = false\n");
+        let loaded = load(Some(&path), &Layer::default(), &env(&[])).unwrap();
+        assert!(!loaded.config.job_arrays);
+        for (text, want) in [("no", false), ("true", true), ("0", false)] {
+            let e = env(&[("RDASK_JOB_ARRAYS", text)]);
+            let loaded = load(None, &Layer::default(), &e).unwrap();
+            assert_eq!(loaded.config.job_arrays, want, "{text}");
+        }
+        let err = load(
+            None,
+            &Layer::default(),
+            &env(&[("RDASK_JOB_ARRAYS", "maybe")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("RDASK_JOB_ARRAYS"), "{err}");
+        let path = write(&dir, "job_arrays = 3\n");
+        let err = load(Some(&path), &Layer::default(), &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("job_arrays"), "{err}");
+    }
+
     #[test]
     fn layers_apply_in_order_and_remember_their_source() {
         let dir = tempfile::tempdir().unwrap();
@@ -1308,6 +1351,7 @@ mod tests {
                 Kind::System => Value::String("slurm".into()),
                 Kind::LsfUnit => Value::String("MB".into()),
                 Kind::Lines => Value::Array(vec![Value::String("x".into())]),
+                Kind::Bool => Value::Boolean(false),
             };
             let mut table = toml::Table::new();
             table.insert(spec.name.into(), check(spec, sample).unwrap());

@@ -23,28 +23,35 @@ struct System {
     up_flags: &'static [&'static str],
     /// The directory under tests/standins/ whose commands stand in for the real ones.
     standin: Option<&'static str>,
+    /// What joins an array's id and an element's index (`123_4`, `123.4`), where a scale-up
+    /// of several jobs is one array.
+    array_separator: Option<char>,
 }
 
 const SLURM: System = System {
     name: "slurm",
     up_flags: &["--queue", "debug"],
     standin: None,
+    array_separator: Some('_'),
 };
 const SGE: System = System {
     name: "sge",
     up_flags: &["--queue", "all.q"],
     standin: None,
+    array_separator: Some('.'),
 };
 const LOCAL: System = System {
     name: "local",
     up_flags: &[],
     standin: None,
+    array_separator: None,
 };
 /// Not PBS: the stand-in commands of tests/standins/pbs (see its README).
 const PBS_STANDIN: System = System {
     name: "pbs",
     up_flags: &["--queue", "workq"],
     standin: Some("pbs"),
+    array_separator: Some('['),
 };
 
 /// A cluster under a private `RDASK_HOME`; dropped, it is taken down by force so a failing
@@ -265,31 +272,42 @@ impl Cluster {
 }
 
 /// The ids among `ids` that the batch system still shows alive (pending, running, ending).
+/// Array elements one per line (`squeue -r`, `qstat -g d`), as `123_4` and `123.4`.
 fn alive_in_queue(system: &str, ids: &BTreeSet<String>) -> Vec<String> {
     if ids.is_empty() {
         return Vec::new();
     }
     let out = match system {
         "slurm" => Command::new("squeue")
-            .args(["--noheader", "--states=all", "--format=%i %T"])
+            .args(["--noheader", "--array", "--states=all", "--format=%i %T"])
             .output()
             .unwrap(),
-        "sge" => Command::new("qstat").output().unwrap(),
+        "sge" => Command::new("qstat").args(["-g", "d"]).output().unwrap(),
         _ => return local_alive(ids),
     };
     let text = stdout(&out);
     text.lines()
         .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let id = w.next()?.to_string();
-            let alive = match system {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let id = match system {
                 "slurm" => {
-                    let state = w.next().unwrap_or("");
-                    matches!(state, "PENDING" | "RUNNING" | "COMPLETING" | "CONFIGURING")
+                    let state = w.get(1).copied().unwrap_or("");
+                    if !matches!(state, "PENDING" | "RUNNING" | "COMPLETING" | "CONFIGURING") {
+                        return None;
+                    }
+                    w.first()?.to_string()
                 }
-                _ => true, // qstat lists only jobs that are not finished
+                // qstat lists only jobs that are not finished; a task's number is the last
+                // column (after the queue, when it has one, and the slots).
+                _ => {
+                    let task_column = if w.get(7)?.contains('@') { 9 } else { 8 };
+                    match w.get(task_column) {
+                        Some(task) => format!("{}.{task}", w[0]),
+                        None => w[0].to_string(),
+                    }
+                }
             };
-            (alive && ids.contains(&id)).then_some(id)
+            ids.contains(&id).then_some(id)
         })
         .collect()
 }
@@ -351,6 +369,22 @@ fn lifecycle(system: &'static System) {
     let scaled = c.ok(&["scale", "4", "--wait", "--wait-timeout", "120"]);
     assert!(scaled.contains("4 worker(s) connected"), "{scaled}");
     let first_jobs = c.wait_for_workers(4, Duration::from_secs(30));
+    if let Some(sep) = system.array_separator {
+        // One submission: the four jobs are the elements of one array, one name for all.
+        let arrays: BTreeSet<&str> = first_jobs
+            .iter()
+            .map(|id| id.split_once(sep).expect("an array element").0)
+            .collect();
+        assert_eq!(arrays.len(), 1, "{first_jobs:?}");
+        let ledger = c.ledger();
+        let names: BTreeSet<&str> = ledger["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|j| j["name"].as_str())
+            .collect();
+        assert_eq!(names.len(), 1, "{ledger:#}");
+    }
 
     // A computation whose results stay on the workers.
     let client = rt.block_on(c.client());
@@ -894,6 +928,107 @@ fn a_submission_that_times_out_is_cancelled_by_name_and_redone() {
         stdout(&queue)
     );
     assert!(!ids.is_empty());
+    c.ok(&["down"]);
+    assert_eq!(
+        alive_in_queue("slurm", &c.ledger_ids()),
+        Vec::<String>::new()
+    );
+}
+
+/// `job_arrays = false` keeps the old path: a scale-up of several jobs is one submission per
+/// job, each under its own name, with plain ids; `down` leaves none of them.
+#[test]
+fn without_job_arrays_a_scale_up_goes_job_by_job() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let c = Cluster::new(&SLURM, "perjob");
+    c.up(&[
+        "--job-arrays",
+        "false",
+        "--scale",
+        "3",
+        "--wait",
+        "--wait-timeout",
+        "120",
+    ]);
+    let ids = c.wait_for_workers(3, Duration::from_secs(30));
+    assert!(
+        ids.iter().all(|id| id.bytes().all(|b| b.is_ascii_digit())),
+        "{ids:?}"
+    );
+    let ledger = c.ledger();
+    let names: BTreeSet<&str> = ledger["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 3, "{ledger:#}");
+    c.ok(&["down"]);
+    assert_eq!(
+        alive_in_queue("slurm", &c.ledger_ids()),
+        Vec::<String>::new()
+    );
+}
+
+/// An array whose submit command queued it and then timed out: every element stays
+/// `submitting`, the array is cancelled by its one name (once per poll, not per element),
+/// its elements are closed as not submitted once the controller has settled, and a fresh
+/// array takes their place.
+#[test]
+fn an_array_whose_submission_times_out_is_cancelled_by_name_and_redone() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let mut c = Cluster::new(&SLURM, "slowarr");
+    let bin_dir = c.home.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let sbatch = bin_dir.join("sbatch");
+    std::fs::write(
+        &sbatch,
+        "#!/bin/sh\ncase \"$*\" in *--test-only*) exec /usr/bin/sbatch \"$@\";; esac\nif [ ! -e \"$0.once\" ]; then : > \"$0.once\"; /usr/bin/sbatch \"$@\" >/dev/null; exec sleep 30; fi\nexec /usr/bin/sbatch \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    c.env.push(("PATH".into(), path));
+    c.up(&["--command-timeout", "2", "--scale", "3"]);
+    let ids = c.wait_for_workers(3, Duration::from_secs(120));
+    let ledger = c.ledger();
+    let jobs = ledger["jobs"].as_array().unwrap();
+    for first in &jobs[..3] {
+        assert_eq!(first["name"], "rdask-slowarr-0", "{ledger:#}");
+        assert_eq!(first["state"], "not_submitted", "{ledger:#}");
+        assert!(
+            first["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cancelled by name"),
+            "{ledger:#}"
+        );
+    }
+    // The redone array: one name, three elements, the workers' jobs.
+    assert!(
+        jobs[3..].iter().all(|j| j["name"] == "rdask-slowarr-3"),
+        "{ledger:#}"
+    );
+    assert!(ids.iter().all(|id| id.contains('_')), "{ids:?}");
+    let queue = Command::new("squeue")
+        .args([
+            "--noheader",
+            "--array",
+            "--name=rdask-slowarr-0",
+            "--format=%i %T",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&queue).contains("RUNNING") && !stdout(&queue).contains("PENDING"),
+        "{}",
+        stdout(&queue)
+    );
     c.ok(&["down"]);
     assert_eq!(
         alive_in_queue("slurm", &c.ledger_ids()),

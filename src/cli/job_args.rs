@@ -116,6 +116,9 @@ pub struct JobArgs {
     /// Timeout for each batch-system command [default: 60]
     #[arg(long, value_name = "SECONDS", value_parser = rdask::units::seconds_arg)]
     pub command_timeout: Option<u64>,
+    /// A scale-up of several jobs is one job array: true or false [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub job_arrays: Option<bool>,
 }
 
 impl JobArgs {
@@ -184,6 +187,7 @@ impl JobArgs {
             "command_timeout",
             self.command_timeout.map(|s| Value::Integer(s as i64)),
         );
+        put("job_arrays", self.job_arrays.map(Value::Boolean));
         l
     }
 
@@ -281,6 +285,8 @@ mod tests {
             "w",
             "--command-timeout",
             "5",
+            "--job-arrays",
+            "false",
         ];
         let cmd = JobArgs::augment_args(Command::new("t"));
         let args = JobArgs::from_arg_matches(&cmd.get_matches_from(argv)).unwrap();
@@ -298,5 +304,6 @@ mod tests {
         assert_eq!(loaded.config.lifetime_margin, 180);
         assert_eq!(loaded.config.lifetime_stagger, 30);
         assert_eq!(loaded.config.account.as_deref(), Some("p"));
+        assert!(!loaded.config.job_arrays);
     }
 }

@@ -58,6 +58,8 @@ enum Msg {
     Signal,
     /// Submit commands came back: `(seq, name, outcome)` each.
     Submitted(Vec<SubmitOutcome>),
+    /// An array's submit command came back.
+    SubmittedArray(ArrayOutcome),
     /// A poll came back: uncertain entries cancelled by name, then the batch states.
     Polled(Polled),
     /// A round of cancels came back.
@@ -70,6 +72,13 @@ enum Msg {
 }
 
 type SubmitOutcome = (u64, String, std::result::Result<String, SubmitFailure>);
+
+/// An array submission: its elements' ledger seqs, its name, and its elements' ids.
+struct ArrayOutcome {
+    seqs: Vec<u64>,
+    name: String,
+    outcome: std::result::Result<Vec<String>, SubmitFailure>,
+}
 
 /// What a poll thread found.
 struct Polled {
@@ -465,6 +474,7 @@ impl Deployer<'_> {
                         self.flush_cancels();
                     }
                     Msg::Submitted(outcomes) => self.on_submitted(outcomes),
+                    Msg::SubmittedArray(array) => self.on_submitted_array(array),
                     Msg::Polled(polled) => self.on_polled(polled),
                     Msg::Cancelled { ids, outcome } => self.on_cancelled(ids, outcome),
                     // Only sent while going down, which never returns to this loop.
@@ -542,14 +552,19 @@ impl Deployer<'_> {
         let queue = self.queue.clone();
         let tx = self.tx.clone();
         self.polling = self.background("poll", move || {
+            // The elements of an array share its name: one cancel answers for all of them.
+            let mut done_by_name: BTreeMap<String, ByName> = BTreeMap::new();
             let by_name = uncertain
                 .into_iter()
                 .map(|(seq, name, script)| {
-                    let done = match queue.cancel_by_name(&name, &script) {
-                        Ok(true) => ByName::Cancelled,
-                        Ok(false) => ByName::Unsupported,
-                        Err(e) => ByName::Failed(e.to_string()),
-                    };
+                    let done = done_by_name
+                        .entry(name.clone())
+                        .or_insert_with(|| match queue.cancel_by_name(&name, &script) {
+                            Ok(true) => ByName::Cancelled,
+                            Ok(false) => ByName::Unsupported,
+                            Err(e) => ByName::Failed(e.to_string()),
+                        })
+                        .clone();
                     (seq, name, done)
                 })
                 .collect();
@@ -812,8 +827,12 @@ impl Deployer<'_> {
     /// `n` jobs: recorded (one ledger write), written, and submitted off the loop
     /// ([`submit_all`]); each is recorded again with its id or its failure when the commands
     /// come back ([`Msg::Submitted`]). Failures count for the scaler's back-off and show in
-    /// `status`.
+    /// `status`. Several jobs are one array where the system has them and the configuration
+    /// does not say `job_arrays = false` ([`Deployer::submit_array`]).
     fn submit(&mut self, n: usize) {
+        if n > 1 && self.rec.config.job_arrays && self.queue.has_arrays() {
+            return self.submit_array(n);
+        }
         let named = match self.ledger.begin_submits(n, now()) {
             Ok(v) => v,
             Err(e) => {
@@ -823,21 +842,10 @@ impl Deployer<'_> {
                 return;
             }
         };
-        let address = self.rec.address.clone().unwrap_or_default();
         let scripts: Vec<(u64, String, std::result::Result<PathBuf, Error>)> = named
             .into_iter()
             .map(|(seq, name)| {
-                // The one rendering of a cluster's job, also what `job-script --name` prints.
-                let path = self.dir.job_script(self.rec.config.system, &name);
-                let written = super::lifecycle::job_script(
-                    &self.rec.config,
-                    &address,
-                    &self.dir,
-                    seq,
-                    &self.own_binary,
-                )
-                .and_then(|text| script::write_executable(&path, &text))
-                .map(|()| path);
+                let written = self.write_script(&name);
                 (seq, name, written)
             })
             .collect();
@@ -859,6 +867,117 @@ impl Deployer<'_> {
                 .collect();
             self.on_submitted(failed);
         }
+    }
+
+    /// The job script of the job (or array) `name`, written where `down --force` finds it.
+    fn write_script(&self, name: &str) -> std::result::Result<PathBuf, Error> {
+        // The one rendering of a cluster's job, also what `job-script --name` prints.
+        let path = self.dir.job_script(self.rec.config.system, name);
+        let address = self.rec.address.clone().unwrap_or_default();
+        super::lifecycle::job_script_named(
+            &self.rec.config,
+            &address,
+            &self.dir,
+            name,
+            &self.own_binary,
+        )
+        .and_then(|text| script::write_executable(&path, &text))
+        .map(|()| path)
+    }
+
+    /// `n` jobs as one array: its elements recorded (one ledger write, one name), one script,
+    /// one submit command off the loop; the elements' ids are recorded when it comes back
+    /// ([`Msg::SubmittedArray`]). To the scaler and the ledger each element is a job: it is
+    /// polled, retired, cancelled and replaced on its own.
+    fn submit_array(&mut self, n: usize) {
+        let (name, seqs) = match self.ledger.begin_array(n, now()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.submit_failures += 1;
+                self.note(format!(
+                    "recording an array of {n} jobs: {e}; nothing submitted"
+                ));
+                return;
+            }
+        };
+        let written = self.write_script(&name);
+        self.in_flight.extend(seqs.iter().copied());
+        let queue = self.queue.clone();
+        let tx = self.tx.clone();
+        let (thread_seqs, thread_name) = (seqs.clone(), name.clone());
+        let started = self.background("submit", move || {
+            let outcome = match written {
+                Ok(path) => queue.submit_array(&path, &thread_name, n),
+                Err(e) => Err(SubmitFailure::Refused(e)),
+            };
+            let _ = tx.send(Msg::SubmittedArray(ArrayOutcome {
+                seqs: thread_seqs,
+                name: thread_name,
+                outcome,
+            }));
+        });
+        if !started {
+            let why = Error::runtime("no thread could start to submit it");
+            self.on_submitted_array(ArrayOutcome {
+                seqs,
+                name,
+                outcome: Err(SubmitFailure::Refused(why)),
+            });
+        }
+    }
+
+    /// An array's submit command came back: its elements recorded with their ids (one
+    /// write), or as failed, or left `submitting` to be cancelled by name. One command, so
+    /// one success or one failure for the scaler's back-off.
+    fn on_submitted_array(&mut self, array: ArrayOutcome) {
+        let ArrayOutcome {
+            seqs,
+            name,
+            outcome,
+        } = array;
+        for seq in &seqs {
+            self.in_flight.remove(seq);
+        }
+        let ok = outcome.is_ok();
+        self.submit_failures += u32::from(!ok);
+        self.submit_successes += u32::from(ok);
+        let t = now();
+        let recorded = match outcome {
+            Ok(ids) => {
+                tracing::info!(
+                    "submitted {name} as an array of {} jobs: {}",
+                    ids.len(),
+                    ids.join(" ")
+                );
+                let pairs: Vec<(u64, String)> = seqs.iter().copied().zip(ids).collect();
+                self.ledger.submitted_all(&pairs, t)
+            }
+            Err(SubmitFailure::Refused(e)) => {
+                self.note(format!(
+                    "submitting {name} (an array of {}): {e}",
+                    seqs.len()
+                ));
+                seqs.iter()
+                    .try_for_each(|seq| self.ledger.submit_failed(*seq, &e.to_string(), t))
+            }
+            Err(SubmitFailure::Uncertain(e)) => {
+                let mono = Instant::now();
+                for seq in &seqs {
+                    self.uncertain_since.start(*seq, mono);
+                }
+                self.note(format!(
+                    "submitting {name} (an array of {}): {e}; it may be queued anyway: it will \
+                     be cancelled by name",
+                    seqs.len()
+                ));
+                Ok(())
+            }
+        };
+        if let Err(e) = recorded {
+            self.note(format!("recording the array {name}: {e}"));
+        }
+        // See the new jobs' states soon.
+        self.last_poll = None;
     }
 
     /// Submit commands came back: each job recorded with its id or its failure.
@@ -985,6 +1104,7 @@ impl Deployer<'_> {
         while !self.in_flight.is_empty() {
             match self.recv_going_down(rx, Some(deadline)) {
                 Some(Msg::Submitted(outcomes)) => self.on_submitted(outcomes),
+                Some(Msg::SubmittedArray(array)) => self.on_submitted_array(array),
                 Some(_) => {}
                 // Still running past its own timeout: `down` cancels by name what it left.
                 None => break,
@@ -1203,14 +1323,26 @@ pub fn finish_jobs(
         .map(|j| (j.seq, j.name.clone()))
         .collect();
     let mut unknown = Vec::new();
+    // The elements of an array share its name: cancelled by it once.
+    let mut by_name: BTreeMap<String, bool> = BTreeMap::new();
     for (seq, name) in unconfirmed {
         let script = ClusterDir::new(&rec.name)?.job_script(rec.config.system, &name);
-        let why = if queue.cancel_by_name(&name, &script)? {
+        let cancelled = match by_name.get(&name) {
+            Some(done) => *done,
+            None => {
+                let done = queue.cancel_by_name(&name, &script)?;
+                by_name.insert(name.clone(), done);
+                done
+            }
+        };
+        let why = if cancelled {
             "its submission was never confirmed; cancelled by name at shutdown"
         } else if forget_unconfirmed {
             "its submission was never confirmed; forgotten at shutdown (--forget-unconfirmed)"
         } else {
-            unknown.push(name);
+            if !unknown.contains(&name) {
+                unknown.push(name);
+            }
             continue;
         };
         ledger.submit_failed(seq, why, now())?;

@@ -41,8 +41,20 @@ pub fn job_script(
     seq: u64,
     own_binary: &Path,
 ) -> Result<String> {
+    let name = crate::jobqueue::ledger::job_name(&dir.name, seq);
+    job_script_named(cfg, address, dir, &name, own_binary)
+}
+
+/// The same script under a job name given whole (an array's elements share one name).
+pub fn job_script_named(
+    cfg: &JobConfig,
+    address: &str,
+    dir: &ClusterDir,
+    job_name: &str,
+    own_binary: &Path,
+) -> Result<String> {
     let mut cfg = cfg.clone();
-    cfg.job_name = crate::jobqueue::ledger::job_name(&dir.name, seq);
+    cfg.job_name = job_name.to_string();
     let target = script::Target {
         scheduler_address: address.to_string(),
         secret_file: Some(dir.secret_path()),

@@ -101,13 +101,20 @@ impl Ledger {
 
     /// The names of jobs still `Submitting` (no id recorded): `down --force` must look these up
     /// by name in the batch queue, since the submit may or may not have happened.
+    /// Each name once: the elements of an array share theirs.
     pub fn submitting_names(&self) -> Vec<String> {
-        self.data
+        let mut names: Vec<String> = Vec::new();
+        for j in self
+            .data
             .jobs
             .iter()
             .filter(|j| j.state == LedgerState::Submitting)
-            .map(|j| j.name.clone())
-            .collect()
+        {
+            if !names.contains(&j.name) {
+                names.push(j.name.clone());
+            }
+        }
+        names
     }
 
     /// Records a job about to be submitted and returns its sequence number and the name to
@@ -119,6 +126,20 @@ impl Ledger {
     /// Records `n` jobs about to be submitted, in one write (the daemon then submits them side
     /// by side): their sequence numbers and names.
     pub fn begin_submits(&mut self, n: usize, now: f64) -> Result<Vec<(u64, String)>> {
+        self.begin(n, false, now)
+    }
+
+    /// Records the `n` elements of one job array about to be submitted, in one write: their
+    /// sequence numbers, and the one name the array is submitted under (that of its first
+    /// element). Each element is a job of its own to the ledger; the shared name is what
+    /// finds them all if the submit command's outcome is unknown.
+    pub fn begin_array(&mut self, n: usize, now: f64) -> Result<(String, Vec<u64>)> {
+        let named = self.begin(n, true, now)?;
+        let name = named.first().map(|(_, n)| n.clone()).unwrap_or_default();
+        Ok((name, named.into_iter().map(|(seq, _)| seq).collect()))
+    }
+
+    fn begin(&mut self, n: usize, one_name: bool, now: f64) -> Result<Vec<(u64, String)>> {
         if self.data.closed {
             return Err(Error::runtime(format!(
                 "cluster `{}` is closed (its ledger {} says so): it submits no more jobs",
@@ -128,9 +149,14 @@ impl Ledger {
         }
         self.change(|d| {
             let mut out = Vec::with_capacity(n);
+            let first = job_name(&d.cluster, d.next_seq);
             for _ in 0..n {
                 let seq = d.next_seq;
-                let name = job_name(&d.cluster, seq);
+                let name = if one_name {
+                    first.clone()
+                } else {
+                    job_name(&d.cluster, seq)
+                };
                 d.next_seq += 1;
                 d.jobs.push(JobRecord {
                     seq,
@@ -154,25 +180,33 @@ impl Ledger {
     /// The submit command printed `job_id` for the job `seq`: it is now pending. Also used when
     /// a job left `Submitting` (the daemon died or the command timed out) is found by name.
     pub fn submitted(&mut self, seq: u64, job_id: &str, now: f64) -> Result<()> {
+        self.submitted_all(&[(seq, job_id.to_string())], now)
+    }
+
+    /// [`Ledger::submitted`] for several jobs in one write (the elements of an array): all
+    /// of them, or none if one is refused.
+    pub fn submitted_all(&mut self, jobs: &[(u64, String)], now: f64) -> Result<()> {
         let path = self.path().to_path_buf();
         self.change(|d| {
-            // An id may come back once its job has finished, never while it may be alive.
-            if let Some(other) = d
-                .jobs
-                .iter()
-                .find(|j| j.job_id.as_deref() == Some(job_id) && !j.is_finished())
-            {
-                return Err(Error::runtime(format!(
-                    "job id {job_id} is already recorded for job {} in {}, which may still run",
-                    other.seq,
-                    path.display()
-                )));
+            for (seq, job_id) in jobs {
+                // An id may come back once its job has finished, never while it may be alive.
+                if let Some(other) = d
+                    .jobs
+                    .iter()
+                    .find(|j| j.job_id.as_deref() == Some(job_id) && !j.is_finished())
+                {
+                    return Err(Error::runtime(format!(
+                        "job id {job_id} is already recorded for job {} in {}, which may still run",
+                        other.seq,
+                        path.display()
+                    )));
+                }
+                let job = submitting_job(d, *seq, &path)?;
+                job.job_id = Some(job_id.clone());
+                job.state = LedgerState::Pending;
+                job.submitted_at = Some(now);
             }
-            let job = submitting_job(d, seq, &path)?;
-            job.job_id = Some(job_id.to_string());
-            job.state = LedgerState::Pending;
-            job.submitted_at = Some(now);
-            Ok((true, ()))
+            Ok((!jobs.is_empty(), ()))
         })
     }
 

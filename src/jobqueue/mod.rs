@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod htcondor;
+pub mod indices;
 pub mod job_env;
 pub use job_env::batch_job_id;
 pub mod ledger;
@@ -17,6 +18,7 @@ pub mod moab;
 pub mod mpi_script;
 pub mod oar;
 pub mod pbs;
+pub mod pools;
 pub mod scaler;
 pub mod script;
 pub mod sge;
@@ -191,6 +193,28 @@ pub trait BatchSystem: Sync {
 
     /// Finds the job id in the submit command's output.
     fn parse_job_id(&self, out: &Output) -> Option<String>;
+
+    /// The command that submits `count` (2 or more) copies of the script at `script` as one
+    /// job array named `name` (`sbatch --array=0-N`, `qsub -t 1-N`, ...): a scale-up costs
+    /// one submission instead of `count`. None where arrays are not used on this system; a
+    /// scale-up then submits one job per element.
+    fn submit_array(
+        &self,
+        _script: &Path,
+        _name: &str,
+        _count: usize,
+        _extra: &[String],
+    ) -> Option<Invocation> {
+        None
+    }
+
+    /// The ids of the `count` elements of an array, in order, from its submit command's
+    /// output, spelt as the status and cancel commands and the elements' own environment
+    /// spell them (`123_4`, `123.4`, `123[4]`): each element is a job of its own to the
+    /// ledger and the scaler. None when the output cannot be read.
+    fn parse_array_ids(&self, _out: &Output, _count: usize) -> Option<Vec<String>> {
+        None
+    }
 
     /// Whether a submit command that exited badly may still have queued the job: it lost
     /// its controller mid-way ("Socket timed out on send/recv operation" can come after the
@@ -437,12 +461,67 @@ impl JobQueue {
     /// Submits the script file and returns the job id the batch system gave it; on failure,
     /// whether a job may exist anyway.
     pub fn submit(&self, script: &Path) -> std::result::Result<String, SubmitFailure> {
+        let sys = self.system();
+        self.run_submit(
+            script,
+            |script| Some(sys.submit(script, &self.submit_extra)),
+            |out| sys.parse_job_id(out),
+        )
+    }
+
+    /// Whether a scale-up of several jobs is one array submission on this system.
+    pub fn has_arrays(&self) -> bool {
+        self.system()
+            .submit_array(Path::new("/job.sh"), "job", 2, &[])
+            .is_some()
+    }
+
+    /// Submits `count` copies of the script as one array named `name` and returns its
+    /// elements' ids (see [`BatchSystem::parse_array_ids`]); on failure, whether an array
+    /// may exist anyway. Refused (nothing run) where the system has no arrays here.
+    pub fn submit_array(
+        &self,
+        script: &Path,
+        name: &str,
+        count: usize,
+    ) -> std::result::Result<Vec<String>, SubmitFailure> {
+        let sys = self.system();
+        if count < 2 || !is_job_name(name) {
+            return Err(SubmitFailure::Refused(Error::runtime(format!(
+                "not an array of {count} jobs named '{}'",
+                name.escape_debug()
+            ))));
+        }
+        self.run_submit(
+            script,
+            |script| sys.submit_array(script, name, count, &self.submit_extra),
+            |out| {
+                sys.parse_array_ids(out, count)
+                    .filter(|ids| ids.len() == count && ids.iter().all(|id| sys.is_job_id(id)))
+            },
+        )
+    }
+
+    /// Runs a submit command (`invocation` of the absolute script path; None: this system
+    /// has no such command, refused) and reads its output with `parse`; a failure says
+    /// whether a job may exist anyway.
+    fn run_submit<T>(
+        &self,
+        script: &Path,
+        invocation: impl FnOnce(&Path) -> Option<Invocation>,
+        parse: impl FnOnce(&Output) -> Option<T>,
+    ) -> std::result::Result<T, SubmitFailure> {
         // Nothing has run yet: any failure here certainly queued nothing.
         let script = std::path::absolute(script)
             .map_err(Error::io(format!("resolving {}", script.display())))
             .map_err(SubmitFailure::Refused)?;
         let sys = self.system();
-        let inv = sys.submit(&script, &self.submit_extra);
+        let inv = invocation(&script).ok_or_else(|| {
+            SubmitFailure::Refused(Error::runtime(format!(
+                "{} job arrays are not submitted here (a scale-up goes job by job)",
+                self.kind
+            )))
+        })?;
         let out = match command::run(&inv, self.timeout) {
             Ok(out) => out,
             Err(Error::Command(f)) => return Err(SubmitFailure::of_command(*f, false)),
@@ -456,7 +535,7 @@ impl JobQueue {
                 may_have_queued,
             ));
         }
-        sys.parse_job_id(&out).ok_or_else(|| {
+        parse(&out).ok_or_else(|| {
             SubmitFailure::Uncertain(Error::runtime(format!(
                 "`{}` succeeded but printed no job id we can read: {:?}",
                 inv.argv.join(" "),
@@ -687,7 +766,7 @@ mod tests {
             (SystemKind::Pbs, &["123.srv", "123.srv.example.org", "123"]),
             (SystemKind::Moab, &["Moab.123", "123.torque01", "123"]),
             (SystemKind::Htcondor, &["123", "123.0"]),
-            (SystemKind::Sge, &["123", "123.4"]),
+            (SystemKind::Sge, &["123"]),
             (SystemKind::Lsf, &["123"]),
             (SystemKind::Oar, &["123"]),
             (SystemKind::Local, &["123"]),
@@ -699,7 +778,10 @@ mod tests {
             }
             assert_ne!(sys.canonical_id("1234"), sys.canonical_id(spellings[0]));
         }
+        // Array elements are jobs of their own, never another spelling of their array.
         assert_eq!(system(SystemKind::Lsf).canonical_id("123[4]"), "123[4]");
+        assert_eq!(system(SystemKind::Sge).canonical_id("123.4"), "123.4");
+        assert_eq!(system(SystemKind::Slurm).canonical_id("123_4"), "123_4");
         // The rule the daemon used for every system took Moab's own ids for job "Moab".
         assert_ne!(id_number("Moab.123"), id_number("123.torque01"));
     }

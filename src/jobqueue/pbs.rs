@@ -135,6 +135,35 @@ impl BatchSystem for Pbs {
             .then(|| line.to_string())
     }
 
+    /// PBS Pro's `-J 1-N`: subjobs 1..N, each `ID[K].server`, cancelled alone.
+    fn submit_array(
+        &self,
+        script: &Path,
+        _name: &str,
+        count: usize,
+        extra: &[String],
+    ) -> Option<Invocation> {
+        if count < 2 {
+            return None;
+        }
+        let mut argv = vec!["qsub".to_string(), "-J".into(), format!("1-{count}")];
+        argv.extend(extra.iter().cloned());
+        argv.push(script.display().to_string());
+        Some(Invocation::new(argv))
+    }
+
+    /// qsub prints the array as `1234[].server`; its subjobs are `1234[K].server`, as their
+    /// own `PBS_JOBID` spells them.
+    fn parse_array_ids(&self, out: &Output, count: usize) -> Option<Vec<String>> {
+        let id = self.parse_job_id(out)?;
+        let (number, server) = id.split_once("[]")?;
+        Some(
+            (1..=count)
+                .map(|k| format!("{number}[{k}]{server}"))
+                .collect(),
+        )
+    }
+
     fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
         let mut argv = vec!["qdel".to_string()];
         argv.extend(extra.iter().cloned());
@@ -239,6 +268,40 @@ pub(crate) fn is_pbs_job_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stand-in's (tests/standins/pbs) forms, as PBS Pro documents them: `qsub -J 1-3`
+    /// prints `1000[].pbsserver`; a subjob is `1000[2].pbsserver` to qstat, qdel and its
+    /// own PBS_JOBID, and a job of its own to the ledger.
+    #[test]
+    fn arrays_are_submitted_once_and_their_subjobs_named_alone() {
+        let inv = Pbs
+            .submit_array(Path::new("/c/job.sh"), "rdask-c-3", 3, &[])
+            .unwrap();
+        assert_eq!(inv.argv, ["qsub", "-J", "1-3", "/c/job.sh"]);
+        let printed = Output {
+            code: Some(0),
+            stdout: "1000[].pbsserver\n".into(),
+            stderr: String::new(),
+        };
+        let ids = Pbs.parse_array_ids(&printed, 3).unwrap();
+        assert_eq!(
+            ids,
+            [
+                "1000[1].pbsserver",
+                "1000[2].pbsserver",
+                "1000[3].pbsserver"
+            ]
+        );
+        assert!(ids.iter().all(|id| Pbs.is_job_id(id)));
+        assert_ne!(Pbs.canonical_id(&ids[0]), Pbs.canonical_id(&ids[1]));
+        assert_eq!(Pbs.canonical_id("1000[2].pbsserver.example.org"), "1000[2]");
+        // A plain id is not an array.
+        let plain = Output {
+            stdout: "1004.pbsserver\n".into(),
+            ..printed
+        };
+        assert_eq!(Pbs.parse_array_ids(&plain, 3), None);
+    }
 
     #[test]
     fn job_mem_goes_as_written_only_in_pbs_size_spelling() {

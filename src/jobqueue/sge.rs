@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, MpiJob, Output, Site};
+use super::{
+    fill_gone, indices, is_number, BatchSystem, Invocation, JobState, MpiJob, Output, Site,
+};
 use crate::config::{JobConfig, SystemKind};
 
 pub struct Sge;
@@ -83,6 +85,36 @@ impl BatchSystem for Sge {
             .then(|| id.to_string())
     }
 
+    /// Tasks 1..count (Grid Engine numbers tasks from 1); `qdel 123.4` cancels one.
+    fn submit_array(
+        &self,
+        script: &Path,
+        _name: &str,
+        count: usize,
+        extra: &[String],
+    ) -> Option<Invocation> {
+        if count == 0 {
+            return None;
+        }
+        let mut argv = vec![
+            "qsub".to_string(),
+            "-terse".into(),
+            "-w".into(),
+            "e".into(),
+            "-t".into(),
+            format!("1-{count}"),
+        ];
+        argv.extend(extra.iter().cloned());
+        argv.push(script.display().to_string());
+        Some(Invocation::new(argv))
+    }
+
+    /// `-terse` prints `123.1-4:1`; the tasks are `123.1` .. `123.{count}`.
+    fn parse_array_ids(&self, out: &Output, count: usize) -> Option<Vec<String>> {
+        let id = self.parse_job_id(out)?;
+        Some((1..=count).map(|k| format!("{id}.{k}")).collect())
+    }
+
     fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
         let mut argv = vec!["qdel".to_string()];
         argv.extend(extra.iter().cloned());
@@ -99,9 +131,10 @@ impl BatchSystem for Sge {
         complaints.peek().is_some() && complaints.all(|l| l.contains("does not exist"))
     }
 
-    /// Plain `qstat` lists this user's pending and running jobs; finished jobs leave it.
+    /// `qstat -g d` lists this user's pending and running jobs, one line per array task
+    /// (plain `qstat` compresses pending tasks into `9-12:1`); finished jobs leave it.
     fn status(&self, _ids: &[String]) -> Invocation {
-        Invocation::new(["qstat"])
+        Invocation::new(["qstat", "-g", "d"])
     }
 
     fn parse_states(
@@ -115,12 +148,26 @@ impl BatchSystem for Sge {
         let mut seen = BTreeMap::new();
         for line in out.stdout.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
-            // job-ID prior name user state submit/start-at queue slots ja-task-ID
-            if words.len() < 5 || !words[0].chars().all(|c| c.is_ascii_digit()) {
+            // job-ID prior name user state submit/start-at queue slots ja-task-ID; a job not
+            // yet placed has no queue, a plain job no task column.
+            if words.len() < 8 || !is_number(words[0]) {
                 continue;
             }
-            if ids.iter().any(|i| i == words[0]) {
-                seen.insert(words[0].to_string(), state_of(words[4]));
+            let state = state_of(words[4]);
+            let task_column = if words[7].contains('@') { 9 } else { 8 };
+            let keys = match words.get(task_column) {
+                None => vec![words[0].to_string()],
+                // Still compressed by an older qstat: `9-12:1`, `1,2`.
+                Some(tasks) => indices::expand(tasks)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| format!("{}.{t}", words[0]))
+                    .collect(),
+            };
+            for key in keys {
+                if ids.contains(&key) {
+                    seen.insert(key, state);
+                }
             }
         }
         Ok(fill_gone(ids, seen))
@@ -132,6 +179,21 @@ impl BatchSystem for Sge {
 
     fn launch_job_id_variable(&self) -> Option<&'static str> {
         Some("JOB_ID")
+    }
+
+    /// A task of an array is `JOB_ID.SGE_TASK_ID`; other jobs have the task id `undefined`.
+    fn job_id_from_env(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        let job = env("JOB_ID").filter(|j| !j.is_empty())?;
+        match env("SGE_TASK_ID").filter(|t| is_number(t)) {
+            Some(task) => Some(format!("{job}.{task}")),
+            None => Some(job),
+        }
+    }
+
+    /// Grid Engine ids carry no server name: `123.4` is task 4 of job 123, a job of its own
+    /// to the ledger, not another spelling of 123.
+    fn canonical_id<'a>(&self, id: &'a str) -> &'a str {
+        id
     }
 
     /// `123`, or one task of an array job `123.4`.
@@ -217,6 +279,72 @@ job-ID  prior   name       user         state submit/start at     queue         
         assert_eq!(s["10"], JobState::Running);
         assert_eq!(s["12"], JobState::Gone);
         assert!(!s.contains_key("11"));
+    }
+
+    /// Captured on the test environment's Grid Engine 8.1.9: `qsub -terse -t 1-12` printed
+    /// `407.1-12:1`; `qstat -g d` one line per task; `qdel 407.2 409.3` cancels two tasks,
+    /// and an unknown task is `job "407" task "99" does not exist`.
+    #[test]
+    fn arrays_are_submitted_once_and_polled_per_task() {
+        let inv = Sge
+            .submit_array(Path::new("/c/job.sh"), "rdask-c-3", 12, &[])
+            .unwrap();
+        assert_eq!(
+            inv.argv,
+            ["qsub", "-terse", "-w", "e", "-t", "1-12", "/c/job.sh"]
+        );
+        let terse = Output {
+            code: Some(0),
+            stdout: "407.1-12:1\n".into(),
+            stderr: String::new(),
+        };
+        let ids = Sge.parse_array_ids(&terse, 3).unwrap();
+        assert_eq!(ids, ["407.1", "407.2", "407.3"]);
+        let stdout = "\
+job-ID  prior   name       user         state submit/start at     queue                          slots ja-task-ID 
+-----------------------------------------------------------------------------------------------------------------
+    407 0.75000 arrcap     root         r     12/06/2026 08:29:59 all.q@vm                           1 1
+    407 0.75000 arrcap     root         qw    12/06/2026 08:29:59                                    1 9
+    407 0.75000 arrcap     root         dr    12/06/2026 08:29:59 all.q@vm                           1 2
+    408 0.25000 arrcap     root         qw    12/06/2026 08:30:00                                    1        
+    409 0.00000 arrcap     root         hqw   12/06/2026 08:30:00                                    1 1,2
+    410 0.00000 arrcap     root         qw    12/06/2026 08:30:00                                    1 5-7:2
+";
+        let ids: Vec<String> = [
+            "407.1", "407.2", "407.3", "407.9", "408", "409.2", "410.7", "410.6",
+        ]
+        .map(String::from)
+        .to_vec();
+        let out = Output {
+            code: Some(0),
+            stdout: stdout.into(),
+            stderr: String::new(),
+        };
+        let s = Sge.parse_states(&out, &ids).unwrap();
+        use JobState::*;
+        assert_eq!(
+            ids.iter().map(|i| s[i]).collect::<Vec<_>>(),
+            [Running, Running, Gone, Pending, Pending, Pending, Pending, Gone]
+        );
+        let unknown_task = Output {
+            code: Some(1),
+            stdout: String::new(),
+            stderr: "job \"407\" task \"99\" does not exist\n".into(),
+        };
+        assert!(Sge.cancel_failure_is_harmless(&unknown_task));
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let task = env(&[("JOB_ID", "407"), ("SGE_TASK_ID", "4")]);
+        assert_eq!(Sge.job_id_from_env(&task).as_deref(), Some("407.4"));
+        let plain = env(&[("JOB_ID", "408"), ("SGE_TASK_ID", "undefined")]);
+        assert_eq!(Sge.job_id_from_env(&plain).as_deref(), Some("408"));
+        assert_ne!(Sge.canonical_id("407.4"), Sge.canonical_id("407.5"));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{fill_gone, is_number, BatchSystem, Invocation, JobState, MpiJob, Output, Site};
+use super::{
+    fill_gone, indices, is_number, BatchSystem, Invocation, JobState, MpiJob, Output, Site,
+};
 use crate::config::{JobConfig, SystemKind};
 use crate::units::{ByteSize, SizeAsWritten, Walltime};
 
@@ -107,6 +109,30 @@ impl BatchSystem for Slurm {
             .then(|| id.to_string())
     }
 
+    /// Elements 0..count-1; each is cancelled alone as `ID_INDEX`.
+    fn submit_array(
+        &self,
+        script: &Path,
+        _name: &str,
+        count: usize,
+        extra: &[String],
+    ) -> Option<Invocation> {
+        let mut argv = vec![
+            "sbatch".to_string(),
+            "--parsable".into(),
+            format!("--array=0-{}", count.checked_sub(1)?),
+        ];
+        argv.extend(extra.iter().cloned());
+        argv.push(script.display().to_string());
+        Some(Invocation::new(argv))
+    }
+
+    /// `--parsable` prints the array's id; its elements are `ID_0` .. `ID_{count-1}`.
+    fn parse_array_ids(&self, out: &Output, count: usize) -> Option<Vec<String>> {
+        let id = self.parse_job_id(out)?;
+        is_number(&id).then(|| (0..count).map(|k| format!("{id}_{k}")).collect())
+    }
+
     fn cancel(&self, ids: &[String], extra: &[String]) -> Invocation {
         let mut argv = vec!["scancel".to_string()];
         argv.extend(extra.iter().cloned());
@@ -154,13 +180,37 @@ impl BatchSystem for Slurm {
             let (Some(id), Some(state)) = (words.next(), words.next()) else {
                 continue;
             };
-            seen.insert(id.to_string(), state_of(state));
+            // Pending elements of an array come compressed on one line: `123_[5-63]`.
+            match indices::slurm_elements(id) {
+                Some(elements) => {
+                    for e in elements {
+                        seen.insert(e, state_of(state));
+                    }
+                }
+                None => {
+                    seen.insert(id.to_string(), state_of(state));
+                }
+            }
         }
         Ok(fill_gone(ids, seen))
     }
 
     fn job_id_variables(&self) -> &'static [&'static str] {
         &["SLURM_JOB_ID", "SLURM_JOBID"]
+    }
+
+    /// An array element is `ARRAY_INDEX` (its own SLURM_JOB_ID is another number, which
+    /// neither squeue's `%i` nor the ledger uses); any other job its SLURM_JOB_ID.
+    fn job_id_from_env(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        let array = env("SLURM_ARRAY_JOB_ID").filter(|a| is_number(a));
+        let index = env("SLURM_ARRAY_TASK_ID").filter(|i| is_number(i));
+        if let (Some(array), Some(index)) = (array, index) {
+            return Some(format!("{array}_{index}"));
+        }
+        self.job_id_variables()
+            .iter()
+            .filter_map(|var| env(var))
+            .find(|v| !v.is_empty())
     }
 
     fn launch_job_id_variable(&self) -> Option<&'static str> {
@@ -223,6 +273,10 @@ impl BatchSystem for Slurm {
                 let (id, why) = l.trim().split_once(' ')?;
                 let why = why.trim();
                 (!why.is_empty() && why != "None").then(|| (id.to_string(), why.to_string()))
+            })
+            .flat_map(|(id, why)| {
+                let ids = indices::slurm_elements(&id).unwrap_or_else(|| vec![id]);
+                ids.into_iter().map(move |id| (id, why.clone()))
             })
             .collect()
     }
@@ -294,6 +348,65 @@ mod tests {
             stdout: stdout.into(),
             stderr: stderr.into(),
         }
+    }
+
+    /// Captured on the test environment's SLURM 22.05: `sbatch --parsable --array=0-5`
+    /// printed `825`; squeue listed started elements singly and pending ones compressed;
+    /// the elements' environment named the array and the index.
+    #[test]
+    fn arrays_are_submitted_once_and_polled_per_element() {
+        let inv = Slurm
+            .submit_array(Path::new("/c/job.sh"), "rdask-c-3", 6, &["--qos=x".into()])
+            .unwrap();
+        assert_eq!(
+            inv.argv,
+            [
+                "sbatch",
+                "--parsable",
+                "--array=0-5",
+                "--qos=x",
+                "/c/job.sh"
+            ]
+        );
+        let ids = Slurm.parse_array_ids(&out(0, "825\n", ""), 3).unwrap();
+        assert_eq!(ids, ["825_0", "825_1", "825_2"]);
+        assert!(ids.iter().all(|id| Slurm.is_job_id(id)));
+        assert_eq!(Slurm.parse_array_ids(&out(0, "oops\n", ""), 3), None);
+
+        let ids: Vec<String> = [
+            "825_0", "825_1", "825_5", "826_0", "826_1", "826_2", "826_3",
+        ]
+        .map(String::from)
+        .to_vec();
+        let squeue = "826_[0-1,3] PENDING\n825_0 RUNNING\n825_1 CANCELLED\n825_5 RUNNING\n";
+        let s = Slurm.parse_states(&out(0, squeue, ""), &ids).unwrap();
+        use JobState::*;
+        assert_eq!(
+            ids.iter().map(|i| s[i]).collect::<Vec<_>>(),
+            [Running, Cancelled, Running, Pending, Pending, Gone, Pending]
+        );
+        let r = Slurm.parse_pending_reasons(&out(0, "826_[0-1,3] JobHeldUser\n", ""));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r["826_3"], "JobHeldUser");
+
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let element = env(&[
+            ("SLURM_JOB_ID", "827"),
+            ("SLURM_ARRAY_JOB_ID", "825"),
+            ("SLURM_ARRAY_TASK_ID", "0"),
+        ]);
+        assert_eq!(Slurm.job_id_from_env(&element).as_deref(), Some("825_0"));
+        let plain = env(&[("SLURM_JOB_ID", "830")]);
+        assert_eq!(Slurm.job_id_from_env(&plain).as_deref(), Some("830"));
+        assert_eq!(Slurm.canonical_id("825_0"), "825_0");
+        assert_ne!(Slurm.canonical_id("825_0"), Slurm.canonical_id("825_1"));
     }
 
     #[test]

@@ -57,7 +57,7 @@ stop_pidfile() {
 #   has no systemd and no usable cgroup hierarchy for slurmd. (So no
 #   cgroup.conf is needed: nothing loads the cgroup plugins.)
 # - SlurmdParameters=config_overrides: the node announces the CPUs/memory
-#   written here (16 CPUs, 16000 MB) instead of the VM's 2 cores, so tests can
+#   written here (72 CPUs, 72000 MB) instead of the VM's 2 cores, so tests can
 #   request several cpus per job and run many jobs at once.
 # - DefMemPerCPU=1000: with CR_Core_Memory a job without --mem would otherwise
 #   be given the whole node's memory, and jobs would run one at a time.
@@ -102,7 +102,7 @@ StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldLogFile=$LOGDIR/slurmctld.log
 SlurmdLogFile=$LOGDIR/slurmd.log
-NodeName=$HOST CPUs=16 RealMemory=16000 State=UNKNOWN
+NodeName=$HOST CPUs=72 RealMemory=72000 State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 )

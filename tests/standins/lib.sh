@@ -169,6 +169,22 @@ standin_expired() {
 }
 
 # standin_visible ID: job exists and has not expired; loads J_* and S_*.
+# standin_pbs_resolve OPERAND: sets R_ID (the stand-in's own id) and R_NAME (the id as
+# PBS spells it) for `123`, `123.server`, or a subjob `123[4].server`. 1 when not an id.
+standin_pbs_resolve() {
+    [[ $1 =~ ^([0-9]+)(\[([0-9]+)\])?(\.[^@]*)?(@.*)?$ ]] || return 1
+    local server=${RDASK_STANDIN_SERVER:-pbsserver}
+    if [[ -n ${BASH_REMATCH[2]} ]]; then
+        R_NAME="${BASH_REMATCH[1]}[${BASH_REMATCH[3]}].$server"
+        R_ID=$(cat "$STANDIN_STATE/arrays/${BASH_REMATCH[1]}/${BASH_REMATCH[3]}" 2>/dev/null)
+        [[ -n $R_ID ]] || R_ID=none
+    else
+        R_ID=${BASH_REMATCH[1]}
+        R_NAME="$R_ID.$server"
+    fi
+    return 0
+}
+
 standin_visible() {
     local jd
     jd=$(standin_jobdir "$1")
@@ -608,11 +624,30 @@ standin_pbs_submit() {
     fi
     [[ -n $P_NAME ]] && name=$P_NAME
 
+    # A job array (PBS Pro `-J lo-hi`): the array takes an id of its own, each subjob is
+    # a job of the stand-in's with its own id, known outside as ARRAY[INDEX].server
+    # (arrays/ARRAY/INDEX holds the inner id). qsub prints ARRAY[].server.
+    local array_id="" k
+    local -a elements=("")
+    if [[ $mode == pbs && -n $P_ARRAY ]]; then
+        if [[ ! $P_ARRAY =~ ^([0-9]+)-([0-9]+)$ ]] || ((BASH_REMATCH[1] >= BASH_REMATCH[2])); then
+            [[ -n $tmp_script ]] && rm -f "$tmp_script"
+            standin_err "qsub: illegal -J value"
+            return 2
+        fi
+        local lo=${BASH_REMATCH[1]} hi=${BASH_REMATCH[2]}
+        array_id=$(standin_alloc_id) || return 1
+        mkdir -p "$STANDIN_STATE/arrays/$array_id"
+        elements=()
+        for ((k = lo; k <= hi; k++)); do elements+=("$k"); done
+    fi
+    for k in "${elements[@]}"; do
     local id jd
     id=$(standin_alloc_id) || return 1
     jd=$(standin_jobdir "$id")
     mkdir -p "$jd"
     local jobid="$id.$server"
+    [[ -n $k ]] && jobid="$array_id[$k].$server"
     local workdir=${HOME:-/}
     [[ -n $P_WORKDIR ]] && workdir=$(standin_abspath "$P_WORKDIR" "$submit_dir")
 
@@ -677,6 +712,7 @@ standin_pbs_submit() {
         done
     done
     envs+=("${vlist[@]}")
+    [[ -n $k ]] && envs+=("PBS_ARRAY_INDEX=$k" "PBS_ARRAY_ID=$array_id[].$server")
     envs+=("PBS_JOBID=$jobid" "PBS_JOBNAME=$name" "PBS_QUEUE=$queue"
         "PBS_ENVIRONMENT=PBS_BATCH" "PBS_NODEFILE=$jd/nodefile" "PBS_JOBDIR=$workdir"
         "PBS_TASKNUM=1" "PBS_NODENUM=0" "PBS_MOMPORT=15003" "TMPDIR=$jd/tmp")
@@ -712,9 +748,13 @@ standin_pbs_submit() {
     J_RES=("${P_RES[@]}")
     J_VLIST=("${vlist[@]}")
     standin_create_job "$id" || return 1
-    [[ -n $tmp_script ]] && rm -f "$tmp_script"
     standin_launch "$id" || return 1
-    if [[ $mode == pbs ]]; then
+    [[ -n $k ]] && standin_write "$STANDIN_STATE/arrays/$array_id/$k" "$id"
+    done
+    [[ -n $tmp_script ]] && rm -f "$tmp_script"
+    if [[ -n $array_id ]]; then
+        printf '%s\n' "$array_id[].$server"
+    elif [[ $mode == pbs ]]; then
         printf '%s\n' "$jobid"
     elif [[ -n $P_XML ]]; then
         printf '<Data><job JobID="%s"></job></Data>\n' "$id"

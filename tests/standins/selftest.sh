@@ -159,6 +159,23 @@ EOF
     eq "  ... the known job is still printed" "['$jid']" "$(printf '%s' "$OUT" | json_get "list(d['Jobs'])")"
     run qdel 99999
     eq "qdel unknown id: exit 153 + message" "153:qdel: Unknown Job Id 99999.pbsserver" "$RC:$ERR"
+
+    # a job array (-J): one id for the array, each subjob ARRAY[K].server alone
+    printf '#!/bin/bash\necho "$PBS_JOBID $PBS_ARRAY_INDEX $PBS_ARRAY_ID" > "%s/arr-$PBS_ARRAY_INDEX"\nsleep 60\n' "$MARK" >"$WORK/pbs-array.sh"
+    run qsub -J 1-3 "$WORK/pbs-array.sh"
+    local arr=$OUT a=${OUT%%[*}
+    check "qsub -J prints <seq>[].<server>" test "$arr" = "$a[].pbsserver"
+    wait_for 10 "subjob 2 runs" eval '[[ $(pbs_state "$a[2].pbsserver") == R ]]'
+    wait_for 5 "subjob 2 learns its ids" test -s "$MARK/arr-2"
+    eq "subjob env PBS_JOBID PBS_ARRAY_INDEX PBS_ARRAY_ID" "$a[2].pbsserver 2 $a[].pbsserver" "$(cat "$MARK/arr-2" 2>/dev/null)"
+    run qdel "$a[2].pbsserver"
+    eq "qdel of one subjob" 0 "$RC"
+    eq "  ... it ends, the others run" "F R" "$(pbs_state "$a[2].pbsserver") $(pbs_state "$a[3].pbsserver")"
+    run qstat -x -f -F json "$a[9].pbsserver"
+    eq "unknown subjob: exit 153 + message" "153:qstat: Unknown Job Id $a[9].pbsserver" "$RC:$ERR"
+    run qsub -J 3-1 "$WORK/pbs-array.sh"
+    eq "a bad -J range is refused" "2:qsub: illegal -J value" "$RC:$ERR"
+    qdel "$a[1].pbsserver" "$a[3].pbsserver"
 }
 
 # --------------------------------------------------------------------------

@@ -767,3 +767,46 @@ fn a_missing_file_mid_life_is_recreated_whole() {
     l.workers_seen("1", 4.0).unwrap();
     assert_eq!(Ledger::open(&path, "c").unwrap().jobs(), l.jobs());
 }
+
+/// An array's elements are recorded in one write under one name, get their element ids in
+/// one write, and are then jobs like any other: polled, cancelled and ended one by one.
+#[test]
+fn an_arrays_elements_are_jobs_of_their_own_under_one_name() {
+    let (_dir, path) = fresh();
+    let mut l = Ledger::open(&path, "c").unwrap();
+    l.begin_submit(1.0).unwrap();
+    let (name, seqs) = l.begin_array(3, 2.0).unwrap();
+    assert_eq!(name, "rdask-c-1");
+    assert_eq!(seqs, [1, 2, 3]);
+    let disk = Ledger::open(&path, "c").unwrap();
+    assert!(disk.jobs()[1..].iter().all(|j| j.name == "rdask-c-1"));
+    // Found by name once, if the array's submit command came back without an id.
+    assert_eq!(disk.submitting_names(), ["rdask-c-0", "rdask-c-1"]);
+    // The next job is named after its own number.
+    assert_eq!(l.begin_submit(3.0).unwrap(), (4, "rdask-c-4".to_string()));
+
+    let ids: Vec<(u64, String)> = seqs
+        .iter()
+        .zip(["77_0", "77_1", "77_2"])
+        .map(|(s, id)| (*s, id.to_string()))
+        .collect();
+    l.submitted_all(&ids, 4.0).unwrap();
+    let disk = Ledger::open(&path, "c").unwrap();
+    assert_eq!(disk.unfinished_ids(), ["77_0", "77_1", "77_2"]);
+    assert_eq!(disk.job("77_1").unwrap().seq, 2);
+    // One element ends, the others run on.
+    l.update_states(
+        &states(&[("77_1", JobState::Cancelled), ("77_0", JobState::Running)]),
+        5.0,
+    )
+    .unwrap();
+    assert_eq!(l.unfinished_ids(), ["77_0", "77_2"]);
+    // All or nothing: an id still alive cannot be given again, and nothing of the batch is kept.
+    let (_, more) = l.begin_array(2, 6.0).unwrap();
+    let err = l
+        .submitted_all(&[(more[0], "78_0".into()), (more[1], "77_0".into())], 7.0)
+        .unwrap_err();
+    assert!(err.to_string().contains("77_0"), "{err}");
+    assert!(l.job("78_0").is_none());
+    assert!(Ledger::open(&path, "c").unwrap().job("78_0").is_none());
+}
