@@ -121,6 +121,30 @@ impl Room {
     }
 }
 
+/// A submission whose next task fits nowhere now keeps the worker where it will fit first
+/// (the one with most room among those big enough) from newer submissions' smaller tasks:
+/// without it, 1-cpu tasks would fill every thread that frees and a wide task would never
+/// start. No worker is big enough: nothing is kept (the task waits for the cluster to grow).
+fn reserve(workers: &BTreeMap<WorkerId, Worker>, spec: &TaskArraySpec, rooms: &mut Vec<Room>) {
+    let room_of = |id: &WorkerId| rooms.iter().find(|r| r.worker == *id).map_or(0, |r| r.cpus);
+    let best = workers
+        .iter()
+        .filter(|(_, w)| w.status == WorkerStatus::Running)
+        .filter(|(_, w)| {
+            let whole = Room {
+                worker: 0,
+                cpus: w.info.nthreads,
+                resources: w.info.resources.clone(),
+            };
+            whole.fits(spec)
+        })
+        .max_by_key(|(id, _)| (room_of(id), Reverse(**id)))
+        .map(|(id, _)| *id);
+    if let Some(id) = best {
+        rooms.retain(|r| r.worker != id);
+    }
+}
+
 fn empty_outcome(spec: &TaskArraySpec, position: u64, state: TaskEnd, attempt: u32) -> TaskOutcome {
     TaskOutcome {
         submission: spec.submission,
@@ -504,6 +528,9 @@ impl State {
                     .max_by_key(|(i, r)| (r.cpus, Reverse(*i)))
                     .map(|(i, _)| i)
                 else {
+                    if sub.ready() > 0 {
+                        reserve(&self.workers, &spec, &mut rooms);
+                    }
                     break;
                 };
                 let Some((position, runs)) = sub.take_next() else {
@@ -521,6 +548,7 @@ impl State {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn assign_program(
         &mut self,
         client: ClientId,
