@@ -548,7 +548,6 @@ impl State {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn assign_program(
         &mut self,
         client: ClientId,
