@@ -174,6 +174,13 @@ async fn run(p: ProgramTask, cancel: oneshot::Receiver<()>) -> (TaskEnd, String)
     let (Some(program), args) = (p.argv.first(), p.argv.get(1..).unwrap_or_default()) else {
         return could_not("no program given".into());
     };
+    // Said plainly: a spawn error for a missing directory would name the program instead.
+    if let Some(dir) = cwd.filter(|d| !d.is_dir()) {
+        return could_not(format!(
+            "the working directory {} does not exist on this host",
+            dir.display()
+        ));
+    }
     let stdout = match output(&p.stdout, cwd, "stdout") {
         Ok(s) => s,
         Err(why) => return could_not(why),
@@ -287,6 +294,14 @@ mod tests {
         );
         match run_one(task(&["/no/such/program"])).await.0 {
             TaskEnd::CouldNotStart { why } => assert!(why.contains("/no/such/program"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let mut p = task(&["true"]);
+        p.cwd = Some("/no/such/dir".into());
+        match run_one(p).await.0 {
+            TaskEnd::CouldNotStart { why } => {
+                assert!(why.contains("working directory /no/such/dir"), "{why}")
+            }
             other => panic!("{other:?}"),
         }
     }
