@@ -708,6 +708,7 @@ impl Core {
                     memory_limit: reg.memory_limit,
                     host: reg.host,
                     job_id: reg.job_id,
+                    resources: reg.resources,
                 };
                 tracing::info!(
                     "worker {id} ({}{}) joined from {}",
@@ -814,6 +815,10 @@ impl Core {
                         paused,
                         executing,
                     },
+                    WorkerToScheduler::ProgramsEnded(ended) => {
+                        self.finished_total += ended.len() as u64;
+                        Event::ProgramsEnded { worker: id, ended }
+                    }
                     WorkerToScheduler::RetireMe => {
                         tracing::info!("worker {id} asked to retire (lifetime reached)");
                         Event::Retire {
@@ -877,6 +882,19 @@ impl Core {
                         workers,
                         requester: Some(id),
                     });
+                }
+                ClientToScheduler::SubmitTaskArray(spec) => {
+                    tracing::info!(
+                        "submission {} from client {id}: {} tasks of {}",
+                        spec.submission,
+                        spec.len(),
+                        spec.argv.first().map(String::as_str).unwrap_or("")
+                    );
+                    self.state
+                        .handle(Event::TaskArraySubmitted { client: id, spec });
+                }
+                ClientToScheduler::CancelTasks { submission, tasks } => {
+                    self.state.handle(Event::CancelTasks { submission, tasks });
                 }
                 ClientToScheduler::Shutdown { exit_status } => {
                     tracing::info!("shutdown requested by client {id}");
@@ -1007,6 +1025,23 @@ impl Core {
                 Command::GraphRejected { client, reason } => {
                     self.to_client(client, SchedulerToClient::GraphRejected { reason });
                 }
+                Command::TasksStarted { client, started } => {
+                    self.to_client(client, SchedulerToClient::TasksStarted(started));
+                }
+                Command::TaskOutcomes { client, outcomes } => {
+                    self.to_client(client, SchedulerToClient::TaskOutcomes(outcomes));
+                }
+                Command::TaskArrayRejected {
+                    client,
+                    submission,
+                    reason,
+                } => {
+                    tracing::warn!("submission {submission} refused: {reason}");
+                    self.to_client(
+                        client,
+                        SchedulerToClient::TaskArrayRejected { submission, reason },
+                    );
+                }
                 Command::WorkerRetired { requester, worker } => {
                     self.to_client(requester, SchedulerToClient::WorkerRetired(worker));
                 }
@@ -1066,6 +1101,7 @@ impl Core {
             bytes_sent: self.counters.sent.load(Ordering::Relaxed),
             pending_work_us: self.state.pending_work_us() as u64,
             clients: self.clients.len() as u64,
+            queued_programs: self.state.queued_programs(),
         }
     }
 
