@@ -61,6 +61,10 @@ pub struct WorkerArgs {
     /// restarted process keeps the job's deadline)
     #[arg(long, value_name = "UNIX_TIME", hide = true, value_parser = unix_time_arg)]
     pub lifetime_end: Option<f64>,
+    /// The Python interpreter for Python tasks (`python.call`) [default: the one that
+    /// submitted each task]
+    #[arg(long, value_name = "PATH", env = "RDASK_WORKER_PYTHON")]
+    pub python: Option<PathBuf>,
 }
 
 /// `--nthreads`: 1 to [`limits::MAX_THREADS`].
@@ -225,6 +229,9 @@ impl WorkerArgs {
                 self.lifetime_stagger.to_string(),
             ]);
         }
+        if let Some(p) = &self.python {
+            v.extend(["--python".into(), path(p)]);
+        }
         v.extend(["--nworkers".into(), "1".into(), "--no-nanny".into()]);
         v
     }
@@ -295,6 +302,8 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
     opts.local_directory = a.local_directory.unwrap_or_else(std::env::temp_dir);
     opts.interface = a.interface;
     let mut full = Registry::builtin();
+    // Every worker runs Python tasks (the `rdask` package's), with its own interpreter pool.
+    crate::kernels::python::register(&mut full, a.python.clone());
     full.extend(registry);
     match crate::rt::runtime()?.block_on(worker::run(opts, full))? {
         Exit::Closed => Ok(0),
