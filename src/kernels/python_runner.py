@@ -162,9 +162,12 @@ def _error_text(exc):
         )
         exc = inner
     else:
-        tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        # Drop the runner's own frame: the user's frames are what tell.
-        text = "".join(tb[:1] + tb[2:]) if len(tb) > 2 else "".join(tb)
+        # Skip the runner's own frames (its code is `python -c`'s "<string>"): the user's
+        # frames are what tell.
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
+            tb = tb.tb_next
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
     try:
         blob = base64.b64encode(pickle.dumps(exc, protocol=4)).decode("ascii")
         text += "\n" + EXCEPTION_MARKER + blob
