@@ -27,10 +27,14 @@ _U64 = struct.Struct("<Q")
 PYTHON = sys.executable or "python3"
 
 
-def _is_future(obj):
-    from ._client import Future
+_Future = None
 
-    return isinstance(obj, Future)
+
+def _is_future(obj):
+    global _Future
+    if _Future is None:
+        from ._client import Future as _Future
+    return type(obj) is _Future
 
 
 class _FuturePickler(pickle.Pickler):
@@ -66,8 +70,15 @@ def dumps_function(fn):
     return cloudpickle.dumps(fn, protocol=5)
 
 
+# Arguments of these types cannot hold a future: pickled without looking (the common case
+# of `map` over numbers or names stays in C).
+_ATOMS = frozenset((int, float, str, bytes, bool, type(None), complex))
+
+
 def dumps_arguments(args, kwargs):
     """(pickle of (args, kwargs), the futures in it in input order)."""
+    if all(type(a) in _ATOMS for a in args) and all(type(v) in _ATOMS for v in kwargs.values()):
+        return pickle.dumps((args, kwargs), protocol=5), []
     for pickler in (_FuturePickler, _FutureCloudPickler):
         futures = []
         buf = io.BytesIO()

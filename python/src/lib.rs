@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyByteArray;
 
 use rdask::client::KeyState;
@@ -130,7 +131,7 @@ impl Client {
     fn submit(
         &self,
         python: &str,
-        calls: Vec<(Vec<u8>, Vec<u64>)>,
+        calls: Vec<(PyBackedBytes, Vec<u64>)>,
         wanted: bool,
     ) -> PyResult<Vec<u64>> {
         let client = self.get()?;
