@@ -512,7 +512,10 @@ def wait(futures, timeout=None):
         by_client.setdefault(id(f.client), (f.client, []))[1].append(f)
     for client, fs in by_client.values():
         pending = [f._tid for f in fs if not f.cancelled()]
+        # One wait for all; each failed key it stops at is set aside and the rest waited for.
         while pending:
-            done = set(client._core.wait_any(pending, timeout))
-            pending = [t for t in pending if t not in done]
+            failed = client._core.wait(pending, timeout)
+            if failed is None:
+                break
+            pending = [t for t in pending if t != failed]
     return futures

@@ -187,3 +187,11 @@ def test_printing_in_a_task_does_not_break_the_worker(client):
 def test_builtins_and_operator_functions(client):
     assert client.submit(operator.mul, 6, 7).result(timeout=30) == 42
     assert client.submit(sorted, [3, 1, 2]).result(timeout=30) == [1, 2, 3]
+
+
+def test_wait_returns_once_every_future_is_done_even_failed_ones(client):
+    futures = client.map(slow_identity, [1, 2, 3], [0.1, 0.2, 0.3], pure=False)
+    futures.append(client.submit(fail, 0, pure=False))
+    assert rdask.wait(futures, timeout=60) == futures
+    assert all(f.done() for f in futures)
+    assert [f.status for f in futures] == ["finished"] * 3 + ["error"]

@@ -29,6 +29,9 @@ pub const KERNEL: &str = "python.call";
 /// Python package executes too).
 pub const RUNNER_SOURCE: &str = include_str!("python_runner.py");
 
+/// Parts up to this size are copied into one write with the request's header.
+const SMALL_PART: usize = 64 << 10;
+
 /// What a runner writes once it is ready for requests.
 const READY: &[u8; 4] = b"RDR1";
 
@@ -154,13 +157,22 @@ impl Runner {
 
     /// Sends one call and reads its reply. `Err` means the interpreter is unusable.
     fn call(&mut self, call: &[u8], inputs: &[Bytes]) -> std::io::Result<(ReplyStatus, Vec<u8>)> {
-        let w = &mut self.stdin;
-        w.write_all(&encode_request_header(1 + inputs.len()))?;
+        // Small parts are gathered into one write (one system call for a typical task);
+        // large ones (arrays) are written from where they are, not copied.
+        let mut head = Vec::with_capacity(64 + call.len());
+        head.extend_from_slice(&encode_request_header(1 + inputs.len()));
         for part in std::iter::once(call).chain(inputs.iter().map(|b| &b[..])) {
-            w.write_all(&(part.len() as u64).to_le_bytes())?;
-            w.write_all(part)?;
+            head.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            if part.len() <= SMALL_PART {
+                head.extend_from_slice(part);
+            } else {
+                self.stdin.write_all(&head)?;
+                head.clear();
+                self.stdin.write_all(part)?;
+            }
         }
-        w.flush()?;
+        self.stdin.write_all(&head)?;
+        self.stdin.flush()?;
         let mut head = [0u8; 9];
         self.stdout.read_exact(&mut head)?;
         let status = ReplyStatus::from_byte(head[0])
