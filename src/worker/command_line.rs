@@ -65,6 +65,10 @@ pub struct WorkerArgs {
     /// array's `--resources` holds them while a task runs)
     #[arg(long, value_name = "NAME=AMOUNT,...", value_parser = resources_arg)]
     pub resources: Option<Resources>,
+    /// The Python interpreter for Python tasks (`python.call`) [default: the one that
+    /// submitted each task]
+    #[arg(long, value_name = "PATH", env = "RDASK_WORKER_PYTHON")]
+    pub python: Option<PathBuf>,
 }
 
 /// `--resources NAME=AMOUNT,...`, parsed.
@@ -239,6 +243,9 @@ impl WorkerArgs {
                 self.lifetime_stagger.to_string(),
             ]);
         }
+        if let Some(p) = &self.python {
+            v.extend(["--python".into(), path(p)]);
+        }
         v.extend(["--nworkers".into(), "1".into(), "--no-nanny".into()]);
         v
     }
@@ -310,6 +317,8 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
     opts.interface = a.interface;
     opts.resources = a.resources.unwrap_or_default();
     let mut full = Registry::builtin();
+    // Every worker runs Python tasks (the `rdask` package's), with its own interpreter pool.
+    crate::kernels::python::register(&mut full, a.python.clone());
     full.extend(registry);
     match crate::rt::runtime()?.block_on(worker::run(opts, full))? {
         Exit::Closed => Ok(0),
