@@ -4,12 +4,13 @@
 //!
 //! - [`data`]: one chunk's values, dtypes and NumPy's promotion rules, the wire form;
 //! - [`block`]: what one task computes (fused elementwise chains, reads, reductions);
-//! - [`lazy`]: the [`Array`] users build;
+//! - [`lazy`]: the [`Array`] users build; [`compose`]: operations built from its others;
 //! - [`plan`]: lowering an [`Array`] to tasks, running it, storing it;
 //! - [`hdf5io`]: reading hyperslabs and writing outputs safely;
 //! - [`kernels`]: the kernels registered in every worker.
 
 pub mod block;
+pub mod compose;
 pub mod data;
 pub mod eval;
 pub mod expr;
