@@ -7,7 +7,8 @@
 //! - [`lazy`]: the [`Array`] users build; [`compose`]: operations built from its others;
 //! - [`plan`]: lowering an [`Array`] to tasks, running it, storing it;
 //! - [`hdf5io`]: reading hyperslabs and writing outputs safely;
-//! - [`kernels`]: the kernels registered in every worker.
+//! - [`kernels`]: the kernels registered in every worker;
+//! - [`info`]: what an HDF5 file holds, for `rdask-jobqueue info`.
 
 pub mod block;
 pub mod compose;
@@ -16,6 +17,7 @@ pub mod eval;
 pub mod expr;
 pub mod format;
 pub mod hdf5io;
+pub mod info;
 pub mod kernels;
 pub mod lazy;
 pub mod plan;
