@@ -8,7 +8,8 @@
 //! - [`plan`]: lowering an [`Array`] to tasks, running it, storing it;
 //! - [`hdf5io`]: reading hyperslabs and writing outputs safely;
 //! - [`kernels`]: the kernels registered in every worker;
-//! - [`info`]: what an HDF5 file holds, for `rdask-jobqueue info`.
+//! - [`info`]: what an HDF5 file holds, for `rdask-jobqueue info`;
+//! - [`netcdf`]: netCDF's fill values and packing applied to inputs.
 
 pub mod block;
 pub mod compose;
@@ -20,6 +21,7 @@ pub mod hdf5io;
 pub mod info;
 pub mod kernels;
 pub mod lazy;
+pub mod netcdf;
 pub mod plan;
 
 pub use data::{DType, Data, Scalar};
