@@ -7,12 +7,13 @@
 # inherits it (our side then runs 2-3x slower).
 #
 #   bash bench/compute.sh                    # needs /tmp/rdask-bench/x.h5 (bench/run.sh makes it)
-#   ROUNDS=5 ARRAY_FILE=/data/x.h5 bash bench/compute.sh
+#   ROUNDS=5 ARRAY_FILE=/data/x.h5 PY=/path/to/venv/bin/python bash bench/compute.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARRAY_FILE="${ARRAY_FILE:-/tmp/rdask-bench/x.h5}"
 ROUNDS="${ROUNDS:-3}"
 BIN="${BIN:-target/release/rdask-jobqueue}"
+PY="${PY:-bench/.venv/bin/python}"
 OUT_DIR="$(dirname "$ARRAY_FILE")"
 CLEAN=(env -i "PATH=/usr/local/bin:/usr/bin:/bin" "HOME=$HOME")
 declare -A EXPR=(
@@ -38,13 +39,13 @@ for round in $(seq "$ROUNDS"); do
     for case in "${CASES[@]}"; do
         echo "ours $case $(ours "$case")" >> "$results"
     done
-    "${CLEAN[@]}" bench/.venv/bin/python bench/dask_compute.py --file "$ARRAY_FILE" \
+    "${CLEAN[@]}" "$PY" bench/dask_compute.py --file "$ARRAY_FILE" \
         --out "$OUT_DIR/dask-random.h5" "${CASES[@]}" |
-        bench/.venv/bin/python -c 'import json,sys; [print("dask", k, v) for k, v in json.load(sys.stdin).items()]' >> "$results"
+        "$PY" -c 'import json,sys; [print("dask", k, v) for k, v in json.load(sys.stdin).items()]' >> "$results"
     echo "round $round done: $(tail -n $(( 2 * ${#CASES[@]} )) "$results" | tr '\n' ';')"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-bench/.venv/bin/python - "$results" <<'PY'
+"$PY" - "$results" <<'PY'
 import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):

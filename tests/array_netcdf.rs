@@ -74,6 +74,15 @@ fn netcdf4_variables_read_as_netcdf4_python_reads_them() {
         let ours: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
         check(var, &ours, want);
     }
+    // `info` on the .nc file: its variables, the packed one with its filters.
+    let o = run(bin().arg("info").arg(&file));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("temp  int16 (7, 5)  chunks (3, 5)  shuffle + gzip(level=3)"),
+        "{text}"
+    );
+    assert!(text.contains("└── plain  int32 (7,)"), "{text}");
     // Computing on them: NaN where netCDF4 masks.
     let input = format!("x={}:temp", file.display());
     let o = run(bin().args([
