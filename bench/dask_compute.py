@@ -11,7 +11,8 @@ run of each CASE, in order:
   abs_max       abs(x - 0.5).max()
   exp_mean      exp(x).mean()
   sq_sum        (x * x).sum()
-  store_random  random((16384, 16384), chunks=(1024, 1024)) stored to HDF5 (to_hdf5)
+  store_random  random((16384, 16384), chunks=(1024, 1024)) stored to HDF5 (to_hdf5; fails on
+                a distributed cluster: a writable h5py file does not serialise)
 
 x is /x of FILE (float64, chunks 1024x1024, made by `rdask-jobqueue bench array`). Only the
 compute is timed (the cluster is warm); bench/compute.sh times our whole command.
