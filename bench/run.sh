@@ -60,3 +60,7 @@ PY
 # Deployment on the local SLURM (tests/env starts it): floor, rdask, dask-jobqueue.
 echo
 bash bench/deploy.sh
+
+# Issue 17's compute workloads (abs/exp/square/random), alternating rounds, clean environments.
+echo
+bash bench/compute.sh

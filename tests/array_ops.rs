@@ -503,3 +503,121 @@ fn bool_results_in_int8_or_float16_are_refused_with_a_cast_to_use() {
     let e = evaluate("0 < arange(3) < 2", &Context::default()).unwrap_err();
     assert!(e.contains("chained comparisons"), "{e}");
 }
+
+/// tensordot with `axes` as an int (the default 2 included) and as a pair of lists (negative
+/// axes, any order), on operands in chunks that do not line up; NumPy's refusals.
+#[test]
+fn tensordot_matches_numpy_2() {
+    let cube = "((ones((5, 4, 6), chunks=(2, 3, 4)) * (arange(6) % 4)) \
+                - (ones((6, 4, 5), chunks=(4, 3, 2)) * arange(5)).T)";
+    let t: Vec<String> = [
+        "np.tensordot({M}, {M}.T)",
+        "np.tensordot({M}, {M}, axes=([0], [0]))",
+        "np.tensordot({M}, {M}, axes=(1, 1))",
+        "np.tensordot({M}, arange(6, chunks=(4,)), axes=1)",
+        "np.tensordot({M}, {M}, axes=0)",
+        "np.tensordot(CUBE, CUBE, axes=([1, 2], [1, 2]))",
+        "np.tensordot(CUBE, CUBE, axes=([2, 0], [2, 0]))",
+        "np.tensordot(CUBE, {M}[:, :4].T, axes=([-2], [0]))",
+        "np.tensordot(CUBE, ones((6, 4, 3), chunks=(4, 3, 2)), axes=([2, 1], [0, 1]))",
+        "np.tensordot({I4}[:6], {M}, axes=([0], [1]))",
+        "np.tensordot({F}[:4], {I}[:4], axes=1)",
+        "np.tensordot({M}, {M}, axes=2)",
+        "np.tensordot({M}, {M}, axes=([0], [1]))",
+        "np.tensordot({M}, {M}, axes=([0, 1], [0]))",
+        "np.tensordot({M}, {M}, axes=([0, 0], [1, 1]))",
+        "np.tensordot({M}, {M}, axes=([2], [0]))",
+    ]
+    .iter()
+    .map(|e| e.replace("CUBE", cube))
+    .collect();
+    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+    check_all(&t);
+}
+
+/// Integer lists in an index (`x[[1, 5, 7]]`) along any one axis, with negative and
+/// repeated positions, mixed with slices, ints, `None` and `...`; the list's axis moves
+/// first when ints stand apart from it, as in NumPy; NumPy's refusals.
+#[test]
+fn integer_list_indexing_matches_numpy_2() {
+    let cube = "((ones((5, 4, 6), chunks=(2, 3, 4)) * (arange(6) % 4)) \
+                - (ones((6, 4, 5), chunks=(4, 3, 2)) * arange(5)).T)";
+    let t: Vec<String> = [
+        "{F}[[1, 5, 7]]",
+        "{F}[[0, 1, 2, 3, 10, 12, 14, -1]]",
+        "{I}[[-1, -1, 0, 3, 2]]",
+        "{M}[[3, 0]]",
+        "{M}[:, [5, 0, 1, 2]]",
+        "{M}[[2], 1:3]",
+        "{M}[1, [0, 2]]",
+        "{M}[[0, 2], -1]",
+        "{M}[::-1, [1, 3]]",
+        "{M}[None, [1, 3]]",
+        "{M}[..., [4]]",
+        "{F}[[]]",
+        "CUBE[[0, 2], :, 1]",
+        "CUBE[1, :, [0, 5]]",
+        "CUBE[:, [3, 1], 2]",
+        "CUBE[..., [1, 1, 0]].sum(axis=0)",
+        "{M}[[1, 4]] * 2 + {M}[[0, 2]]",
+        "{F}[[24]]",
+        "{M}[:, [-7]]",
+    ]
+    .iter()
+    .map(|e| e.replace("CUBE", cube))
+    .collect();
+    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+    check_all(&t);
+    for (src, want) in [
+        ("ones((3, 3))[[0, 1], [1, 2]]", "only one integer list"),
+        ("arange(4)[[True, False, True, True]]", "lists of booleans"),
+        ("arange(4)[[1.5]]", "must be an integer"),
+    ] {
+        let e = evaluate(src, &Context::default()).unwrap_err();
+        assert!(e.contains(want), "{src}: {e}");
+    }
+}
+
+/// The command prints bools as NumPy's `print` does (`True`, `[ True False]`, summarised
+/// past 1000 elements), and writes them as JSON's `true`/`false`.
+#[test]
+fn bool_results_print_as_numpy_prints_them() {
+    let exprs = [
+        "arange(4) > 1",
+        "(arange(6, chunks=(4,)) % 2 == 0).reshape(2, 3)",
+        "arange(3) >= 0",
+        "(arange(4) > 9).any()",
+        "(arange(4) < 9).all()",
+        "arange(2000) % 7 == 0",
+        "np.isfinite(np.log(arange(-1, 3) * 1.0))",
+    ];
+    let path = numpy2_path();
+    let mut py = std::process::Command::new(numpy_ref::python());
+    if let Some(p) = &path {
+        py.env("PYTHONPATH", p);
+    }
+    let script = "import sys, numpy as np\n\
+                  drop = lambda fn: (lambda *a, chunks=None, **k: fn(*a, **k))\n\
+                  ns = dict(np=np, arange=drop(np.arange))\n\
+                  for e in sys.argv[1:]:\n    print(eval(e, dict(ns)))\n    print('--')\n";
+    let out = py.arg("-c").arg(script).args(exprs).output().unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let want = common::stdout(&out);
+    let want: Vec<&str> = want.split("\n--\n").collect();
+    for (expr, want) in exprs.iter().zip(want) {
+        let o = common::run(common::bin().args(["array", expr, "--local", "1", "--quiet"]));
+        assert!(o.status.success(), "{expr}: {}", common::stderr(&o));
+        assert_eq!(common::stdout(&o).trim_end(), want.trim_end(), "{expr}");
+    }
+    let o = common::run(common::bin().args([
+        "array",
+        "arange(3) > 0",
+        "--local",
+        "1",
+        "--quiet",
+        "--format",
+        "json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(common::stdout(&o).trim()).unwrap();
+    assert_eq!(v["data"], serde_json::json!([false, true, true]));
+}

@@ -28,6 +28,14 @@ if ! PYTHONPATH=$RDASK_TEST_NUMPY2 /usr/bin/python3 -c 'import numpy, sys; sys.e
     /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
         --target "$RDASK_TEST_NUMPY2" 'numpy==2.4.6'
 fi
+# netCDF4-python, the reference for netCDF-4 inputs and outputs (tests/array_netcdf.rs), into
+# its own directory (it brings its own NumPy 2); again only when it is not there yet.
+export RDASK_TEST_NETCDF4=$PWD/target/netcdf4
+if ! PYTHONPATH=$RDASK_TEST_NETCDF4 /usr/bin/python3 -c 'import netCDF4' 2>/dev/null; then
+    echo "== pip install netCDF4==1.7.5.1.post1 --target target/netcdf4"
+    /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --target "$RDASK_TEST_NETCDF4" 'netCDF4==1.7.5.1.post1'
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --check

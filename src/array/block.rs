@@ -222,6 +222,8 @@ impl Block {
             Block::Scalar(s, d) => Data::scalar(*s, *d),
             Block::Cast(b, d) => b.evaluate(inputs, reader)?.cast(*d),
             Block::Unary(op, b) => unary(*op, b.evaluate(inputs, reader)?)?,
+            // `x * x`, `(x - m) * (x - m)`: the operand is read and computed once.
+            Block::Binary(op, a, b) if a == b => self_binary(*op, a.evaluate(inputs, reader)?)?,
             Block::Binary(op, a, b) => binary(
                 *op,
                 a.evaluate(inputs, reader)?,
@@ -615,7 +617,9 @@ int_elem!(i32);
 fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
     // float32 is computed through f64 and rounded back: within NumPy's float32 functions'
     // accuracy, and exact for floor, ceil and sign.
-    let float_op = |f: &dyn Fn(f64) -> f64, d: Data| -> Data {
+    // Generic, not `&dyn Fn`: one loop per function with the function inlined (no
+    // indirect call per element), which LLVM vectorises where the function allows.
+    fn float_op<F: Fn(f64) -> f64>(f: F, d: Data) -> Data {
         match d {
             Data::F32(mut a) => {
                 a.mapv_inplace(|x| f(x as f64) as f32);
@@ -629,7 +633,7 @@ fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
                 Data::F64(a)
             }
         }
-    };
+    }
     let integral = !d.dtype().is_float();
     Ok(match op {
         UnaryOp::Neg => map_data!(d, a => { let mut a = a; a.mapv_inplace(Elem::neg); a }),
@@ -653,8 +657,8 @@ fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
                  cast first, e.g. x.astype('f8')"
             ))
         }
-        UnaryOp::Floor => float_op(&f64::floor, d),
-        UnaryOp::Ceil => float_op(&f64::ceil, d),
+        UnaryOp::Floor => float_op(f64::floor, d),
+        UnaryOp::Ceil => float_op(f64::ceil, d),
         UnaryOp::Round(decimals) => match d {
             // In the array's own type, as NumPy: x * 10**d rounded half to even, scaled back.
             Data::F32(mut a) => {
@@ -669,24 +673,24 @@ fn unary(op: UnaryOp, d: Data) -> Result<Data, String> {
             d => {
                 let p = 10f64.powi(decimals.abs());
                 if decimals >= 0 {
-                    float_op(&|x: f64| (x * p).round_ties_even() / p, d)
+                    float_op(|x: f64| (x * p).round_ties_even() / p, d)
                 } else {
-                    float_op(&|x: f64| (x / p).round_ties_even() * p, d)
+                    float_op(|x: f64| (x / p).round_ties_even() * p, d)
                 }
             }
         },
-        UnaryOp::Sqrt => float_op(&f64::sqrt, d),
-        UnaryOp::Exp => float_op(&f64::exp, d),
-        UnaryOp::Log => float_op(&f64::ln, d),
-        UnaryOp::Sin => float_op(&f64::sin, d),
-        UnaryOp::Cos => float_op(&f64::cos, d),
-        UnaryOp::Tanh => float_op(&f64::tanh, d),
-        UnaryOp::Arcsin => float_op(&f64::asin, d),
-        UnaryOp::Arccos => float_op(&f64::acos, d),
-        UnaryOp::Arctan => float_op(&f64::atan, d),
-        UnaryOp::Log10 => float_op(&f64::log10, d),
-        UnaryOp::Log1p => float_op(&f64::ln_1p, d),
-        UnaryOp::Expm1 => float_op(&f64::exp_m1, d),
+        UnaryOp::Sqrt => float_op(f64::sqrt, d),
+        UnaryOp::Exp => float_op(f64::exp, d),
+        UnaryOp::Log => float_op(f64::ln, d),
+        UnaryOp::Sin => float_op(f64::sin, d),
+        UnaryOp::Cos => float_op(f64::cos, d),
+        UnaryOp::Tanh => float_op(f64::tanh, d),
+        UnaryOp::Arcsin => float_op(f64::asin, d),
+        UnaryOp::Arccos => float_op(f64::acos, d),
+        UnaryOp::Arctan => float_op(f64::atan, d),
+        UnaryOp::Log10 => float_op(f64::log10, d),
+        UnaryOp::Log1p => float_op(f64::ln_1p, d),
+        UnaryOp::Expm1 => float_op(f64::exp_m1, d),
     })
 }
 
@@ -889,6 +893,27 @@ fn broadcast_op<T: Elem>(op: BinOp, a: ArrayD<T>, b: ArrayD<T>) -> Result<ArrayD
     }))
 }
 
+/// `op(x, x)` elementwise, in place: what [`broadcast_op`] computes for two equal
+/// operands (with its refusals), without a second copy of the chunk.
+fn self_op<T: Elem>(op: BinOp, a: ArrayD<T>) -> Result<ArrayD<T>, String> {
+    if op == BinOp::Div && !T::IS_FLOAT {
+        return Err("integer arrays are divided as floats; cast first".into());
+    }
+    if matches!(op, BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor) && T::IS_FLOAT {
+        return Err("bitwise operators (& | ^) are not supported for float arrays".into());
+    }
+    check_pow(op, &a)?;
+    let mut a = into_row_major(a);
+    Ok(with_op!(op, T, f => {
+        a.mapv_inplace(|x| f(x, x));
+        a
+    }))
+}
+
+fn self_binary(op: BinOp, d: Data) -> Result<Data, String> {
+    Ok(map_data!(d, a => self_op(op, a)?))
+}
+
 fn binary(op: BinOp, a: Data, b: Data) -> Result<Data, String> {
     Ok(match (a, b) {
         (Data::F64(a), Data::F64(b)) => Data::F64(broadcast_op(op, a, b)?),
@@ -1070,7 +1095,59 @@ fn splitmix(mut z: u64) -> u64 {
 
 /// The uniform [0, 1) value of element `index` of a random array with `seed`.
 pub fn random_value(seed: u64, index: u64) -> f64 {
-    let h = splitmix(splitmix(seed) ^ index);
+    unit(splitmix(splitmix(seed) ^ index))
+}
+
+/// The region `dims` of the random array of shape `full`: element by element the values
+/// of [`random_value`] at each element's row-major index in the whole array. Written row
+/// by row: a row's first index is computed once (an odometer over the outer axes), then
+/// the row is a plain loop over `first + k * step` with the seed's hash hoisted out.
+fn random_block(seed: u64, full: &[u64], dims: &[Dim]) -> Result<ArrayD<f64>, String> {
+    let shape = dims_shape(dims);
+    let nd = dims.len();
+    let mut strides = vec![1u64; nd];
+    for k in (0..nd.saturating_sub(1)).rev() {
+        strides[k] = strides[k + 1] * full[k + 1];
+    }
+    let total: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(total);
+    if total > 0 {
+        let key = splitmix(seed);
+        let (row_len, row_step) = match dims.last() {
+            Some(d) => (d.len as usize, d.step * strides[nd - 1]),
+            None => (1, 0),
+        };
+        let outer = &dims[..nd.saturating_sub(1)];
+        let mut at = vec![0u64; outer.len()];
+        loop {
+            let first: u64 = outer
+                .iter()
+                .zip(&at)
+                .zip(&strides)
+                .map(|((d, &i), &s)| (d.start + d.step * i) * s)
+                .sum::<u64>()
+                + dims.last().map_or(0, |d| d.start * strides[nd - 1]);
+            out.extend((0..row_len as u64).map(|k| unit(splitmix(key ^ (first + k * row_step)))));
+            // Next row: the odometer over the outer axes.
+            let mut k = outer.len();
+            loop {
+                if k == 0 {
+                    return ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string());
+                }
+                k -= 1;
+                at[k] += 1;
+                if at[k] < outer[k].len {
+                    break;
+                }
+                at[k] = 0;
+            }
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())
+}
+
+/// The top 53 bits of a hash as a uniform value in [0, 1).
+fn unit(h: u64) -> f64 {
     (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
@@ -1090,17 +1167,7 @@ fn generate(g: &Generator, dtype: DType, dims: &[Dim]) -> Result<Data, String> {
             if full.len() != dims.len() {
                 return Err("random: region and shape ranks differ".into());
             }
-            // Row-major strides of the whole array give each element its global index.
-            let mut strides = vec![1u64; full.len()];
-            for k in (0..full.len().saturating_sub(1)).rev() {
-                strides[k] = strides[k + 1] * full[k + 1];
-            }
-            Data::F64(ArrayD::from_shape_fn(IxDyn(&shape), |i| {
-                let index: u64 = (0..dims.len())
-                    .map(|k| (dims[k].start + dims[k].step * i[k] as u64) * strides[k])
-                    .sum();
-                random_value(*seed, index)
-            }))
+            Data::F64(random_block(*seed, full, dims)?)
         }
     };
     Ok(data.cast(dtype))
@@ -1330,18 +1397,76 @@ fn arg_merge(
     Ok(Partial::Arg { values, index })
 }
 
-fn fold_axes<T: Elem>(a: &ArrayD<T>, axes: &[usize], pick: fn(T, T) -> T) -> ArrayD<T> {
-    let mut out = a.clone();
-    for &ax in axes {
-        out = out
-            .map_axis(Axis(ax), |lane| {
-                let mut it = lane.iter();
-                let first = *it.next().expect("non-empty lane");
-                it.fold(first, |acc, &x| pick(acc, x))
-            })
-            .insert_axis(Axis(ax));
+/// Folds `a` over `axes` with `pick` (keepdims), never copying the chunk: a whole
+/// contiguous chunk in eight independent lanes; otherwise axis by axis, a whole slab at a
+/// time (`acc = pick(acc, slab)` over contiguous rows), or along contiguous lanes for the
+/// last axis. `pick` is a type parameter, so it is inlined into the loops (which LLVM
+/// vectorises) rather than called through a pointer per element.
+fn fold_axes<T: Elem, F: Fn(T, T) -> T + Copy>(
+    a: &ArrayD<T>,
+    axes: &[usize],
+    pick: F,
+) -> ArrayD<T> {
+    let keep = |a: &ArrayD<T>| {
+        let mut shape = a.shape().to_vec();
+        for &ax in axes {
+            shape[ax] = 1;
+        }
+        shape
+    };
+    if a.is_empty() {
+        // Only reached when the result is empty too (the caller refuses the rest).
+        let mut shape = keep(a);
+        if let Some(k) = (0..shape.len()).find(|&k| !axes.contains(&k) && a.shape()[k] == 0) {
+            shape[k] = 0;
+        }
+        return ArrayD::from_elem(IxDyn(&shape), T::zero());
     }
-    out
+    if axes.len() == a.ndim() {
+        if let Some(s) = a.as_slice_memory_order() {
+            return ArrayD::from_elem(IxDyn(&keep(a)), fold_slice(s, pick));
+        }
+    }
+    let mut out: Option<ArrayD<T>> = None;
+    for &ax in axes {
+        let view = match &out {
+            Some(o) => o.view(),
+            None => a.view(),
+        };
+        let last_contiguous = ax + 1 == view.ndim() && view.is_standard_layout();
+        let folded = if last_contiguous {
+            view.map_axis(Axis(ax), |lane| {
+                let s = lane.as_slice().expect("a contiguous last axis");
+                fold_slice(s, pick)
+            })
+            .insert_axis(Axis(ax))
+        } else {
+            let mut slabs = view.axis_iter(Axis(ax));
+            let mut acc = slabs.next().expect("a non-empty axis").to_owned();
+            for slab in slabs {
+                Zip::from(&mut acc)
+                    .and(&slab)
+                    .for_each(|o, &x| *o = pick(*o, x));
+            }
+            acc.insert_axis(Axis(ax))
+        };
+        out = Some(folded);
+    }
+    out.unwrap_or_else(|| a.clone())
+}
+
+/// `pick` over a non-empty slice in eight independent accumulators (no loop-carried
+/// dependency on one register, so the loop vectorises), then over the eight.
+fn fold_slice<T: Elem, F: Fn(T, T) -> T>(s: &[T], pick: F) -> T {
+    let mut acc = [s[0]; 8];
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            acc[k] = pick(acc[k], c[k]);
+        }
+    }
+    let rest = chunks.remainder().iter().fold(acc[0], |a, &x| pick(a, x));
+    acc[1..].iter().fold(rest, |a, &x| pick(a, x))
 }
 
 /// Folds `a` over `axes` from `init` (so empty lanes give `init`), keeping the axes.
@@ -1489,7 +1614,12 @@ impl Partial {
                         r.op.without_identity().unwrap_or(r.op.name())
                     ));
                 }
-                Partial::Values(map_data!(data, a => fold_axes(&a, &r.axes, picker(r.op))))
+                Partial::Values(map_data!(data, a => match r.op {
+                    ReduceOp::Min => fold_axes(&a, &r.axes, pick_min),
+                    ReduceOp::Max => fold_axes(&a, &r.axes, pick_max),
+                    ReduceOp::NanMin => fold_axes(&a, &r.axes, pick_nanmin),
+                    _ => fold_axes(&a, &r.axes, pick_nanmax),
+                }))
             }
             ReduceOp::Mean | ReduceOp::Var | ReduceOp::Std => {
                 let x = data.into_f64();
@@ -1905,6 +2035,66 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The row-by-row generator gives each element exactly `random_value` at its
+        /// row-major index in the whole array, for any strided region of 0 to 3 axes.
+        #[test]
+        fn random_regions_hold_each_elements_own_value(
+            full in proptest::collection::vec(1u64..7, 0..4),
+            picks in proptest::collection::vec((0u64..7, 1u64..4, 0u64..7), 3),
+            seed in 0u64..1000,
+        ) {
+            let dims: Vec<Dim> = full
+                .iter()
+                .zip(&picks)
+                .map(|(&n, &(s, step, len))| {
+                    let start = s % n;
+                    let len = len.min((n - start).div_ceil(step));
+                    Dim { start, len, step }
+                })
+                .collect();
+            let got = random_block(seed, &full, &dims).unwrap();
+            let shape = dims_shape(&dims);
+            let want = ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+                let mut index = 0;
+                for k in 0..dims.len() {
+                    index = index * full[k] + dims[k].start + dims[k].step * i[k] as u64;
+                }
+                random_value(seed, index)
+            });
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        /// min/max/nanmin/nanmax over any set of axes, of contiguous and transposed chunks
+        /// with NaNs, equal a plain lane-by-lane fold.
+        #[test]
+        fn folds_match_a_plain_fold(
+            values in proptest::collection::vec(proptest::sample::select(vec![-1.5, 0.0, 2.0, 7.0, -3.0, f64::NAN]), 24),
+            axes in proptest::sample::subsequence(vec![0usize, 1, 2], 0..=3),
+            transposed in proptest::bool::ANY,
+            op in 0usize..4,
+        ) {
+            let mut a = ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), values).unwrap();
+            if transposed {
+                a = a.permuted_axes(IxDyn(&[2, 0, 1]));
+            }
+            let pick: fn(f64, f64) -> f64 = [pick_min, pick_max, pick_nanmin, pick_nanmax][op];
+            let mut want = a.clone();
+            for &ax in &axes {
+                want = want
+                    .map_axis(Axis(ax), |lane| {
+                        let mut it = lane.iter();
+                        let first = *it.next().unwrap();
+                        it.fold(first, |acc, &x| pick(acc, x))
+                    })
+                    .insert_axis(Axis(ax));
+            }
+            let got = fold_axes(&a, &axes, pick);
+            proptest::prop_assert_eq!(got.shape(), want.shape());
+            for (g, w) in got.iter().zip(want.iter()) {
+                proptest::prop_assert!(g == w || (g.is_nan() && w.is_nan()), "{:?} vs {:?}", got, want);
+            }
+        }
+
         /// argmin/argmax over chunks (partials with their origins, merged in any grouping,
         /// through the wire form) give the first index of the extreme, NaN first, as a
         /// direct scan does; so do `//` and `%` of ints against Python's definition.

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use super::block::{BinOp, CmpOp, Dim, ReduceOp, UnaryOp};
+use super::compose;
 use super::data::{DType, Scalar};
 use super::expr::{self, BinOp as AstOp, IndexItem, Kind, Node, Span};
 use super::lazy::{Array, Operand, Select};
@@ -131,6 +132,7 @@ const FUNCTIONS: &[&str] = &[
     "reshape",
     "median",
     "percentile",
+    "tensordot",
 ];
 
 /// The unary functions: name, operation.
@@ -215,7 +217,7 @@ fn eval(n: &Node, ctx: &Context) -> R<Value> {
         Kind::Float(f) => Ok(Value::Number(Scalar::Float(*f))),
         Kind::Str(s) => Ok(Value::Str(s.clone())),
         Kind::Name(name) => name_value(name, n.span, ctx),
-        Kind::Tuple(items) => Ok(Value::Tuple(
+        Kind::Tuple(items) | Kind::List(items) => Ok(Value::Tuple(
             items.iter().map(|i| eval(i, ctx)).collect::<R<_>>()?,
         )),
         Kind::Neg(x) => match eval(x, ctx)? {
@@ -927,6 +929,31 @@ fn call(
                 }
             }
         }
+        "tensordot" => {
+            let a = array_of(args.required(0, "a")?, "the first argument")?;
+            let b = array_of(args.required(1, "b")?, "the second argument")?;
+            let axes = args.take(2, "axes");
+            args.done(3)?;
+            let product = match axes {
+                None => compose::tensordot_n(&a, &b, 2),
+                Some((Value::Number(Scalar::Int(n)), _)) => compose::tensordot_n(&a, &b, n),
+                Some((Value::Tuple(pair), s)) if pair.len() == 2 => {
+                    let a_axes = ints_of(&(pair[0].clone(), s), "tensordot's axes")?;
+                    let b_axes = ints_of(&(pair[1].clone(), s), "tensordot's axes")?;
+                    compose::tensordot(&a, &b, &a_axes, &b_axes)
+                }
+                Some((other, s)) => {
+                    return fail(
+                        s,
+                        format!(
+                            "tensordot's axes must be an integer or a pair of axis lists,                              like axes=([1, 0], [0, 1]); got {}",
+                            other.kind()
+                        ),
+                    )
+                }
+            };
+            Value::Array(product.map_err(err)?)
+        }
         "dot" | "matmul" => {
             let a = subject(&mut args)?;
             let b = array_of(args.required(shift, "b")?, "the other operand")?;
@@ -1175,6 +1202,18 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
     {
         return fail(span, "an index can only have a single ellipsis ('...')");
     }
+    // Advanced indices (the list and any ints) apart from one another put the list's
+    // axis first, as NumPy does (`x[[0, 2], :, 1]` on 3-d is (2, n1)); next to one another
+    // they leave it in place.
+    let advanced: Vec<usize> = items
+        .iter()
+        .zip(&singles)
+        .enumerate()
+        .filter(|(_, (i, v))| matches!(i, IndexItem::Single(_)) && !matches!(v, Some(Value::None)))
+        .map(|(k, _)| k)
+        .collect();
+    let apart = advanced.windows(2).any(|w| w[1] != w[0] + 1);
+    let mut listed: Option<Listed> = None;
     let mut select = Vec::new();
     let mut outs = Vec::new();
     for (item, single) in items.iter().zip(singles) {
@@ -1193,6 +1232,34 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
                     span,
                     format!("too many indices for an array of {} dimensions", a.ndim()),
                 )
+            }
+            (IndexItem::Single(n), Some(v)) if matches!(n.kind, Kind::List(_)) => {
+                if listed.is_some() {
+                    return fail(
+                        n.span,
+                        "only one integer list per index is supported here (NumPy's \
+                         pointwise indexing by several lists is not)",
+                    );
+                }
+                let positions = ints_of(&(v, n.span), "an index list").map_err(|e| EvalError {
+                    message: format!(
+                        "{} (lists of booleans or arrays as indices are not supported)",
+                        e.message
+                    ),
+                    span: e.span,
+                })?;
+                let out_axis = outs
+                    .iter()
+                    .filter(|o| matches!(o, Out::Range { .. }))
+                    .count();
+                listed = Some(Listed {
+                    positions,
+                    axis,
+                    out_axis,
+                    span: n.span,
+                });
+                select.push(Select::Range(Dim::full(a.shape()[axis] as u64)));
+                outs.push(Out::Range { flip: false });
             }
             (IndexItem::Single(n), Some(v)) => {
                 let i = int_of(&(v, n.span), "an index")?;
@@ -1233,9 +1300,29 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
         .filter(|(_, o)| matches!(o, Out::Range { flip: true }))
         .map(|(k, _)| k)
         .collect();
-    let flipped = sliced.flip(&flips);
+    let mut flipped = sliced.flip(&flips);
+    if let Some(l) = &listed {
+        flipped = compose::take(&flipped, &l.positions, l.out_axis).map_err(|m| EvalError {
+            message: m.replace(
+                &format!("axis {} ", l.out_axis),
+                &format!("axis {} ", l.axis),
+            ),
+            span: l.span,
+        })?;
+    }
+    let to_front = |r: Array, at: usize| -> R<Value> {
+        if !apart || at == 0 {
+            return Ok(Value::Array(r));
+        }
+        let mut perm: Vec<usize> = (0..r.ndim()).filter(|&k| k != at).collect();
+        perm.insert(0, at);
+        Ok(Value::Array(r.transpose(Some(&perm)).map_err(err)?))
+    };
     if !outs.iter().any(|o| matches!(o, Out::New)) {
-        return Ok(Value::Array(flipped));
+        return match &listed {
+            Some(l) => to_front(flipped, l.out_axis),
+            None => Ok(Value::Array(flipped)),
+        };
     }
     let mut next = 0..flipped.ndim();
     let mut map: Vec<Option<usize>> = outs
@@ -1246,7 +1333,23 @@ fn index(a: &Array, items: &[IndexItem], span: Span, ctx: &Context) -> R<Value> 
         })
         .collect();
     map.extend((ranges..flipped.ndim()).map(Some));
-    Ok(Value::Array(flipped.regroup(&map).map_err(err)?))
+    let regrouped = flipped.regroup(&map).map_err(err)?;
+    match &listed {
+        Some(l) => {
+            let at = map.iter().position(|&m| m == Some(l.out_axis));
+            to_front(regrouped, at.expect("the listed axis is kept"))
+        }
+        None => Ok(Value::Array(regrouped)),
+    }
+}
+
+/// An integer list in an index: its positions, the input axis it selects on, and that
+/// axis's place among the sliced array's axes.
+struct Listed {
+    positions: Vec<i64>,
+    axis: usize,
+    out_axis: usize,
+    span: Span,
 }
 
 #[cfg(test)]

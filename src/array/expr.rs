@@ -101,9 +101,13 @@ pub enum Kind {
     /// `'f4'` or `"float32"`.
     Str(String),
     Name(String),
-    /// `(1, 2)`, `(1,)`, `()`, and list literals `[1, 2]`: shapes and chunks read the same
-    /// either way. A parenthesised expression `(x)` is just `x` (with the span of the parens).
+    /// `(1, 2)`, `(1,)`, `()`. A parenthesised expression `(x)` is just `x` (with the span
+    /// of the parens).
     Tuple(Vec<Node>),
+    /// A list literal `[1, 2]`: a tuple everywhere (shapes and chunks read the same either
+    /// way) except inside an index, where `x[[1, 5]]` picks positions and `x[(1, 5)]` is
+    /// `x[1, 5]`, as in Python.
+    List(Vec<Node>),
     Neg(Box<Node>),
     Pos(Box<Node>),
     /// `~x`.
@@ -663,7 +667,7 @@ impl Parser<'_> {
     }
 
     /// `(x)` is `x` with its span widened to the parens, so carets cover what was written;
-    /// `()`, `(x,)`, `(x, y)` and any `[...]` are tuples.
+    /// `()`, `(x,)`, `(x, y)` are tuples and any `[...]` a list.
     fn group(&mut self) -> PResult<Node> {
         let list = self.at("[");
         let open = self.bump();
@@ -675,7 +679,11 @@ impl Parser<'_> {
             let inner = items.remove(0);
             return Ok(Node { span, ..inner });
         }
-        let kind = Kind::Tuple(items);
+        let kind = if list {
+            Kind::List(items)
+        } else {
+            Kind::Tuple(items)
+        };
         Ok(Node { kind, span })
     }
 
@@ -733,6 +741,7 @@ mod tests {
             Kind::Str(s) => return format!("'{s}'"),
             Kind::Name(s) => return s.clone(),
             Kind::Tuple(items) => ("tuple", items.iter().map(sexp).collect()),
+            Kind::List(items) => ("list", items.iter().map(sexp).collect()),
             Kind::Neg(x) => ("neg", vec![sexp(x)]),
             Kind::Pos(x) => ("pos", vec![sexp(x)]),
             Kind::Invert(x) => ("~", vec![sexp(x)]),
@@ -865,12 +874,13 @@ mod tests {
             ("()", "(tuple)"),
             ("(1,)", "(tuple 1)"),
             ("(1, 2,)", "(tuple 1 2)"),
-            ("[1, 2]", "(tuple 1 2)"),
-            ("[x]", "(tuple x)"),
-            ("[]", "(tuple)"),
+            ("[1, 2]", "(list 1 2)"),
+            ("[x]", "(list x)"),
+            ("[]", "(list)"),
+            ("x[[1, -2]]", "(index x (list 1 (neg 2)))"),
             ("((x))", "x"),
             ("f(a, b,)", "(call f a b)"),
-            ("f(a, k=[1, 2],)", "(call f a k=(tuple 1 2))"),
+            ("f(a, k=[1, 2],)", "(call f a k=(list 1 2))"),
             ("x[1]", "(index x 1)"),
             ("x[1,]", "(index x 1)"),
             ("x[1:]", "(index x (: 1 _ _))"),

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::data::{with_data, Data};
+use super::data::{with_data, DType, Data};
 
 /// Arrays with more elements than this print summarised (first and last 3 per axis), as NumPy
 /// does past its default threshold of 1000.
@@ -52,14 +52,43 @@ fn array_element(x: f64, is_float: bool) -> String {
     }
 }
 
+/// A bool as NumPy prints it: `True`/`False`; inside an array always 5 wide (` True`), as
+/// NumPy's bool formatter pads `True` even when no `False` is shown.
+fn bool_element(x: f64) -> &'static str {
+    if x != 0.0 {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// How [`text`] lays elements out: their common width, how one is written, which indices
+/// of an axis of a given length are shown (`None`: the `...` of a summary).
+type Layout<'a> = (
+    usize,
+    &'a dyn Fn(f64) -> String,
+    &'a dyn Fn(usize) -> Vec<Option<usize>>,
+);
+
 /// The array as NumPy prints it (`print(a)`), right-aligned to a common width.
 pub fn text(d: &Data) -> String {
     let is_float = d.dtype().is_float();
+    let is_bool = d.dtype() == DType::Bool;
     let values = d.to_f64();
     if values.ndim() == 0 {
+        if is_bool {
+            return bool_element(values[[]]).to_string();
+        }
         let s = element(values[[]], is_float);
         return s.strip_suffix('.').map(|m| format!("{m}.0")).unwrap_or(s);
     }
+    let show = |x: f64| -> String {
+        if is_bool {
+            bool_element(x).to_string()
+        } else {
+            array_element(x, is_float)
+        }
+    };
     let summarise = values.len() > SUMMARY_THRESHOLD;
     let shape = values.shape().to_vec();
     let flat: Vec<f64> = values.iter().copied().collect();
@@ -77,21 +106,21 @@ pub fn text(d: &Data) -> String {
     let strides: Vec<usize> = (0..shape.len())
         .map(|k| shape[k + 1..].iter().product())
         .collect();
-    let width = flat
-        .iter()
-        .map(|&x| array_element(x, is_float).len())
-        .max()
-        .unwrap_or(1);
+    let width = if is_bool {
+        5
+    } else {
+        flat.iter().map(|&x| show(x).len()).max().unwrap_or(1)
+    };
     fn go(
         axis: usize,
         base: usize,
         shape: &[usize],
         strides: &[usize],
         flat: &[f64],
-        ctx: &(usize, bool, &dyn Fn(usize) -> Vec<Option<usize>>),
+        ctx: &Layout,
         out: &mut String,
     ) {
-        let (width, is_float, shown) = ctx;
+        let (width, show, shown) = ctx;
         out.push('[');
         let items = shown(shape[axis]);
         let last_axis = axis + 1 == shape.len();
@@ -107,7 +136,7 @@ pub fn text(d: &Data) -> String {
             match item {
                 None => out.push_str("..."),
                 Some(i) if last_axis => {
-                    let s = array_element(flat[base + i * strides[axis]], *is_float);
+                    let s = show(flat[base + i * strides[axis]]);
                     out.push_str(&format!("{s:>width$}", width = *width));
                 }
                 Some(i) => go(
@@ -130,7 +159,7 @@ pub fn text(d: &Data) -> String {
         &shape,
         &strides,
         &flat,
-        &(width, is_float, &shown),
+        &(width, &show, &shown),
         &mut out,
     );
     out
@@ -150,7 +179,8 @@ fn json_float<F: Into<f64> + Copy>(x: F) -> Value {
     }
 }
 
-/// `{"shape": [...], "dtype": "float64", "data": nested lists or a number}`; see
+/// `{"shape": [...], "dtype": "float64", "data": nested lists or a number}` (bools as
+/// `true`/`false`); see
 /// [`json_float`] for infinities and NaN.
 pub fn json(d: &Data) -> Value {
     fn nest(shape: &[usize], values: &mut dyn Iterator<Item = Value>) -> Value {
@@ -163,6 +193,8 @@ pub fn json(d: &Data) -> Value {
     let values: Vec<Value> = match d {
         Data::F64(a) => a.iter().map(|&x| json_float(x)).collect(),
         Data::F32(a) => a.iter().map(|&x| json_float(x)).collect(),
+        // JSON's own booleans, as `json.dumps(a.tolist())` writes a NumPy bool array.
+        Data::Bool(a) => a.iter().map(|&x| json!(x != 0)).collect(),
         _ => with_data!(d, a => a.iter().map(|x| json!(x)).collect()),
     };
     let mut values = values.into_iter();
@@ -195,6 +227,24 @@ mod tests {
             json(&i),
             json!({"shape": [3], "dtype": "int64", "data": [1, 20, 3]})
         );
+    }
+
+    /// NumPy: `print(np.array(True))` is `True`; `print(np.array([[True, False], [True,
+    /// True]]))` is `[[ True False]\n [ True  True]]` (always 5 wide).
+    #[test]
+    fn bools_print_as_numpy_prints_them() {
+        let b = |shape: &[usize], v: Vec<bool>| {
+            let v = v.into_iter().map(u8::from).collect();
+            Data::Bool(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap())
+        };
+        assert_eq!(text(&b(&[], vec![true])), "True");
+        assert_eq!(text(&b(&[], vec![false])), "False");
+        let m = b(&[2, 2], vec![true, false, true, true]);
+        assert_eq!(text(&m), "[[ True False]\n [ True  True]]");
+        assert_eq!(text(&b(&[2], vec![true, true])), "[ True  True]");
+        let long = b(&[2000], vec![false; 2000]);
+        assert_eq!(text(&long), "[False False False ... False False False]");
+        assert_eq!(json(&m)["data"], json!([[true, false], [true, true]]));
     }
 
     #[test]

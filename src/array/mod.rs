@@ -4,19 +4,24 @@
 //!
 //! - [`data`]: one chunk's values, dtypes and NumPy's promotion rules, the wire form;
 //! - [`block`]: what one task computes (fused elementwise chains, reads, reductions);
-//! - [`lazy`]: the [`Array`] users build;
+//! - [`lazy`]: the [`Array`] users build; [`compose`]: operations built from its others;
 //! - [`plan`]: lowering an [`Array`] to tasks, running it, storing it;
 //! - [`hdf5io`]: reading hyperslabs and writing outputs safely;
-//! - [`kernels`]: the kernels registered in every worker.
+//! - [`kernels`]: the kernels registered in every worker;
+//! - [`info`]: what an HDF5 file holds, for `rdask-jobqueue info`;
+//! - [`netcdf`]: netCDF's fill values and packing applied to inputs.
 
 pub mod block;
+pub mod compose;
 pub mod data;
 pub mod eval;
 pub mod expr;
 pub mod format;
 pub mod hdf5io;
+pub mod info;
 pub mod kernels;
 pub mod lazy;
+pub mod netcdf;
 pub mod plan;
 
 pub use data::{DType, Data, Scalar};

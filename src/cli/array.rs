@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use rdask::array::eval::{self, Context};
 use rdask::array::hdf5io::{check_output, parse_target};
 use rdask::array::plan::{self, Planned};
-use rdask::array::{format, Array};
+use rdask::array::{format, netcdf, Array};
 use rdask::client::Client;
 use rdask::cluster::control::{self, Reply, Request};
 use rdask::cluster::{self, ClusterDir};
@@ -224,6 +224,10 @@ pub fn prepare(a: &ArrayArgs) -> Result<(Array, Option<(String, String)>)> {
             )));
         }
         let x = Array::from_hdf5(&file, &dataset, chunks).map_err(Error::invalid)?;
+        // netCDF's _FillValue, missing_value, scale_factor and add_offset, as
+        // netCDF4-python applies them (docs/arrays.md, "netCDF-4").
+        let packing = netcdf::read(&file, &dataset).map_err(Error::invalid)?;
+        let x = netcdf::apply(&x, &packing).map_err(Error::invalid)?;
         inputs.insert(name.to_string(), x);
     }
     let ctx = Context {

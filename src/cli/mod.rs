@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_array;
 pub mod cluster;
 pub mod demo;
+pub mod info;
 pub mod job_args;
 pub mod jobs;
 pub mod mpi;
@@ -62,6 +63,8 @@ pub enum Command {
     Worker(runtime::WorkerArgs),
     /// Compute a NumPy-style expression over HDF5 datasets (print it or store it)
     Array(array::ArrayArgs),
+    /// What an HDF5 or netCDF-4 file holds: groups and datasets with shape, type, chunks, filters, sizes
+    Info(info::InfoArgs),
     /// The MPI-style runner: under mpirun/srun, rank 0 scheduler, rank 1 driver, others workers
     Mpi(mpi::MpiArgs),
     /// Run the classic dask.array examples on a local cluster and check every result
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Scheduler(a) => runtime::scheduler(a),
         Command::Bench(c) => bench::bench(c),
         Command::Array(a) => array::array(a),
+        Command::Info(a) => info::info(a),
         Command::Mpi(a) => mpi::mpi(a),
         Command::Demo(a) => demo::demo(a),
         Command::Worker(a) => {
