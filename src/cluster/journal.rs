@@ -4,8 +4,9 @@
 //! Why it exists: a submission lives on the cluster, not in the shell that submitted it, so
 //! `tasks` must still answer after that shell is gone and after the tasks ended; and the
 //! scheduler forgets a task once it is done. The daemon journals each submission before it
-//! hands it to the scheduler, and each task's end as the outcomes stream back; `tasks` (through
-//! the daemon while it lives, or from the file once it is gone) reduces the entries to views.
+//! hands it to the scheduler, and each task's start and end as they stream back; `tasks`
+//! (through the daemon while it lives, or from the file once it is gone) reduces the entries
+//! to views.
 //!
 //! # Format (version 1)
 //! - Line 1, the *header*: `{"version": 1, "cluster": NAME}`.
@@ -18,9 +19,8 @@
 //!
 //! One writer: the cluster's daemon (the rule the ledger has too). Readers never lock.
 //!
-//! The reducer ([`Book`]) is pure: entries in, the views `tasks` prints out. Task states that
-//! are not journaled (waiting) are implied: a task of a submission with no entry of its own
-//! waits.
+//! The reducer ([`Book`]) is pure: entries in, the views `tasks` prints out. A task without
+//! an entry of its own waits: 100,000 queued tasks cost the journal one line.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -29,94 +29,26 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::task_array::{SubmissionId, TaskArraySpec, TaskEnd, TaskOutcome, TaskStarted};
 
 /// The format version written in the header; journals from a newer version are refused.
 pub const JOURNAL_VERSION: u32 = 1;
 
-/// Lines of a failed task's stderr kept in the journal (and shown by `tasks`).
-pub const STDERR_TAIL_LINES: usize = 5;
-
-/// The ids of a submission's tasks: `start, start+step, ...` up to `end` inclusive. Arrays
-/// (`--array 1-1000:5`) and numbered inputs (`--each-line`, `--each-file`: 0..n) are both
-/// ranges, so 100,000 tasks cost three numbers here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskIds {
-    pub start: u64,
-    pub end: u64,
-    pub step: u64,
-}
-
-impl TaskIds {
-    pub fn len(&self) -> u64 {
-        if self.end < self.start || self.step == 0 {
-            0
-        } else {
-            (self.end - self.start) / self.step + 1
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn contains(&self, task: u64) -> bool {
-        self.step != 0
-            && task >= self.start
-            && task <= self.end
-            && (task - self.start).is_multiple_of(self.step)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = u64> {
-        let step = self.step.max(1);
-        let n = self.len();
-        let start = self.start;
-        (0..n).map(move |i| start + i * step)
-    }
-}
-
-/// A submission as the daemon accepted it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SubmissionEntry {
-    pub id: u64,
-    #[serde(default)]
-    pub name: Option<String>,
-    /// PROGRAM and ARGS, placeholders unexpanded.
-    pub program: Vec<String>,
-    pub tasks: TaskIds,
-    pub cpus: u32,
-    #[serde(default)]
-    pub after: Vec<u64>,
-    /// Seconds (Unix time, the daemon's clock).
-    pub submitted_at: f64,
-}
-
-/// How a task ended.
+/// A task's state, as `tasks --state` filters it: the task arrays' ends ([`TaskEnd`])
+/// grouped into the few words people filter by, plus the two states before an end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskEnd {
-    /// Exit status 0.
+#[serde(rename_all = "kebab-case")]
+pub enum TaskState {
+    Waiting,
+    Running,
     Succeeded,
     /// A non-zero exit, a signal, or a program that could not start.
     Failed,
     /// Killed at its `--time-limit`.
     TimedOut,
-    /// Killed or dropped by `cancel`, or never started because a submission it waits for
-    /// (`--after`) did not succeed.
+    /// Cancelled, or never run because a submission it waited for (`--after`) failed.
     Cancelled,
     /// Its worker was lost more often than `--max-retries` allowed.
-    Lost,
-}
-
-/// A task's state, as `tasks --state` filters it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskState {
-    Waiting,
-    Running,
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
     Lost,
 }
 
@@ -137,15 +69,27 @@ impl TaskState {
             TaskState::Running => "running",
             TaskState::Succeeded => "succeeded",
             TaskState::Failed => "failed",
-            TaskState::TimedOut => "timed_out",
+            TaskState::TimedOut => "timed-out",
             TaskState::Cancelled => "cancelled",
             TaskState::Lost => "lost",
         }
     }
 
     pub fn parse(s: &str) -> Option<TaskState> {
-        let s = s.trim().to_ascii_lowercase().replace('-', "_");
+        let s = s.trim().to_ascii_lowercase().replace('_', "-");
         TaskState::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    pub fn of(end: &TaskEnd) -> TaskState {
+        match end {
+            TaskEnd::Succeeded => TaskState::Succeeded,
+            TaskEnd::Failed { .. } | TaskEnd::Signalled { .. } | TaskEnd::CouldNotStart { .. } => {
+                TaskState::Failed
+            }
+            TaskEnd::TimedOut => TaskState::TimedOut,
+            TaskEnd::Cancelled | TaskEnd::DependencyFailed => TaskState::Cancelled,
+            TaskEnd::Lost => TaskState::Lost,
+        }
     }
 
     pub fn is_finished(self) -> bool {
@@ -153,71 +97,33 @@ impl TaskState {
     }
 }
 
-impl From<TaskEnd> for TaskState {
-    fn from(end: TaskEnd) -> TaskState {
-        match end {
-            TaskEnd::Succeeded => TaskState::Succeeded,
-            TaskEnd::Failed => TaskState::Failed,
-            TaskEnd::TimedOut => TaskState::TimedOut,
-            TaskEnd::Cancelled => TaskState::Cancelled,
-            TaskEnd::Lost => TaskState::Lost,
-        }
-    }
-}
-
-/// One task's end.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TaskEntry {
-    pub submission: u64,
-    pub task: u64,
-    pub end: TaskEnd,
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-    #[serde(default)]
-    pub signal: Option<i32>,
-    #[serde(default)]
-    pub started_at: Option<f64>,
-    pub ended_at: f64,
-    #[serde(default)]
-    pub worker: Option<String>,
-    #[serde(default)]
-    pub host: Option<String>,
-    /// Runs started (1 unless its worker was lost or it was retried).
-    #[serde(default)]
-    pub attempts: u32,
-    /// The last lines of stderr of a task that did not succeed, or why it could not start.
-    #[serde(default)]
-    pub detail: Option<String>,
-}
-
 /// One line of the journal after the header.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
-    /// Accepted by the daemon, about to go to the scheduler.
-    Submitted(SubmissionEntry),
+    /// Accepted by the daemon, about to go to the scheduler. `at`: Unix seconds.
+    Submitted { spec: Box<TaskArraySpec>, at: f64 },
     /// The scheduler refused it (its reason): none of its tasks run.
     Refused {
-        submission: u64,
+        submission: SubmissionId,
         reason: String,
         at: f64,
     },
-    /// A task started on a worker.
-    Started {
-        submission: u64,
-        task: u64,
-        at: f64,
-        #[serde(default)]
-        worker: Option<String>,
-    },
-    Ended(TaskEntry),
-    /// `cancel` asked for these tasks (all of them when `tasks` is None).
+    /// A task was handed to a worker.
+    Started { task: TaskStarted, at: f64 },
+    /// A task ended (each task once).
+    Ended { outcome: TaskOutcome },
+    /// `cancel` asked for these tasks (ids `first..=last`; all when None).
     CancelRequested {
-        submission: u64,
+        submission: SubmissionId,
         #[serde(default)]
-        tasks: Option<TaskIds>,
+        tasks: Option<(u64, u64)>,
         at: f64,
     },
+    /// The daemon that ran it is gone (the cluster went down, or died) before every task
+    /// ended: its unfinished tasks are lost. Written by the next daemon of the cluster, or by
+    /// this one on `down`.
+    Abandoned { submission: SubmissionId, at: f64 },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -252,6 +158,18 @@ impl Counts {
 
     pub fn total(&self) -> u64 {
         self.waiting + self.running + self.finished()
+    }
+
+    fn of(&mut self, state: TaskState) -> &mut u64 {
+        match state {
+            TaskState::Waiting => &mut self.waiting,
+            TaskState::Running => &mut self.running,
+            TaskState::Succeeded => &mut self.succeeded,
+            TaskState::Failed => &mut self.failed,
+            TaskState::TimedOut => &mut self.timed_out,
+            TaskState::Cancelled => &mut self.cancelled,
+            TaskState::Lost => &mut self.lost,
+        }
     }
 }
 
@@ -293,8 +211,9 @@ impl SubmissionState {
 /// One submission as `tasks` lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SubmissionView {
-    pub id: u64,
-    pub name: Option<String>,
+    pub id: SubmissionId,
+    pub name: String,
+    /// PROGRAM and ARGS, placeholders unexpanded.
     pub program: Vec<String>,
     pub state: SubmissionState,
     pub counts: Counts,
@@ -309,39 +228,115 @@ pub struct SubmissionView {
 pub struct TaskView {
     pub task: u64,
     pub state: TaskState,
+    /// How it ended, in words (`failed (exit 3)`, `signalled (9)`).
+    pub end: Option<String>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub worker: Option<String>,
     pub host: Option<String>,
     pub started_at: Option<f64>,
     pub ended_at: Option<f64>,
-    /// Seconds it ran (its last attempt), once it ended.
+    /// Seconds its last run took, once it ended.
     pub duration: Option<f64>,
     pub attempts: u32,
-    pub detail: Option<String>,
+    /// The end of stderr of a task that did not succeed, or why it could not start.
+    pub stderr_tail: Option<String>,
 }
 
-/// What the journal knows about one task that has an entry (others wait).
+impl TaskView {
+    fn waiting(task: u64) -> TaskView {
+        TaskView {
+            task,
+            state: TaskState::Waiting,
+            end: None,
+            exit_code: None,
+            signal: None,
+            worker: None,
+            host: None,
+            started_at: None,
+            ended_at: None,
+            duration: None,
+            attempts: 0,
+            stderr_tail: None,
+        }
+    }
+
+    fn of(task: u64, known: &Known) -> TaskView {
+        match known {
+            Known::Running(started, at) => TaskView {
+                state: TaskState::Running,
+                worker: Some(started.worker.clone()),
+                host: Some(started.host.clone()),
+                started_at: Some(*at),
+                attempts: started.attempt,
+                ..TaskView::waiting(task)
+            },
+            Known::Ended(o) => {
+                let ran = o.attempt > 0;
+                let detail = match &o.state {
+                    TaskEnd::CouldNotStart { why } => Some(why.clone()),
+                    _ if o.stderr_tail.is_empty() => None,
+                    _ => Some(o.stderr_tail.clone()),
+                };
+                TaskView {
+                    task,
+                    state: TaskState::of(&o.state),
+                    end: Some(o.state.to_string()),
+                    exit_code: match o.state {
+                        TaskEnd::Succeeded => Some(0),
+                        TaskEnd::Failed { code } => Some(code),
+                        _ => None,
+                    },
+                    signal: match o.state {
+                        TaskEnd::Signalled { signal } => Some(signal),
+                        _ => None,
+                    },
+                    worker: ran.then(|| o.worker.clone()),
+                    host: ran.then(|| o.host.clone()),
+                    started_at: ran.then_some(o.start),
+                    ended_at: Some(o.end),
+                    duration: ran.then(|| (o.end - o.start).max(0.0)),
+                    attempts: o.attempt,
+                    stderr_tail: detail,
+                }
+            }
+        }
+    }
+}
+
+/// What `tasks` shows: the submissions (all, or the one asked for) and, for one, its tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TasksView {
+    pub submissions: Vec<SubmissionView>,
+    #[serde(default)]
+    pub tasks: Option<Vec<TaskView>>,
+}
+
+/// What the journal knows about one task that has an entry (the others wait).
 #[derive(Clone, Debug, PartialEq)]
 enum Known {
-    Running { at: f64, worker: Option<String> },
-    Ended(TaskEntry),
+    Running(TaskStarted, f64),
+    Ended(TaskOutcome),
 }
 
 #[derive(Clone, Debug, PartialEq)]
 struct Submission {
-    entry: SubmissionEntry,
+    spec: TaskArraySpec,
+    at: f64,
     refused: Option<String>,
+    /// By task position (not id), so every lookup is the spec's own arithmetic.
     tasks: BTreeMap<u64, Known>,
     counts: Counts,
     last_end: Option<f64>,
+    /// Its daemon went before its tasks ended: the unfinished ones are lost.
+    abandoned: bool,
 }
 
 /// The journal reduced: every submission and the tasks with an entry. Pure: fed entries in
 /// order (from the file, or as the daemon appends them), it answers `tasks`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Book {
-    submissions: BTreeMap<u64, Submission>,
+    submissions: BTreeMap<SubmissionId, Submission>,
 }
 
 impl Book {
@@ -354,23 +349,25 @@ impl Book {
     }
 
     /// Takes in one entry. Entries about unknown submissions or tasks outside a submission,
-    /// and a start after the task's end, are ignored: the journal is a history, and replaying
-    /// it must never fail.
+    /// a second end, and a start after the end are ignored: the journal is a history, and
+    /// replaying it must never fail.
     pub fn apply(&mut self, entry: &Entry) {
         match entry {
-            Entry::Submitted(s) => {
+            Entry::Submitted { spec, at } => {
                 let counts = Counts {
-                    waiting: s.tasks.len(),
+                    waiting: spec.len(),
                     ..Counts::default()
                 };
                 self.submissions.insert(
-                    s.id,
+                    spec.submission,
                     Submission {
-                        entry: s.clone(),
+                        spec: (**spec).clone(),
+                        at: *at,
                         refused: None,
                         tasks: BTreeMap::new(),
                         counts,
                         last_end: None,
+                        abandoned: false,
                     },
                 );
             }
@@ -381,104 +378,143 @@ impl Book {
                     s.refused = Some(reason.clone());
                 }
             }
-            Entry::Started {
-                submission,
-                task,
-                at,
-                worker,
-            } => {
-                let Some(s) = self.submissions.get_mut(submission) else {
+            Entry::Started { task, at } => {
+                let Some(s) = self.submissions.get_mut(&task.submission) else {
                     return;
                 };
-                if !s.entry.tasks.contains(*task) {
+                if s.abandoned {
                     return;
                 }
-                match s.tasks.get(task) {
-                    Some(Known::Ended(_)) => {}
-                    Some(Known::Running { .. }) => {
-                        // Started again elsewhere (its worker was lost).
-                        s.tasks.insert(
-                            *task,
-                            Known::Running {
-                                at: *at,
-                                worker: worker.clone(),
-                            },
-                        );
-                    }
+                let Some(pos) = s.spec.items.position(task.task) else {
+                    return;
+                };
+                match s.tasks.get(&pos) {
+                    Some(Known::Ended(_)) => return,
+                    // Started again elsewhere (its worker was lost).
+                    Some(Known::Running(..)) => {}
                     None => {
                         s.counts.waiting -= 1;
                         s.counts.running += 1;
-                        s.tasks.insert(
-                            *task,
-                            Known::Running {
-                                at: *at,
-                                worker: worker.clone(),
-                            },
-                        );
                     }
                 }
+                s.tasks.insert(pos, Known::Running(task.clone(), *at));
             }
-            Entry::Ended(t) => {
-                let Some(s) = self.submissions.get_mut(&t.submission) else {
+            Entry::Ended { outcome: o } => {
+                let Some(s) = self.submissions.get_mut(&o.submission) else {
                     return;
                 };
-                if !s.entry.tasks.contains(t.task) {
+                if s.abandoned {
                     return;
                 }
-                match s.tasks.get(&t.task) {
-                    // The first end counts: a task ends once.
+                let Some(pos) = s.spec.items.position(o.task) else {
+                    return;
+                };
+                match s.tasks.get(&pos) {
                     Some(Known::Ended(_)) => return,
-                    Some(Known::Running { .. }) => s.counts.running -= 1,
+                    Some(Known::Running(..)) => s.counts.running -= 1,
                     None => s.counts.waiting -= 1,
                 }
-                *count_of(&mut s.counts, t.end.into()) += 1;
-                s.last_end = Some(s.last_end.map_or(t.ended_at, |e| e.max(t.ended_at)));
-                s.tasks.insert(t.task, Known::Ended(t.clone()));
+                *s.counts.of(TaskState::of(&o.state)) += 1;
+                s.last_end = Some(s.last_end.map_or(o.end, |e| e.max(o.end)));
+                s.tasks.insert(pos, Known::Ended(o.clone()));
+            }
+            Entry::Abandoned { submission, at } => {
+                let Some(s) = self.submissions.get_mut(submission) else {
+                    return;
+                };
+                if s.abandoned {
+                    return;
+                }
+                s.abandoned = true;
+                let c = &mut s.counts;
+                c.lost += c.waiting + c.running;
+                if c.waiting + c.running > 0 {
+                    s.last_end = Some(s.last_end.map_or(*at, |e| e.max(*at)));
+                }
+                c.waiting = 0;
+                c.running = 0;
             }
             // A request, not a fact: the tasks' ends say what it did.
             Entry::CancelRequested { .. } => {}
         }
     }
 
-    pub fn contains(&self, submission: u64) -> bool {
+    pub fn contains(&self, submission: SubmissionId) -> bool {
         self.submissions.contains_key(&submission)
     }
 
-    /// The submission's entry as it was accepted.
-    pub fn entry(&self, submission: u64) -> Option<&SubmissionEntry> {
-        self.submissions.get(&submission).map(|s| &s.entry)
+    /// The submission as it was accepted.
+    pub fn spec(&self, submission: SubmissionId) -> Option<&TaskArraySpec> {
+        self.submissions.get(&submission).map(|s| &s.spec)
     }
 
-    /// The highest id used so far (ids are assigned by the daemon, from 1).
-    pub fn last_id(&self) -> u64 {
-        self.submissions.keys().next_back().copied().unwrap_or(0)
+    /// The next free id (the daemon assigns them, from 1).
+    pub fn next_id(&self) -> SubmissionId {
+        SubmissionId(self.submissions.keys().next_back().map_or(1, |id| id.0 + 1))
     }
 
-    pub fn submission(&self, id: u64) -> Option<SubmissionView> {
+    pub fn submission(&self, id: SubmissionId) -> Option<SubmissionView> {
         let s = self.submissions.get(&id)?;
+        let c = &s.counts;
         let state = if s.refused.is_some() {
             SubmissionState::Refused
-        } else if s.counts.waiting + s.counts.running > 0 {
-            if s.counts.running + s.counts.finished() > 0 {
+        } else if c.waiting + c.running > 0 {
+            if c.running + c.finished() > 0 {
                 SubmissionState::Running
             } else {
                 SubmissionState::Waiting
             }
-        } else if s.counts.unsuccessful() > 0 {
+        } else if c.unsuccessful() > 0 {
             SubmissionState::Failed
         } else {
             SubmissionState::Succeeded
         };
         Some(SubmissionView {
             id,
-            name: s.entry.name.clone(),
-            program: s.entry.program.clone(),
+            name: s.spec.name.clone(),
+            program: s.spec.argv.clone(),
             state,
             counts: s.counts.clone(),
-            submitted_at: s.entry.submitted_at,
+            submitted_at: s.at,
             ended_at: state.is_finished().then_some(s.last_end).flatten(),
             refused: s.refused.clone(),
         })
+    }
+
+    /// The answer to `tasks [ID] [--state ...]`: every submission, or one with its tasks in
+    /// `states` (all when empty; no list when None). An unknown id is the user's mistake.
+    pub fn view(
+        &self,
+        submission: Option<SubmissionId>,
+        states: Option<&[TaskState]>,
+        cluster: &str,
+    ) -> Result<TasksView> {
+        let Some(id) = submission else {
+            return Ok(TasksView {
+                submissions: self.submissions(),
+                tasks: None,
+            });
+        };
+        let Some(view) = self.submission(id) else {
+            return Err(Error::invalid(format!(
+                "cluster `{cluster}` has no submission {id} (`rdask-jobqueue tasks` lists them)"
+            )));
+        };
+        Ok(TasksView {
+            submissions: vec![view],
+            tasks: states.map(|st| self.tasks(id, st).unwrap_or_default()),
+        })
+    }
+
+    /// The submissions with unfinished tasks.
+    pub fn unfinished(&self) -> Vec<SubmissionId> {
+        self.submissions
+            .iter()
+            .filter(|(_, s)| {
+                s.refused.is_none() && !s.abandoned && s.counts.waiting + s.counts.running > 0
+            })
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Every submission, oldest first.
@@ -489,86 +525,45 @@ impl Book {
             .collect()
     }
 
-    /// The tasks of `submission` in `states` (all states when empty), in task order; None
-    /// for an unknown submission. Waiting tasks are listed from the submission's ids, so
-    /// asking for them walks the whole range.
-    pub fn tasks(&self, submission: u64, states: &[TaskState]) -> Option<Vec<TaskView>> {
+    /// The tasks of `submission` in `states` (all when empty), in task order; None for an
+    /// unknown submission. Only a question that includes waiting tasks walks the whole range.
+    pub fn tasks(&self, submission: SubmissionId, states: &[TaskState]) -> Option<Vec<TaskView>> {
         let s = self.submissions.get(&submission)?;
         let wanted = |st: TaskState| states.is_empty() || states.contains(&st);
+        let items = &s.spec.items;
         let mut out = Vec::new();
         if s.refused.is_some() {
             return Some(out);
         }
-        let view = |task: u64, known: Option<&Known>| match known {
-            None => TaskView {
-                task,
-                state: TaskState::Waiting,
-                exit_code: None,
-                signal: None,
-                worker: None,
-                host: None,
-                started_at: None,
-                ended_at: None,
-                duration: None,
-                attempts: 0,
-                detail: None,
-            },
-            Some(Known::Running { at, worker }) => TaskView {
-                task,
-                state: TaskState::Running,
-                exit_code: None,
-                signal: None,
-                worker: worker.clone(),
-                host: None,
-                started_at: Some(*at),
-                ended_at: None,
-                duration: None,
-                attempts: 0,
-                detail: None,
-            },
-            Some(Known::Ended(t)) => TaskView {
-                task,
-                state: t.end.into(),
-                exit_code: t.exit_code,
-                signal: t.signal,
-                worker: t.worker.clone(),
-                host: t.host.clone(),
-                started_at: t.started_at,
-                ended_at: Some(t.ended_at),
-                duration: t.started_at.map(|st| (t.ended_at - st).max(0.0)),
-                attempts: t.attempts,
-                detail: t.detail.clone(),
-            },
+        let view = |pos: u64, known: Option<&Known>| {
+            let mut v = match known {
+                None => TaskView::waiting(items.id(pos)),
+                Some(k) => TaskView::of(items.id(pos), k),
+            };
+            if s.abandoned && !v.state.is_finished() {
+                v.state = TaskState::Lost;
+                v.end = Some("lost (its cluster's daemon ended first)".into());
+            }
+            v
         };
-        if wanted(TaskState::Waiting) {
-            for task in s.entry.tasks.iter() {
-                let known = s.tasks.get(&task);
-                let v = view(task, known);
+        // Waiting tasks have no entry (and abandoned ones became lost): only then is the
+        // whole range walked.
+        if wanted(TaskState::Waiting) || (s.abandoned && wanted(TaskState::Lost)) {
+            for pos in 0..items.len() {
+                let v = view(pos, s.tasks.get(&pos));
                 if wanted(v.state) {
                     out.push(v);
                 }
             }
         } else {
-            for (&task, known) in &s.tasks {
-                let v = view(task, Some(known));
+            for (&pos, known) in &s.tasks {
+                let v = view(pos, Some(known));
                 if wanted(v.state) {
                     out.push(v);
                 }
             }
         }
         Some(out)
-    }
-}
-
-fn count_of(c: &mut Counts, state: TaskState) -> &mut u64 {
-    match state {
-        TaskState::Waiting => &mut c.waiting,
-        TaskState::Running => &mut c.running,
-        TaskState::Succeeded => &mut c.succeeded,
-        TaskState::Failed => &mut c.failed,
-        TaskState::TimedOut => &mut c.timed_out,
-        TaskState::Cancelled => &mut c.cancelled,
-        TaskState::Lost => &mut c.lost,
     }
 }
 
@@ -733,96 +728,92 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task_array::Items;
+
+    const S1: SubmissionId = SubmissionId(1);
 
     fn submitted(id: u64, start: u64, end: u64) -> Entry {
-        Entry::Submitted(SubmissionEntry {
-            id,
-            name: Some(format!("s{id}")),
-            program: vec!["echo".into(), "{task}".into()],
-            tasks: TaskIds {
+        let mut spec = TaskArraySpec::new(
+            SubmissionId(id),
+            Items::Range {
                 start,
                 end,
                 step: 1,
             },
-            cpus: 1,
-            after: vec![],
-            submitted_at: 10.0,
-        })
+            vec!["echo".into(), "{task}".into()],
+        );
+        spec.name = format!("s{id}");
+        Entry::Submitted {
+            spec: Box::new(spec),
+            at: 10.0,
+        }
     }
 
-    fn ended(submission: u64, task: u64, end: TaskEnd) -> Entry {
-        Entry::Ended(TaskEntry {
-            submission,
-            task,
-            end,
-            exit_code: match end {
-                TaskEnd::Succeeded => Some(0),
-                TaskEnd::Failed => Some(3),
-                _ => None,
+    fn started(id: u64, task: u64) -> Entry {
+        Entry::Started {
+            task: TaskStarted {
+                submission: SubmissionId(id),
+                task,
+                attempt: 1,
+                worker: "w1".into(),
+                host: "node1".into(),
             },
-            signal: None,
-            started_at: Some(11.0),
-            ended_at: 12.5,
-            worker: Some("w1".into()),
-            host: Some("node1".into()),
-            attempts: 1,
-            detail: (end == TaskEnd::Failed).then(|| "boom".to_string()),
-        })
+            at: 11.0,
+        }
     }
 
-    #[test]
-    fn task_ids_count_step_and_contain() {
-        let ids = TaskIds {
-            start: 1,
-            end: 10,
-            step: 3,
-        };
-        assert_eq!(ids.iter().collect::<Vec<_>>(), vec![1, 4, 7, 10]);
-        assert_eq!(ids.len(), 4);
-        assert!(ids.contains(7) && !ids.contains(8) && !ids.contains(13) && !ids.contains(0));
-        let empty = TaskIds {
-            start: 5,
-            end: 4,
-            step: 1,
-        };
-        assert!(empty.is_empty());
-        assert_eq!(empty.iter().count(), 0);
+    fn ended(id: u64, task: u64, state: TaskEnd) -> Entry {
+        Entry::Ended {
+            outcome: TaskOutcome {
+                submission: SubmissionId(id),
+                task,
+                stderr_tail: if state.succeeded() {
+                    String::new()
+                } else {
+                    "boom".into()
+                },
+                state,
+                attempt: 1,
+                start: 11.0,
+                end: 12.5,
+                worker: "w1".into(),
+                host: "node1".into(),
+            },
+        }
     }
 
     #[test]
     fn the_reducer_counts_states_and_submission_states() {
         let mut book = Book::from_entries(&[submitted(1, 1, 4)]);
-        let v = book.submission(1).unwrap();
+        let v = book.submission(S1).unwrap();
         assert_eq!(v.state, SubmissionState::Waiting);
         assert_eq!(v.counts.waiting, 4);
-        book.apply(&Entry::Started {
-            submission: 1,
-            task: 2,
-            at: 11.0,
-            worker: Some("w1".into()),
-        });
+        book.apply(&started(1, 2));
         book.apply(&ended(1, 1, TaskEnd::Succeeded));
-        let v = book.submission(1).unwrap();
+        let v = book.submission(S1).unwrap();
         assert_eq!(v.state, SubmissionState::Running);
-        assert_eq!(
-            (v.counts.waiting, v.counts.running, v.counts.succeeded),
-            (2, 1, 1)
-        );
-        book.apply(&ended(1, 2, TaskEnd::Failed));
-        book.apply(&ended(1, 3, TaskEnd::Succeeded));
+        let c = &v.counts;
+        assert_eq!((c.waiting, c.running, c.succeeded), (2, 1, 1));
+        let running = book.tasks(S1, &[TaskState::Running]).unwrap();
+        assert_eq!(running[0].task, 2);
+        assert_eq!(running[0].worker.as_deref(), Some("w1"));
+        book.apply(&ended(1, 2, TaskEnd::Failed { code: 3 }));
+        book.apply(&ended(1, 3, TaskEnd::Signalled { signal: 9 }));
         book.apply(&ended(1, 4, TaskEnd::TimedOut));
-        let v = book.submission(1).unwrap();
+        let v = book.submission(S1).unwrap();
         assert_eq!(v.state, SubmissionState::Failed);
         assert_eq!(v.counts.total(), 4);
-        assert_eq!(v.counts.unsuccessful(), 2);
+        assert_eq!((v.counts.failed, v.counts.timed_out), (2, 1));
         assert_eq!(v.ended_at, Some(12.5));
-        let failed = book.tasks(1, &[TaskState::Failed]).unwrap();
-        assert_eq!(failed.len(), 1);
+        let failed = book.tasks(S1, &[TaskState::Failed]).unwrap();
+        assert_eq!(failed.len(), 2);
         assert_eq!(failed[0].task, 2);
         assert_eq!(failed[0].exit_code, Some(3));
-        assert_eq!(failed[0].detail.as_deref(), Some("boom"));
+        assert_eq!(failed[0].stderr_tail.as_deref(), Some("boom"));
         assert_eq!(failed[0].duration, Some(1.5));
-        assert!(book.tasks(9, &[]).is_none());
+        assert_eq!(failed[1].signal, Some(9));
+        assert_eq!(failed[1].end.as_deref(), Some("signalled (9)"));
+        assert!(book.tasks(SubmissionId(9), &[]).is_none());
     }
 
     #[test]
@@ -830,63 +821,83 @@ mod tests {
         let mut book = Book::from_entries(&[submitted(1, 0, 1)]);
         book.apply(&ended(1, 0, TaskEnd::Succeeded));
         // A second end (a duplicate report) and a late start change nothing.
-        book.apply(&ended(1, 0, TaskEnd::Failed));
-        book.apply(&Entry::Started {
-            submission: 1,
-            task: 0,
-            at: 20.0,
-            worker: None,
-        });
+        book.apply(&ended(1, 0, TaskEnd::Failed { code: 1 }));
+        book.apply(&started(1, 0));
         // Out of range, unknown submission.
-        book.apply(&ended(1, 7, TaskEnd::Failed));
-        book.apply(&ended(2, 0, TaskEnd::Failed));
-        let v = book.submission(1).unwrap();
-        assert_eq!(
-            (v.counts.succeeded, v.counts.failed, v.counts.waiting),
-            (1, 0, 1)
-        );
-        assert!(!book.contains(2));
+        book.apply(&ended(1, 7, TaskEnd::Lost));
+        book.apply(&ended(2, 0, TaskEnd::Lost));
+        let c = book.submission(S1).unwrap().counts;
+        assert_eq!((c.succeeded, c.failed, c.lost, c.waiting), (1, 0, 0, 1));
+        assert!(!book.contains(SubmissionId(2)));
         book.apply(&ended(1, 1, TaskEnd::Succeeded));
-        assert_eq!(
-            book.submission(1).unwrap().state,
-            SubmissionState::Succeeded
-        );
+        let v = book.submission(S1).unwrap();
+        assert_eq!(v.state, SubmissionState::Succeeded);
+        assert_eq!(book.next_id(), SubmissionId(2));
     }
 
     #[test]
-    fn waiting_tasks_are_listed_from_the_range() {
+    fn waiting_tasks_are_listed_from_the_spec() {
         let mut book = Book::from_entries(&[submitted(3, 1, 5)]);
         book.apply(&ended(3, 2, TaskEnd::Succeeded));
-        let all = book.tasks(3, &[]).unwrap();
-        assert_eq!(
-            all.iter().map(|t| t.task).collect::<Vec<_>>(),
-            vec![1, 2, 3, 4, 5]
-        );
-        let waiting = book.tasks(3, &[TaskState::Waiting]).unwrap();
+        let all = book.tasks(SubmissionId(3), &[]).unwrap();
+        let ids: Vec<u64> = all.iter().map(|t| t.task).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+        let waiting = book.tasks(SubmissionId(3), &[TaskState::Waiting]).unwrap();
         assert_eq!(waiting.len(), 4);
-        assert_eq!(book.last_id(), 3);
+        assert_eq!(book.next_id(), SubmissionId(4));
+        assert_eq!(Book::default().next_id(), SubmissionId(1));
+    }
+
+    #[test]
+    fn an_abandoned_submission_loses_its_unfinished_tasks() {
+        let mut book = Book::from_entries(&[submitted(1, 1, 3)]);
+        book.apply(&ended(1, 1, TaskEnd::Succeeded));
+        book.apply(&started(1, 2));
+        assert_eq!(book.unfinished(), vec![S1]);
+        book.apply(&Entry::Abandoned {
+            submission: S1,
+            at: 20.0,
+        });
+        // Reports after it change nothing.
+        book.apply(&ended(1, 3, TaskEnd::Succeeded));
+        let v = book.submission(S1).unwrap();
+        assert_eq!((v.counts.succeeded, v.counts.lost), (1, 2));
+        assert_eq!(v.state, SubmissionState::Failed);
+        assert_eq!(v.ended_at, Some(20.0));
+        assert!(book.unfinished().is_empty());
+        let lost = book.tasks(S1, &[TaskState::Lost]).unwrap();
+        assert_eq!(lost.iter().map(|t| t.task).collect::<Vec<_>>(), vec![2, 3]);
     }
 
     #[test]
     fn a_refused_submission_has_no_tasks() {
         let mut book = Book::from_entries(&[submitted(1, 1, 3)]);
         book.apply(&Entry::Refused {
-            submission: 1,
+            submission: S1,
             reason: "unknown --after 9".into(),
             at: 11.0,
         });
-        let v = book.submission(1).unwrap();
+        let v = book.submission(S1).unwrap();
         assert_eq!(v.state, SubmissionState::Refused);
-        assert!(book.tasks(1, &[]).unwrap().is_empty());
+        assert!(book.tasks(S1, &[]).unwrap().is_empty());
     }
 
     #[test]
-    fn states_parse_by_name() {
+    fn ends_map_to_the_filter_words() {
         for s in TaskState::ALL {
             assert_eq!(TaskState::parse(s.name()), Some(s));
         }
-        assert_eq!(TaskState::parse("timed-out"), Some(TaskState::TimedOut));
+        assert_eq!(TaskState::parse("timed_out"), Some(TaskState::TimedOut));
         assert_eq!(TaskState::parse("nope"), None);
+        let why = "not found".to_string();
+        assert_eq!(
+            TaskState::of(&TaskEnd::CouldNotStart { why }),
+            TaskState::Failed
+        );
+        assert_eq!(
+            TaskState::of(&TaskEnd::DependencyFailed),
+            TaskState::Cancelled
+        );
     }
 
     #[test]
@@ -898,12 +909,12 @@ mod tests {
         let batch = vec![submitted(1, 1, 2), ended(1, 1, TaskEnd::Succeeded)];
         j.append(&batch).unwrap();
         drop(j);
-        let read1 = read(&path, "c").unwrap();
-        assert_eq!(read1.entries, batch);
-        assert!(!read1.torn);
+        let r = read(&path, "c").unwrap();
+        assert_eq!(r.entries, batch);
+        assert!(!r.torn);
         // A crash mid-append leaves half a line.
         let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("{\"kind\":\"ended\",\"submis");
+        text.push_str("{\"kind\":\"ended\",\"outc");
         std::fs::write(&path, &text).unwrap();
         let r = read(&path, "c").unwrap();
         assert!(r.torn);
@@ -911,20 +922,22 @@ mod tests {
         // The writer cuts it off and appends on a fresh line.
         let (mut j, old) = Journal::open(&path, "c").unwrap();
         assert_eq!(old, batch);
-        j.append(&[ended(1, 2, TaskEnd::Failed)]).unwrap();
+        j.append(&[ended(1, 2, TaskEnd::Failed { code: 2 })])
+            .unwrap();
         let r = read(&path, "c").unwrap();
         assert!(!r.torn);
         assert_eq!(r.entries.len(), 3);
         let book = Book::from_entries(&r.entries);
-        assert_eq!(book.submission(1).unwrap().state, SubmissionState::Failed);
+        assert_eq!(book.submission(S1).unwrap().state, SubmissionState::Failed);
     }
 
     #[test]
     fn damage_a_newer_version_and_a_foreign_cluster_are_refused() {
         let p = Path::new("/x/tasks.jsonl");
         let head = "{\"version\":1,\"cluster\":\"c\"}\n";
-        let bad = format!("{head}not json\n");
-        let e = parse(p, "c", &bad).unwrap_err().to_string();
+        let e = parse(p, "c", &format!("{head}not json\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2"), "{e}");
         let e = parse(p, "c", "{\"version\":9,\"cluster\":\"c\"}\n")
             .unwrap_err()
@@ -937,17 +950,17 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Whatever order ends and starts arrive in, the counts add up to the submission's
-        /// size and each task is counted once.
+        /// Whatever order starts and ends arrive in (duplicates, strangers), the counts add
+        /// up to the submission's size and each task is counted once.
         #[test]
         fn counts_always_add_up(events in proptest::collection::vec((0u64..12, 0u8..7), 0..60)) {
             let mut book = Book::from_entries(&[submitted(1, 0, 9)]);
             let mut ended_tasks = std::collections::BTreeSet::new();
             for (task, kind) in events {
                 let e = match kind {
-                    0 | 1 => Entry::Started { submission: 1, task, at: 1.0, worker: None },
+                    0 | 1 => started(1, task),
                     2 => ended(1, task, TaskEnd::Succeeded),
-                    3 => ended(1, task, TaskEnd::Failed),
+                    3 => ended(1, task, TaskEnd::Failed { code: 1 }),
                     4 => ended(1, task, TaskEnd::Lost),
                     5 => ended(1, task, TaskEnd::Cancelled),
                     _ => ended(1, task, TaskEnd::TimedOut),
@@ -956,10 +969,10 @@ mod tests {
                     ended_tasks.insert(task);
                 }
                 book.apply(&e);
-                let c = book.submission(1).unwrap().counts;
+                let c = book.submission(S1).unwrap().counts;
                 proptest::prop_assert_eq!(c.total(), 10);
                 proptest::prop_assert_eq!(c.finished(), ended_tasks.len() as u64);
-                proptest::prop_assert_eq!(book.tasks(1, &[]).unwrap().len(), 10);
+                proptest::prop_assert_eq!(book.tasks(S1, &[]).unwrap().len(), 10);
             }
         }
     }
