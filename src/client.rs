@@ -14,10 +14,25 @@ use crate::graph::{IdSet, TaskSpec};
 use crate::ids::{TaskId, WorkerId};
 use crate::protocol::messages::{ClientToScheduler, Holder, SchedulerToClient, StatusReport};
 use crate::protocol::{self, Role, Secret};
+use crate::task_array::{SubmissionId, TaskArraySpec, TaskOutcome, TaskStarted};
 use crate::worker::peer::PeerPool;
 
 /// Each key with the workers holding it.
 pub type Locations = Vec<(TaskId, Vec<Holder>)>;
+
+/// What a client hears about its task arrays ([`Client::task_events`]), in batches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskEvent {
+    /// Tasks handed to a worker (a retry is started again, with its attempt number).
+    Started(Vec<TaskStarted>),
+    /// Tasks that ended: each task of a submission ends exactly once.
+    Ended(Vec<TaskOutcome>),
+    /// The scheduler refused the array; none of it runs.
+    Rejected {
+        submission: SubmissionId,
+        reason: String,
+    },
+}
 
 /// A caller of [`Client::wait`]: the keys it still misses, and how to wake it.
 struct Waiter {
@@ -48,6 +63,20 @@ struct Inner {
     closed: Option<String>,
     /// The scheduler said it is stopping, with this exit status.
     shutting_down: Option<Option<i32>>,
+    /// Subscribers to task-array events; each gets every event.
+    task_events: Vec<mpsc::UnboundedSender<TaskEvent>>,
+}
+
+impl Inner {
+    fn publish(&mut self, event: TaskEvent) {
+        if let [only] = &self.task_events[..] {
+            if only.send(event).is_err() {
+                self.task_events.clear();
+            }
+            return;
+        }
+        self.task_events.retain(|tx| tx.send(event.clone()).is_ok());
+    }
 }
 
 struct Shared {
@@ -167,6 +196,15 @@ impl Client {
                     SchedulerToClient::ShuttingDown { exit_status } => {
                         inner.shutting_down = Some(exit_status);
                     }
+                    SchedulerToClient::TasksStarted(started) => {
+                        inner.publish(TaskEvent::Started(started));
+                    }
+                    SchedulerToClient::TaskOutcomes(outcomes) => {
+                        inner.publish(TaskEvent::Ended(outcomes));
+                    }
+                    SchedulerToClient::TaskArrayRejected { submission, reason } => {
+                        inner.publish(TaskEvent::Rejected { submission, reason });
+                    }
                 }
             };
             let mut inner = reader_shared.inner.lock().expect("client state");
@@ -174,6 +212,8 @@ impl Client {
             inner.waiters.iter_mut().for_each(Waiter::wake);
             // Pending status requests will never be answered: fail them now.
             inner.status.clear();
+            // Subscribers see their stream end.
+            inner.task_events.clear();
             drop(inner);
             reader_shared.changed.notify_waiters();
         });
@@ -449,6 +489,104 @@ impl Client {
             }
             changed.await;
         }
+    }
+
+    /// A stream of events about this client's task arrays: tasks started and ended. Subscribe
+    /// before submitting (events before the subscription are not kept). The stream ends
+    /// when the connection to the scheduler does.
+    pub fn task_events(&self) -> mpsc::UnboundedReceiver<TaskEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = self.shared.inner.lock().expect("client state");
+        if inner.closed.is_none() {
+            inner.task_events.push(tx);
+        }
+        rx
+    }
+
+    /// Submits a task array as one message (the scheduler expands it). A description that
+    /// cannot run is refused here, before anything is sent. Its outcomes reach
+    /// [`Client::task_events`]; its id is the caller's (`spec.submission`) and must not be
+    /// one the scheduler still runs.
+    pub fn submit_task_array(&self, spec: TaskArraySpec) -> Result<()> {
+        spec.check()?;
+        self.send(ClientToScheduler::SubmitTaskArray(Box::new(spec)))
+    }
+
+    /// Cancels a submission's tasks: all of them, or those with ids in `first..=last`.
+    /// Queued ones end `Cancelled` at once, running ones are killed (their process group).
+    pub fn cancel_tasks(&self, submission: SubmissionId, tasks: Option<(u64, u64)>) -> Result<()> {
+        if let Some((first, last)) = tasks {
+            if first > last {
+                return Err(Error::invalid(format!(
+                    "the task range {first}-{last} is empty: write it as FIRST-LAST"
+                )));
+            }
+        }
+        self.send(ClientToScheduler::CancelTasks { submission, tasks })
+    }
+
+    /// Submits a task array and waits until every task of it has ended; the outcomes in
+    /// task order. `on_event` sees each event of this submission as it arrives (progress).
+    pub async fn run_task_array(
+        &self,
+        spec: TaskArraySpec,
+        mut on_event: impl FnMut(&TaskEvent),
+    ) -> Result<Vec<TaskOutcome>> {
+        let submission = spec.submission;
+        let total = spec.len();
+        let mut events = self.task_events();
+        self.submit_task_array(spec)?;
+        let mut outcomes: Vec<TaskOutcome> = Vec::new();
+        while (outcomes.len() as u64) < total {
+            let Some(event) = events.recv().await else {
+                let why = self
+                    .shared
+                    .inner
+                    .lock()
+                    .expect("client state")
+                    .closed
+                    .clone();
+                return Err(Error::runtime(format!(
+                    "lost the scheduler while submission {submission} ran: {}",
+                    why.unwrap_or_else(|| "connection closed".into())
+                )));
+            };
+            match &event {
+                TaskEvent::Rejected {
+                    submission: s,
+                    reason,
+                } if *s == submission => {
+                    on_event(&event);
+                    return Err(Error::invalid(format!(
+                        "the scheduler refused submission {submission}: {reason}"
+                    )));
+                }
+                TaskEvent::Ended(list) => {
+                    let mine: Vec<TaskOutcome> = list
+                        .iter()
+                        .filter(|o| o.submission == submission)
+                        .cloned()
+                        .collect();
+                    if !mine.is_empty() {
+                        on_event(&TaskEvent::Ended(mine.clone()));
+                        outcomes.extend(mine);
+                    }
+                }
+                TaskEvent::Started(list) => {
+                    let mine: Vec<TaskStarted> = list
+                        .iter()
+                        .filter(|o| o.submission == submission)
+                        .cloned()
+                        .collect();
+                    if !mine.is_empty() {
+                        on_event(&TaskEvent::Started(mine));
+                    }
+                }
+                TaskEvent::Rejected { .. } => {}
+            }
+        }
+        outcomes.sort_by_key(|o| o.task);
+        Ok(outcomes)
     }
 
     /// Stops the scheduler and all its workers.

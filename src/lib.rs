@@ -22,6 +22,7 @@ pub mod protocol;
 pub mod rt;
 pub mod scheduler;
 pub mod sys;
+pub mod task_array;
 pub mod units;
 pub mod worker;
 

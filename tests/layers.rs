@@ -12,7 +12,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "L0 leaves: ids, units, errors, paths, files, host facts",
         &[
-            "error", "ids", "units", "graph", "paths", "files", "sys", "rt",
+            "error",
+            "ids",
+            "units",
+            "graph",
+            "paths",
+            "files",
+            "sys",
+            "rt",
+            "task_array",
         ],
     ),
     ("L1 wire and configuration", &["protocol", "config"]),

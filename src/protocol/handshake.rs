@@ -43,7 +43,9 @@ use super::ProtocolError;
 
 /// Version of the messages exchanged after the handshake. Both sides must agree exactly.
 /// Version 2: the client's welcome carries the scheduler's per-submission task limit.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// Version 4: task arrays (submit, cancel, started, outcomes; programs ended; worker
+/// resources; queued program demand in the status).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// First bytes on every connection. The last byte is the generation of the framing itself
 /// (frame header and handshake); it would change only if those changed, whereas ordinary

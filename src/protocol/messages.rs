@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::graph::TaskSpec;
 use crate::ids::{ClientId, TaskId, WorkerId};
+use crate::task_array::{SubmissionId, TaskArraySpec, TaskEnd, TaskOutcome, TaskStarted};
 
 /// A worker's first message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
     pub name: String,
     /// "host:port" where the worker serves its results to peers and clients.
@@ -19,6 +20,8 @@ pub struct Registration {
     pub pid: u32,
     /// The batch job the worker runs in, read from its environment.
     pub job_id: Option<String>,
+    /// What else it offers tasks (`--resources GPU=1`), by name and amount.
+    pub resources: Vec<(String, f64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +31,20 @@ pub struct FinishedTask {
     pub duration_us: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A program task (a task array's) ended on a worker. Its result is this record, never data
+/// kept in the worker's store, so results of 100,000 tasks do not pile up anywhere.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgramEnded {
+    pub task: TaskId,
+    /// `Cancelled` only when the scheduler released it while it ran.
+    pub end: TaskEnd,
+    /// Unix seconds.
+    pub start: f64,
+    pub finish: f64,
+    pub stderr_tail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WorkerToScheduler {
     Register(Registration),
     /// Tasks finished since the last message (batched).
@@ -52,6 +68,8 @@ pub enum WorkerToScheduler {
     /// Retire me gracefully (my lifetime is up: the job's walltime is near): copy my unique
     /// results to others, then close me.
     RetireMe,
+    /// Program tasks that ended (batched), with how.
+    ProgramsEnded(Vec<ProgramEnded>),
 }
 
 /// Where a task's input lives, as a worker needs to fetch it.
@@ -96,7 +114,7 @@ pub struct Holder {
     pub address: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientToScheduler {
     Submit {
         tasks: Vec<TaskSpec>,
@@ -118,6 +136,13 @@ pub enum ClientToScheduler {
     Shutdown {
         exit_status: Option<i32>,
     },
+    /// A whole task array in one description; the scheduler expands it as it places tasks.
+    SubmitTaskArray(Box<TaskArraySpec>),
+    /// Cancel a submission's tasks: all, or those with ids in `first..=last`.
+    CancelTasks {
+        submission: SubmissionId,
+        tasks: Option<(u64, u64)>,
+    },
 }
 
 impl ClientToScheduler {
@@ -130,7 +155,10 @@ impl ClientToScheduler {
             | ClientToScheduler::WhoHas(keys)
             | ClientToScheduler::Replicate { keys, .. } => keys.len(),
             ClientToScheduler::Retire(workers) => workers.len(),
-            ClientToScheduler::Status | ClientToScheduler::Shutdown { .. } => 0,
+            ClientToScheduler::Status
+            | ClientToScheduler::Shutdown { .. }
+            | ClientToScheduler::SubmitTaskArray(_)
+            | ClientToScheduler::CancelTasks { .. } => 0,
         }
     }
 
@@ -196,7 +224,7 @@ pub struct TaskCountsReport {
     pub erred: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub address: String,
     pub workers: Vec<WorkerStatusReport>,
@@ -211,9 +239,32 @@ pub struct StatusReport {
     pub pending_work_us: u64,
     /// Client connections open now.
     pub clients: u64,
+    /// Program tasks (task arrays) waiting for room, by what each needs: adaptive scaling
+    /// grows the cluster for them.
+    pub queued_programs: Vec<QueuedDemand>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Queued program tasks that need the same per-task room.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueuedDemand {
+    /// Cpus each task reserves.
+    pub cpus: u32,
+    /// Resources each task holds (sorted by name).
+    pub resources: Vec<(String, f64)>,
+    /// Tasks ready to run (not held by `after`).
+    pub tasks: u64,
+    /// Tasks held until submissions they wait for finish.
+    pub held: u64,
+}
+
+impl QueuedDemand {
+    /// Cpus the ready tasks would take at once.
+    pub fn cpus_queued(&self) -> u64 {
+        self.tasks * u64::from(self.cpus)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SchedulerToClient {
     Welcome {
         client: ClientId,
@@ -244,6 +295,15 @@ pub enum SchedulerToClient {
     /// client that stopped it gave.
     ShuttingDown {
         exit_status: Option<i32>,
+    },
+    /// Tasks of this client's arrays handed to workers (batched).
+    TasksStarted(Vec<TaskStarted>),
+    /// Tasks of this client's arrays that ended (batched); every task ends exactly once.
+    TaskOutcomes(Vec<TaskOutcome>),
+    /// A task array that was not accepted (nothing of it runs).
+    TaskArrayRejected {
+        submission: SubmissionId,
+        reason: String,
     },
 }
 
@@ -285,6 +345,7 @@ mod tests {
             host: "h".into(),
             pid: 7,
             job_id: Some("42".into()),
+            resources: vec![("GPU".into(), 1.0)],
         }
     }
 
@@ -326,6 +387,12 @@ mod tests {
             bytes_sent: 9,
             pending_work_us: 10,
             clients: 1,
+            queued_programs: vec![QueuedDemand {
+                cpus: 2,
+                resources: vec![],
+                tasks: 3,
+                held: 1,
+            }],
         }
     }
 
@@ -376,6 +443,16 @@ mod tests {
             ),
             enc("w.retire_me", WorkerToScheduler::RetireMe),
             enc(
+                "w.programs_ended",
+                WorkerToScheduler::ProgramsEnded(vec![ProgramEnded {
+                    task: t(1),
+                    end: TaskEnd::Failed { code: 2 },
+                    start: 1.5,
+                    finish: 2.0,
+                    stderr_tail: "e".into(),
+                }]),
+            ),
+            enc(
                 "s2w.welcome",
                 SchedulerToWorker::Welcome {
                     worker: 3,
@@ -425,6 +502,27 @@ mod tests {
                 },
             ),
             enc(
+                "c.submit_task_array",
+                ClientToScheduler::SubmitTaskArray(Box::new(
+                    crate::task_array::TaskArraySpec::new(
+                        SubmissionId(3),
+                        crate::task_array::Items::Range {
+                            start: 1,
+                            end: 9,
+                            step: 2,
+                        },
+                        vec!["echo".into(), "{task}".into()],
+                    ),
+                )),
+            ),
+            enc(
+                "c.cancel_tasks",
+                ClientToScheduler::CancelTasks {
+                    submission: SubmissionId(3),
+                    tasks: Some((3, 7)),
+                },
+            ),
+            enc(
                 "s2c.welcome",
                 SchedulerToClient::Welcome {
                     client: 1,
@@ -468,6 +566,37 @@ mod tests {
                 "s2c.shutting_down",
                 SchedulerToClient::ShuttingDown { exit_status: None },
             ),
+            enc(
+                "s2c.tasks_started",
+                SchedulerToClient::TasksStarted(vec![TaskStarted {
+                    submission: SubmissionId(3),
+                    task: 5,
+                    attempt: 1,
+                    worker: "w".into(),
+                    host: "h".into(),
+                }]),
+            ),
+            enc(
+                "s2c.task_outcomes",
+                SchedulerToClient::TaskOutcomes(vec![TaskOutcome {
+                    submission: SubmissionId(3),
+                    task: 5,
+                    state: TaskEnd::Signalled { signal: 9 },
+                    attempt: 1,
+                    start: 1.0,
+                    end: 2.5,
+                    worker: "w".into(),
+                    host: "h".into(),
+                    stderr_tail: "t".into(),
+                }]),
+            ),
+            enc(
+                "s2c.task_array_rejected",
+                SchedulerToClient::TaskArrayRejected {
+                    submission: SubmissionId(3),
+                    reason: "r".into(),
+                },
+            ),
             enc("peer.get", PeerRequest::Get(vec![t(1), t(2)])),
             enc(
                 "peer.data",
@@ -482,13 +611,14 @@ mod tests {
 
     #[rustfmt::skip]
     const GOLDEN: &[(&str, &str)] = &[
-        ("w.register", "140000000000017703683a3102808080800401680701023432"),
+        ("w.register", "210000000000017703683a31028080808004016807010234320103475055000000000000f03f"),
         ("w.finished", "0600000000010101088201"),
         ("w.failed", "040000000002010165"),
         ("w.missing", "0600000000030101020103"),
         ("w.replicas", "040000000004010108"),
         ("w.heartbeat", "060000000005e807010101"),
         ("w.retire_me", "010000000006"),
+        ("w.programs_ended", "17000000000701010104000000000000f83f00000000000000400165"),
         ("s2w.welcome", "04000000000003e807"),
         ("s2w.peers", "070000000001010103683a32"),
         ("s2w.peer_gone", "02000000000201"),
@@ -503,15 +633,20 @@ mod tests {
         ("c.retire", "0300000000040101"),
         ("c.replicate", "040000000005010201"),
         ("c.shutdown", "0300000000060106"),
+        ("c.submit_task_array", "1e000000000703000001090202046563686f067b7461736b7d00000100030000010100"),
+        ("c.cancel_tasks", "05000000000803010307"),
         ("s2c.welcome", "0b00000000000180808080802080897a"),
         ("s2c.key_ready", "0900000000010208010103683a32"),
         ("s2c.key_erred", "040000000002020165"),
         ("s2c.graph_rejected", "0300000000030172"),
         ("s2c.who_has", "040000000004010200"),
         ("s2c.progress", "030000000005ac02"),
-        ("s2c.status", "290000000006097463703a2f2f683a310101017703683a3201680001e8070a000102030102030405060708090a01"),
+        ("s2c.status", "2e0000000006097463703a2f2f683a310101017703683a3201680001e8070a000102030102030405060708090a010102000301"),
         ("s2c.worker_retired", "02000000000701"),
         ("s2c.shutting_down", "02000000000800"),
+        ("s2c.tasks_started", "0900000000090103050101770168"),
+        ("s2c.task_outcomes", "1d000000000a010305021201000000000000f03f0000000000000440017701680174"),
+        ("s2c.task_array_rejected", "04000000000b030172"),
         ("peer.get", "040000000000020102"),
         ("peer.data", "05000000000001808040"),
         ("peer.missing", "02000000000101"),
@@ -560,7 +695,7 @@ mod tests {
         /// deep into the decoders (plausible lengths and tags) rather than failing at byte 1.
         #[test]
         fn decoding_damaged_messages_never_panics(
-            pick in 0..34usize,
+            pick in 0..40usize,
             flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
             cut in any::<prop::sample::Index>(),
             tail in proptest::collection::vec(any::<u8>(), 0..8),

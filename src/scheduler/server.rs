@@ -708,6 +708,7 @@ impl Core {
                     memory_limit: reg.memory_limit,
                     host: reg.host,
                     job_id: reg.job_id,
+                    resources: reg.resources,
                 };
                 tracing::info!(
                     "worker {id} ({}{}) joined from {}",
@@ -814,6 +815,7 @@ impl Core {
                         paused,
                         executing,
                     },
+                    WorkerToScheduler::ProgramsEnded(_) => return true,
                     WorkerToScheduler::RetireMe => {
                         tracing::info!("worker {id} asked to retire (lifetime reached)");
                         Event::Retire {
@@ -878,6 +880,17 @@ impl Core {
                         requester: Some(id),
                     });
                 }
+                ClientToScheduler::SubmitTaskArray(spec) => {
+                    // Filled in by the task-array state machine (next commit).
+                    self.to_client(
+                        id,
+                        SchedulerToClient::TaskArrayRejected {
+                            submission: spec.submission,
+                            reason: "task arrays are not yet implemented by this scheduler".into(),
+                        },
+                    );
+                }
+                ClientToScheduler::CancelTasks { .. } => {}
                 ClientToScheduler::Shutdown { exit_status } => {
                     tracing::info!("shutdown requested by client {id}");
                     self.exit_status = exit_status;
@@ -1066,6 +1079,7 @@ impl Core {
             bytes_sent: self.counters.sent.load(Ordering::Relaxed),
             pending_work_us: self.state.pending_work_us() as u64,
             clients: self.clients.len() as u64,
+            queued_programs: Vec::new(),
         }
     }
 

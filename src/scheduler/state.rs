@@ -39,7 +39,7 @@ mod retirement;
 mod workers;
 
 /// What a worker tells about itself when it registers.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct WorkerInfo {
     pub name: String,
     /// Where peers and clients fetch its results ("host:port").
@@ -49,6 +49,8 @@ pub struct WorkerInfo {
     pub host: String,
     /// The batch job the worker runs in, if any.
     pub job_id: Option<String>,
+    /// Resources it offers program tasks (name, amount).
+    pub resources: Vec<(String, f64)>,
 }
 
 /// A finished task, as a worker reports it.

@@ -61,6 +61,17 @@ pub struct WorkerArgs {
     /// restarted process keeps the job's deadline)
     #[arg(long, value_name = "UNIX_TIME", hide = true, value_parser = unix_time_arg)]
     pub lifetime_end: Option<f64>,
+    /// Resources this worker offers tasks that ask for them, e.g. GPU=1,MEM=64e9 (a task
+    /// array's `--resources` holds them while a task runs)
+    #[arg(long, value_name = "NAME=AMOUNT,...", value_parser = resources_arg)]
+    pub resources: Option<Resources>,
+}
+
+/// `--resources NAME=AMOUNT,...`, parsed.
+pub type Resources = Vec<(String, f64)>;
+
+fn resources_arg(s: &str) -> std::result::Result<Resources, String> {
+    crate::task_array::parse_resources(s)
 }
 
 /// `--nthreads`: 1 to [`limits::MAX_THREADS`].
@@ -218,6 +229,9 @@ impl WorkerArgs {
         if let Some(i) = &self.interface {
             v.extend(["--interface".into(), i.clone()]);
         }
+        if let Some(r) = &self.resources {
+            v.extend(["--resources".into(), crate::task_array::format_resources(r)]);
+        }
         if let Some(end) = self.lifetime_end() {
             v.extend(["--lifetime-end".into(), format!("{end:.3}")]);
             v.extend([
@@ -294,6 +308,7 @@ pub fn worker(a: WorkerArgs, registry: Registry, prefix: &[&str]) -> Result<i32>
     opts.death_timeout = Duration::from_secs(a.death_timeout);
     opts.local_directory = a.local_directory.unwrap_or_else(std::env::temp_dir);
     opts.interface = a.interface;
+    opts.resources = a.resources.unwrap_or_default();
     let mut full = Registry::builtin();
     full.extend(registry);
     match crate::rt::runtime()?.block_on(worker::run(opts, full))? {

@@ -57,6 +57,8 @@ pub struct WorkerOptions {
     /// When to ask the scheduler to retire us (`--lifetime`): before the job's walltime, so
     /// that our results move to other workers instead of dying with the job.
     pub retire_at: Option<Instant>,
+    /// Resources offered to program tasks (`--resources GPU=1`), advertised at registration.
+    pub resources: Vec<(String, f64)>,
 }
 
 impl WorkerOptions {
@@ -83,6 +85,7 @@ impl WorkerOptions {
             job_id: crate::jobqueue::batch_job_id(),
             memory: MemoryPolicy::default(),
             retire_at: None,
+            resources: Vec::new(),
         }
     }
 }
@@ -356,6 +359,7 @@ impl Session<'_> {
             host: sys::hostname(),
             pid: std::process::id(),
             job_id: self.opts.job_id.clone(),
+            resources: self.opts.resources.clone(),
         };
         let lost = |e: protocol::ProtocolError| e.to_string();
         writer
