@@ -1125,7 +1125,7 @@ mod tests {
         let view = |task, state, exit: Option<i32>, tail: Option<&str>| TaskView {
             task,
             state,
-            end: Some(format!("{}", state.name())),
+            end: Some(state.name().to_string()),
             exit_code: exit,
             signal: None,
             worker: Some("w".into()),
