@@ -703,7 +703,6 @@ fn submit_local(a: &SubmitArgs, workers: usize, cwd: &Path) -> Result<i32> {
         ));
     }
     warn_if_missing(&spec.argv[0], cwd);
-    let total = spec.len();
     let rt = rdask::rt::runtime()?;
     let json = a.json;
     rt.block_on(async move {
@@ -714,41 +713,102 @@ fn submit_local(a: &SubmitArgs, workers: usize, cwd: &Path) -> Result<i32> {
         })
         .await?;
         let client = cluster.client().await?;
-        let started = Instant::now();
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new(total);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tasks  {elapsed}")
-                    .expect("a valid template"),
-            );
-            b
-        });
-        let mut done = 0u64;
-        let mut last_print = Instant::now();
-        let outcomes = client
-            .run_task_array(spec, |event| {
-                if let rdask::client::TaskEvent::Ended(list) = event {
-                    done += list.len() as u64;
-                    match &bar {
-                        Some(b) => b.set_position(done),
-                        None if last_print.elapsed() >= Duration::from_secs(1) => {
-                            eprintln!("{done}/{total} tasks done");
-                            last_print = Instant::now();
-                        }
-                        None => {}
-                    }
-                }
-            })
-            .await;
-        if let Some(b) = &bar {
-            b.finish_and_clear();
-        }
-        let elapsed = started.elapsed().as_secs_f64();
+        let ran = run_and_report(&client, spec, json).await;
         drop(client);
         cluster.close().await;
-        let outcomes = outcomes?;
-        report_local(&outcomes, elapsed, json)
+        ran
     })
+}
+
+/// `mpi submit`: rank 1 (the driver) runs the submission on the launch's own scheduler and
+/// worker ranks, and waits for it; its exit status ends every rank.
+pub fn submit_in_mpi(a: SubmitArgs, scheduler_file: &Path, launch_id: &str) -> Result<i32> {
+    if a.cluster.is_some() || a.local.is_some() {
+        return Err(Error::invalid(
+            "mpi submit runs on the ranks of this allocation: drop --cluster and --local",
+        ));
+    }
+    if !a.after.is_empty() {
+        return Err(Error::invalid(
+            "--after names submissions of a named cluster; mpi submit runs one submission",
+        ));
+    }
+    let cwd = std::env::current_dir().map_err(Error::io("reading the current directory"))?;
+    let out_dir = rdask::cluster::home()
+        .join("mpi")
+        .join("tasks")
+        .join(launch_id);
+    let mut spec = build_spec(&a, &cwd, Some(&out_dir.to_string_lossy()))?;
+    spec.submission = SubmissionId(1);
+    warn_if_missing(&spec.argv[0], &cwd);
+    let (address, secret) = rdask::protocol::SchedulerFile::load(scheduler_file)?;
+    rdask::rt::runtime()?.block_on(async move {
+        let client = rdask::client::Client::connect(&address, &secret).await?;
+        // The worker ranks join as they start: the check waits for the first.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let largest = loop {
+            let s = client.status().await?;
+            if let Some(n) = s.workers.iter().map(|w| w.nthreads).max() {
+                break n;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::runtime(
+                    "no worker rank joined within 60 s: launch at least 3 ranks (0 the \
+                     scheduler, 1 this driver, 2.. workers)",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if spec.cpus > largest {
+            return Err(Error::invalid(format!(
+                "--cpus {}: the worker ranks have {largest} thread(s) each (mpi --nthreads), \
+                 so no task could start",
+                spec.cpus
+            )));
+        }
+        run_and_report(&client, spec, a.json).await
+    })
+}
+
+/// Runs `spec` through `client` to its end with progress, then prints the outcome; exit
+/// status 1 if any task did not succeed.
+async fn run_and_report(
+    client: &rdask::client::Client,
+    spec: TaskArraySpec,
+    json: bool,
+) -> Result<i32> {
+    let total = spec.len();
+    let started = Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tasks  {elapsed}")
+                .expect("a valid template"),
+        );
+        b
+    });
+    let mut done = 0u64;
+    let mut last_print = Instant::now();
+    let outcomes = client
+        .run_task_array(spec, |event| {
+            if let rdask::client::TaskEvent::Ended(list) = event {
+                done += list.len() as u64;
+                match &bar {
+                    Some(b) => b.set_position(done),
+                    None if last_print.elapsed() >= Duration::from_secs(1) => {
+                        eprintln!("{done}/{total} tasks done");
+                        last_print = Instant::now();
+                    }
+                    None => {}
+                }
+            }
+        })
+        .await;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report_local(&outcomes?, elapsed, json)
 }
 
 fn report_local(outcomes: &[TaskOutcome], elapsed: f64, json: bool) -> Result<i32> {
