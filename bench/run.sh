@@ -60,3 +60,7 @@ PY
 # Deployment on the local SLURM (tests/env starts it): floor, rdask, dask-jobqueue.
 echo
 bash bench/deploy.sh
+
+# Task arrays: ours, HyperQueue and xargs (docs/benchmarks.md).
+echo
+bash bench/tasks.sh
