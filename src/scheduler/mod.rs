@@ -8,4 +8,6 @@ pub mod state;
 pub use state::{Command, Event, State};
 
 #[cfg(test)]
+mod task_array_tests;
+#[cfg(test)]
 mod tests;

@@ -30,6 +30,21 @@ pub(super) fn capacity(w: &Worker, observed: &Observed, config: &Config) -> usiz
     by_time.min(by_memory).max(threads)
 }
 
+/// A worker's slots for graph tasks while program tasks hold `held` of its `threads`: the
+/// same share of its slots as of its threads (none when they hold them all, at least one
+/// per free thread).
+pub(super) fn share_left(cap: usize, threads: u32, held: u32) -> usize {
+    let threads = threads.max(1);
+    if held == 0 {
+        return cap;
+    }
+    let free = threads.saturating_sub(held) as usize;
+    if free == 0 {
+        return 0;
+    }
+    (cap * free / threads as usize).max(free)
+}
+
 /// Picks among `free` workers (id, free slots) for a task whose inputs are
 /// `deps` = (bytes, holders). Returns an index into `free`.
 pub(super) fn choose<'a>(

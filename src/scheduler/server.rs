@@ -815,7 +815,10 @@ impl Core {
                         paused,
                         executing,
                     },
-                    WorkerToScheduler::ProgramsEnded(_) => return true,
+                    WorkerToScheduler::ProgramsEnded(ended) => {
+                        self.finished_total += ended.len() as u64;
+                        Event::ProgramsEnded { worker: id, ended }
+                    }
                     WorkerToScheduler::RetireMe => {
                         tracing::info!("worker {id} asked to retire (lifetime reached)");
                         Event::Retire {
@@ -881,16 +884,18 @@ impl Core {
                     });
                 }
                 ClientToScheduler::SubmitTaskArray(spec) => {
-                    // Filled in by the task-array state machine (next commit).
-                    self.to_client(
-                        id,
-                        SchedulerToClient::TaskArrayRejected {
-                            submission: spec.submission,
-                            reason: "task arrays are not yet implemented by this scheduler".into(),
-                        },
+                    tracing::info!(
+                        "submission {} from client {id}: {} tasks of {}",
+                        spec.submission,
+                        spec.len(),
+                        spec.argv.first().map(String::as_str).unwrap_or("")
                     );
+                    self.state
+                        .handle(Event::TaskArraySubmitted { client: id, spec });
                 }
-                ClientToScheduler::CancelTasks { .. } => {}
+                ClientToScheduler::CancelTasks { submission, tasks } => {
+                    self.state.handle(Event::CancelTasks { submission, tasks });
+                }
                 ClientToScheduler::Shutdown { exit_status } => {
                     tracing::info!("shutdown requested by client {id}");
                     self.exit_status = exit_status;
@@ -1020,6 +1025,23 @@ impl Core {
                 Command::GraphRejected { client, reason } => {
                     self.to_client(client, SchedulerToClient::GraphRejected { reason });
                 }
+                Command::TasksStarted { client, started } => {
+                    self.to_client(client, SchedulerToClient::TasksStarted(started));
+                }
+                Command::TaskOutcomes { client, outcomes } => {
+                    self.to_client(client, SchedulerToClient::TaskOutcomes(outcomes));
+                }
+                Command::TaskArrayRejected {
+                    client,
+                    submission,
+                    reason,
+                } => {
+                    tracing::warn!("submission {submission} refused: {reason}");
+                    self.to_client(
+                        client,
+                        SchedulerToClient::TaskArrayRejected { submission, reason },
+                    );
+                }
                 Command::WorkerRetired { requester, worker } => {
                     self.to_client(requester, SchedulerToClient::WorkerRetired(worker));
                 }
@@ -1079,7 +1101,7 @@ impl Core {
             bytes_sent: self.counters.sent.load(Ordering::Relaxed),
             pending_work_us: self.state.pending_work_us() as u64,
             clients: self.clients.len() as u64,
-            queued_programs: Vec::new(),
+            queued_programs: self.state.queued_programs(),
         }
     }
 

@@ -28,7 +28,8 @@ use std::sync::Arc;
 
 use crate::graph::{self, IdMap, IdSet, TaskSpec};
 use crate::ids::{ClientId, TaskId, WorkerId};
-use crate::protocol::messages::TaskCountsReport;
+use crate::protocol::messages::{ProgramEnded, TaskCountsReport};
+use crate::task_array::{SubmissionId, TaskArraySpec, TaskOutcome, TaskStarted};
 
 use super::placement;
 
@@ -36,6 +37,7 @@ mod graphs;
 mod invariants;
 mod results;
 mod retirement;
+pub mod task_arrays;
 mod workers;
 
 /// What a worker tells about itself when it registers.
@@ -124,6 +126,21 @@ pub enum Event {
         workers: Vec<WorkerId>,
         requester: Option<ClientId>,
     },
+    /// A task array: expanded as its tasks are placed.
+    TaskArraySubmitted {
+        client: ClientId,
+        spec: Box<TaskArraySpec>,
+    },
+    /// Cancel a submission's tasks (ids `first..=last`, or all).
+    CancelTasks {
+        submission: SubmissionId,
+        tasks: Option<(u64, u64)>,
+    },
+    /// Program tasks ended on a worker.
+    ProgramsEnded {
+        worker: WorkerId,
+        ended: Vec<ProgramEnded>,
+    },
 }
 
 /// A task handed to a worker: everything it needs to run it, including who holds its inputs.
@@ -144,7 +161,7 @@ pub struct DepLocation {
     pub holders: Vec<WorkerId>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Compute {
         worker: WorkerId,
@@ -182,6 +199,19 @@ pub enum Command {
     WorkerRetired {
         requester: ClientId,
         worker: WorkerId,
+    },
+    TasksStarted {
+        client: ClientId,
+        started: Vec<TaskStarted>,
+    },
+    TaskOutcomes {
+        client: ClientId,
+        outcomes: Vec<TaskOutcome>,
+    },
+    TaskArrayRejected {
+        client: ClientId,
+        submission: SubmissionId,
+        reason: String,
     },
 }
 
@@ -352,6 +382,7 @@ pub struct State {
     release: BTreeMap<WorkerId, Vec<TaskId>>,
     replicate: BTreeMap<WorkerId, Vec<DepLocation>>,
     out: Vec<Command>,
+    arrays: task_arrays::Arrays,
 }
 
 impl State {
@@ -438,6 +469,7 @@ impl State {
                 // In key order: the cancellations sent to workers do not depend on hashing.
                 keys.sort_unstable();
                 self.unwant(client, keys);
+                self.arrays_client_gone(client);
             }
             Event::Replicate { keys, to } => {
                 if self
@@ -465,13 +497,18 @@ impl State {
                     self.start_retirement(w, requester);
                 }
             }
+            Event::TaskArraySubmitted { client, spec } => self.submit_task_array(client, *spec),
+            Event::CancelTasks { submission, tasks } => self.cancel_tasks(submission, tasks),
+            Event::ProgramsEnded { worker, ended } => self.programs_ended(worker, ended),
         }
     }
 
     /// Gives queued tasks to workers with free slots, then returns every pending command.
     pub fn take_commands(&mut self) -> Vec<Command> {
         self.fill_slots();
+        self.place_programs();
         let mut out = std::mem::take(&mut self.out);
+        self.take_array_commands(&mut out);
         for (worker, keys) in std::mem::take(&mut self.release) {
             if self.workers.contains_key(&worker) {
                 out.push(Command::Release { worker, keys });
@@ -496,6 +533,8 @@ impl State {
             .filter(|(_, w)| w.status == WorkerStatus::Running)
             .filter_map(|(id, w)| {
                 let cap = placement::capacity(w, &self.observed, &self.config);
+                // Threads held by program tasks are not there for graph tasks.
+                let cap = placement::share_left(cap, w.info.nthreads, self.program_cpus(*id));
                 (w.processing.len() < cap).then(|| (*id, cap - w.processing.len()))
             })
             .collect();

@@ -85,7 +85,10 @@ impl Sim {
                         self.erred.insert(key, error);
                     }
                     Command::GraphRejected { reason, .. } => panic!("graph rejected: {reason}"),
-                    Command::WorkerRetired { .. } => {}
+                    Command::WorkerRetired { .. }
+                    | Command::TasksStarted { .. }
+                    | Command::TaskOutcomes { .. }
+                    | Command::TaskArrayRejected { .. } => {}
                 }
             }
             for e in follow_up {

@@ -11,6 +11,7 @@
 pub mod command_line;
 pub mod executor;
 pub mod peer;
+pub mod programs;
 pub mod state;
 pub mod store;
 pub mod supervisor;
@@ -27,7 +28,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use crate::error::{Error, Result};
 use crate::ids::{TaskId, WorkerId};
 use crate::kernels::Registry;
-use crate::protocol::messages::{Registration, SchedulerToWorker, WorkerToScheduler};
+use crate::protocol::messages::{ProgramEnded, Registration, SchedulerToWorker, WorkerToScheduler};
 use crate::protocol::{self, Role, Secret};
 use crate::sys;
 use executor::{Done, Executor, Job, Outcome};
@@ -139,11 +140,19 @@ enum Internal {
     },
     /// A spill was committed: tasks held back while it was written may start.
     Spilled,
+    /// A program task (a task array's) ended.
+    ProgramEnded(ProgramEnded),
 }
 
 impl From<Done> for Internal {
     fn from(d: Done) -> Self {
         Internal::Done(d)
+    }
+}
+
+impl From<ProgramEnded> for Internal {
+    fn from(e: ProgramEnded) -> Self {
+        Internal::ProgramEnded(e)
     }
 }
 
@@ -205,6 +214,7 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
         term.recv().await;
         // A batch system follows SIGTERM with SIGKILL: wait for spills being written only
         // briefly.
+        programs::kill_all_groups();
         clear(&on_term, Duration::from_secs(2)).await;
         std::process::exit(143);
     });
@@ -256,6 +266,8 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
             tx: tx.clone(),
             directory: HashMap::new(),
             state: WorkerState::new(),
+            programs: programs::Programs::default(),
+            programs_ended: Vec::new(),
         };
         let outcome = session
             .run(reader, writer, format!("{advertise_ip}:{port}"), &mut rx)
@@ -336,6 +348,11 @@ struct Session<'a> {
     tx: UnboundedSender<Internal>,
     directory: HashMap<WorkerId, String>,
     state: WorkerState,
+    /// Program tasks running now (killed when the session ends: the scheduler that gave
+    /// them forgets them).
+    programs: programs::Programs,
+    /// Program tasks ended since the last flush.
+    programs_ended: Vec<ProgramEnded>,
 }
 
 impl Session<'_> {
@@ -403,6 +420,9 @@ impl Session<'_> {
             .event_loop(&mut writer, rx, Duration::from_millis(heartbeat_ms.max(50)))
             .await;
         reader_task.abort();
+        // The scheduler re-runs them elsewhere (lost) or no longer wants them (closed).
+        self.programs.cancel_all();
+        programs::kill_all_groups();
         result
     }
 
@@ -469,11 +489,23 @@ impl Session<'_> {
                     }
                     None
                 }
-                SchedulerToWorker::Compute(tasks) => {
+                SchedulerToWorker::Compute(mut tasks) => {
+                    // Program tasks start at once: the scheduler sends one only when this
+                    // worker has its cpus free.
+                    tasks.retain(|t| {
+                        let program = t.kernel == crate::task_array::PROGRAM_KERNEL;
+                        if program {
+                            self.programs.start(t.task, &t.args, self.tx.clone());
+                        }
+                        !program
+                    });
                     let store = self.store.lock().expect("store");
                     self.state.compute(tasks, |id| store.contains(id))
                 }
-                SchedulerToWorker::Release(keys) => Some(self.state.release(keys)),
+                SchedulerToWorker::Release(mut keys) => {
+                    keys.retain(|k| !self.programs.cancel(*k));
+                    Some(self.state.release(keys))
+                }
                 SchedulerToWorker::Replicate(deps) => self.state.replicate(deps),
                 SchedulerToWorker::Close => return Ok(Some(Exit::Closed)),
             },
@@ -488,6 +520,11 @@ impl Session<'_> {
             }
             // Nothing to record: the turn ends with feed_executor, which may now start tasks.
             Internal::Spilled => None,
+            Internal::ProgramEnded(e) => {
+                self.programs.ended(e.task);
+                self.programs_ended.push(e);
+                None
+            }
             Internal::Fetched { got, missing } => self.state.fetched(got, missing),
         };
         if let Some(instruction) = instruction {
@@ -643,6 +680,10 @@ impl Session<'_> {
         &mut self,
         writer: &mut Writer,
     ) -> std::result::Result<(), protocol::ProtocolError> {
+        if !self.programs_ended.is_empty() {
+            let ended = std::mem::take(&mut self.programs_ended);
+            self.state.send(WorkerToScheduler::ProgramsEnded(ended));
+        }
         for msg in self.state.take_messages() {
             writer.write_control(&msg).await?;
         }

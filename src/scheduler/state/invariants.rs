@@ -9,6 +9,7 @@ use super::*;
 impl State {
     /// Checks every invariant; used by tests after each event. Returns what is broken.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_array_invariants()?;
         for (id, t) in &self.tasks {
             match &t.state {
                 TaskState::Processing(w) => {

@@ -123,6 +123,7 @@ impl State {
         if w.status != WorkerStatus::Retiring
             || !w.replicating.is_empty()
             || !w.processing.is_empty()
+            || self.runs_programs(worker)
         {
             return;
         }

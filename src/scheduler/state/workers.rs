@@ -20,6 +20,7 @@ impl State {
         }
         self.release.remove(&worker);
         self.compute.remove(&worker);
+        self.programs_lost(worker, &w.info.name, &w.info.host);
         self.replicate.remove(&worker);
         // Lost data first, so tasks put back below see their inputs' true states.
         for id in w.has {
