@@ -4,6 +4,7 @@
 #
 #   bash bench/tasks.sh                  # 10,000 `true` x3 each side, makespan, 100,000 queued
 #   ROUNDS=5 N=20000 bash bench/tasks.sh
+#   RDASK_BIN=/tmp/rdask-jobqueue bash bench/tasks.sh   # a given binary, no build
 #
 # 1. N tasks of `true`: ours (`submit --local 2`: two one-thread workers; time from submit to
 #    every task done, as the command reports it), HyperQueue 0.27's Python LocalCluster with one
@@ -21,9 +22,10 @@ N="${N:-10000}"
 BIG="${BIG:-100000}"
 mkdir -p bench/results
 bash bench/setup.sh >/dev/null
-cargo build --release --quiet
-bin="$PWD/target/release/rdask-jobqueue"
-py=bench/.venv/bin/python
+# RDASK_BIN: measure that binary (a copy of an earlier build, say) instead of building.
+if [[ -z "${RDASK_BIN:-}" ]]; then cargo build --release --quiet; fi
+bin="${RDASK_BIN:-$PWD/target/release/rdask-jobqueue}"
+py="$PWD/bench/.venv/bin/python"
 work="$(mktemp -d /tmp/rdask-bench-tasks.XXXXXX)"
 trap 'RDASK_HOME=$work/home "$bin" down --force --name bench >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 export RDASK_HOME="$work/home"

@@ -574,14 +574,23 @@ fn survives_a_cancelled_worker_job(system: &'static str) {
     assert!(o.status.success(), "{cancel} {job}: {}", stderr(&o));
     let o = c.cmd(&["wait", &id]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    // Each task ended once in the record, succeeded.
+    let s = c.submission(&id);
+    assert_eq!(s["counts"]["succeeded"], 30, "{s}");
+    // And ran to completion once: the task running on the killed job was killed with it and
+    // ran again elsewhere. The one exception the system cannot rule out is a program that
+    // finished in the very instant its job was killed (qdel sends SIGKILL), before its worker
+    // could report it: at most one here (one thread per job).
+    let mut twice = Vec::new();
     for t in 1..=30 {
         let runs = read(&c.work.join(format!("runs/{t}")));
-        assert_eq!(
-            runs.lines().filter(|l| *l == "done").count(),
-            1,
-            "task {t} ran to completion other than once: {runs:?}"
-        );
+        let done = runs.lines().filter(|l| *l == "done").count();
+        assert!(done >= 1, "task {t} never ran to completion: {runs:?}");
+        if done > 1 {
+            twice.push((t, runs));
+        }
     }
+    assert!(twice.len() <= 1, "tasks ran to completion twice: {twice:?}");
 }
 
 #[test]
