@@ -64,3 +64,6 @@ bash bench/deploy.sh
 # Issue 17's compute workloads (abs/exp/square/random), alternating rounds, clean environments.
 echo
 bash bench/compute.sh
+# Task arrays: ours, HyperQueue and xargs (docs/benchmarks.md).
+echo
+bash bench/tasks.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates bench/.venv with pinned Dask, distributed, numpy, h5py and dask-jobqueue, used only
-# to run Dask side by side with rdask-jobqueue in the benchmarks. Python is never part of the
+# Creates bench/.venv with pinned Dask, distributed, numpy, h5py, dask-jobqueue and HyperQueue,
+# used only to run them side by side with rdask-jobqueue in the benchmarks. Python is never part of the
 # product. Idempotent: when the venv exists and every pinned version is installed, it installs
 # nothing and only prints the versions.
 #
@@ -19,6 +19,8 @@ pins=(
   "numpy==2.4.6"
   "h5py==3.16.0"
   "dask-jobqueue==0.9.0"
+  # HyperQueue's Python API; its wheel carries the server and worker (bench/tasks.sh).
+  "hyperqueue==0.27.0"
 )
 
 # Prints the names of pinned packages whose installed version differs (or that are missing);
@@ -60,6 +62,6 @@ fi
 import sys
 from importlib.metadata import version
 print(f"python {sys.version.split()[0]} ({sys.executable})")
-for name in ("dask", "distributed", "numpy", "h5py", "dask-jobqueue", "psutil"):
+for name in ("dask", "distributed", "numpy", "h5py", "dask-jobqueue", "psutil", "hyperqueue"):
     print(f"{name} {version(name)}")
 EOF

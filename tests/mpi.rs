@@ -445,3 +445,57 @@ fn a_generated_mpi_job_script_runs_on_slurm() {
     );
     check_stored(&input, &output, expr);
 }
+
+/// `mpi submit`: a task array over the worker ranks of one launch; the driver (rank 1) waits
+/// for it, and the whole launch ends when its tasks do, with their status.
+#[test]
+fn mpi_submit_runs_a_task_array_over_the_ranks_and_ends_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let o = mpirun(4, dir.path())
+        .env("RDASK_HOME", dir.path())
+        .args([
+            "submit",
+            "--array",
+            "1-40",
+            "--stdout",
+            "o/{task}",
+            "--",
+            "sh",
+            "-c",
+            "echo {task} $RDASK_TASK_ID",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("40 task(s): 40 succeeded"),
+        "{}",
+        stdout(&o)
+    );
+    for t in 1..=40 {
+        let text = std::fs::read_to_string(dir.path().join(format!("o/{t}"))).unwrap();
+        assert_eq!(text.trim(), format!("{t} {t}"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the launch outlived its tasks: {:?}",
+        started.elapsed()
+    );
+    // A failing task: every rank exits non-zero.
+    let o = mpirun(4, dir.path())
+        .env("RDASK_HOME", dir.path())
+        .args([
+            "submit",
+            "--array",
+            "1-3",
+            "--",
+            "sh",
+            "-c",
+            "exit $(( {task} == 2 ))",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("1 did not"), "{}", stdout(&o));
+}

@@ -399,6 +399,9 @@ fn status_of(dir: &ClusterDir) -> Result<ClusterStatus> {
         Reply::Ok { message } | Reply::Error { message, .. } => Err(Error::runtime(format!(
             "the daemon answered `{message}` instead of its status"
         ))),
+        other => Err(Error::runtime(format!(
+            "the daemon answered {other:?} instead of its status"
+        ))),
     }
 }
 

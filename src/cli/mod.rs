@@ -11,6 +11,7 @@ pub mod job_args;
 pub mod jobs;
 pub mod mpi;
 pub mod runtime;
+pub mod tasks;
 
 use clap::{Parser, Subcommand};
 
@@ -23,8 +24,9 @@ use rdask::error::Result;
     rdask-jobqueue up --system slurm --queue debug --cores 8 --processes 2 --memory 16GB --scale 4 --wait\n  \
     rdask-jobqueue array 'x.mean(axis=0)' --input x=data.h5:/x --cluster default\n  \
     rdask-jobqueue status && rdask-jobqueue adapt --minimum 0 --maximum 20 && rdask-jobqueue down\n  \
+    rdask-jobqueue submit --array 1-1000 --wait -- ./simulate --seed {task}\n  \
     rdask-jobqueue job-script --system slurm --cores 8 --processes 4 --memory 28GB --walltime 00:02:00\n\n\
-    Docs: README.md, docs/clusters.md, docs/arrays.md, docs/mpi.md, docs/configuration.md")]
+    Docs: README.md, docs/clusters.md, docs/tasks.md, docs/arrays.md, docs/mpi.md, docs/configuration.md")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -61,6 +63,14 @@ pub enum Command {
     Scheduler(runtime::SchedulerArgs),
     /// Run a worker (what the job scripts start)
     Worker(runtime::WorkerArgs),
+    /// Run a program over an array of inputs on a cluster: a submission of tasks
+    Submit(Box<tasks::SubmitArgs>),
+    /// The submissions of a cluster, or the tasks of one (state, exit code, worker, stderr)
+    Tasks(tasks::TasksArgs),
+    /// Wait until every task of a submission ended (exit 1 if any did not succeed)
+    Wait(tasks::WaitArgs),
+    /// Cancel a submission's tasks (running ones are killed)
+    Cancel(tasks::CancelArgs),
     /// Compute a NumPy-style expression over HDF5 datasets (print it or store it)
     Array(array::ArrayArgs),
     /// What an HDF5 or netCDF-4 file holds: groups and datasets with shape, type, chunks, filters, sizes
@@ -97,6 +107,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Bench(c) => bench::bench(c),
         Command::Array(a) => array::array(a),
         Command::Info(a) => info::info(a),
+        Command::Submit(a) => tasks::submit(*a),
+        Command::Tasks(a) => tasks::tasks(a),
+        Command::Wait(a) => tasks::wait(a),
+        Command::Cancel(a) => tasks::cancel(a),
         Command::Mpi(a) => mpi::mpi(a),
         Command::Demo(a) => demo::demo(a),
         Command::Worker(a) => {

@@ -18,6 +18,7 @@ use rdask::scheduler::server::{self, SchedulerOptions};
     mpirun -np 4 rdask-jobqueue mpi array 'x.mean(axis=0)' --input x=data.h5:/x\n  \
     srun -n 8 rdask-jobqueue mpi --nthreads 4 array 'x.sum()' --input x=data.h5:/x\n  \
     srun -n 8 rdask-jobqueue mpi run -- ./my-analysis --flag\n  \
+    srun -n 34 rdask-jobqueue mpi submit --array 1-10000 -- ./simulate --seed {task}\n  \
     srun -n 8 rdask-jobqueue mpi --no-driver --scheduler-file $SCRATCH/sched.json\n\n\
     Rank 0: the scheduler. Rank 1: the driver. Ranks 2..: workers. When the driver ends, every\n\
     rank exits with its status. See docs/mpi.md; ready batch scripts are in launchers/.")]
@@ -62,6 +63,9 @@ pub enum MpiCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         program: Vec<String>,
     },
+    /// The driver runs a task array (the `submit` command's options) over the worker ranks
+    /// and waits for it: the allocation ends when its tasks do
+    Submit(Box<super::tasks::SubmitArgs>),
 }
 
 /// How this launch's ranks learn where the scheduler is. The driver's exit status needs no
@@ -307,6 +311,15 @@ fn driver(a: MpiArgs, world: &World, exchange: &Exchange) -> Result<i32> {
             args.local = None;
             args.memory_limit = None;
             match super::array::array(args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    e.exit_code()
+                }
+            }
+        }
+        MpiCommand::Submit(args) => {
+            match super::tasks::submit_in_mpi(*args, &file, &world.launch_id) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");

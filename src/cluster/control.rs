@@ -1,4 +1,5 @@
-//! The daemon's control socket: how `scale`, `adapt`, `status` and `down` reach it.
+//! The daemon's control socket: how `scale`, `adapt`, `status`, `down`, and `submit`, `tasks`,
+//! `wait` and `cancel` reach it.
 //!
 //! We chose a Unix socket in the cluster's directory (`control.sock`, mode 0600, in a 0700
 //! directory) speaking newline-delimited JSON, one request and one reply per connection:
@@ -12,11 +13,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::journal::TaskState;
+pub use super::journal::TasksView;
 use super::ClusterDir;
 use crate::error::{Error, Result};
 use crate::jobqueue::ledger::JobRecord;
 use crate::jobqueue::scaler::{Blocked, Failures, Target};
 use crate::protocol::messages::TaskCountsReport;
+use crate::task_array::{SubmissionId, TaskArraySpec};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -35,14 +39,47 @@ pub enum Request {
     Status,
     /// Retire the workers, cancel every unfinished job, close the ledger and exit.
     Down,
+    /// Run a task array (`submit`). The daemon assigns its id (`spec.submission` is
+    /// ignored), journals it, and hands it to the scheduler.
+    Submit {
+        spec: Box<TaskArraySpec>,
+    },
+    /// `tasks`: every submission, or one (`submission`) with its tasks in `states` (all
+    /// states when empty; no task list at all when None, which is what `wait` polls).
+    Tasks {
+        #[serde(default)]
+        submission: Option<SubmissionId>,
+        #[serde(default)]
+        states: Option<Vec<TaskState>>,
+    },
+    /// `cancel`: a submission's tasks, all of them or those with ids `first..=last`.
+    CancelTasks {
+        submission: SubmissionId,
+        #[serde(default)]
+        tasks: Option<(u64, u64)>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    Ok { message: String },
+    Ok {
+        message: String,
+    },
     Status(Box<ClusterStatus>),
-    Error { message: String, invalid: bool },
+    Error {
+        message: String,
+        invalid: bool,
+    },
+    /// A submission was accepted: its id, its task count, and a warning when nothing will
+    /// run it yet (no workers and a target of none).
+    Submitted {
+        submission: SubmissionId,
+        tasks: u64,
+        #[serde(default)]
+        warning: Option<String>,
+    },
+    Tasks(Box<TasksView>),
 }
 
 /// A worker as `status` shows it.

@@ -36,7 +36,11 @@ use tokio::net::UnixListener;
 use super::control::{ClusterStatus, JobView, Reply, Request, WorkerView};
 use super::deployer::{self, ByName, CancelOutcome, Uncertain, UncertainSince};
 use super::{now, ClusterDir, ClusterRecord};
-use crate::client::Client;
+mod tasks;
+
+use self::tasks::forward_task_events;
+use super::journal::{Book, Journal};
+use crate::client::{Client, TaskEvent};
 use crate::error::{Error, Result};
 use crate::jobqueue::ledger::{EndReason, Ledger, LedgerState};
 use crate::jobqueue::scaler::{
@@ -69,6 +73,9 @@ enum Msg {
     },
     /// `down`'s cancels and wait are done: their outcome and the ledger they wrote.
     Finished(Box<(Result<String>, Ledger)>),
+    /// Task arrays' events from the scheduler (tasks started and ended, arrays refused),
+    /// coalesced: each batch is one journal append.
+    TaskEvents(Vec<TaskEvent>),
 }
 
 type SubmitOutcome = (u64, String, std::result::Result<String, SubmitFailure>);
@@ -97,6 +104,10 @@ const PARALLEL_SUBMITS: usize = 16;
 const DOWN_WAIT: Duration = Duration::from_secs(60);
 /// Lines of a dead job's output shown in `status` and the log.
 const JOB_OUTPUT_LINES: usize = 5;
+/// Task events journaled in one append at most (one sync each).
+const TASK_EVENTS_PER_APPEND: usize = 4096;
+/// The longest control request read: a `submit --each-line` carries its lines.
+const MAX_REQUEST_BYTES: u64 = 256 << 20;
 
 pub fn run(name: &str) -> Result<i32> {
     // Everything the daemon creates (socket, scripts' siblings) is the owner's only.
@@ -109,6 +120,11 @@ pub fn run(name: &str) -> Result<i32> {
     if ledger.is_closed() {
         return Err(Error::runtime(format!("cluster `{name}` is closed")));
     }
+    // The journal outlives each `up` (the ids go on, so the tasks' output directories never
+    // collide); submissions an earlier daemon left unfinished are lost with it.
+    let (journal, entries) = Journal::open(&dir.journal_path(), name)?;
+    let book = Book::from_entries(&entries);
+    drop(entries);
     let rt = crate::rt::runtime()?;
     let bind_ip: std::net::IpAddr = rec
         .bind_host
@@ -139,6 +155,8 @@ pub fn run(name: &str) -> Result<i32> {
     let client = Arc::new(rt.block_on(Client::connect(&local, &secret))?);
 
     let (tx, rx) = mpsc::channel::<Msg>();
+    // Subscribed before any submission can be made: no event of ours is missed.
+    rt.spawn(forward_task_events(client.task_events(), tx.clone()));
     let socket = dir.socket_path();
     let _ = std::fs::remove_file(&socket);
     let listener = {
@@ -201,7 +219,10 @@ pub fn run(name: &str) -> Result<i32> {
         submit_failures: 0,
         submit_successes: 0,
         errors: VecDeque::new(),
+        journal,
+        book,
     };
+    d.abandon_unfinished("an earlier daemon of this cluster ended first");
     let code = d.main_loop(rx);
     handle.shutdown();
     rt.block_on(async {
@@ -290,7 +311,8 @@ async fn serve_control(
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             // A request is one short line; a longer one is not ours to buffer.
-            let read = tokio::io::AsyncReadExt::take(read, 64 << 10);
+            // A request is one line: short, or a submission with its lines or files.
+            let read = tokio::io::AsyncReadExt::take(read, MAX_REQUEST_BYTES);
             if BufReader::new(read).read_line(&mut line).await.is_err() {
                 return;
             }
@@ -364,6 +386,10 @@ struct Deployer<'a> {
     submit_failures: u32,
     submit_successes: u32,
     errors: VecDeque<String>,
+    /// Submissions of programs and their tasks' ends: this loop is its only writer.
+    journal: Journal,
+    /// The journal reduced (what `tasks` shows).
+    book: Book,
 }
 
 impl Deployer<'_> {
@@ -473,6 +499,16 @@ impl Deployer<'_> {
                         self.to_cancel.insert(job_id);
                         self.flush_cancels();
                     }
+                    Msg::Control(Request::Submit { spec }, reply) => {
+                        let _ = reply.send(self.submit_tasks(*spec));
+                    }
+                    Msg::Control(Request::Tasks { submission, states }, reply) => {
+                        let _ = reply.send(self.tasks_view(submission, states.as_deref()));
+                    }
+                    Msg::Control(Request::CancelTasks { submission, tasks }, reply) => {
+                        let _ = reply.send(self.cancel_tasks(submission, tasks));
+                    }
+                    Msg::TaskEvents(batch) => self.on_task_events(batch),
                     Msg::Submitted(outcomes) => self.on_submitted(outcomes),
                     Msg::SubmittedArray(array) => self.on_submitted_array(array),
                     Msg::Polled(polled) => self.on_polled(polled),
@@ -777,6 +813,11 @@ impl Deployer<'_> {
                 queued_tasks: (c.waiting + c.queued) as usize,
                 processing_tasks: c.processing as usize,
                 work_seconds: status.pending_work_us as f64 / 1e6,
+                program_cpus: deployer::program_cpus(
+                    &status.queued_programs,
+                    c.processing,
+                    !self.book.unfinished().is_empty(),
+                ),
             },
             submit_failures: std::mem::take(&mut self.submit_failures),
             submit_successes: std::mem::take(&mut self.submit_successes),
@@ -1131,6 +1172,10 @@ impl Deployer<'_> {
                 Msg::Control(Request::Status, reply) => {
                     let _ = reply.send(self.status());
                 }
+                Msg::Control(Request::Tasks { submission, states }, reply) => {
+                    let _ = reply.send(self.tasks_view(submission, states.as_deref()));
+                }
+                Msg::TaskEvents(batch) => self.on_task_events(batch),
                 Msg::Control(_, reply) => {
                     let _ = reply.send(Reply::Error {
                         message: "the cluster is going down".into(),
@@ -1254,6 +1299,7 @@ impl Deployer<'_> {
         let _ = self.client.shutdown();
         self.await_submissions(rx);
         let result = self.finish_off_loop(rx);
+        self.abandon_unfinished("the cluster went down first");
         if result.is_ok() {
             self.rec.closed_at = Some(now());
             self.dir.write_record(&self.rec)?;

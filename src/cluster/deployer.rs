@@ -18,7 +18,7 @@ use crate::ids::WorkerId;
 use crate::jobqueue::ledger::{JobRecord, LedgerState};
 use crate::jobqueue::scaler::{Target, Tick, WorkerObservation};
 use crate::jobqueue::BatchSystem;
-use crate::protocol::messages::{WorkerState, WorkerStatusReport};
+use crate::protocol::messages::{QueuedDemand, WorkerState, WorkerStatusReport};
 
 // ---- The running rule -------------------------------------------------------------------
 
@@ -240,8 +240,45 @@ pub fn adapt_off(last: Option<&Tick>, processes: usize) -> (Target, usize) {
     (Target::fixed_jobs(counted, processes), counted)
 }
 
+// ---- Program demand ----------------------------------------------------------------------
+
+/// The threads program tasks want now, for the scaler's [`Load::program_cpus`]: the cpus of
+/// every queued task ready to run (held ones wait for others, not for room), plus one per
+/// processing task while any submission is unfinished — those tasks may be programs, and
+/// retiring a worker under a running program would kill it.
+///
+/// [`Load::program_cpus`]: crate::jobqueue::scaler::Load::program_cpus
+pub fn program_cpus(queued: &[QueuedDemand], processing: u64, unfinished_submissions: bool) -> u64 {
+    let ready = queued
+        .iter()
+        .fold(0u64, |sum, d| sum.saturating_add(d.cpus_queued()));
+    if unfinished_submissions {
+        ready.saturating_add(processing)
+    } else {
+        ready
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn program_demand_counts_ready_cpus_and_busy_threads() {
+        use super::program_cpus;
+        use crate::protocol::messages::QueuedDemand;
+        let demand = |cpus, tasks, held| QueuedDemand {
+            cpus,
+            resources: vec![],
+            tasks,
+            held,
+        };
+        let q = [demand(1, 10, 5), demand(4, 3, 0)];
+        assert_eq!(program_cpus(&q, 0, true), 22);
+        assert_eq!(program_cpus(&q, 6, true), 28);
+        // No submission unfinished: processing tasks are arrays', counted by their work.
+        assert_eq!(program_cpus(&[], 6, false), 0);
+        assert_eq!(program_cpus(&[], 0, true), 0);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -20,6 +20,7 @@ pub mod control;
 pub mod daemon;
 pub mod deployer;
 pub mod force_down;
+pub mod journal;
 pub mod lifecycle;
 pub mod process;
 
@@ -137,6 +138,14 @@ impl ClusterDir {
     }
     pub fn ledger_path(&self) -> PathBuf {
         self.root.join("ledger.json")
+    }
+    /// The task journal: submissions of programs and their tasks' ends (`journal.rs`).
+    pub fn journal_path(&self) -> PathBuf {
+        self.root.join("tasks.jsonl")
+    }
+    /// Where a submission's tasks write their stdout and stderr by default.
+    pub fn task_output_dir(&self, submission: u64) -> PathBuf {
+        self.root.join("tasks").join(submission.to_string())
     }
     pub fn socket_path(&self) -> PathBuf {
         self.root.join("control.sock")

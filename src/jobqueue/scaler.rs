@@ -32,7 +32,9 @@
 //!   (occupancy over target duration, at most one core per task, divided by threads per
 //!   worker); `work_seconds` is the estimated duration of all unfinished work (tasks waiting,
 //!   queued or processing, times their observed mean duration). Unlike Dask, W does not depend
-//!   on the workers now connected, so it cannot feed back on itself.
+//!   on the workers now connected, so it cannot feed back on itself. Program tasks (task
+//!   arrays) count by the threads they reserve (`Load::program_cpus`): cores is at least
+//!   that, so 200 queued one-cpu programs want 200 cores (then the maximum bounds it).
 //! - Scale up at once. Scale down: `Fixed` at once; `Adaptive` only when `wait_count`
 //!   consecutive ticks each wanted fewer jobs than were counted, and then to the largest of
 //!   those wishes.

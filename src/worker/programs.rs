@@ -40,8 +40,19 @@ pub const KILL_GRACE: Duration = Duration::from_secs(3);
 /// (also from the SIGTERM handler, which has no access to the loop's state).
 static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
+/// Set once the worker leaves (kill_all_groups): a task killed by a signal from then on died
+/// with its job, and its end is not reported, so the scheduler sees the worker lost and runs
+/// the task again elsewhere (as --max-retries allows), instead of a failure of the task.
+static LEAVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How long the end of a task killed by a signal we did not send waits before it is reported:
+/// a batch system's cancel (`scancel`) signals every process of the job at once, so the task
+/// may die before this worker has handled its own SIGTERM.
+const OUTSIDE_SIGNAL_GRACE: Duration = Duration::from_secs(1);
+
 /// Kills every running program task's process group (SIGKILL: the worker is leaving).
 pub fn kill_all_groups() {
+    LEAVING.store(true, std::sync::atomic::Ordering::SeqCst);
     let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
     for pgid in groups {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
@@ -77,6 +88,12 @@ impl Programs {
                 Ok(p) => run(p, cancel_rx).await,
                 Err(why) => (TaskEnd::CouldNotStart { why }, String::new()),
             };
+            if matches!(end, TaskEnd::Signalled { .. }) {
+                tokio::time::sleep(OUTSIDE_SIGNAL_GRACE).await;
+                if LEAVING.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+            }
             let _ = done.send(T::from(ProgramEnded {
                 task,
                 end,

@@ -46,6 +46,12 @@ pub struct Load {
     /// Estimated seconds of all that work: tasks times their observed mean duration (the
     /// scheduler's `pending_work_us` / 1e6).
     pub work_seconds: f64,
+    /// Threads wanted by program tasks (task arrays): the cpus of those queued and ready to
+    /// run, plus one per processing task while a submission is unfinished (a worker retired
+    /// under a running program kills it). A program's duration is unknown until it ran, so
+    /// this is counted as it is, not through `work_seconds`.
+    #[serde(default)]
+    pub program_cpus: u64,
 }
 
 /// Everything the scaler looks at on one tick.

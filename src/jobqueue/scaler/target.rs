@@ -219,8 +219,12 @@ impl ScalerConfig {
 /// Workers wanted for `load` under adapt, before bounds; see the module documentation.
 pub fn adaptive_workers(load: &Load, target_duration: f64, threads_per_worker: usize) -> usize {
     let tasks = load.queued_tasks.saturating_add(load.processing_tasks);
-    if tasks == 0 {
+    let programs = usize::try_from(load.program_cpus).unwrap_or(usize::MAX);
+    if tasks == 0 && programs == 0 {
         return 0;
+    }
+    if tasks == 0 {
+        return programs.div_ceil(threads_per_worker.max(1));
     }
     let cores = load.work_seconds / target_duration;
     let cores = if cores.is_nan() || cores <= 1.0 {
@@ -231,7 +235,8 @@ pub fn adaptive_workers(load: &Load, target_duration: f64, threads_per_worker: u
         // Below `tasks`, so it fits.
         (cores.ceil() as usize).clamp(1, tasks)
     };
-    cores.div_ceil(threads_per_worker.max(1))
+    // Program tasks reserve their cpus whatever they last: one core each is not enough.
+    cores.max(programs).div_ceil(threads_per_worker.max(1))
 }
 
 /// The jobs `target` wants, with P processes per job, before waiting for agreement.

@@ -190,6 +190,7 @@ fn adaptive_formula() {
         queued_tasks: q,
         processing_tasks: p,
         work_seconds: s,
+        program_cpus: 0,
     };
     // No work: nothing wanted.
     assert_eq!(adaptive_workers(&load(0, 0, 100.0), 5.0, 1), 0);
@@ -615,6 +616,7 @@ fn load_for_workers(workers: usize) -> Load {
         queued_tasks: 1000,
         processing_tasks: 0,
         work_seconds: 5.0 * workers as f64,
+        program_cpus: 0,
     }
 }
 
@@ -658,6 +660,53 @@ fn adaptive_scales_down_after_wait_count_agreeing_ticks_to_their_largest_wish() 
     let t = tick(&mut s, 6.0, 3);
     assert_eq!(t.target_jobs, 4);
     assert_eq!(ended(&t), vec!["0", "1"], "least data first");
+}
+
+#[test]
+fn queued_programs_grow_the_cluster_by_their_cpus_and_it_shrinks_after() {
+    // Two threads per worker, one process per job, adapt 0..4 workers.
+    let mut s = Scaler::new(ScalerConfig {
+        threads_per_worker: 2,
+        max_pending_jobs: 10,
+        ..ScalerConfig::default()
+    })
+    .unwrap();
+    let target = adaptive(0, 4, 2);
+    // 5 queued programs of 1 cpu, durations unknown (no work estimate): 5 cores -> 3 workers.
+    let programs = |cpus: u64, processing: usize| Load {
+        queued_tasks: 0,
+        processing_tasks: processing,
+        work_seconds: 0.0,
+        program_cpus: cpus,
+    };
+    let mut o = obs(0.0, target.clone(), vec![]);
+    o.load = programs(5, 0);
+    let t = s.tick(&o);
+    assert_eq!((t.wanted_jobs, submits(&t)), (3, 3));
+    // 200 of them with --cpus 2: bounded by the maximum, 4 workers.
+    let mut s2 = Scaler::new(ScalerConfig {
+        threads_per_worker: 2,
+        ..ScalerConfig::default()
+    })
+    .unwrap();
+    let mut o = obs(0.0, target.clone(), vec![]);
+    o.load = programs(400, 0);
+    assert_eq!(s2.tick(&o).wanted_jobs, 4);
+    // Running: 3 jobs, all busy; the queue drained but 6 tasks still run: all kept.
+    let jobs: Vec<_> = (0..3)
+        .map(|k| running(&format!("{k}"), 0.0, 1, 0))
+        .collect();
+    for now in 1..4 {
+        let mut o = obs(f64::from(now), target.clone(), jobs.clone());
+        o.load = programs(6, 6);
+        let t = s.tick(&o);
+        assert!(ended(&t).is_empty(), "busy workers are not retired");
+        assert_eq!(t.target_jobs, 3);
+    }
+    // Done: nothing queued or processing. After wait_count (2) agreeing ticks, all go.
+    let idle = |s: &mut Scaler, now: f64| s.tick(&obs(now, target.clone(), jobs.clone()));
+    assert!(ended(&idle(&mut s, 4.0)).is_empty());
+    assert_eq!(ended(&idle(&mut s, 5.0)).len(), 3);
 }
 
 #[test]
@@ -1123,10 +1172,11 @@ fn target_strategy() -> impl Strategy<Value = Target> {
 }
 
 fn load_strategy() -> impl Strategy<Value = Load> {
-    (0usize..50, 0usize..20, 0.0f64..200.0).prop_map(|(q, p, s)| Load {
+    (0usize..50, 0usize..20, 0.0f64..200.0, 0u64..40).prop_map(|(q, p, s, c)| Load {
         queued_tasks: q,
         processing_tasks: p,
         work_seconds: s,
+        program_cpus: c,
     })
 }
 
