@@ -167,7 +167,7 @@ pub fn run(name: &str) -> Result<i32> {
 
     let scaler = Scaler::new(rec.scaler.clone())?;
     let mut d = Deployer {
-        queue: JobQueue::new(&rec.config),
+        queue: JobQueue::for_daemon(&rec.config),
         own_binary: std::env::current_exe().map_err(Error::io("finding this program"))?,
         dir,
         rec,
@@ -1094,6 +1094,7 @@ impl Deployer<'_> {
             name: self.dir.name.clone(),
             address: self.rec.address.clone().unwrap_or_default(),
             system: self.rec.system.name().to_string(),
+            batch_path: self.queue.path(),
             pid: std::process::id(),
             target: self.target.clone(),
             processes: self.processes(),
