@@ -65,7 +65,10 @@ fn open(conf: &std::path::Path, timeout: Duration) -> Result<Arc<Native>, Refusa
             // readable above; this runs once per process (`SHARED`), on the library's thread.
             unsafe { ffi::slurm_init(std::ptr::null()) };
             // SAFETY: no arguments, returns a number.
-            i64::from(unsafe { ffi::slurm_api_version() })
+            let api = unsafe { ffi::slurm_api_version() };
+            // A C long: 64 bits here, 32 on some targets.
+            #[allow(clippy::useless_conversion)]
+            i64::from(api)
         })
         .map_err(CallError::refusal)?;
     let built: i64 = ffi::BUILT_API.parse().unwrap_or(0);
@@ -590,6 +593,5 @@ mod tests {
     fn the_bindings_know_which_library_they_were_made_for() {
         let built: i64 = ffi::BUILT_API.parse().unwrap();
         assert!(built >> 16 > 0, "BUILT_API {built}");
-        assert!(ffi::SLURM_VERSION_NUMBER > 0);
     }
 }

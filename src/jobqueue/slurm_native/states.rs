@@ -108,7 +108,7 @@ mod tests {
         assert_eq!(job_state(3 | JOB_COMPLETING), JobState::Running);
         // Nodes booting for a running job: squeue says CONFIGURING, which is pending to us.
         assert_eq!(job_state(1 | JOB_CONFIGURING), JobState::Pending);
-        assert_eq!(job_state(0 | JOB_REQUEUE_HOLD), JobState::Pending);
+        assert_eq!(job_state(JOB_REQUEUE_HOLD), JobState::Pending);
         assert_eq!(state_word(200), "UNKNOWN");
         assert_eq!(job_state(200), JobState::Gone);
     }
