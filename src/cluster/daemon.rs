@@ -167,7 +167,7 @@ pub fn run(name: &str) -> Result<i32> {
 
     let scaler = Scaler::new(rec.scaler.clone())?;
     let mut d = Deployer {
-        queue: JobQueue::for_daemon(&rec.config),
+        queue: JobQueue::with_native(&rec.config),
         own_binary: std::env::current_exe().map_err(Error::io("finding this program"))?,
         dir,
         rec,

@@ -381,7 +381,7 @@ pub struct JobQueue {
     timeout: Duration,
     submit_extra: Vec<String>,
     cancel_extra: Vec<String>,
-    /// SLURM through libslurm, when the daemon opened it (see [`JobQueue::for_daemon`]).
+    /// SLURM through libslurm, when the daemon opened it (see [`JobQueue::with_native`]).
     native: Option<slurm_native::Handle>,
 }
 
@@ -396,10 +396,10 @@ impl JobQueue {
         }
     }
 
-    /// The daemon's queue: for SLURM, through libslurm when `slurm_native` allows and the
+    /// The daemon's queue (and `jobs status`'s): for SLURM, through libslurm when `slurm_native` allows and the
     /// library passes its checks (see [`slurm_native::policy`]); the commands otherwise. The
     /// log says which, and why not the library.
-    pub fn for_daemon(cfg: &JobConfig) -> Self {
+    pub fn with_native(cfg: &JobConfig) -> Self {
         let mut q = Self::new(cfg);
         if cfg.system != SystemKind::Slurm {
             return q;

@@ -5,7 +5,7 @@
 //! a script's `#SBATCH` lines as a job description; `states`: job records as squeue shows
 //! them). The library itself (`native`, its bindings in `ffi`) exists only with the feature;
 //! without it [`Handle`] cannot be made and every queue uses the commands.
-//! `JobQueue::for_daemon` decides, and falls back to the commands whenever this path refuses.
+//! `JobQueue::with_native` decides, and falls back to the commands whenever this path refuses.
 
 pub mod directives;
 pub mod policy;
