@@ -15,7 +15,8 @@ JOBS=${JOBS:-1000}
 N=${N:-64}
 ROUNDS=${ROUNDS:-5}
 mkdir -p bench/results
-bash tests/env/up.sh >/dev/null
+# Only when SLURM is down: up.sh rewrites slurm.conf to this checkout's (and restarts it).
+sinfo >/dev/null 2>&1 || bash tests/env/up.sh >/dev/null
 if [[ -n ${RDASK_BIN:-} ]]; then
     bin=$RDASK_BIN
 else
@@ -47,7 +48,7 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- one poll of JOBS held jobs -------------------------------------------------------------
 echo "submitting $JOBS held jobs ..."
-seq "$JOBS" | xargs -P 8 -I{} sbatch --parsable --quiet --hold -J rdask-native-held -p debug \
+seq "$JOBS" | xargs -P 8 -I{} sbatch --parsable --hold -J rdask-native-held -p debug \
     -c 1 --mem=10M -t 1 -o /dev/null --wrap true > "$work/held"
 mapfile -t ids < "$work/held"
 (( ${#ids[@]} == JOBS )) || { echo "only ${#ids[@]} of $JOBS held jobs submitted" >&2; exit 1; }
