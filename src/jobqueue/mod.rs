@@ -651,6 +651,28 @@ mod tests {
 
     /// Ids go as arguments to scancel, qdel, kill: an option or a pid like -1 must never get
     /// there. Every id a submit parser reads is accepted by its system.
+    /// The library is only ever SLURM's, and `slurm_native = false` keeps the commands
+    /// whatever the build (the native path itself: slurm_native's tests, tests/clusters.rs).
+    #[test]
+    fn only_slurm_queues_that_allow_it_take_the_library() {
+        use crate::config::SlurmNative;
+        let cfg = JobConfig {
+            system: SystemKind::Slurm,
+            slurm_native: SlurmNative::False,
+            ..JobConfig::default()
+        };
+        assert_eq!(JobQueue::with_native(&cfg).path(), "commands");
+        for system in [SystemKind::Sge, SystemKind::Pbs, SystemKind::Local] {
+            let cfg = JobConfig {
+                system,
+                slurm_native: SlurmNative::True,
+                ..JobConfig::default()
+            };
+            assert_eq!(JobQueue::with_native(&cfg).path(), "commands");
+        }
+        assert_eq!(JobQueue::new(&cfg).path(), "commands");
+    }
+
     #[test]
     fn job_ids_have_their_systems_shape() {
         let accepted: &[(SystemKind, &[&str])] = &[
