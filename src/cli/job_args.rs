@@ -115,6 +115,9 @@ pub struct JobArgs {
     /// Timeout for each batch-system command [default: 60]
     #[arg(long, value_name = "SECONDS", value_parser = rdask::units::seconds_arg)]
     pub command_timeout: Option<u64>,
+    /// SLURM through libslurm: auto, true or false [default: auto; needs the slurm-native build]
+    #[arg(long, value_name = "auto|true|false")]
+    pub slurm_native: Option<String>,
 }
 
 impl JobArgs {
@@ -183,6 +186,7 @@ impl JobArgs {
             "command_timeout",
             self.command_timeout.map(|s| Value::Integer(s as i64)),
         );
+        put("slurm_native", self.slurm_native.as_deref().map(text));
         l
     }
 
@@ -280,6 +284,8 @@ mod tests {
             "w",
             "--command-timeout",
             "5",
+            "--slurm-native",
+            "false",
         ];
         let cmd = JobArgs::augment_args(Command::new("t"));
         let args = JobArgs::from_arg_matches(&cmd.get_matches_from(argv)).unwrap();
@@ -297,5 +303,6 @@ mod tests {
         assert_eq!(loaded.config.lifetime_margin, 180);
         assert_eq!(loaded.config.lifetime_stagger, 30);
         assert_eq!(loaded.config.account.as_deref(), Some("p"));
+        assert_eq!(loaded.config.slurm_native, config::SlurmNative::False);
     }
 }
