@@ -589,6 +589,73 @@ mod tests {
         }
     }
 
+    /// Array elements through the library: the states of `123_0` .. `123_2` (pending ones come
+    /// as one record for the array), and cancelling one element leaves the others.
+    #[test]
+    fn the_real_library_reads_and_cancels_array_elements() {
+        if std::env::var("RDASK_TEST_SLURM").as_deref() != Ok("1") {
+            eprintln!("NOT RUN: set RDASK_TEST_SLURM=1 (a SLURM with /etc/slurm/slurm.conf)");
+            return;
+        }
+        let native = shared(Duration::from_secs(30)).expect("the native path opens");
+        let out = std::process::Command::new("sbatch")
+            .args([
+                "--parsable",
+                "--array=0-2",
+                "-J",
+                "rdask-native-array",
+                "-t",
+                "2",
+            ])
+            .args(["-o", "/dev/null", "--hold", "--wrap", "sleep 60"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let job = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let ids: Vec<String> = (0..3).map(|i| format!("{job}_{i}")).collect();
+        let states = native.states(&ids).unwrap();
+        assert!(
+            states.iter().all(|(_, s)| *s == JobState::Pending),
+            "{states:?}"
+        );
+        // Held: the reason is the controller's word for it.
+        let reasons = native.pending_reasons(&ids).unwrap();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(
+            reasons.iter().all(|(_, why)| why.contains("Held")),
+            "{reasons:?}"
+        );
+        native.cancel(std::slice::from_ref(&ids[1])).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let states = native.states(&ids).unwrap();
+            if states[1].1.is_finished() {
+                assert_eq!(states[0].1, JobState::Pending, "{states:?}");
+                assert_eq!(states[2].1, JobState::Pending, "{states:?}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{states:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        native.cancel(&[job]).unwrap();
+    }
+
+    /// A submission the controller refuses is certain: no job.
+    #[test]
+    fn the_real_library_refuses_a_bad_partition_with_certainty() {
+        if std::env::var("RDASK_TEST_SLURM").as_deref() != Ok("1") {
+            eprintln!("NOT RUN: set RDASK_TEST_SLURM=1 (a SLURM with /etc/slurm/slurm.conf)");
+            return;
+        }
+        let native = shared(Duration::from_secs(30)).expect("the native path opens");
+        let script = "#!/bin/sh\n#SBATCH -p rdask-no-such-partition\n#SBATCH -o /dev/null\ntrue\n";
+        let req = super::super::directives::read(script).unwrap();
+        match native.submit(script, "bad.sh", &req) {
+            Err(NativeError::Refused(why)) => assert!(why.contains("partition"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[test]
     fn the_bindings_know_which_library_they_were_made_for() {
         let built: i64 = ffi::BUILT_API.parse().unwrap();
