@@ -179,3 +179,8 @@ print(f"{'dask-jobqueue: close()':<44} {dm['close_s']:>9.2f}")
 json.dump({"n": n, "floor_s": floor, "scale_s": scale, "scale0_s": scale0, "down_s": down,
            "runs": runs, "dask_jobqueue": d}, open("bench/results/deploy.json", "w"), indent=2)
 PY
+
+# Native SLURM (libslurm) against the commands: one poll of 1,000 jobs, scale 64 --wait.
+if [[ ${NATIVE:-1} == 1 ]]; then
+    bash bench/deploy_native.sh
+fi

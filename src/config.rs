@@ -174,6 +174,40 @@ pub struct JobConfig {
     /// A scale-up of several jobs is one job array where the system has them (false: one
     /// submission per job, the old path).
     pub job_arrays: bool,
+    pub slurm_native: SlurmNative,
+}
+
+/// Whether a cluster's daemon talks to SLURM through libslurm rather than sbatch, squeue and
+/// scancel (only in a binary built with the `slurm-native` feature).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlurmNative {
+    /// The library when this binary has it and its checks pass; the commands otherwise.
+    #[default]
+    Auto,
+    /// The library, with a warning when it cannot be used (then the commands).
+    True,
+    /// The commands.
+    False,
+}
+
+impl SlurmNative {
+    fn parse(text: &str) -> std::result::Result<SlurmNative, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(SlurmNative::Auto),
+            "true" | "yes" | "on" | "1" => Ok(SlurmNative::True),
+            "false" | "no" | "off" | "0" => Ok(SlurmNative::False),
+            _ => Err(format!("'{text}' is not auto, true or false")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SlurmNative::Auto => "auto",
+            SlurmNative::True => "true",
+            SlurmNative::False => "false",
+        }
+    }
 }
 
 /// The one memory rule: the `--memory-limit` of each of `processes` worker processes sharing
@@ -221,6 +255,7 @@ impl Default for JobConfig {
             worker_command: None,
             command_timeout: 60,
             job_arrays: true,
+            slurm_native: SlurmNative::Auto,
         }
     }
 }
@@ -298,6 +333,8 @@ pub enum Kind {
     Walltime,
     System,
     LsfUnit,
+    /// auto, true or false (also yes/no, on/off, a TOML boolean).
+    Switch,
     Path,
     /// A list of strings (repeatable flag; a TOML array; newline-separated in the environment).
     Lines,
@@ -353,6 +390,7 @@ keys! {
     "worker_command": Text => "command that starts a worker (default: this binary's `worker`)",
     "command_timeout": Seconds => "timeout for each batch-system command (sbatch, qstat, ...)",
     "job_arrays": Bool => "a scale-up of several jobs is one job array (false: one submission per job)",
+    "slurm_native": Switch => "SLURM through libslurm instead of sbatch/squeue/scancel: auto, true, false (needs the slurm-native build)",
 }
 
 /// Older names still accepted, mapped to the key they mean.
@@ -568,6 +606,14 @@ fn check(spec: &KeySpec, value: Value) -> std::result::Result<Value, String> {
         Kind::System => {
             let s: SystemKind = text(&value)?.parse()?;
             Ok(Value::String(s.name().into()))
+        }
+        Kind::Switch => {
+            let choice = match &value {
+                Value::Boolean(true) => SlurmNative::True,
+                Value::Boolean(false) => SlurmNative::False,
+                _ => SlurmNative::parse(&text(&value)?)?,
+            };
+            Ok(Value::String(choice.name().into()))
         }
         Kind::LsfUnit => {
             let u: LsfUnit = text(&value)?.parse().map_err(|e: units::UnitError| e.0)?;
@@ -1340,6 +1386,32 @@ mod tests {
     }
 
     #[test]
+    fn slurm_native_takes_a_switch_from_every_source() {
+        let loaded = load(
+            None,
+            &Layer::default(),
+            &env(&[("RDASK_SLURM_NATIVE", "off")]),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.slurm_native, SlurmNative::False);
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(&dir, "slurm_native = true\n");
+        let loaded = load(Some(&file), &Layer::default(), &env(&[])).unwrap();
+        assert_eq!(loaded.config.slurm_native, SlurmNative::True);
+        let err = load(
+            None,
+            &Layer::default(),
+            &env(&[("RDASK_SLURM_NATIVE", "maybe")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("RDASK_SLURM_NATIVE") && err.contains("auto, true or false"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn every_key_is_a_field_of_the_configuration() {
         for spec in KEYS {
             let sample = match spec.kind {
@@ -1350,6 +1422,7 @@ mod tests {
                 Kind::Walltime => Value::String("01:00:00".into()),
                 Kind::System => Value::String("slurm".into()),
                 Kind::LsfUnit => Value::String("MB".into()),
+                Kind::Switch => Value::Boolean(true),
                 Kind::Lines => Value::Array(vec![Value::String("x".into())]),
                 Kind::Bool => Value::Boolean(false),
             };

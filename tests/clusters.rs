@@ -26,25 +26,41 @@ struct System {
     /// What joins an array's id and an element's index (`123_4`, `123.4`), where a scale-up
     /// of several jobs is one array.
     array_separator: Option<char>,
+    /// Environment every command (and so the daemon) gets.
+    env: &'static [(&'static str, &'static str)],
 }
 
+/// SLURM through its commands, even in a build with `slurm-native` (whose default, auto,
+/// would take the library).
 const SLURM: System = System {
     name: "slurm",
     up_flags: &["--queue", "debug"],
     standin: None,
     array_separator: Some('_'),
+    env: &[("RDASK_SLURM_NATIVE", "false")],
+};
+/// SLURM through libslurm (a build with `slurm-native`).
+#[cfg(feature = "slurm-native")]
+const SLURM_NATIVE: System = System {
+    name: "slurm",
+    up_flags: &["--queue", "debug"],
+    standin: None,
+    array_separator: Some('_'),
+    env: &[("RDASK_SLURM_NATIVE", "true")],
 };
 const SGE: System = System {
     name: "sge",
     up_flags: &["--queue", "all.q"],
     standin: None,
     array_separator: Some('.'),
+    env: &[],
 };
 const LOCAL: System = System {
     name: "local",
     up_flags: &[],
     standin: None,
     array_separator: None,
+    env: &[],
 };
 /// Not PBS: the stand-in commands of tests/standins/pbs (see its README).
 const PBS_STANDIN: System = System {
@@ -52,6 +68,7 @@ const PBS_STANDIN: System = System {
     up_flags: &["--queue", "workq"],
     standin: Some("pbs"),
     array_separator: Some('['),
+    env: &[],
 };
 
 /// A cluster under a private `RDASK_HOME`; dropped, it is taken down by force so a failing
@@ -85,7 +102,11 @@ impl Cluster {
             .prefix("rdask-home-")
             .tempdir_in("/tmp")
             .unwrap();
-        let mut env = Vec::new();
+        let mut env: Vec<(String, String)> = system
+            .env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         if let Some(dir) = system.standin {
             let path = format!(
                 "{}:{}",
@@ -556,6 +577,102 @@ fn a_slurm_cluster_lives_from_up_to_down() {
     }
 }
 
+/// The same life with the daemon on libslurm: submit, states, cancel (scale-down, `down`)
+/// through the library; `status` and the daemon's log say so.
+#[cfg(feature = "slurm-native")]
+#[test]
+fn a_slurm_cluster_lives_from_up_to_down_through_libslurm() {
+    if real_system_enabled("slurm") {
+        lifecycle(&SLURM_NATIVE);
+    }
+}
+
+/// The path in use is the daemon's to say, in `status` and its log.
+#[cfg(feature = "slurm-native")]
+#[test]
+fn status_says_which_path_the_daemon_takes_to_slurm() {
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    for (system, path) in [
+        (&SLURM_NATIVE, "via libslurm API "),
+        (&SLURM, "via commands"),
+    ] {
+        let c = Cluster::new(system, "path");
+        c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+        let status = c.ok(&["status"]);
+        assert!(status.contains(path), "{status}");
+        assert!(c.status()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["state"] == "running"));
+        c.ok(&["down"]);
+        assert_eq!(
+            alive_in_queue("slurm", &c.ledger_ids()),
+            Vec::<String>::new()
+        );
+    }
+    let c = Cluster::new(&SLURM_NATIVE, "pathlog");
+    c.up(&[]);
+    assert!(
+        c.daemon_log().contains("SLURM through libslurm API"),
+        "{}",
+        c.daemon_log()
+    );
+    c.ok(&["down"]);
+}
+
+/// The trap of a missing slurm.conf: libslurm would stall about a minute and then exit the
+/// daemon. Here the daemon's SLURM_CONF names no file (the commands, through wrappers, still
+/// find the real one): the daemon says why it takes the commands, at once, and works.
+#[cfg(feature = "slurm-native")]
+#[test]
+fn without_a_readable_slurm_conf_the_daemon_falls_back_to_the_commands() {
+    use std::os::unix::fs::PermissionsExt;
+    if !real_system_enabled("slurm") {
+        return;
+    }
+    let mut c = Cluster::new(&SLURM_NATIVE, "noconf");
+    let bin_dir = c.home.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    for cmd in ["sbatch", "squeue", "scancel"] {
+        let path = bin_dir.join(cmd);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\nunset SLURM_CONF\nexec /usr/bin/{cmd} \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    c.env.push(("PATH".into(), path));
+    let missing = c.home.path().join("no-such-slurm.conf");
+    c.env
+        .push(("SLURM_CONF".into(), missing.display().to_string()));
+    let started = Instant::now();
+    c.up(&["--scale", "1", "--wait", "--wait-timeout", "120"]);
+    // Far below libslurm's stall (about 60 s) plus a worker's start.
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = c.daemon_log();
+    assert!(
+        log.contains(
+            "SLURM through sbatch/squeue/scancel: slurm_native = true, but SLURM's configuration"
+        ) && log.contains("no-such-slurm.conf"),
+        "{log}"
+    );
+    assert!(c.ok(&["status"]).contains("via commands"));
+    c.ok(&["down"]);
+    assert_eq!(
+        alive_in_queue("slurm", &c.ledger_ids()),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn an_sge_cluster_lives_from_up_to_down() {
     if real_system_enabled("sge") {
@@ -579,6 +696,14 @@ fn a_cluster_on_the_pbs_standin_lives_from_up_to_down() {
 fn down_force_after_the_daemon_was_killed_leaves_no_slurm_job() {
     if real_system_enabled("slurm") {
         forced_down(&SLURM);
+    }
+}
+
+#[cfg(feature = "slurm-native")]
+#[test]
+fn down_force_after_a_libslurm_daemon_was_killed_leaves_no_slurm_job() {
+    if real_system_enabled("slurm") {
+        forced_down(&SLURM_NATIVE);
     }
 }
 

@@ -623,8 +623,16 @@ pub fn render_status(s: &ClusterStatus) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "cluster {}: scheduler {} ({}, daemon pid {})",
-        s.name, s.address, s.system, s.pid
+        "cluster {}: scheduler {} ({}{}, daemon pid {})",
+        s.name,
+        s.address,
+        s.system,
+        // Older daemons do not say.
+        match s.batch_path.as_str() {
+            "" => String::new(),
+            path => format!(" via {path}"),
+        },
+        s.pid
     );
     let _ = writeln!(
         o,
@@ -938,6 +946,7 @@ mod tests {
             name: "x".into(),
             address: "tcp://vm:1".into(),
             system: "slurm".into(),
+            batch_path: "commands".into(),
             pid: 7,
             target: Target::Fixed { workers: 2 },
             processes: 1,

@@ -119,6 +119,9 @@ pub struct JobArgs {
     /// A scale-up of several jobs is one job array: true or false [default: true]
     #[arg(long, value_name = "BOOL")]
     pub job_arrays: Option<bool>,
+    /// SLURM through libslurm: auto, true or false [default: auto; needs the slurm-native build]
+    #[arg(long, value_name = "auto|true|false")]
+    pub slurm_native: Option<String>,
 }
 
 impl JobArgs {
@@ -188,6 +191,7 @@ impl JobArgs {
             self.command_timeout.map(|s| Value::Integer(s as i64)),
         );
         put("job_arrays", self.job_arrays.map(Value::Boolean));
+        put("slurm_native", self.slurm_native.as_deref().map(text));
         l
     }
 
@@ -286,6 +290,7 @@ mod tests {
             "--command-timeout",
             "5",
             "--job-arrays",
+            "--slurm-native",
             "false",
         ];
         let cmd = JobArgs::augment_args(Command::new("t"));
@@ -305,5 +310,6 @@ mod tests {
         assert_eq!(loaded.config.lifetime_stagger, 30);
         assert_eq!(loaded.config.account.as_deref(), Some("p"));
         assert!(!loaded.config.job_arrays);
+        assert_eq!(loaded.config.slurm_native, config::SlurmNative::False);
     }
 }

@@ -305,7 +305,8 @@ pub fn jobs(c: JobsCommand) -> Result<i32> {
         }
         JobsCommand::Status(a) => {
             let cfg = a.job.load()?.config;
-            let states = JobQueue::new(&cfg).states(&a.ids)?;
+            // Through libslurm where `slurm_native` allows (one poll, as the daemon's).
+            let states = JobQueue::with_native(&cfg).states(&a.ids)?;
             let mut out = std::io::stdout().lock();
             if a.json {
                 let map: serde_json::Map<String, serde_json::Value> = states

@@ -143,6 +143,10 @@ pub struct ClusterStatus {
     pub name: String,
     pub address: String,
     pub system: String,
+    /// How the daemon talks to the batch system: "commands", or for SLURM built with
+    /// `slurm-native`, "libslurm API 38.0.0".
+    #[serde(default)]
+    pub batch_path: String,
     pub pid: u32,
     pub target: Target,
     pub processes: usize,

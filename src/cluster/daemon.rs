@@ -194,7 +194,7 @@ pub fn run(name: &str) -> Result<i32> {
 
     let scaler = Scaler::new(rec.scaler.clone())?;
     let mut d = Deployer {
-        queue: JobQueue::new(&rec.config),
+        queue: JobQueue::with_native(&rec.config),
         own_binary: std::env::current_exe().map_err(Error::io("finding this program"))?,
         dir,
         rec,
@@ -1261,6 +1261,7 @@ impl Deployer<'_> {
             name: self.dir.name.clone(),
             address: self.rec.address.clone().unwrap_or_default(),
             system: self.rec.system.name().to_string(),
+            batch_path: self.queue.path(),
             pid: std::process::id(),
             target: self.target.clone(),
             processes: self.processes(),

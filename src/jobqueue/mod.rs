@@ -23,6 +23,7 @@ pub mod scaler;
 pub mod script;
 pub mod sge;
 pub mod slurm;
+pub mod slurm_native;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -421,6 +422,8 @@ pub struct JobQueue {
     timeout: Duration,
     submit_extra: Vec<String>,
     cancel_extra: Vec<String>,
+    /// SLURM through libslurm, when the daemon opened it (see [`JobQueue::with_native`]).
+    native: Option<slurm_native::Handle>,
 }
 
 impl JobQueue {
@@ -430,6 +433,67 @@ impl JobQueue {
             timeout: Duration::from_secs(cfg.command_timeout.max(1)),
             submit_extra: cfg.submit_command_extra.clone(),
             cancel_extra: cfg.cancel_command_extra.clone(),
+            native: None,
+        }
+    }
+
+    /// The daemon's queue (and `jobs status`'s): for SLURM, through libslurm when `slurm_native` allows and the
+    /// library passes its checks (see [`slurm_native::policy`]); the commands otherwise. The
+    /// log says which, and why not the library.
+    pub fn with_native(cfg: &JobConfig) -> Self {
+        let mut q = Self::new(cfg);
+        if cfg.system != SystemKind::Slurm {
+            return q;
+        }
+        match slurm_native::open(cfg.slurm_native, q.timeout) {
+            Ok(handle) => {
+                tracing::info!("SLURM through {}", handle.describe());
+                q.native = Some(handle);
+            }
+            Err(why) if cfg.slurm_native == crate::config::SlurmNative::True => {
+                tracing::warn!(
+                    "SLURM through sbatch/squeue/scancel: slurm_native = true, but {why}"
+                );
+            }
+            Err(why) => tracing::info!("SLURM through sbatch/squeue/scancel ({why})"),
+        }
+        q
+    }
+
+    /// Which path this queue talks to its batch system by, for `status` and logs.
+    pub fn path(&self) -> String {
+        match &self.native {
+            Some(h) => h.describe(),
+            None => "commands".into(),
+        }
+    }
+
+    /// Submits through libslurm; `None` when this script or queue is the commands' to submit
+    /// (no native path, extra sbatch arguments, or a directive only sbatch reads).
+    fn submit_native(&self, script: &Path) -> Option<std::result::Result<String, SubmitFailure>> {
+        let native = self.native.as_ref()?;
+        if !self.submit_extra.is_empty() {
+            return None;
+        }
+        let text = std::fs::read_to_string(script).ok()?;
+        let req = match slurm_native::directives::read(&text) {
+            Ok(req) => req,
+            Err(line) => {
+                tracing::debug!("`{line}` is sbatch's to read: submitting with sbatch");
+                return None;
+            }
+        };
+        use slurm_native::NativeError as E;
+        match native.submit(&text, &script.display().to_string(), &req) {
+            Ok(id) => Some(Ok(id)),
+            Err(E::Unavailable(why)) => {
+                tracing::debug!("submitting with sbatch: {why}");
+                None
+            }
+            Err(E::Refused(why)) => Some(Err(SubmitFailure::Refused(Error::runtime(why)))),
+            Err(E::Uncertain(why) | E::Failed(why)) => {
+                Some(Err(SubmitFailure::Uncertain(Error::runtime(why))))
+            }
         }
     }
 
@@ -515,6 +579,9 @@ impl JobQueue {
         let script = std::path::absolute(script)
             .map_err(Error::io(format!("resolving {}", script.display())))
             .map_err(SubmitFailure::Refused)?;
+        if let Some(outcome) = self.submit_native(&script) {
+            return outcome;
+        }
         let sys = self.system();
         let inv = invocation(&script).ok_or_else(|| {
             SubmitFailure::Refused(Error::runtime(format!(
@@ -564,6 +631,19 @@ impl JobQueue {
         if ids.is_empty() {
             return Ok(());
         }
+        if let Some(native) = self
+            .native
+            .as_ref()
+            .filter(|_| self.cancel_extra.is_empty())
+        {
+            match native.cancel(ids) {
+                Ok(()) => return Ok(()),
+                Err(slurm_native::NativeError::Unavailable(why)) => {
+                    tracing::debug!("cancelling with scancel: {why}");
+                }
+                Err(e) => return Err(Error::runtime(native_error_text(e))),
+            }
+        }
         let inv = self.system().cancel(ids, &self.cancel_extra);
         let out = command::run(&inv, self.timeout)?;
         if out.code == Some(0) || self.system().cancel_failure_is_harmless(&out) {
@@ -605,6 +685,11 @@ impl JobQueue {
         else {
             return BTreeMap::new();
         };
+        if let Some(native) = &self.native {
+            if let Ok(reasons) = native.pending_reasons(ids) {
+                return reasons.into_iter().collect();
+            }
+        }
         match command::run(&inv, self.timeout) {
             Ok(out) if out.code == Some(0) => self.system().parse_pending_reasons(&out),
             _ => BTreeMap::new(),
@@ -617,12 +702,32 @@ impl JobQueue {
             return Ok(BTreeMap::new());
         }
         self.check_ids(ids)?;
+        if let Some(native) = &self.native {
+            match native.states(ids) {
+                Ok(states) => return Ok(states.into_iter().collect()),
+                Err(slurm_native::NativeError::Unavailable(why)) => {
+                    tracing::debug!("job states with squeue: {why}");
+                }
+                Err(e) => {
+                    let why = native_error_text(e);
+                    return Err(Error::runtime(format!("cannot read job states: {why}")));
+                }
+            }
+        }
         let inv = self.system().status(ids);
         let out = command::run(&inv, self.timeout)?;
         self.system().parse_states(&out, ids).map_err(|why| {
             let failure = command::failure(&inv, &out);
             Error::runtime(format!("cannot read job states: {why}; {failure}"))
         })
+    }
+}
+
+fn native_error_text(e: slurm_native::NativeError) -> String {
+    use slurm_native::NativeError as E;
+    match e {
+        E::Unavailable(why) => why.to_string(),
+        E::Refused(t) | E::Uncertain(t) | E::Failed(t) => t,
     }
 }
 
@@ -642,6 +747,28 @@ mod tests {
 
     /// Ids go as arguments to scancel, qdel, kill: an option or a pid like -1 must never get
     /// there. Every id a submit parser reads is accepted by its system.
+    /// The library is only ever SLURM's, and `slurm_native = false` keeps the commands
+    /// whatever the build (the native path itself: slurm_native's tests, tests/clusters.rs).
+    #[test]
+    fn only_slurm_queues_that_allow_it_take_the_library() {
+        use crate::config::SlurmNative;
+        let cfg = JobConfig {
+            system: SystemKind::Slurm,
+            slurm_native: SlurmNative::False,
+            ..JobConfig::default()
+        };
+        assert_eq!(JobQueue::with_native(&cfg).path(), "commands");
+        for system in [SystemKind::Sge, SystemKind::Pbs, SystemKind::Local] {
+            let cfg = JobConfig {
+                system,
+                slurm_native: SlurmNative::True,
+                ..JobConfig::default()
+            };
+            assert_eq!(JobQueue::with_native(&cfg).path(), "commands");
+        }
+        assert_eq!(JobQueue::new(&cfg).path(), "commands");
+    }
+
     #[test]
     fn job_ids_have_their_systems_shape() {
         let accepted: &[(SystemKind, &[&str])] = &[

@@ -282,7 +282,8 @@ impl BatchSystem for Slurm {
     }
 }
 
-fn state_of(s: &str) -> JobState {
+/// squeue's state words (`%T`) as our states; the native path maps libslurm's through it too.
+pub(crate) fn state_of(s: &str) -> JobState {
     match s {
         "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
         | "RESV_DEL_HOLD" | "SPECIAL_EXIT" => JobState::Pending,

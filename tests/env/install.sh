@@ -5,8 +5,6 @@
 # network work at all (no `apt-get update`) and finishes in well under a second.
 #
 # Not installed on purpose:
-#   - libslurm-dev: the project drives SLURM through its commands (sbatch,
-#     squeue, scancel, scontrol), not through libslurm.
 #   - just: Debian 12 (bookworm) has no `just` package (apt-cache policy just:
 #     nothing). PyPI ships the binary as `rust-just` if it is ever wanted.
 set -euo pipefail
@@ -16,6 +14,9 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
   # SLURM (slurmctld + slurmd + client commands) and its authentication daemon.
   slurm-wlm munge
+  # slurm/slurm.h and libslurm, for the `slurm-native` feature (bindgen, hence libclang-dev);
+  # the default build needs neither.
+  libslurm-dev
   # Grid Engine 8.1.9: qmaster, execd, and the q* client commands.
   gridengine-master gridengine-exec gridengine-client
   # MPI (rsmpi builds against OpenMPI through bindgen, hence libclang-dev).
