@@ -526,6 +526,14 @@ impl JobQueue {
     /// whether a job may exist anyway.
     pub fn submit(&self, script: &Path) -> std::result::Result<String, SubmitFailure> {
         let sys = self.system();
+        // libslurm takes single jobs (arrays go to sbatch); nothing has run yet if the
+        // path cannot be resolved, so that failure is a certain refusal.
+        let absolute = std::path::absolute(script)
+            .map_err(Error::io(format!("resolving {}", script.display())))
+            .map_err(SubmitFailure::Refused)?;
+        if let Some(outcome) = self.submit_native(&absolute) {
+            return outcome;
+        }
         self.run_submit(
             script,
             |script| Some(sys.submit(script, &self.submit_extra)),
@@ -579,9 +587,6 @@ impl JobQueue {
         let script = std::path::absolute(script)
             .map_err(Error::io(format!("resolving {}", script.display())))
             .map_err(SubmitFailure::Refused)?;
-        if let Some(outcome) = self.submit_native(&script) {
-            return outcome;
-        }
         let sys = self.system();
         let inv = invocation(&script).ok_or_else(|| {
             SubmitFailure::Refused(Error::runtime(format!(
