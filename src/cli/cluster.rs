@@ -147,6 +147,10 @@ pub struct UpArgs {
     /// at 1 KiB per task]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_graph_tasks: Option<u64>,
+    /// The live dashboard's port on the scheduler's host [default: one the system picks;
+    /// `status` shows the URL]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub dashboard_port: Option<u16>,
     #[command(flatten)]
     pub scaler: ScalerArgs,
     #[command(flatten)]
@@ -316,6 +320,8 @@ pub fn up(a: UpArgs) -> Result<i32> {
         port: a.port,
         contact_address: a.contact_address.clone(),
         max_graph_tasks: a.max_graph_tasks,
+        dashboard_port: a.dashboard_port,
+        dashboard: None,
         created_at: cluster::now(),
         closed_at: None,
     };
@@ -327,6 +333,10 @@ pub fn up(a: UpArgs) -> Result<i32> {
     );
     println!("  secret:  {}", dir.secret_path().display());
     println!("  logs:    {}", dir.daemon_log().display());
+    if let Some(url) = &rec.dashboard {
+        println!("  dashboard: {url}");
+        println!("             (from another machine: docs/observability.md, `ssh -L`)");
+    }
     if let Some(t) = &target {
         control::request(
             &dir,
@@ -623,6 +633,9 @@ pub fn render_status(s: &ClusterStatus) -> String {
         "cluster {}: scheduler {} ({}, daemon pid {})",
         s.name, s.address, s.system, s.pid
     );
+    if let Some(url) = &s.dashboard {
+        let _ = writeln!(o, "dashboard: {url}");
+    }
     let _ = writeln!(
         o,
         "target: {}; at the last decision {} job(s) wanted",
@@ -967,7 +980,16 @@ mod tests {
                 ..Failures::default()
             },
             errors: Vec::new(),
+            dashboard: Some("http://vm:8787/?token=abc".into()),
         }
+    }
+
+    #[test]
+    fn status_shows_the_dashboard_url() {
+        let text = render_status(&a_status());
+        assert!(text.contains("dashboard: http://vm:8787/?token=abc"), "{text}");
+        let json = serde_json::to_value(a_status()).unwrap();
+        assert_eq!(json["dashboard"], "http://vm:8787/?token=abc");
     }
 
     #[test]

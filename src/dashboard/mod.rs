@@ -216,3 +216,8 @@ impl Dashboard {
         report::render(&agg, info)
     }
 }
+
+/// The line `up`, `array` and `submit` print so people find the dashboard.
+pub fn announce(url: &str) -> String {
+    format!("dashboard: {url}")
+}

@@ -56,6 +56,7 @@
     text($("n-queued"), c.tasks.queued + c.tasks.waiting);
     text($("n-erred"), c.tasks.erred);
     text($("n-memory"), bytes(c.memory));
+    text($("c-workers"), c.workers);
   }
 
   // Workers: one row each, updated in place (only the rows that changed arrive).
@@ -98,7 +99,6 @@
     const p = d.cluster;
     if (!p) return;
     text($("title"), "rdask-jobqueue · " + p.name + (p.system ? " (" + p.system + ")" : ""));
-    text($("c-workers"), p.workers);
     text($("c-target"), p.target_workers);
     text($("c-target-text"), "target: " + p.target);
     const js = $("c-jobstates");
