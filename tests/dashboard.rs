@@ -116,12 +116,14 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = http(
-            "DELETE",
-            &format!("{}/session/{}", self.base, self.session),
-            None,
-            None,
-        );
+        if !self.session.is_empty() {
+            let _ = http(
+                "DELETE",
+                &format!("{}/session/{}", self.base, self.session),
+                None,
+                None,
+            );
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -148,11 +150,18 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().unwrap();
+        // Built before the session exists: a failure from here on still ends chromedriver
+        // (its Drop), and chromedriver's end ends the browser.
+        let mut b = Browser {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            session: String::new(),
+            _profile: profile,
+        };
         wait_for("chromedriver", Duration::from_secs(30), || {
             TcpStream::connect(("127.0.0.1", port)).ok()
         });
-        let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:loggingPrefs": {"browser": "ALL"},
@@ -162,21 +171,16 @@ impl Browser {
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
                     "--window-size=1400,900",
-                    format!("--user-data-dir={}", profile.path().display())]
+                    format!("--user-data-dir={}", b._profile.path().display())]
             }
         }}});
-        let r = http("POST", &format!("{base}/session"), Some(&caps), None);
+        let r = http("POST", &format!("{}/session", b.base), Some(&caps), None);
         let v: Value = serde_json::from_str(&r.body).unwrap();
-        let session = v["value"]["sessionId"]
+        b.session = v["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {}", r.body))
             .to_string();
-        Browser {
-            driver,
-            base,
-            session,
-            _profile: profile,
-        }
+        b
     }
 
     fn call(&self, method: &str, what: &str, body: Option<Value>) -> Value {
@@ -411,6 +415,19 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     assert!(up.contains(&format!("dashboard: {url}")), "{up}");
     let text = stdout(&c.cmd(&["status"]).output().unwrap());
     assert!(text.contains(&format!("dashboard: {url}")), "{text}");
+    // `status --watch` into a pipe: a plain status each second, no escape codes.
+    let mut watch = c
+        .cmd(&["status", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    watch.kill().unwrap();
+    let o = watch.wait_with_output().unwrap();
+    let frames = stdout(&o);
+    assert!(frames.matches("cluster dash: scheduler").count() >= 2, "{frames}");
+    assert!(frames.contains("\n----\n") && !frames.contains('\x1b'), "{frames}");
     let origin = origin(&url);
     let token = url.split("token=").nth(1).unwrap().to_string();
     // The token is not the secret.
@@ -442,7 +459,7 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     let array = c
         .cmd(&[
             "array",
-            "random((24000, 24000), chunks=(400, 400), seed=1).std()",
+            "random((16000, 16000), chunks=(400, 400), seed=1).std()",
             "--cluster",
             "dash",
         ])

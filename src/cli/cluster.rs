@@ -216,13 +216,17 @@ pub struct AdaptCommandArgs {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     rdask-jobqueue status\n  \
-    rdask-jobqueue status --name big --json | jq '.workers | length'")]
+    rdask-jobqueue status --name big --json | jq '.workers | length'\n  \
+    rdask-jobqueue status --watch            # redrawn every second; q or Ctrl-C quits")]
 pub struct StatusArgs {
     #[command(flatten)]
     pub name: NameArg,
-    /// Print one JSON object (workers, jobs, tasks, target)
+    /// Print one JSON object (workers, jobs, tasks, target, dashboard)
     #[arg(long)]
     pub json: bool,
+    /// Redraw every second until q or Ctrl-C (a status a second when not a terminal)
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
 }
 
 #[derive(Args, Debug)]
@@ -603,6 +607,9 @@ fn jobs_summary(s: &ClusterStatus) -> String {
 
 pub fn status(a: StatusArgs) -> Result<i32> {
     let (dir, _) = live(&a.name)?;
+    if a.watch {
+        return super::watch::watch(|| status_of(&dir).map(|s| render_status(&s)));
+    }
     let s = status_of(&dir)?;
     if a.json {
         println!(

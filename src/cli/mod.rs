@@ -10,6 +10,7 @@ pub mod job_args;
 pub mod jobs;
 pub mod mpi;
 pub mod runtime;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 
