@@ -4,6 +4,7 @@
 pub mod array;
 pub mod bench;
 pub mod bench_array;
+pub mod bench_dashboard;
 pub mod cluster;
 pub mod demo;
 pub mod job_args;
