@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::client::Client;
+use crate::dashboard::{self, ClusterPanel, Dashboard, DashboardOptions};
 use crate::error::{Error, Result};
 use crate::protocol::{Secret, SECRET_ENV};
-use crate::dashboard::{self, ClusterPanel, Dashboard, DashboardOptions};
 use crate::scheduler::server::{self, SchedulerHandle, SchedulerOptions};
 use crate::units::ByteSize;
 use crate::worker::supervisor::{OnExit, RestartPolicy, MAX_RESTARTS, RESTART_WINDOW};

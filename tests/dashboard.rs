@@ -186,8 +186,8 @@ impl Browser {
     fn call(&self, method: &str, what: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}/{what}", self.base, self.session);
         let r = http(method, &url, body.as_ref(), None);
-        let v: Value = serde_json::from_str(&r.body)
-            .unwrap_or_else(|e| panic!("{what}: {e}: {}", r.body));
+        let v: Value =
+            serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{what}: {e}: {}", r.body));
         assert_eq!(r.status, 200, "{what}: {v}");
         v["value"].clone()
     }
@@ -208,10 +208,7 @@ impl Browser {
     fn wait_js(&self, what: &str, script: &str, timeout: Duration) -> Value {
         wait_for(what, timeout, || {
             let v = self.js(script);
-            let truthy = !(v.is_null()
-                || v == json!(false)
-                || v == json!(0)
-                || v == json!(""));
+            let truthy = !(v.is_null() || v == json!(false) || v == json!(0) || v == json!(""));
             truthy.then_some(v)
         })
     }
@@ -245,9 +242,9 @@ fn base64(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for chunk in bytes.chunks(4) {
         let pad = chunk.iter().filter(|c| **c == b'=').count();
-        let n = chunk
-            .iter()
-            .fold(0u32, |acc, c| (acc << 6) | if *c == b'=' { 0 } else { val(*c) });
+        let n = chunk.iter().fold(0u32, |acc, c| {
+            (acc << 6) | if *c == b'=' { 0 } else { val(*c) }
+        });
         let n = n << (6 * (4 - chunk.len()));
         let b = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
         out.extend_from_slice(&b[..3 - pad]);
@@ -271,7 +268,15 @@ fn parse_prometheus(text: &str) -> BTreeMap<(String, String), f64> {
             declared.push(p.next().unwrap().to_string());
             let kind = p.next().unwrap();
             assert!(
-                ["counter", "gauge", "histogram", "summary", "unknown", "info"].contains(&kind),
+                [
+                    "counter",
+                    "gauge",
+                    "histogram",
+                    "summary",
+                    "unknown",
+                    "info"
+                ]
+                .contains(&kind),
                 "{line}"
             );
             continue;
@@ -300,7 +305,10 @@ fn parse_prometheus(text: &str) -> BTreeMap<(String, String), f64> {
         };
         for p in &pairs {
             let (k, v) = p.split_once('=').expect(line);
-            assert!(!k.is_empty() && v.starts_with('"') && v.ends_with('"'), "{line}");
+            assert!(
+                !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                "{line}"
+            );
         }
         pairs.sort();
         let value: f64 = match value {
@@ -426,17 +434,29 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     watch.kill().unwrap();
     let o = watch.wait_with_output().unwrap();
     let frames = stdout(&o);
-    assert!(frames.matches("cluster dash: scheduler").count() >= 2, "{frames}");
-    assert!(frames.contains("\n----\n") && !frames.contains('\x1b'), "{frames}");
+    assert!(
+        frames.matches("cluster dash: scheduler").count() >= 2,
+        "{frames}"
+    );
+    assert!(
+        frames.contains("\n----\n") && !frames.contains('\x1b'),
+        "{frames}"
+    );
     let origin = origin(&url);
     let token = url.split("token=").nth(1).unwrap().to_string();
     // The token is not the secret.
-    let secret = std::fs::read_to_string(c.home.path().join("clusters/dash/secret"))
-        .unwrap_or_default();
+    let secret =
+        std::fs::read_to_string(c.home.path().join("clusters/dash/secret")).unwrap_or_default();
     assert!(!secret.trim().is_empty() && !secret.contains(&token));
 
     // Without the token, or with a wrong one: 401 for the page, the events and /metrics.
-    for path in ["/", "/events", "/metrics", "/?token=0000", "/metrics?token=x"] {
+    for path in [
+        "/",
+        "/events",
+        "/metrics",
+        "/?token=0000",
+        "/metrics?token=x",
+    ] {
         let r = http("GET", &format!("{origin}{path}"), None, None);
         assert_eq!(r.status, 401, "{path}: {}", r.body);
     }
@@ -548,10 +568,8 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     }
 
     // Nothing but this server was asked for anything.
-    let resources = b.js(
-        "return performance.getEntriesByType('resource').concat(\
-         performance.getEntriesByType('navigation')).map(e => e.name)",
-    );
+    let resources = b.js("return performance.getEntriesByType('resource').concat(\
+         performance.getEntriesByType('navigation')).map(e => e.name)");
     let resources = resources.as_array().unwrap();
     assert!(!resources.is_empty());
     for r in resources {
@@ -619,7 +637,11 @@ fn array_writes_a_self_contained_performance_report() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("dashboard: http://127.0.0.1:"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("dashboard: http://127.0.0.1:"),
+        "{}",
+        stderr(&o)
+    );
     let html = std::fs::read_to_string(&report).unwrap();
     for says in [
         "<svg class=\"stream\"",

@@ -91,7 +91,8 @@ pub struct ArrayArgs {
 
 /// Where the computation runs.
 enum Runner {
-    Local(LocalCluster),
+    // Boxed: the cluster (with its dashboard) is large, `Remote` nothing.
+    Local(Box<LocalCluster>),
     Remote,
 }
 
@@ -186,14 +187,17 @@ pub fn array(a: ArrayArgs) -> Result<i32> {
         let computed = began.elapsed().as_secs_f64() - connected;
         if let (Runner::Local(cluster), Some(path)) = (&runner, &a.report) {
             let ok = outcome.as_ref().is_ok_and(|code| *code == 0);
-            let timings = [("start the local cluster", connected), ("compute", computed)];
+            let timings = [
+                ("start the local cluster", connected),
+                ("compute", computed),
+            ];
             let written = write_report(cluster, path, &a, &expr, &timings, ok).await;
             if let Err(e) = written {
                 eprintln!("error: {e}");
             }
         }
         if let Runner::Local(cluster) = runner {
-            cluster.close().await;
+            (*cluster).close().await;
         }
         outcome
     })
@@ -431,7 +435,7 @@ async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
         }
     }
     let client = cluster.client().await?;
-    Ok((Runner::Local(cluster), client))
+    Ok((Runner::Local(Box::new(cluster)), client))
 }
 
 async fn run(

@@ -994,7 +994,10 @@ mod tests {
     #[test]
     fn status_shows_the_dashboard_url() {
         let text = render_status(&a_status());
-        assert!(text.contains("dashboard: http://vm:8787/?token=abc"), "{text}");
+        assert!(
+            text.contains("dashboard: http://vm:8787/?token=abc"),
+            "{text}"
+        );
         let json = serde_json::to_value(a_status()).unwrap();
         assert_eq!(json["dashboard"], "http://vm:8787/?token=abc");
     }

@@ -105,7 +105,10 @@ pub fn watch(mut render: impl FnMut() -> Result<String>) -> Result<i32> {
                 return Ok(0);
             }
         } else {
-            if writeln!(out, "{text}\n----").and_then(|_| out.flush()).is_err() {
+            if writeln!(out, "{text}\n----")
+                .and_then(|_| out.flush())
+                .is_err()
+            {
                 return Ok(0); // the reader went away (`| head`)
             }
             std::thread::sleep(Duration::from_secs(1));

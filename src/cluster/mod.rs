@@ -20,8 +20,8 @@ pub mod control;
 pub mod daemon;
 pub mod deployer;
 pub mod force_down;
-pub mod panel;
 pub mod lifecycle;
+pub mod panel;
 pub mod process;
 
 use std::path::PathBuf;

@@ -61,11 +61,7 @@ pub fn of(s: &ClusterStatus, decisions: &VecDeque<String>) -> ClusterPanel {
             .map(row)
             .collect(),
         submit_failures: s.failures.total + s.failures.start_total,
-        paused: s
-            .failures
-            .paused
-            .as_ref()
-            .map(|p| p.reason.to_string()),
+        paused: s.failures.paused.as_ref().map(|p| p.reason.to_string()),
         errors: s.errors.clone(),
     }
 }
@@ -119,7 +115,10 @@ mod tests {
             errors: Vec::new(),
             dashboard: None,
         };
-        let p = of(&s, &VecDeque::from(["12:00:00 submit 1 job(s)".to_string()]));
+        let p = of(
+            &s,
+            &VecDeque::from(["12:00:00 submit 1 job(s)".to_string()]),
+        );
         assert_eq!(p.jobs_by_state["pending"], 2);
         assert_eq!(p.jobs_by_state["running"], 1);
         assert_eq!(p.target_workers, 4);

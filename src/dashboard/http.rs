@@ -69,10 +69,19 @@ fn unauthorized() -> Response {
 
 fn secured(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -140,15 +149,11 @@ fn event_stream(
         if let Some(f) = first {
             return Some((Ok(Event::default().data(f)), (None, rx, s)));
         }
-        loop {
-            match rx.recv().await {
-                Ok(d) => return Some((Ok(Event::default().data(&*d)), (None, rx, s))),
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let f = s.full_json();
-                    return Some((Ok(Event::default().data(f)), (None, rx, s)));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        let data = match rx.recv().await {
+            Ok(d) => d.to_string(),
+            Err(broadcast::error::RecvError::Lagged(_)) => s.full_json(),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(Event::default().data(data)), (None, rx, s)))
     })
 }

@@ -50,7 +50,10 @@ impl LogTail {
         let mut text = String::from_utf8_lossy(&buf).into_owned();
         if skip_partial_first {
             // The first read began mid-line: drop that fragment.
-            text = text.split_once('\n').map(|x| x.1.to_string()).unwrap_or_default();
+            text = text
+                .split_once('\n')
+                .map(|x| x.1.to_string())
+                .unwrap_or_default();
         }
         split_lines(&mut self.partial, &text)
     }
@@ -90,10 +93,13 @@ mod tests {
         let mut t = LogTail::new(path.clone());
         assert_eq!(t.read_new(), vec!["one", "two"]);
         assert!(t.read_new().is_empty());
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         write!(f, "three\nfo").unwrap();
         assert_eq!(t.read_new(), vec!["three"]);
-        write!(f, "ur\n").unwrap();
+        writeln!(f, "ur").unwrap();
         assert_eq!(t.read_new(), vec!["four"]);
         std::fs::write(&path, "new\n").unwrap();
         assert_eq!(t.read_new(), vec!["new"]);

@@ -75,18 +75,35 @@ pub fn render(agg: &Aggregator, hist: &Histograms) -> String {
         ("memory", c.tasks.memory),
         ("erred", c.tasks.erred),
     ] {
-        by_state.get_or_create(&labels(&[("state", state)])).set(n as i64);
+        by_state
+            .get_or_create(&labels(&[("state", state)]))
+            .set(n as i64);
     }
     r.register("tasks", "Tasks the scheduler knows, by state", by_state);
-    counter(&mut r, "tasks_finished", "Tasks finished since the scheduler started", c.finished);
-    counter(&mut r, "tasks_failed", "Task failures reported by workers", c.failed);
+    counter(
+        &mut r,
+        "tasks_finished",
+        "Tasks finished since the scheduler started",
+        c.finished,
+    );
+    counter(
+        &mut r,
+        "tasks_failed",
+        "Task failures reported by workers",
+        c.failed,
+    );
     r.register(
         "task_duration_seconds",
         "Run time of finished tasks",
         hist.task_duration.clone(),
     );
     gauge(&mut r, "workers", "Connected workers", c.workers as i64);
-    gauge(&mut r, "worker_threads", "Threads of all connected workers", c.threads as i64);
+    gauge(
+        &mut r,
+        "worker_threads",
+        "Threads of all connected workers",
+        c.threads as i64,
+    );
     let used: Family<Labels, Gauge> = Family::default();
     let limit: Family<Labels, Gauge> = Family::default();
     let held: Family<Labels, Gauge> = Family::default();
@@ -99,13 +116,21 @@ pub fn render(agg: &Aggregator, hist: &Histograms) -> String {
         processing.get_or_create(&l).set(w.processing as i64);
     }
     r.register("worker_memory_bytes", "Memory a worker uses (RSS)", used);
-    r.register("worker_memory_limit_bytes", "A worker's memory limit", limit);
+    r.register(
+        "worker_memory_limit_bytes",
+        "A worker's memory limit",
+        limit,
+    );
     r.register(
         "worker_held_bytes",
         "Bytes of results a worker holds, in memory or spilled",
         held,
     );
-    r.register("worker_processing_tasks", "Tasks assigned to a worker", processing);
+    r.register(
+        "worker_processing_tasks",
+        "Tasks assigned to a worker",
+        processing,
+    );
     counter(
         &mut r,
         "transferred_bytes",
@@ -120,10 +145,16 @@ pub fn render(agg: &Aggregator, hist: &Histograms) -> String {
     if let Some(p) = agg.cluster() {
         let jobs: Family<Labels, Gauge> = Family::default();
         for (state, n) in &p.jobs_by_state {
-            jobs.get_or_create(&labels(&[("state", state)])).set(*n as i64);
+            jobs.get_or_create(&labels(&[("state", state)]))
+                .set(*n as i64);
         }
         r.register("jobs", "Batch jobs of the cluster, by state", jobs);
-        gauge(&mut r, "target_workers", "Workers the target asks for", p.target_workers as i64);
+        gauge(
+            &mut r,
+            "target_workers",
+            "Workers the target asks for",
+            p.target_workers as i64,
+        );
         counter(
             &mut r,
             "submit_failures",

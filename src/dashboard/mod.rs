@@ -115,12 +115,14 @@ pub fn url(host: &str, port: u16, token: &str) -> String {
 
 /// Starts serving beside `scheduler` (attaching to its observations). Needs a tokio runtime.
 pub async fn start(scheduler: &SchedulerHandle, opts: DashboardOptions) -> Result<Dashboard> {
-    let listener = tokio::net::TcpListener::bind(opts.bind).await.map_err(|e| {
-        Error::runtime(format!(
+    let listener = tokio::net::TcpListener::bind(opts.bind)
+        .await
+        .map_err(|e| {
+            Error::runtime(format!(
             "the dashboard cannot listen on {}: {e} (is the port in use? port 0 picks a free one)",
             opts.bind
         ))
-    })?;
+        })?;
     let local_addr = listener
         .local_addr()
         .map_err(Error::io("reading the dashboard's address"))?;

@@ -446,7 +446,12 @@ impl Aggregator {
         ids.sort_unstable();
         ids.dedup();
         let bars = ids.iter().filter_map(|id| self.bar(*id).cloned()).collect();
-        let transfers = self.transfers.iter().skip(self.sent_transfers).cloned().collect();
+        let transfers = self
+            .transfers
+            .iter()
+            .skip(self.sent_transfers)
+            .cloned()
+            .collect();
         self.sent_transfers = self.transfers.len();
         let graphs = if std::mem::take(&mut self.graphs_changed) {
             self.graphs.values().cloned().collect()
@@ -480,7 +485,12 @@ impl Aggregator {
             workers: self.workers.values().cloned().collect(),
             workers_gone: Vec::new(),
             bars: self.bars.iter().filter(|b| b.end >= cut).cloned().collect(),
-            transfers: self.transfers.iter().filter(|t| t.at >= cut).cloned().collect(),
+            transfers: self
+                .transfers
+                .iter()
+                .filter(|t| t.at >= cut)
+                .cloned()
+                .collect(),
             graphs: self.graphs.values().cloned().collect(),
             cluster: self.cluster.clone(),
             logs: self.logs.iter().cloned().collect(),

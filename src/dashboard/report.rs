@@ -150,7 +150,7 @@ pub fn render(agg: &Aggregator, info: &RunInfo) -> String {
          <th>output</th><th></th></tr>",
     );
     let mut sorted: Vec<_> = kinds.iter().collect();
-    sorted.sort_by(|a, b| b.1.total_us.cmp(&a.1.total_us));
+    sorted.sort_by_key(|k| std::cmp::Reverse(k.1.total_us));
     for (kind, k) in sorted {
         let _ = write!(
             per_kind,
@@ -253,7 +253,10 @@ mod tests {
     fn the_report_shows_every_kind_escapes_text_and_fetches_nothing() {
         let epoch = Instant::now();
         let mut agg = Aggregator::recording(epoch);
-        for (i, kind) in ["array.block", "array.partial", "<script>"].iter().enumerate() {
+        for (i, kind) in ["array.block", "array.partial", "<script>"]
+            .iter()
+            .enumerate()
+        {
             agg.observe(Observation::TasksDone {
                 worker: 1,
                 at: epoch + Duration::from_millis(10 * i as u64 + 10),

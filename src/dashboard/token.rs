@@ -12,8 +12,8 @@ const LABEL: &[u8] = b"rdask-jobqueue dashboard token v1";
 
 /// 32 hex characters (128 bits) of HMAC-SHA256(secret, label).
 pub fn derive(secret: &Secret) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(LABEL);
     let tag = mac.finalize().into_bytes();
     tag[..16].iter().map(|b| format!("{b:02x}")).collect()

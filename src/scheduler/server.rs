@@ -1004,10 +1004,13 @@ impl Core {
         self.last_snapshot = Instant::now();
         let status = Box::new(self.status());
         let loop_lag_us = std::mem::take(&mut self.loop_lag_us);
-        let gone = self
-            .observer
-            .as_ref()
-            .is_some_and(|o| o.send(Observation::Snapshot { status, loop_lag_us }).is_err());
+        let gone = self.observer.as_ref().is_some_and(|o| {
+            o.send(Observation::Snapshot {
+                status,
+                loop_lag_us,
+            })
+            .is_err()
+        });
         if gone {
             self.observer = None;
         }
