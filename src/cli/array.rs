@@ -234,8 +234,8 @@ async fn write_report(
     timings: &[(&str, f64)],
     ok: bool,
 ) -> Result<()> {
-    // The last reports of finished tasks are still on their way to the dashboard.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The last reports of finished tasks reach the dashboard's aggregate at its next fold.
+    tokio::time::sleep(rdask::dashboard::DELTA_INTERVAL + Duration::from_millis(300)).await;
     let info = rdask::dashboard::report::RunInfo {
         title: format!("rdask-jobqueue array: {}", a.expr),
         expression: a.expr.clone(),

@@ -161,8 +161,9 @@ pub async fn start(scheduler: &SchedulerHandle, opts: DashboardOptions) -> Resul
     })
 }
 
-/// Folds observations in as they come; every [`DELTA_INTERVAL`] reads the log's new lines
-/// and broadcasts what changed.
+/// Every [`DELTA_INTERVAL`]: folds in the observations that arrived meanwhile (in one go, so
+/// a busy scheduler wakes this task twice a second, not once per report), reads the log's
+/// new lines and broadcasts what changed.
 async fn aggregate(
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Observation>,
@@ -171,32 +172,29 @@ async fn aggregate(
     let mut tick = tokio::time::interval(DELTA_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            obs = rx.recv() => {
-                let Some(obs) = obs else { break };
+        tick.tick().await;
+        {
+            let lines = log.as_mut().map(|l| l.read_new()).unwrap_or_default();
+            let json = {
                 let mut agg = shared.agg.lock().expect("the aggregator's lock");
-                agg.observe(obs);
-                // Take what else is waiting under the same lock.
-                for _ in 0..1024 {
-                    let Ok(obs) = rx.try_recv() else { break };
-                    agg.observe(obs);
+                loop {
+                    match rx.try_recv() {
+                        Ok(obs) => agg.observe(obs),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        // The scheduler is gone: nothing more will come.
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    }
                 }
-            }
-            _ = tick.tick() => {
-                let lines = log.as_mut().map(|l| l.read_new()).unwrap_or_default();
-                let json = {
-                    let mut agg = shared.agg.lock().expect("the aggregator's lock");
-                    agg.add_log_lines(lines);
-                    shared.hist.absorb(&mut agg);
-                    let now = agg.now_ms();
-                    let delta = agg.delta(now);
-                    // Nobody watching: the delta is only consumed (the markers move on).
-                    (shared.deltas.receiver_count() > 0)
-                        .then(|| serde_json::to_string(&delta).expect("a delta serialises"))
-                };
-                if let Some(json) = json {
-                    let _ = shared.deltas.send(Arc::from(json));
-                }
+                agg.add_log_lines(lines);
+                shared.hist.absorb(&mut agg);
+                let now = agg.now_ms();
+                let delta = agg.delta(now);
+                // Nobody watching: the delta is only consumed (the markers move on).
+                (shared.deltas.receiver_count() > 0)
+                    .then(|| serde_json::to_string(&delta).expect("a delta serialises"))
+            };
+            if let Some(json) = json {
+                let _ = shared.deltas.send(Arc::from(json));
             }
         }
     }
