@@ -9,6 +9,7 @@ pub mod array;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod files;
 pub mod graph;

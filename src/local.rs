@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::client::Client;
+use crate::dashboard::{self, ClusterPanel, Dashboard, DashboardOptions};
 use crate::error::{Error, Result};
 use crate::protocol::{Secret, SECRET_ENV};
 use crate::scheduler::server::{self, SchedulerHandle, SchedulerOptions};
@@ -40,6 +41,11 @@ pub struct LocalClusterOptions {
     /// Restart workers that crash (see the module's documentation); off, a dead worker
     /// stays dead (tests of the scheduler's own recovery want that).
     pub restart_workers: bool,
+    /// Serve the live dashboard beside the scheduler ([`LocalCluster::dashboard_url`]).
+    pub dashboard: bool,
+    /// Keep the dashboard's whole task stream for [`LocalCluster::report`] (implies
+    /// `dashboard`).
+    pub record: bool,
 }
 
 impl Default for LocalClusterOptions {
@@ -55,6 +61,8 @@ impl Default for LocalClusterOptions {
             death_timeout: Duration::from_secs(10),
             worker_args: Vec::new(),
             restart_workers: true,
+            dashboard: true,
+            record: false,
         }
     }
 }
@@ -310,6 +318,7 @@ pub struct LocalCluster {
     workers: Arc<Mutex<Workers>>,
     monitor: Option<tokio::task::JoinHandle<()>>,
     lost: watch::Receiver<Option<String>>,
+    dashboard: Option<Dashboard>,
 }
 
 impl LocalCluster {
@@ -320,6 +329,21 @@ impl LocalCluster {
         let sched_opts =
             SchedulerOptions::new("127.0.0.1:0".parse().expect("an address"), secret.clone());
         let scheduler = server::start(sched_opts).await?;
+        let dashboard = if opts.dashboard || opts.record {
+            let mut d = DashboardOptions::beside(&scheduler, &secret);
+            d.record = opts.record;
+            let dash = dashboard::start(&scheduler, d).await?;
+            dash.set_cluster(ClusterPanel {
+                name: "local".into(),
+                system: "local (this process)".into(),
+                target: format!("{} worker(s)", opts.workers),
+                target_workers: opts.workers as u64,
+                ..ClusterPanel::default()
+            });
+            Some(dash)
+        } else {
+            None
+        };
         let program = worker_program(opts.worker_program.as_deref())?;
         std::fs::create_dir_all(&opts.local_directory).map_err(Error::io(format!(
             "creating {}",
@@ -345,6 +369,7 @@ impl LocalCluster {
             workers: Arc::new(Mutex::new(workers)),
             monitor: None,
             lost,
+            dashboard,
         };
         {
             let mut w = cluster.workers();
@@ -379,6 +404,17 @@ impl LocalCluster {
 
     pub fn address(&self) -> &str {
         &self.scheduler.address
+    }
+
+    /// The live dashboard's URL (with its token), unless it was turned off.
+    pub fn dashboard_url(&self) -> Option<&str> {
+        self.dashboard.as_ref().map(|d| d.url.as_str())
+    }
+
+    /// A self-contained HTML performance report of everything run so far (whole only with
+    /// [`LocalClusterOptions::record`]; otherwise the last minute).
+    pub fn report(&self, info: &crate::dashboard::report::RunInfo) -> Option<String> {
+        self.dashboard.as_ref().map(|d| d.report(info))
     }
 
     pub async fn client(&self) -> Result<Client> {

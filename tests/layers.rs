@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "L3 clients and what is built on them",
-        &["client", "local", "array", "cluster", "mpi"],
+        &["client", "local", "array", "cluster", "mpi", "dashboard"],
     ),
     ("L4 the command line (the binary's)", &["cli"]),
 ];

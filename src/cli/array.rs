@@ -35,7 +35,8 @@ pub enum OutputFormat {
     rdask-jobqueue array '(x + x.T) - x.mean(axis=0)' --input x=data.h5:/x --output out.h5:/y\n  \
     rdask-jobqueue array 'random((20000, 20000), chunks=(1000, 1000), seed=1).std()'\n  \
     rdask-jobqueue array 'x.sum()' --input x=data.h5:/x --local 4 --memory-limit 2GiB --format json\n  \
-    rdask-jobqueue array 'x.sum()' --input x=data.h5:/x --cluster default   # on `up`'s cluster\n\n\
+    rdask-jobqueue array 'x.sum()' --input x=data.h5:/x --cluster default   # on `up`'s cluster\n  \
+    rdask-jobqueue array 'x.std()' --input x=data.h5:/x --report perf.html  # task stream, timings\n\n\
     Operations: + - * / ** @, unary -, sqrt exp log abs sin cos, sum mean min max var std\n\
     (axis=, keepdims=, ddof=), .T, transpose, dot, astype, rechunk, x[a:b:s, i, ...],\n\
     ones zeros full arange random (chunks=, seed=, dtype=). See docs/arrays.md.")]
@@ -81,11 +82,17 @@ pub struct ArrayArgs {
     /// How to print the result
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Write a self-contained HTML performance report here (task stream, time per kind of
+    /// task, transfers, memory over time, the expression, timings); the embedded local
+    /// cluster only
+    #[arg(long, value_name = "FILE.html", conflicts_with_all = ["cluster", "scheduler_file"])]
+    pub report: Option<PathBuf>,
 }
 
 /// Where the computation runs.
 enum Runner {
-    Local(LocalCluster),
+    // Boxed: the cluster (with its dashboard) is large, `Remote` nothing.
+    Local(Box<LocalCluster>),
     Remote,
 }
 
@@ -141,12 +148,14 @@ pub fn array(a: ArrayArgs) -> Result<i32> {
     let (expr, output) = prepare(&a)?;
     rdask::rt::runtime()?.block_on(async move {
         let mut signals = Signals::install()?;
+        let began = Instant::now();
         // A signal while the cluster starts drops the half-started cluster (its Drop stops
         // the workers already running).
         let (runner, client) = tokio::select! {
             r = connect(&a) => r?,
             stop = signals.recv() => return Ok(stop.exit_code()),
         };
+        let connected = began.elapsed().as_secs_f64();
         let outcome = {
             let work = run(&a, &client, &expr, output.as_ref());
             let lost = async {
@@ -175,11 +184,83 @@ pub fn array(a: ArrayArgs) -> Result<i32> {
             (Runner::Local(cluster), Err(e)) => Err(explain_local_failure(e, cluster, &expr)),
             (_, outcome) => outcome,
         };
+        let computed = began.elapsed().as_secs_f64() - connected;
+        if let (Runner::Local(cluster), Some(path)) = (&runner, &a.report) {
+            let ok = outcome.as_ref().is_ok_and(|code| *code == 0);
+            let timings = [
+                ("start the local cluster", connected),
+                ("compute", computed),
+            ];
+            let written = write_report(cluster, path, &a, &expr, &timings, ok).await;
+            if let Err(e) = written {
+                eprintln!("error: {e}");
+            }
+        }
         if let Runner::Local(cluster) = runner {
-            cluster.close().await;
+            (*cluster).close().await;
         }
         outcome
     })
+}
+
+/// `--report`'s file must be writable HTML: refused before anything runs (exit 2).
+fn check_report_path(path: &std::path::Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::invalid(format!(
+            "--report {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::invalid(format!(
+            "--report {}: is a directory; give a file name such as report.html",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The performance report of this run, written atomically (a reader never sees half).
+async fn write_report(
+    cluster: &LocalCluster,
+    path: &std::path::Path,
+    a: &ArrayArgs,
+    expr: &Array,
+    timings: &[(&str, f64)],
+    ok: bool,
+) -> Result<()> {
+    // The last reports of finished tasks reach the dashboard's aggregate at its next fold.
+    tokio::time::sleep(rdask::dashboard::DELTA_INTERVAL + Duration::from_millis(300)).await;
+    let info = rdask::dashboard::report::RunInfo {
+        title: format!("rdask-jobqueue array: {}", a.expr),
+        expression: a.expr.clone(),
+        timings: timings.iter().map(|(w, s)| (w.to_string(), *s)).collect(),
+        notes: vec![
+            format!(
+                "result: {:?} {}{}",
+                expr.shape(),
+                expr.dtype(),
+                if ok { "" } else { " (the run did not finish)" }
+            ),
+            format!(
+                "local cluster: {} worker(s) x {} thread(s)",
+                a.local
+                    .unwrap_or_else(|| LocalClusterOptions::default().workers),
+                a.threads
+            ),
+        ],
+    };
+    let html = cluster
+        .report(&info)
+        .ok_or_else(|| Error::runtime("the local cluster has no dashboard to report from"))?;
+    rdask::files::write_atomic(path, html.as_bytes(), 0o644)?;
+    eprintln!("report: {}", path.display());
+    Ok(())
 }
 
 /// A failure on the local cluster whose workers passed their memory limit is most likely
@@ -235,6 +316,15 @@ pub fn prepare(a: &ArrayArgs) -> Result<(Array, Option<(String, String)>)> {
         default_chunks: a.chunks.clone(),
     };
     let expr = eval::evaluate(&a.expr, &ctx).map_err(Error::invalid)?;
+    if let Some(path) = &a.report {
+        check_report_path(path)?;
+        // `$RDASK_CLUSTER` would send the run where this process sees no task stream.
+        if cluster_name(a, std::env::var("RDASK_CLUSTER").ok()).is_some() {
+            return Err(Error::invalid(
+                "--report needs the embedded local cluster (its scheduler runs in this process);                  add --local N, or watch a named cluster live on its dashboard                  (`rdask-jobqueue status` prints the URL)",
+            ));
+        }
+    }
     let output = match &a.output {
         Some(t) => Some(parse_target(t).map_err(|e| Error::invalid(format!("--output {e}")))?),
         None => {
@@ -307,6 +397,11 @@ async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
                 return Err(Error::invalid(why));
             }
         }
+        if !a.quiet {
+            if let Some(url) = rdask::cluster::dashboard_url(&name) {
+                eprintln!("{}", rdask::dashboard::announce(&url));
+            }
+        }
         return Ok((Runner::Remote, rdask::cluster::connect_named(&name).await?));
     }
     if let Some(path) = &a.scheduler_file {
@@ -334,11 +429,17 @@ async fn connect(a: &ArrayArgs) -> Result<(Runner, Client)> {
         workers,
         threads_per_worker: a.threads,
         memory_limit,
+        record: a.report.is_some(),
         ..LocalClusterOptions::default()
     })
     .await?;
+    if !a.quiet {
+        if let Some(url) = cluster.dashboard_url() {
+            eprintln!("{}", rdask::dashboard::announce(url));
+        }
+    }
     let client = cluster.client().await?;
-    Ok((Runner::Local(cluster), client))
+    Ok((Runner::Local(Box::new(cluster)), client))
 }
 
 async fn run(

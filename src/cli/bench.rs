@@ -19,6 +19,9 @@ pub enum BenchCommand {
     Runtime(RuntimeArgs),
     /// dask.array-style expressions over an HDF5 dataset, next to the read-and-sum floor
     Array(super::bench_array::ArrayBenchArgs),
+    /// What the live dashboard costs: no-op throughput with it open in headless Chromium and
+    /// /metrics scraped each second vs without (alternating rounds), and its memory
+    Dashboard(super::bench_dashboard::DashboardBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -77,6 +80,7 @@ pub fn bench(c: BenchCommand) -> Result<i32> {
     let a = match c {
         BenchCommand::Runtime(a) => a,
         BenchCommand::Array(a) => return super::bench_array::bench_array(a),
+        BenchCommand::Dashboard(a) => return super::bench_dashboard::bench_dashboard(a),
     };
     let report = rdask::rt::runtime()?.block_on(runtime_bench(&a))?;
     if a.json {

@@ -147,6 +147,10 @@ pub struct UpArgs {
     /// at 1 KiB per task]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_graph_tasks: Option<u64>,
+    /// The live dashboard's port on the scheduler's host [default: one the system picks;
+    /// `status` shows the URL]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub dashboard_port: Option<u16>,
     #[command(flatten)]
     pub scaler: ScalerArgs,
     #[command(flatten)]
@@ -212,13 +216,17 @@ pub struct AdaptCommandArgs {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     rdask-jobqueue status\n  \
-    rdask-jobqueue status --name big --json | jq '.workers | length'")]
+    rdask-jobqueue status --name big --json | jq '.workers | length'\n  \
+    rdask-jobqueue status --watch            # redrawn every second; q or Ctrl-C quits")]
 pub struct StatusArgs {
     #[command(flatten)]
     pub name: NameArg,
-    /// Print one JSON object (workers, jobs, tasks, target)
+    /// Print one JSON object (workers, jobs, tasks, target, dashboard)
     #[arg(long)]
     pub json: bool,
+    /// Redraw every second until q or Ctrl-C (a status a second when not a terminal)
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
 }
 
 #[derive(Args, Debug)]
@@ -316,6 +324,8 @@ pub fn up(a: UpArgs) -> Result<i32> {
         port: a.port,
         contact_address: a.contact_address.clone(),
         max_graph_tasks: a.max_graph_tasks,
+        dashboard_port: a.dashboard_port,
+        dashboard: None,
         created_at: cluster::now(),
         closed_at: None,
     };
@@ -327,6 +337,10 @@ pub fn up(a: UpArgs) -> Result<i32> {
     );
     println!("  secret:  {}", dir.secret_path().display());
     println!("  logs:    {}", dir.daemon_log().display());
+    if let Some(url) = &rec.dashboard {
+        println!("  dashboard: {url}");
+        println!("             (from another machine: docs/observability.md, `ssh -L`)");
+    }
     if let Some(t) = &target {
         control::request(
             &dir,
@@ -596,6 +610,9 @@ fn jobs_summary(s: &ClusterStatus) -> String {
 
 pub fn status(a: StatusArgs) -> Result<i32> {
     let (dir, _) = live(&a.name)?;
+    if a.watch {
+        return super::watch::watch(|| status_of(&dir).map(|s| render_status(&s)));
+    }
     let s = status_of(&dir)?;
     if a.json {
         println!(
@@ -634,6 +651,9 @@ pub fn render_status(s: &ClusterStatus) -> String {
         },
         s.pid
     );
+    if let Some(url) = &s.dashboard {
+        let _ = writeln!(o, "dashboard: {url}");
+    }
     let _ = writeln!(
         o,
         "target: {}; at the last decision {} job(s) wanted",
@@ -979,7 +999,19 @@ mod tests {
                 ..Failures::default()
             },
             errors: Vec::new(),
+            dashboard: Some("http://vm:8787/?token=abc".into()),
         }
+    }
+
+    #[test]
+    fn status_shows_the_dashboard_url() {
+        let text = render_status(&a_status());
+        assert!(
+            text.contains("dashboard: http://vm:8787/?token=abc"),
+            "{text}"
+        );
+        let json = serde_json::to_value(a_status()).unwrap();
+        assert_eq!(json["dashboard"], "http://vm:8787/?token=abc");
     }
 
     #[test]

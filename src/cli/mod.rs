@@ -4,6 +4,7 @@
 pub mod array;
 pub mod bench;
 pub mod bench_array;
+pub mod bench_dashboard;
 pub mod cluster;
 pub mod demo;
 pub mod info;
@@ -12,6 +13,7 @@ pub mod jobs;
 pub mod mpi;
 pub mod runtime;
 pub mod tasks;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 

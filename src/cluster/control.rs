@@ -165,6 +165,9 @@ pub struct ClusterStatus {
     pub failures: Failures,
     /// Recent problems (failed batch commands), newest last.
     pub errors: Vec<String>,
+    /// The live dashboard's URL (with its token), if it serves.
+    #[serde(default)]
+    pub dashboard: Option<String>,
 }
 
 /// Sends one request to the daemon of `dir` and waits up to `timeout` for its reply.

@@ -41,6 +41,7 @@ mod tasks;
 use self::tasks::forward_task_events;
 use super::journal::{Book, Journal};
 use crate::client::{Client, TaskEvent};
+use crate::dashboard::{self, Dashboard, DashboardOptions};
 use crate::error::{Error, Result};
 use crate::jobqueue::ledger::{EndReason, Ledger, LedgerState};
 use crate::jobqueue::scaler::{
@@ -153,6 +154,22 @@ pub fn run(name: &str) -> Result<i32> {
         format!("tcp://{}", handle.local_addr)
     };
     let client = Arc::new(rt.block_on(Client::connect(&local, &secret))?);
+    // The dashboard is a view: if it cannot listen the cluster still runs (the log says why).
+    let mut dash_opts = DashboardOptions::beside(&handle, &secret);
+    dash_opts.log_file = Some(dir.daemon_log());
+    if let Some(port) = rec.dashboard_port {
+        dash_opts.bind.set_port(port);
+    }
+    let dash = match rt.block_on(dashboard::start(&handle, dash_opts)) {
+        Ok(d) => {
+            tracing::info!("dashboard at {}", d.url);
+            Some(d)
+        }
+        Err(e) => {
+            tracing::warn!("no dashboard: {e}");
+            None
+        }
+    };
 
     let (tx, rx) = mpsc::channel::<Msg>();
     // Subscribed before any submission can be made: no event of ours is missed.
@@ -185,6 +202,7 @@ pub fn run(name: &str) -> Result<i32> {
     // Published last: `up` waits for the address and pid, then pings the socket.
     rec.address = Some(handle.address.clone());
     rec.pid = Some(std::process::id());
+    rec.dashboard = dash.as_ref().map(|d| d.url.clone());
     dir.write_record(&rec)?;
     tracing::info!(
         "cluster `{name}`: scheduler at {}, control socket {}",
@@ -221,6 +239,8 @@ pub fn run(name: &str) -> Result<i32> {
         errors: VecDeque::new(),
         journal,
         book,
+        dashboard: dash.as_ref(),
+        decisions: VecDeque::new(),
     };
     d.abandon_unfinished("an earlier daemon of this cluster ended first");
     let code = d.main_loop(rx);
@@ -390,6 +410,9 @@ struct Deployer<'a> {
     journal: Journal,
     /// The journal reduced (what `tasks` shows).
     book: Book,
+    dashboard: Option<&'a Dashboard>,
+    /// The latest scaling decisions with their reasons, for the dashboard, newest last.
+    decisions: VecDeque<String>,
 }
 
 impl Deployer<'_> {
@@ -860,8 +883,16 @@ impl Deployer<'_> {
                 }
             }
         }
+        for decision in &tick.decisions {
+            let line = super::panel::decision_line(decision, &tick, now());
+            self.decisions.push_back(line);
+            if self.decisions.len() > super::panel::DECISIONS_SHOWN {
+                self.decisions.pop_front();
+            }
+        }
         self.last_tick = Some(tick);
         self.flush_cancels();
+        self.publish_panel();
         Ok(())
     }
 
@@ -1290,7 +1321,18 @@ impl Deployer<'_> {
             blocked: tick.and_then(|t| t.blocked),
             failures: self.scaler.failures().clone(),
             errors: self.errors.iter().cloned().collect(),
+            dashboard: self.rec.dashboard.clone(),
         }))
+    }
+
+    /// What the dashboard's Cluster page shows: the `status` reply, as a panel.
+    fn publish_panel(&self) {
+        let Some(d) = self.dashboard else {
+            return;
+        };
+        if let Reply::Status(s) = self.status() {
+            d.set_cluster(super::panel::of(&s, &self.decisions));
+        }
     }
 
     /// `down`: workers first (closed by the scheduler, so they exit cleanly), then every

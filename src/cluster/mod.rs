@@ -22,6 +22,7 @@ pub mod deployer;
 pub mod force_down;
 pub mod journal;
 pub mod lifecycle;
+pub mod panel;
 pub mod process;
 
 use std::path::PathBuf;
@@ -110,6 +111,12 @@ pub struct ClusterRecord {
     /// the daemon's machine.
     #[serde(default)]
     pub max_graph_tasks: Option<u64>,
+    /// The dashboard's port (`up --dashboard-port`); None: the system picks one.
+    #[serde(default)]
+    pub dashboard_port: Option<u16>,
+    /// The dashboard's URL with its token, once the daemon serves it.
+    #[serde(default)]
+    pub dashboard: Option<String>,
     pub created_at: f64,
     pub closed_at: Option<f64>,
 }
@@ -422,6 +429,12 @@ pub fn address_and_secret(name: &str) -> Result<(String, Secret)> {
         .address
         .ok_or_else(|| Error::runtime(format!("cluster `{name}` has no scheduler address yet")))?;
     Ok((address, dir.secret()?))
+}
+
+/// The dashboard URL of the named cluster, if its daemon serves one (for `array` and
+/// `submit` to print at the start of a run).
+pub fn dashboard_url(name: &str) -> Option<String> {
+    ClusterDir::new(name).ok()?.require_record().ok()?.dashboard
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The scheduler: a sans-IO state machine ([`state`]), its placement policy ([`placement`]).
 //! The tokio server that feeds it events from sockets lives in `server`.
 
+pub mod observe;
 pub mod placement;
 pub mod server;
 pub mod state;

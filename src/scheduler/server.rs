@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
+use super::observe::{Kinds, Observation, Observer, TaskDone};
 use super::state::{self, Assignment, Command, Config, DepLocation, Event, State, WorkerInfo};
 use crate::error::{Error, Result};
 use crate::ids::{ClientId, WorkerId};
@@ -168,6 +169,14 @@ impl SchedulerHandle {
         how
     }
 
+    /// Observations of the core from now on (finished tasks, transfers, a status snapshot
+    /// each second), for the dashboard. One observer at a time: a new one replaces the last.
+    pub fn observe(&self) -> mpsc::UnboundedReceiver<Observation> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.core.send(CoreMsg::Observe(tx));
+        rx
+    }
+
     /// Why the core failed, if it did (a bug); None while it serves or after a shutdown.
     pub fn failure(&self) -> Option<String> {
         match &*self.stopped.borrow() {
@@ -238,6 +247,8 @@ enum CoreMsg {
     Shutdown {
         exit_status: Option<i32>,
     },
+    /// Send observations there from now on (see [`SchedulerHandle::observe`]).
+    Observe(Observer),
     /// Stands for a bug in the core, to test that it is supervised.
     #[cfg(any(test, debug_assertions))]
     Panic,
@@ -289,6 +300,10 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         heartbeat: opts.heartbeat,
         heartbeat_timeout: opts.heartbeat_timeout,
         exit_status: None,
+        observer: None,
+        kinds: Kinds::default(),
+        loop_lag_us: 0,
+        last_snapshot: Instant::now(),
     };
     let core_task = tokio::spawn(core.run(core_rx));
     let core_abort = core_task.abort_handle();
@@ -659,6 +674,12 @@ struct Core {
     heartbeat_timeout: Duration,
     /// What the client that shut us down said the run's exit status is.
     exit_status: Option<i32>,
+    /// Who watches (the dashboard); None: nothing is observed, nothing costs.
+    observer: Option<Observer>,
+    kinds: Kinds,
+    /// The worst lateness of the 100 ms tick since the last snapshot.
+    loop_lag_us: u64,
+    last_snapshot: Instant,
 }
 
 impl Core {
@@ -681,7 +702,11 @@ impl Core {
                         }
                     }
                 }
-                _ = tick.tick() => {
+                due = tick.tick() => {
+                    // How late the tick ran: how long any message may wait for the loop.
+                    let lag = due.elapsed().as_micros() as u64;
+                    self.loop_lag_us = self.loop_lag_us.max(lag);
+                    self.observe_snapshot();
                     self.expire_silent_workers();
                     if self.state.compact() {
                         crate::sys::release_free_memory();
@@ -765,6 +790,9 @@ impl Core {
                             }
                         }
                         self.finished_total += done.len() as u64;
+                        if self.observer.is_some() {
+                            self.observe_done(id, &done);
+                        }
                         let finished = done
                             .into_iter()
                             .map(|f| state::Finished {
@@ -779,6 +807,16 @@ impl Core {
                         }
                     }
                     WorkerToScheduler::Failed { task, error } => {
+                        if let Some(obs) = &self.observer {
+                            let kind = self.kinds.get(self.state.kernel_of(task).unwrap_or("?"));
+                            let at = Instant::now();
+                            let _ = obs.send(Observation::TaskFailed {
+                                worker: id,
+                                task,
+                                kind,
+                                at,
+                            });
+                        }
                         let name = self
                             .state
                             .worker_info(id)
@@ -796,6 +834,17 @@ impl Core {
                         missing,
                     },
                     WorkerToScheduler::Replicas(list) => {
+                        if let Some(obs) = &self.observer {
+                            let at = Instant::now();
+                            for (_, nbytes) in &list {
+                                let nbytes = *nbytes;
+                                let _ = obs.send(Observation::Transfer {
+                                    worker: id,
+                                    nbytes,
+                                    at,
+                                });
+                            }
+                        }
                         for (task, nbytes) in list {
                             self.state.handle(Event::ReplicaAdded {
                                 worker: id,
@@ -854,6 +903,13 @@ impl Core {
             }
             CoreMsg::FromClient { id, msg } => match msg {
                 ClientToScheduler::Submit { tasks, wanted } => {
+                    if let Some(obs) = &self.observer {
+                        let n = tasks.len();
+                        let _ = obs.send(Observation::GraphSubmitted {
+                            client: id,
+                            tasks: n,
+                        });
+                    }
                     self.state.handle(Event::GraphSubmitted {
                         client: id,
                         tasks,
@@ -924,8 +980,58 @@ impl Core {
                 self.exit_status = exit_status.or(self.exit_status);
                 return false;
             }
+            CoreMsg::Observe(observer) => {
+                self.observer = Some(observer);
+                // The observer starts from a full picture, not after a second.
+                self.last_snapshot = Instant::now() - Duration::from_secs(1);
+                self.observe_snapshot();
+            }
         }
         true
+    }
+
+    /// Tells the observer which tasks a worker finished, before the state machine may
+    /// forget them (the kind is the task's kernel).
+    fn observe_done(&mut self, worker: WorkerId, done: &[FinishedTask]) {
+        let Some(obs) = &self.observer else {
+            return;
+        };
+        let tasks = done
+            .iter()
+            .map(|f| TaskDone {
+                task: f.task,
+                kind: self.kinds.get(self.state.kernel_of(f.task).unwrap_or("?")),
+                duration_us: f.duration_us,
+                nbytes: f.nbytes,
+            })
+            .collect();
+        let at = Instant::now();
+        if obs
+            .send(Observation::TasksDone { worker, at, tasks })
+            .is_err()
+        {
+            self.observer = None;
+        }
+    }
+
+    /// Once a second, while observed: the status report and the loop's worst lag.
+    fn observe_snapshot(&mut self) {
+        if self.observer.is_none() || self.last_snapshot.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_snapshot = Instant::now();
+        let status = Box::new(self.status());
+        let loop_lag_us = std::mem::take(&mut self.loop_lag_us);
+        let gone = self.observer.as_ref().is_some_and(|o| {
+            o.send(Observation::Snapshot {
+                status,
+                loop_lag_us,
+            })
+            .is_err()
+        });
+        if gone {
+            self.observer = None;
+        }
     }
 
     fn lose_worker(&mut self, id: WorkerId) {

@@ -652,6 +652,11 @@ impl State {
         self.tasks.get(&id).map(|t| &t.state)
     }
 
+    /// The kernel a known task runs (its kind, for observers).
+    pub fn kernel_of(&self, id: TaskId) -> Option<&str> {
+        self.tasks.get(&id).map(|t| t.kernel.as_str())
+    }
+
     pub fn holders(&self, id: TaskId) -> &[WorkerId] {
         self.tasks
             .get(&id)

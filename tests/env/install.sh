@@ -29,6 +29,8 @@ PACKAGES=(
   python3-pip
   # ps/pgrep/pkill, used by the env scripts and the tests.
   procps
+  # Headless browser for the dashboard tests (tests/dashboard.rs drives it over WebDriver).
+  chromium chromium-driver
 )
 
 # One dpkg-query call for all packages: prints the names that are not fully
