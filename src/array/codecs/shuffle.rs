@@ -9,23 +9,32 @@ pub fn unshuffle(data: &[u8], n: usize) -> Vec<u8> {
         return data.to_vec();
     }
     let mut out = vec![0u8; data.len()];
-    // Element-major writes from n byte planes: the planes are read sequentially, each
-    // output element filled byte by byte. Blocks of elements keep the planes' reads hot.
-    const BLOCK: usize = 1024;
-    let mut e0 = 0;
-    while e0 < count {
-        let e1 = (e0 + BLOCK).min(count);
-        for b in 0..n {
-            let plane = &data[b * count + e0..b * count + e1];
-            for (k, &byte) in plane.iter().enumerate() {
-                out[(e0 + k) * n + b] = byte;
+    match n {
+        2 => unshuffle_n::<2>(data, count, &mut out),
+        4 => unshuffle_n::<4>(data, count, &mut out),
+        8 => unshuffle_n::<8>(data, count, &mut out),
+        _ => {
+            for b in 0..n {
+                let plane = &data[b * count..(b + 1) * count];
+                for (e, &byte) in plane.iter().enumerate() {
+                    out[e * n + b] = byte;
+                }
             }
         }
-        e0 = e1;
     }
     let tail = count * n;
     out[tail..].copy_from_slice(&data[tail..]);
     out
+}
+
+/// The common element sizes: each output element assembled from its N planes at once.
+fn unshuffle_n<const N: usize>(data: &[u8], count: usize, out: &mut [u8]) {
+    let planes: [&[u8]; N] = std::array::from_fn(|b| &data[b * count..(b + 1) * count]);
+    for (e, o) in out[..count * N].chunks_exact_mut(N).enumerate() {
+        for (b, plane) in planes.iter().enumerate() {
+            o[b] = plane[e];
+        }
+    }
 }
 
 #[cfg(test)]
