@@ -160,3 +160,115 @@ fn a_chunk_failing_its_checksum_is_an_error_naming_it() {
         assert!(err.contains("bad.h5:/x"), "{expr}: {err}");
     }
 }
+
+/// The zstd filter (id 32015) is decoded here, with or without its HDF5 plugin: chunks
+/// compressed by the zstd library, written raw by h5py (shuffled first for one dataset),
+/// read whole, strided and cut across chunks.
+#[test]
+fn zstd_chunks_are_decoded_without_the_plugin() {
+    let (rows, cols, c) = (40usize, 30usize, 16usize);
+    let value = |i: usize, j: usize| (i * cols + j) as f64 * 0.5;
+    let dir = tempfile::tempdir().unwrap();
+    for shuffled in [false, true] {
+        for ci in (0..rows).step_by(c) {
+            for cj in (0..cols).step_by(c) {
+                // Edge chunks are stored whole; the part outside the dataset is never read.
+                let mut bytes = Vec::with_capacity(c * c * 8);
+                for i in ci..ci + c {
+                    for j in cj..cj + c {
+                        let v = if i < rows && j < cols {
+                            value(i, j)
+                        } else {
+                            -1.0
+                        };
+                        bytes.extend(v.to_le_bytes());
+                    }
+                }
+                if shuffled {
+                    let n = c * c;
+                    let mut planes = vec![0u8; bytes.len()];
+                    for e in 0..n {
+                        for b in 0..8 {
+                            planes[b * n + e] = bytes[e * 8 + b];
+                        }
+                    }
+                    bytes = planes;
+                }
+                let z = zstd::bulk::compress(&bytes, 3).unwrap();
+                let name = format!("{}-{ci}-{cj}.zst", u8::from(shuffled));
+                std::fs::write(dir.path().join(name), z).unwrap();
+            }
+        }
+    }
+    let file = dir.path().join("z.h5").display().to_string();
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import h5py, sys, os\n\
+             d = sys.argv[1]\n\
+             with h5py.File(os.path.join(d, 'z.h5'), 'w') as f:\n\
+             \x20   for name, shuffle in (('z', False), ('sz', True)):\n\
+             \x20       x = f.create_dataset(name, shape=(40, 30), dtype='f8', chunks=(16, 16), shuffle=shuffle, compression=32015, allow_unknown_filter=True)\n\
+             \x20       for ci in range(0, 40, 16):\n\
+             \x20           for cj in range(0, 30, 16):\n\
+             \x20               x.id.write_direct_chunk((ci, cj), open(os.path.join(d, f'{int(shuffle)}-{ci}-{cj}.zst'), 'rb').read())\n",
+        )
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python: {}", stderr(&out));
+    let mut ctx = eval::Context::default();
+    for name in ["z", "sz"] {
+        let a = Array::from_hdf5(&file, &format!("/{name}"), None).unwrap();
+        ctx.inputs.insert(name.to_string(), a);
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cluster = LocalCluster::start(LocalClusterOptions {
+            workers: 1,
+            threads_per_worker: 2,
+            memory_limit: 0,
+            worker_program: Some(env!("CARGO_BIN_EXE_rdask-jobqueue").into()),
+            death_timeout: Duration::from_secs(5),
+            ..LocalClusterOptions::default()
+        })
+        .await
+        .unwrap();
+        let client = cluster.client().await.unwrap();
+        for name in ["z", "sz"] {
+            // (expression, rows, columns): element (i, j) of the result is value(rows(i), cols(j)).
+            type Pick = fn(usize) -> usize;
+            let cases: [(String, usize, usize, Pick, Pick); 3] = [
+                (name.to_string(), 40, 30, |i| i, |j| j),
+                (
+                    format!("{name}[::3, 1::2]"),
+                    14,
+                    15,
+                    |i| 3 * i,
+                    |j| 1 + 2 * j,
+                ),
+                (format!("{name}.rechunk((7, 9))"), 40, 30, |i| i, |j| j),
+            ];
+            for (expr, n, m, ri, cj) in cases {
+                let a = eval::evaluate(&expr, &ctx).unwrap();
+                let got = array::compute(&client, &a).await.unwrap().to_f64();
+                assert_eq!(got.shape(), &[n, m], "{expr}");
+                for ((i, j), v) in got
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .unwrap()
+                    .indexed_iter()
+                {
+                    assert_eq!(*v, value(ri(i), cj(j)), "{expr} at ({i}, {j})");
+                }
+            }
+            let a = eval::evaluate(&format!("{name}.sum()"), &ctx).unwrap();
+            let got = array::compute(&client, &a).await.unwrap().to_f64();
+            assert_eq!(
+                got.iter().next(),
+                Some(&(1199.0 * 1200.0 / 4.0)),
+                "{name}.sum()"
+            );
+        }
+        cluster.close().await;
+    });
+}

@@ -26,6 +26,7 @@ use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use hdf5::{Hyperslab, SliceOrIndex};
 
 use super::block::Dim;
+use super::codecs;
 use super::data::{with_data, DType, Data};
 
 /// What the planner needs to know of an input dataset.
@@ -136,14 +137,18 @@ fn filter_name(id: i32) -> String {
 }
 
 /// Refuses, before anything runs, a dataset compressed with a filter this build cannot
-/// decode (deflate, shuffle, fletcher32, szip, nbit, scaleoffset come with HDF5, lzf is
-/// built in; others need an HDF5 plugin on HDF5_PLUGIN_PATH).
+/// decode. The HDF5 library decodes deflate, shuffle, fletcher32, szip, nbit, scaleoffset,
+/// lzf (registered by the crate) and whatever plugins HDF5_PLUGIN_PATH holds; we decode
+/// deflate, shuffle, fletcher32, lzf and zstd ourselves (array/codecs). A pipeline is read
+/// by us only when we decode all of its filters, else by the library: so a filter the
+/// library lacks is fine only when all the others are ours too.
 fn check_filters(filters: &[hdf5::filters::Filter]) -> Result<(), String> {
+    let all_ours = filters.iter().all(|f| codecs::decodes(f.id()));
     for f in filters {
-        if !f.decode_enabled() {
+        if !f.decode_enabled() && !all_ours {
             return Err(format!(
                 "compressed with {}, which this build cannot decode; rewrite it uncompressed or \
-                 with gzip or lzf (e.g. h5repack -f GZIP=4), or install the filter's HDF5 \
+                 with gzip, lzf or zstd (e.g. h5repack -f GZIP=4), or install the filter's HDF5 \
                  plugin and point HDF5_PLUGIN_PATH at it",
                 filter_name(f.id())
             ));

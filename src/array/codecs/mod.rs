@@ -5,7 +5,7 @@
 //!
 //! A [`Pipeline`] is built from the dataset's filter list (ids and client data, in the order
 //! they were applied on writing). Building it fails for a filter we cannot decode ourselves
-//! (szip, nbit, scaleoffset, plugins): the reader then lets the library decode those chunks.
+//! (szip, nbit, scaleoffset, other plugins' filters): the reader then lets the library decode those chunks.
 //! Each chunk carries a filter mask: bit `i` set means filter `i` was skipped when that chunk
 //! was written (an optional filter that failed), so it is skipped when decoding too.
 
@@ -13,12 +13,19 @@ mod deflate;
 mod fletcher32;
 mod lzf;
 mod shuffle;
+mod zstd;
 
 /// HDF5's registered filter ids of the filters decoded here.
 pub const DEFLATE: i32 = 1;
 pub const SHUFFLE: i32 = 2;
 pub const FLETCHER32: i32 = 3;
 pub const LZF: i32 = 32000;
+pub const ZSTD: i32 = 32015;
+
+/// Whether we decode filter `id` ourselves (then no HDF5 plugin is needed for it).
+pub fn decodes(id: i32) -> bool {
+    matches!(id, DEFLATE | SHUFFLE | FLETCHER32 | LZF | ZSTD)
+}
 
 /// One decodable filter of a pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +35,7 @@ pub enum Codec {
     Shuffle(usize),
     Fletcher32,
     Lzf,
+    Zstd,
 }
 
 /// A dataset's filters in the order they were applied when writing.
@@ -51,6 +59,7 @@ impl Pipeline {
                 )),
                 FLETCHER32 => Some(Codec::Fletcher32),
                 LZF => Some(Codec::Lzf),
+                ZSTD => Some(Codec::Zstd),
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()?;
@@ -84,6 +93,7 @@ impl Pipeline {
             data = match c {
                 Codec::Deflate => deflate::inflate(&data, sizes[i])?,
                 Codec::Lzf => lzf::decompress(&data, sizes[i])?,
+                Codec::Zstd => zstd::decompress(&data, sizes[i])?,
                 Codec::Shuffle(n) => shuffle::unshuffle(&data, *n),
                 Codec::Fletcher32 => fletcher32::check_and_strip(data)?,
             };
