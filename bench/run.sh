@@ -57,6 +57,11 @@ print(f"{'dot rate (rdask)':<44} {r['dot_gflop_s']:>9.1f} GFLOP/s; dask {2 * r['
 print(f"{'peak RSS per worker, MB':<44} rdask {[round(x) for x in r['worker_peak_rss_mb']]}, dask {[round(x) for x in d['worker_peak_rss_mb']]}")
 PY
 
+# Strided and compressed reads (gzip, shuffle+gzip, LZF copies of the same file), rounds
+# alternating with dask.array, each side from a clean environment.
+echo
+ROUNDS="${FILTER_ROUNDS:-3}" bash bench/filters.sh
+
 # Deployment on the local SLURM (tests/env starts it): floor, rdask, dask-jobqueue.
 echo
 bash bench/deploy.sh

@@ -1,15 +1,13 @@
-//! HDF5 at both ends of an array computation: datasets described and read on the workers,
+//! HDF5 at both ends of an array computation: input datasets described (and opened for the
+//! workers' reads),
 //! results written through one temporary file that is renamed (or copied) into place only
 //! when every chunk is written.
 //!
-//! Reads: each read task opens the file, reads its hyperslab straight into the chunk's
-//! memory (in pieces when it touches more than [`MAX_FILE_CHUNKS_PER_READ`] of the file's
-//! chunks) and closes the file. No handle is kept between tasks, so a worker never holds a
-//! file open (and locked) after a computation, and never reads through a stale handle of a
-//! file rewritten since. Opening costs about 0.1 ms, small next to a chunk's read. The chunk
-//! cache is switched off (0 bytes): every task reads each HDF5 chunk it touches exactly once,
-//! in one call, so a cache would only add a copy (HDF5 2.x's default 8 MiB cache halved read
-//! speed in our measurements).
+//! Datasets are described here (shape, dtype, chunks, filters we can decode) when an
+//! expression names them; workers read them through [`super::h5read`]. Every file is opened
+//! with the chunk cache off (0 bytes): every read touches each HDF5 chunk it needs once, so
+//! a cache would only add a copy (HDF5 2.x's default 8 MiB cache halved read speed in our
+//! measurements).
 //!
 //! Writes: HDF5's serial library allows one writer per file at a time. Store tasks write their
 //! chunk themselves (no chunk travels to a writer) into a temporary file next to the output,
@@ -26,9 +24,9 @@ use std::sync::Mutex;
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use hdf5::{Hyperslab, SliceOrIndex};
-use ndarray::IxDyn;
 
-use super::block::{Dim, Read, Reader};
+use super::block::Dim;
+use super::codecs;
 use super::data::{with_data, DType, Data};
 
 /// What the planner needs to know of an input dataset.
@@ -44,7 +42,7 @@ fn h5err(what: &str) -> impl Fn(hdf5::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-fn open_ro(file: &str) -> Result<hdf5::File, String> {
+pub(super) fn open_ro(file: &str) -> Result<hdf5::File, String> {
     if !Path::new(file).exists() {
         return Err(format!("{file}: no such file"));
     }
@@ -139,14 +137,18 @@ fn filter_name(id: i32) -> String {
 }
 
 /// Refuses, before anything runs, a dataset compressed with a filter this build cannot
-/// decode (deflate, shuffle, fletcher32, szip, nbit, scaleoffset come with HDF5, lzf is
-/// built in; others need an HDF5 plugin on HDF5_PLUGIN_PATH).
+/// decode. The HDF5 library decodes deflate, shuffle, fletcher32, szip, nbit, scaleoffset,
+/// lzf (registered by the crate) and whatever plugins HDF5_PLUGIN_PATH holds; we decode
+/// deflate, shuffle, fletcher32, lzf and zstd ourselves (array/codecs). A pipeline is read
+/// by us only when we decode all of its filters, else by the library: so a filter the
+/// library lacks is fine only when all the others are ours too.
 fn check_filters(filters: &[hdf5::filters::Filter]) -> Result<(), String> {
+    let all_ours = filters.iter().all(|f| codecs::decodes(f.id()));
     for f in filters {
-        if !f.decode_enabled() {
+        if !f.decode_enabled() && !all_ours {
             return Err(format!(
                 "compressed with {}, which this build cannot decode; rewrite it uncompressed or \
-                 with gzip or lzf (e.g. h5repack -f GZIP=4), or install the filter's HDF5 \
+                 with gzip, lzf or zstd (e.g. h5repack -f GZIP=4), or install the filter's HDF5 \
                  plugin and point HDF5_PLUGIN_PATH at it",
                 filter_name(f.id())
             ));
@@ -155,7 +157,7 @@ fn check_filters(filters: &[hdf5::filters::Filter]) -> Result<(), String> {
     Ok(())
 }
 
-fn hyperslab(dims: &[Dim]) -> Hyperslab {
+pub(super) fn hyperslab(dims: &[Dim]) -> Hyperslab {
     Hyperslab::from(
         dims.iter()
             .map(|d| SliceOrIndex::SliceCount {
@@ -166,131 +168,6 @@ fn hyperslab(dims: &[Dim]) -> Hyperslab {
             })
             .collect::<Vec<_>>(),
     )
-}
-
-/// At most this many HDF5 chunks in one read call. HDF5 builds a selection for every chunk a
-/// read touches (kilobytes each, whatever the chunk's size): one read over 200,000
-/// one-element chunks made a worker peak at 794 MB for 1.6 MB of data. Larger reads are done
-/// piece by piece into the chunk's memory.
-pub const MAX_FILE_CHUNKS_PER_READ: usize = 1024;
-
-/// How many file chunks of length `c` the selection `d` touches along its axis.
-fn chunks_touched(d: &Dim, c: usize) -> usize {
-    let Some(last) = d.last() else {
-        return 0;
-    };
-    let c = c.max(1) as u64;
-    let span = (last / c - d.start / c + 1) as usize;
-    span.min(d.len as usize)
-}
-
-/// Splits the read of `dims` from a dataset chunked as `file_chunks` into pieces that each
-/// touch at most `max` file chunks: (offset of the piece in the result, its selection), in
-/// order. The outermost axis that spans several file chunks is cut at file-chunk boundaries;
-/// when even one file chunk's worth of it is too much, each piece is cut again further in.
-pub fn read_pieces(dims: &[Dim], file_chunks: &[usize], max: usize) -> Vec<(Vec<usize>, Vec<Dim>)> {
-    let mut out = Vec::new();
-    split_read(dims, file_chunks, max.max(1), vec![0; dims.len()], &mut out);
-    out
-}
-
-fn split_read(
-    dims: &[Dim],
-    file_chunks: &[usize],
-    max: usize,
-    offset: Vec<usize>,
-    out: &mut Vec<(Vec<usize>, Vec<Dim>)>,
-) {
-    let touched: Vec<usize> = dims
-        .iter()
-        .zip(file_chunks)
-        .map(|(d, &c)| chunks_touched(d, c))
-        .collect();
-    let total = touched
-        .iter()
-        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
-        .unwrap_or(usize::MAX);
-    let Some(ax) = touched.iter().position(|&n| n > 1).filter(|_| total > max) else {
-        out.push((offset, dims.to_vec()));
-        return;
-    };
-    let others = total / touched[ax];
-    // File chunks of this axis per piece.
-    let k = (max / others.max(1)).max(1) as u64;
-    let (d, c) = (dims[ax], file_chunks[ax].max(1) as u64);
-    let mut i = 0;
-    while i < d.len {
-        let at = d.start + i * d.step;
-        let boundary = (at / c + k) * c;
-        let end = (boundary - d.start).div_ceil(d.step).min(d.len);
-        let mut piece = dims.to_vec();
-        piece[ax] = Dim {
-            start: at,
-            len: end - i,
-            step: d.step,
-        };
-        let mut at_offset = offset.clone();
-        at_offset[ax] += i as usize;
-        split_read(&piece, file_chunks, max, at_offset, out);
-        i = end;
-    }
-}
-
-/// Reads on the worker, from the file system it shares with the others.
-pub struct FileReader;
-
-impl Reader for FileReader {
-    fn read(&self, r: &Read) -> Result<Data, String> {
-        let f = open_ro(&r.file)?;
-        let ds = f
-            .dataset(&r.dataset)
-            .map_err(h5err(&format!("{}:{}", r.file, r.dataset)))?;
-        let what = format!("reading {}:{}", r.file, r.dataset);
-        let reader = ds.as_reader();
-        let pieces = match ds.chunk() {
-            Some(fc) if !r.dims.is_empty() => read_pieces(&r.dims, &fc, MAX_FILE_CHUNKS_PER_READ),
-            _ => vec![(vec![0; r.dims.len()], r.dims.clone())],
-        };
-        macro_rules! read {
-            ($t:ty, $v:ident) => {
-                Data::$v(read!($t))
-            };
-            ($t:ty) => {
-                if r.dims.is_empty() {
-                    reader
-                        .read_dyn::<$t>()
-                        .map_err(h5err(&what))?
-                        .into_shape_with_order(IxDyn(&[]))
-                        .map_err(|e| e.to_string())?
-                } else if pieces.len() == 1 {
-                    reader
-                        .read_slice::<$t, _, IxDyn>(hyperslab(&r.dims))
-                        .map_err(h5err(&what))?
-                } else {
-                    let shape: Vec<usize> = r.dims.iter().map(|d| d.len as usize).collect();
-                    let mut out = ndarray::ArrayD::<$t>::default(IxDyn(&shape));
-                    for (offset, dims) in &pieces {
-                        let part = reader
-                            .read_slice::<$t, _, IxDyn>(hyperslab(dims))
-                            .map_err(h5err(&what))?;
-                        out.slice_each_axis_mut(|a| {
-                            let at = offset[a.axis.index()];
-                            ndarray::Slice::from(at..at + dims[a.axis.index()].len as usize)
-                        })
-                        .assign(&part);
-                    }
-                    out
-                }
-            };
-        }
-        Ok(match r.dtype {
-            DType::F64 => read!(f64, F64),
-            DType::F32 => read!(f32, F32),
-            DType::I64 => read!(i64, I64),
-            DType::I32 => read!(i32, I32),
-            DType::Bool => Data::Bool(read!(bool).mapv(u8::from)),
-        })
-    }
 }
 
 /// A `FILE:/dataset` pair as users write it on the command line. The dataset path is
@@ -606,82 +483,12 @@ mod write_side_tests {
         let file = dir.path().join("o.h5").display().to_string();
         let pending = PendingOutput::create(&file, "/y", &[4], DType::F64, &[2], false).unwrap();
         let tmp = pending.tmp_str();
-        let chunk = Data::F64(ndarray::ArrayD::from_elem(IxDyn(&[2]), 1.0));
+        let chunk = Data::F64(ndarray::ArrayD::from_elem(ndarray::IxDyn(&[2]), 1.0));
         write_chunk(&tmp, "/y", &[0], &chunk).unwrap();
         drop(pending); // the run was cancelled
         let err = write_chunk(&tmp, "/y", &[2], &chunk).unwrap_err();
         assert!(err.contains("is gone"), "{err}");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "left behind: {left:?}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every element of `dims` lands once, at its place, and no piece touches more than
-    /// `max` file chunks.
-    fn check(dims: &[Dim], fc: &[usize], max: usize) -> usize {
-        let pieces = read_pieces(dims, fc, max);
-        let shape: Vec<usize> = dims.iter().map(|d| d.len as usize).collect();
-        let mut seen = ndarray::ArrayD::<u32>::zeros(IxDyn(&shape));
-        for (offset, piece) in &pieces {
-            let touched: usize = piece
-                .iter()
-                .zip(fc)
-                .map(|(d, &c)| chunks_touched(d, c))
-                .product();
-            assert!(touched <= max, "{piece:?} touches {touched} chunks");
-            for (ax, (d, whole)) in piece.iter().zip(dims).enumerate() {
-                // The piece's coordinates are the whole read's, from its offset on.
-                assert_eq!(d.step, whole.step);
-                assert_eq!(d.start, whole.start + whole.step * offset[ax] as u64);
-            }
-            seen.slice_each_axis_mut(|a| {
-                let at = offset[a.axis.index()];
-                ndarray::Slice::from(at..at + piece[a.axis.index()].len as usize)
-            })
-            .mapv_inplace(|n| n + 1);
-        }
-        assert!(seen.iter().all(|&n| n == 1), "{dims:?} in {fc:?}");
-        pieces.len()
-    }
-
-    #[test]
-    fn reads_over_many_file_chunks_are_split() {
-        // 200,000 one-element chunks: pieces of 1024.
-        assert_eq!(check(&[Dim::full(200_000)], &[1], 1024), 196);
-        // A read within the bound stays one read.
-        assert_eq!(
-            check(&[Dim::full(1000), Dim::full(1000)], &[100, 100], 1024),
-            1
-        );
-        // 2-d with tiny chunks: rows cut first, then columns when one row is too many.
-        check(&[Dim::full(50), Dim::full(3000)], &[1, 1], 1024);
-        check(&[Dim::range(3, 97), Dim::range(5, 61)], &[2, 3], 16);
-        // Strided selections, steps smaller and larger than the file chunks.
-        check(
-            &[Dim {
-                start: 7,
-                len: 400,
-                step: 3,
-            }],
-            &[2],
-            10,
-        );
-        check(
-            &[
-                Dim {
-                    start: 1,
-                    len: 300,
-                    step: 5,
-                },
-                Dim::full(9),
-            ],
-            &[4, 2],
-            7,
-        );
-        assert_eq!(read_pieces(&[Dim::full(0)], &[1], 4).len(), 1);
     }
 }

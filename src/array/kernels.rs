@@ -4,7 +4,8 @@ use bytes::Bytes;
 
 use super::block::{Block, Partial, Reduction};
 use super::data::Data;
-use super::hdf5io::{self, FileReader};
+use super::h5read::FileReader;
+use super::hdf5io;
 use super::plan::{StoreArgs, KERNEL_BLOCK, KERNEL_COMBINE, KERNEL_PARTIAL, KERNEL_STORE};
 use crate::kernels::Registry;
 
