@@ -114,6 +114,7 @@ mod tests {
             },
             errors: Vec::new(),
             dashboard: None,
+            batch_path: "commands".into(),
         };
         let p = of(
             &s,

@@ -565,6 +565,7 @@ mod tests {
             bytes_sent: 0,
             pending_work_us: 0,
             clients: 0,
+            queued_programs: Vec::new(),
         })
     }
 
