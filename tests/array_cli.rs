@@ -267,13 +267,15 @@ fn sigterm_or_sigint_during_output_removes_the_temporary_file() {
 
 #[test]
 fn killed_local_workers_are_restarted_and_the_run_completes() {
+    // Large enough to be still running when the workers are killed: chunk generation got
+    // fast enough that a 6000² array was done within the settle time.
     let mut driver = spawn_array(&[
-        "random((6000, 6000), chunks=(1000, 1000)).mean()",
+        "random((40000, 40000), chunks=(1000, 1000)).mean()",
         "--local",
         "2",
         "--quiet",
     ]);
-    wait_for_workers(&mut driver, 2, Duration::from_secs(2));
+    wait_for_workers(&mut driver, 2, Duration::from_millis(500));
     // Before: with both workers gone the driver waited forever.
     let victims = children_of(driver.id());
     assert_eq!(victims.len(), 2, "{victims:?}");
@@ -298,7 +300,7 @@ fn killed_local_workers_are_restarted_and_the_run_completes() {
 #[test]
 fn workers_killed_again_and_again_end_the_run_with_the_reason() {
     let mut driver = spawn_array(&[
-        "random((6000, 6000), chunks=(1000, 1000)).mean()",
+        "random((40000, 40000), chunks=(1000, 1000)).mean()",
         "--local",
         "2",
         "--quiet",
