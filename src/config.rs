@@ -157,6 +157,8 @@ pub struct JobConfig {
     pub log_directory: Option<PathBuf>,
     pub local_directory: Option<String>,
     pub interface: Option<String>,
+    /// The Python interpreter the workers run Python tasks with (the worker's `--python`).
+    pub python: Option<String>,
     pub job_name: String,
     pub shebang: String,
     pub template: Option<PathBuf>,
@@ -240,6 +242,7 @@ impl Default for JobConfig {
             log_directory: None,
             local_directory: None,
             interface: None,
+            python: None,
             job_name: "rdask-worker".into(),
             shebang: "#!/usr/bin/env bash".into(),
             template: None,
@@ -375,6 +378,7 @@ keys! {
     "log_directory": Path => "directory for the jobs' stdout/stderr",
     "local_directory": Text => "worker scratch directory (spill files)",
     "interface": Text => "network interface workers listen and connect on",
+    "python": Text => "Python interpreter of the workers' Python tasks: an absolute path or a program name on the nodes' PATH",
     "job_name": Text => "batch job name",
     "shebang": Text => "first line of the job script",
     "template": Path => "a job-script template of your own (minijinja)",
@@ -534,8 +538,42 @@ fn check_key_text(spec: &KeySpec, text: &str) -> std::result::Result<(), String>
                  that does not start with '-'"
             ))
         }
+        "python" => check_python(text),
         _ => Ok(()),
     }
+}
+
+/// The interpreter runs on the compute nodes, in whatever directory the job starts in: a
+/// relative path such as `venv/bin/python` would name a different file there (or none), so
+/// only an absolute path or a bare program name (looked up on the node's PATH) is taken.
+fn check_python(text: &str) -> std::result::Result<(), String> {
+    let fix = "give an absolute path (/opt/venv/bin/python) or a program name on the \
+               nodes' PATH (python3)";
+    if text.trim().is_empty() {
+        return Err(format!("is empty: {fix}"));
+    }
+    if text.starts_with('-') {
+        return Err(format!("'{text}' starts with '-', like an option: {fix}"));
+    }
+    // Written into the worker command quoted, so the shell expands neither.
+    if text.starts_with(['$', '~']) {
+        return Err(format!(
+            "'{text}' starts with '{}', which is not expanded in the worker command: {fix}",
+            &text[..1]
+        ));
+    }
+    if text.contains('/') && !text.starts_with('/') {
+        return Err(format!(
+            "'{text}' is a relative path, which would be resolved in the job's directory \
+             on the compute node: {fix}"
+        ));
+    }
+    if text.ends_with('/') {
+        return Err(format!(
+            "'{text}' is a directory, not an interpreter: {fix}"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a value against its key's kind and normalises it (a single string for a list key
@@ -1407,6 +1445,43 @@ mod tests {
         .to_string();
         assert!(
             err.contains("RDASK_SLURM_NATIVE") && err.contains("auto, true or false"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn python_is_an_absolute_path_or_a_program_name() {
+        for good in [
+            "python3",
+            "/opt/venv/bin/python",
+            "/opt/my env/bin/python3.12",
+        ] {
+            let loaded = load(None, &Layer::default(), &env(&[("RDASK_PYTHON", good)])).unwrap();
+            assert_eq!(loaded.config.python.as_deref(), Some(good));
+        }
+        for (bad, why) in [
+            ("venv/bin/python", "relative path"),
+            ("./python", "relative path"),
+            ("~/venv/bin/python", "not expanded"),
+            ("$HOME/venv/bin/python", "not expanded"),
+            ("-m", "starts with '-'"),
+            ("/opt/venv/bin/", "directory"),
+            ("/usr/bin/python3\u{1b}", "control character"),
+        ] {
+            let err = load(None, &Layer::default(), &env(&[("RDASK_PYTHON", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("RDASK_PYTHON") && err.contains(why) && err.contains("absolute path"),
+                "{bad:?}: {err}"
+            );
+        }
+        // An empty variable is unset; an empty flag is a mistake.
+        let mut flags = Layer::default();
+        flags.flag("python", Value::String(String::new()));
+        let err = load(None, &flags, &env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("--python") && err.contains("is empty"),
             "{err}"
         );
     }

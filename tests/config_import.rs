@@ -235,3 +235,45 @@ fn config_import_has_help_with_examples() {
     assert!(out.status.success());
     assert!(stdout(&out).contains("Examples:"), "{}", stdout(&out));
 }
+
+/// dask-jobqueue's `python` and a worker's `--resources` survive the import: the imported
+/// file renders a job script whose worker command carries both.
+#[test]
+fn python_and_worker_resources_are_imported_into_the_worker_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("jobqueue.yaml");
+    std::fs::write(
+        &yaml,
+        "jobqueue:\n  slurm:\n    cores: 2\n    memory: 4GB\n    processes: 1\n    \
+         python: /opt/conda/envs/dask/bin/python\n    \
+         worker-extra-args: ['--resources', 'GPU=1,fpga=2', '--resources=bad']\n",
+    )
+    .unwrap();
+    let toml = dir.path().join("jobqueue.toml");
+    let out = import(&yaml, &toml);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("jobqueue.slurm.python"), "{err}");
+    assert!(
+        err.contains("`--resources bad`: not imported") && err.contains("NAME=AMOUNT"),
+        "{err}"
+    );
+    let out = run(bin().arg("job-script").arg("--config").arg(&toml).args([
+        "--system",
+        "slurm",
+        "--scheduler",
+        "tcp://10.0.0.1:8786",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = stdout(&out);
+    let worker = script
+        .lines()
+        .find(|l| l.contains(" worker tcp://10.0.0.1:8786"))
+        .unwrap_or_else(|| panic!("no worker command in {script}"));
+    assert!(
+        worker.contains(" --python /opt/conda/envs/dask/bin/python")
+            && worker.contains(" --resources GPU=1,fpga=2")
+            && !worker.contains("bad"),
+        "{worker}"
+    );
+}

@@ -598,6 +598,7 @@ fn control_characters_in_script_options_are_refused_from_every_source() {
         "resource_spec",
         "local_directory",
         "interface",
+        "python",
         "worker_extra_arg",
         "worker_command",
         "prologue",
@@ -1083,5 +1084,111 @@ fn the_real_sbatch_accepts_the_job_mem_we_write() {
             "{job_mem}: sbatch --test-only refused `{line}`: {}",
             String::from_utf8_lossy(&test.stderr)
         );
+    }
+}
+
+/// The `python` key becomes the worker's `--python` on every system's worker command, from a
+/// flag, the environment or a config file, and `config show` names it with its source.
+#[test]
+fn the_python_key_reaches_the_worker_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobqueue.toml");
+    std::fs::write(&file, "[sge]\npython = '/opt/py env/bin/python3'\n").unwrap();
+    /// (system, environment, flags, what the worker command must hold)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "slurm",
+            vec![],
+            vec!["--python", "/opt/venv/bin/python"],
+            " --python /opt/venv/bin/python",
+        ),
+        (
+            "pbs",
+            vec![("RDASK_PYTHON", "python3.12")],
+            vec![],
+            " --python python3.12",
+        ),
+        (
+            "sge",
+            vec![("RDASK_CONFIG", file.to_str().unwrap())],
+            vec![],
+            " --python '/opt/py env/bin/python3'",
+        ),
+    ];
+    for (system, env, flags, expected) in cases {
+        let out = run(bin()
+            .args(["job-script", "--system", system])
+            .args(FIXED)
+            .args(&flags)
+            .envs(env.iter().copied()));
+        assert!(out.status.success(), "{system}: {}", stderr(&out));
+        let script = stdout(&out);
+        let worker_line = script
+            .lines()
+            .find(|l| l.contains("/opt/rdask/bin/rdask-jobqueue worker"))
+            .unwrap_or_else(|| panic!("{system}: no worker command in\n{script}"));
+        assert!(
+            worker_line.contains(expected),
+            "{system}: {expected:?} missing from {worker_line}"
+        );
+    }
+    // Without the key the worker command has no --python (the worker picks its default).
+    let out = run(bin().args(["job-script", "--system", "slurm"]).args(FIXED));
+    assert!(!stdout(&out).contains("--python"), "{}", stdout(&out));
+
+    let out = run(bin()
+        .args(["config", "show", "--system", "sge"])
+        .env("RDASK_CONFIG", &file));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("python "))
+        .unwrap_or_else(|| panic!("no python line in\n{shown}"));
+    assert!(
+        line.contains("\"/opt/py env/bin/python3\"") && line.contains("[sge]"),
+        "{line}"
+    );
+}
+
+/// A relative path, an option-like value or an empty value for `python` is refused with exit
+/// 2, naming the source and the fix, from every source, and no script is printed.
+#[test]
+fn a_bad_python_value_is_exit_2_from_every_source() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, needle) in [
+        ("venv/bin/python", "relative path"),
+        ("-c", "starts with '-'"),
+        ("/opt/venv/bin/", "directory"),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, format!("python = '{value}'\n")).unwrap();
+        let by_flag = run(bin()
+            .args(["job-script", "--system", "slurm"])
+            .args(FIXED)
+            .arg(format!("--python={value}")));
+        let by_env = run(bin()
+            .args(["job-script", "--system", "slurm"])
+            .args(FIXED)
+            .env("RDASK_PYTHON", value));
+        let by_file = run(bin()
+            .args(["job-script", "--system", "slurm"])
+            .args(FIXED)
+            .arg("--config")
+            .arg(&file));
+        for (out, name) in [
+            (by_flag, "--python"),
+            (by_env, "RDASK_PYTHON"),
+            (by_file, "`python`"),
+        ] {
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{name} {value}: {err}");
+            assert!(
+                err.contains(name) && err.contains(needle) && err.contains("absolute path"),
+                "{name} {value}: unclear: {err}"
+            );
+            assert!(stdout(&out).is_empty(), "{name} {value}: printed a script");
+        }
     }
 }

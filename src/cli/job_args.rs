@@ -74,6 +74,9 @@ pub struct JobArgs {
     /// Network interface workers listen and connect on (e.g. ib0)
     #[arg(long, value_name = "IFACE")]
     pub interface: Option<String>,
+    /// Python interpreter for the workers' Python tasks: an absolute path or a program name on the nodes' PATH [default: the submitter's, else python3]
+    #[arg(long, value_name = "PYTHON")]
+    pub python: Option<String>,
     /// Batch job name [default: rdask-worker]
     #[arg(long, value_name = "NAME")]
     pub job_name: Option<String>,
@@ -167,6 +170,7 @@ impl JobArgs {
         );
         put("local_directory", self.local_directory.as_deref().map(text));
         put("interface", self.interface.as_deref().map(text));
+        put("python", self.python.as_deref().map(text));
         put("job_name", self.job_name.as_deref().map(text));
         put("shebang", self.shebang.as_deref().map(text));
         put(
@@ -261,6 +265,8 @@ mod tests {
             "/d",
             "--interface",
             "ib0",
+            "--python",
+            "/opt/venv/bin/python",
             "--job-name",
             "n",
             "--shebang",
@@ -290,6 +296,7 @@ mod tests {
             "--command-timeout",
             "5",
             "--job-arrays",
+            "false",
             "--slurm-native",
             "false",
         ];
@@ -310,6 +317,10 @@ mod tests {
         assert_eq!(loaded.config.lifetime_stagger, 30);
         assert_eq!(loaded.config.account.as_deref(), Some("p"));
         assert!(!loaded.config.job_arrays);
+        assert_eq!(
+            loaded.config.python.as_deref(),
+            Some("/opt/venv/bin/python")
+        );
         assert_eq!(loaded.config.slurm_native, config::SlurmNative::False);
     }
 }

@@ -75,10 +75,6 @@ const NAMES: &[(&str, &str)] = &[
 /// value dask-jobqueue ships is skipped without a word: it asks for nothing.
 fn unmapped_reason(name: &str) -> Option<&'static str> {
     Some(match name {
-        "python" => {
-            "workers here are a compiled program, no Python is needed on the nodes \
-             (`worker_command` sets the command that starts a worker)"
-        }
         "worker-command" => {
             "a Python module for `python -m`; workers here are `rdask-jobqueue worker` \
              (`worker_command` replaces that whole command)"
@@ -502,7 +498,8 @@ fn map_section(system: SystemKind, s: &Section, notes: &mut Vec<Note>) -> Vec<Ma
 type Put<'a> = dyn Fn(&mut Vec<Mapped>, &mut Vec<Note>, &str, &str, Value) + 'a;
 
 /// Splits dask-worker's extra arguments: `--lifetime` and `--lifetime-stagger` become our
-/// lifetime options, the ones our worker has stay, the others are notes.
+/// lifetime options, the ones our worker has (`--name`, `--no-nanny`, `--resources`) stay,
+/// the others are notes.
 #[allow(clippy::too_many_arguments)]
 fn worker_args(
     system: SystemKind,
@@ -574,6 +571,15 @@ fn worker_args(
                 kept.push(flag.to_string());
                 kept.extend(value);
             }
+            // Checked as our worker checks it, so an import never writes a job script whose
+            // workers refuse to start.
+            "--resources" => match value.as_deref().map(crate::task_array::parse_resources) {
+                Some(Ok(_)) => kept.extend([flag.to_string()].into_iter().chain(value)),
+                Some(Err(e)) => notes.push(why(format!("not imported: {e}"))),
+                None => notes.push(why(
+                    "not imported: no value given (use --resources NAME=AMOUNT,...)".into(),
+                )),
+            },
             "--death-timeout" | "--local-directory" | "--interface" => {
                 let ours = flag.trim_start_matches("--").replace('-', "_");
                 match value {
@@ -786,7 +792,8 @@ mod tests {
         let i = imported(
             "jobqueue:\n  slurm:\n    cores: 1\n    memory: 1GB\n    processes: 1\n    \
              walltime: '01:00:00'\n    worker-extra-args: ['--lifetime', '55m', \
-             '--lifetime-stagger=4m', '--lifetime-restart', '--name', 'w', '--resources', 'GPU=1']\n",
+             '--lifetime-stagger=4m', '--lifetime-restart', '--name', 'w', '--resources', \
+             'GPU=1,MEM=2e9', '--resources=GPU', '--resources']\n",
         );
         let t = table(&i, "slurm");
         assert_eq!(t["lifetime_margin"].as_integer(), Some(300));
@@ -797,16 +804,24 @@ mod tests {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        assert_eq!(kept, ["--name", "w"]);
+        // Our worker takes --resources: a valid one stays, a malformed one is a note.
+        assert_eq!(kept, ["--name", "w", "--resources", "GPU=1,MEM=2e9"]);
         let why: Vec<&str> = i.notes.iter().map(|n| n.why.as_str()).collect();
         assert!(
             why.iter().any(|w| w.starts_with("`--lifetime-restart`")),
             "{why:?}"
         );
         assert!(
-            why.iter().any(|w| w.starts_with("`--resources GPU=1`")),
+            why.iter()
+                .any(|w| w.starts_with("`--resources GPU`") && w.contains("NAME=AMOUNT")),
             "{why:?}"
         );
+        assert!(
+            why.iter()
+                .any(|w| w.starts_with("`--resources`") && w.contains("no value given")),
+            "{why:?}"
+        );
+        assert!(!why.iter().any(|w| w.contains("GPU=1,MEM")), "{why:?}");
     }
 
     #[test]
@@ -836,14 +851,39 @@ mod tests {
             keys,
             [
                 "distributed",
-                "jobqueue.sge.python",
                 "jobqueue.sge.scheduler-options",
                 "jobqueue.sge.shared-temp-directory",
                 "jobqueue.sge.frobnicate",
                 "jobqueue.kubernetes",
             ]
         );
-        assert!(i.notes[2].why.contains("up --port"), "{:?}", i.notes[2]);
+        assert!(i.notes[1].why.contains("up --port"), "{:?}", i.notes[1]);
+        // `python` is ours too: the workers' interpreter for Python tasks.
+        assert_eq!(
+            table(&i, "sge")["python"].as_str(),
+            Some("/usr/bin/python3")
+        );
+    }
+
+    #[test]
+    fn python_maps_to_ours_and_a_relative_path_is_a_note() {
+        let i = imported(
+            "jobqueue:\n  slurm:\n    cores: 1\n    memory: 1GB\n    processes: 1\n    \
+             python: python3.12\n  pbs:\n    cores: 1\n    memory: 1GB\n    processes: 1\n    \
+             python: venv/bin/python\n  sge:\n    cores: 1\n    memory: 1GB\n    processes: 1\n    \
+             python: null\n",
+        );
+        assert_eq!(table(&i, "slurm")["python"].as_str(), Some("python3.12"));
+        // dask-jobqueue's shipped null (the submitter's interpreter) asks for nothing.
+        assert!(!table(&i, "sge").contains_key("python"));
+        assert!(!table(&i, "pbs").contains_key("python"));
+        let n = notes_about(&i, "jobqueue.pbs.python");
+        assert!(
+            n.len() == 1 && n[0].why.contains("relative path"),
+            "{:?}",
+            i.notes
+        );
+        check_loads(&i.toml, &i.systems).unwrap();
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub fn worker_command(cfg: &JobConfig, target: &Target, own_binary: &Path) -> St
     if let Some(iface) = &cfg.interface {
         words.extend(["--interface".into(), shell_quote(iface)]);
     }
+    if let Some(python) = &cfg.python {
+        words.extend(["--python".into(), shell_quote(python)]);
+    }
     words.extend(
         cfg.worker_extra_arg
             .iter()
@@ -142,6 +145,7 @@ pub fn render(cfg: &JobConfig, target: &Target, own_binary: &Path) -> Result<Str
         log_directory => path(&cfg.log_directory),
         local_directory => opt(&cfg.local_directory),
         interface => opt(&cfg.interface),
+        python => opt(&cfg.python),
         death_timeout => cfg.death_timeout,
         scheduler_address => target.scheduler_address.clone(),
     };
