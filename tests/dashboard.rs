@@ -510,6 +510,14 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
         Duration::from_secs(60),
     );
     assert!(second.as_f64() > first.as_f64());
+    // The spilled and CPU columns are filled (CPU as a percentage).
+    b.wait_js(
+        "the workers' CPU column",
+        "return [...document.querySelectorAll('#w-table tr.worker')].some(r => \
+         r.cells.length === 12 && r.cells[11].textContent.endsWith('%') \
+         && r.cells[10].textContent !== '')",
+        Duration::from_secs(30),
+    );
 
     // /metrics meanwhile, with the token as a bearer header.
     let m = http("GET", &format!("{origin}/metrics"), None, Some(&token));
@@ -524,6 +532,17 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     assert!(samples
         .keys()
         .any(|(n, l)| n == "rdask_worker_memory_bytes" && l.contains("worker=")));
+    // Each worker's heartbeat figures: spilled bytes, and CPU use while it computes.
+    assert!(samples
+        .keys()
+        .any(|(n, l)| n == "rdask_worker_spilled_bytes" && l.contains("worker=")));
+    assert!(
+        samples
+            .iter()
+            .any(|((n, _), v)| n == "rdask_worker_cpu_ratio" && *v > 0.0),
+        "{}",
+        m.body
+    );
     assert!(get("rdask_target_workers", "").is_some_and(|v| *v == 2.0));
     assert!(samples.keys().any(|(n, _)| n == "rdask_jobs"));
 

@@ -858,11 +858,15 @@ impl Core {
                         memory,
                         paused,
                         executing,
+                        spilled,
+                        cpu_permille,
                     } => Event::Heartbeat {
                         worker: id,
                         memory,
                         paused,
                         executing,
+                        spilled,
+                        cpu_permille,
                     },
                     WorkerToScheduler::ProgramsEnded(ended) => {
                         self.finished_total += ended.len() as u64;
@@ -1177,6 +1181,7 @@ impl Core {
                 let info = self.state.worker_info(id)?;
                 let (status, processing, results, held_bytes, memory) =
                     self.state.worker_load(id)?;
+                let (spilled_bytes, cpu_permille) = self.state.worker_usage(id)?;
                 Some(WorkerStatusReport {
                     id,
                     name: info.name.clone(),
@@ -1194,6 +1199,8 @@ impl Core {
                     processing: processing as u64,
                     results: results as u64,
                     held_bytes,
+                    spilled_bytes,
+                    cpu_permille,
                 })
             })
             .collect();
