@@ -415,7 +415,16 @@ fn screenshots() -> Option<PathBuf> {
 #[test]
 fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     let c = Cluster::new("dash");
-    let up = c.up(&["--scale", "2", "--wait", "--wait-timeout", "120"]);
+    let scraper = "scraper-token-0123456789";
+    let up = c.up(&[
+        "--scale",
+        "2",
+        "--wait",
+        "--wait-timeout",
+        "120",
+        "--metrics-token",
+        scraper,
+    ]);
     let url = c.status()["dashboard"]
         .as_str()
         .unwrap_or_else(|| panic!("no dashboard in status\n{}", c.daemon_log()))
@@ -459,6 +468,25 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     ] {
         let r = http("GET", &format!("{origin}{path}"), None, None);
         assert_eq!(r.status, 401, "{path}: {}", r.body);
+    }
+    // The scraper's token opens /metrics (as a header or in the URL) and nothing else.
+    let m = http("GET", &format!("{origin}/metrics"), None, Some(scraper));
+    assert_eq!(m.status, 200, "{}", m.body);
+    let m = http(
+        "GET",
+        &format!("{origin}/metrics?token={scraper}"),
+        None,
+        None,
+    );
+    assert_eq!(m.status, 200, "{}", m.body);
+    for path in ["/", "/events"] {
+        let r = http(
+            "GET",
+            &format!("{origin}{path}?token={scraper}"),
+            None,
+            None,
+        );
+        assert_eq!(r.status, 401, "{path} with the metrics token: {}", r.body);
     }
     // With it: the page, with a policy that lets it load nothing from elsewhere.
     let page = http("GET", &url, None, None);
@@ -690,4 +718,21 @@ fn array_writes_a_self_contained_performance_report() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}
+
+/// A metrics token that is too short or would break a URL is refused before anything
+/// starts: exit 2, the reason and a fix, no cluster directory.
+#[test]
+fn up_refuses_a_bad_metrics_token() {
+    let c = Cluster::new("badtoken");
+    for (token, why) in [("short", "16 characters"), ("0123456789abcdef&x", "'&'")] {
+        let o = c
+            .cmd(&["up", "--system", "local", "--metrics-token", token])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+        assert!(stderr(&o).contains("openssl rand"), "{}", stderr(&o));
+        assert!(!c.home.path().join("clusters/badtoken").exists());
+    }
 }
