@@ -37,6 +37,42 @@ pub fn release_free_memory() {
     }
 }
 
+/// CPU time this process has used (user + system), in seconds, from /proc/self/stat; None
+/// where that cannot be read.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let ticks = stat_cpu_ticks(&stat)?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    Some(ticks as f64 / per_second as f64)
+}
+
+/// utime + stime (fields 14 and 15) of a /proc/PID/stat line. The command name (field 2) is
+/// in parentheses and may itself hold spaces or parentheses, so fields are counted from the
+/// last ')'.
+pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: state is field 3, so utime (14) is the 11th field here.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU use between two samples of (wall seconds, CPU seconds) in thousandths of one core
+/// (1000 = one core busy the whole time; more on several threads). 0 for no elapsed time.
+pub fn cpu_permille(before: (f64, f64), after: (f64, f64)) -> u32 {
+    let wall = after.0 - before.0;
+    let cpu = after.1 - before.1;
+    if wall <= 0.0 || cpu <= 0.0 {
+        return 0;
+    }
+    (cpu / wall * 1000.0).round().min(u32::MAX as f64) as u32
+}
+
 /// Resident set size of this process in bytes, from /proc/self/statm.
 pub fn rss_bytes() -> u64 {
     rss_of("self")
@@ -138,6 +174,33 @@ pub fn steady_unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_are_counted_after_a_command_name_with_spaces_and_parens() {
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 17 0 0 20 0 3 0 5 0 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(267));
+        assert_eq!(stat_cpu_ticks("42 (x) S 1"), None);
+        assert_eq!(stat_cpu_ticks("no parens"), None);
+    }
+
+    #[test]
+    fn this_process_reports_cpu_time_that_grows_when_it_computes() {
+        let before = cpu_seconds().expect("/proc/self/stat");
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed().as_millis() < 60 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(cpu_seconds().unwrap() > before);
+    }
+
+    #[test]
+    fn cpu_permille_is_cpu_over_wall_time() {
+        assert_eq!(cpu_permille((0.0, 0.0), (2.0, 1.0)), 500);
+        assert_eq!(cpu_permille((1.0, 1.0), (2.0, 3.0)), 2000);
+        assert_eq!(cpu_permille((1.0, 1.0), (1.0, 2.0)), 0);
+        assert_eq!(cpu_permille((0.0, 5.0), (1.0, 4.0)), 0);
+    }
 
     #[test]
     fn the_steady_clock_starts_at_the_wall_clock_and_never_goes_back() {

@@ -415,7 +415,16 @@ fn screenshots() -> Option<PathBuf> {
 #[test]
 fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     let c = Cluster::new("dash");
-    let up = c.up(&["--scale", "2", "--wait", "--wait-timeout", "120"]);
+    let scraper = "scraper-token-0123456789";
+    let up = c.up(&[
+        "--scale",
+        "2",
+        "--wait",
+        "--wait-timeout",
+        "120",
+        "--metrics-token",
+        scraper,
+    ]);
     let url = c.status()["dashboard"]
         .as_str()
         .unwrap_or_else(|| panic!("no dashboard in status\n{}", c.daemon_log()))
@@ -423,6 +432,17 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     assert!(up.contains(&format!("dashboard: {url}")), "{up}");
     let text = stdout(&c.cmd(&["status"]).output().unwrap());
     assert!(text.contains(&format!("dashboard: {url}")), "{text}");
+    // `submit` to the cluster names its dashboard too.
+    let o = c
+        .cmd(&["submit", "--array", "1-2", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("dashboard: {url}")),
+        "{}",
+        stderr(&o)
+    );
     // `status --watch` into a pipe: a plain status each second, no escape codes.
     let mut watch = c
         .cmd(&["status", "--watch"])
@@ -459,6 +479,25 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     ] {
         let r = http("GET", &format!("{origin}{path}"), None, None);
         assert_eq!(r.status, 401, "{path}: {}", r.body);
+    }
+    // The scraper's token opens /metrics (as a header or in the URL) and nothing else.
+    let m = http("GET", &format!("{origin}/metrics"), None, Some(scraper));
+    assert_eq!(m.status, 200, "{}", m.body);
+    let m = http(
+        "GET",
+        &format!("{origin}/metrics?token={scraper}"),
+        None,
+        None,
+    );
+    assert_eq!(m.status, 200, "{}", m.body);
+    for path in ["/", "/events"] {
+        let r = http(
+            "GET",
+            &format!("{origin}{path}?token={scraper}"),
+            None,
+            None,
+        );
+        assert_eq!(r.status, 401, "{path} with the metrics token: {}", r.body);
     }
     // With it: the page, with a policy that lets it load nothing from elsewhere.
     let page = http("GET", &url, None, None);
@@ -510,6 +549,14 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
         Duration::from_secs(60),
     );
     assert!(second.as_f64() > first.as_f64());
+    // The spilled and CPU columns are filled (CPU as a percentage).
+    b.wait_js(
+        "the workers' CPU column",
+        "return [...document.querySelectorAll('#w-table tr.worker')].some(r => \
+         r.cells.length === 12 && r.cells[11].textContent.endsWith('%') \
+         && r.cells[10].textContent !== '')",
+        Duration::from_secs(30),
+    );
 
     // /metrics meanwhile, with the token as a bearer header.
     let m = http("GET", &format!("{origin}/metrics"), None, Some(&token));
@@ -524,6 +571,17 @@ fn the_dashboard_shows_a_live_cluster_in_a_real_browser() {
     assert!(samples
         .keys()
         .any(|(n, l)| n == "rdask_worker_memory_bytes" && l.contains("worker=")));
+    // Each worker's heartbeat figures: spilled bytes, and CPU use while it computes.
+    assert!(samples
+        .keys()
+        .any(|(n, l)| n == "rdask_worker_spilled_bytes" && l.contains("worker=")));
+    assert!(
+        samples
+            .iter()
+            .any(|((n, _), v)| n == "rdask_worker_cpu_ratio" && *v > 0.0),
+        "{}",
+        m.body
+    );
     assert!(get("rdask_target_workers", "").is_some_and(|v| *v == 2.0));
     assert!(samples.keys().any(|(n, _)| n == "rdask_jobs"));
 
@@ -671,4 +729,99 @@ fn array_writes_a_self_contained_performance_report() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}
+
+/// A metrics token that is too short or would break a URL is refused before anything
+/// starts: exit 2, the reason and a fix, no cluster directory.
+#[test]
+fn up_refuses_a_bad_metrics_token() {
+    let c = Cluster::new("badtoken");
+    for (token, why) in [("short", "16 characters"), ("0123456789abcdef&x", "'&'")] {
+        let o = c
+            .cmd(&["up", "--system", "local", "--metrics-token", token])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+        assert!(stderr(&o).contains("openssl rand"), "{}", stderr(&o));
+        assert!(!c.home.path().join("clusters/badtoken").exists());
+    }
+}
+
+/// `submit --local` prints its dashboard's URL at start; the browser there sees the task
+/// array's tasks complete (the counter rises without a reload while it runs); `--report`
+/// then writes the run's HTML report. `--report` without `--local` is refused (exit 2).
+#[test]
+fn a_running_task_array_shows_on_the_dashboard_and_in_its_report() {
+    use std::io::BufRead;
+    let c = Cluster::new("tasks");
+    let report = c.home.path().join("tasks.html");
+    let mut run = c
+        .cmd(&["submit", "--local", "2", "--array", "1-200", "--report"])
+        .arg(&report)
+        .args(["--", "sleep", "0.1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(run.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("submit ended before printing the dashboard URL")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("dashboard: ") {
+            break url.to_string();
+        }
+    };
+    let rest = std::thread::spawn(move || lines.map_while(|l| l.ok()).collect::<Vec<_>>());
+    let b = Browser::start();
+    b.go(&url);
+    let first = b.wait_js(
+        "the task array's tasks completing",
+        "const n = Number(document.getElementById('n-finished').textContent); \
+         window.rdaskNoReload = true; return n > 0 && n < 200 ? n : 0",
+        Duration::from_secs(60),
+    );
+    let second = b.wait_js(
+        "the completed-task counter to rise",
+        &format!(
+            "const n = Number(document.getElementById('n-finished').textContent); \
+             return window.rdaskNoReload === true && n > {first} ? n : 0"
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(second.as_f64() > first.as_f64());
+    // The programs draw in the task stream as their own kind.
+    b.go(&format!("{url}#stream"));
+    b.wait_js(
+        "the programs in the task stream",
+        "return document.getElementById('legend').textContent.includes('program')",
+        Duration::from_secs(30),
+    );
+    let o = run.wait_with_output().unwrap();
+    let err = rest.join().unwrap().join("\n");
+    assert!(o.status.success(), "{}{err}", stdout(&o));
+    assert!(err.contains("report: "), "{err}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    for says in [
+        "<svg class=\"stream\"",
+        "rdask-jobqueue submit: sleep 0.1",
+        "run the tasks",
+        "200 task(s)",
+        "200 tasks finished, 0 failed",
+        ">program</td>",
+    ] {
+        assert!(html.contains(says), "{says}");
+    }
+
+    let o = c
+        .cmd(&["submit", "--array", "1-2", "--report"])
+        .arg(c.home.path().join("x.html"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("add --local N"), "{}", stderr(&o));
+    assert!(!c.home.path().join("x.html").exists());
 }

@@ -179,6 +179,20 @@ async fn spilling_keeps_workers_under_their_memory_limit() {
         spilled >= 100 * MIB,
         "200 MiB of results with a 128 MiB limit, but only {spilled} bytes on disk"
     );
+    // The worker's heartbeat tells the scheduler what it spilled (status, dashboard).
+    let started = std::time::Instant::now();
+    let reported = loop {
+        let s = client.status().await.unwrap();
+        let reported = s.workers[0].spilled_bytes;
+        if reported >= 100 * MIB || started.elapsed() > Duration::from_secs(15) {
+            break reported;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        reported >= 100 * MIB,
+        "the worker spilled {spilled} bytes but its heartbeat reports {reported}"
+    );
     for (i, chunk) in client.gather(&ids).await.unwrap().iter().enumerate() {
         assert_eq!(chunk.len() as u64, 4 * MIB);
         assert!(

@@ -204,7 +204,7 @@ pub fn array(a: ArrayArgs) -> Result<i32> {
 }
 
 /// `--report`'s file must be writable HTML: refused before anything runs (exit 2).
-fn check_report_path(path: &std::path::Path) -> Result<()> {
+pub(super) fn check_report_path(path: &std::path::Path) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => std::path::Path::new("."),

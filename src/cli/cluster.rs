@@ -106,7 +106,8 @@ pub struct AdaptArgs {
 #[command(after_help = "Examples:\n  \
     rdask-jobqueue up --system slurm --queue debug --cores 8 --processes 2 --memory 16GB --scale 4 --wait\n  \
     rdask-jobqueue up --name big --adapt 2:20 --walltime 01:00:00\n  \
-    rdask-jobqueue up --system local --scale 2        # no batch system: local processes\n\n\
+    rdask-jobqueue up --system local --scale 2        # no batch system: local processes\n  \
+    rdask-jobqueue up --metrics-token $(openssl rand -hex 16)   # a scraper's token for /metrics\n\n\
     Then: rdask-jobqueue status | scale K | adapt --minimum A --maximum B | down.\n\
     The job options are those of `job-script` (and the config file); see docs/clusters.md.")]
 #[command(group(clap::ArgGroup::new("start").args(["scale", "adapt"])))]
@@ -151,6 +152,10 @@ pub struct UpArgs {
     /// `status` shows the URL]
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub dashboard_port: Option<u16>,
+    /// A second token that opens `/metrics` only (for a Prometheus scraper), besides the
+    /// dashboard's own; at least 16 letters, digits or - . _ ~
+    #[arg(long, value_name = "TOKEN", value_parser = rdask::dashboard::token::parse_metrics_token)]
+    pub metrics_token: Option<String>,
     #[command(flatten)]
     pub scaler: ScalerArgs,
     #[command(flatten)]
@@ -325,6 +330,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
         contact_address: a.contact_address.clone(),
         max_graph_tasks: a.max_graph_tasks,
         dashboard_port: a.dashboard_port,
+        metrics_token: a.metrics_token.clone(),
         dashboard: None,
         created_at: cluster::now(),
         closed_at: None,

@@ -40,7 +40,8 @@ const FAILURES_SHOWN: usize = 10;
     rdask-jobqueue submit --each-line params.txt --cpus 4 --wait -- ./fit {line}\n  \
     rdask-jobqueue submit --each-file 'data/*.csv' --stdout 'out/{task}.txt' -- wc -l {file}\n  \
     rdask-jobqueue submit --array 1-10 --after 3 --time-limit 10m -- sh -c 'echo {task} > out/{task}'\n  \
-    rdask-jobqueue submit --local 4 --array 1-100 -- sleep 0.1"
+    rdask-jobqueue submit --local 4 --array 1-100 -- sleep 0.1\n  \
+    rdask-jobqueue submit --local 4 --array 1-100 --report perf.html -- sleep 0.1"
 )]
 pub struct SubmitArgs {
     /// The cluster to run on [default: $RDASK_CLUSTER, then `default`]
@@ -98,6 +99,10 @@ pub struct SubmitArgs {
     /// Print JSON (the submission's id and size; with --wait its final state)
     #[arg(long)]
     pub json: bool,
+    /// With --local: write a self-contained HTML performance report here once every task
+    /// ended (task stream, time per program)
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// The program and its arguments (after `--`), run without a shell
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<String>,
@@ -391,6 +396,16 @@ pub fn submit(a: SubmitArgs) -> Result<i32> {
         return Err(Error::invalid("--cpus must be at least 1"));
     }
     let cwd = std::env::current_dir().map_err(Error::io("reading the current directory"))?;
+    if let Some(path) = &a.report {
+        super::array::check_report_path(path)?;
+        if a.local.is_none() {
+            return Err(Error::invalid(
+                "--report needs the embedded local cluster (its scheduler runs in this \
+                 process): add --local N, or watch a named cluster live on its dashboard \
+                 (`rdask-jobqueue status` prints the URL)",
+            ));
+        }
+    }
     if let Some(n) = a.local {
         return submit_local(&a, n, &cwd);
     }
@@ -409,6 +424,9 @@ pub fn submit(a: SubmitArgs) -> Result<i32> {
     let spec = build_spec(&a, &cwd, Some(&pattern.to_string_lossy()))?;
     warn_if_missing(&spec.argv[0], &cwd);
     dir.require_live()?;
+    if let Some(url) = rdask::cluster::dashboard_url(&name) {
+        eprintln!("{}", rdask::dashboard::announce(&url));
+    }
     let reply = control::request(
         &dir,
         &Request::Submit {
@@ -705,19 +723,62 @@ fn submit_local(a: &SubmitArgs, workers: usize, cwd: &Path) -> Result<i32> {
     warn_if_missing(&spec.argv[0], cwd);
     let rt = rdask::rt::runtime()?;
     let json = a.json;
+    let command = a.program.join(" ");
+    let tasks = spec.len();
     rt.block_on(async move {
+        let began = Instant::now();
         let cluster = LocalCluster::start(LocalClusterOptions {
             workers,
             threads_per_worker: 1,
+            record: a.report.is_some(),
             ..LocalClusterOptions::default()
         })
         .await?;
+        if let Some(url) = cluster.dashboard_url() {
+            eprintln!("{}", rdask::dashboard::announce(url));
+        }
         let client = cluster.client().await?;
+        let connected = began.elapsed().as_secs_f64();
         let ran = run_and_report(&client, spec, json).await;
+        if let Some(path) = &a.report {
+            let info = rdask::dashboard::report::RunInfo {
+                title: format!("rdask-jobqueue submit: {command}"),
+                expression: command,
+                timings: vec![
+                    ("start the local cluster".into(), connected),
+                    (
+                        "run the tasks".into(),
+                        began.elapsed().as_secs_f64() - connected,
+                    ),
+                ],
+                notes: vec![
+                    format!("{tasks} task(s)"),
+                    format!("local cluster: {workers} worker(s) x 1 thread"),
+                ],
+            };
+            if let Err(e) = write_report(&cluster, path, &info).await {
+                eprintln!("error: {e}");
+            }
+        }
         drop(client);
         cluster.close().await;
         ran
     })
+}
+
+/// `--report`'s HTML, written atomically once the dashboard has folded the last tasks in.
+async fn write_report(
+    cluster: &rdask::local::LocalCluster,
+    path: &Path,
+    info: &rdask::dashboard::report::RunInfo,
+) -> Result<()> {
+    tokio::time::sleep(rdask::dashboard::DELTA_INTERVAL + Duration::from_millis(300)).await;
+    let html = cluster
+        .report(info)
+        .ok_or_else(|| Error::runtime("the local cluster has no dashboard to report from"))?;
+    rdask::files::write_atomic(path, html.as_bytes(), 0o644)?;
+    eprintln!("report: {}", path.display());
+    Ok(())
 }
 
 /// `mpi submit`: rank 1 (the driver) runs the submission on the launch's own scheduler and

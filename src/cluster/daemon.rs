@@ -160,6 +160,7 @@ pub fn run(name: &str) -> Result<i32> {
     if let Some(port) = rec.dashboard_port {
         dash_opts.bind.set_port(port);
     }
+    dash_opts.metrics_token = rec.metrics_token.clone();
     let dash = match rt.block_on(dashboard::start(&handle, dash_opts)) {
         Ok(d) => {
             tracing::info!("dashboard at {}", d.url);

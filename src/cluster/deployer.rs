@@ -317,6 +317,8 @@ mod tests {
             processing: 0,
             results: 0,
             held_bytes: 0,
+            spilled_bytes: 0,
+            cpu_permille: 0,
         }
     }
 

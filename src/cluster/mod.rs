@@ -114,6 +114,9 @@ pub struct ClusterRecord {
     /// The dashboard's port (`up --dashboard-port`); None: the system picks one.
     #[serde(default)]
     pub dashboard_port: Option<u16>,
+    /// A second token `/metrics` accepts (`up --metrics-token`); this file is 0600.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
     /// The dashboard's URL with its token, once the daemon serves it.
     #[serde(default)]
     pub dashboard: Option<String>,

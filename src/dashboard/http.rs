@@ -101,8 +101,7 @@ async fn metrics_text(
     Query(q): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let expected = s.metrics_token.as_deref().unwrap_or(&s.token);
-    if !given(&q, &headers).is_some_and(|t| token::matches(t, expected)) {
+    if !token::metrics_allowed(given(&q, &headers), &s.token, s.metrics_token.as_deref()) {
         return unauthorized();
     }
     let text = {

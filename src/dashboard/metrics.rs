@@ -108,12 +108,16 @@ pub fn render(agg: &Aggregator, hist: &Histograms) -> String {
     let limit: Family<Labels, Gauge> = Family::default();
     let held: Family<Labels, Gauge> = Family::default();
     let processing: Family<Labels, Gauge> = Family::default();
+    let spilled: Family<Labels, Gauge> = Family::default();
+    let cpu: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
     for w in agg.workers() {
         let l = labels(&[("worker", &w.name), ("host", &w.host)]);
         used.get_or_create(&l).set(w.memory as i64);
         limit.get_or_create(&l).set(w.memory_limit as i64);
         held.get_or_create(&l).set(w.held_bytes as i64);
         processing.get_or_create(&l).set(w.processing as i64);
+        spilled.get_or_create(&l).set(w.spilled_bytes as i64);
+        cpu.get_or_create(&l).set(w.cpu);
     }
     r.register("worker_memory_bytes", "Memory a worker uses (RSS)", used);
     r.register(
@@ -130,6 +134,16 @@ pub fn render(agg: &Aggregator, hist: &Histograms) -> String {
         "worker_processing_tasks",
         "Tasks assigned to a worker",
         processing,
+    );
+    r.register(
+        "worker_spilled_bytes",
+        "Bytes of results a worker has spilled to disk",
+        spilled,
+    );
+    r.register(
+        "worker_cpu_ratio",
+        "A worker process's CPU use over its last heartbeat interval (1 = one core busy)",
+        cpu,
     );
     counter(
         &mut r,
@@ -165,4 +179,62 @@ pub fn render(agg: &Aggregator, hist: &Histograms) -> String {
     let mut out = String::new();
     encode(&mut out, &r).expect("writing to a String cannot fail");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::{StatusReport, WorkerState, WorkerStatusReport};
+    use crate::scheduler::observe::Observation;
+    use std::time::Instant;
+
+    /// A worker's heartbeat figures (spilled bytes, CPU per mille) reach `/metrics` as
+    /// bytes and as a ratio of one core.
+    #[test]
+    fn spilled_bytes_and_cpu_ratio_are_exported_per_worker() {
+        let mut agg = Aggregator::new(Instant::now());
+        agg.observe(Observation::Snapshot {
+            status: Box::new(StatusReport {
+                address: "tcp://h:1".into(),
+                workers: vec![WorkerStatusReport {
+                    id: 1,
+                    name: "w1".into(),
+                    address: String::new(),
+                    host: "h".into(),
+                    job_id: None,
+                    nthreads: 2,
+                    memory_limit: 1000,
+                    memory: 10,
+                    state: WorkerState::Running,
+                    processing: 0,
+                    results: 0,
+                    held_bytes: 0,
+                    spilled_bytes: 4096,
+                    cpu_permille: 1500,
+                }],
+                tasks: Default::default(),
+                finished_total: 0,
+                bytes_received: 0,
+                bytes_sent: 0,
+                pending_work_us: 0,
+                clients: 0,
+                queued_programs: Vec::new(),
+            }),
+            loop_lag_us: 0,
+        });
+        let text = render(&agg, &Histograms::default());
+        let labels = "{worker=\"w1\",host=\"h\"}";
+        assert!(
+            text.contains(&format!("rdask_worker_spilled_bytes{labels} 4096\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("rdask_worker_cpu_ratio{labels} 1.5\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE rdask_worker_cpu_ratio gauge"),
+            "{text}"
+        );
+    }
 }

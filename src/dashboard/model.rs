@@ -48,6 +48,10 @@ pub struct WorkerRow {
     pub results: u64,
     pub processing: u64,
     pub state: &'static str,
+    /// Bytes of its results spilled to disk (its last heartbeat).
+    pub spilled_bytes: u64,
+    /// Its process's CPU use over the last heartbeat interval, in cores (1.0 = one core).
+    pub cpu: f64,
 }
 
 /// One bar of the task stream: tasks of one kind run back to back on one thread.
@@ -352,6 +356,8 @@ impl Aggregator {
                         WorkerState::Paused => "paused",
                         WorkerState::Retiring => "retiring",
                     },
+                    spilled_bytes: w.spilled_bytes,
+                    cpu: f64::from(w.cpu_permille) / 1000.0,
                 },
             );
             self.lanes
@@ -557,6 +563,8 @@ mod tests {
                     processing: 0,
                     results: 0,
                     held_bytes: 0,
+                    spilled_bytes: 0,
+                    cpu_permille: 0,
                 })
                 .collect(),
             tasks: TaskCountsReport::default(),

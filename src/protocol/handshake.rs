@@ -45,7 +45,7 @@ use super::ProtocolError;
 /// Version 2: the client's welcome carries the scheduler's per-submission task limit.
 /// Version 4: task arrays (submit, cancel, started, outcomes; programs ended; worker
 /// resources; queued program demand in the status).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// First bytes on every connection. The last byte is the generation of the framing itself
 /// (frame header and handshake); it would change only if those changed, whereas ordinary

@@ -64,6 +64,10 @@ pub enum WorkerToScheduler {
         memory: u64,
         paused: bool,
         executing: Vec<TaskId>,
+        /// Bytes of results this worker holds spilled to disk.
+        spilled: u64,
+        /// Process CPU use since the last heartbeat, thousandths of one core.
+        cpu_permille: u32,
     },
     /// Retire me gracefully (my lifetime is up: the job's walltime is near): copy my unique
     /// results to others, then close me.
@@ -212,6 +216,10 @@ pub struct WorkerStatusReport {
     pub processing: u64,
     pub results: u64,
     pub held_bytes: u64,
+    /// From the worker's last heartbeat: results spilled to disk, and CPU use in
+    /// thousandths of one core.
+    pub spilled_bytes: u64,
+    pub cpu_permille: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,6 +381,8 @@ mod tests {
                 processing: 1,
                 results: 2,
                 held_bytes: 3,
+                spilled_bytes: 4,
+                cpu_permille: 1500,
             }],
             tasks: TaskCountsReport {
                 released: 1,
@@ -439,6 +449,8 @@ mod tests {
                     memory: 1000,
                     paused: true,
                     executing: vec![t(1)],
+                    spilled: 4096,
+                    cpu_permille: 950,
                 },
             ),
             enc("w.retire_me", WorkerToScheduler::RetireMe),
@@ -616,7 +628,7 @@ mod tests {
         ("w.failed", "040000000002010165"),
         ("w.missing", "0600000000030101020103"),
         ("w.replicas", "040000000004010108"),
-        ("w.heartbeat", "060000000005e807010101"),
+        ("w.heartbeat", "0a0000000005e8070101018020b607"),
         ("w.retire_me", "010000000006"),
         ("w.programs_ended", "17000000000701010104000000000000f83f00000000000000400165"),
         ("s2w.welcome", "04000000000003e807"),
@@ -641,7 +653,7 @@ mod tests {
         ("s2c.graph_rejected", "0300000000030172"),
         ("s2c.who_has", "040000000004010200"),
         ("s2c.progress", "030000000005ac02"),
-        ("s2c.status", "2e0000000006097463703a2f2f683a310101017703683a3201680001e8070a000102030102030405060708090a010102000301"),
+        ("s2c.status", "310000000006097463703a2f2f683a310101017703683a3201680001e8070a0001020304dc0b0102030405060708090a010102000301"),
         ("s2c.worker_retired", "02000000000701"),
         ("s2c.shutting_down", "02000000000800"),
         ("s2c.tasks_started", "0900000000090103050101770168"),

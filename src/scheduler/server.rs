@@ -858,14 +858,19 @@ impl Core {
                         memory,
                         paused,
                         executing,
+                        spilled,
+                        cpu_permille,
                     } => Event::Heartbeat {
                         worker: id,
                         memory,
                         paused,
                         executing,
+                        spilled,
+                        cpu_permille,
                     },
                     WorkerToScheduler::ProgramsEnded(ended) => {
                         self.finished_total += ended.len() as u64;
+                        self.observe_programs(id, &ended);
                         Event::ProgramsEnded { worker: id, ended }
                     }
                     WorkerToScheduler::RetireMe => {
@@ -1009,6 +1014,43 @@ impl Core {
         if obs
             .send(Observation::TasksDone { worker, at, tasks })
             .is_err()
+        {
+            self.observer = None;
+        }
+    }
+
+    /// Tells the observer which program tasks (task arrays) a worker ended: successes join
+    /// the task stream as kind "program", failures as failures; cancelled ones are neither.
+    fn observe_programs(&mut self, worker: WorkerId, ended: &[ProgramEnded]) {
+        let Some(obs) = &self.observer else {
+            return;
+        };
+        let kind = self.kinds.get("program");
+        let at = Instant::now();
+        let mut tasks = Vec::new();
+        for e in ended {
+            match e.end {
+                crate::task_array::TaskEnd::Succeeded => tasks.push(TaskDone {
+                    task: e.task,
+                    kind: kind.clone(),
+                    duration_us: ((e.finish - e.start).max(0.0) * 1e6) as u64,
+                    nbytes: 0,
+                }),
+                crate::task_array::TaskEnd::Cancelled => {}
+                _ => {
+                    let _ = obs.send(Observation::TaskFailed {
+                        worker,
+                        task: e.task,
+                        kind: kind.clone(),
+                        at,
+                    });
+                }
+            }
+        }
+        if !tasks.is_empty()
+            && obs
+                .send(Observation::TasksDone { worker, at, tasks })
+                .is_err()
         {
             self.observer = None;
         }
@@ -1177,6 +1219,7 @@ impl Core {
                 let info = self.state.worker_info(id)?;
                 let (status, processing, results, held_bytes, memory) =
                     self.state.worker_load(id)?;
+                let (spilled_bytes, cpu_permille) = self.state.worker_usage(id)?;
                 Some(WorkerStatusReport {
                     id,
                     name: info.name.clone(),
@@ -1194,6 +1237,8 @@ impl Core {
                     processing: processing as u64,
                     results: results as u64,
                     held_bytes,
+                    spilled_bytes,
+                    cpu_permille,
                 })
             })
             .collect();

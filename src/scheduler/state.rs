@@ -80,6 +80,10 @@ pub enum Event {
         memory: u64,
         paused: bool,
         executing: Vec<TaskId>,
+        /// Reported only (no decision uses them): bytes spilled to disk, CPU use in
+        /// thousandths of one core.
+        spilled: u64,
+        cpu_permille: u32,
     },
     GraphSubmitted {
         client: ClientId,
@@ -285,6 +289,8 @@ pub(super) struct Worker {
     pub has: IdSet<TaskId>,
     pub held_bytes: u64,
     pub memory: u64,
+    pub spilled: u64,
+    pub cpu_permille: u32,
     executing: Vec<TaskId>,
     /// While retiring: its results still being copied elsewhere, with the copy's target.
     replicating: HashMap<TaskId, WorkerId>,
@@ -411,6 +417,8 @@ impl State {
                         has: IdSet::default(),
                         held_bytes: 0,
                         memory: 0,
+                        spilled: 0,
+                        cpu_permille: 0,
                         executing: Vec::new(),
                         replicating: HashMap::new(),
                         retire_requester: None,
@@ -423,9 +431,13 @@ impl State {
                 memory,
                 paused,
                 executing,
+                spilled,
+                cpu_permille,
             } => {
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.memory = memory;
+                    w.spilled = spilled;
+                    w.cpu_permille = cpu_permille;
                     w.executing = executing;
                     if w.status != WorkerStatus::Retiring {
                         w.status = if paused {
@@ -683,6 +695,11 @@ impl State {
                 w.memory,
             )
         })
+    }
+
+    /// What the worker last reported of itself: spilled bytes and CPU use (permille).
+    pub fn worker_usage(&self, id: WorkerId) -> Option<(u64, u32)> {
+        self.workers.get(&id).map(|w| (w.spilled, w.cpu_permille))
     }
 
     pub fn counts(&self) -> TaskCounts {

@@ -332,6 +332,8 @@ fn a_task_that_kills_three_workers_is_marked_failed() {
             memory: 0,
             paused: false,
             executing: vec![TaskId(1)],
+            spilled: 0,
+            cpu_permille: 0,
         });
         sim.kill(w);
     }
@@ -353,6 +355,8 @@ fn only_the_executing_task_is_blamed_for_a_death() {
             memory: 0,
             paused: false,
             executing: vec![TaskId(1)],
+            spilled: 0,
+            cpu_permille: 0,
         });
         let victim = sim.s.worker_ids()[0];
         sim.kill(victim);
@@ -396,6 +400,8 @@ fn a_paused_worker_gets_no_new_work() {
         memory: 900 << 20,
         paused: true,
         executing: vec![],
+        spilled: 0,
+        cpu_permille: 0,
     });
     sim.submit(vec![t(1, &[])], &[1]);
     assert!(sim.queues.get(&a).is_none_or(|q| q.is_empty()));
@@ -404,6 +410,8 @@ fn a_paused_worker_gets_no_new_work() {
         memory: 100 << 20,
         paused: false,
         executing: vec![],
+        spilled: 0,
+        cpu_permille: 0,
     });
     sim.run_all();
     assert!(sim.ready.contains_key(&TaskId(1)));
@@ -626,7 +634,7 @@ fn any_event() -> impl Strategy<Value = Event> {
             .prop_map(|(workers, requester)| Event::Retire { workers, requester }),
         1 => worker().prop_map(|worker| Event::WorkerLost { worker }),
         1 => (worker(), any::<u64>(), any::<bool>(), tasks())
-            .prop_map(|(worker, memory, paused, executing)| Event::Heartbeat { worker, memory, paused, executing }),
+            .prop_map(|(worker, memory, paused, executing)| Event::Heartbeat { worker, memory, paused, executing, spilled: 0, cpu_permille: 0 }),
         // Joins take a fresh id below (the server never reuses one).
         1 => (1..4u32).prop_map(|nthreads| Event::WorkerJoined {
             worker: 0,
@@ -695,12 +703,12 @@ proptest! {
                 Action::Kill(i) => { if let Some(w) = pick(i) { sim.kill(w); } }
                 Action::Join => { sim.join(threads); }
                 Action::Retire(i) => { if let Some(w) = pick(i) { sim.event(Event::Retire { workers: vec![w], requester: None }); } }
-                Action::Heartbeat(i, paused) => { if let Some(w) = pick(i) { sim.event(Event::Heartbeat { worker: w, memory: 0, paused, executing: vec![] }); } }
+                Action::Heartbeat(i, paused) => { if let Some(w) = pick(i) { sim.event(Event::Heartbeat { worker: w, memory: 0, paused, executing: vec![], spilled: 0, cpu_permille: 0 }); } }
             }
         }
         // Recovery: unpause everyone, add a healthy worker, run to the end.
         for w in sim.s.worker_ids() {
-            sim.event(Event::Heartbeat { worker: w, memory: 0, paused: false, executing: vec![] });
+            sim.event(Event::Heartbeat { worker: w, memory: 0, paused: false, executing: vec![], spilled: 0, cpu_permille: 0 });
         }
         sim.join(threads);
         sim.run_all();

@@ -268,6 +268,7 @@ pub async fn run(opts: WorkerOptions, registry: Registry) -> Result<Exit> {
             state: WorkerState::new(),
             programs: programs::Programs::default(),
             programs_ended: Vec::new(),
+            cpu_sample: None,
         };
         let outcome = session
             .run(reader, writer, format!("{advertise_ip}:{port}"), &mut rx)
@@ -353,6 +354,8 @@ struct Session<'a> {
     programs: programs::Programs,
     /// Program tasks ended since the last flush.
     programs_ended: Vec<ProgramEnded>,
+    /// (wall, CPU) seconds at the last heartbeat: CPU use is reported per interval.
+    cpu_sample: Option<(f64, f64)>,
 }
 
 impl Session<'_> {
@@ -631,7 +634,15 @@ impl Session<'_> {
     }
 
     fn heartbeat(&mut self) {
-        self.state.heartbeat(sys::rss_bytes());
+        let sample = sys::cpu_seconds().map(|cpu| (sys::steady_unix_now(), cpu));
+        let cpu_permille = match (self.cpu_sample, sample) {
+            (Some(before), Some(after)) => sys::cpu_permille(before, after),
+            _ => 0,
+        };
+        self.cpu_sample = sample;
+        let spilled = self.store.lock().expect("store").on_disk();
+        self.state
+            .heartbeat(sys::rss_bytes(), spilled, cpu_permille);
     }
 
     /// Applies the memory thresholds; true when the worker must restart.

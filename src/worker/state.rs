@@ -266,11 +266,13 @@ impl WorkerState {
         changed
     }
 
-    pub fn heartbeat(&mut self, rss: u64) {
+    pub fn heartbeat(&mut self, rss: u64, spilled: u64, cpu_permille: u32) {
         self.outbox.push(WorkerToScheduler::Heartbeat {
             memory: rss,
             paused: self.paused,
             executing: self.running.iter().copied().collect(),
+            spilled,
+            cpu_permille,
         });
     }
 

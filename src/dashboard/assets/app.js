@@ -79,7 +79,7 @@
       let r = rows.get(w.id);
       if (!r) {
         r = el("tr"); r.className = "worker"; r.dataset.id = w.id;
-        for (let i = 0; i < 10; i++) r.appendChild(el("td"));
+        for (let i = 0; i < 12; i++) r.appendChild(el("td"));
         rows.set(w.id, r);
         // In id order.
         let next = null;
@@ -91,7 +91,8 @@
       text(c[4], w.nthreads); text(c[5], bytes(w.memory) + " / " + bytes(w.memory_limit));
       c[6].replaceChildren(memBar(w));
       text(c[7], w.processing); text(c[8], w.results); text(c[9], bytes(w.held_bytes));
-      for (const i of [4, 7, 8]) c[i].className = "num";
+      text(c[10], bytes(w.spilled_bytes)); text(c[11], Math.round(w.cpu * 100) + "%");
+      for (const i of [4, 7, 8, 11]) c[i].className = "num";
     }
   }
 
