@@ -62,6 +62,19 @@ pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Whether the process `pid` still runs: it exists and is neither a zombie nor dead. A
+/// daemon lets go of its lock as the kernel closes its files, a moment before it is gone.
+pub fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat_running(&stat))
+}
+
+/// The state field of a /proc/PID/stat line (after the last ')') is not Z (zombie) or X (dead).
+fn stat_running(stat: &str) -> bool {
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
 /// CPU use between two samples of (wall seconds, CPU seconds) in thousandths of one core
 /// (1000 = one core busy the whole time; more on several threads). 0 for no elapsed time.
 pub fn cpu_permille(before: (f64, f64), after: (f64, f64)) -> u32 {
@@ -192,6 +205,15 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         assert!(cpu_seconds().unwrap() > before);
+    }
+
+    #[test]
+    fn a_zombie_or_dead_process_is_not_running() {
+        assert!(stat_running("12 (a) b) S 1 2"));
+        assert!(!stat_running("12 (a) Z 1 2"));
+        assert!(!stat_running("12 (x) X 1"));
+        assert!(!stat_running("garbage"));
+        assert!(process_running(std::process::id()));
     }
 
     #[test]

@@ -108,14 +108,24 @@ pub fn signal_pid(pid: u32, sig: Signal) -> bool {
     signal::kill(Pid::from_raw(pid as i32), sig).is_ok()
 }
 
-/// Waits until the cluster's daemon has let go of its lock (it exited); true if it did.
+/// Waits until the cluster's daemon has let go of its lock and its process is gone; true if
+/// it did. The kernel releases the lock as it closes the exiting daemon's files, a moment
+/// before the process ends, so the pid is waited for too (`down` returns with it gone).
 pub fn wait_for_exit(dir: &ClusterDir, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while dir.live_daemon().is_some() {
+    let mut pid = None;
+    while let Some(live) = dir.live_daemon() {
+        pid = live.pid.or(pid);
         if Instant::now() > deadline {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    while pid.is_some_and(crate::sys::process_running) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     true
 }
