@@ -100,16 +100,22 @@ pub fn describe(file: &str, dataset: &str) -> Result<DatasetInfo, String> {
 /// floats named `r` and `i`, which would otherwise print as "compound (2 fields)".
 fn type_name(desc: &TypeDescriptor) -> String {
     if let TypeDescriptor::Compound(c) = desc {
-        let names: Vec<&str> = c.fields.iter().map(|f| f.name.as_str()).collect();
-        let floats = c
-            .fields
-            .iter()
-            .all(|f| matches!(f.ty, TypeDescriptor::Float(_)));
-        if names == ["r", "i"] && floats {
-            return format!("complex{} (complex numbers)", 8 * c.size);
+        if let Some(bits) = h5py_complex_bits(c) {
+            return format!("complex{bits} (complex numbers)");
         }
     }
     desc.to_string()
+}
+
+/// The width in bits of h5py's complex numbers (a compound of two floats named `r` and `i`),
+/// or None for any other compound: the one test `info` and the input checks share.
+pub(crate) fn h5py_complex_bits(c: &hdf5::types::CompoundType) -> Option<usize> {
+    let names: Vec<&str> = c.fields.iter().map(|f| f.name.as_str()).collect();
+    let floats = c
+        .fields
+        .iter()
+        .all(|f| matches!(f.ty, TypeDescriptor::Float(_)));
+    (names == ["r", "i"] && floats).then_some(8 * c.size)
 }
 
 /// Well-known registered HDF5 filter ids (the HDF Group's list), for naming a filter this

@@ -150,18 +150,13 @@ pub fn numpy_name(t: &TypeDescriptor) -> String {
         TypeDescriptor::Float(FloatSize::U8) => "float64".into(),
         TypeDescriptor::Boolean => "bool".into(),
         TypeDescriptor::Enum(e) => format!("enum of {}", e.size as usize * 8),
-        TypeDescriptor::Compound(c) => {
-            let names: Vec<&str> = c.fields.iter().map(|f| f.name.as_str()).collect();
-            let floats = c
-                .fields
-                .iter()
-                .all(|f| matches!(f.ty, TypeDescriptor::Float(_)));
-            if names == ["r", "i"] && floats {
-                format!("complex{}", c.size * 8)
-            } else {
+        TypeDescriptor::Compound(c) => match super::hdf5io::h5py_complex_bits(c) {
+            Some(bits) => format!("complex{bits}"),
+            None => {
+                let names: Vec<&str> = c.fields.iter().map(|f| f.name.as_str()).collect();
                 format!("compound {{{}}}", names.join(", "))
             }
-        }
+        },
         TypeDescriptor::FixedArray(inner, n) => format!("{n} x {}", numpy_name(inner)),
         TypeDescriptor::FixedAscii(n) => format!("bytes{n}"),
         TypeDescriptor::FixedUnicode(n) => format!("utf-8 string of {n} bytes"),

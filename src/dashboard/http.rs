@@ -57,6 +57,11 @@ fn given<'a>(q: &'a TokenQuery, headers: &'a HeaderMap) -> Option<&'a str> {
     })
 }
 
+/// The page and its event stream open with the dashboard's token only (never the metrics one).
+fn dashboard_token(s: &Shared, q: &TokenQuery, headers: &HeaderMap) -> bool {
+    given(q, headers).is_some_and(|t| token::matches(t, &s.token))
+}
+
 fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -90,7 +95,7 @@ async fn page(
     Query(q): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if !given(&q, &headers).is_some_and(|t| token::matches(t, &s.token)) {
+    if !dashboard_token(&s, &q, &headers) {
         return unauthorized();
     }
     secured(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response())
@@ -126,7 +131,7 @@ async fn events(
     Query(q): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if !given(&q, &headers).is_some_and(|t| token::matches(t, &s.token)) {
+    if !dashboard_token(&s, &q, &headers) {
         return unauthorized();
     }
     let rx = s.deltas.subscribe();
