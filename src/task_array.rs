@@ -526,6 +526,19 @@ mod tests {
     }
 
     #[test]
+    fn more_tasks_than_the_limit_are_refused_and_the_limit_itself_is_not() {
+        assert!(spec(range(1, MAX_TASKS, 1), &["true"]).check().is_ok());
+        let err = spec(range(1, MAX_TASKS + 1, 1), &["true"])
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("over the limit"), "{err}");
+        let huge = spec(range(0, u64::MAX - 1, 1), &["true"])
+            .check()
+            .unwrap_err();
+        assert!(huge.to_string().contains("over the limit"), "{huge}");
+    }
+
+    #[test]
     fn placeholders_are_substituted_as_whole_strings_never_through_a_shell() {
         let mut s = spec(
             range(1, 10, 3),
